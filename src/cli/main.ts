@@ -1,0 +1,44 @@
+// The `offlink` command (DESIGN §7). Each subcommand lives in its own file and is registered here.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { OfflinkError } from '../errors.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+export function buildProgram(): Command {
+  const program = new Command('offlink')
+    .description(
+      'Live migration of virtual machines between hosts on different IP subnets, on NEMO Basic Support (RFC 3963).',
+    )
+    .version(pkg.version, '-V, --version', 'print the version')
+    .showHelpAfterError()
+    .exitOverride();
+
+  const lab = program
+    .command('lab')
+    .description("the report's experiment on this machine, in network namespaces");
+  lab
+    .command('run')
+    .description('build the lab, migrate a streaming guest back and forth, measure and report')
+    .action(() => {
+      throw new OfflinkError('ERR_NOT_BUILT', 'the lab is not built yet (issue "lab")');
+    });
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv as string[]);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof OfflinkError) {
+      process.stderr.write(`offlink: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}

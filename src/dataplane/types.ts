@@ -1,0 +1,86 @@
+// The kernel side, as small interfaces (STYLE: wireguard-go's tun.Device, tailscale's Router.Set).
+// Core code (homeagent/, mobilerouter/) depends only on these; backends: seg6 (works here), ip6tnl, fake.
+
+/** Runs one command given as argv (never a shell string). Tests replace it with a recording fake. */
+export interface CommandRunner {
+  run(argv: readonly string[], options?: RunOptions): Promise<RunResult>;
+}
+export interface RunOptions {
+  /** Written to the command's standard input (e.g. `nft -f -`, `ip -batch -`). */
+  input?: string;
+  signal?: AbortSignal;
+  /** Do not throw on a non-zero exit status; return it. */
+  allowFailure?: boolean;
+}
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** One home registration as the HA's data plane sees it. */
+export interface TunnelBinding {
+  /** Home address (the binding's key). */
+  hoa: string;
+  /** Current care-of address: the outer destination of tunnelled packets. */
+  coa: string;
+  /** Mobile network prefixes in CIDR form ("2001:db8:100::/64"). */
+  prefixes: readonly string[];
+  /**
+   * Small positive integer that names the binding in the kernel (nftables mark, DESIGN §4). Stable for
+   * the binding's life; assigned by the home agent, 1..2^31-1.
+   */
+  id: number;
+}
+
+export type BindingChange = { op: 'set'; binding: TunnelBinding } | { op: 'delete'; binding: TunnelBinding };
+
+/** Home agent data plane (DESIGN §4). Every method is idempotent. */
+export interface HomeAgentDataplane {
+  /** Install the per-HA state (rule order, tunnel source, decap rule/route, nftables table). */
+  init(): Promise<void>;
+  /**
+   * Make the kernel hold exactly `bindings`: reads what is installed and adds, replaces or removes the
+   * difference. Used on start (after a restart, what expired while down is removed here).
+   */
+  reconcile(bindings: readonly TunnelBinding[]): Promise<void>;
+  /** Apply changes in one batch. A `set` whose CoA changed replaces routes in place (never delete + add). */
+  update(changes: readonly BindingChange[]): Promise<void>;
+  /** Remove everything this HA installed (`offlink ha flush`). */
+  flush(): Promise<void>;
+}
+
+export interface HomeAgentDataplaneOptions {
+  /** The HA's own address: tunnel endpoint and BU destination. */
+  haAddress: string;
+  /** Interface towards the mobile routers' care-of addresses. */
+  uplink: string;
+  /** Routing table for the decapsulation route. */
+  table: number;
+  /** TCP MSS for SYNs to and from MNPs (guest MTU 1460 minus 60 for headers); 0 disables clamping. */
+  mss: number;
+}
+
+/** What an active mobile router installs for one network (DESIGN §4, "MR (active)"). */
+export interface MobileRouterRoutes {
+  network: string;
+  haAddress: string;
+  coa: string;
+  uplink: string;
+  bridge: string;
+  prefixes: readonly string[];
+  /** Routing table of this network's egress route (one per network on a host). */
+  table: number;
+  /** Policy-rule preference for `from <MNP> iif <bridge>`. */
+  rulePref: number;
+}
+
+/** Mobile router data plane. Every method is idempotent. */
+export interface MobileRouterDataplane {
+  /** Per-host state shared by all networks on the host: rule order, decapsulation for the CoA. */
+  initHost(options: { coa: string; haAddress: string; uplink: string; table: number }): Promise<void>;
+  /** Install (or re-point, e.g. after a CoA change) the network's egress route and rules. */
+  activate(routes: MobileRouterRoutes): Promise<void>;
+  /** Remove the network's egress route and rules. */
+  deactivate(routes: MobileRouterRoutes): Promise<void>;
+}
