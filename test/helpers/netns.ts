@@ -1,0 +1,151 @@
+// Network-namespace harness for integration tests (root). Every namespace a test makes is named
+// `t<pid>-<name>`, so a crashed run's leftovers are recognisable: `removeStaleNamespaces()` deletes
+// those whose creating process is gone, without touching namespaces of tests running concurrently.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Run argv (no shell). Throws with the command's stderr on failure. */
+export async function sh(argv: readonly string[], input?: string): Promise<ExecResult> {
+  if (input === undefined) {
+    try {
+      const { stdout, stderr } = await execFileP(argv[0]!, argv.slice(1), { maxBuffer: 64 << 20 });
+      return { stdout, stderr };
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`${argv.join(' ')}: ${e.stderr?.trim() || e.message}`);
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0 ? resolve({ stdout, stderr }) : reject(new Error(`${argv.join(' ')}: ${stderr.trim()}`)),
+    );
+    child.stdin.end(input);
+  });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Delete `t<pid>-*` namespaces whose creating process no longer exists (a crashed earlier run). */
+export async function removeStaleNamespaces(): Promise<string[]> {
+  let names: string[] = [];
+  try {
+    names = readdirSync('/run/netns');
+  } catch {
+    return [];
+  }
+  const stale = names.filter((n) => {
+    const m = /^t(\d+)-/.exec(n);
+    return m !== null && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
+  });
+  for (const n of stale) await sh(['ip', 'netns', 'del', n]).catch(() => {});
+  return stale;
+}
+
+/**
+ * A set of namespaces, veths and processes for one test. Use through `withNetns`, which cleans up in
+ * `finally` even when the test fails.
+ */
+export class NetnsLab {
+  readonly tag = `t${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+  private readonly namespaces: string[] = [];
+  private readonly children: ChildProcess[] = [];
+
+  /** Create namespace `<tag>-<name>` with lo up and DAD off; returns its full name. */
+  async ns(name: string, options: { forwarding?: boolean } = {}): Promise<string> {
+    const full = `${this.tag}-${name}`;
+    await sh(['ip', 'netns', 'add', full]);
+    this.namespaces.push(full);
+    await sh(['ip', '-n', full, 'link', 'set', 'lo', 'up']);
+    await this.exec(full, [
+      'sysctl',
+      '-qw',
+      'net.ipv6.conf.all.accept_dad=0',
+      'net.ipv6.conf.default.accept_dad=0',
+      `net.ipv6.conf.all.forwarding=${options.forwarding ? 1 : 0}`,
+    ]);
+    return full;
+  }
+
+  /** A veth pair between two namespaces, both ends up. Interface names must be ≤ 15 characters. */
+  async veth(nsA: string, ifA: string, nsB: string, ifB: string, mtu?: number): Promise<void> {
+    await sh(['ip', 'link', 'add', ifA, 'netns', nsA, 'type', 'veth', 'peer', 'name', ifB, 'netns', nsB]);
+    for (const [ns, dev] of [
+      [nsA, ifA],
+      [nsB, ifB],
+    ] as const) {
+      const args = ['ip', '-n', ns, 'link', 'set', dev, 'up'];
+      if (mtu) args.push('mtu', String(mtu));
+      await sh(args);
+    }
+  }
+
+  /** Add an address without DAD. */
+  async addr(ns: string, dev: string, cidr: string): Promise<void> {
+    await sh(['ip', '-n', ns, 'addr', 'add', cidr, 'dev', dev, 'nodad']);
+  }
+
+  exec(ns: string, argv: readonly string[], input?: string): Promise<ExecResult> {
+    return sh(['ip', 'netns', 'exec', ns, ...argv], input);
+  }
+
+  /** Start a long-running process in a namespace; it is killed on cleanup. */
+  spawn(ns: string, argv: readonly string[], options: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', ns, ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: options.env ?? process.env,
+    });
+    this.children.push(child);
+    return child;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const child of this.children.reverse()) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('close', r));
+      }
+    }
+    for (const ns of this.namespaces.reverse()) await sh(['ip', 'netns', 'del', ns]).catch(() => {});
+  }
+}
+
+/** Run `fn` with a fresh NetnsLab; removes a crashed run's leftovers first and cleans up in `finally`. */
+export async function withNetns<T>(fn: (lab: NetnsLab) => Promise<T>): Promise<T> {
+  await removeStaleNamespaces();
+  const lab = new NetnsLab();
+  try {
+    return await fn(lab);
+  } finally {
+    await lab.cleanup();
+  }
+}
+
+/** True when running as root with namespace support; integration tests need it. */
+export function canUseNetns(): boolean {
+  return process.getuid?.() === 0;
+}
