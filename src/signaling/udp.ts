@@ -1,0 +1,56 @@
+// UDP transport of the signaling profile (DESIGN §3): one IPv6 socket; the payload is inner IPv6 + MH.
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+
+export interface Datagram {
+  data: Buffer;
+  /** Outer source address (for a BU: the care-of address) and port. */
+  address: string;
+  port: number;
+}
+
+export class UdpTransport {
+  private socket: Socket | undefined;
+
+  /** Bind to `address`:`port` (port 0 = any). Resolves once listening. */
+  async listen(address: string, port: number, onMessage: (d: Datagram) => void): Promise<void> {
+    const socket = createSocket({ type: 'udp6', ipv6Only: true });
+    this.socket = socket;
+    socket.on('message', (data: Buffer, rinfo: RemoteInfo) =>
+      onMessage({ data, address: stripZone(rinfo.address), port: rinfo.port }),
+    );
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind({ address, port, exclusive: true }, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    // After bind, a socket error (e.g. ICMP unreachable reported on send) must not crash the daemon.
+    socket.on('error', () => {});
+  }
+
+  get port(): number {
+    if (!this.socket) throw new Error('UdpTransport: not listening');
+    return this.socket.address().port;
+  }
+
+  send(data: Uint8Array, address: string, port: number): Promise<void> {
+    const socket = this.socket;
+    if (!socket) return Promise.reject(new Error('UdpTransport: not listening'));
+    return new Promise((resolve, reject) =>
+      socket.send(data, port, address, (err) => (err ? reject(err) : resolve())),
+    );
+  }
+
+  close(): Promise<void> {
+    const socket = this.socket;
+    this.socket = undefined;
+    if (!socket) return Promise.resolve();
+    return new Promise((resolve) => socket.close(() => resolve()));
+  }
+}
+
+function stripZone(address: string): string {
+  const i = address.indexOf('%');
+  return i < 0 ? address : address.slice(0, i);
+}
