@@ -1,0 +1,173 @@
+// The binding cache (RFC 6275 §9.1, RFC 3963 §6.1), keyed by home address. It knows nothing of routes:
+// BU processing turns its changes into data-plane intents. Expiry is one min-heap for all bindings, so a
+// single timer serves 100k bindings; refreshes leave stale heap entries that are skipped and compacted.
+import type { TunnelBinding } from '../dataplane/types.ts';
+
+export type BindingMode = 'explicit' | 'implicit';
+
+export interface Binding {
+  hoa: string;
+  coa: string;
+  /** Canonical CIDR text. */
+  prefixes: readonly string[];
+  /** Sequence number of the last accepted BU (RFC 6275 §9.5.1). */
+  sequence: number;
+  /** Granted lifetime. */
+  lifetimeSeconds: number;
+  /** Clock ms at which the binding expires. */
+  expiresAt: number;
+  mode: BindingMode;
+  /** Replay Protection timestamp of the last accepted BU (RFC 4285 §6), NTP format. */
+  lastTimestamp: bigint;
+  /** Stable small integer naming the binding in the kernel (nftables mark, DESIGN §4). */
+  id: number;
+  /** Clock ms of the first registration of this binding. */
+  registeredAt: number;
+  /** Clock ms of the last accepted BU. */
+  updatedAt: number;
+}
+
+export type CacheOp = { op: 'put'; binding: Binding } | { op: 'delete'; hoa: string };
+
+/** What BU processing may read: the cache is only changed by applying the ops it returns. */
+export interface BindingCacheView {
+  get(hoa: string): Binding | undefined;
+  /** Last accepted replay timestamp for this home address, even after its binding is gone. */
+  lastTimestamp(hoa: string): bigint | undefined;
+  /** The id a new binding would get now. */
+  peekFreeId(): number;
+}
+
+/** Ids are 1..2^31-1 (a positive nftables mark); allocated upwards, reused only after wrapping. */
+const MAX_ID = 0x7fffffff;
+
+export function toTunnelBinding(b: Binding): TunnelBinding {
+  return { hoa: b.hoa, coa: b.coa, prefixes: b.prefixes, id: b.id };
+}
+
+export class BindingCache implements BindingCacheView {
+  private readonly bindings = new Map<string, Binding>();
+  private readonly timestamps = new Map<string, bigint>();
+  private readonly ids = new Set<number>();
+  private nextId = 1;
+  /** Min-heap on `at`; an entry is live only while its binding still expires at `at`. */
+  private heap: { at: number; hoa: string }[] = [];
+
+  get size(): number {
+    return this.bindings.size;
+  }
+
+  get(hoa: string): Binding | undefined {
+    return this.bindings.get(hoa);
+  }
+
+  lastTimestamp(hoa: string): bigint | undefined {
+    return this.timestamps.get(hoa);
+  }
+
+  /** Bindings in home-address order of insertion. */
+  all(): Binding[] {
+    return [...this.bindings.values()];
+  }
+
+  peekFreeId(): number {
+    let id = this.nextId;
+    while (this.ids.has(id)) id = id >= MAX_ID ? 1 : id + 1;
+    return id;
+  }
+
+  /** Restore a replay timestamp loaded from the store (no binding needed). */
+  restoreTimestamp(hoa: string, timestamp: bigint): void {
+    const prior = this.timestamps.get(hoa);
+    if (prior === undefined || timestamp > prior) this.timestamps.set(hoa, timestamp);
+  }
+
+  apply(op: CacheOp): void {
+    if (op.op === 'delete') {
+      const old = this.bindings.get(op.hoa);
+      if (!old) return;
+      this.bindings.delete(op.hoa);
+      this.ids.delete(old.id);
+      return;
+    }
+    const b = op.binding;
+    const old = this.bindings.get(b.hoa);
+    if (old && old.id !== b.id) this.ids.delete(old.id);
+    if (this.ids.has(b.id) && old?.id !== b.id) throw new Error(`binding id ${b.id} already in use`);
+    this.bindings.set(b.hoa, b);
+    this.ids.add(b.id);
+    if (b.id >= this.nextId) this.nextId = b.id >= MAX_ID ? 1 : b.id + 1;
+    this.restoreTimestamp(b.hoa, b.lastTimestamp);
+    if (old?.expiresAt !== b.expiresAt) this.push({ at: b.expiresAt, hoa: b.hoa });
+  }
+
+  /** Clock ms of the earliest expiry, or undefined when empty. */
+  nextExpiry(): number | undefined {
+    this.dropStale();
+    return this.heap[0]?.at;
+  }
+
+  /** Bindings whose expiry is at or before `now` (not removed: apply the delete ops to remove them). */
+  expired(now: number): Binding[] {
+    const out = new Map<string, Binding>();
+    const keep: { at: number; hoa: string }[] = [];
+    for (;;) {
+      this.dropStale();
+      const top = this.heap[0];
+      if (top === undefined || top.at > now) break;
+      this.pop();
+      // The same (hoa, at) can be in the heap twice (expiry moved away and back): report it once.
+      if (!out.has(top.hoa)) out.set(top.hoa, this.bindings.get(top.hoa)!);
+      keep.push(top);
+    }
+    // Re-insert: the caller deletes them through apply(), after which the entries are stale.
+    for (const e of keep) this.push(e);
+    return [...out.values()];
+  }
+
+  private dropStale(): void {
+    for (;;) {
+      const top = this.heap[0];
+      if (top === undefined || this.bindings.get(top.hoa)?.expiresAt === top.at) return;
+      this.pop();
+    }
+  }
+
+  private push(e: { at: number; hoa: string }): void {
+    const h = this.heap;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]!.at <= e.at) break;
+      h[i] = h[parent]!;
+      i = parent;
+    }
+    h[i] = e;
+    // Refreshes leave stale entries; rebuild once they dominate so the heap stays O(bindings).
+    if (h.length > 2 * this.bindings.size + 1024) this.compact();
+  }
+
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop()!;
+    if (h.length === 0) return;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const c = r < h.length && h[r]!.at < h[l]!.at ? r : l;
+      if (h[c]!.at >= last.at) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = last;
+  }
+
+  private compact(): void {
+    const entries = [...this.bindings.values()].map((b) => ({ at: b.expiresAt, hoa: b.hoa }));
+    entries.sort((a, b) => a.at - b.at);
+    this.heap = entries; // a sorted array is a valid min-heap
+  }
+}

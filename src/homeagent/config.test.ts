@@ -1,0 +1,212 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { ConfigError } from '../errors.ts';
+import { parseHomeAgentConfig } from './config.ts';
+
+const KEY = '00112233445566778899aabbccddeeff00112233';
+const dir = mkdtempSync(join(tmpdir(), 'offlink-ha-config-'));
+writeFileSync(join(dir, 'mr2.key'), `${'ab'.repeat(32)}\n`);
+writeFileSync(join(dir, 'short.key'), 'abcd\n');
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+// biome-ignore lint/suspicious/noExplicitAny: test documents are mutated into every malformed shape
+type Doc = Record<string, any>;
+
+function base() {
+  return {
+    homeAgent: { address: '2001:db8:ffff::1', uplink: 'ha-mr', database: 'ha.sqlite' },
+    mobileRouters: [
+      {
+        name: 'mr1',
+        homeAddress: '2001:db8:ffff::101',
+        prefixes: ['2001:db8:100::/64'],
+        spi: 1001,
+        key: KEY,
+      },
+      {
+        name: 'mr2',
+        homeAddress: '2001:db8:ffff::102',
+        prefixes: ['2001:db8:200::/56'],
+        spi: 1002,
+        keyFile: 'mr2.key',
+        algorithm: 'hmac-sha256',
+      },
+    ],
+  } as Doc;
+}
+
+function parse(doc: unknown) {
+  return parseHomeAgentConfig(JSON.stringify(doc), dir);
+}
+
+function error(mutate: (d: Doc) => void): string {
+  const d = base();
+  mutate(d);
+  try {
+    parse(d);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return err.message;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('home agent config', () => {
+  test('defaults and normalisation', () => {
+    const c = parse(base());
+    assert.deepEqual(c.homeAgent.listen, { address: '::', port: 4191 });
+    assert.deepEqual(c.homeAgent.status, { host: '127.0.0.1', port: 9180 });
+    assert.deepEqual(c.homeAgent.dataplane, { backend: 'seg6', table: 200, mss: 1400 });
+    assert.equal(c.homeAgent.database, join(dir, 'ha.sqlite'));
+    assert.equal(c.homeAgent.replayWindowSeconds, 7);
+    assert.equal(c.homeAgent.retainOnStop, true);
+    assert.equal(c.mobileRouters[0]!.algorithm, 'hmac-sha1');
+    assert.deepEqual(new Uint8Array(c.mobileRouters[0]!.key), new Uint8Array(Buffer.from(KEY, 'hex')));
+    assert.equal(c.mobileRouters[1]!.key.length, 32);
+  });
+
+  test('addresses are canonicalised', () => {
+    const d = base();
+    d['homeAgent'].address = '2001:DB8:FFFF:0:0:0:0:1';
+    d['mobileRouters'][0].prefixes = ['2001:0DB8:0100::/64'];
+    const c = parse(d);
+    assert.equal(c.homeAgent.address, '2001:db8:ffff::1');
+    assert.deepEqual(c.mobileRouters[0]!.prefixes, ['2001:db8:100::/64']);
+  });
+
+  test('status on [::1] and disabled', () => {
+    const d = base();
+    d['homeAgent'].status = { listen: '[::1]:9999' };
+    assert.deepEqual(parse(d).homeAgent.status, { host: '::1', port: 9999 });
+    d['homeAgent'].status = false;
+    assert.equal(parse(d).homeAgent.status, undefined);
+  });
+
+  test('the example config is valid', () => {
+    const text = readFileSync(new URL('../../examples/ha.yaml', import.meta.url), 'utf8');
+    const c = parseHomeAgentConfig(text, dir);
+    assert.ok(c.mobileRouters.length > 0);
+  });
+
+  const cases: [string, (d: Doc) => void, RegExp][] = [
+    [
+      'bad prefix',
+      (d) => (d['mobileRouters'][1].prefixes = ['2001:db8::/64', 'nope']),
+      /^mobileRouters\[1\]\.prefixes\[1\]: not an IPv6 prefix/,
+    ],
+    [
+      'host bits set',
+      (d) => (d['mobileRouters'][0].prefixes = ['2001:db8:100::1/64']),
+      /^mobileRouters\[0\]\.prefixes\[0\]: not an IPv6 prefix/,
+    ],
+    [
+      'bad HA address',
+      (d) => (d['homeAgent'].address = '10.0.0.1'),
+      /^homeAgent\.address: not an IPv6 address/,
+    ],
+    ['missing uplink', (d) => delete d['homeAgent'].uplink, /^homeAgent\.uplink: required/],
+    ['unknown key', (d) => (d['homeAgent'].adress = 'x'), /^homeAgent\.adress: unknown key/],
+    [
+      'duplicate SPI',
+      (d) => (d['mobileRouters'][1].spi = 1001),
+      /^mobileRouters\[1\]\.spi: duplicate of mobileRouters\[0\]/,
+    ],
+    [
+      'duplicate home address',
+      (d) => (d['mobileRouters'][1].homeAddress = '2001:db8:ffff::101'),
+      /^mobileRouters\[1\]\.homeAddress: duplicate/,
+    ],
+    ['duplicate name', (d) => (d['mobileRouters'][1].name = 'mr1'), /^mobileRouters\[1\]\.name: duplicate/],
+    [
+      'overlapping prefixes',
+      (d) => (d['mobileRouters'][1].prefixes = ['2001:db8:100::/56']),
+      /^mobileRouters\[1\]\.prefixes\[0\]: 2001:db8:100::\/56 overlaps 2001:db8:100::\/64 of mobileRouters\[0\]/,
+    ],
+    [
+      'overlap, inner one later',
+      (d) => {
+        d['mobileRouters'][0].prefixes = ['2001:db8::/32'];
+        d['mobileRouters'][1].prefixes = ['2001:db8:5::/64'];
+      },
+      /^mobileRouters\[1\]\.prefixes\[0\]: .* overlaps 2001:db8::\/32/,
+    ],
+    ['key too short', (d) => (d['mobileRouters'][0].key = 'abcd'), /^mobileRouters\[0\]\.key: too short/],
+    ['key not hex', (d) => (d['mobileRouters'][0].key = 'xyz'), /^mobileRouters\[0\]\.key: not a hex string/],
+    [
+      'key and keyFile',
+      (d) => (d['mobileRouters'][0].keyFile = 'mr2.key'),
+      /^mobileRouters\[0\]\.key: give key or keyFile/,
+    ],
+    ['no key', (d) => delete d['mobileRouters'][0].key, /^mobileRouters\[0\]\.key: required/],
+    [
+      'unreadable key file',
+      (d) => (d['mobileRouters'][1].keyFile = 'missing.key'),
+      /^mobileRouters\[1\]\.keyFile: cannot read missing\.key: ENOENT/,
+    ],
+    [
+      'short key file',
+      (d) => (d['mobileRouters'][1].keyFile = 'short.key'),
+      /^mobileRouters\[1\]\.keyFile: short\.key: too short/,
+    ],
+    [
+      'reserved SPI',
+      (d) => (d['mobileRouters'][0].spi = 5),
+      /^mobileRouters\[0\]\.spi: SPI 0–255 is reserved/,
+    ],
+    ['bad algorithm', (d) => (d['mobileRouters'][0].algorithm = 'md5'), /^mobileRouters\[0\]\.algorithm:/],
+    [
+      'status not loopback',
+      (d) => (d['homeAgent'].status = { listen: '0.0.0.0:9180' }),
+      /^homeAgent\.status\.listen: must be a loopback/,
+    ],
+    [
+      'bad table',
+      (d) => (d['homeAgent'].dataplane = { table: 254 }),
+      /^homeAgent\.dataplane\.table: tables 253–255/,
+    ],
+    [
+      'bad backend',
+      (d) => (d['homeAgent'].dataplane = { backend: 'gre' }),
+      /^homeAgent\.dataplane\.backend:/,
+    ],
+    [
+      'refresh advice ≥ max lifetime',
+      (d) => {
+        d['homeAgent'].maxLifetimeSeconds = 100;
+        d['homeAgent'].refreshAdviceSeconds = 100;
+      },
+      /^homeAgent\.refreshAdviceSeconds: must be less than maxLifetimeSeconds/,
+    ],
+    [
+      'lifetime too long',
+      (d) => (d['homeAgent'].maxLifetimeSeconds = 300000),
+      /^homeAgent\.maxLifetimeSeconds:/,
+    ],
+    [
+      'no prefixes',
+      (d) => (d['mobileRouters'][0].prefixes = []),
+      /^mobileRouters\[0\]\.prefixes: at least one prefix/,
+    ],
+  ];
+  for (const [name, mutate, re] of cases) {
+    test(`error names the key: ${name}`, () => {
+      const msg = error(mutate);
+      assert.match(msg, re);
+      assert.ok(!msg.includes('\n'), 'one line');
+    });
+  }
+
+  test('YAML syntax error', () => {
+    assert.throws(
+      () => parseHomeAgentConfig('homeAgent: [\n', dir),
+      (e: Error) => e instanceof ConfigError && /not valid YAML/.test(e.message),
+    );
+  });
+
+  test('duplicate YAML keys are refused', () => {
+    assert.throws(() => parseHomeAgentConfig('homeAgent: {}\nhomeAgent: {}\n', dir), ConfigError);
+  });
+});
