@@ -1,0 +1,161 @@
+// IPv6 address and prefix text (RFC 4291 §2.2–2.3) and its canonical form (RFC 5952 §4).
+import { OfflinkError } from '../errors.ts';
+
+const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
+const IPV4_OCTET = /^(?:0|[1-9][0-9]{0,2})$/;
+
+function invalidAddress(text: string, why: string): OfflinkError {
+  return new OfflinkError('ERR_INVALID_ADDRESS', `invalid IPv6 address ${JSON.stringify(text)}: ${why}`);
+}
+
+/** Dotted-quad IPv4 text into 4 octets, or undefined. Leading zeros are refused (octal ambiguity). */
+function parseIPv4(text: string): number[] | undefined {
+  const parts = text.split('.');
+  if (parts.length !== 4) return undefined;
+  const out: number[] = [];
+  for (const p of parts) {
+    if (!IPV4_OCTET.test(p)) return undefined;
+    const n = Number(p);
+    if (n > 255) return undefined;
+    out.push(n);
+  }
+  return out;
+}
+
+/** Text groups (no "::") into 16-bit values; the last group may be embedded IPv4 (RFC 4291 §2.2 form 3). */
+function parseGroups(text: string, parts: string[], allowIPv4: boolean): number[] {
+  const groups: number[] = [];
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    if (allowIPv4 && i === parts.length - 1 && p.includes('.')) {
+      const v4 = parseIPv4(p);
+      if (!v4) throw invalidAddress(text, `bad embedded IPv4 part "${p}"`);
+      groups.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
+    } else {
+      if (!HEX_GROUP.test(p)) throw invalidAddress(text, `bad group "${p}"`);
+      groups.push(Number.parseInt(p, 16));
+    }
+  }
+  return groups;
+}
+
+/** IPv6 text (any RFC 4291 §2.2 form, embedded IPv4 included) into 16 octets. */
+export function parseIPv6(text: string): Uint8Array {
+  if (typeof text !== 'string') throw invalidAddress(String(text), 'not a string');
+  const halves = text.split('::');
+  if (halves.length > 2) throw invalidAddress(text, 'more than one "::"');
+  let groups: number[];
+  if (halves.length === 2) {
+    const head = halves[0] === '' ? [] : halves[0]!.split(':');
+    const tail = halves[1] === '' ? [] : halves[1]!.split(':');
+    const h = parseGroups(text, head, false);
+    const t = parseGroups(text, tail, true);
+    // "::" stands for at least one zero group (RFC 4291 §2.2 form 2).
+    if (h.length + t.length > 7) throw invalidAddress(text, 'too many groups');
+    groups = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
+  } else {
+    groups = parseGroups(text, text.split(':'), true);
+    if (groups.length !== 8) throw invalidAddress(text, 'needs 8 groups');
+  }
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    out[i * 2] = groups[i]! >> 8;
+    out[i * 2 + 1] = groups[i]! & 0xff;
+  }
+  return out;
+}
+
+/** 16 octets at `offset` as RFC 5952 canonical text. */
+export function formatIPv6(buf: Uint8Array, offset = 0): string {
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push((buf[offset + i * 2]! << 8) | buf[offset + i * 2 + 1]!);
+  // RFC 5952 §5: IPv4-mapped addresses (::ffff:0:0/96) are written in mixed notation.
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    const o = offset + 12;
+    return `::ffff:${buf[o]}.${buf[o + 1]}.${buf[o + 2]}.${buf[o + 3]}`;
+  }
+  // RFC 5952 §4.2: compress the longest run of two or more zero groups, the first one on a tie.
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (from: number, to: number) => g.slice(from, to).map((x) => x.toString(16));
+  if (bestStart < 0) return hex(0, 8).join(':');
+  return `${hex(0, bestStart).join(':')}::${hex(bestStart + bestLen, 8).join(':')}`;
+}
+
+/** Any IPv6 text in RFC 5952 canonical form. Throws ERR_INVALID_ADDRESS. */
+export function canonicalIPv6(text: string): string {
+  return formatIPv6(parseIPv6(text));
+}
+
+function invalidPrefix(cidr: string, why: string): OfflinkError {
+  return new OfflinkError('ERR_INVALID_PREFIX', `invalid IPv6 prefix ${JSON.stringify(cidr)}: ${why}`);
+}
+
+function parsePrefixBytes(cidr: string): { bytes: Uint8Array; length: number } {
+  if (typeof cidr !== 'string') throw invalidPrefix(String(cidr), 'not a string');
+  const slash = cidr.indexOf('/');
+  if (slash < 0) throw invalidPrefix(cidr, 'missing "/length"');
+  const lenText = cidr.slice(slash + 1);
+  if (!/^(?:0|[1-9][0-9]{0,2})$/.test(lenText) || Number(lenText) > 128) {
+    throw invalidPrefix(cidr, 'length must be 0..128');
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = parseIPv6(cidr.slice(0, slash));
+  } catch (err) {
+    throw invalidPrefix(cidr, (err as Error).message);
+  }
+  const length = Number(lenText);
+  clearHostBits(bytes, length);
+  return { bytes, length };
+}
+
+/** Zeroes every bit after the first `length` (RFC 4291 §2.3: the prefix is the leftmost bits). */
+function clearHostBits(bytes: Uint8Array, length: number): void {
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, length - i * 8));
+    bytes[i] = bytes[i]! & ((0xff00 >> keep) & 0xff);
+  }
+}
+
+/** "2001:DB8::1/64" → { prefix: "2001:db8::", length: 64 }. Throws ERR_INVALID_PREFIX. */
+export function parsePrefix(cidr: string): { prefix: string; length: number } {
+  const { bytes, length } = parsePrefixBytes(cidr);
+  return { prefix: formatIPv6(bytes), length };
+}
+
+/** Whether the first `length` bits of a and b are equal. */
+function samePrefix(a: Uint8Array, b: Uint8Array, length: number): boolean {
+  for (let i = 0; i < 16 && i * 8 < length; i++) {
+    const keep = Math.min(8, length - i * 8);
+    const mask = (0xff00 >> keep) & 0xff;
+    if ((a[i]! & mask) !== (b[i]! & mask)) return false;
+  }
+  return true;
+}
+
+/** Whether `address` lies inside `cidr`. */
+export function prefixContains(cidr: string, address: string): boolean {
+  const { bytes, length } = parsePrefixBytes(cidr);
+  return samePrefix(bytes, parseIPv6(address), length);
+}
+
+/** Whether the prefix `innerCidr` lies wholly inside `outerCidr` (equal prefixes cover each other). */
+export function prefixCovers(outerCidr: string, innerCidr: string): boolean {
+  const outer = parsePrefixBytes(outerCidr);
+  const inner = parsePrefixBytes(innerCidr);
+  return inner.length >= outer.length && samePrefix(outer.bytes, inner.bytes, outer.length);
+}

@@ -1,0 +1,39 @@
+// Big-endian field access (network byte order, RFC 791 Appendix B) and encoder range checks.
+import { EncodeError } from './errors.ts';
+
+export function readU16(buf: Uint8Array, at: number): number {
+  return (buf[at]! << 8) | buf[at + 1]!;
+}
+
+export function writeU16(buf: Uint8Array, at: number, v: number): void {
+  buf[at] = v >>> 8;
+  buf[at + 1] = v & 0xff;
+}
+
+export function readU32(buf: Uint8Array, at: number): number {
+  return ((buf[at]! << 24) >>> 0) + ((buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!);
+}
+
+export function writeU32(buf: Uint8Array, at: number, v: number): void {
+  writeU16(buf, at, v >>> 16);
+  writeU16(buf, at + 2, v & 0xffff);
+}
+
+/** Throws EncodeError unless `v` is an integer that fits in `bits` unsigned bits. */
+export function checkUint(name: string, v: number, bits: number): void {
+  if (!Number.isInteger(v) || v < 0 || v >= 2 ** bits) {
+    throw new EncodeError(`${name} must be an integer in 0..${2 ** bits - 1}, got ${String(v)}`);
+  }
+}
+
+/** Throws EncodeError unless `buf` has room for `length` octets at `offset`. */
+export function checkRoom(buf: Uint8Array, offset: number, length: number): void {
+  if (!Number.isInteger(offset) || offset < 0 || offset + length > buf.length) {
+    throw new EncodeError(`buffer too small: need ${length} octets at offset ${offset}, have ${buf.length}`);
+  }
+}
+
+/** A copy of `buf[start..end)` as a plain Uint8Array (Buffer#slice would share memory). */
+export function copyBytes(buf: Uint8Array, start: number, end: number): Uint8Array {
+  return new Uint8Array(buf.subarray(start, end));
+}
