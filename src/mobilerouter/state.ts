@@ -1,0 +1,71 @@
+// The mobile router's explicit states (DESIGN §2: standby → registering → active → standby) and the
+// transitions allowed between them. Every transition is logged with the network's name and HoA.
+import type { Logger } from '../log.ts';
+
+export const MrState = {
+  /** Bridge ready, no binding held by this host, no routes, no router advertisements. */
+  standby: 'standby',
+  /** Asked to be active but the uplink has no usable care-of address yet: nothing is sent. */
+  waitingForCoa: 'waitingForCoa',
+  /** BU sent, no binding accepted yet (first registration, after a rejection, or after expiry). */
+  registering: 'registering',
+  /** The HA accepted the binding; refreshes and CoA changes re-register without leaving this state. */
+  active: 'active',
+  /** Leaving for another host (DESIGN §5): no more BUs; routes go next, the binding is left to the new host. */
+  handingOver: 'handingOver',
+  /** Lifetime-0 BU sent (paper procedure, shutdown), waiting for its BA. */
+  deregistering: 'deregistering',
+  /** The HA rejected the registration; the status is in `lastBaStatus`. Retried after retransmit.maxMs. */
+  failed: 'failed',
+  /** stop() was called: nothing works any more. */
+  stopped: 'stopped',
+} as const;
+export type MrStateValue = (typeof MrState)[keyof typeof MrState];
+
+const S = MrState;
+
+/** Allowed transitions; anything else is a bug and throws. */
+const ALLOWED: Record<MrStateValue, readonly MrStateValue[]> = {
+  standby: [S.waitingForCoa, S.registering, S.deregistering, S.stopped],
+  waitingForCoa: [S.registering, S.handingOver, S.standby, S.deregistering, S.stopped],
+  registering: [S.active, S.failed, S.waitingForCoa, S.handingOver, S.deregistering, S.stopped],
+  active: [S.registering, S.failed, S.handingOver, S.deregistering, S.stopped],
+  handingOver: [S.standby, S.stopped],
+  deregistering: [S.standby, S.stopped],
+  failed: [S.registering, S.waitingForCoa, S.handingOver, S.deregistering, S.stopped],
+  stopped: [],
+};
+
+export interface Transition {
+  from: MrStateValue;
+  to: MrStateValue;
+  reason: string;
+}
+
+export class StateMachine {
+  private current: MrStateValue = S.standby;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly onChange: (t: Transition) => void,
+  ) {}
+
+  get state(): MrStateValue {
+    return this.current;
+  }
+
+  is(...states: MrStateValue[]): boolean {
+    return states.includes(this.current);
+  }
+
+  /** Move to `to` (no-op when already there). Logs `from`, `to` and `reason`; the logger carries name + HoA. */
+  go(to: MrStateValue, reason: string): void {
+    const from = this.current;
+    if (from === to) return;
+    if (!ALLOWED[from].includes(to))
+      throw new Error(`mobile router: no transition ${from} → ${to} (${reason})`);
+    this.current = to;
+    this.log.info({ from, to, reason }, `state ${from} → ${to}`);
+    this.onChange({ from, to, reason });
+  }
+}
