@@ -1,0 +1,234 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { stringify } from 'yaml';
+import { ConfigError } from '../errors.ts';
+import { loadAgentConfig, parseAgentConfig } from './config.ts';
+
+const CLUSTER = 'ab'.repeat(32);
+const NETKEY = 'cd'.repeat(20);
+
+function base(): Record<string, unknown> {
+  return {
+    host: 'host-a',
+    uplink: 'up0',
+    homeAgent: { address: '2001:db8:ffff::1' },
+    control: { listen: '[2001:db8:a::2]:7400', key: CLUSTER },
+    peers: { 'host-b': 'http://[2001:db8:b::2]:7400' },
+    hypervisor: { driver: 'netns', namespaces: { 'host-a': 'ofl-host-a', 'host-b': 'ofl-host-b' } },
+    networks: [
+      {
+        name: 'net1',
+        homeAddress: '2001:db8:ffff::101',
+        prefixes: ['2001:db8:100::/64'],
+        bridge: 'ofl-net1',
+        spi: 1001,
+        key: NETKEY,
+        guests: ['guest-1', 'guest-2'],
+        activeOnStart: true,
+      },
+    ],
+  };
+}
+
+function parse(doc: unknown, dir?: string) {
+  return parseAgentConfig(stringify(doc), dir);
+}
+
+/** The ConfigError a config raises, as "path: message". */
+function errorOf(doc: unknown): string {
+  try {
+    parse(doc);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return err.message;
+  }
+  assert.fail('config was accepted');
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: test documents are edited freely
+type Doc = Record<string, any>;
+
+function edit(fn: (d: Doc) => void): Record<string, unknown> {
+  const d = base();
+  fn(d);
+  return d;
+}
+
+describe('agent config', () => {
+  it('parses the example', () => {
+    const c = loadAgentConfig(new URL('../../examples/agent.yaml', import.meta.url).pathname);
+    assert.equal(c.host, 'host-a');
+    assert.equal(c.networks.length, 2);
+    assert.deepEqual(
+      c.networks.map((n) => n.guests),
+      [['guest-1'], ['guest-2']],
+    );
+    assert.equal(c.control.key.length, 32);
+  });
+
+  it('fills defaults and resolves the host-level mobile router settings', () => {
+    const c = parse(base());
+    assert.deepEqual(c.mobileRouter, {
+      uplink: 'up0',
+      haAddress: '2001:db8:ffff::1',
+      haPort: 4191,
+      decapTable: 200,
+    });
+    assert.deepEqual(c.control.listen, { host: '2001:db8:a::2', port: 7400 });
+    assert.equal(c.control.clockSkewMs, 30_000);
+    assert.equal(c.careOfAddress, undefined);
+    const n = c.networks[0]!;
+    assert.equal(n.activeOnStart, true);
+    assert.equal(n.algorithm, 'hmac-sha1');
+    assert.equal(n.key.length, 20);
+    assert.deepEqual(c.hypervisor.guests, {});
+  });
+
+  it('one network per guest and one network per host are both expressible', () => {
+    const perGuest = edit((d) => {
+      d.networks = [1, 2, 3].map((i) => ({
+        name: `g${i}`,
+        homeAddress: `2001:db8:ffff::${i}`,
+        prefixes: [`2001:db8:${i}::/64`],
+        bridge: `ofl-g${i}`,
+        spi: 1000 + i,
+        key: NETKEY,
+        guests: [`guest-${i}`],
+      }));
+    });
+    const c = parse(perGuest);
+    assert.deepEqual(
+      c.networks.map((n) => [n.name, n.guests, n.activeOnStart]),
+      [
+        ['g1', ['guest-1'], false],
+        ['g2', ['guest-2'], false],
+        ['g3', ['guest-3'], false],
+      ],
+    );
+    assert.equal(new Set(c.networks.map((n) => n.table)).size, 3);
+  });
+
+  it('reads key files relative to the config', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'offlink-agent-'));
+    writeFileSync(join(dir, 'cluster.key'), `${CLUSTER}\n`);
+    writeFileSync(join(dir, 'net1.key'), NETKEY);
+    const doc = edit((d) => {
+      d.control = { listen: '127.0.0.1:7400', keyFile: 'cluster.key' };
+      delete d.networks[0].key;
+      d.networks[0].keyFile = 'net1.key';
+    });
+    writeFileSync(join(dir, 'agent.yaml'), stringify(doc));
+    const c = loadAgentConfig(join(dir, 'agent.yaml'));
+    assert.equal(c.control.key.toString('hex'), CLUSTER);
+    assert.equal(c.networks[0]!.key.toString('hex'), NETKEY);
+    writeFileSync(join(dir, 'cluster.key'), 'ab'.repeat(16));
+    assert.throws(
+      () => loadAgentConfig(join(dir, 'agent.yaml')),
+      /^ConfigError: control.keyFile: cluster.key: too short/,
+    );
+  });
+
+  const bad: Array<[string, (d: Doc) => void, RegExp]> = [
+    ['missing host', (d) => delete d.host, /^host: required$/],
+    ['unknown top-level key', (d) => (d.colour = 'blue'), /^colour: unknown key$/],
+    ['bad uplink', (d) => (d.uplink = 'a-very-long-interface-name'), /^uplink: longer than 15/],
+    ['bad HA address', (d) => (d.homeAgent.address = '10.0.0.1'), /^homeAgent.address: not an IPv6 address$/],
+    ['bad listen', (d) => (d.control.listen = '2001:db8::1:7400'), /^control.listen: must be address:port/],
+    [
+      'short cluster key',
+      (d) => (d.control.key = 'ab'.repeat(31)),
+      /^control.key: too short \(at least 32 bytes/,
+    ],
+    ['no cluster key', (d) => delete d.control.key, /^control.key: required \(or keyFile\)$/],
+    ['both keys', (d) => (d.control.keyFile = 'x'), /^control.key: give key or keyFile, not both$/],
+    ['bad peer URL', (d) => (d.peers['host-b'] = 'ftp://x'), /^peers.host-b: must be an http\(s\) base URL/],
+    [
+      'peer is self',
+      (d) => (d.peers['host-a'] = 'http://[::1]:1/'),
+      /^peers.host-a: this is the host itself$/,
+    ],
+    [
+      'peer without namespace',
+      (d) => delete d.hypervisor.namespaces['host-b'],
+      /^hypervisor.namespaces.host-b: required/,
+    ],
+    ['unknown driver', (d) => (d.hypervisor.driver = 'vmware'), /^hypervisor.driver: must be one of: netns$/],
+    [
+      'bad port name',
+      (d) => (d.hypervisor.guests = { 'guest-1': { port: 'x'.repeat(16) } }),
+      /^hypervisor.guests.guest-1.port: longer than 15/,
+    ],
+    [
+      'settings for no guest',
+      (d) => (d.hypervisor.guests = { 'guest-9': {} }),
+      /^hypervisor.guests.guest-9: not a guest of any network$/,
+    ],
+    ['network: unknown key', (d) => (d.networks[0].colour = 1), /^networks\[0\].colour: unknown key$/],
+    [
+      'network: bad prefix',
+      (d) => (d.networks[0].prefixes = ['2001:db8:100::1/64']),
+      /^networks\[0\].prefixes\[0\]: .*host bits set/,
+    ],
+    ['network: no key', (d) => delete d.networks[0].key, /^networks\[0\].key: required \(or keyFile\)$/],
+    [
+      'network: bad guest name',
+      (d) => (d.networks[0].guests = ['guest 1']),
+      /^networks\[0\].guests\[0\]: letters/,
+    ],
+    [
+      'network: activeOnStart not bool',
+      (d) => (d.networks[0].activeOnStart = 'yes'),
+      /^networks\[0\].activeOnStart: /,
+    ],
+    [
+      'duplicate network name',
+      (d) =>
+        d.networks.push({
+          ...d.networks[0],
+          bridge: 'b2',
+          homeAddress: '2001:db8:ffff::9',
+          spi: 9999,
+          guests: [],
+        }),
+      /^networks\[1\].name: net1 is already used by networks\[0\] \(net1\)$/,
+    ],
+    [
+      'duplicate bridge',
+      (d) =>
+        d.networks.push({
+          ...d.networks[0],
+          name: 'n2',
+          homeAddress: '2001:db8:ffff::9',
+          spi: 9999,
+          guests: [],
+        }),
+      /^networks\[1\].bridge: ofl-net1 is already used/,
+    ],
+    [
+      'guest in two networks',
+      (d) =>
+        d.networks.push({
+          ...d.networks[0],
+          name: 'n2',
+          bridge: 'b2',
+          homeAddress: '2001:db8:ffff::9',
+          spi: 9999,
+          guests: ['guest-2'],
+        }),
+      /^networks\[1\].guests\[0\]: guest-2 is already in networks\[0\] \(net1\): a guest belongs to one network$/,
+    ],
+  ];
+  for (const [what, fn, message] of bad) {
+    it(`refuses: ${what}`, () => {
+      assert.match(errorOf(edit(fn)), message);
+    });
+  }
+
+  it('refuses text that is not YAML, and a missing file', () => {
+    assert.throws(() => parseAgentConfig('host: [unclosed'), /not valid YAML/);
+    assert.throws(() => loadAgentConfig('/nonexistent/agent.yaml'), /cannot read config .*ENOENT/);
+  });
+});

@@ -1,0 +1,301 @@
+// Host agent configuration (examples/agent.yaml): YAML validated with zod. Every problem becomes one
+// ConfigError naming the key (`networks[1].guests[0]: guest-1 is already in networks[0] (net1)`), so a
+// wrong config stops the agent with one line that says where to look.
+//
+// A host holds any number of mobile networks (each one MR instance); a network has any number of guests.
+// One network per host with all guests in it is the report's setting; one network per guest lets guests
+// move one at a time (the report's §7.2). The network entries are the mobile router's own format
+// (src/mobilerouter/config.ts), plus `guests` and `activeOnStart`.
+import { readFileSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+import {
+  interfaceName,
+  type MobileNetworkConfig,
+  type MobileRouterHostConfig,
+  parseMobileNetwork,
+} from '../mobilerouter/config.ts';
+import { SIGNALING_PORT } from '../protocol/constants.ts';
+import { MIN_CLUSTER_KEY_BYTES } from './auth.ts';
+
+export interface AgentNetworkConfig extends MobileNetworkConfig {
+  /** Guest names (as the hypervisor driver knows them) that belong to this network. */
+  guests: string[];
+  /**
+   * Register with the HA when the agent starts. Exactly one host should say so for a network; the
+   * others start on standby. An agent that finds the guests here at start registers regardless.
+   */
+  activeOnStart: boolean;
+}
+
+export type HypervisorConfig = {
+  driver: 'netns';
+  /** Host name → network namespace (under /run/netns). Every peer needs one; this host may omit itself. */
+  namespaces: Record<string, string>;
+  /** Per guest: the host end of its veth (default `vg-<guest>`). */
+  guests: Record<string, { port?: string }>;
+};
+
+export interface AgentConfig {
+  /** This host's name; peers know it by this name. */
+  host: string;
+  /** Host-level mobile router settings (uplink, HA, decapsulation table). */
+  mobileRouter: MobileRouterHostConfig;
+  /** A fixed care-of address instead of tracking the uplink's (tests, unusual setups). */
+  careOfAddress: string | undefined;
+  /** Where run-time files go (radvd configs, pid files). */
+  runDir: string;
+  control: {
+    listen: { host: string; port: number };
+    key: Buffer;
+    /** Requests whose timestamp differs from our clock by more are refused. */
+    clockSkewMs: number;
+    /** Migrations kept in status. */
+    history: number;
+  };
+  /** Host name → control API base URL. */
+  peers: Record<string, string>;
+  hypervisor: HypervisorConfig;
+  networks: AgentNetworkConfig[];
+}
+
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_", "-" (1–63)');
+
+const LISTEN = /^(?:\[(?<v6>[^\]]+)\]|(?<v4>[0-9.]+)):(?<port>[0-9]{1,5})$/;
+const listen = z.string().transform((text, ctx) => {
+  const m = LISTEN.exec(text);
+  const host = m?.groups?.['v6'] ?? m?.groups?.['v4'];
+  const port = Number(m?.groups?.['port']);
+  if (
+    !m ||
+    host === undefined ||
+    (m.groups?.['v6'] !== undefined && !isIPv6(host)) ||
+    !(port > 0 && port < 65536)
+  ) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be address:port ("[2001:db8:a::2]:7400" or "127.0.0.1:7400")',
+    });
+    return z.NEVER;
+  }
+  return { host, port };
+});
+
+const peerUrl = z.string().refine((u) => {
+  try {
+    const url = new URL(u);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.pathname === '/' && !url.search;
+  } catch {
+    return false;
+  }
+}, 'must be an http(s) base URL ("http://[2001:db8:b::2]:7400")');
+
+const hexKey = z
+  .string()
+  .regex(/^(?:[0-9a-fA-F]{2})+$/, 'not a hex string')
+  .transform((k) => Buffer.from(k, 'hex'))
+  .refine(
+    (k) => k.length >= MIN_CLUSTER_KEY_BYTES,
+    `too short (at least ${MIN_CLUSTER_KEY_BYTES} bytes, ${MIN_CLUSTER_KEY_BYTES * 2} hex digits)`,
+  );
+
+const ipv6 = z.string().refine((s) => isIPv6(s), 'not an IPv6 address');
+
+const hypervisor = z.discriminatedUnion('driver', [
+  z.strictObject({
+    driver: z.literal('netns'),
+    namespaces: z
+      .record(name, z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/, 'not a namespace name'))
+      .default({}),
+    guests: z.record(name, z.strictObject({ port: interfaceName.optional() })).default({}),
+  }),
+]);
+
+const schema = z.strictObject({
+  host: name,
+  uplink: interfaceName,
+  homeAgent: z.strictObject({
+    address: ipv6,
+    port: z.number().int().min(1).max(65535).default(SIGNALING_PORT),
+  }),
+  careOfAddress: ipv6.optional(),
+  dataplane: z
+    .strictObject({
+      decapTable: z
+        .number()
+        .int()
+        .min(1)
+        .max(0xfffffff0)
+        .refine((t) => t < 253 || t > 255, 'tables 253–255 are the kernel’s default, main and local')
+        .default(200),
+    })
+    .default({ decapTable: 200 }),
+  runDir: z.string().min(1).default('/run/offlink'),
+  control: z.strictObject({
+    listen,
+    key: hexKey.optional(),
+    keyFile: z.string().min(1).optional(),
+    clockSkewSeconds: z.number().int().min(1).max(300).default(30),
+    history: z.number().int().min(1).max(10_000).default(50),
+  }),
+  peers: z.record(name, peerUrl).default({}),
+  hypervisor,
+  // Validated entry by entry below: the mobile router's schema plus the agent's keys.
+  networks: z.array(z.looseObject({})).default([]),
+});
+
+const agentNetworkKeys = z.strictObject({
+  guests: z.array(name).default([]),
+  activeOnStart: z.boolean().default(false),
+});
+
+type Path = readonly PropertyKey[];
+
+function formatPath(path: Path): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out === '' ? String(p) : `.${String(p)}`;
+  }
+  return out;
+}
+
+function issueError(issue: z.core.$ZodIssue, at: Path = []): ConfigError {
+  if (issue.code === 'unrecognized_keys')
+    return new ConfigError(formatPath([...at, ...issue.path, issue.keys[0]!]), 'unknown key');
+  if (issue.code === 'invalid_type' && issue.input === undefined)
+    return new ConfigError(formatPath([...at, ...issue.path]), 'required');
+  if (issue.code === 'invalid_union') {
+    const deeper = issue.errors.flat().find((i) => i.path.length > 0);
+    if (deeper) return issueError({ ...deeper, path: [...issue.path, ...deeper.path] }, at);
+    const options = (issue as { options?: unknown[] }).options;
+    if (options)
+      return new ConfigError(formatPath([...at, ...issue.path]), `must be one of: ${options.join(', ')}`);
+  }
+  return new ConfigError(formatPath([...at, ...issue.path]), issue.message);
+}
+
+/** Parse and validate config text; `baseDir` resolves relative key files and runDir. */
+export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentConfig {
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0)
+    throw new ConfigError('', `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+  const parsed = schema.safeParse(doc.toJS() ?? {});
+  if (!parsed.success) throw issueError(parsed.error.issues[0]!);
+  const raw = parsed.data;
+
+  const networks = raw.networks.map((entry, i) => parseNetwork(entry, i, baseDir));
+  checkNetworks(networks);
+  for (const peer of Object.keys(raw.peers)) {
+    if (peer === raw.host) throw new ConfigError(`peers.${peer}`, 'this is the host itself');
+    if (raw.hypervisor.driver === 'netns' && raw.hypervisor.namespaces[peer] === undefined) {
+      throw new ConfigError(
+        `hypervisor.namespaces.${peer}`,
+        `required: the netns driver moves guests into peer ${peer}'s namespace`,
+      );
+    }
+  }
+  const known = new Set(networks.flatMap((n) => n.guests));
+  for (const g of Object.keys(raw.hypervisor.guests)) {
+    if (!known.has(g)) throw new ConfigError(`hypervisor.guests.${g}`, 'not a guest of any network');
+  }
+  return {
+    host: raw.host,
+    mobileRouter: {
+      uplink: raw.uplink,
+      haAddress: raw.homeAgent.address,
+      haPort: raw.homeAgent.port,
+      decapTable: raw.dataplane.decapTable,
+    },
+    careOfAddress: raw.careOfAddress,
+    runDir: resolve(baseDir, raw.runDir),
+    control: {
+      listen: raw.control.listen,
+      key: resolveClusterKey(raw.control, baseDir),
+      clockSkewMs: raw.control.clockSkewSeconds * 1000,
+      history: raw.control.history,
+    },
+    peers: raw.peers,
+    hypervisor: raw.hypervisor,
+    networks,
+  };
+}
+
+/** Read and validate a config file. */
+export function loadAgentConfig(path: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('', `cannot read config ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  return parseAgentConfig(text, dirname(resolve(path)));
+}
+
+function parseNetwork(entry: Record<string, unknown>, i: number, baseDir: string): AgentNetworkConfig {
+  const { guests, activeOnStart, ...mr } = entry;
+  const own = agentNetworkKeys.safeParse({ guests, activeOnStart });
+  if (!own.success) throw issueError(own.error.issues[0]!, ['networks', i]);
+  const network = parseMobileNetwork(mr, { at: `networks[${i}]`, baseDir });
+  return { ...network, guests: own.data.guests, activeOnStart: own.data.activeOnStart };
+}
+
+function checkNetworks(networks: readonly AgentNetworkConfig[]): void {
+  const seen = new Map<string, number>();
+  const once = (key: string, value: string | number, i: number) => {
+    const prior = seen.get(`${key}=${value}`);
+    if (prior !== undefined) {
+      throw new ConfigError(
+        `networks[${i}].${key}`,
+        `${value} is already used by networks[${prior}] (${networks[prior]!.name})`,
+      );
+    }
+    seen.set(`${key}=${value}`, i);
+  };
+  networks.forEach((n, i) => {
+    once('name', n.name, i);
+    once('bridge', n.bridge, i);
+    once('homeAddress', n.homeAddress, i);
+    once('spi', n.spi, i);
+    // Each network's egress route lives in its own table (DESIGN §4): two networks sharing one would
+    // overwrite each other's default route.
+    once('table', n.table, i);
+    n.guests.forEach((g, j) => {
+      const prior = seen.get(`guest=${g}`);
+      if (prior !== undefined) {
+        throw new ConfigError(
+          `networks[${i}].guests[${j}]`,
+          `${g} is already in networks[${prior}] (${networks[prior]!.name}): a guest belongs to one network`,
+        );
+      }
+      seen.set(`guest=${g}`, i);
+    });
+  });
+}
+
+function resolveClusterKey(
+  c: { key?: Buffer | undefined; keyFile?: string | undefined },
+  baseDir: string,
+): Buffer {
+  if (c.key !== undefined && c.keyFile !== undefined)
+    throw new ConfigError('control.key', 'give key or keyFile, not both');
+  if (c.key !== undefined) return c.key;
+  if (c.keyFile === undefined) throw new ConfigError('control.key', 'required (or keyFile)');
+  let text: string;
+  try {
+    text = readFileSync(resolve(baseDir, c.keyFile), 'utf8');
+  } catch (err) {
+    throw new ConfigError(
+      'control.keyFile',
+      `cannot read ${c.keyFile}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
+  }
+  // Hex text, like the network keys (`openssl rand -hex 32 > cluster.key`); whitespace is ignored.
+  const parsed = hexKey.safeParse(text.replace(/\s+/g, ''));
+  if (!parsed.success)
+    throw new ConfigError('control.keyFile', `${c.keyFile}: ${parsed.error.issues[0]!.message}`);
+  return parsed.data;
+}
