@@ -269,12 +269,9 @@ describe('processBindingUpdate', () => {
           JSON.stringify(cache.all(), (_k, v) => (typeof v === 'bigint' ? v.toString() : v)),
           before,
         );
-        assert.ok(result.reply);
+        assert.ok(result.acknowledge);
       }
-      if (row.noReply) {
-        assert.equal(result.reply, undefined);
-        return;
-      }
+      assert.equal(result.acknowledge, !row.noReply);
       const reply = result.reply!;
       const ba = reply.packet.message;
       assert.equal(ba.status, row.status);

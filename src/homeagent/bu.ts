@@ -62,8 +62,10 @@ export interface BuResult {
   hoa: string;
   /** Name of the mobile router whose SA authenticated the BU, if any. */
   mobileRouter: string | undefined;
-  /** Undefined when no BA is due (accepted BU without the A flag). */
-  reply: BaReply | undefined;
+  /** The BA. Always built, so a later failure (store, data plane) can still be answered. */
+  reply: BaReply;
+  /** Whether to send `reply`: every rejection, and an acceptance the BU asked for (A flag). */
+  acknowledge: boolean;
   intents: BindingChange[];
   cacheOps: CacheOp[];
   /** The binding as it is after the BU (accepted registrations), or as it was (deregistration). */
@@ -112,6 +114,7 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
       hoa,
       mobileRouter: mr?.name,
       reply: reply(status, sequence, 0, options),
+      acknowledge: true,
       intents: [],
       cacheOps: [],
       binding: undefined,
@@ -180,6 +183,7 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
       hoa,
       mobileRouter: mr.name,
       reply: reply(BaStatus.ACCEPTED, bu.sequence, 0, [{ type: 'replayProtection', timestamp }]),
+      acknowledge: (bu.flags & BuFlag.A) !== 0,
       intents: [{ op: 'delete', binding: toTunnelBinding(existing) }],
       cacheOps: [{ op: 'delete', hoa }],
       binding: existing,
@@ -240,7 +244,8 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
     hoa,
     mobileRouter: mr.name,
     // RFC 6275 §10.3.1: an accepted BU is acknowledged when it asked (A flag).
-    reply: (bu.flags & BuFlag.A) !== 0 ? reply(BaStatus.ACCEPTED, bu.sequence, units, options) : undefined,
+    reply: reply(BaStatus.ACCEPTED, bu.sequence, units, options),
+    acknowledge: (bu.flags & BuFlag.A) !== 0,
     // A CoA or prefix change is a `set` with the same id: the data plane replaces routes in place.
     intents: event === 'refresh' ? [] : [{ op: 'set', binding: toTunnelBinding(binding) }],
     cacheOps: [{ op: 'put', binding }],

@@ -90,7 +90,15 @@ export class MrClient {
   private waiter: ((b: Buffer) => void) | undefined;
 
   constructor(
-    readonly opts: { coa: string; hoa: string; ha: string; sa: SecurityAssociation; haPort?: number },
+    readonly opts: {
+      coa: string;
+      hoa: string;
+      ha: string;
+      sa: SecurityAssociation;
+      /** Outer destination, when the HA listens elsewhere than its address (unit tests on ::1). */
+      haTarget?: string;
+      haPort?: number;
+    },
   ) {}
 
   async open(bindAddress = this.opts.coa): Promise<void> {
@@ -112,7 +120,9 @@ export class MrClient {
   send(data: Uint8Array): Promise<void> {
     const socket = this.socket!;
     return new Promise((resolve, reject) =>
-      socket.send(data, this.opts.haPort ?? SIGNALING_PORT, this.opts.ha, (e) => (e ? reject(e) : resolve())),
+      socket.send(data, this.opts.haPort ?? SIGNALING_PORT, this.opts.haTarget ?? this.opts.ha, (e) =>
+        e ? reject(e) : resolve(),
+      ),
     );
   }
 

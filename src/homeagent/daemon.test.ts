@@ -1,0 +1,359 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, describe, test } from 'node:test';
+import {
+  type BuSpec,
+  MrClient,
+  makeBindingUpdate,
+  type ReceivedBa,
+} from '../../test/helpers/homeagent-mr.ts';
+import { FakeClock } from '../clock.ts';
+import type { BindingChange, HomeAgentDataplane, TunnelBinding } from '../dataplane/types.ts';
+import { createLogger, silentLogger } from '../log.ts';
+import { BuFlag } from '../protocol/constants.ts';
+import { decodeSignalingPacket } from '../protocol/packet.ts';
+import type { SecurityAssociation } from '../protocol/types.ts';
+import { UdpTransport } from '../signaling/udp.ts';
+import type { CacheOp } from './bcache.ts';
+import type { HomeAgentConfig } from './config.ts';
+import { HomeAgent } from './daemon.ts';
+import { BindingStore, type BindingStoreLike } from './store.ts';
+
+const HA = '2001:db8:ffff::1';
+const HOA = '2001:db8:ffff::101';
+const HOA2 = '2001:db8:ffff::102';
+const SA: SecurityAssociation = { spi: 1001, key: Buffer.alloc(20, 0x11), algorithm: 'hmac-sha1' };
+const SA2: SecurityAssociation = { spi: 1002, key: Buffer.alloc(32, 0x22), algorithm: 'hmac-sha256' };
+const dir = mkdtempSync(join(tmpdir(), 'offlink-ha-daemon-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Records every call; `failNext` makes the next update throw. */
+class RecordingDataplane implements HomeAgentDataplane {
+  calls: string[] = [];
+  updates: BindingChange[][] = [];
+  reconciled: TunnelBinding[][] = [];
+  failNext = false;
+  async init() {
+    this.calls.push('init');
+  }
+  async reconcile(bindings: readonly TunnelBinding[]) {
+    this.calls.push('reconcile');
+    this.reconciled.push([...bindings]);
+  }
+  async update(changes: readonly BindingChange[]) {
+    this.calls.push('update');
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('ip: RTNETLINK answers: No such device');
+    }
+    this.updates.push([...changes]);
+  }
+  async flush() {
+    this.calls.push('flush');
+  }
+}
+
+class SpyStore implements BindingStoreLike {
+  failNext = false;
+  constructor(
+    private readonly inner: BindingStoreLike,
+    private readonly events: string[],
+  ) {}
+  load() {
+    return this.inner.load();
+  }
+  write(ops: readonly CacheOp[]) {
+    if (ops.length === 0) return;
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('SQLITE_FULL');
+    }
+    this.inner.write(ops);
+    this.events.push('write');
+  }
+  close() {
+    this.inner.close();
+  }
+}
+
+class SpyTransport extends UdpTransport {
+  constructor(private readonly events: string[]) {
+    super();
+  }
+  override send(data: Uint8Array, address: string, port: number) {
+    this.events.push('send');
+    return super.send(data, address, port);
+  }
+}
+
+function config(database: string, over: Partial<HomeAgentConfig['homeAgent']> = {}): HomeAgentConfig {
+  return {
+    homeAgent: {
+      address: HA,
+      uplink: 'ha-mr',
+      listen: { address: '::1', port: 0 },
+      status: { host: '127.0.0.1', port: 0 },
+      database,
+      dataplane: { backend: 'seg6', table: 200, mss: 1400 },
+      maxLifetimeSeconds: 3600,
+      refreshAdviceSeconds: undefined,
+      replayWindowSeconds: 7,
+      retainOnStop: true,
+      ...over,
+    },
+    mobileRouters: [
+      { name: 'mr1', homeAddress: HOA, prefixes: ['2001:db8:100::/64', '2001:db8:101::/64'], ...SA },
+      { name: 'mr2', homeAddress: HOA2, prefixes: ['2001:db8:200::/64'], ...SA2 },
+    ],
+  };
+}
+
+interface Rig {
+  ha: HomeAgent;
+  clock: FakeClock;
+  dp: RecordingDataplane;
+  mr: MrClient;
+  events: string[];
+  store: SpyStore;
+  bu(spec: Partial<BuSpec> & { sequence: number }): Promise<ReceivedBa>;
+}
+
+const rigs: Rig[] = [];
+afterEach(async () => {
+  for (const r of rigs.splice(0)) {
+    r.mr.close();
+    await r.ha.stop();
+  }
+});
+
+async function rig(
+  options: {
+    database?: string;
+    clock?: FakeClock;
+    dp?: RecordingDataplane;
+    over?: Partial<HomeAgentConfig['homeAgent']>;
+  } = {},
+): Promise<Rig> {
+  const clock = options.clock ?? new FakeClock(Date.now());
+  const dp = options.dp ?? new RecordingDataplane();
+  const events: string[] = [];
+  const database = options.database ?? ':memory:';
+  const store = new SpyStore(new BindingStore(database), events);
+  const ha = new HomeAgent(
+    {
+      clock,
+      logger: process.env.DEBUG_HA ? createLogger('ha', { level: 'debug' }) : silentLogger(),
+      dataplane: dp,
+      transport: new SpyTransport(events),
+      store,
+    },
+    config(database, options.over),
+  );
+  await ha.start();
+  const mr = new MrClient({ coa: '::1', hoa: HOA, ha: HA, sa: SA, haTarget: '::1', haPort: ha.port });
+  await mr.open('::1');
+  let stamp = 0;
+  const r: Rig = {
+    ha,
+    clock,
+    dp,
+    mr,
+    events,
+    store,
+    // Distinct replay timestamps even while the fake clock stands still (microsecond steps).
+    bu: (spec) =>
+      mr.bu({ timestampMs: clock.now() + ++stamp / 1000, prefixes: ['2001:db8:100::/64'], ...spec }),
+  };
+  rigs.push(r);
+  return r;
+}
+
+async function counter(ha: HomeAgent, name: string): Promise<number> {
+  const m = await ha.metrics.registry.getSingleMetricAsString(name);
+  return Number(/ (\d+)$/m.exec(m)?.[1]);
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: JSON from /status, checked field by field
+async function getJson(url: string): Promise<any> {
+  const res = await fetch(url);
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+describe('HomeAgent daemon', () => {
+  test('registers over real UDP: signed BA, data plane set, /status and /metrics', async () => {
+    const r = await rig();
+    assert.deepEqual(r.dp.calls, ['init', 'reconcile']);
+    const { ba, authentic } = await r.bu({ sequence: 1, lifetime: 25 });
+    assert.equal(ba.status, 0);
+    assert.equal(ba.lifetime, 25);
+    assert.ok(authentic, 'BA signed with the MR SA over (CoA, HoA)');
+    assert.deepEqual(r.dp.updates, [
+      [{ op: 'set', binding: { hoa: HOA, coa: '::1', prefixes: ['2001:db8:100::/64'], id: 1 } }],
+    ]);
+    const status = await getJson(`${r.ha.statusUrl}/status`);
+    assert.equal(status.bindings.length, 1);
+    assert.equal(status.bindings[0].hoa, HOA);
+    assert.equal(status.bindings[0].mobileRouter, 'mr1');
+    assert.equal(status.bindings[0].remainingSeconds, 100);
+    const metrics = await (await fetch(`${r.ha.statusUrl}/metrics`)).text();
+    assert.match(metrics, /offlink_ha_bindings 1/);
+    assert.match(metrics, /offlink_ha_binding_updates_total\{status="0",name="ACCEPTED"\} 1/);
+    assert.match(metrics, /offlink_ha_ba_latency_seconds_count 1/);
+  });
+
+  test('the accepting BA is sent only after the store write', async () => {
+    const r = await rig();
+    await r.bu({ sequence: 1 });
+    assert.deepEqual(r.events, ['write', 'send']);
+    // A failed write: nothing cached, nothing installed, BA 130.
+    r.store.failNext = true;
+    r.mr.opts.hoa = HOA2;
+    r.mr.opts.sa = SA2;
+    const { ba } = await r.bu({ sequence: 1, hoa: HOA2, sa: SA2, prefixes: ['2001:db8:200::/64'] });
+    assert.equal(ba.status, 130);
+    assert.equal(r.ha.cache.get(HOA2), undefined);
+    assert.equal(r.dp.updates.length, 1);
+  });
+
+  test('expiry removes the binding and its routes', async () => {
+    const r = await rig();
+    await r.bu({ sequence: 1, lifetime: 2 });
+    r.clock.advance(7999);
+    await r.ha.idle();
+    assert.ok(r.ha.cache.get(HOA));
+    r.clock.advance(1);
+    await r.ha.idle();
+    assert.equal(r.ha.cache.get(HOA), undefined);
+    assert.deepEqual(r.dp.updates.at(-1), [
+      { op: 'delete', binding: { hoa: HOA, coa: '::1', prefixes: ['2001:db8:100::/64'], id: 1 } },
+    ]);
+    assert.equal(r.store.load().bindings.length, 0);
+  });
+
+  test('refresh postpones expiry', async () => {
+    const r = await rig();
+    await r.bu({ sequence: 1, lifetime: 2 });
+    r.clock.advance(6000);
+    await r.bu({ sequence: 2, lifetime: 2 });
+    r.clock.advance(6000);
+    await r.ha.idle();
+    assert.ok(r.ha.cache.get(HOA), 'still there 12 s after the first BU');
+    r.clock.advance(2000);
+    await r.ha.idle();
+    assert.equal(r.ha.cache.get(HOA), undefined);
+  });
+
+  test('data plane failure: 143, binding rolled back, kernel reconciled', async () => {
+    const r = await rig();
+    await r.bu({ sequence: 1 });
+    r.dp.failNext = true;
+    const before = r.ha.cache.get(HOA);
+    const { ba } = await r.bu({ sequence: 2, prefixes: ['2001:db8:100::/64', '2001:db8:101::/64'] });
+    assert.equal(ba.status, 143);
+    assert.deepEqual(r.ha.cache.get(HOA), before);
+    assert.deepEqual(r.store.load().bindings, [before]);
+    assert.equal(r.dp.calls.at(-1), 'reconcile');
+    // The MR goes on with the next sequence.
+    assert.equal((await r.bu({ sequence: 3 })).ba.status, 0);
+  });
+
+  test('malformed and mutated packets: counted exactly, the binding survives', async () => {
+    const r = await rig();
+    const ts = r.clock.now() + 0.5;
+    await r.bu({ sequence: 1, timestampMs: ts });
+    // Mutations of the very BU that registered: whatever still decodes is a replay (144) or fails auth.
+    const good = makeBindingUpdate({
+      hoa: HOA,
+      ha: HA,
+      coa: '::1',
+      sa: SA,
+      sequence: 1,
+      timestampMs: ts,
+      prefixes: ['2001:db8:100::/64'],
+    });
+    let expectMalformed = 0;
+    let sent = 0;
+    const received0 = await counter(r.ha, 'offlink_ha_datagrams_total');
+    for (let i = 0; i <= 500; i++) {
+      let bad = Buffer.from(good);
+      bad[(i * 7) % bad.length]! ^= 1 + (i % 255);
+      if (i % 5 === 0) bad = bad.subarray(0, i % 60);
+      try {
+        decodeSignalingPacket(bad);
+      } catch {
+        expectMalformed++;
+      }
+      await r.mr.send(bad);
+      sent++;
+      // Paced, so the loopback socket buffer never overflows and every datagram is counted.
+      if (sent % 50 === 0 || i === 500) {
+        for (
+          let w = 0;
+          w < 100 && (await counter(r.ha, 'offlink_ha_datagrams_total')) - received0 < sent;
+          w++
+        ) {
+          await new Promise((res) => setTimeout(res, 5));
+        }
+      }
+    }
+    await r.ha.idle();
+    assert.equal((await counter(r.ha, 'offlink_ha_datagrams_total')) - received0, sent);
+    assert.equal(await counter(r.ha, 'offlink_ha_malformed_packets_total'), expectMalformed);
+    assert.ok(expectMalformed > 100);
+    assert.equal(r.ha.cache.get(HOA)!.sequence, 1);
+    assert.equal(r.ha.cache.get(HOA)!.coa, '::1');
+    assert.equal(r.ha.cache.size, 1);
+  });
+
+  test('restart: stored bindings are reconciled before serving; expired ones removed', async () => {
+    const database = join(dir, 'restart.sqlite');
+    const clock = new FakeClock(Date.now());
+    const r1 = await rig({ database, clock });
+    await r1.bu({ sequence: 1, lifetime: 25 });
+    r1.mr.opts.hoa = HOA2;
+    r1.mr.opts.sa = SA2;
+    await r1.bu({ sequence: 1, lifetime: 2, hoa: HOA2, sa: SA2, prefixes: ['2001:db8:200::/64'] });
+    rigs.splice(rigs.indexOf(r1), 1);
+    r1.mr.close();
+    await r1.ha.stop();
+    assert.ok(!r1.dp.calls.includes('flush'), 'retainOnStop leaves the kernel alone');
+
+    clock.advance(10_000); // HOA2 expired while down
+    const dp = new RecordingDataplane();
+    const r2 = await rig({ database, clock, dp });
+    assert.deepEqual(dp.calls, ['init', 'reconcile']);
+    assert.deepEqual(dp.reconciled[0], [{ hoa: HOA, coa: '::1', prefixes: ['2001:db8:100::/64'], id: 1 }]);
+    assert.equal(r2.ha.cache.size, 1);
+    // The replay and sequence state came back too.
+    assert.equal((await r2.bu({ sequence: 1 })).ba.status, 135);
+    assert.equal((await r2.bu({ sequence: 2 })).ba.status, 0);
+  });
+
+  test('retainOnStop: false flushes the data plane on stop', async () => {
+    const r = await rig({ over: { retainOnStop: false } });
+    await r.ha.stop();
+    assert.equal(r.dp.calls.at(-1), 'flush');
+  });
+
+  test('unauthenticated BU: unsigned 146, nothing changes', async () => {
+    const r = await rig();
+    await r.bu({ sequence: 1 });
+    const res = await r.bu({
+      sequence: 2,
+      signWith: { ...SA, key: Buffer.alloc(20, 7) },
+      flags: BuFlag.A | BuFlag.H | BuFlag.R,
+    });
+    assert.equal(res.ba.status, 146);
+    assert.equal(res.authentic, false);
+    assert.deepEqual(
+      res.ba.options.filter((o) => o.type !== 'padN' && o.type !== 'pad1'),
+      [],
+    );
+    assert.equal(r.ha.cache.get(HOA)!.sequence, 1);
+    const m = await r.ha.metrics.registry.getSingleMetricAsString('offlink_ha_auth_failures_total');
+    assert.match(m, / 1$/m);
+  });
+});

@@ -1,0 +1,497 @@
+// The home agent daemon (DESIGN §3–4): UDP signaling on port 4191, BU processing, persistence, the data
+// plane, expiry, and the status endpoint. All binding changes — BUs and expiry — go through ONE serial
+// queue. The queue drains in batches: every BU of a batch is processed against the cache in order, the
+// batch's cache ops are committed in one durable transaction, the data plane is updated in one call, and
+// only then are the BAs sent (STYLE 4). Stopping leaves the kernel state in place (retainOnStop), so
+// forwarding continues across a restart; starting reconciles the kernel with the stored cache first.
+import { performance } from 'node:perf_hooks';
+import type { Clock, TimerHandle } from '../clock.ts';
+import type { BindingChange, HomeAgentDataplane } from '../dataplane/types.ts';
+import type { Logger } from '../log.ts';
+import { formatIPv6 } from '../protocol/address.ts';
+import { BaFlag, BaStatus, BuFlag, baStatusName, MhType } from '../protocol/constants.ts';
+import { DecodeError } from '../protocol/errors.ts';
+import {
+  type DecodedSignalingPacket,
+  decodeSignalingPacket,
+  encodeSignalingPacket,
+} from '../protocol/packet.ts';
+import type { SignalingPacket } from '../protocol/types.ts';
+import { type Datagram, UdpTransport } from '../signaling/udp.ts';
+import { type Binding, BindingCache, type CacheOp, toTunnelBinding } from './bcache.ts';
+import { type BaReply, type BuContext, type BuResult, processBindingUpdate } from './bu.ts';
+import type { HomeAgentConfig } from './config.ts';
+import { StatusServer } from './http.ts';
+import { HomeAgentMetrics } from './metrics.ts';
+import { PrefixTable } from './prefixtable.ts';
+import { BindingStore, type BindingStoreLike } from './store.ts';
+
+export interface HomeAgentComponents {
+  clock: Clock;
+  logger: Logger;
+  dataplane: HomeAgentDataplane;
+  transport?: UdpTransport;
+  /** Defaults to a BindingStore on config.homeAgent.database. */
+  store?: BindingStoreLike;
+}
+
+type Job =
+  | { kind: 'bu'; packet: DecodedSignalingPacket; source: string; port: number; receivedAt: number }
+  | { kind: 'expire' };
+
+interface Item {
+  job: Extract<Job, { kind: 'bu' }>;
+  result: BuResult;
+  /** Ops that restore the cache as it was before this BU. */
+  undo: CacheOp[];
+  /** Status actually answered (an acceptance may turn into 130 or 143). */
+  status: number;
+}
+
+/** Largest batch: bounds the time one transaction and one data plane call take. */
+const MAX_BATCH = 2048;
+/** Unsigned answers (146 to unauthenticated BUs, decoder answers) per second: no reflection flood. */
+const UNSIGNED_REPLIES_PER_SECOND = 50;
+
+export interface BindingStatus {
+  hoa: string;
+  mobileRouter: string | undefined;
+  coa: string;
+  prefixes: readonly string[];
+  sequence: number;
+  lifetimeSeconds: number;
+  remainingSeconds: number;
+  mode: string;
+  id: number;
+  registeredAt: string;
+  updatedAt: string;
+  expiresAt: string;
+}
+
+export interface HomeAgentStatus {
+  haAddress: string;
+  now: string;
+  bindings: BindingStatus[];
+}
+
+export class HomeAgent {
+  readonly cache = new BindingCache();
+  readonly metrics: HomeAgentMetrics;
+  private readonly table: PrefixTable;
+  private readonly ctx: BuContext;
+  private readonly log: Logger;
+  private readonly transport: UdpTransport;
+  private store: BindingStoreLike | undefined;
+  private statusServer: StatusServer | undefined;
+  private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  private queue: Job[] = [];
+  private draining: Promise<void> | undefined;
+  private expiry: { at: number; handle: TimerHandle } | undefined;
+  private needsReconcile = false;
+  private tokens = UNSIGNED_REPLIES_PER_SECOND;
+  private tokensAt = 0;
+
+  constructor(
+    private readonly components: HomeAgentComponents,
+    private readonly config: HomeAgentConfig,
+  ) {
+    const ha = config.homeAgent;
+    this.log = components.logger;
+    this.transport = components.transport ?? new UdpTransport();
+    this.table = new PrefixTable(config.mobileRouters);
+    this.metrics = new HomeAgentMetrics(() => this.cache.size);
+    this.ctx = {
+      haAddress: ha.address,
+      table: this.table,
+      cache: this.cache,
+      maxLifetimeSeconds: ha.maxLifetimeSeconds,
+      refreshAdviceSeconds: ha.refreshAdviceSeconds,
+      replayWindowSeconds: ha.replayWindowSeconds,
+    };
+  }
+
+  /** Load the cache, install its data plane, then serve. Nothing is served before the kernel is reconciled. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`HomeAgent: start() in state ${this.state}`);
+    this.state = 'starting';
+    const ha = this.config.homeAgent;
+    try {
+      this.store = this.components.store ?? new BindingStore(ha.database);
+      this.loadCache();
+      await this.components.dataplane.init();
+      await this.components.dataplane.reconcile(this.cache.all().map(toTunnelBinding));
+      await this.transport.listen(ha.listen.address, ha.listen.port, (d) => this.onDatagram(d));
+      if (ha.status) {
+        this.statusServer = new StatusServer({
+          status: () => this.snapshot(),
+          metrics: async () => ({
+            contentType: this.metrics.registry.contentType,
+            body: await this.metrics.registry.metrics(),
+          }),
+        });
+        await this.statusServer.listen(ha.status.host, ha.status.port);
+      }
+    } catch (err) {
+      await this.transport.close();
+      await this.statusServer?.close();
+      this.store?.close();
+      this.state = 'stopped';
+      throw err;
+    }
+    this.state = 'running';
+    this.scheduleExpiry();
+    this.log.info(
+      {
+        address: ha.address,
+        port: this.transport.port,
+        bindings: this.cache.size,
+        status: this.statusServer?.url,
+      },
+      'home agent started',
+    );
+  }
+
+  /** Stop serving. Kernel state stays unless retainOnStop is false. */
+  async stop(): Promise<void> {
+    if (this.state !== 'running') return;
+    this.state = 'stopping';
+    await this.transport.close();
+    this.expiry?.handle.cancel();
+    this.expiry = undefined;
+    this.queue = [];
+    await this.draining;
+    await this.statusServer?.close();
+    if (!this.config.homeAgent.retainOnStop) await this.components.dataplane.flush();
+    this.store?.close();
+    this.state = 'stopped';
+    this.log.info(
+      { bindings: this.cache.size, retained: this.config.homeAgent.retainOnStop },
+      'home agent stopped',
+    );
+  }
+
+  /** UDP port the signaling socket is bound to. */
+  get port(): number {
+    return this.transport.port;
+  }
+
+  get statusUrl(): string | undefined {
+    return this.statusServer?.url;
+  }
+
+  /** Resolves once every queued job has been handled (tests). */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  snapshot(): HomeAgentStatus {
+    const now = this.components.clock.now();
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const bindings = this.cache.all().sort((a, b) => a.id - b.id);
+    return {
+      haAddress: this.config.homeAgent.address,
+      now: iso(now),
+      bindings: bindings.map((b) => ({
+        hoa: b.hoa,
+        mobileRouter: this.table.byHomeAddress(b.hoa)?.name,
+        coa: b.coa,
+        prefixes: b.prefixes,
+        sequence: b.sequence,
+        lifetimeSeconds: b.lifetimeSeconds,
+        remainingSeconds: Math.max(0, Math.round((b.expiresAt - now) / 1000)),
+        mode: b.mode,
+        id: b.id,
+        registeredAt: iso(b.registeredAt),
+        updatedAt: iso(b.updatedAt),
+        expiresAt: iso(b.expiresAt),
+      })),
+    };
+  }
+
+  private loadCache(): void {
+    const { bindings, timestamps } = this.store!.load();
+    for (const [hoa, ts] of timestamps) this.cache.restoreTimestamp(hoa, ts);
+    const now = this.components.clock.now();
+    const drop: CacheOp[] = [];
+    for (const b of bindings) {
+      const why =
+        b.expiresAt <= now ? 'expired while down' : this.authorized(b) ? undefined : 'no longer authorized';
+      if (why) {
+        drop.push({ op: 'delete', hoa: b.hoa });
+        this.log.info({ hoa: b.hoa, coa: b.coa, event: 'drop' }, `binding dropped at start: ${why}`);
+      } else {
+        this.cache.apply({ op: 'put', binding: b });
+      }
+    }
+    this.store!.write(drop);
+  }
+
+  /** Whether a stored binding is still allowed by the current config (it may have changed while down). */
+  private authorized(b: Binding): boolean {
+    const mr = this.table.byHomeAddress(b.hoa);
+    return (
+      mr !== undefined &&
+      b.prefixes.every((p) => {
+        const [prefix, len] = p.split('/');
+        return this.table.authorize(mr, prefix!, Number(len)).ok;
+      })
+    );
+  }
+
+  private onDatagram(d: Datagram): void {
+    if (this.state !== 'running') return;
+    const receivedAt = performance.now();
+    this.metrics.datagrams.inc();
+    try {
+      let packet: DecodedSignalingPacket;
+      try {
+        packet = decodeSignalingPacket(d.data);
+      } catch (err) {
+        this.onMalformed(d, err);
+        return;
+      }
+      if (packet.message.type !== 'bindingUpdate') {
+        this.metrics.unexpected.inc({ type: packet.message.type });
+        return;
+      }
+      this.enqueue({ kind: 'bu', packet, source: d.address, port: d.port, receivedAt });
+    } catch (err) {
+      // Bad input never crashes the daemon.
+      this.log.error({ err, source: d.address }, 'datagram handling failed');
+    }
+  }
+
+  private onMalformed(d: Datagram, err: unknown): void {
+    this.metrics.malformed.inc();
+    if (!(err instanceof DecodeError)) {
+      this.log.error({ err, source: d.address }, 'decoder threw something other than DecodeError');
+      return;
+    }
+    this.log.debug({ source: d.address, reason: err.message }, 'malformed packet');
+    const answer = err.answer;
+    const data = d.data;
+    if (answer.kind === 'drop' || data.length < 48 || !this.takeToken()) return;
+    // The decoder says what to answer; the inner source is where a reply goes back to (DESIGN §3).
+    const peer = formatIPv6(data, 8);
+    let packet: SignalingPacket;
+    if (answer.kind === 'bindingError') {
+      // RFC 6275 §6.1.9: the Home Address field is unspecified when there is no Home Address option.
+      packet = {
+        src: this.ctx.haAddress,
+        dst: peer,
+        message: { type: 'bindingError', status: answer.status, homeAddress: '::', options: [] },
+      };
+    } else {
+      // MH offset 2 is the type; a BU's sequence is at MH offset 6 and its flags at 8 (RFC 6275 §6.1.7).
+      const isBu = data[42] === MhType.BindingUpdate && data.length >= 50;
+      const flags = isBu ? (data[48]! << 8) | data[49]! : 0;
+      packet = {
+        src: this.ctx.haAddress,
+        dst: peer,
+        message: {
+          type: 'bindingAcknowledgement',
+          status: answer.status,
+          flags: flags & BuFlag.R ? BaFlag.R : 0,
+          sequence: isBu ? (data[46]! << 8) | data[47]! : 0,
+          lifetime: 0,
+          options: [],
+        },
+      };
+    }
+    this.send(packet, undefined, d.address, d.port);
+  }
+
+  private enqueue(job: Job): void {
+    this.queue.push(job);
+    if (!this.draining) this.draining = this.drain().finally(() => (this.draining = undefined));
+  }
+
+  private async drain(): Promise<void> {
+    // Let datagrams already waiting in the socket join this batch.
+    await new Promise((r) => setImmediate(r));
+    while (this.queue.length > 0 && this.state !== 'stopped') {
+      const batch = this.queue.splice(0, MAX_BATCH);
+      try {
+        await this.runBatch(batch);
+      } catch (err) {
+        this.log.error({ err }, 'batch failed');
+      }
+    }
+  }
+
+  private async runBatch(batch: Job[]): Promise<void> {
+    const now = this.components.clock.now();
+    const items: Item[] = [];
+    const ops: CacheOp[] = [];
+    const expiryIntents: BindingChange[] = [];
+    for (const job of batch) {
+      if (job.kind === 'expire') {
+        for (const b of this.cache.expired(now)) {
+          const op: CacheOp = { op: 'delete', hoa: b.hoa };
+          this.cache.apply(op);
+          ops.push(op);
+          expiryIntents.push({ op: 'delete', binding: toTunnelBinding(b) });
+          this.metrics.expired.inc();
+          this.log.info({ hoa: b.hoa, coa: b.coa, id: b.id, event: 'expire' }, 'binding expired');
+        }
+        continue;
+      }
+      let result: BuResult;
+      try {
+        result = processBindingUpdate(this.ctx, job, now);
+      } catch (err) {
+        this.log.error({ err, source: job.source }, 'BU processing threw');
+        continue;
+      }
+      const undo: CacheOp[] = [];
+      for (const op of result.cacheOps) {
+        const hoa = op.op === 'put' ? op.binding.hoa : op.hoa;
+        const prev = this.cache.get(hoa);
+        undo.unshift(prev ? { op: 'put', binding: prev } : { op: 'delete', hoa });
+        this.cache.apply(op);
+        ops.push(op);
+      }
+      items.push({ job, result, undo, status: result.status });
+    }
+
+    // Durable first: an accepting BA is never sent for a binding that is not on disk.
+    try {
+      this.store!.write(ops);
+      this.metrics.storeBatch.observe(ops.length);
+    } catch (err) {
+      this.log.error({ err, ops: ops.length }, 'binding store write failed');
+      this.rollBack(items, BaStatus.INSUFFICIENT_RESOURCES, false);
+    }
+
+    const intents = [
+      ...expiryIntents,
+      ...items.filter((i) => i.status === 0).flatMap((i) => i.result.intents),
+    ];
+    if (this.needsReconcile) await this.reconcile();
+    if (intents.length > 0) {
+      try {
+        await this.components.dataplane.update(intents);
+      } catch (err) {
+        this.metrics.dataplaneErrors.inc();
+        this.log.error({ err, changes: intents.length }, 'data plane update failed; rolling back the batch');
+        this.rollBack(items, BaStatus.FORWARDING_SETUP_FAILED, true);
+        await this.reconcile();
+      }
+    }
+
+    for (const item of items) this.finish(item);
+    this.scheduleExpiry();
+  }
+
+  /** Undo the accepted BUs of a batch (newest first) and answer them with `status`. */
+  private rollBack(items: Item[], status: number, persist: boolean): void {
+    const undo: CacheOp[] = [];
+    for (const item of [...items].reverse()) {
+      if (item.status !== 0 || item.result.cacheOps.length === 0) continue;
+      for (const op of item.undo) this.cache.apply(op);
+      undo.push(...item.undo);
+      item.status = status;
+    }
+    if (!persist) return;
+    try {
+      this.store!.write(undo);
+    } catch (err) {
+      this.log.error({ err }, 'binding store write of the rollback failed');
+    }
+  }
+
+  private async reconcile(): Promise<void> {
+    try {
+      await this.components.dataplane.reconcile(this.cache.all().map(toTunnelBinding));
+      this.needsReconcile = false;
+    } catch (err) {
+      this.needsReconcile = true;
+      this.metrics.dataplaneErrors.inc();
+      this.log.error({ err }, 'data plane reconcile failed; will retry');
+    }
+  }
+
+  private finish(item: Item): void {
+    const { result, job } = item;
+    const status = item.status;
+    this.metrics.countStatus(status);
+    if (status === BaStatus.MIPV6_AUTH_FAIL) this.metrics.authFailures.inc();
+    const b = result.binding;
+    if (status === 0) {
+      this.log.info(
+        {
+          hoa: result.hoa,
+          mr: result.mobileRouter,
+          event: result.event,
+          coa: b?.coa,
+          prefixes: b?.prefixes,
+          sequence: job.packet.message.type === 'bindingUpdate' ? job.packet.message.sequence : undefined,
+          lifetime: result.event === 'deregister' ? 0 : b?.lifetimeSeconds,
+          id: b?.id,
+        },
+        `binding ${result.event}`,
+      );
+    }
+    let reply: BaReply = result.reply;
+    if (status !== result.status) {
+      const m = reply.packet.message;
+      const options = m.options.filter((o) => o.type === 'replayProtection');
+      reply = { ...reply, packet: { ...reply.packet, message: { ...m, status, lifetime: 0, options } } };
+    }
+    // Answers to unauthenticated BUs (unsigned) are rate-limited, and so are their log lines.
+    const allowed = reply.sign !== undefined || this.takeToken();
+    if (status !== 0 && allowed) {
+      this.log.warn(
+        {
+          hoa: result.hoa,
+          mr: result.mobileRouter,
+          status,
+          statusName: baStatusName(status),
+          reason: result.reason,
+          source: job.source,
+        },
+        'binding update rejected',
+      );
+    }
+    if ((status === 0 && !result.acknowledge) || !allowed) return;
+    this.send(reply.packet, reply.sign, job.source, job.port);
+    this.metrics.baLatency.observe((performance.now() - job.receivedAt) / 1000);
+  }
+
+  private send(packet: SignalingPacket, sign: BaReply['sign'], address: string, port: number): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeSignalingPacket(packet, sign);
+    } catch (err) {
+      this.log.error({ err, dst: packet.dst }, 'cannot encode reply');
+      return;
+    }
+    this.transport.send(bytes, address, port).catch((err) => this.log.debug({ err, address }, 'send failed'));
+  }
+
+  /** Token bucket for unsigned replies and for logging unauthenticated rejections. */
+  private takeToken(): boolean {
+    const now = this.components.clock.now();
+    const refill = ((now - this.tokensAt) / 1000) * UNSIGNED_REPLIES_PER_SECOND;
+    this.tokensAt = now;
+    this.tokens = Math.min(UNSIGNED_REPLIES_PER_SECOND, this.tokens + Math.max(0, refill));
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  private scheduleExpiry(): void {
+    if (this.state !== 'running') return;
+    const next = this.cache.nextExpiry();
+    if (next === undefined || (this.expiry && this.expiry.at <= next)) return;
+    this.expiry?.handle.cancel();
+    const delay = Math.max(0, next - this.components.clock.now());
+    this.expiry = {
+      at: next,
+      handle: this.components.clock.setTimer(delay, () => {
+        this.expiry = undefined;
+        if (this.state === 'running') this.enqueue({ kind: 'expire' });
+      }),
+    };
+  }
+}
