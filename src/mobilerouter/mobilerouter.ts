@@ -704,6 +704,7 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
     const now = this.c.clock.now();
     const advice = refreshAdviceSeconds(ba.options);
     const lifetimeSeconds = ba.lifetime * 4;
+    const kind = this.bul.pendingKind ?? 'reregistration';
     this.bul.acknowledged(sent, lifetimeSeconds, advice);
     this.lastAcceptedSequence = ba.sequence;
     this.counters.baAccepted++;
@@ -718,7 +719,7 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
       buToBaMs: now - sent.sentAt,
       exchangeMs: now - this.exchangeStartedAt,
       retransmissions: sent.attempt,
-      kind: this.bul.pendingKind ?? 'reregistration',
+      kind,
     };
     this.log.info(
       {
@@ -846,7 +847,7 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
     this.beginExchange('reregistration', 0);
     this.sendBu();
     // While waiting: the binding is going away, so the egress route and advertisements go too.
-    const teardown = this.teardown().catch((err) => this.log.error({ err }, 'removing routes failed'));
+    const teardown = this.removeRoutes().catch((err) => this.log.error({ err }, 'removing routes failed'));
     const result = await Promise.race([answered, timedOut]);
     timer?.cancel();
     this.deregWaiter = undefined;
@@ -896,12 +897,16 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
 
   /** Remove what activation installed: advertisements, egress route, socket. The bridge stays. */
   private async teardown(): Promise<void> {
+    await this.removeRoutes();
+    await this.closeSocket();
+  }
+
+  private async removeRoutes(): Promise<void> {
     this.routesReady = false;
     await this.c.guestLink.stopAdvertising();
     const installed = this.installed;
     this.installed = undefined;
     if (installed) await this.c.dataplane.deactivate(installed);
-    await this.closeSocket();
   }
 
   /** Stop every timer and settle waiters; nothing more is sent until the next activation. */
