@@ -52,6 +52,28 @@ interface Item {
 const MAX_BATCH = 2048;
 /** Unsigned answers (146 to unauthenticated BUs, decoder answers) per second: no reflection flood. */
 const UNSIGNED_REPLIES_PER_SECOND = 50;
+const REJECTION_LOGS_PER_SECOND = 20;
+
+/** `rate` tokens a second, bucket of `rate`. */
+class TokenBucket {
+  private tokens: number;
+  private at = Number.NEGATIVE_INFINITY;
+  constructor(private readonly rate: number) {
+    this.tokens = rate;
+  }
+  take(now: number): boolean {
+    if (now > this.at) {
+      this.tokens = Math.min(
+        this.rate,
+        this.tokens + (Number.isFinite(this.at) ? ((now - this.at) / 1000) * this.rate : this.rate),
+      );
+      this.at = now;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
 
 export interface BindingStatus {
   hoa: string;
@@ -88,8 +110,8 @@ export class HomeAgent {
   private draining: Promise<void> | undefined;
   private expiry: { at: number; handle: TimerHandle } | undefined;
   private needsReconcile = false;
-  private tokens = UNSIGNED_REPLIES_PER_SECOND;
-  private tokensAt = 0;
+  private readonly replyBudget = new TokenBucket(UNSIGNED_REPLIES_PER_SECOND);
+  private readonly logBudget = new TokenBucket(REJECTION_LOGS_PER_SECOND);
 
   constructor(
     private readonly components: HomeAgentComponents,
@@ -438,9 +460,10 @@ export class HomeAgent {
       const options = m.options.filter((o) => o.type === 'replayProtection');
       reply = { ...reply, packet: { ...reply.packet, message: { ...m, status, lifetime: 0, options } } };
     }
-    // Answers to unauthenticated BUs (unsigned) are rate-limited, and so are their log lines.
+    // Answers to unauthenticated BUs (unsigned) are rate-limited; so are rejection log lines, since a
+    // replayed BU passes authentication and could otherwise flood the log.
     const allowed = reply.sign !== undefined || this.takeToken();
-    if (status !== 0 && allowed) {
+    if (status !== 0 && this.logBudget.take(this.components.clock.now())) {
       this.log.warn(
         {
           hoa: result.hoa,
@@ -469,15 +492,8 @@ export class HomeAgent {
     this.transport.send(bytes, address, port).catch((err) => this.log.debug({ err, address }, 'send failed'));
   }
 
-  /** Token bucket for unsigned replies and for logging unauthenticated rejections. */
   private takeToken(): boolean {
-    const now = this.components.clock.now();
-    const refill = ((now - this.tokensAt) / 1000) * UNSIGNED_REPLIES_PER_SECOND;
-    this.tokensAt = now;
-    this.tokens = Math.min(UNSIGNED_REPLIES_PER_SECOND, this.tokens + Math.max(0, refill));
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
+    return this.replyBudget.take(this.components.clock.now());
   }
 
   private scheduleExpiry(): void {

@@ -1,0 +1,64 @@
+// `offlink status`: what a running daemon holds. `--ha URL` prints the home agent's binding cache as a
+// table, like UMIP's `bc` view. (The host agent's view, `--agent URL`, belongs to the agent.)
+import type { Command } from 'commander';
+import { OfflinkError } from '../errors.ts';
+import type { HomeAgentStatus } from '../homeagent/daemon.ts';
+
+export function registerStatus(program: Command): Command {
+  return program
+    .command('status')
+    .description('show the state of a running daemon')
+    .option('--ha <url>', 'home agent status endpoint, e.g. http://127.0.0.1:9180')
+    .option('--json', 'print the raw JSON')
+    .action(async (opts: { ha?: string; json?: boolean }) => {
+      if (!opts.ha) throw new OfflinkError('ERR_USAGE', 'status: give --ha URL');
+      const status = await fetchHomeAgentStatus(opts.ha);
+      process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatBindingCache(status));
+    });
+}
+
+export async function fetchHomeAgentStatus(url: string, signal?: AbortSignal): Promise<HomeAgentStatus> {
+  const base = url.replace(/\/+$/, '').replace(/\/status$/, '');
+  let res: Response;
+  try {
+    res = await fetch(`${base}/status`, { signal: signal ?? AbortSignal.timeout(5000) });
+  } catch (err) {
+    throw new OfflinkError('ERR_STATUS', `cannot reach ${base}/status: ${(err as Error).cause ?? err}`);
+  }
+  if (!res.ok) throw new OfflinkError('ERR_STATUS', `${base}/status: HTTP ${res.status}`);
+  return (await res.json()) as HomeAgentStatus;
+}
+
+/** The binding cache as an aligned text table, one binding a line, then a count. */
+export function formatBindingCache(status: HomeAgentStatus): string {
+  const header = [
+    'HOME ADDRESS',
+    'CARE-OF ADDRESS',
+    'PREFIXES',
+    'SEQ',
+    'LIFETIME',
+    'LEFT',
+    'MODE',
+    'ID',
+    'MR',
+  ];
+  const rows = status.bindings.map((b) => [
+    b.hoa,
+    b.coa,
+    b.prefixes.join(','),
+    String(b.sequence),
+    `${b.lifetimeSeconds}s`,
+    `${b.remainingSeconds}s`,
+    b.mode,
+    String(b.id),
+    b.mobileRouter ?? '-',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  const n = status.bindings.length;
+  return `${[line(header), ...rows.map(line)].join('\n')}\n${n} binding${n === 1 ? '' : 's'} at home agent ${status.haAddress}\n`;
+}

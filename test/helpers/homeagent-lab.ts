@@ -1,0 +1,312 @@
+// Home agent integration rig: the report's testbed reduced to what the HA needs, in namespaces.
+//
+//   ga ── mra ──┐                  ┌── ha  (HA address 2001:db8:ffff::1 on lo; MNP routes point here)
+//   gb ── mrb ──┼── inet (router) ─┤
+//               │                  └── cn  (correspondent)
+//   (2001:db8:a::2 and 2001:db8:b::2 are the two care-of addresses)
+//
+// Both guests carry the same MNP address, as a migrated guest would: after a CoA change the HA must
+// deliver to the guest behind the new CoA, and what the old one sends must no longer pass the HA.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { WireSpec } from './homeagent-mr-agent.ts';
+import type { NetnsLab } from './netns.ts';
+
+export const ADDR = {
+  ha: '2001:db8:ffff::1',
+  hoa: '2001:db8:ffff::101',
+  hoa2: '2001:db8:ffff::102',
+  mnp: '2001:db8:100::/64',
+  mnp2: '2001:db8:200::/64',
+  guest: '2001:db8:100::10',
+  gw: '2001:db8:100::1',
+  coaA: '2001:db8:a::2',
+  coaB: '2001:db8:b::2',
+  cn: '2001:db8:c::2',
+} as const;
+
+export const KEY = '6f66666c696e6b2d746573742d6b65792d3031';
+export const SPI = 1001;
+export const KEY2 = 'aa'.repeat(32);
+export const SPI2 = 1002;
+export const STATUS = 'http://127.0.0.1:9180';
+
+export interface Topology {
+  ha: string;
+  inet: string;
+  mra: string;
+  mrb: string;
+  ga: string;
+  gb: string;
+  cn: string;
+}
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+export async function buildTopology(lab: NetnsLab): Promise<Topology> {
+  const t: Topology = {
+    ha: await lab.ns('ha', { forwarding: true }),
+    inet: await lab.ns('inet', { forwarding: true }),
+    mra: await lab.ns('mra', { forwarding: true }),
+    mrb: await lab.ns('mrb', { forwarding: true }),
+    ga: await lab.ns('ga'),
+    gb: await lab.ns('gb'),
+    cn: await lab.ns('cn'),
+  };
+  const ip = (ns: string, ...args: string[]) => lab.exec(ns, ['ip', ...args]);
+  // inet is the routed network between the sites
+  const links: [string, string, string, string, string][] = [
+    [t.ha, 'ha-up', 'inet-ha', '2001:db8:1::2/64', '2001:db8:1::1/64'],
+    [t.mra, 'up0', 'inet-a', '2001:db8:a::2/64', '2001:db8:a::1/64'],
+    [t.mrb, 'up0', 'inet-b', '2001:db8:b::2/64', '2001:db8:b::1/64'],
+    [t.cn, 'cn0', 'inet-cn', '2001:db8:c::2/64', '2001:db8:c::1/64'],
+  ];
+  for (const [ns, dev, peer, addr, peerAddr] of links) {
+    await lab.veth(ns, dev, t.inet, peer);
+    await lab.addr(ns, dev, addr);
+    await lab.addr(t.inet, peer, peerAddr);
+    await ip(ns, '-6', 'route', 'add', 'default', 'via', peerAddr.split('/')[0]!);
+  }
+  // The home network: the HA address and every MNP are routed to the HA.
+  await ip(t.ha, 'addr', 'add', `${ADDR.ha}/128`, 'dev', 'lo');
+  for (const p of ['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56']) {
+    await ip(t.inet, '-6', 'route', 'add', p, 'via', '2001:db8:1::2');
+  }
+  // Guests behind each MR, same MNP address, link MTU 1460 (DESIGN §4).
+  for (const [mr, g] of [
+    [t.mra, t.ga],
+    [t.mrb, t.gb],
+  ] as const) {
+    await lab.veth(mr, 'mr-g', g, 'g0', 1460);
+    await lab.addr(mr, 'mr-g', `${ADDR.gw}/64`);
+    await lab.addr(g, 'g0', `${ADDR.guest}/64`);
+    await ip(g, '-6', 'route', 'add', 'default', 'via', ADDR.gw);
+  }
+  return t;
+}
+
+/** The MR side of the tunnel, by hand (DESIGN §4 "MR (active)"). */
+export async function mrTunnel(lab: NetnsLab, ns: string, coa: string): Promise<void> {
+  const ip = (...args: string[]) => lab.exec(ns, ['ip', ...args]);
+  await ip('-6', 'rule', 'add', 'pref', '1000', 'lookup', 'local');
+  await ip('-6', 'rule', 'del', 'pref', '0', 'lookup', 'local');
+  await ip('sr', 'tunsrc', 'set', coa);
+  await ip('-6', 'rule', 'add', 'pref', '100', 'from', ADDR.mnp, 'iif', 'mr-g', 'lookup', '100');
+  await ip(
+    '-6',
+    'route',
+    'replace',
+    'default',
+    'encap',
+    'seg6',
+    'mode',
+    'encap.red',
+    'segs',
+    ADDR.ha,
+    'dev',
+    'up0',
+    'table',
+    '100',
+  );
+  await ip('-6', 'rule', 'add', 'pref', '10', 'from', ADDR.ha, 'to', coa, 'ipproto', '41', 'lookup', '200');
+  await ip(
+    '-6',
+    'route',
+    'add',
+    `${coa}/128`,
+    'encap',
+    'seg6local',
+    'action',
+    'End.DX6',
+    'nh6',
+    '::',
+    'dev',
+    'up0',
+    'table',
+    '200',
+  );
+}
+
+export interface HaConfigOptions {
+  database: string;
+  maxLifetimeSeconds?: number;
+  refreshAdviceSeconds?: number;
+}
+
+export function haConfigYaml(o: HaConfigOptions): string {
+  return `homeAgent:
+  address: ${ADDR.ha}
+  uplink: ha-up
+  status: { listen: "127.0.0.1:9180" }
+  database: ${o.database}
+  dataplane: { backend: seg6, table: 200, mss: 1400 }
+  maxLifetimeSeconds: ${o.maxLifetimeSeconds ?? 3600}
+${o.refreshAdviceSeconds ? `  refreshAdviceSeconds: ${o.refreshAdviceSeconds}\n` : ''}mobileRouters:
+  - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], spi: ${SPI}, key: ${KEY} }
+  - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256 }
+`;
+}
+
+/** A temporary directory with the HA config and database; removed by `dispose`. */
+export function haFiles(o: Omit<HaConfigOptions, 'database'> = {}): {
+  dir: string;
+  config: string;
+  dispose(): void;
+} {
+  const dir = mkdtempSync(join(tmpdir(), 'offlink-ha-it-'));
+  const config = join(dir, 'ha.yaml');
+  writeFileSync(config, haConfigYaml({ ...o, database: join(dir, 'ha.sqlite') }));
+  return { dir, config, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** `node bin/offlink.js ha --config FILE` in the HA namespace; resolves once it logs that it serves. */
+export async function startHa(
+  lab: NetnsLab,
+  ns: string,
+  config: string,
+): Promise<{ child: ChildProcess; log: string[] }> {
+  const child = lab.spawn(ns, [process.execPath, join(ROOT, 'bin/offlink.js'), 'ha', '--config', config]);
+  const log: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`HA did not start:\n${log.join('\n')}`)), 15_000);
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      log.push(line);
+      if (line.includes('home agent started')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`HA exited with ${code}:\n${log.join('\n')}`));
+    });
+  });
+  return { child, log };
+}
+
+export async function killHard(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const closed = new Promise((r) => child.once('close', r));
+  // `ip netns exec` execs the program, so this pid is the node process itself.
+  child.kill('SIGKILL');
+  await closed;
+}
+
+export interface BindingView {
+  hoa: string;
+  coa: string;
+  prefixes: string[];
+  sequence: number;
+  lifetimeSeconds: number;
+  remainingSeconds: number;
+  mode: string;
+  id: number;
+}
+
+export async function haStatus(lab: NetnsLab, ns: string): Promise<{ bindings: BindingView[] }> {
+  const { stdout } = await lab.exec(ns, ['curl', '-sf', `${STATUS}/status`]);
+  return JSON.parse(stdout);
+}
+
+/** Sum of a Prometheus metric's samples whose labels include `match`. */
+export async function haMetric(lab: NetnsLab, ns: string, name: string, match = ''): Promise<number> {
+  const { stdout } = await lab.exec(ns, ['curl', '-sf', `${STATUS}/metrics`]);
+  let sum = 0;
+  for (const line of stdout.split('\n')) {
+    if (
+      line.startsWith(name) &&
+      (line[name.length] === ' ' || line[name.length] === '{') &&
+      line.includes(match)
+    ) {
+      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+/** Home agent's routes for an MNP in the HA namespace (`ip -6 route show <prefix>`). */
+export async function haRoutes(lab: NetnsLab, ns: string, prefix: string): Promise<string> {
+  return (await lab.exec(ns, ['ip', '-6', 'route', 'show', prefix])).stdout.trim();
+}
+
+export interface BaView {
+  status: number;
+  sequence: number;
+  lifetime: number;
+  flags: number;
+  authentic: boolean;
+  bra: number | null;
+}
+
+/** The test MR process in an MR namespace (homeagent-mr-agent.ts), driven over stdin/stdout. */
+export class MrAgent {
+  private readonly child: ChildProcess;
+  private seq = 0;
+  private readonly pending = new Map<number, (v: Record<string, unknown>) => void>();
+  private ready: Promise<void>;
+
+  constructor(ns: string) {
+    this.child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ns,
+        process.execPath,
+        '--import',
+        'tsx',
+        join(ROOT, 'test/helpers/homeagent-mr-agent.ts'),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'], cwd: ROOT },
+    );
+    this.ready = new Promise((resolve, reject) => {
+      this.child.once('exit', (code) => reject(new Error(`MR agent exited with ${code}`)));
+      createInterface({ input: this.child.stdout! }).on('line', (line) => {
+        const msg = JSON.parse(line) as Record<string, unknown>;
+        if (msg['ready']) resolve();
+        const cb = this.pending.get(msg['id'] as number);
+        this.pending.delete(msg['id'] as number);
+        cb?.(msg);
+      });
+    });
+    this.ready.catch(() => {});
+  }
+
+  private async request(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
+    await this.ready;
+    const id = ++this.seq;
+    const answer = new Promise<Record<string, unknown>>((resolve) => this.pending.set(id, resolve));
+    this.child.stdin!.write(`${JSON.stringify({ id, ...cmd })}\n`);
+    const msg = await answer;
+    if (msg['error']) throw new Error(String(msg['error']));
+    return msg;
+  }
+
+  /** Send a BU and return its BA (null when none came within timeoutMs). */
+  async bu(spec: WireSpec, timeoutMs = 3000): Promise<{ ba: BaView | null; ms?: number }> {
+    return (await this.request({ op: 'bu', spec, timeoutMs })) as { ba: BaView | null; ms?: number };
+  }
+
+  async fuzz(cmd: { count: number; seed: number; base: WireSpec[]; probe: WireSpec; burst?: number }) {
+    return (await this.request({ op: 'fuzz', ...cmd })) as {
+      sent: number;
+      malformed: number;
+      probes: number;
+      ms: number;
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const closed = new Promise((r) => this.child.once('close', r));
+    this.child.kill('SIGKILL');
+    await closed;
+  }
+}
+
+export function specFor(coa: string, sequence: number, over: Partial<WireSpec> = {}): WireSpec {
+  return { hoa: ADDR.hoa, ha: ADDR.ha, coa, spi: SPI, key: KEY, sequence, prefixes: [ADDR.mnp], ...over };
+}
