@@ -1,0 +1,336 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { OfflinkError } from '../errors.ts';
+import { silentLogger } from '../log.ts';
+import { IncomingNetwork } from './incoming.ts';
+import { ControlError, type MigrationEvent, type Peer, type Procedure } from './messages.ts';
+import { type MigrationContext, runMigration } from './procedure.ts';
+import type { MigratingNetwork } from './router.ts';
+import { FakeBinding, FakeDriver, FakeRouter, FakeWorld } from './testkit.ts';
+
+const NET: MigratingNetwork = {
+  name: 'net1',
+  bridge: 'ofl-net1',
+  guests: ['guest-1'],
+  homeAddress: '2001:db8:ffff::101',
+  prefixes: ['2001:db8:100::/64'],
+};
+const COA_A = '2001:db8:a::2';
+const COA_B = '2001:db8:b::2';
+
+async function setup(options: { network?: MigratingNetwork } = {}) {
+  const network = options.network ?? NET;
+  const binding = new FakeBinding();
+  const world = new FakeWorld();
+  for (const g of network.guests) world.where.set(g, 'host-a');
+  const a = new FakeRouter(binding, COA_A);
+  const b = new FakeRouter(binding, COA_B);
+  await a.activate();
+  binding.log.length = 0;
+  a.calls.length = 0;
+  const driverA = new FakeDriver(world, 'host-a');
+  const driverB = new FakeDriver(world, 'host-b');
+  let t = 0;
+  const now = () => (t += 1);
+  const incoming = new IncomingNetwork({
+    host: 'host-b',
+    network,
+    router: b,
+    driver: driverB,
+    log: silentLogger(),
+    now,
+    registrationTimeoutMs: 50,
+  });
+  const peerCalls: string[] = [];
+  let unreachable = 0;
+  const peer: Peer & { unreachable: (n: number) => void } = {
+    host: 'host-b',
+    unreachable: (n) => {
+      unreachable = n;
+    },
+    async prepare(req) {
+      peerCalls.push('prepare');
+      return incoming.prepare(structuredClone(req));
+    },
+    async handover(req) {
+      peerCalls.push('handover');
+      if (unreachable > 0) {
+        unreachable--;
+        throw new OfflinkError('ERR_PEER', 'http://host-b: ECONNREFUSED');
+      }
+      return incoming.handover(structuredClone(req));
+    },
+    async abort(req) {
+      peerCalls.push('abort');
+      return incoming.abort(structuredClone(req));
+    },
+  };
+  const events: MigrationEvent[] = [];
+  const migrate = (procedure: Procedure, extra: Partial<MigrationContext> = {}) =>
+    runMigration({
+      id: 'mig-00000001',
+      procedure,
+      from: 'host-a',
+      network,
+      router: a,
+      driver: driverA,
+      peer,
+      log: silentLogger(),
+      now,
+      wallClock: () => 1_700_000_000_000,
+      onEvent: (e) => events.push(e),
+      ...extra,
+    });
+  return { binding, world, a, b, driverB, incoming, peer, peerCalls, events, migrate };
+}
+
+function phases(events: readonly MigrationEvent[]): string[] {
+  return events.map((e) => (e.type === 'phase' ? `${e.phase} ${e.state}` : e.type));
+}
+
+describe('migration procedure (source side, with the destination side in-process)', () => {
+  it('make-before-break: the destination continues the binding with last+1, the source never deregisters', async () => {
+    const { binding, world, a, b, events, migrate } = await setup();
+    const seqA = a.sequence!;
+    const record = await migrate('make-before-break');
+    assert.equal(record.outcome, 'succeeded', record.error);
+    assert.deepEqual(binding.log, [`bind ${COA_B} seq ${(seqA + 1) & 0xffff}`]);
+    assert.deepEqual(b.calls, ['prepare', `activate ${seqA}`]);
+    assert.deepEqual(a.calls, ['prepareHandover', 'standby']);
+    assert.equal(a.state, 'standby');
+    assert.equal(b.state, 'active');
+    assert.equal(world.where.get('guest-1'), 'host-b');
+    // Overlap: the handover ran while the guest was moving (after its switchover, before it arrived).
+    const order = [...world.log];
+    assert.ok(order.indexOf('host-a: switchover guest-1') < order.indexOf('host-a: moved guest-1 to host-b'));
+    assert.deepEqual(phases(events), [
+      'prepare start',
+      'prepare done',
+      'hypervisor start',
+      'notification start',
+      'hypervisor done',
+      'notification done',
+      'registration done',
+      'standby start',
+      'standby done',
+    ]);
+    const t = record.timings;
+    for (const k of [
+      'prepareMs',
+      'hypervisorMs',
+      'downtimeMs',
+      'notificationMs',
+      'buToBaMs',
+      'totalMs',
+    ] as const) {
+      assert.equal(typeof t[k], 'number', k);
+    }
+    assert.equal(record.to, 'host-b');
+    assert.equal(record.startedAt, '2023-11-14T22:13:20.000Z');
+  });
+
+  it('without overlap, the notification follows the move', async () => {
+    const { world, binding, events, migrate } = await setup();
+    const record = await migrate('make-before-break', { overlap: false });
+    assert.equal(record.outcome, 'succeeded');
+    assert.equal(binding.coa, COA_B);
+    assert.deepEqual(phases(events).slice(2, 5), [
+      'hypervisor start',
+      'hypervisor done',
+      'notification start',
+    ]);
+    assert.ok(world.log.includes('host-b: announce guest-1'));
+  });
+
+  it('paper: the source deregisters and waits for the BA, then the destination registers', async () => {
+    const { binding, a, b, events, migrate } = await setup();
+    const record = await migrate('paper');
+    assert.equal(record.outcome, 'succeeded', record.error);
+    assert.equal(binding.log.length, 2);
+    assert.match(binding.log[0]!, /^deregister/);
+    assert.match(binding.log[1]!, new RegExp(`^bind ${COA_B}`));
+    assert.deepEqual(a.calls, ['deregister']);
+    assert.equal(b.state, 'active');
+    assert.deepEqual(phases(events), [
+      'prepare start',
+      'prepare done',
+      'hypervisor start',
+      'hypervisor done',
+      'deregistration start',
+      'deregistration done',
+      'notification start',
+      'notification done',
+      'registration done',
+    ]);
+    assert.equal(typeof record.timings.deregistrationMs, 'number');
+  });
+
+  it('a destination that does not hold the network or cannot take the guests refuses prepare; nothing changes', async () => {
+    const other = { ...NET, guests: ['guest-1', 'guest-9'] };
+    const s1 = await setup({ network: other });
+    // host-b's config lacks guest-9: simulate by a destination holding a different guest list
+    const incoming = new IncomingNetwork({
+      host: 'host-b',
+      network: NET,
+      router: s1.b,
+      driver: s1.driverB,
+      log: silentLogger(),
+      now: () => 0,
+    });
+    await assert.rejects(
+      incoming.prepare({
+        migrationId: 'mig-00000002',
+        network: 'net1',
+        source: 'host-a',
+        procedure: 'paper',
+        guests: ['guest-9'],
+      }),
+      /guest guest-9 is not in network net1 on host-b/,
+    );
+
+    const s2 = await setup();
+    s2.driverB.refuseIncoming.add('guest-1');
+    const record = await s2.migrate('make-before-break');
+    assert.equal(record.outcome, 'failed');
+    assert.equal(record.failedPhase, 'prepare');
+    assert.match(record.error!, /host-b cannot take the guests: no bridge for guest-1/);
+    assert.equal(s2.a.state, 'active');
+    assert.deepEqual(s2.a.calls, []);
+    assert.deepEqual(s2.binding.log, []);
+    assert.equal(s2.world.where.get('guest-1'), 'host-a');
+
+    const s3 = await setup();
+    s3.b.coa = undefined;
+    const r3 = await s3.migrate('make-before-break');
+    assert.equal(r3.failedPhase, 'prepare');
+    assert.match(r3.error!, /host-b has no care-of address yet/);
+
+    const s4 = await setup();
+    s4.b.state = 'active';
+    const r4 = await s4.migrate('paper');
+    assert.match(r4.error!, /network net1 is active on host-b, not standby/);
+    assert.equal(s4.a.state, 'active');
+  });
+
+  it('hypervisor failure before any handover: the source stays active, the destination forgets the prepare', async () => {
+    const { world, binding, a, incoming, peerCalls, migrate } = await setup();
+    world.failNext.add('guest-1');
+    const record = await migrate('make-before-break', { overlap: false });
+    assert.equal(record.outcome, 'failed');
+    assert.equal(record.failedPhase, 'hypervisor');
+    assert.match(record.error!, /moving guest-1 failed/);
+    assert.match(record.recovery!, /host-b told to forget the migration; network still active on host-a/);
+    assert.deepEqual(peerCalls, ['prepare', 'abort']);
+    assert.equal(incoming.pendingMigration, undefined);
+    assert.ok(world.log.includes('host-b: cancelIncoming guest-1'));
+    assert.equal(a.state, 'active');
+    assert.deepEqual(a.calls, []);
+    assert.deepEqual(binding.log, []);
+  });
+
+  it('hypervisor failure after an overlapped handover: the destination steps back, the source registers again, newer', async () => {
+    const { world, binding, a, b, migrate } = await setup();
+    world.failNext.add('guest-1');
+    const record = await migrate('make-before-break');
+    assert.equal(record.outcome, 'failed');
+    assert.equal(record.failedPhase, 'hypervisor');
+    assert.match(record.recovery!, /host-a registered again/);
+    assert.equal(b.state, 'standby');
+    assert.equal(a.state, 'active');
+    assert.equal(binding.coa, COA_A);
+    assert.equal(world.where.get('guest-1'), 'host-a');
+    // host-b bound with s+1, then host-a with (s+1)+1: always newer, no 135 round trip.
+    const seqs = binding.log.map((l) => Number(l.split(' seq ')[1]));
+    assert.equal(seqs.length, 2);
+    assert.equal(seqs[1], (seqs[0]! + 1) & 0xffff);
+  });
+
+  it('a destination whose registration is refused: reported as failed registration, source in standby', async () => {
+    const { binding, a, b, migrate } = await setup();
+    binding.refuse.add(COA_B);
+    const record = await migrate('make-before-break');
+    assert.equal(record.outcome, 'failed');
+    assert.equal(record.failedPhase, 'registration');
+    assert.match(record.error!, /host-b is not registered yet: .*ADMINISTRATIVELY_PROHIBITED/);
+    assert.match(record.recovery!, /keeps retrying/);
+    assert.equal(a.state, 'standby');
+    assert.equal(b.state, 'failed');
+  });
+
+  it('a destination that does not answer its BA in time: answered "registering"', async () => {
+    const { binding, migrate } = await setup();
+    binding.silent.add(COA_B);
+    const record = await migrate('make-before-break');
+    assert.equal(record.failedPhase, 'registration');
+    assert.match(record.error!, /no accepting BA within 50 ms/);
+  });
+
+  it('an unreachable destination is retried; a repeated notification gets the same answer', async () => {
+    const { binding, peer, peerCalls, incoming, migrate } = await setup();
+    peer.unreachable(2);
+    const record = await migrate('make-before-break');
+    assert.equal(record.outcome, 'succeeded', record.error);
+    assert.deepEqual(peerCalls, ['prepare', 'handover', 'handover', 'handover']);
+    assert.equal(binding.log.length, 1);
+    const again = await incoming.handover({
+      migrationId: 'mig-00000001',
+      network: 'net1',
+      source: 'host-a',
+      procedure: 'make-before-break',
+      hoa: NET.homeAddress,
+      prefixes: [...NET.prefixes],
+      lastSequence: 1,
+      lifetimeRemaining: 1,
+    });
+    assert.equal(again.state, 'active');
+    assert.equal(binding.log.length, 1, 'no second BU');
+  });
+
+  it('an unreachable destination after the move fails the notification and says where the guests are', async () => {
+    const { peer, migrate } = await setup();
+    peer.unreachable(5);
+    const record = await migrate('make-before-break', { overlap: false });
+    assert.equal(record.failedPhase, 'notification');
+    assert.match(record.error!, /ECONNREFUSED/);
+    assert.match(record.recovery!, /guests are on host-b/);
+  });
+
+  it('the destination refuses a handover it was not prepared for, or with a foreign binding state', async () => {
+    const { incoming } = await setup();
+    const req = {
+      migrationId: 'mig-00000009',
+      network: 'net1',
+      source: 'host-a',
+      procedure: 'make-before-break' as const,
+      hoa: NET.homeAddress,
+      prefixes: [...NET.prefixes],
+      lastSequence: 5,
+      lifetimeRemaining: 100,
+    };
+    await assert.rejects(incoming.handover(req), (err: unknown) => {
+      assert.ok(err instanceof ControlError);
+      assert.equal(err.status, 409);
+      assert.match(err.message, /not prepared for migration mig-00000009/);
+      return true;
+    });
+    await incoming.prepare({
+      migrationId: req.migrationId,
+      network: 'net1',
+      source: 'host-a',
+      procedure: 'paper',
+      guests: [],
+    });
+    await assert.rejects(incoming.handover({ ...req, hoa: '2001:db8:ffff::999' }), /does not match net1/);
+  });
+
+  it('a network with several guests moves them all; the handover starts at the last one', async () => {
+    const net = { ...NET, guests: ['guest-1', 'guest-2', 'guest-3'] };
+    const { world, binding, migrate } = await setup({ network: net });
+    const record = await migrate('make-before-break');
+    assert.equal(record.outcome, 'succeeded', record.error);
+    assert.deepEqual([...world.where.values()], ['host-b', 'host-b', 'host-b']);
+    assert.equal(binding.log.length, 1);
+    const bindAt = world.log.indexOf('host-a: switchover guest-3');
+    assert.ok(world.log.indexOf('host-a: moved guest-2 to host-b') < bindAt);
+  });
+});
