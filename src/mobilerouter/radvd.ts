@@ -53,6 +53,8 @@ export function renderRadvdConfig(c: RadvdConfigInput): string {
 
 /** How long to wait before restarting a radvd that died while it should run. */
 const RESTART_DELAY_MS = 1000;
+/** How long radvd gets to exit after SIGTERM. */
+const STOP_TIMEOUT_MS = 2000;
 
 /** One radvd child for one bridge. start/stop are idempotent. */
 export class Radvd {
@@ -112,11 +114,13 @@ export class Radvd {
     const child = this.child;
     this.child = undefined;
     if (child) {
-      // SIGKILL, not SIGTERM: on SIGTERM radvd sends a final RA with router lifetime 0 (RFC 4861 §6.2.5),
-      // which would make guests still on this link — or already on the new host's bridge in an on-link
-      // topology, where both bridges share fe80::1 — drop their default router during a handover.
-      child.kill('SIGKILL');
+      // SIGTERM: radvd sends a final RA with router lifetime 0 (RFC 4861 §6.2.5) and tells its privsep
+      // child to exit. The RA only reaches this host's bridge, which the guests have left by the time a
+      // handover calls standby(). (radvd leaves the privsep child for init to reap.)
+      child.kill('SIGTERM');
+      const timer = this.components.clock.setTimer(STOP_TIMEOUT_MS, () => child.kill('SIGKILL'));
       await child.exited;
+      timer.cancel();
     }
     await rm(this.pidPath, { force: true });
     await rm(this.configPath, { force: true });
