@@ -79,18 +79,26 @@ export class ControlServer {
   private readonly handlers: ControlHandlers;
   private readonly verifier: RequestVerifier;
   private readonly log: Logger;
+  private readonly onRefused: ((reason: string) => void) | undefined;
   private readonly bodyLimit: number;
   private readonly server: Server;
   private readonly shutdown = new AbortController();
   private readonly routes: ReadonlyMap<string, Route>;
 
   constructor(
-    components: { handlers: ControlHandlers; verifier: RequestVerifier; log: Logger },
+    components: {
+      handlers: ControlHandlers;
+      verifier: RequestVerifier;
+      log: Logger;
+      /** Told about every refused request (metrics). */
+      onRefused?: (reason: string) => void;
+    },
     options: ControlServerOptions = {},
   ) {
     this.handlers = components.handlers;
     this.verifier = components.verifier;
     this.log = components.log;
+    this.onRefused = components.onRefused;
     this.bodyLimit = options.bodyLimit ?? 1 << 20;
     const h = this.handlers;
     this.routes = new Map<string, Route>([
@@ -156,6 +164,7 @@ export class ControlServer {
         { method, path: url, remote: req.socket.remoteAddress, reason: auth.reason, detail: auth.detail },
         'control API: request refused',
       );
+      this.onRefused?.(auth.reason);
       return sendJson(res, 401, {
         error: { code: 'ERR_AUTH', message: `not authenticated: ${auth.reason}` },
       });

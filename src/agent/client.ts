@@ -13,6 +13,7 @@ import {
   type MigrateRequest,
   type MigrationEvent,
   type MigrationRecord,
+  type Peer,
   type PrepareReply,
   type PrepareRequest,
 } from '../migration/messages.ts';
@@ -127,4 +128,14 @@ async function errorOf(res: Response, baseUrl: string): Promise<ControlError> {
     if (e?.code && e.message) return new ControlError(res.status, e.code, e.message);
   } catch {}
   return new ControlError(res.status, 'ERR_PEER', `${baseUrl}: HTTP ${res.status} ${text.slice(0, 200)}`);
+}
+
+/** A peer agent as the migration procedure sees it, over its control API. */
+export function peerOf(host: string, client: ControlClient): Peer {
+  return {
+    host,
+    prepare: (req, signal) => client.prepare(req, signal),
+    handover: (req, signal) => client.handover(req, signal),
+    abort: (req, signal) => client.abort(req, signal),
+  };
 }
