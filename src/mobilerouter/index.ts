@@ -8,3 +8,4 @@ export * from './mobilerouter.ts';
 export * from './process.ts';
 export * from './radvd.ts';
 export * from './state.ts';
+export * from './types.ts';

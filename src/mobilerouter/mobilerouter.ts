@@ -9,8 +9,7 @@
 // once and only touch in-memory state, queueing any kernel work.
 import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from '../clock.ts';
-import type { MobileRouterDataplane, MobileRouterRoutes } from '../dataplane/types.ts';
+import type { TimerHandle } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { ntpTimestamp, ntpTimestampToMs } from '../protocol/auth.ts';
 import { BaFlag, BaStatus, BeStatus, baStatusName } from '../protocol/constants.ts';
@@ -20,125 +19,34 @@ import { seqNewer } from '../protocol/sequence.ts';
 import type { BindingAcknowledgement, BindingError, SecurityAssociation } from '../protocol/types.ts';
 import { BindingUpdateListEntry, type ExchangeKind, type SentBindingUpdate } from '../signaling/bul.ts';
 import type { Datagram } from '../signaling/udp.ts';
-import type { CoaSource } from './coa.ts';
+import { HostAttachment } from './attachment.ts';
 import type { MobileNetworkConfig, MobileRouterHostConfig } from './config.ts';
 import { RegistrationAbandonedError, RegistrationRejectedError } from './errors.ts';
-import type { GuestLinkControl } from './guestlink.ts';
 import { buildBindingUpdate, classifyInbound, refreshAdviceSeconds, replayTimestamp } from './messages.ts';
-import { MrState, type MrStateValue, StateMachine, type Transition } from './state.ts';
+import { MrState, type MrStateValue, StateMachine } from './state.ts';
+import {
+  type DeregistrationResult,
+  type HandoverState,
+  type MobileRouterComponents,
+  type MobileRouterEvents,
+  type MobileRouterOptions,
+  type MobileRouterStatus,
+  type MrCounters,
+  type Registration,
+  zeroCounters,
+} from './types.ts';
 
-/** The part of UdpTransport a mobile router uses; unit tests fake it. */
-export interface SignalingTransport {
-  listen(address: string, port: number, onMessage: (d: Datagram) => void): Promise<void>;
-  send(data: Uint8Array, address: string, port: number): Promise<void>;
-  close(): Promise<void>;
-}
-
-export interface MobileRouterComponents {
-  clock: Clock;
-  logger: Logger;
-  /** One socket per network, bound to the CoA so the outer source of every BU is the care-of address. */
-  transport: SignalingTransport;
-  dataplane: MobileRouterDataplane;
-  guestLink: GuestLinkControl;
-  /** Usually one CoaTracker per host shared by its networks. */
-  coa: CoaSource;
-}
-
-export interface MobileRouterOptions {
-  network: MobileNetworkConfig;
-  host: MobileRouterHostConfig;
-  /** How long deregister() waits for its BA by default. */
-  deregistrationTimeoutMs?: number;
-}
-
-/** One accepted registration. */
-export interface Registration {
-  network: string;
-  homeAddress: string;
-  coa: string;
-  sequence: number;
-  /** Granted lifetime, seconds. */
-  lifetimeSeconds: number;
-  /** Binding Refresh Advice, seconds, when the HA sent one. */
-  refreshAdviceSeconds: number | undefined;
-  /** From sending the BU that was answered to receiving its BA. */
-  buToBaMs: number;
-  /** From the first BU of the exchange (retransmissions included) to the BA. */
-  exchangeMs: number;
-  /** Retransmissions before the answered BU (0 = the first BU was answered). */
-  retransmissions: number;
-  kind: ExchangeKind;
-}
-
-export interface DeregistrationResult {
-  acknowledged: boolean;
-  status: number | undefined;
-  sequence: number | undefined;
-  buToBaMs: number | undefined;
-}
-
-/** What the new host needs to continue this binding (DESIGN §5 step 3). */
-export interface HandoverState {
-  network: string;
-  homeAddress: string;
-  prefixes: readonly string[];
-  lastSequence: number | undefined;
-  lifetimeRemainingMs: number;
-}
-
-export interface MrCounters {
-  buSent: number;
-  buRetransmitted: number;
-  /** BUs not sent because there was no usable care-of address or socket. */
-  buSkipped: number;
-  sendErrors: number;
-  baAccepted: number;
-  baRejected: number;
-  /** BA 135 answered by resyncing to its sequence + 1. */
-  baSequenceResync: number;
-  /** BA 144/145 answered by adopting the home agent's clock. */
-  baTimestampResync: number;
-  ignoredMalformed: number;
-  ignoredForeign: number;
-  ignoredAuth: number;
-  ignoredUnsolicited: number;
-  ignoredReplay: number;
-  ignoredStale: number;
-  brrAnswered: number;
-  brrIgnored: number;
-  beReceived: number;
-  coaChanges: number;
-}
-
-export interface MobileRouterStatus {
-  network: string;
-  homeAddress: string;
-  prefixes: readonly string[];
-  bridge: string;
-  state: MrStateValue;
-  coa: string | undefined;
-  /** Last sequence number sent or handed over. */
-  sequence: number | undefined;
-  lifetimeRemainingMs: number;
-  /** A BU is waiting for its BA. */
-  pending: boolean;
-  lastBaStatus: number | undefined;
-  lastBaStatusName: string | undefined;
-  lastBuToBaMs: number | undefined;
-  lastError: string | undefined;
-  lastIgnored: string | undefined;
-  counters: MrCounters;
-}
-
-export interface MobileRouterEvents {
-  state: [Transition];
-  registered: [Registration];
-  registrationFailed: [RegistrationRejectedError | RegistrationAbandonedError];
-  deregistered: [DeregistrationResult];
-  coaChanged: [string | undefined];
-  ignored: [{ counter: keyof MrCounters; reason: string }];
-}
+export type {
+  DeregistrationResult,
+  HandoverState,
+  MobileRouterComponents,
+  MobileRouterEvents,
+  MobileRouterOptions,
+  MobileRouterStatus,
+  MrCounters,
+  Registration,
+  SignalingTransport,
+} from './types.ts';
 
 function isResync(status: number): 'sequence' | 'clock' | undefined {
   if (status === BaStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW) return 'sequence';
@@ -150,29 +58,6 @@ function isResync(status: number): 'sequence' | 'clock' | undefined {
 const MAX_RESYNCS = 3;
 
 type Waiter = { resolve: (r: Registration) => void; reject: (e: Error) => void };
-
-function zeroCounters(): MrCounters {
-  return {
-    buSent: 0,
-    buRetransmitted: 0,
-    buSkipped: 0,
-    sendErrors: 0,
-    baAccepted: 0,
-    baRejected: 0,
-    baSequenceResync: 0,
-    baTimestampResync: 0,
-    ignoredMalformed: 0,
-    ignoredForeign: 0,
-    ignoredAuth: 0,
-    ignoredUnsolicited: 0,
-    ignoredReplay: 0,
-    ignoredStale: 0,
-    brrAnswered: 0,
-    brrIgnored: 0,
-    beReceived: 0,
-    coaChanges: 0,
-  };
-}
 
 export class MobileRouter extends EventEmitter<MobileRouterEvents> {
   readonly name: string;
@@ -186,13 +71,11 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
   private readonly sa: SecurityAssociation;
   private readonly deregistrationTimeoutMs: number;
   private readonly counters = zeroCounters();
+  private readonly attachment: HostAttachment;
 
   private queue: Promise<unknown> = Promise.resolve();
   private started = false;
   private unsubscribeCoa: (() => void) | undefined;
-  private listeningOn: string | undefined;
-  private hostInitFor: string | undefined;
-  private installed: MobileRouterRoutes | undefined;
   private routesReady = false;
   private acceptedEarly: Registration | undefined;
   private lastRegistration: Registration | undefined;
@@ -220,6 +103,7 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
     this.deregistrationTimeoutMs = options.deregistrationTimeoutMs ?? 10_000;
     this.log = components.logger.child({ network: this.name, hoa: this.homeAddress });
     this.sa = { spi: this.net.spi, key: this.net.key, algorithm: this.net.algorithm };
+    this.attachment = new HostAttachment(components, options, (d) => this.onDatagram(d));
     this.sm = new StateMachine(this.log, (t) => this.emit('state', t));
     this.bul = new BindingUpdateListEntry(components.clock, this.net.retransmit, {
       retransmit: () => this.onRetransmitTimer(),
@@ -248,8 +132,8 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
       await this.startOnce();
       const coa = this.c.coa.coa;
       if (coa !== undefined) {
-        await this.ensureSocket(coa);
-        await this.ensureHost(coa);
+        await this.attachment.ensureSocket(coa);
+        await this.attachment.ensureHost(coa);
       }
       return coa;
     });
@@ -443,13 +327,13 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
     this.routesReady = false;
     this.acceptedEarly = undefined;
     try {
-      await this.ensureSocket(coa);
-      await this.ensureHost(coa);
+      await this.attachment.ensureSocket(coa);
+      await this.attachment.ensureHost(coa);
       this.beginExchange(kind, this.net.lifetimeSeconds);
       this.sendBu();
       // After the BU, so the HA works on it while the egress route and radvd are set up: the guests are
       // already here, and the HA drops their tunnelled packets until it has switched to this CoA anyway.
-      await this.install(coa);
+      await this.attachment.install(coa);
     } catch (err) {
       this.fail(
         new RegistrationAbandonedError(
@@ -483,7 +367,7 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
   /** Send the next BU of the current exchange from the current CoA, with a new sequence number. */
   private sendBu(): void {
     const coa = this.c.coa.coa;
-    if (coa === undefined || this.listeningOn !== coa) {
+    if (coa === undefined || this.attachment.listeningOn !== coa) {
       this.counters.buSkipped++;
       this.bul.armRetransmission();
       return;
@@ -550,22 +434,22 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
         this.bul.stopRetransmission();
         this.sm.go(MrState.waitingForCoa, 'care-of address lost');
       }
-      await this.closeSocket();
+      await this.attachment.closeSocket();
       return;
     }
     if (this.sm.is(MrState.waitingForCoa))
       return this.startRegistration(this.waitingKind, 'care-of address available');
     if (this.sm.is(MrState.registering, MrState.active)) {
       // RFC 6275 §11.7.1: a new CoA is registered at once; the routes follow it.
-      await this.ensureSocket(coa);
-      await this.ensureHost(coa);
+      await this.attachment.ensureSocket(coa);
+      await this.attachment.ensureHost(coa);
       const kind =
         this.lastAcceptedSequence === undefined ? (this.bul.pendingKind ?? 'first') : 'reregistration';
       this.beginExchange(kind, this.net.lifetimeSeconds);
       this.sendBu();
-      if (this.installed) await this.installRoutes(coa);
+      if (this.attachment.routesInstalled) await this.attachment.installRoutes(coa);
     } else if (this.sm.is(MrState.deregistering)) {
-      await this.ensureSocket(coa);
+      await this.attachment.ensureSocket(coa);
       this.sendBu();
     }
   }
@@ -836,7 +720,7 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
       buToBaMs: undefined,
     };
     if (coa === undefined) return none;
-    await this.ensureSocket(coa);
+    await this.attachment.ensureSocket(coa);
     const answered = new Promise<DeregistrationResult>((resolve) => {
       this.deregWaiter = resolve;
     });
@@ -871,42 +755,15 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
 
   // ---------------------------------------------------------------- kernel side
 
-  private routes(coa: string): MobileRouterRoutes {
-    return {
-      network: this.name,
-      haAddress: this.host.haAddress,
-      coa,
-      uplink: this.host.uplink,
-      bridge: this.net.bridge,
-      prefixes: this.net.prefixes,
-      table: this.net.table,
-      rulePref: this.net.rulePref,
-    };
-  }
-
-  private async install(coa: string): Promise<void> {
-    await this.installRoutes(coa);
-    await this.c.guestLink.startAdvertising();
-  }
-
-  private async installRoutes(coa: string): Promise<void> {
-    const routes = this.routes(coa);
-    await this.c.dataplane.activate(routes);
-    this.installed = routes;
-  }
-
-  /** Remove what activation installed: advertisements, egress route, socket. The bridge stays. */
+  /** Remove what activation installed (socket included). The bridge stays. */
   private async teardown(): Promise<void> {
-    await this.removeRoutes();
-    await this.closeSocket();
+    this.routesReady = false;
+    await this.attachment.teardown();
   }
 
   private async removeRoutes(): Promise<void> {
     this.routesReady = false;
-    await this.c.guestLink.stopAdvertising();
-    const installed = this.installed;
-    this.installed = undefined;
-    if (installed) await this.c.dataplane.deactivate(installed);
+    await this.attachment.removeRoutes();
   }
 
   /** Stop every timer and settle waiters; nothing more is sent until the next activation. */
@@ -925,30 +782,6 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
       lastSequence: this.bul.sequence,
       lifetimeRemainingMs: this.bul.lifetimeRemainingMs(),
     };
-  }
-
-  private async ensureHost(coa: string): Promise<void> {
-    if (this.hostInitFor === coa) return;
-    await this.c.dataplane.initHost({
-      coa,
-      haAddress: this.host.haAddress,
-      uplink: this.host.uplink,
-      table: this.host.decapTable,
-    });
-    this.hostInitFor = coa;
-  }
-
-  private async ensureSocket(coa: string): Promise<void> {
-    if (this.listeningOn === coa) return;
-    await this.closeSocket();
-    await this.c.transport.listen(coa, 0, (d) => this.onDatagram(d));
-    this.listeningOn = coa;
-  }
-
-  private async closeSocket(): Promise<void> {
-    if (this.listeningOn === undefined) return;
-    this.listeningOn = undefined;
-    await this.c.transport.close();
   }
 
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
