@@ -4,6 +4,10 @@
 //   {"id":1,"op":"bu","spec":{...}}      → {"id":1,"ba":{status,sequence,lifetime,flags,authentic,bra}}
 //   {"id":2,"op":"fuzz","count":100000,"seed":1,"base":{...},"probe":{...}}
 //                                         → {"id":2,"sent":N,"malformed":M,"probes":P,"ms":T}
+//   {"id":3,"op":"echo","port":7}         → UDP echo server on [::]:7 → {"id":3,"ok":true}
+//   {"id":4,"op":"probe","to":"2001:db8:c::2","port":7,"count":5,"size":1400,"intervalMs":20,"waitMs":500}
+//                                         → {"id":4,"sent":5,"received":5,"rttMs":[...]}
+// (ping is not installed here; UDP probes test the same paths and size.)
 import { createSocket, type Socket } from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { BuFlag, SIGNALING_PORT } from '../../src/protocol/constants.ts';
@@ -236,15 +240,66 @@ async function fuzz(cmd: { count: number; seed: number; base: WireSpec[]; probe:
   return { sent, malformed, probes, ms: Math.round(performance.now() - t0) };
 }
 
+const echoes: Socket[] = [];
+async function echo(cmd: { port: number }) {
+  const socket = createSocket({ type: 'udp6', ipv6Only: true });
+  socket.on('message', (m, r) => socket.send(m, r.port, r.address));
+  socket.on('error', () => {});
+  await new Promise<void>((resolve) => socket.bind({ address: '::', port: cmd.port }, () => resolve()));
+  echoes.push(socket);
+  return { ok: true };
+}
+
+async function probe(cmd: {
+  to: string;
+  port: number;
+  count: number;
+  size: number;
+  intervalMs?: number;
+  waitMs?: number;
+}) {
+  const socket = createSocket({ type: 'udp6', ipv6Only: true });
+  socket.on('error', () => {});
+  await new Promise<void>((resolve) => socket.bind({ address: '::', port: 0 }, () => resolve()));
+  const sentAt = new Map<number, number>();
+  const rtt: number[] = [];
+  socket.on('message', (m) => {
+    if (m.length < 4) return;
+    const at = sentAt.get(m.readUInt32BE(0));
+    if (at !== undefined && m.length === cmd.size) {
+      rtt.push(Math.round((performance.now() - at) * 100) / 100);
+      sentAt.delete(m.readUInt32BE(0));
+    }
+  });
+  for (let i = 0; i < cmd.count; i++) {
+    const b = Buffer.alloc(Math.max(4, cmd.size), 0x5a);
+    b.writeUInt32BE(i, 0);
+    sentAt.set(i, performance.now());
+    await new Promise<void>((resolve) => socket.send(b, cmd.port, cmd.to, () => resolve()));
+    await new Promise((r) => setTimeout(r, cmd.intervalMs ?? 20));
+  }
+  await new Promise((r) => setTimeout(r, cmd.waitMs ?? 500));
+  socket.close();
+  return { sent: cmd.count, received: rtt.length, rttMs: rtt };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: commands are JSON from the test process
+const ops: Record<string, (cmd: any) => Promise<object>> = {
+  bu: (cmd) => bu(cmd.spec, cmd.timeoutMs),
+  fuzz: (cmd) => fuzz(cmd),
+  echo: (cmd) => echo(cmd),
+  probe: (cmd) => probe(cmd),
+};
+
 const rl = createInterface({ input: process.stdin });
 rl.on('line', async (line) => {
   let id: unknown;
   try {
     const cmd = JSON.parse(line);
     id = cmd.id;
-    const out =
-      cmd.op === 'bu' ? await bu(cmd.spec, cmd.timeoutMs) : cmd.op === 'fuzz' ? await fuzz(cmd) : undefined;
-    if (!out) throw new Error(`unknown op ${cmd.op}`);
+    const op = ops[cmd.op];
+    if (!op) throw new Error(`unknown op ${cmd.op}`);
+    const out = await op(cmd);
     process.stdout.write(`${JSON.stringify({ id, ...out })}\n`);
   } catch (err) {
     process.stdout.write(`${JSON.stringify({ id, error: String((err as Error).stack ?? err) })}\n`);
@@ -252,5 +307,6 @@ rl.on('line', async (line) => {
 });
 rl.on('close', () => {
   for (const p of ports.values()) p.socket.close();
+  for (const e of echoes) e.close();
 });
 process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
