@@ -1,0 +1,174 @@
+// One end of the lab's traffic, run inside the guest's or the correspondent's namespace as its own
+// process: `ip netns exec <ns> node --import tsx src/lab/endpoint.ts '<json options>'`.
+//
+// It sends sequence-numbered probes at `probeRate` to the peer and (guest only) the report's stream,
+// records when each probe and stream packet from the peer arrives, and prints one JSON line a second
+// on stdout. On "stop" (stdin) or SIGTERM it stops sending, waits `graceMs` for packets in flight,
+// writes everything to `out` and exits. Times are wall-clock milliseconds with sub-millisecond
+// resolution (performance.timeOrigin + performance.now()), comparable between processes on one machine.
+import { createSocket, type Socket } from 'node:dgram';
+import { writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+
+export interface EndpointOptions {
+  role: 'guest' | 'cn';
+  bind: string;
+  peer: string;
+  probePort: number;
+  streamPort: number;
+  /** Probes per second to the peer. */
+  probeRate: number;
+  /** Stream to the peer's streamPort, or 0 for none. */
+  streamKbps: number;
+  streamPayload: number;
+  graceMs: number;
+  out: string;
+}
+
+/** What an endpoint writes at the end; times in wall-clock ms. */
+export interface EndpointResult {
+  role: 'guest' | 'cn';
+  probe: { sent: number; sendErrors: number; sendTimes: number[] };
+  received: { seq: number[]; at: number[] };
+  stream: { sent: number; received: number; receivedBytes: number };
+}
+
+export interface EndpointProgress {
+  type: 'progress';
+  t: number;
+  probesSent: number;
+  probesReceived: number;
+  streamSent: number;
+  streamReceived: number;
+}
+
+/** Probe payload: magic "OFLP", u32 seq, f64 send time. Stream packets start with "OFLS". */
+const PROBE_MAGIC = 0x4f464c50;
+const STREAM_MAGIC = 0x4f464c53;
+
+const now = () => performance.timeOrigin + performance.now();
+
+/**
+ * Calls `send(n)` for each packet due at `rate` per second since `start`, catching up after a late
+ * timer so the count never drifts behind the schedule (Node's timers fire ≥ 1 ms late).
+ */
+export class Schedule {
+  count = 0;
+  private timer: NodeJS.Timeout | undefined;
+  constructor(
+    private readonly rate: number,
+    private readonly send: (n: number) => void,
+  ) {}
+
+  start(at = performance.now()): void {
+    const tick = () => {
+      const due = Math.floor(((performance.now() - at) * this.rate) / 1000) + 1;
+      while (this.count < due) this.send(this.count++);
+      const next = at + (this.count * 1000) / this.rate;
+      this.timer = setTimeout(tick, Math.max(0, next - performance.now()));
+    };
+    tick();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+async function bind(address: string, port: number): Promise<Socket> {
+  const socket = createSocket({ type: 'udp6', ipv6Only: true });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  // While the guest's link is down (mid-migration) sends fail; that is a lost probe, not a crash.
+  socket.on('error', () => {});
+  return socket;
+}
+
+export async function runEndpoint(o: EndpointOptions): Promise<void> {
+  const probeSocket = await bind(o.bind, o.probePort);
+  const streamSocket = await bind(o.bind, o.streamPort);
+  const result: EndpointResult = {
+    role: o.role,
+    probe: { sent: 0, sendErrors: 0, sendTimes: [] },
+    received: { seq: [], at: [] },
+    stream: { sent: 0, received: 0, receivedBytes: 0 },
+  };
+  probeSocket.on('message', (msg) => {
+    const at = now();
+    if (msg.length < 16 || msg.readUInt32BE(0) !== PROBE_MAGIC) return;
+    result.received.seq.push(msg.readUInt32BE(4));
+    result.received.at.push(at);
+  });
+  streamSocket.on('message', (msg) => {
+    if (msg.length < 4 || msg.readUInt32BE(0) !== STREAM_MAGIC) return;
+    result.stream.received++;
+    result.stream.receivedBytes += msg.length;
+  });
+
+  const onSendError = (err: Error | null) => {
+    if (err) result.probe.sendErrors++;
+  };
+  const probes = new Schedule(o.probeRate, (seq) => {
+    const buf = Buffer.alloc(16);
+    buf.writeUInt32BE(PROBE_MAGIC, 0);
+    buf.writeUInt32BE(seq, 4);
+    const t = now();
+    buf.writeDoubleBE(t, 8);
+    result.probe.sendTimes.push(t);
+    probeSocket.send(buf, o.probePort, o.peer, onSendError);
+  });
+  const payload = Buffer.alloc(o.streamPayload, 0x5a);
+  payload.writeUInt32BE(STREAM_MAGIC, 0);
+  const stream = new Schedule((o.streamKbps * 1000) / (o.streamPayload * 8), (n) => {
+    payload.writeUInt32BE(n, 4);
+    streamSocket.send(payload, o.streamPort, o.peer, () => {});
+  });
+  probes.start();
+  if (o.streamKbps > 0) stream.start();
+
+  const progress = setInterval(() => {
+    const p: EndpointProgress = {
+      type: 'progress',
+      t: now(),
+      probesSent: probes.count,
+      probesReceived: result.received.seq.length,
+      streamSent: stream.count,
+      streamReceived: result.stream.received,
+    };
+    process.stdout.write(`${JSON.stringify(p)}\n`);
+  }, 1000);
+
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    probes.stop();
+    stream.stop();
+    setTimeout(() => {
+      clearInterval(progress);
+      result.probe.sent = probes.count;
+      result.stream.sent = stream.count;
+      writeFileSync(o.out, JSON.stringify(result));
+      probeSocket.close();
+      streamSocket.close();
+      process.stdout.write(`${JSON.stringify({ type: 'done' })}\n`, () => process.exit(0));
+    }, o.graceMs);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.stdin.on('data', (d) => {
+    if (String(d).includes('stop')) stop();
+  });
+  process.stdin.on('end', stop);
+  process.stdout.write(`${JSON.stringify({ type: 'ready', t: now() })}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await runEndpoint(JSON.parse(process.argv[2] ?? '{}') as EndpointOptions);
+}

@@ -1,0 +1,359 @@
+// The report's testbed (its Fig. 4/5) in network namespaces (DESIGN §6).
+//
+// Addressing: documentation prefixes (RFC 3849), one row per link or role.
+//
+//   link / role                     prefix               addresses
+//   ofl-inet ↔ ofl-ha               2001:db8:1::/64      inet ::1, ha ::2
+//   HA's virtual home link          2001:db8:f::/64      HA address ::1 (on lo of ofl-ha), HoA of net<i> ::(100+i)
+//   ofl-inet ↔ ofl-host-a (uplink)  2001:db8:a::/64      inet ::1, host A by SLAAC (radvd in ofl-inet)
+//   ofl-inet ↔ ofl-host-b (uplink)  2001:db8:b::/64      inet ::1, host B by SLAAC
+//   ofl-inet ↔ ofl-cn               2001:db8:c::/64      inet ::1, correspondent ::2
+//   MNP of net<i> (off-link)        2001:db8:1<i-1>::/64 gateway ::1 + fe80::1 (guest bridge), guest ::10
+//   guest segment (on-link)         2001:db8:100::/64    inet ::1 + fe80::1 (router), guest <i> ::(f+i)
+//
+// Off-link: ofl-inet routes the home prefix and the MNPs to the HA, which tunnels them to the active
+// host (NEMO). On-link (the baseline): ofl-lan is one L2 switch joining ofl-inet and both hosts' guest
+// bridges, and ofl-inet routes the guest segment directly; no NEMO is involved.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LabRunner } from './exec.ts';
+import { LabError, spawnInNamespace } from './netns.ts';
+
+export const ADDRESSING = {
+  haLink: { prefix: '2001:db8:1::/64', inet: '2001:db8:1::1', ha: '2001:db8:1::2' },
+  home: { prefix: '2001:db8:f::/64', haAddress: '2001:db8:f::1' },
+  hostA: { prefix: '2001:db8:a::/64', inet: '2001:db8:a::1' },
+  hostB: { prefix: '2001:db8:b::/64', inet: '2001:db8:b::1' },
+  cn: { prefix: '2001:db8:c::/64', inet: '2001:db8:c::1', cn: '2001:db8:c::2' },
+  onLink: { prefix: '2001:db8:100::/64', inet: '2001:db8:100::1' },
+} as const;
+
+export type TopologyKind = 'off-link' | 'on-link';
+export type HostName = 'host-a' | 'host-b';
+
+export interface HostPlan {
+  name: HostName;
+  label: 'A' | 'B';
+  ns: string;
+  /** Uplink towards ofl-inet; its address (the care-of address) comes by SLAAC. */
+  uplink: string;
+  prefix: string;
+  /** Fixed MAC, so the SLAAC address is the same on every run. */
+  uplinkMac: string;
+  /** Interface on ofl-inet's side of the uplink. */
+  inetDev: string;
+  /** The interface whose counters make the host's line in the report's Fig. 6. */
+  trafficDev: string;
+}
+
+export interface GuestPlan {
+  index: number;
+  name: string;
+  ns: string;
+  /** The mobile network the guest belongs to (off-link: one network per guest). */
+  network: string;
+  prefix: string;
+  address: string;
+  gateway: string;
+  homeAddress: string;
+  /** Guest bridge on each host, and the host-side veth end that migrates between hosts. */
+  bridge: string;
+  bridgeMac: string;
+  port: string;
+  /** The guest's interface inside its namespace. */
+  dev: string;
+  mac: string;
+}
+
+export interface LabPlan {
+  kind: TopologyKind;
+  inet: { ns: string };
+  ha: { ns: string; uplink: string; linkAddress: string; address: string };
+  cn: { ns: string; dev: string; address: string };
+  lan: { ns: string; bridge: string } | undefined;
+  hosts: readonly [HostPlan, HostPlan];
+  guests: readonly GuestPlan[];
+  /** Every namespace, in creation order. */
+  namespaces: readonly string[];
+}
+
+/** A built lab: the plan plus what the network gave (the hosts' SLAAC addresses). */
+export interface Topology extends LabPlan {
+  careOf: Record<HostName, string>;
+}
+
+const hex = (n: number) => n.toString(16);
+
+/** Names and addresses of the lab; pure, so the CLI can print them and tests can check them. */
+export function planTopology(kind: TopologyKind, guestCount = 1): LabPlan {
+  const host = (name: HostName, label: 'A' | 'B', prefix: string, mac: string): HostPlan => ({
+    name,
+    label,
+    ns: `ofl-${name}`,
+    uplink: 'up0',
+    prefix,
+    uplinkMac: mac,
+    inetDev: `to-${name}`,
+    trafficDev: kind === 'on-link' ? 'lan0' : 'up0',
+  });
+  const guests: GuestPlan[] = [];
+  for (let i = 1; i <= guestCount; i++) {
+    const offPrefix = `2001:db8:${hex(0x100 + i - 1)}::`;
+    guests.push({
+      index: i,
+      name: `guest-${i}`,
+      ns: `ofl-guest-${i}`,
+      network: `net${i}`,
+      prefix: kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
+      address: kind === 'on-link' ? `2001:db8:100::${hex(0xf + i)}` : `${offPrefix}10`,
+      gateway: 'fe80::1',
+      homeAddress: `2001:db8:f::${hex(0x100 + i)}`,
+      bridge: kind === 'on-link' ? 'br-lan' : `ofl-net${i}`,
+      bridgeMac: `02:0f:00:00:01:${hex(i).padStart(2, '0')}`,
+      port: `vg${i}`,
+      dev: 'eth0',
+      mac: `02:0f:00:00:02:${hex(i).padStart(2, '0')}`,
+    });
+  }
+  const namespaces = ['ofl-inet', 'ofl-ha', 'ofl-host-a', 'ofl-host-b', 'ofl-cn'];
+  if (kind === 'on-link') namespaces.push('ofl-lan');
+  namespaces.push(...guests.map((g) => g.ns));
+  return {
+    kind,
+    inet: { ns: 'ofl-inet' },
+    ha: {
+      ns: 'ofl-ha',
+      uplink: 'up0',
+      linkAddress: ADDRESSING.haLink.ha,
+      address: ADDRESSING.home.haAddress,
+    },
+    cn: { ns: 'ofl-cn', dev: 'up0', address: ADDRESSING.cn.cn },
+    lan: kind === 'on-link' ? { ns: 'ofl-lan', bridge: 'lan' } : undefined,
+    hosts: [
+      host('host-a', 'A', ADDRESSING.hostA.prefix, '02:0f:00:00:00:0a'),
+      host('host-b', 'B', ADDRESSING.hostB.prefix, '02:0f:00:00:00:0b'),
+    ],
+    guests,
+    namespaces,
+  };
+}
+
+export interface BuildOptions {
+  runner: LabRunner;
+  /** Where radvd's config, pid and log go. */
+  stateDir: string;
+  /**
+   * Who creates the hosts' guest bridges. 'lab': plain bridges made here (tests, on-link). 'agent':
+   * the agents' guest link code makes them (off-link with daemons); then `attachGuest` is called after.
+   */
+  bridges: 'lab' | 'agent';
+  /** Keep radvd running after this process exits (`lab up`). */
+  detached?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Build the lab. On failure, what was made stays for the caller's `labDown` to remove. */
+export async function buildTopology(plan: LabPlan, options: BuildOptions): Promise<Topology> {
+  const ip = (...argv: string[]) => options.runner.run(['ip', ...argv], { signal: options.signal });
+  const sysctl = (ns: string, ...settings: string[]) =>
+    options.runner.run(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', ...settings], { signal: options.signal });
+  const veth = async (nsA: string, a: string, nsB: string, b: string) =>
+    ip('link', 'add', a, 'netns', nsA, 'type', 'veth', 'peer', 'name', b, 'netns', nsB);
+
+  for (const ns of plan.namespaces) {
+    const r = await options.runner.run(['ip', 'netns', 'add', ns], { allowFailure: true });
+    if (r.exitCode !== 0) {
+      throw new LabError(
+        'ERR_LAB_BUSY',
+        `namespace ${ns} exists (${r.stderr.trim()}): run \`offlink lab down\``,
+      );
+    }
+    await ip('-n', ns, 'link', 'set', 'lo', 'up');
+    await sysctl(ns, 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0');
+  }
+  const { inet, ha, cn } = plan;
+  for (const ns of [inet.ns, ha.ns, ...plan.hosts.map((h) => h.ns)]) {
+    await sysctl(ns, 'net.ipv6.conf.all.forwarding=1');
+  }
+
+  // ofl-inet ↔ ofl-ha; the HA address and home prefix are reached through the HA
+  await veth(inet.ns, 'to-ha', ha.ns, ha.uplink);
+  await ip('-n', inet.ns, 'addr', 'add', `${ADDRESSING.haLink.inet}/64`, 'dev', 'to-ha', 'nodad');
+  await ip('-n', ha.ns, 'addr', 'add', `${ha.linkAddress}/64`, 'dev', ha.uplink, 'nodad');
+  await ip('-n', ha.ns, 'addr', 'add', `${ha.address}/128`, 'dev', 'lo');
+  await ip('-n', inet.ns, 'link', 'set', 'to-ha', 'up');
+  await ip('-n', ha.ns, 'link', 'set', ha.uplink, 'up');
+  await ip('-n', ha.ns, '-6', 'route', 'add', 'default', 'via', ADDRESSING.haLink.inet, 'dev', ha.uplink);
+  await ip('-n', inet.ns, '-6', 'route', 'add', ADDRESSING.home.prefix, 'via', ha.linkAddress);
+
+  // ofl-inet ↔ ofl-cn
+  await veth(inet.ns, 'to-cn', cn.ns, cn.dev);
+  await ip('-n', inet.ns, 'addr', 'add', `${ADDRESSING.cn.inet}/64`, 'dev', 'to-cn', 'nodad');
+  await ip('-n', cn.ns, 'addr', 'add', `${cn.address}/64`, 'dev', cn.dev, 'nodad');
+  await ip('-n', inet.ns, 'link', 'set', 'to-cn', 'up');
+  await ip('-n', cn.ns, 'link', 'set', cn.dev, 'up');
+  await ip('-n', cn.ns, '-6', 'route', 'add', 'default', 'via', ADDRESSING.cn.inet, 'dev', cn.dev);
+
+  // ofl-inet ↔ hosts; the host side stays down until radvd runs, so its first RS is answered
+  for (const h of plan.hosts) {
+    await veth(inet.ns, h.inetDev, h.ns, h.uplink);
+    await ip(
+      '-n',
+      inet.ns,
+      'addr',
+      'add',
+      `${h.prefix.replace('::/64', '::1')}/64`,
+      'dev',
+      h.inetDev,
+      'nodad',
+    );
+    await ip('-n', inet.ns, 'link', 'set', h.inetDev, 'up');
+    await ip('-n', h.ns, 'link', 'set', h.uplink, 'address', h.uplinkMac);
+    await sysctl(h.ns, `net.ipv6.conf.${h.uplink}.accept_ra=2`, `net.ipv6.conf.${h.uplink}.autoconf=1`);
+  }
+  await startRadvd(plan, options);
+  for (const h of plan.hosts) await ip('-n', h.ns, 'link', 'set', h.uplink, 'up');
+
+  if (plan.kind === 'on-link') await buildOnLink(plan, ip);
+  else
+    for (const g of plan.guests)
+      await ip('-n', inet.ns, '-6', 'route', 'add', g.prefix, 'via', ha.linkAddress);
+
+  for (const g of plan.guests) await buildGuest(plan, g, ip, sysctl);
+  if (options.bridges === 'lab' && plan.kind === 'off-link') {
+    for (const h of plan.hosts) for (const g of plan.guests) await makeGuestBridge(h.ns, g, ip);
+  }
+  if (options.bridges === 'lab' || plan.kind === 'on-link') {
+    for (const g of plan.guests) await attachGuest(g, plan.hosts[0].ns, options.runner);
+  }
+  const careOf = {} as Record<HostName, string>;
+  for (const h of plan.hosts) careOf[h.name] = await waitSlaac(options.runner, h);
+  return { ...plan, careOf };
+}
+
+type Ip = (...argv: string[]) => Promise<unknown>;
+
+async function buildOnLink(plan: LabPlan, ip: Ip): Promise<void> {
+  const lan = plan.lan!;
+  await ip('-n', lan.ns, 'link', 'add', lan.bridge, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
+  await ip('-n', lan.ns, 'link', 'set', lan.bridge, 'up');
+  const port = async (ns: string, dev: string, lanPort: string) => {
+    await ip('link', 'add', dev, 'netns', ns, 'type', 'veth', 'peer', 'name', lanPort, 'netns', lan.ns);
+    await ip('-n', lan.ns, 'link', 'set', lanPort, 'master', lan.bridge, 'up');
+  };
+  await port(plan.inet.ns, 'to-lan', 'inet');
+  await ip('-n', plan.inet.ns, 'addr', 'add', `${ADDRESSING.onLink.inet}/64`, 'dev', 'to-lan', 'nodad');
+  await ip('-n', plan.inet.ns, 'addr', 'add', 'fe80::1/64', 'dev', 'to-lan', 'nodad');
+  await ip('-n', plan.inet.ns, 'link', 'set', 'to-lan', 'up');
+  for (const h of plan.hosts) {
+    // each host's guest bridge is plain L2 here; its lan0 port joins it to the shared segment
+    await port(h.ns, 'lan0', h.name);
+    await ip('-n', h.ns, 'link', 'add', 'br-lan', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
+    await ip('-n', h.ns, 'link', 'set', 'lan0', 'master', 'br-lan', 'up');
+    await ip('-n', h.ns, 'link', 'set', 'br-lan', 'up');
+  }
+}
+
+/** A plain guest bridge as DESIGN §4 describes it (stand-in for the mobile router's guest link). */
+async function makeGuestBridge(ns: string, g: GuestPlan, ip: Ip): Promise<void> {
+  await ip('-n', ns, 'link', 'add', g.bridge, 'address', g.bridgeMac, 'mtu', '1460', 'type', 'bridge');
+  await ip('-n', ns, 'link', 'set', g.bridge, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
+  await ip('-n', ns, 'addr', 'add', `${g.prefix.replace('::/64', '::1')}/64`, 'dev', g.bridge, 'nodad');
+  await ip('-n', ns, 'addr', 'add', 'fe80::1/64', 'dev', g.bridge, 'nodad');
+  await ip('-n', ns, 'link', 'set', g.bridge, 'up');
+}
+
+async function buildGuest(
+  plan: LabPlan,
+  g: GuestPlan,
+  ip: Ip,
+  sysctl: (ns: string, ...s: string[]) => Promise<unknown>,
+): Promise<void> {
+  const mtu = plan.kind === 'on-link' ? '1500' : '1460';
+  await ip(
+    'link',
+    'add',
+    g.dev,
+    'netns',
+    g.ns,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    g.port,
+    'netns',
+    plan.hosts[0].ns,
+  );
+  // The netns driver moves the guest's peer between hosts, so the guest's link loses carrier for a few
+  // ms, which a VM's link never does; a flushed neighbour cache would then cost a 1 s NS retransmit.
+  // A roaming device's setting keeps the cache (the gateway's MAC is the same on every host).
+  await sysctl(g.ns, `net.ipv6.conf.${g.dev}.accept_ra=0`, `net.ipv6.conf.${g.dev}.ndisc_evict_nocarrier=0`);
+  await ip('-n', g.ns, 'link', 'set', g.dev, 'address', g.mac, 'mtu', mtu, 'up');
+  await ip('-n', g.ns, 'addr', 'add', `${g.address}/64`, 'dev', g.dev, 'nodad');
+  await ip('-n', g.ns, '-6', 'route', 'add', 'default', 'via', g.gateway, 'dev', g.dev);
+  await ip('-n', plan.hosts[0].ns, 'link', 'set', g.port, 'mtu', mtu);
+}
+
+/** Put a guest's port into `hostNs`'s guest bridge (the moved link arrives down and without master). */
+export async function attachGuest(g: GuestPlan, hostNs: string, runner: LabRunner): Promise<void> {
+  await runner.run(['ip', '-n', hostNs, 'link', 'set', g.port, 'master', g.bridge, 'up']);
+}
+
+/** The hypervisor step of the netns driver, for the on-link baseline and tests: move the guest's port. */
+export async function moveGuest(g: GuestPlan, from: string, to: string, runner: LabRunner): Promise<void> {
+  await runner.run(['ip', '-n', from, 'link', 'set', g.port, 'netns', to]);
+  await attachGuest(g, to, runner);
+}
+
+async function startRadvd(plan: LabPlan, options: BuildOptions): Promise<void> {
+  const conf = plan.hosts
+    .map(
+      (h) => `interface ${h.inetDev} {
+  AdvSendAdvert on;
+  MinRtrAdvInterval 3;
+  MaxRtrAdvInterval 10;
+  prefix ${h.prefix} { AdvOnLink on; AdvAutonomous on; };
+};
+`,
+    )
+    .join('');
+  const confFile = join(options.stateDir, 'radvd-inet.conf');
+  writeFileSync(confFile, conf);
+  spawnInNamespace(
+    plan.inet.ns,
+    ['radvd', '-n', '-C', confFile, '-p', join(options.stateDir, 'radvd-inet.pid'), '-m', 'stderr'],
+    { logFile: join(options.stateDir, 'radvd-inet.log'), detached: options.detached ?? false },
+  );
+}
+
+/** Wait for a host's uplink to autoconfigure its global address from ofl-inet's router advertisements. */
+async function waitSlaac(runner: LabRunner, h: HostPlan, timeoutMs = 20_000): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await runner.run([
+      'ip',
+      '-n',
+      h.ns,
+      '-j',
+      '-6',
+      'addr',
+      'show',
+      'dev',
+      h.uplink,
+      'scope',
+      'global',
+    ]);
+    const addrs = (JSON.parse(r.stdout || '[]') as { addr_info?: { local: string; tentative?: boolean }[] }[])
+      .flatMap((l) => l.addr_info ?? [])
+      .filter((a) => !a.tentative);
+    const route = await runner.run(['ip', '-n', h.ns, '-6', 'route', 'show', 'default']);
+    if (addrs[0] && route.stdout.trim()) return addrs[0].local;
+    if (Date.now() > end) {
+      throw new LabError(
+        'ERR_LAB_SLAAC',
+        `${h.ns} got no address by SLAAC on ${h.uplink} (see radvd-inet.log in the state directory)`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
