@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { OfflinkError } from '../errors.ts';
+import { registerHomeAgent } from './ha.ts';
+import { registerStatus } from './status.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -25,6 +27,8 @@ export function buildProgram(): Command {
     .action(() => {
       throw new OfflinkError('ERR_NOT_BUILT', 'the lab is not built yet (issue "lab")');
     });
+  registerHomeAgent(program);
+  registerStatus(program);
   return program;
 }
 

@@ -1,0 +1,56 @@
+// `offlink ha --config FILE`: the home agent daemon, until SIGINT/SIGTERM.
+// `offlink ha flush --config FILE`: remove every kernel object the home agent installed.
+import type { Command } from 'commander';
+import { systemClock } from '../clock.ts';
+import { createHomeAgentDataplane, ExecRunner } from '../dataplane/index.ts';
+import type { HomeAgentDataplane } from '../dataplane/types.ts';
+import { OfflinkError } from '../errors.ts';
+import { type HomeAgentConfig, loadHomeAgentConfig } from '../homeagent/config.ts';
+import { HomeAgent } from '../homeagent/daemon.ts';
+import { createLogger, type Logger } from '../log.ts';
+
+function dataplaneFor(config: HomeAgentConfig, logger: Logger): HomeAgentDataplane {
+  const ha = config.homeAgent;
+  return createHomeAgentDataplane(
+    ha.dataplane.backend,
+    { runner: new ExecRunner(), logger },
+    { haAddress: ha.address, uplink: ha.uplink, table: ha.dataplane.table, mss: ha.dataplane.mss },
+  );
+}
+
+function configPath(opts: { config?: string }): string {
+  if (!opts.config) throw new OfflinkError('ERR_USAGE', 'ha: --config FILE is required');
+  return opts.config;
+}
+
+export function registerHomeAgent(program: Command): Command {
+  const ha = program
+    .command('ha')
+    .description('run the NEMO Basic Support home agent (until SIGINT/SIGTERM)')
+    .option('-c, --config <file>', 'home agent config (YAML, see examples/ha.yaml)')
+    .action(async (opts: { config?: string }) => {
+      const config = loadHomeAgentConfig(configPath(opts));
+      const logger = createLogger('ha');
+      const agent = new HomeAgent(
+        { clock: systemClock, logger, dataplane: dataplaneFor(config, logger) },
+        config,
+      );
+      await agent.start();
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      logger.info({ signal }, 'stopping');
+      await agent.stop();
+    });
+  ha.command('flush')
+    .description('remove all kernel state (routes, rules, nftables) the home agent installed')
+    .option('-c, --config <file>', 'home agent config (YAML)')
+    .action(async (opts: { config?: string }, cmd: Command) => {
+      const config = loadHomeAgentConfig(configPath({ ...cmd.parent?.opts(), ...opts }));
+      const logger = createLogger('ha');
+      await dataplaneFor(config, logger).flush();
+      logger.info({ address: config.homeAgent.address }, 'home agent kernel state flushed');
+    });
+  return ha;
+}
