@@ -164,8 +164,15 @@ function issueError(issue: z.core.$ZodIssue): ConfigError {
   if (issue.code === 'unrecognized_keys') {
     return new ConfigError(formatPath([...issue.path, issue.keys[0]!]), 'unknown key');
   }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return new ConfigError(formatPath(issue.path), 'required');
+  if (issue.code === 'invalid_type') {
+    // zod does not report the input; its message ends in "received <type>".
+    const received = /received (\w+)/.exec(issue.message)?.[1];
+    if (received === 'undefined') return new ConfigError(formatPath(issue.path), 'required');
+    const hint =
+      issue.expected === 'string' && received === 'number'
+        ? ' (quote it: YAML reads digits as a number)'
+        : '';
+    return new ConfigError(formatPath(issue.path), `must be a ${issue.expected}, not a ${received}${hint}`);
   }
   if (issue.code === 'invalid_union') {
     // A branch that got past the type check says more than "no branch matched".

@@ -33,6 +33,7 @@ export const SPI = 1001;
 export const KEY2 = 'aa'.repeat(32);
 export const SPI2 = 1002;
 export const STATUS = 'http://127.0.0.1:9180';
+export const ECHO_PORT = 7007;
 
 export interface Topology {
   ha: string;
@@ -241,8 +242,11 @@ export interface BaView {
   bra: number | null;
 }
 
-/** The test MR process in an MR namespace (homeagent-mr-agent.ts), driven over stdin/stdout. */
-export class MrAgent {
+/**
+ * A helper process inside a namespace (homeagent-mr-agent.ts), driven over stdin/stdout: the test MR
+ * (BUs, fuzz) and UDP echo / probe traffic.
+ */
+export class NsAgent {
   private readonly child: ChildProcess;
   private seq = 0;
   private readonly pending = new Map<number, (v: Record<string, unknown>) => void>();
@@ -296,6 +300,22 @@ export class MrAgent {
       malformed: number;
       probes: number;
       ms: number;
+    };
+  }
+
+  echo(port = ECHO_PORT): Promise<unknown> {
+    return this.request({ op: 'echo', port });
+  }
+
+  /** UDP datagrams of `size` bytes to an echo server; how many came back. */
+  async probe(
+    to: string,
+    o: { count?: number; size?: number; intervalMs?: number; waitMs?: number } = {},
+  ): Promise<{ sent: number; received: number; rttMs: number[] }> {
+    return (await this.request({ op: 'probe', to, port: ECHO_PORT, count: 3, size: 64, ...o })) as {
+      sent: number;
+      received: number;
+      rttMs: number[];
     };
   }
 

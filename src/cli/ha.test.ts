@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { promisify } from 'node:util';
+import { formatBindingCache } from './status.ts';
+
+const run = promisify(execFile);
+const bin = new URL('../../bin/offlink.js', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'offlink-cli-ha-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function offlink(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+test('offlink ha --config with a bad config prints one line naming the key and exits non-zero', async () => {
+  const path = join(dir, 'bad.yaml');
+  writeFileSync(
+    path,
+    `homeAgent: { address: "2001:db8::1", uplink: eth0 }
+mobileRouters:
+  - { name: a, homeAddress: "2001:db8::101", prefixes: ["2001:db8:1::/64"], spi: 300, key: "${'11'.repeat(20)}" }
+  - { name: b, homeAddress: "2001:db8::102", prefixes: ["2001:db8:2::/64", "nope"], spi: 301, key: "${'22'.repeat(20)}" }
+`,
+  );
+  for (const args of [
+    ['ha', '--config', path],
+    ['ha', 'flush', '--config', path],
+  ]) {
+    const r = await offlink(...args);
+    assert.notEqual(r.code, 0);
+    assert.equal(
+      r.stderr,
+      'offlink: mobileRouters[1].prefixes[1]: not an IPv6 prefix (address/length with the host bits zero)\n',
+    );
+  }
+});
+
+test('offlink ha without --config and with a missing file', async () => {
+  assert.match((await offlink('ha')).stderr, /--config FILE is required/);
+  const r = await offlink('ha', '--config', join(dir, 'missing.yaml'));
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /^offlink: cannot read config .*missing\.yaml: ENOENT\n$/);
+});
+
+test('offlink status --ha: unreachable endpoint is one error line', async () => {
+  const r = await offlink('status', '--ha', 'http://127.0.0.1:9');
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /^offlink: cannot reach http:\/\/127\.0\.0\.1:9\/status/);
+});
+
+test('binding cache table', () => {
+  const text = formatBindingCache({
+    haAddress: '2001:db8:ffff::1',
+    now: '2026-01-01T00:00:00.000Z',
+    bindings: [
+      {
+        hoa: '2001:db8:ffff::101',
+        mobileRouter: 'net1',
+        coa: '2001:db8:a::2',
+        prefixes: ['2001:db8:100::/64', '2001:db8:101::/64'],
+        sequence: 7,
+        lifetimeSeconds: 400,
+        remainingSeconds: 321,
+        mode: 'explicit',
+        id: 1,
+        registeredAt: '',
+        updatedAt: '',
+        expiresAt: '',
+      },
+    ],
+  });
+  assert.equal(
+    text,
+    [
+      'HOME ADDRESS        CARE-OF ADDRESS  PREFIXES                             SEQ  LIFETIME  LEFT  MODE      ID  MR',
+      '2001:db8:ffff::101  2001:db8:a::2    2001:db8:100::/64,2001:db8:101::/64  7    400s      321s  explicit  1   net1',
+      '1 binding at home agent 2001:db8:ffff::1',
+      '',
+    ].join('\n'),
+  );
+});
