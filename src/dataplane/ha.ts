@@ -1,0 +1,363 @@
+// The home agent data plane shared by both backends (DESIGN §4): one route per MNP and per home address
+// towards the binding's CoA, and the nftables checks of RFC 3963 §6.3. The backends differ only in the
+// route's encapsulation and in the per-host decapsulation setup.
+//
+// State: a mirror of what is installed (bindings by HoA, CoA marks). update() diffs against the mirror
+// and touches only the changed bindings; after any failure the mirror is distrusted and the next call
+// reads the kernel and reconciles everything.
+import { OfflinkError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { canonicalAddress, checkInterfaceName, type Prefix, parsePrefix } from './addr.ts';
+import { type KernelRoute, type KernelRule, RT_PROTO, readRoutes, readRules } from './kernel.ts';
+import {
+  deleteTableScript,
+  elementDiffScript,
+  emptyElements,
+  HA_TABLE,
+  type HaElements,
+  type HaTableState,
+  haTableScript,
+  parseHaTable,
+} from './nft.ts';
+import { IpBatch } from './runner.ts';
+import type {
+  BindingChange,
+  CommandRunner,
+  HomeAgentDataplane,
+  HomeAgentDataplaneOptions,
+  TunnelBinding,
+} from './types.ts';
+
+export interface DataplaneComponents {
+  runner: CommandRunner;
+  logger?: Logger;
+}
+
+/** Two bindings claim one destination, or a binding is malformed. Nothing was changed. */
+export class BindingConflictError extends OfflinkError {
+  constructor(message: string) {
+    super('ERR_DATAPLANE_CONFLICT', message);
+  }
+}
+
+interface Entry {
+  hoa: string;
+  coa: string;
+  id: number;
+  /** The MNPs and the HoA/128: every destination routed into the tunnel. */
+  dsts: Prefix[];
+  prefixes: Prefix[];
+}
+
+/** Prefix lengths whose lookup rules always exist (MNPs are /64, home addresses /128). */
+const BASE_LENGTHS = [64, 128];
+
+function entryOf(b: TunnelBinding): Entry {
+  const hoa = canonicalAddress(b.hoa);
+  const prefixes = b.prefixes.map(parsePrefix);
+  const dsts = [...prefixes];
+  if (!dsts.some((p) => p.text === `${hoa}/128`)) dsts.push(parsePrefix(`${hoa}/128`));
+  return { hoa, coa: canonicalAddress(b.coa), id: b.id, dsts, prefixes };
+}
+
+export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
+  protected readonly runner: CommandRunner;
+  protected readonly options: HomeAgentDataplaneOptions;
+  private entries = new Map<string, Entry>();
+  /** destination prefix text → HoA that owns it */
+  private owners = new Map<string, string>();
+  private marks = new Map<string, number>();
+  private refs = new Map<string, number>();
+  private lengths = new Set(BASE_LENGTHS);
+  private inSync = false;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(components: DataplaneComponents, options: HomeAgentDataplaneOptions) {
+    this.runner = components.runner;
+    checkInterfaceName(options.uplink);
+    if (!Number.isInteger(options.table) || options.table <= 0)
+      throw new OfflinkError('ERR_CONFIG', `bad table ${options.table}`);
+    this.options = { ...options, haAddress: canonicalAddress(options.haAddress) };
+  }
+
+  /** `route replace <dst> …` arguments that send `dst` into the tunnel to `coa`. */
+  protected abstract routeArgs(dst: string, coa: string): string[];
+  /** The CoA an installed route tunnels to, or undefined if it is not exactly what routeArgs installs. */
+  protected abstract routeCoa(route: KernelRoute): string | undefined;
+  /** Per-host state: rule order, tunnel source, decapsulation. */
+  protected abstract hostSetup(batch: IpBatch, rules: readonly KernelRule[]): Promise<void>;
+  protected abstract hostTeardown(batch: IpBatch, rules: readonly KernelRule[]): Promise<void>;
+  /** Extra nftables prerouting rules of the backend. */
+  protected preRules(): string[] {
+    return [];
+  }
+
+  init(): Promise<void> {
+    return this.serial(async () => {
+      const batch = new IpBatch();
+      await this.hostSetup(batch, await readRules(this.runner));
+      await batch.run(this.runner);
+      await this.nft(this.tableScript());
+    });
+  }
+
+  reconcile(bindings: readonly TunnelBinding[]): Promise<void> {
+    return this.serial(() =>
+      this.reconcileAll(
+        this.check(
+          new Map(),
+          bindings.map((b) => ({ op: 'set', binding: b })),
+        ),
+      ),
+    );
+  }
+
+  update(changes: readonly BindingChange[]): Promise<void> {
+    return this.serial(async () => {
+      if (!this.inSync) {
+        await this.reconcileAll(this.check(new Map(this.entries), changes));
+        return;
+      }
+      await this.updateSome(changes);
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.serial(async () => {
+      const batch = new IpBatch();
+      batch.add(['route', 'flush', 'table', 'main', 'proto', RT_PROTO]);
+      await this.hostTeardown(batch, await readRules(this.runner));
+      await this.nft(deleteTableScript(HA_TABLE));
+      await batch.run(this.runner);
+      this.reset(new Map(), new Map());
+      this.inSync = false;
+    });
+  }
+
+  /** Packets counted by the drop rules (reads the whole table: slow with many bindings). */
+  async counters(): Promise<{ unregisteredCoa: number; innerSource: number; reencapsulated: number }> {
+    const t = await this.readTable();
+    return {
+      unregisteredCoa: t.counters['unregistered-coa'] ?? 0,
+      innerSource: t.counters['inner-source'] ?? 0,
+      reencapsulated: t.counters['reencapsulated'] ?? 0,
+    };
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  protected async nft(script: string): Promise<void> {
+    await this.runner.run(['nft', '-f', '-'], { input: script });
+  }
+
+  private tableScript(extra: Iterable<number> = []): string {
+    const { haAddress, mss } = this.options;
+    return haTableScript({
+      haAddress,
+      mss,
+      lengths: [...new Set([...this.lengths, ...extra])],
+      preRules: this.preRules(),
+    });
+  }
+
+  private async readTable(): Promise<HaTableState> {
+    const r = await this.runner.run(['nft', '-j', 'list', 'table', 'ip6', HA_TABLE], { allowFailure: true });
+    if (r.exitCode === 0) return parseHaTable(r.stdout);
+    if (/No such file or directory/.test(r.stderr))
+      return { exists: false, elements: emptyElements(), counters: {}, lengths: [] };
+    throw new OfflinkError('ERR_COMMAND', `nft list table ip6 ${HA_TABLE}: ${r.stderr.trim()}`);
+  }
+
+  /** Apply `changes` to `base` (a private copy) and check that no destination has two owners. */
+  private check(base: Map<string, Entry>, changes: readonly BindingChange[]): Map<string, Entry> {
+    for (const c of changes) {
+      const e = entryOf(c.binding);
+      if (c.op === 'delete') base.delete(e.hoa);
+      else base.set(e.hoa, e);
+    }
+    const owner = new Map<string, string>();
+    for (const e of base.values()) {
+      for (const d of e.dsts) {
+        const other = owner.get(d.text);
+        if (other !== undefined && other !== e.hoa)
+          throw new BindingConflictError(`${d.text} claimed by ${other} and ${e.hoa}`);
+        owner.set(d.text, e.hoa);
+      }
+    }
+    return base;
+  }
+
+  private elementsOf(entries: Iterable<Entry>, marks: ReadonlyMap<string, number>): HaElements {
+    const el = emptyElements();
+    const add = (kind: 'allowed' | 'mnp', len: number, v: string) => {
+      const s = el[kind].get(len) ?? new Set<string>();
+      el[kind].set(len, s);
+      s.add(v);
+    };
+    for (const e of entries) {
+      const mark = marks.get(e.coa)!;
+      el.coa2id.set(e.coa, mark);
+      for (const d of e.dsts) {
+        add('allowed', d.length, `${d.address} . ${mark}`);
+        add('mnp', d.length, d.address);
+      }
+    }
+    return el;
+  }
+
+  /** Full diff against what the kernel holds; rebuilds the mirror. */
+  private async reconcileAll(desired: Map<string, Entry>): Promise<void> {
+    this.inSync = false;
+    const [routes, table] = await Promise.all([readRoutes(this.runner, 'main'), this.readTable()]);
+    const marks = new Map<string, number>();
+    const used = new Set<number>();
+    for (const e of desired.values()) {
+      const m = table.elements.coa2id.get(e.coa);
+      if (m !== undefined && !used.has(m) && !marks.has(e.coa)) {
+        marks.set(e.coa, m);
+        used.add(m);
+      }
+    }
+    let next = 1;
+    for (const e of desired.values()) {
+      if (marks.has(e.coa)) continue;
+      while (used.has(next)) next++;
+      marks.set(e.coa, next);
+      used.add(next);
+    }
+    const want = this.elementsOf(desired.values(), marks);
+    const wantLengths = new Set([...BASE_LENGTHS, ...want.allowed.keys()]);
+    const have = table.elements;
+    for (const kind of ['allowed', 'mnp'] as const)
+      for (const l of wantLengths) if (!have[kind].has(l)) have[kind].set(l, new Set());
+    this.lengths = wantLengths;
+    let script = this.tableScript();
+    const staleLengths = table.lengths.filter((l) => !wantLengths.has(l));
+    for (const kind of ['allowed', 'mnp'] as const) for (const l of staleLengths) have[kind].delete(l);
+    script += elementDiffScript(have, want);
+    for (const l of staleLengths)
+      script += `delete set ip6 ${HA_TABLE} allowed_${l}\ndelete set ip6 ${HA_TABLE} mnp_${l}\n`;
+    await this.nft(script);
+
+    const wantRoutes = new Map<string, string>();
+    for (const e of desired.values()) for (const d of e.dsts) wantRoutes.set(d.text, e.coa);
+    const batch = new IpBatch();
+    const seen = new Set<string>();
+    for (const r of routes) {
+      seen.add(r.dst);
+      const coa = wantRoutes.get(r.dst);
+      if (coa === undefined) batch.add(['route', 'del', r.dst, 'proto', RT_PROTO], /No such process/);
+      else if (this.routeCoa(r) !== coa) batch.add(['route', 'replace', ...this.routeArgs(r.dst, coa)]);
+    }
+    for (const [dst, coa] of wantRoutes)
+      if (!seen.has(dst)) batch.add(['route', 'replace', ...this.routeArgs(dst, coa)]);
+    await batch.run(this.runner);
+
+    this.reset(desired, marks);
+    this.inSync = true;
+  }
+
+  private reset(entries: Map<string, Entry>, marks: Map<string, number>): void {
+    this.entries = entries;
+    this.marks = marks;
+    this.owners = new Map();
+    this.refs = new Map();
+    for (const e of entries.values()) {
+      for (const d of e.dsts) this.owners.set(d.text, e.hoa);
+      this.refs.set(e.coa, (this.refs.get(e.coa) ?? 0) + 1);
+    }
+  }
+
+  /** Fast path: only the bindings named in `changes` are looked at. */
+  private async updateSome(changes: readonly BindingChange[]): Promise<void> {
+    // last change per HoA wins; old = installed version, neu = wanted version (undefined = absent)
+    const touched = new Map<string, { old: Entry | undefined; neu: Entry | undefined }>();
+    for (const c of changes) {
+      const e = entryOf(c.binding);
+      touched.set(e.hoa, { old: this.entries.get(e.hoa), neu: c.op === 'set' ? e : undefined });
+    }
+    const claim = new Map<string, string | null>();
+    for (const { old } of touched.values()) for (const d of old?.dsts ?? []) claim.set(d.text, null);
+    for (const [hoa, { neu }] of touched) {
+      for (const d of neu?.dsts ?? []) {
+        const other = claim.has(d.text) ? claim.get(d.text) : this.owners.get(d.text);
+        if (other && other !== hoa)
+          throw new BindingConflictError(`${d.text} claimed by ${other} and ${hoa}`);
+        claim.set(d.text, hoa);
+      }
+    }
+    // CoA marks: reference counts over the whole mirror
+    const refs = new Map<string, number>();
+    const ref = (coa: string, n: number) => refs.set(coa, (refs.get(coa) ?? this.refs.get(coa) ?? 0) + n);
+    for (const { old, neu } of touched.values()) {
+      if (old) ref(old.coa, -1);
+      if (neu) ref(neu.coa, +1);
+    }
+    const marks = new Map<string, number>();
+    const taken = new Set(this.marks.values());
+    let next = 1;
+    for (const [coa, n] of refs) {
+      if (n <= 0) continue;
+      let m = this.marks.get(coa);
+      if (m === undefined) {
+        while (taken.has(next)) next++;
+        m = next;
+        taken.add(m);
+      }
+      marks.set(coa, m);
+    }
+    const olds = [...touched.values()].flatMap((t) => (t.old ? [t.old] : []));
+    const news = [...touched.values()].flatMap((t) => (t.neu ? [t.neu] : []));
+    const from = this.elementsOf(olds, this.marks);
+    const to = this.elementsOf(news, marks);
+    // coa2id: compare only CoAs whose reference count changed
+    from.coa2id = new Map(
+      [...refs.keys()].filter((c) => this.marks.has(c)).map((c) => [c, this.marks.get(c)!]),
+    );
+    to.coa2id = marks;
+    const newLengths = [...to.allowed.keys()].filter((l) => !this.lengths.has(l));
+    let script = newLengths.length > 0 ? this.tableScript(newLengths) : '';
+    script += elementDiffScript(from, to);
+
+    const oldRoutes = new Map<string, string>();
+    for (const o of olds) for (const d of o.dsts) oldRoutes.set(d.text, o.coa);
+    const batch = new IpBatch();
+    const newRoutes = new Set<string>();
+    for (const n of news) {
+      for (const d of n.dsts) {
+        newRoutes.add(d.text);
+        if (oldRoutes.get(d.text) !== n.coa)
+          batch.add(['route', 'replace', ...this.routeArgs(d.text, n.coa)]);
+      }
+    }
+    for (const dst of oldRoutes.keys())
+      if (!newRoutes.has(dst)) batch.add(['route', 'del', dst, 'proto', RT_PROTO], /No such process/);
+
+    this.inSync = false;
+    if (script !== '') await this.nft(script);
+    await batch.run(this.runner);
+
+    for (const [hoa, { old, neu }] of touched) {
+      for (const d of old?.dsts ?? []) if (this.owners.get(d.text) === hoa) this.owners.delete(d.text);
+      if (neu) {
+        this.entries.set(hoa, neu);
+        for (const d of neu.dsts) this.owners.set(d.text, hoa);
+      } else this.entries.delete(hoa);
+    }
+    for (const [coa, n] of refs) {
+      if (n > 0) {
+        this.refs.set(coa, n);
+        this.marks.set(coa, marks.get(coa)!);
+      } else {
+        this.refs.delete(coa);
+        this.marks.delete(coa);
+      }
+    }
+    for (const l of newLengths) this.lengths.add(l);
+    this.inSync = true;
+  }
+}

@@ -1,0 +1,157 @@
+// The mobile router data plane shared by both backends (DESIGN §4, "MR (active)"): per network, policy
+// rules send the guests' traffic (source in an MNP, arriving on the network's bridge) to the network's
+// table, whose default route tunnels to the home agent (RFC 3963 §5.4, reverse tunnelling); per host,
+// the decapsulation of what the HA sends to the CoA and TCP MSS clamping.
+import { OfflinkError } from '../errors.ts';
+import { canonicalAddress, checkInterfaceName, parsePrefix } from './addr.ts';
+import type { DataplaneComponents } from './ha.ts';
+import {
+  type KernelRule,
+  RT_PROTO,
+  type RuleSpec,
+  readRules,
+  restoreLocalRule,
+  ruleArgs,
+  ruleSpecOf,
+  syncRules,
+} from './kernel.ts';
+import { deleteTableScript, MR_TABLE, mrTableScript } from './nft.ts';
+import { IpBatch } from './runner.ts';
+import type { CommandRunner, MobileRouterDataplane, MobileRouterRoutes } from './types.ts';
+
+export interface MobileRouterDataplaneOptions {
+  /** TCP MSS for guests' SYNs (guest MTU 1460 minus 60); 0 disables clamping. Default 1400. */
+  mss?: number;
+}
+
+export interface MobileRouterHost {
+  coa: string;
+  haAddress: string;
+  uplink: string;
+  table: number;
+}
+
+export abstract class TunnelMobileRouterDataplane implements MobileRouterDataplane {
+  protected readonly runner: CommandRunner;
+  protected readonly mss: number;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(components: DataplaneComponents, options: MobileRouterDataplaneOptions = {}) {
+    this.runner = components.runner;
+    this.mss = options.mss ?? 1400;
+  }
+
+  /** Per-host setup: rule order, tunnel source, decapsulation for `host.coa` (replacing an older CoA's). */
+  protected abstract hostSetup(
+    batch: IpBatch,
+    rules: readonly KernelRule[],
+    host: MobileRouterHost,
+  ): Promise<void>;
+  protected abstract hostTeardown(batch: IpBatch, rules: readonly KernelRule[]): Promise<void>;
+  /** `route replace default …` arguments (without `table`) that tunnel to the HA. */
+  protected abstract defaultRouteArgs(routes: MobileRouterRoutes): string[];
+  /** Extra prerouting rules for the host's nftables table. */
+  protected preRules(_host: MobileRouterHost): string[] {
+    return [];
+  }
+
+  initHost(options: MobileRouterHost): Promise<void> {
+    const host = {
+      coa: canonicalAddress(options.coa),
+      haAddress: canonicalAddress(options.haAddress),
+      uplink: checkInterfaceName(options.uplink),
+      table: checkTable(options.table),
+    };
+    return this.serial(async () => {
+      const batch = new IpBatch();
+      await this.hostSetup(batch, await readRules(this.runner), host);
+      await batch.run(this.runner);
+      await this.nft(mrTableScript({ uplink: host.uplink, mss: this.mss, preRules: this.preRules(host) }));
+    });
+  }
+
+  activate(routes: MobileRouterRoutes): Promise<void> {
+    const r = checkRoutes(routes);
+    return this.serial(async () => {
+      const batch = new IpBatch();
+      syncRules(batch, await readRules(this.runner), this.networkRules(r), (k) => this.inNetwork(k, r));
+      batch.add(['route', 'replace', 'default', ...this.defaultRouteArgs(r), 'table', String(r.table)]);
+      await batch.run(this.runner);
+    });
+  }
+
+  deactivate(routes: MobileRouterRoutes): Promise<void> {
+    const r = checkRoutes(routes);
+    return this.serial(async () => {
+      const batch = new IpBatch();
+      syncRules(batch, await readRules(this.runner), [], (k) => this.inNetwork(k, r));
+      batch.add(['route', 'del', 'default', 'proto', RT_PROTO, 'table', String(r.table)], /No such process/);
+      await batch.run(this.runner);
+    });
+  }
+
+  /** Remove everything offlink installed on this host: all networks' rules and routes, decapsulation, nft table. */
+  flushHost(): Promise<void> {
+    return this.serial(async () => {
+      const rules = await readRules(this.runner);
+      const batch = new IpBatch();
+      for (const k of rules) {
+        if (k.protocol === RT_PROTO && !(k.table === 'local' && k.priority === 1000)) {
+          batch.add(['rule', 'del', ...ruleArgs(ruleSpecOf(k))], /No such file or directory/);
+        }
+      }
+      restoreLocalRule(batch, rules);
+      batch.add(['route', 'flush', 'table', 'all', 'proto', RT_PROTO]);
+      await this.hostTeardown(batch, rules);
+      await batch.run(this.runner);
+      await this.nft(deleteTableScript(MR_TABLE));
+    });
+  }
+
+  private networkRules(r: MobileRouterRoutes): RuleSpec[] {
+    return r.prefixes.map((p) => ({ priority: r.rulePref, from: p, iif: r.bridge, table: r.table }));
+  }
+
+  /** Our non-tunnel rules that belong to this network (its table or its bridge). */
+  private inNetwork(k: KernelRule, r: MobileRouterRoutes): boolean {
+    const spec = ruleSpecOf(k);
+    return (
+      !spec.tunnelled &&
+      k.table !== 'local' &&
+      (String(spec.table) === String(r.table) || spec.iif === r.bridge)
+    );
+  }
+
+  protected async nft(script: string): Promise<void> {
+    await this.runner.run(['nft', '-f', '-'], { input: script });
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+}
+
+function checkTable(table: number): number {
+  if (!Number.isInteger(table) || table <= 0 || table === 253 || table === 254 || table === 255) {
+    throw new OfflinkError('ERR_CONFIG', `bad routing table ${table}`);
+  }
+  return table;
+}
+
+function checkRoutes(r: MobileRouterRoutes): MobileRouterRoutes {
+  // pref 10 holds the decapsulation rule, 1000 `lookup local` (see docs/dataplane.md on choosing > 1000)
+  if (!Number.isInteger(r.rulePref) || r.rulePref <= 10 || r.rulePref === 1000 || r.rulePref >= 32766) {
+    throw new OfflinkError('ERR_CONFIG', `bad rule preference ${r.rulePref}`);
+  }
+  return {
+    ...r,
+    haAddress: canonicalAddress(r.haAddress),
+    coa: canonicalAddress(r.coa),
+    uplink: checkInterfaceName(r.uplink),
+    bridge: checkInterfaceName(r.bridge),
+    prefixes: r.prefixes.map((p) => parsePrefix(p).text),
+    table: checkTable(r.table),
+  };
+}

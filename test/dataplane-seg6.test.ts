@@ -1,0 +1,317 @@
+// The seg6 data plane in network namespaces (root): the topology of shared/notes/seg6-dataplane-demo.sh,
+// but programmed by Seg6HomeAgentDataplane and Seg6MobileRouterDataplane through ExecRunner({ netns }).
+//   g  (guest, 2001:db8:100::10) -- mr (bridge, CoA 2001:db8:a::2) --+
+//   g2 (same guest address)      -- mr2 (bridge, CoA 2001:db8:b::2) -+-- ha (2001:db8:ffff::1) -- cn (2001:db8:c::2)
+// The guest links have MTU 1500 on purpose: then only MSS clamping keeps TCP alive through the tunnel.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { RT_PROTO } from '../src/dataplane/kernel.ts';
+import { ExecRunner } from '../src/dataplane/runner.ts';
+import { Seg6HomeAgentDataplane, Seg6MobileRouterDataplane } from '../src/dataplane/seg6.ts';
+import type {
+  CommandRunner,
+  MobileRouterRoutes,
+  RunOptions,
+  RunResult,
+  TunnelBinding,
+} from '../src/dataplane/types.ts';
+import { canUseNetns, type NetnsLab, withNetns } from './helpers/netns.ts';
+
+const HA = '2001:db8:ffff::1';
+const CN = '2001:db8:c::2';
+const GUEST = '2001:db8:100::10';
+const MNP = '2001:db8:100::/64';
+const HOA = '2001:db8:ffff::100';
+const COA1 = '2001:db8:a::2';
+const COA2 = '2001:db8:b::2';
+const binding = (coa: string): TunnelBinding => ({ hoa: HOA, coa, prefixes: [MNP], id: 7 });
+
+/** Records what goes to the kernel, then runs it. */
+class Tap implements CommandRunner {
+  readonly calls: { argv: readonly string[]; input?: string }[] = [];
+  constructor(private readonly inner: CommandRunner) {}
+  run(argv: readonly string[], options?: RunOptions): Promise<RunResult> {
+    this.calls.push({ argv, ...(options?.input !== undefined ? { input: options.input } : {}) });
+    return this.inner.run(argv, options);
+  }
+}
+
+const UDP_ECHO = `const d=require('node:dgram');const [port,name]=process.argv.slice(1);
+const s=d.createSocket({type:'udp6'});
+s.on('message',(m,r)=>{console.log('rx '+r.address+' '+m.length);s.send(Buffer.from(name+':'+m.length),r.port,r.address)});
+s.bind(Number(port),'::',()=>console.log('ready'));`;
+
+const UDP_CLIENT = `const d=require('node:dgram');const [dst,port,size,count,bind]=process.argv.slice(1);
+const s=d.createSocket({type:'udp6'});const got=[];s.on('message',m=>got.push(m.toString()));
+s.bind(0,bind||'::',()=>{for(let i=0;i<+count;i++)setTimeout(()=>s.send(Buffer.alloc(+size,120),+port,dst),i*20);
+setTimeout(()=>{console.log(JSON.stringify(got));s.close()},+count*20+300)});`;
+
+/** Send `count` datagrams of `size` bytes from ns to dst:7; returns the echo replies ("<name>:<size>"). */
+async function udp(
+  lab: NetnsLab,
+  ns: string,
+  dst: string,
+  size: number,
+  count = 3,
+  bind = '',
+): Promise<string[]> {
+  const { stdout } = await lab.exec(ns, [
+    'node',
+    '-e',
+    UDP_CLIENT,
+    dst,
+    '7',
+    String(size),
+    String(count),
+    bind,
+  ]);
+  return JSON.parse(stdout) as string[];
+}
+
+function waitFor(child: ReturnType<NetnsLab['spawn']>, pattern: RegExp): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`timeout waiting for ${pattern}: ${seen}`)), 5000);
+    const on = (d: Buffer) => {
+      seen += d;
+      if (pattern.test(seen)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', on);
+    child.stderr?.on('data', on);
+  });
+}
+
+/** Bytes the receiver got in a 2-s iperf3 run from `client` to `server` (or reversed with -R). */
+async function iperf(
+  lab: NetnsLab,
+  serverNs: string,
+  clientNs: string,
+  serverAddr: string,
+  reverse: boolean,
+): Promise<number> {
+  const server = lab.spawn(serverNs, ['iperf3', '-s', '-1', '--forceflush', '--idle-timeout', '10']);
+  await waitFor(server, /listening/);
+  const argv = [
+    'timeout',
+    '8',
+    'iperf3',
+    '-6',
+    '-c',
+    serverAddr,
+    '-t',
+    '2',
+    '-J',
+    ...(reverse ? ['-R'] : []),
+  ];
+  const { stdout } = await lab
+    .exec(clientNs, argv)
+    .catch((e: Error) => ({ stdout: `{"error":${JSON.stringify(e.message)}}` }));
+  const r = JSON.parse(stdout) as { end?: { sum_received?: { bytes?: number } } };
+  return r.end?.sum_received?.bytes ?? 0;
+}
+
+async function topology(lab: NetnsLab) {
+  const [g, g2, mr, mr2, ha, cn] = [
+    await lab.ns('g'),
+    await lab.ns('g2'),
+    await lab.ns('mr', { forwarding: true }),
+    await lab.ns('mr2', { forwarding: true }),
+    await lab.ns('ha', { forwarding: true }),
+    await lab.ns('cn'),
+  ];
+  for (const [guest, router, coa, haSide, subnet] of [
+    [g, mr, COA1, 'ha-mr', '2001:db8:a::'],
+    [g2, mr2, COA2, 'ha-mr2', '2001:db8:b::'],
+  ] as const) {
+    await lab.veth(guest, 'g0', router, 'br-port');
+    await lab.exec(router, [
+      'ip',
+      'link',
+      'add',
+      'ofl-net1',
+      'address',
+      '02:00:5e:10:00:01',
+      'type',
+      'bridge',
+    ]);
+    await lab.exec(router, ['ip', 'link', 'set', 'br-port', 'master', 'ofl-net1']);
+    await lab.exec(router, ['ip', 'link', 'set', 'ofl-net1', 'up']);
+    await lab.addr(router, 'ofl-net1', '2001:db8:100::1/64');
+    await lab.addr(guest, 'g0', `${GUEST}/64`);
+    await lab.exec(guest, ['ip', 'route', 'add', 'default', 'via', '2001:db8:100::1']);
+    await lab.veth(router, 'up0', ha, haSide);
+    await lab.addr(router, 'up0', `${coa}/64`);
+    await lab.addr(ha, haSide, `${subnet}1/64`);
+    await lab.exec(router, ['ip', 'route', 'add', `${HA}/128`, 'via', `${subnet}1`]);
+  }
+  await lab.veth(ha, 'ha-cn', cn, 'cn0');
+  await lab.addr(ha, 'ha-cn', '2001:db8:c::1/64');
+  await lab.addr(cn, 'cn0', `${CN}/64`);
+  await lab.exec(cn, ['ip', 'route', 'add', 'default', 'via', '2001:db8:c::1']);
+  await lab.exec(ha, ['ip', 'addr', 'add', `${HA}/128`, 'dev', 'lo']);
+  return { g, g2, mr, mr2, ha, cn };
+}
+
+const mrRoutes = (coa: string): MobileRouterRoutes => ({
+  network: 'net1',
+  haAddress: HA,
+  coa,
+  uplink: 'up0',
+  bridge: 'ofl-net1',
+  prefixes: [MNP],
+  table: 100,
+  rulePref: 100,
+});
+
+test('seg6 data plane between namespaces', { skip: !canUseNetns() && 'needs root' }, async (t) => {
+  await withNetns(async (lab) => {
+    const ns = await topology(lab);
+    const haRunner = new Tap(new ExecRunner({ netns: ns.ha }));
+    const haOptions = { haAddress: HA, uplink: 'ha-mr', table: 200, mss: 1400 };
+    const haDp = new Seg6HomeAgentDataplane({ runner: haRunner }, haOptions);
+    const mrDp = new Seg6MobileRouterDataplane({ runner: new ExecRunner({ netns: ns.mr }) });
+    const mr2Dp = new Seg6MobileRouterDataplane({ runner: new ExecRunner({ netns: ns.mr2 }) });
+    const haExec = (argv: string[]) => lab.exec(ns.ha, argv).then((r) => r.stdout);
+
+    await haDp.init();
+    await haDp.init(); // idempotent
+    await haDp.reconcile([binding(COA1)]);
+    for (const [dp, coa] of [
+      [mrDp, COA1],
+      [mr2Dp, COA2],
+    ] as const) {
+      await dp.initHost({ coa, haAddress: HA, uplink: 'up0', table: 200 });
+      await dp.initHost({ coa, haAddress: HA, uplink: 'up0', table: 200 });
+      await dp.activate(mrRoutes(coa));
+    }
+    for (const [n, name] of [
+      [ns.g, 'g'],
+      [ns.g2, 'g2'],
+      [ns.cn, 'cn'],
+    ] as const) {
+      await waitFor(lab.spawn(n, ['node', '-e', UDP_ECHO, '7', name]), /ready/);
+    }
+
+    await t.test('UDP both directions, small and 1400-byte payloads', async () => {
+      assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g:64', 'g:64', 'g:64']);
+      assert.deepEqual(await udp(lab, ns.g, CN, 64), ['cn:64', 'cn:64', 'cn:64']);
+      assert.deepEqual(await udp(lab, ns.cn, GUEST, 1400), ['g:1400', 'g:1400', 'g:1400']);
+      assert.deepEqual(await udp(lab, ns.g, CN, 1400), ['cn:1400', 'cn:1400', 'cn:1400']);
+    });
+
+    await t.test('TCP bulk both directions (MSS clamping on HA and MR)', async () => {
+      const down = await iperf(lab, ns.g, ns.cn, GUEST, false);
+      const up = await iperf(lab, ns.g, ns.cn, GUEST, true);
+      t.diagnostic(
+        `iperf3 cn->guest ${(down / 2 / 1e6).toFixed(0)} MB/s, guest->cn ${(up / 2 / 1e6).toFixed(0)} MB/s`,
+      );
+      assert.ok(down > 10e6, `cn -> guest moved only ${down} bytes`);
+      assert.ok(up > 10e6, `guest -> cn moved only ${up} bytes`);
+    });
+
+    await t.test('without clamping, full-size TCP segments are lost in the tunnel', async () => {
+      const noClampHa = new Seg6HomeAgentDataplane({ runner: haRunner }, { ...haOptions, mss: 0 });
+      const noClampMr = new Seg6MobileRouterDataplane(
+        { runner: new ExecRunner({ netns: ns.mr }) },
+        { mss: 0 },
+      );
+      await noClampHa.init();
+      await noClampMr.initHost({ coa: COA1, haAddress: HA, uplink: 'up0', table: 200 });
+      const down = await iperf(lab, ns.g, ns.cn, GUEST, false);
+      assert.ok(down < 1e6, `expected a stall without clamping, moved ${down} bytes`);
+      await haDp.init();
+      await mrDp.initHost({ coa: COA1, haAddress: HA, uplink: 'up0', table: 200 });
+      assert.deepEqual(await udp(lab, ns.cn, GUEST, 64, 1), ['g:64']);
+    });
+
+    await t.test('tunnelled packets from an unregistered CoA are dropped', async () => {
+      const before = await haDp.counters();
+      assert.deepEqual(await udp(lab, ns.g2, CN, 64), []);
+      const after = await haDp.counters();
+      assert.ok(after.unregisteredCoa >= before.unregisteredCoa + 3, JSON.stringify({ before, after }));
+    });
+
+    await t.test('decapsulated packets with an inner source outside the MNPs are dropped', async () => {
+      const SPOOF = '2001:db8:bad::10';
+      await lab.addr(ns.g, 'g0', `${SPOOF}/128`);
+      // test scaffolding: let the MR tunnel the spoofed source too
+      await lab.exec(ns.mr, [
+        'ip',
+        '-6',
+        'rule',
+        'add',
+        'pref',
+        '101',
+        'from',
+        '2001:db8:bad::/64',
+        'iif',
+        'ofl-net1',
+        'lookup',
+        '100',
+      ]);
+      const before = await haDp.counters();
+      assert.deepEqual(await udp(lab, ns.g, CN, 64, 3, SPOOF), []);
+      const after = await haDp.counters();
+      assert.ok(after.innerSource >= before.innerSource + 3, JSON.stringify({ before, after }));
+      await lab.exec(ns.mr, ['ip', '-6', 'rule', 'del', 'pref', '101']);
+      // the HoA is an allowed inner source of its binding
+      assert.deepEqual(await udp(lab, ns.g, CN, 64, 1), ['cn:64']);
+    });
+
+    await t.test('a CoA change replaces the routes in place and moves traffic', async () => {
+      const routeOf = async (dst: string) => (await haExec(['ip', '-6', 'route', 'show', dst])).trim();
+      assert.match(await routeOf(MNP), new RegExp(`segs 1 \\[ ${COA1} \\]`));
+      haRunner.calls.length = 0;
+      await haDp.update([{ op: 'set', binding: binding(COA2) }]);
+      assert.match(await routeOf(MNP), new RegExp(`segs 1 \\[ ${COA2} \\]`));
+      assert.match(await routeOf(HOA), new RegExp(`segs 1 \\[ ${COA2} \\]`));
+      const batch = haRunner.calls.map((c) => c.input ?? '').join('');
+      assert.match(batch, /route replace 2001:db8:100::\/64 /);
+      assert.doesNotMatch(batch, /route del/);
+      assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g2:64', 'g2:64', 'g2:64']);
+      assert.deepEqual(await udp(lab, ns.g2, CN, 1400), ['cn:1400', 'cn:1400', 'cn:1400']);
+      assert.deepEqual(await udp(lab, ns.g, CN, 64), [], 'the old CoA is no longer registered');
+    });
+
+    await t.test('reconcile([]) removes the routes and elements of removed bindings', async () => {
+      await haDp.reconcile([]);
+      assert.equal((await haExec(['ip', '-6', 'route', 'show', 'proto', RT_PROTO])).trim(), '');
+      const table = await haExec(['nft', 'list', 'table', 'ip6', 'offlink']);
+      assert.doesNotMatch(table, /2001:db8:b::2|2001:db8:100::/);
+      assert.deepEqual(await udp(lab, ns.cn, GUEST, 64, 1), []);
+    });
+
+    await t.test('flush leaves no offlink routes, rules or table', async () => {
+      await haDp.reconcile([binding(COA2)]);
+      await haDp.flush();
+      await haDp.flush(); // idempotent
+      assert.equal(
+        (await haExec(['ip', '-6', 'route', 'show', 'table', 'all', 'proto', RT_PROTO])).trim(),
+        '',
+      );
+      const rules = await haExec(['ip', '-6', 'rule', 'show']);
+      assert.doesNotMatch(rules, new RegExp(`proto ${RT_PROTO}`));
+      assert.match(rules, /^0:\s+from all lookup local/m);
+      assert.doesNotMatch(await haExec(['nft', 'list', 'tables']), /offlink/);
+      assert.match(await haExec(['ip', 'sr', 'tunsrc', 'show']), /tunsrc addr ::$/m);
+      await mrDp.deactivate(mrRoutes(COA1));
+      await mrDp.flushHost();
+      const mrRules = await lab.exec(ns.mr, ['ip', '-6', 'rule', 'show']).then((r) => r.stdout);
+      assert.doesNotMatch(mrRules, new RegExp(`proto ${RT_PROTO}|lookup 100`));
+      const mrRoutesLeft = await lab.exec(ns.mr, [
+        'ip',
+        '-6',
+        'route',
+        'show',
+        'table',
+        'all',
+        'proto',
+        RT_PROTO,
+      ]);
+      assert.equal(mrRoutesLeft.stdout.trim(), '');
+    });
+  });
+});
