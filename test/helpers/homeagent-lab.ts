@@ -82,6 +82,9 @@ export async function buildTopology(lab: NetnsLab): Promise<Topology> {
     [t.mrb, t.gb],
   ] as const) {
     await lab.veth(mr, 'mr-g', g, 'g0', 1460);
+    // The worst case: a guest that ignores the 1460 MTU of the router advertisements. It then offers
+    // MSS 1440, and only the home agent's MSS clamp keeps TCP through the tunnel working.
+    await ip(g, 'link', 'set', 'g0', 'mtu', '1500');
     await lab.addr(mr, 'mr-g', `${ADDR.gw}/64`);
     await lab.addr(g, 'g0', `${ADDR.guest}/64`);
     await ip(g, '-6', 'route', 'add', 'default', 'via', ADDR.gw);
@@ -135,6 +138,7 @@ export interface HaConfigOptions {
   database: string;
   maxLifetimeSeconds?: number;
   refreshAdviceSeconds?: number;
+  mss?: number;
 }
 
 export function haConfigYaml(o: HaConfigOptions): string {
@@ -143,7 +147,7 @@ export function haConfigYaml(o: HaConfigOptions): string {
   uplink: ha-up
   status: { listen: "127.0.0.1:9180" }
   database: ${o.database}
-  dataplane: { backend: seg6, table: 200, mss: 1400 }
+  dataplane: { backend: seg6, table: 200, mss: ${o.mss ?? 1400} }
   maxLifetimeSeconds: ${o.maxLifetimeSeconds ?? 3600}
 ${o.refreshAdviceSeconds ? `  refreshAdviceSeconds: ${o.refreshAdviceSeconds}\n` : ''}mobileRouters:
   - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], spi: ${SPI}, key: ${KEY} }
