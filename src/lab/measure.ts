@@ -1,0 +1,162 @@
+// What one migration cost, from the probes' send and arrival times (DESIGN §7): the gap is the longest
+// silence seen by any probe direction around the migration, and a probe is lost when it was sent but
+// never received. Pure functions over numbers, so they are tested on synthetic data.
+
+/** One probe direction: send time of each sequence number and its arrival time (NaN: never arrived). */
+export interface ProbeTimes {
+  name: string;
+  sendTimes: ArrayLike<number>;
+  arrivals: ArrayLike<number>;
+}
+
+/** When the lab started and finished one migration (wall-clock ms). */
+export interface MigrationWindow {
+  index: number;
+  start: number;
+  end: number;
+}
+
+export interface DirectionMeasure {
+  name: string;
+  /** Longest silence at the receiver that overlaps the migration window. */
+  gapMs: number;
+  /** When that silence began and ended (wall-clock ms). */
+  gapFrom: number;
+  gapTo: number;
+  /** Probes sent from this migration's start until the next one's start, never received. */
+  lost: number;
+  sent: number;
+}
+
+export interface MigrationMeasure {
+  index: number;
+  gapMs: number;
+  lost: number;
+  sent: number;
+  directions: DirectionMeasure[];
+}
+
+export interface Percentiles {
+  p50: number;
+  p95: number;
+  max: number;
+}
+
+export interface Measurement {
+  migrations: MigrationMeasure[];
+  summary: { gapMs: Percentiles; lost: number; sent: number };
+  directions: { name: string; sent: number; lost: number }[];
+}
+
+/** Only probes sent in [from, to] count (the warm-up before and the drain after are left out). */
+export interface MeasureWindow {
+  from: number;
+  to: number;
+}
+
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
+/** Nearest-rank percentile of an ascending array (0 when empty). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(rank, sorted.length) - 1]!;
+}
+
+export function percentiles(values: readonly number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), max: sorted.at(-1) ?? 0 };
+}
+
+/**
+ * Times at which the receiver heard something, bounded by the window's ends: silence is measured
+ * between consecutive points, so a direction that goes quiet until the end still shows a gap.
+ */
+export function arrivalPoints(d: ProbeTimes, w: MeasureWindow): Float64Array {
+  const points: number[] = [w.from];
+  let last = w.to;
+  for (let i = 0; i < d.sendTimes.length; i++) {
+    const s = d.sendTimes[i]!;
+    const a = d.arrivals[i]!;
+    if (s < w.from || s > w.to || Number.isNaN(a)) continue;
+    points.push(a);
+    if (a > last) last = a;
+  }
+  points.push(last);
+  return Float64Array.from(points).sort();
+}
+
+/** The longest interval between consecutive points that overlaps [start, end]. */
+export function longestSilence(
+  points: Float64Array,
+  start: number,
+  end: number,
+): { from: number; to: number } {
+  let best = { from: start, to: start };
+  for (let i = 1; i < points.length; i++) {
+    const a = points[i - 1]!;
+    const b = points[i]!;
+    if (b < start) continue;
+    if (a > end) break;
+    if (b - a > best.to - best.from) best = { from: a, to: b };
+  }
+  return best;
+}
+
+function countLost(
+  d: ProbeTimes,
+  from: number,
+  to: number,
+  toInclusive: boolean,
+): { sent: number; lost: number } {
+  let sent = 0;
+  let lost = 0;
+  for (let i = 0; i < d.sendTimes.length; i++) {
+    const s = d.sendTimes[i]!;
+    if (s < from || s > to || (s === to && !toInclusive)) continue;
+    sent++;
+    if (Number.isNaN(d.arrivals[i]!)) lost++;
+  }
+  return { sent, lost };
+}
+
+export function measure(
+  directions: readonly ProbeTimes[],
+  migrations: readonly MigrationWindow[],
+  w: MeasureWindow,
+): Measurement {
+  const points = directions.map((d) => arrivalPoints(d, w));
+  const ordered = [...migrations].sort((a, b) => a.start - b.start);
+  const perMigration = ordered.map((m, k): MigrationMeasure => {
+    const next = ordered[k + 1];
+    const per = directions.map((d, j): DirectionMeasure => {
+      const silence = longestSilence(points[j]!, m.start, m.end);
+      const { sent, lost } = countLost(d, m.start, next ? next.start : w.to, next === undefined);
+      return {
+        name: d.name,
+        gapMs: round1(silence.to - silence.from),
+        gapFrom: silence.from,
+        gapTo: silence.to,
+        lost,
+        sent,
+      };
+    });
+    return {
+      index: m.index,
+      gapMs: Math.max(0, ...per.map((p) => p.gapMs)),
+      lost: per.reduce((n, p) => n + p.lost, 0),
+      sent: per.reduce((n, p) => n + p.sent, 0),
+      directions: per,
+    };
+  });
+  const totals = directions.map((d) => ({ name: d.name, ...countLost(d, w.from, w.to, true) }));
+  return {
+    migrations: perMigration,
+    summary: {
+      gapMs: percentiles(perMigration.map((m) => m.gapMs)),
+      lost: totals.reduce((n, t) => n + t.lost, 0),
+      sent: totals.reduce((n, t) => n + t.sent, 0),
+    },
+    directions: totals,
+  };
+}

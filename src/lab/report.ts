@@ -1,0 +1,175 @@
+// The lab's results: DIR/report.json with exactly DESIGN §7's keys (plus parameters, per-direction
+// numbers, uplink series and machine info), and DIR/index.html, a self-contained page with the Fig. 6
+// chart (report-html.ts).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, type as osType, version as osVersion, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import type { Measurement, Percentiles } from './measure.ts';
+import { renderHtml } from './report-html.ts';
+import type { UplinkSeries } from './uplink.ts';
+
+export type Procedure = 'make-before-break' | 'paper';
+export type TopologyKind = 'off-link' | 'on-link';
+export type GuestKind = 'netns' | 'qemu';
+
+export interface ReportMigration {
+  index: number;
+  from: string;
+  to: string;
+  /** Phase timings as the agent reported them (null where the procedure has no such phase). */
+  hypervisorMs: number | null;
+  handoverMs: number | null;
+  gapMs: number;
+  lost: number;
+  // ---- beyond DESIGN §7
+  ok: boolean;
+  error?: string;
+  /** Wall-clock ms when the lab asked for the migration and when the command returned. */
+  startedAt: number;
+  endedAt: number;
+  /** What `offlink migrate` itself took, as seen by the lab. */
+  commandMs: number;
+  sent: number;
+  directions: { name: string; gapMs: number; gapFrom: number; gapTo: number; lost: number; sent: number }[];
+  phases?: Record<string, number>;
+}
+
+export interface ReportParameters {
+  migrations: number;
+  intervalS: number;
+  probeRate: number;
+  streamKbps: number;
+  streamPayload: number;
+  uplinkSampleMs: number;
+}
+
+export interface MachineInfo {
+  hostname: string;
+  uname: string;
+  cpus: number;
+  cpuModel: string;
+  memoryMiB: number;
+  node: string;
+  date: string;
+}
+
+export interface LabReport {
+  procedure: Procedure;
+  topology: TopologyKind;
+  guest: GuestKind;
+  migrations: ReportMigration[];
+  summary: {
+    gapMs: Percentiles;
+    lost: number;
+    sent: number;
+    // ---- beyond DESIGN §7
+    directions: { name: string; sent: number; lost: number }[];
+    stream: { sent: number; received: number; receivedKbps: number };
+    failed: number;
+  };
+  parameters: ReportParameters;
+  machine: MachineInfo;
+  /** Wall-clock ms of the start of measurement; chart times are relative to it. */
+  startedAt: number;
+  endedAt: number;
+  uplinks: UplinkSeries[];
+  hosts: { name: string; label: string; careOf: string }[];
+}
+
+/** What the run hands over for the report. */
+export interface RunData {
+  procedure: Procedure;
+  topology: TopologyKind;
+  guest: GuestKind;
+  parameters: ReportParameters;
+  startedAt: number;
+  endedAt: number;
+  migrations: {
+    index: number;
+    from: string;
+    to: string;
+    ok: boolean;
+    error?: string;
+    startedAt: number;
+    endedAt: number;
+    hypervisorMs: number | null;
+    handoverMs: number | null;
+    phases?: Record<string, number>;
+  }[];
+  measurement: Measurement;
+  stream: { sent: number; received: number; receivedBytes: number };
+  uplinks: UplinkSeries[];
+  hosts: { name: string; label: string; careOf: string }[];
+  machine?: MachineInfo;
+}
+
+export function machineInfo(date = new Date()): MachineInfo {
+  const cpu = cpus();
+  return {
+    hostname: hostname(),
+    uname: `${osType()} ${release()} ${osVersion()}`,
+    cpus: cpu.length,
+    cpuModel: cpu[0]?.model.trim() ?? 'unknown',
+    memoryMiB: Math.round(totalmem() / 2 ** 20),
+    node: process.version,
+    date: date.toISOString(),
+  };
+}
+
+export function buildReport(run: RunData): LabReport {
+  const byIndex = new Map(run.measurement.migrations.map((m) => [m.index, m]));
+  const durationS = Math.max(0.001, (run.endedAt - run.startedAt) / 1000);
+  return {
+    procedure: run.procedure,
+    topology: run.topology,
+    guest: run.guest,
+    migrations: run.migrations.map((m) => {
+      const meas = byIndex.get(m.index);
+      return {
+        index: m.index,
+        from: m.from,
+        to: m.to,
+        hypervisorMs: m.hypervisorMs,
+        handoverMs: m.handoverMs,
+        gapMs: meas?.gapMs ?? 0,
+        lost: meas?.lost ?? 0,
+        ok: m.ok,
+        ...(m.error === undefined ? {} : { error: m.error }),
+        startedAt: m.startedAt,
+        endedAt: m.endedAt,
+        commandMs: Math.round((m.endedAt - m.startedAt) * 10) / 10,
+        sent: meas?.sent ?? 0,
+        directions: meas?.directions ?? [],
+        ...(m.phases === undefined ? {} : { phases: m.phases }),
+      };
+    }),
+    summary: {
+      gapMs: run.measurement.summary.gapMs,
+      lost: run.measurement.summary.lost,
+      sent: run.measurement.summary.sent,
+      directions: run.measurement.directions,
+      stream: {
+        sent: run.stream.sent,
+        received: run.stream.received,
+        receivedKbps: Math.round(((run.stream.receivedBytes * 8) / durationS / 1000) * 10) / 10,
+      },
+      failed: run.migrations.filter((m) => !m.ok).length,
+    },
+    parameters: run.parameters,
+    machine: run.machine ?? machineInfo(),
+    startedAt: run.startedAt,
+    endedAt: run.endedAt,
+    uplinks: run.uplinks,
+    hosts: run.hosts,
+  };
+}
+
+/** Write DIR/report.json and DIR/index.html; returns their paths. */
+export function writeReport(dir: string, report: LabReport): { json: string; html: string } {
+  mkdirSync(dir, { recursive: true });
+  const json = join(dir, 'report.json');
+  const html = join(dir, 'index.html');
+  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(html, renderHtml(report));
+  return { json, html };
+}
