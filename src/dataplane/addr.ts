@@ -9,44 +9,79 @@ export class AddressError extends OfflinkError {
   }
 }
 
+/** Parse an IPv6 address (with optional embedded IPv4 tail) into eight 16-bit words. */
+function parseWords(text: string): Uint16Array | undefined {
+  const words = new Uint16Array(8);
+  let n = 0; // words written
+  let gap = -1; // index in words where "::" was
+  let i = 0;
+  const len = text.length;
+  if (len < 2 || len > 45) return undefined;
+  if (text.startsWith('::')) {
+    gap = 0;
+    i = 2;
+    if (len === 2) return words;
+  } else if (text[0] === ':') return undefined;
+  while (i < len) {
+    if (n >= 8) return undefined;
+    let value = 0;
+    let digits = 0;
+    const start = i;
+    while (i < len && digits < 5) {
+      const c = text.charCodeAt(i);
+      const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+      if (d < 0) break;
+      value = value * 16 + d;
+      digits++;
+      i++;
+    }
+    if (i < len && text[i] === '.') {
+      // embedded IPv4 in the last 32 bits
+      const v4 = text.slice(start).split('.');
+      if (v4.length !== 4 || n > 6) return undefined;
+      const b = v4.map((p) => (/^\d{1,3}$/.test(p) ? Number(p) : 256));
+      if (b.some((x) => x > 255)) return undefined;
+      words[n++] = (b[0]! << 8) | b[1]!;
+      words[n++] = (b[2]! << 8) | b[3]!;
+      i = len;
+      break;
+    }
+    if (digits === 0 || digits > 4) return undefined;
+    words[n++] = value;
+    if (i === len) break;
+    if (text[i] !== ':') return undefined;
+    i++;
+    if (text[i] === ':') {
+      if (gap >= 0) return undefined;
+      gap = n;
+      i++;
+      if (i === len) break;
+    } else if (i === len) return undefined;
+  }
+  if (gap < 0) return n === 8 ? words : undefined;
+  if (n >= 8) return undefined;
+  const tail = words.slice(gap, n);
+  words.fill(0, gap);
+  words.set(tail, 8 - tail.length);
+  return words;
+}
+
 /** Parse an IPv6 address (with optional embedded IPv4 tail) into 16 bytes. */
 export function parseIPv6(text: string): Uint8Array {
-  const fail = (): never => {
-    throw new AddressError(`not an IPv6 address: ${JSON.stringify(text)}`);
-  };
-  if (!/^[0-9a-fA-F:.]{2,45}$/.test(text)) fail();
-  let head = text;
-  const tail: number[] = [];
-  const v4 = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
-  if (v4) {
-    head = `${v4[1]}0:0`;
-    for (const part of v4.slice(2)) {
-      const n = Number(part);
-      if (n > 255) fail();
-      tail.push(n);
-    }
-  }
-  const halves = head.split('::');
-  if (halves.length > 2) fail();
-  const group = (s: string): number[] =>
-    s === '' ? [] : s.split(':').map((g) => (/^[0-9a-fA-F]{1,4}$/.test(g) ? Number.parseInt(g, 16) : fail()));
-  const left = group(halves[0]!);
-  const right = halves.length === 2 ? group(halves[1]!) : [];
-  const fill = 8 - left.length - right.length;
-  if ((halves.length === 1 && fill !== 0) || (halves.length === 2 && fill < 1)) fail();
-  const words = [...left, ...new Array<number>(halves.length === 2 ? fill : 0).fill(0), ...right];
+  const words = parseWords(text);
+  if (!words) throw new AddressError(`not an IPv6 address: ${JSON.stringify(text)}`);
   const bytes = new Uint8Array(16);
-  words.forEach((w, i) => {
-    bytes[2 * i] = w >> 8;
-    bytes[2 * i + 1] = w & 0xff;
-  });
-  if (tail.length === 4) bytes.set(tail, 12);
+  for (let w = 0; w < 8; w++) {
+    bytes[2 * w] = words[w]! >> 8;
+    bytes[2 * w + 1] = words[w]! & 0xff;
+  }
   return bytes;
 }
 
 /** RFC 5952 text: lower case, longest run (≥ 2) of zero groups compressed, first one on a tie. */
 export function formatIPv6(bytes: Uint8Array): string {
-  const words = Array.from({ length: 8 }, (_, i) => (bytes[2 * i]! << 8) | bytes[2 * i + 1]!);
+  const words: number[] = [];
+  for (let w = 0; w < 8; w++) words.push((bytes[2 * w]! << 8) | bytes[2 * w + 1]!);
   let best = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {
@@ -58,9 +93,17 @@ export function formatIPv6(bytes: Uint8Array): string {
     }
     i = j === i ? i + 1 : j;
   }
-  const hex = words.map((w) => w.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+  let out = '';
+  for (let w = 0; w < 8; w++) {
+    if (w === best) {
+      out += '::';
+      w += bestLen - 1;
+      continue;
+    }
+    if (out !== '' && !out.endsWith(':')) out += ':';
+    out += words[w]!.toString(16);
+  }
+  return out;
 }
 
 export function canonicalAddress(text: string): string {

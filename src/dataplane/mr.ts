@@ -55,7 +55,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
     return [];
   }
 
-  initHost(options: MobileRouterHost): Promise<void> {
+  async initHost(options: MobileRouterHost): Promise<void> {
     const host = {
       coa: canonicalAddress(options.coa),
       haAddress: canonicalAddress(options.haAddress),
@@ -70,7 +70,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
     });
   }
 
-  activate(routes: MobileRouterRoutes): Promise<void> {
+  async activate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
     return this.serial(async () => {
       const batch = new IpBatch();
@@ -80,7 +80,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
     });
   }
 
-  deactivate(routes: MobileRouterRoutes): Promise<void> {
+  async deactivate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
     return this.serial(async () => {
       const batch = new IpBatch();
