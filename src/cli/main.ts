@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { OfflinkError } from '../errors.ts';
 import { registerHomeAgent } from './ha.ts';
+import { registerLab } from './lab.ts';
 import { registerStatus } from './status.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -18,15 +19,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
 
-  const lab = program
-    .command('lab')
-    .description("the report's experiment on this machine, in network namespaces");
-  lab
-    .command('run')
-    .description('build the lab, migrate a streaming guest back and forth, measure and report')
-    .action(() => {
-      throw new OfflinkError('ERR_NOT_BUILT', 'the lab is not built yet (issue "lab")');
-    });
+  registerLab(program);
   registerHomeAgent(program);
   registerStatus(program);
   return program;

@@ -1,0 +1,149 @@
+// `offlink lab run|up|down`: the report's experiment on this machine, in network namespaces (DESIGN §6).
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { LabRunner } from '../lab/exec.ts';
+import { DEFAULT_STATE_DIR, LabError, labDown } from '../lab/netns.ts';
+import { labRun, labUp } from '../lab/run.ts';
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a whole number ≥ 1');
+  return n;
+}
+
+function positiveNumber(v: string): number {
+  const n = Number(v);
+  if (!(n > 0)) throw new InvalidArgumentError('a number > 0');
+  return n;
+}
+
+const print = (line: string) => process.stdout.write(`${line}\n`);
+
+/** Abort on the first SIGINT/SIGTERM so the run tears the lab down; a second one exits at once. */
+function abortOnSignals(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (ac.signal.aborted) process.exit(130);
+    print(`lab: ${sig}: stopping and tearing down (again to exit at once)`);
+    ac.abort(new LabError('ERR_LAB_INTERRUPTED', `interrupted by ${sig}; the lab was torn down`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+const topologyOption = () =>
+  new Option('--topology <t>', 'off-link (NEMO) or on-link (one L2 segment, the baseline)')
+    .choices(['off-link', 'on-link'])
+    .default('off-link');
+const guestOption = () =>
+  new Option('--guest <g>', 'guests as network namespaces, or QEMU VMs')
+    .choices(['netns', 'qemu'])
+    .default('netns');
+
+export function registerLab(program: Command): Command {
+  const lab = program
+    .command('lab')
+    .description("the report's experiment on this machine, in network namespaces");
+
+  lab
+    .command('run')
+    .description('build the lab, migrate a streaming guest back and forth, measure, tear down, report')
+    .option('--migrations <n>', 'how many migrations', positiveInt, 6)
+    .option('--interval <s>', 'seconds between migrations', positiveNumber, 5)
+    .addOption(
+      new Option('--procedure <p>', 'migration procedure')
+        .choices(['make-before-break', 'paper'])
+        .default('make-before-break'),
+    )
+    .addOption(topologyOption())
+    .addOption(guestOption())
+    .option('--out <dir>', 'report directory (report.json, index.html, logs/)', 'lab-report')
+    .option('--json <file>', 'also write report.json here')
+    .action(
+      async (opts: {
+        migrations: number;
+        interval: number;
+        procedure: 'make-before-break' | 'paper';
+        topology: 'off-link' | 'on-link';
+        guest: 'netns' | 'qemu';
+        out: string;
+        json?: string;
+      }) => {
+        const { signal, dispose } = abortOnSignals();
+        try {
+          const report = await labRun({
+            migrations: opts.migrations,
+            intervalS: opts.interval,
+            procedure: opts.procedure,
+            topology: opts.topology,
+            guest: opts.guest,
+            out: opts.out,
+            ...(opts.json ? { json: opts.json } : {}),
+            stateDir: DEFAULT_STATE_DIR,
+            print,
+            signal,
+          });
+          if (report.summary.failed > 0) {
+            throw new LabError(
+              'ERR_LAB_MIGRATION',
+              `${report.summary.failed} migration(s) failed; see the report`,
+            );
+          }
+        } catch (err) {
+          if (signal.aborted) throw signal.reason;
+          throw err;
+        } finally {
+          dispose();
+        }
+      },
+    );
+
+  lab
+    .command('up')
+    .description('build the lab and start its daemons, and leave it running (remove it with `lab down`)')
+    .addOption(topologyOption())
+    .addOption(guestOption())
+    .action(async (opts: { topology: 'off-link' | 'on-link'; guest: 'netns' | 'qemu' }) => {
+      const { topo, configs } = await labUp({
+        topology: opts.topology,
+        guest: opts.guest,
+        stateDir: DEFAULT_STATE_DIR,
+        print,
+      });
+      const g = topo.guests[0]!;
+      print(`lab: up (${opts.topology}). Namespaces: ${topo.namespaces.join(' ')}`);
+      print(
+        `  guest ${g.name}: ${g.address} in ${g.ns}, on ${topo.hosts[0].name}; correspondent ${topo.cn.address}`,
+      );
+      if (configs) {
+        print(`  configs, keys and logs: ${configs.dir}`);
+        print(
+          `  migrate:  ip netns exec ofl-host-a offlink migrate ${g.network} --to host-b --config ${configs.hosts['host-a']}`,
+        );
+        print(`  status:   ip netns exec ofl-host-a offlink status --config ${configs.hosts['host-a']}`);
+      }
+      print(`  try:      ip netns exec ${g.ns} ip -6 route; ip netns exec ${topo.cn.ns} ss -uan`);
+      print('  remove:   offlink lab down');
+    });
+
+  lab
+    .command('down')
+    .description('remove the lab: every ofl-* namespace and every process in it, whatever state it is in')
+    .action(async () => {
+      if (process.getuid?.() !== 0) {
+        throw new LabError(
+          'ERR_LAB_NOT_ROOT',
+          'the lab needs root (it removes network namespaces): run it with sudo',
+        );
+      }
+      const removed = await labDown(new LabRunner(), DEFAULT_STATE_DIR);
+      print(removed.length > 0 ? `lab: removed ${removed.join(' ')}` : 'lab: nothing to remove');
+    });
+  return lab;
+}

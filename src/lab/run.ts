@@ -1,0 +1,293 @@
+// `offlink lab run`: build the lab, start its daemons and traffic, migrate the guest back and forth,
+// measure, tear everything down (also on failure and on Ctrl-C), and write the report.
+// `offlink lab up`: the same lab with its daemons, left running for manual experiments.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { OfflinkError } from '../errors.ts';
+import { type LabConfigs, writeLabConfigs } from './configs.ts';
+import { runMigrate, startDaemons, waitActive, waitFor } from './daemons.ts';
+import { LabRunner } from './exec.ts';
+import { type MigrationWindow, measure } from './measure.ts';
+import { labDown, preflight, writeState } from './netns.ts';
+import type { GuestKind, LabReport, Procedure, RunData } from './report.ts';
+import { buildReport, writeReport } from './report.ts';
+import { formatSummary } from './summary.ts';
+import {
+  attachGuest,
+  buildTopology,
+  moveGuest,
+  planTopology,
+  type Topology,
+  type TopologyKind,
+} from './topology.ts';
+import { TRAFFIC_DEFAULTS, Traffic, type TrafficProgress } from './traffic.ts';
+import { UplinkSampler } from './uplink.ts';
+
+export interface LabOptions {
+  topology: TopologyKind;
+  guest: GuestKind;
+  stateDir: string;
+  print: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface LabRunOptions extends LabOptions {
+  migrations: number;
+  intervalS: number;
+  procedure: Procedure;
+  out: string;
+  json?: string;
+}
+
+const now = () => performance.timeOrigin + performance.now();
+const UPLINK_SAMPLE_MS = 100;
+
+function sleepUntil(t: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((res, rej) => {
+    const timer = setTimeout(res, Math.max(0, t - now()));
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        rej(signal.reason);
+      },
+      { once: true },
+    );
+  });
+}
+
+function checkGuest(guest: GuestKind): void {
+  if (guest === 'qemu') {
+    throw new OfflinkError('ERR_NOT_BUILT', 'QEMU guests are not built yet (use --guest netns)');
+  }
+}
+
+/** Build the lab and start what runs in it; the guest ends up attached to host A. */
+async function bringUp(
+  o: LabOptions,
+  runner: LabRunner,
+  logDir: string,
+  detached: boolean,
+): Promise<{ topo: Topology; configs?: LabConfigs }> {
+  const t0 = now();
+  o.print(`lab: building the ${o.topology} testbed in network namespaces ...`);
+  const topo = await buildTopology(planTopology(o.topology), {
+    runner,
+    stateDir: o.stateDir,
+    bridges: o.topology === 'off-link' ? 'agent' : 'lab',
+    detached,
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  o.print(
+    `lab: built in ${((now() - t0) / 1000).toFixed(1)} s; ${topo.hosts.map((h) => `host ${h.label} ${topo.careOf[h.name]}`).join(', ')}`,
+  );
+  if (o.topology === 'off-link') {
+    const configs = writeLabConfigs(topo, o.stateDir);
+    o.print(
+      `lab: starting offlink ha (${topo.ha.ns}) and offlink agent (${topo.hosts.map((h) => h.ns).join(', ')}) ...`,
+    );
+    await startDaemons(topo, {
+      runner,
+      configs,
+      logDir,
+      detached,
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+    for (const g of topo.guests) await attachGuest(g, topo.hosts[0].ns, runner);
+    await waitActive(runner, topo.hosts[0], configs, 30_000, o.signal);
+    o.print(
+      `lab: ${topo.guests.map((g) => g.network).join(', ')} active on host A (registered with the home agent)`,
+    );
+    return { topo, configs };
+  }
+  return { topo };
+}
+
+export async function labUp(o: LabOptions): Promise<{ topo: Topology; configs?: LabConfigs }> {
+  checkGuest(o.guest);
+  const runner = new LabRunner();
+  await preflight(runner, o.stateDir, (l) => o.print(`lab: ${l}`));
+  writeState(o.stateDir, {
+    pid: process.pid,
+    mode: 'up',
+    topology: o.topology,
+    startedAt: new Date().toISOString(),
+  });
+  try {
+    return await bringUp(o, runner, o.stateDir, true);
+  } catch (err) {
+    await labDown(runner, o.stateDir, { killOwner: false });
+    throw err;
+  }
+}
+
+export async function labRun(o: LabRunOptions): Promise<LabReport> {
+  checkGuest(o.guest);
+  const runner = new LabRunner();
+  await preflight(runner, o.stateDir, (l) => o.print(`lab: ${l}`));
+  writeState(o.stateDir, {
+    pid: process.pid,
+    mode: 'run',
+    topology: o.topology,
+    startedAt: new Date().toISOString(),
+  });
+  const out = resolve(o.out);
+  const logDir = join(out, 'logs');
+  let traffic: Traffic | undefined;
+  let sampler: UplinkSampler | undefined;
+  try {
+    mkdirSync(logDir, { recursive: true });
+    const { topo, configs } = await bringUp(o, runner, logDir, false);
+    const guest = topo.guests[0]!;
+    sampler = new UplinkSampler(
+      topo.hosts.map((h) => ({ label: `host ${h.label}`, ns: h.ns, dev: h.trafficDev })),
+      UPLINK_SAMPLE_MS,
+    );
+    await sampler.start();
+    const startedAt = now();
+    const flow = new FlowMonitor();
+    traffic = new Traffic({
+      guest: { ns: guest.ns, address: guest.address },
+      cn: topo.cn,
+      dir: o.stateDir,
+      onProgress: (p) => flow.add(p),
+    });
+    o.print('lab: traffic: UDP stream 520 kbit/s guest → correspondent, probes 1 kHz both ways ...');
+    await traffic.start();
+    await waitFor(
+      async () => flow.flowing(TRAFFIC_DEFAULTS.probeRate),
+      30_000,
+      `probes do not flow both ways after 30 s (${flow.describe()}); see ${logDir}`,
+      o.signal,
+    );
+    o.print(`lab: traffic flows (${flow.describe()}); migrating ${o.migrations}× every ${o.intervalS} s`);
+
+    const from = now();
+    const windows: MigrationWindow[] = [];
+    const migrations: RunData['migrations'] = [];
+    let at = 0;
+    for (let i = 1; i <= o.migrations; i++) {
+      await sleepUntil(from + i * o.intervalS * 1000, o.signal);
+      const src = topo.hosts[at]!;
+      const dst = topo.hosts[1 - at]!;
+      const start = now();
+      const m = await migrateOnce(o, topo, runner, configs, src.name, dst.name);
+      const end = now();
+      windows.push({ index: i, start, end });
+      migrations.push({ index: i, from: src.name, to: dst.name, startedAt: start, endedAt: end, ...m });
+      if (m.ok) at = 1 - at;
+      o.print(
+        `  #${i} ${src.label} → ${dst.label}  ${m.ok ? 'ok' : `FAILED: ${m.error}`}  hypervisor ${fmt(m.hypervisorMs)}  handover ${fmt(m.handoverMs)}  (command ${(end - start).toFixed(0)} ms; ${flow.describe()})`,
+      );
+    }
+    await sleepUntil(now() + o.intervalS * 1000, o.signal);
+    const to = now();
+    const result = await traffic.stop();
+    traffic = undefined;
+    const uplinks = sampler.stop();
+    sampler = undefined;
+    const measurement = measure(result.directions, windows, { from, to });
+    const report = buildReport({
+      procedure: o.procedure,
+      topology: o.topology,
+      guest: o.guest,
+      parameters: {
+        migrations: o.migrations,
+        intervalS: o.intervalS,
+        probeRate: result.probeRate,
+        streamKbps: result.stream.kbps,
+        streamPayload: result.stream.payload,
+        uplinkSampleMs: UPLINK_SAMPLE_MS,
+      },
+      startedAt,
+      endedAt: to,
+      migrations,
+      measurement,
+      stream: result.stream,
+      uplinks,
+      hosts: topo.hosts.map((h) => ({ name: h.name, label: h.label, careOf: topo.careOf[h.name] })),
+    });
+    const files = writeReport(out, report);
+    if (o.json) writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+    o.print(formatSummary(report));
+    o.print(`report: ${files.html}\n        ${files.json}${o.json ? `\n        ${resolve(o.json)}` : ''}`);
+    return report;
+  } finally {
+    traffic?.kill();
+    sampler?.stop();
+    o.print('lab: tearing down ...');
+    await labDown(runner, o.stateDir, { killOwner: false });
+  }
+}
+
+const fmt = (v: number | null) => (v === null ? '-' : `${v.toFixed(1)} ms`);
+
+interface MigrationOutcome {
+  ok: boolean;
+  error?: string;
+  hypervisorMs: number | null;
+  handoverMs: number | null;
+  phases?: Record<string, number>;
+}
+
+async function migrateOnce(
+  o: LabRunOptions,
+  topo: Topology,
+  runner: LabRunner,
+  configs: LabConfigs | undefined,
+  from: 'host-a' | 'host-b',
+  to: 'host-a' | 'host-b',
+): Promise<MigrationOutcome> {
+  const src = topo.hosts.find((h) => h.name === from)!;
+  const dst = topo.hosts.find((h) => h.name === to)!;
+  if (!configs) {
+    // The on-link baseline: the same hypervisor step as the netns driver, and nothing else (no NEMO).
+    try {
+      let ms = 0;
+      for (const g of topo.guests) ms += await moveGuest(g, src.ns, dst.ns, runner);
+      return { ok: true, hypervisorMs: round(ms), handoverMs: null };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message, hypervisorMs: null, handoverMs: null };
+    }
+  }
+  const r = await runMigrate(src, topo.guests[0]!.network, to, o.procedure, configs);
+  const t = r.record?.timings ?? {};
+  const handover =
+    t.notificationMs === undefined ? null : round(t.notificationMs + (t.deregistrationMs ?? 0));
+  const phases = Object.fromEntries(Object.entries(t).filter(([, v]) => typeof v === 'number')) as Record<
+    string,
+    number
+  >;
+  return {
+    ok: r.ok,
+    ...(r.error ? { error: r.error } : {}),
+    hypervisorMs: t.hypervisorMs ?? null,
+    handoverMs: handover,
+    phases,
+  };
+}
+
+const round = (v: number) => Math.round(v * 10) / 10;
+
+/** Follows the endpoints' once-a-second progress: are probes arriving both ways, at what rate? */
+class FlowMonitor {
+  private readonly last = new Map<string, { t: number; received: number; rate: number }>();
+
+  add(p: TrafficProgress): void {
+    const prev = this.last.get(p.role);
+    const rate = prev ? ((p.progress.probesReceived - prev.received) * 1000) / (p.progress.t - prev.t) : 0;
+    this.last.set(p.role, { t: p.progress.t, received: p.progress.probesReceived, rate });
+  }
+
+  flowing(probeRate: number): boolean {
+    const g = this.last.get('guest');
+    const c = this.last.get('cn');
+    return !!g && !!c && g.rate > probeRate * 0.8 && c.rate > probeRate * 0.8;
+  }
+
+  describe(): string {
+    const r = (role: string) => Math.round(this.last.get(role)?.rate ?? 0);
+    return `probes/s received: correspondent ${r('cn')}, guest ${r('guest')}`;
+  }
+}

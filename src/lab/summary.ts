@@ -1,0 +1,36 @@
+// The table `offlink lab run` prints at the end: one row per migration, then the summary.
+import type { LabReport } from './report.ts';
+
+const ms = (v: number | null) => (v === null ? '-' : v.toFixed(1));
+
+export function formatSummary(r: LabReport): string {
+  const label = (name: string) => r.hosts.find((h) => h.name === name)?.label ?? name;
+  const header = ['#', 'MOVE', 'HYPERVISOR ms', 'HANDOVER ms', 'GAP ms', 'LOST', 'LOST g→c/c→g', 'STATUS'];
+  const rows = r.migrations.map((m) => [
+    String(m.index),
+    `${label(m.from)} → ${label(m.to)}`,
+    ms(m.hypervisorMs),
+    ms(m.handoverMs),
+    ms(m.gapMs),
+    String(m.lost),
+    m.directions.map((d) => d.lost).join('/') || '-',
+    m.ok ? 'ok' : `FAILED: ${m.error ?? ''}`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 1 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  const s = r.summary;
+  const pct = s.sent > 0 ? ((100 * s.lost) / s.sent).toFixed(2) : '0.00';
+  return [
+    '',
+    `${r.topology}, ${r.procedure}, ${r.guest} guest: ${r.migrations.length - s.failed}/${r.migrations.length} migrations succeeded`,
+    line(header),
+    ...rows.map(line),
+    '',
+    `gap ms: p50 ${ms(s.gapMs.p50)}, p95 ${ms(s.gapMs.p95)}, max ${ms(s.gapMs.max)}`,
+    `probes: ${s.lost} lost of ${s.sent} sent (${pct} %); stream: ${s.stream.received} of ${s.stream.sent} packets delivered`,
+  ].join('\n');
+}
