@@ -11,10 +11,13 @@ import {
   killHard,
   mrTunnel,
   NsAgent,
+  STATUS,
   specFor,
   startHa,
 } from './helpers/homeagent-lab.ts';
 import { canUseNetns, type NetnsLab, withNetns } from './helpers/netns.ts';
+
+const BIN = new URL('../bin/offlink.js', import.meta.url).pathname;
 
 /** Whether every UDP probe of `size` bytes comes back from the echo server at `to`. */
 async function reach(from: NsAgent, to: string, size = 64, count = 3): Promise<boolean> {
@@ -151,6 +154,24 @@ test('home agent: forwarding both ways, CoA change, kill -9 restart, deregistrat
         await new Promise((r) => setTimeout(r, 4500));
         assert.equal((await haStatus(lab, ns.ha)).bindings.length, 0);
         assert.equal(await haRoutes(lab, ns.ha, ADDR.mnp), '');
+        assert.ok(await blocked(cn, ADDR.guest));
+
+        // `offlink status --ha` prints the binding cache as a table.
+        assert.equal((await mra.bu(specFor(ADDR.coaA, 5))).ba?.status, 0);
+        const table = await lab.exec(ns.ha, [process.execPath, BIN, 'status', '--ha', STATUS]);
+        assert.match(table.stdout, /^HOME ADDRESS +CARE-OF ADDRESS/);
+        assert.match(table.stdout, /2001:db8:ffff::101 +2001:db8:a::2 +2001:db8:100::\/64 +5 /);
+
+        // SIGTERM: a clean exit that leaves forwarding in place; `offlink ha flush` then removes it all.
+        const exited = new Promise((r) => ha.child.once('exit', (code) => r(code)));
+        ha.child.kill('SIGTERM');
+        assert.equal(await exited, 0);
+        assert.ok(await reach(cn, ADDR.guest), 'forwarding after a clean stop');
+        await lab.exec(ns.ha, [process.execPath, BIN, 'ha', 'flush', '--config', files.config]);
+        assert.equal(await haRoutes(lab, ns.ha, ADDR.mnp), '');
+        assert.equal((await lab.exec(ns.ha, ['nft', 'list', 'tables'])).stdout.trim(), '');
+        const rules = (await lab.exec(ns.ha, ['ip', '-6', 'rule'])).stdout;
+        assert.doesNotMatch(rules, /2001:db8:ffff::1/, rules);
         assert.ok(await blocked(cn, ADDR.guest));
       } finally {
         await Promise.all([mra, mrb, ga, gb, cn].map((a) => a.close()));
