@@ -63,6 +63,7 @@ function entryOf(b: TunnelBinding): Entry {
 export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   protected readonly runner: CommandRunner;
   protected readonly options: HomeAgentDataplaneOptions;
+  private readonly logger: Logger | undefined;
   private entries = new Map<string, Entry>();
   /** destination prefix text → HoA that owns it */
   private owners = new Map<string, string>();
@@ -74,6 +75,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
 
   constructor(components: DataplaneComponents, options: HomeAgentDataplaneOptions) {
     this.runner = components.runner;
+    this.logger = components.logger;
     checkInterfaceName(options.uplink);
     if (!Number.isInteger(options.table) || options.table <= 0)
       throw new OfflinkError('ERR_CONFIG', `bad table ${options.table}`);
@@ -148,6 +150,12 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     const run = this.tail.then(fn, fn);
     this.tail = run.catch(() => {});
     return run;
+  }
+
+  private async routes(batch: IpBatch): Promise<void> {
+    const { retried } = await batch.run(this.runner);
+    if (retried > 0)
+      this.logger?.info({ lines: batch.size, retried }, 'ip -batch lines retried after ENOMEM');
   }
 
   protected async nft(script: string): Promise<void> {
@@ -255,7 +263,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     }
     for (const [dst, coa] of wantRoutes)
       if (!seen.has(dst)) batch.add(['route', 'replace', ...this.routeArgs(dst, coa)]);
-    await batch.run(this.runner);
+    await this.routes(batch);
 
     this.reset(desired, marks);
     this.inSync = true;
@@ -339,7 +347,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
 
     this.inSync = false;
     if (script !== '') await this.nft(script);
-    await batch.run(this.runner);
+    await this.routes(batch);
 
     for (const [hoa, { old, neu }] of touched) {
       for (const d of old?.dsts ?? []) if (this.owners.get(d.text) === hoa) this.owners.delete(d.text);

@@ -74,10 +74,7 @@ export function isOurs(rule: KernelRule): boolean {
   return rule.protocol === RT_PROTO;
 }
 
-/**
- * Add the wanted rules that are missing and delete `ours` rules in `scope` that are not wanted. Returns
- * whether anything changed.
- */
+/** Add the wanted rules that are missing, and delete our rules within `scope` that are not wanted. */
 export function syncRules(
   batch: IpBatch,
   installed: readonly KernelRule[],
