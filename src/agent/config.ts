@@ -44,6 +44,8 @@ export interface AgentConfig {
   host: string;
   /** Host-level mobile router settings (uplink, HA, decapsulation table). */
   mobileRouter: MobileRouterHostConfig;
+  /** Kernel side of the mobile router: backend and TCP MSS clamp (DESIGN §4). */
+  dataplane: { backend: 'seg6' | 'ip6tnl'; mss: number };
   /** A fixed care-of address instead of tracking the uplink's (tests, unusual setups). */
   careOfAddress: string | undefined;
   /** Where run-time files go (radvd configs, pid files). */
@@ -124,6 +126,7 @@ const schema = z.strictObject({
   careOfAddress: ipv6.optional(),
   dataplane: z
     .strictObject({
+      backend: z.enum(['seg6', 'ip6tnl']).default('seg6'),
       decapTable: z
         .number()
         .int()
@@ -131,8 +134,13 @@ const schema = z.strictObject({
         .max(0xfffffff0)
         .refine((t) => t < 253 || t > 255, 'tables 253–255 are the kernel’s default, main and local')
         .default(200),
+      mss: z
+        .number()
+        .int()
+        .refine((m) => m === 0 || (m >= 536 && m <= 65535), '0 (off) or 536–65535')
+        .default(1400),
     })
-    .default({ decapTable: 200 }),
+    .default({ backend: 'seg6', decapTable: 200, mss: 1400 }),
   runDir: z.string().min(1).default('/run/offlink'),
   control: z.strictObject({
     listen,
@@ -210,6 +218,7 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
       haPort: raw.homeAgent.port,
       decapTable: raw.dataplane.decapTable,
     },
+    dataplane: { backend: raw.dataplane.backend, mss: raw.dataplane.mss },
     careOfAddress: raw.careOfAddress,
     runDir: resolve(baseDir, raw.runDir),
     control: {

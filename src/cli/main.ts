@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { OfflinkError } from '../errors.ts';
+import { registerAgent } from './agent.ts';
 import { registerHomeAgent } from './ha.ts';
 import { registerLab } from './lab.ts';
 import { registerStatus } from './status.ts';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerLab(program);
   registerHomeAgent(program);
   registerStatus(program);
+  registerAgent(program);
   return program;
 }
 

@@ -3,18 +3,20 @@
 import type { Command } from 'commander';
 import { OfflinkError } from '../errors.ts';
 import type { HomeAgentStatus } from '../homeagent/daemon.ts';
+import { type AgentTarget, showAgentStatus, targetOptions } from './agent.ts';
 
 export function registerStatus(program: Command): Command {
-  return program
+  const status = program
     .command('status')
     .description('show the state of a running daemon')
     .option('--ha <url>', 'home agent status endpoint, e.g. http://127.0.0.1:9180')
-    .option('--json', 'print the raw JSON')
-    .action(async (opts: { ha?: string; json?: boolean }) => {
-      if (!opts.ha) throw new OfflinkError('ERR_USAGE', 'status: give --ha URL');
-      const status = await fetchHomeAgentStatus(opts.ha);
-      process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatBindingCache(status));
-    });
+    .option('--json', 'print the raw JSON');
+  return targetOptions(status).action(async (opts: AgentTarget & { ha?: string; json?: boolean }) => {
+    if (!opts.ha && (opts.agent || opts.config)) return showAgentStatus(opts);
+    if (!opts.ha) throw new OfflinkError('ERR_USAGE', 'status: give --ha URL or --agent URL');
+    const status = await fetchHomeAgentStatus(opts.ha);
+    process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatBindingCache(status));
+  });
 }
 
 export async function fetchHomeAgentStatus(url: string, signal?: AbortSignal): Promise<HomeAgentStatus> {

@@ -58,6 +58,7 @@ class FakeIp implements CommandRunner {
       return ok(JSON.stringify(json));
     }
     if (args[0] === 'link' && args[1] === 'set') return this.linkSet(ns, links, args.slice(2));
+    if (args[0] === 'neigh' && args[1] === 'flush') return ok('');
     return fail(`fake ip: unknown command ${args.join(' ')}`);
   }
 
@@ -184,6 +185,8 @@ describe('NetnsDriver', () => {
       ['ip', '-n', 'ns-a', 'link', 'set', 'vg-guest-1', 'netns', 'ns-b', 'master', 'if7', 'up'],
     ]);
     assert.deepEqual(order, ['hook while on ns-a']);
+    // The destination's neighbour cache is flushed once the guest is there.
+    assert.deepEqual(ip.calls.at(-1), ['ip', '-n', 'ns-b', 'neigh', 'flush', 'dev', 'ofl-net1']);
     const at = ip.where('vg-guest-1')!;
     assert.equal(at.ns, 'ns-b');
     assert.equal(at.link.master, 'ofl-net1');

@@ -223,6 +223,11 @@ export class NetnsDriver implements Driver {
         },
       );
     }
+    // The destination may have tried to reach the guest before it arrived (the handover overlaps the
+    // move): its neighbour entry then sits INCOMPLETE and is retried only after the retransmit timer
+    // (1 s). Flushing the bridge's neighbour cache makes the next packet resolve at once. (A VM's guest
+    // kernel does this with unsolicited neighbour advertisements when QEMU announces it.)
+    await this.ip(dstNs, ['neigh', 'flush', 'dev', String(dstBridge)]);
     options.onProgress?.({ guest, phase: 'resumed', transferredBytes: 0 });
     return { hypervisorMs: this.now() - started, downtimeMs: resumed - stopped, transferredBytes: 0 };
   }

@@ -17,7 +17,7 @@ import type {
   MobileRouterStatus,
   MrCounters,
   Registration,
-} from '../mobilerouter/mobilerouter.ts';
+} from '../mobilerouter/index.ts';
 import type { MrStateValue } from '../mobilerouter/state.ts';
 import type { RouterControl } from './router.ts';
 

@@ -1,0 +1,82 @@
+// The one place where a host agent's object graph is made from its config: command runner, care-of
+// address tracking, data plane, per network a signaling socket + guest link + mobile router, the
+// hypervisor driver, and the peers' control API clients.
+import { type Clock, systemClock } from '../clock.ts';
+import { createMobileRouterDataplane, ExecRunner } from '../dataplane/index.ts';
+import type { CommandRunner } from '../dataplane/types.ts';
+import type { Driver } from '../hypervisor/driver.ts';
+import { NetnsDriver } from '../hypervisor/netns.ts';
+import type { Logger } from '../log.ts';
+import { CoaTracker, StaticCoaSource } from '../mobilerouter/coa.ts';
+import { GuestLink } from '../mobilerouter/guestlink.ts';
+import { MobileRouter } from '../mobilerouter/mobilerouter.ts';
+import { nodeSpawner } from '../mobilerouter/process.ts';
+import { UdpTransport } from '../signaling/udp.ts';
+import { Agent, type ManagedRouter } from './agent.ts';
+import { ControlClient, peerOf } from './client.ts';
+import type { AgentConfig } from './config.ts';
+
+export interface RunningAgent {
+  agent: Agent;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function buildAgent(
+  config: AgentConfig,
+  options: { logger: Logger; clock?: Clock; runner?: CommandRunner },
+): RunningAgent {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger;
+  const runner = options.runner ?? new ExecRunner();
+  const coa =
+    config.careOfAddress !== undefined
+      ? new StaticCoaSource(config.careOfAddress)
+      : new CoaTracker(
+          { runner, spawner: nodeSpawner, clock, logger },
+          { uplink: config.mobileRouter.uplink },
+        );
+  const dataplane = createMobileRouterDataplane(
+    config.dataplane.backend,
+    { runner, logger },
+    { mss: config.dataplane.mss },
+  );
+  const routers = new Map<string, ManagedRouter>();
+  for (const network of config.networks) {
+    const guestLink = new GuestLink(
+      { runner, spawner: nodeSpawner, clock, logger },
+      { network: network.name, bridge: network.bridge, prefixes: network.prefixes, runDir: config.runDir },
+    );
+    routers.set(
+      network.name,
+      new MobileRouter(
+        { clock, logger, transport: new UdpTransport(), dataplane, guestLink, coa },
+        { network, host: config.mobileRouter },
+      ),
+    );
+  }
+  const driver: Driver = new NetnsDriver({
+    host: config.host,
+    namespaces: config.hypervisor.namespaces,
+    guests: config.hypervisor.guests,
+    runner,
+  });
+  const peers = new Map(
+    Object.entries(config.peers).map(([host, url]) => [
+      host,
+      peerOf(host, new ControlClient(url, { key: config.control.key, clock })),
+    ]),
+  );
+  const agent = new Agent({ clock, logger, driver, routers, peer: (host) => peers.get(host) }, config);
+  return {
+    agent,
+    async start() {
+      if (coa instanceof CoaTracker) await coa.start();
+      await agent.start();
+    },
+    async stop() {
+      await agent.stop();
+      if (coa instanceof CoaTracker) await coa.stop();
+    },
+  };
+}

@@ -1,0 +1,227 @@
+// `offlink agent --config FILE`: the host agent daemon, until SIGINT/SIGTERM.
+// `offlink migrate NETWORK --to HOST [--procedure P]`: move a mobile network, showing its phases live;
+//   exits non-zero when the migration fails.
+// The agent's side of `offlink status` (`--agent URL`) is `showAgentStatus` below.
+//
+// Which agent and which key: `--agent URL` and `--key-file FILE` (or OFFLINK_CLUSTER_KEY as hex), or
+// `--config FILE`, an agent config whose control address and cluster key are used.
+import { readFileSync } from 'node:fs';
+import { type Command, Option } from 'commander';
+import { MIN_CLUSTER_KEY_BYTES } from '../agent/auth.ts';
+import { buildAgent } from '../agent/build.ts';
+import { ControlClient, MigrationFailed } from '../agent/client.ts';
+import { loadAgentConfig } from '../agent/config.ts';
+import { systemClock } from '../clock.ts';
+import { OfflinkError } from '../errors.ts';
+import { createLogger } from '../log.ts';
+import {
+  type AgentStatus,
+  type MigrationEvent,
+  type MigrationRecord,
+  PROCEDURES,
+} from '../migration/messages.ts';
+
+export interface AgentTarget {
+  agent?: string;
+  keyFile?: string;
+  config?: string;
+}
+
+export function registerAgent(program: Command): void {
+  program
+    .command('agent')
+    .description('run the host agent: mobile networks, hypervisor driver, control API (until SIGINT/SIGTERM)')
+    .requiredOption('-c, --config <file>', 'agent config (YAML, see examples/agent.yaml)')
+    .action(async (opts: { config: string }) => {
+      const config = loadAgentConfig(opts.config);
+      const logger = createLogger('agent');
+      const running = buildAgent(config, { logger, clock: systemClock });
+      const stopping = new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await running.start();
+      const signal = await stopping;
+      logger.info({ signal }, 'stopping');
+      await running.stop();
+    });
+
+  const migrate = program
+    .command('migrate')
+    .description('move a mobile network (its guests and its registration) to another host')
+    .argument('<network>', 'network name')
+    .requiredOption('--to <host>', 'destination host name (a peer of the source agent)')
+    .addOption(
+      new Option('--procedure <p>', 'migration procedure').choices(PROCEDURES).default('make-before-break'),
+    )
+    .option('--json', 'print the migration record as JSON at the end');
+  targetOptions(migrate).action(
+    async (
+      network: string,
+      opts: AgentTarget & { to: string; procedure: (typeof PROCEDURES)[number]; json?: boolean },
+    ) => {
+      const client = clientFor(opts);
+      const out = (line: string) => process.stdout.write(`${line}\n`);
+      out(`migrating ${network} to ${opts.to} (${opts.procedure}) via ${client.baseUrl}`);
+      let record: MigrationRecord;
+      try {
+        record = await client.migrate({ network, to: opts.to, procedure: opts.procedure }, (e) => {
+          const line = formatEvent(e);
+          if (line) out(line);
+        });
+      } catch (err) {
+        if (err instanceof MigrationFailed && err.migration) {
+          if (opts.json) out(JSON.stringify(err.migration, null, 2));
+          const m = err.migration;
+          throw new OfflinkError(
+            'ERR_MIGRATION_FAILED',
+            `migration ${m.id} failed${m.failedPhase ? ` in ${m.failedPhase}` : ''}: ${m.error}${m.recovery ? `\n  recovery: ${m.recovery}` : ''}`,
+          );
+        }
+        throw err;
+      }
+      out(formatSummary(record));
+      if (opts.json) out(JSON.stringify(record, null, 2));
+    },
+  );
+}
+
+/** Add --agent / --key-file / --config to a command. */
+export function targetOptions(cmd: Command): Command {
+  return cmd
+    .option('--agent <url>', 'agent control API, e.g. http://[2001:db8:a::2]:7400')
+    .option('--key-file <file>', 'cluster key file (hex); or set OFFLINK_CLUSTER_KEY')
+    .option('--config <file>', 'take the agent URL and cluster key from this agent config');
+}
+
+export function clientFor(opts: AgentTarget): ControlClient {
+  let url = opts.agent;
+  let key: Buffer | undefined;
+  if (opts.config) {
+    const config = loadAgentConfig(opts.config);
+    key = config.control.key;
+    if (!url) {
+      const { host, port } = config.control.listen;
+      const reachable = host === '::' ? '::1' : host === '0.0.0.0' ? '127.0.0.1' : host;
+      url = `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
+    }
+  }
+  if (opts.keyFile) key = readKey(opts.keyFile, `--key-file ${opts.keyFile}`);
+  else if (!key && process.env['OFFLINK_CLUSTER_KEY'])
+    key = parseKey(process.env['OFFLINK_CLUSTER_KEY'], 'OFFLINK_CLUSTER_KEY');
+  if (!url) throw new OfflinkError('ERR_USAGE', 'give --agent URL (or --config FILE)');
+  if (!key) throw new OfflinkError('ERR_USAGE', 'give --key-file FILE, OFFLINK_CLUSTER_KEY or --config FILE');
+  return new ControlClient(url, { key, clock: systemClock });
+}
+
+function readKey(path: string, what: string): Buffer {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new OfflinkError('ERR_USAGE', `${what}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  return parseKey(text, what);
+}
+
+function parseKey(text: string, what: string): Buffer {
+  const hex = text.replace(/\s+/g, '');
+  if (!/^(?:[0-9a-fA-F]{2})+$/.test(hex) || hex.length < MIN_CLUSTER_KEY_BYTES * 2) {
+    throw new OfflinkError('ERR_USAGE', `${what}: not a hex key of at least ${MIN_CLUSTER_KEY_BYTES} bytes`);
+  }
+  return Buffer.from(hex, 'hex');
+}
+
+function ms(v: number | undefined): string {
+  return v === undefined ? '-' : `${v.toFixed(1)} ms`;
+}
+
+/** One progress line, or undefined for events that the summary covers. */
+export function formatEvent(e: MigrationEvent): string | undefined {
+  if (e.type !== 'phase') return undefined;
+  const at = `[${e.elapsedMs.toFixed(1).padStart(8)} ms]`;
+  const what =
+    e.state === 'start' ? '...' : e.state === 'done' ? `done in ${ms(e.ms)}` : `FAILED after ${ms(e.ms)}`;
+  return `${at} ${e.phase.padEnd(14)} ${what}${e.detail ? `  (${e.detail})` : ''}`;
+}
+
+export function formatSummary(r: MigrationRecord): string {
+  const t = r.timings;
+  const parts = [
+    `prepare ${ms(t.prepareMs)}`,
+    `hypervisor ${ms(t.hypervisorMs)}${t.downtimeMs === undefined ? '' : ` (guest stopped ${ms(t.downtimeMs)})`}`,
+    ...(t.deregistrationMs === undefined ? [] : [`deregistration ${ms(t.deregistrationMs)}`]),
+    `notification ${ms(t.notificationMs)}`,
+    `BU→BA ${ms(t.buToBaMs)}`,
+  ];
+  return `migration ${r.id} ${r.outcome}: ${r.network} ${r.from} → ${r.to} in ${ms(t.totalMs)}\n  ${parts.join(', ')}`;
+}
+
+/** `offlink status --agent URL`: networks, then recent migrations. */
+export async function showAgentStatus(opts: AgentTarget & { json?: boolean }): Promise<void> {
+  const status = await clientFor(opts).status();
+  process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatAgentStatus(status));
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((cells) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
+export function formatAgentStatus(s: AgentStatus): string {
+  const lines = [`host ${s.host}${s.coa ? `, care-of address ${s.coa}` : ''}`, ''];
+  lines.push(
+    ...table(
+      ['NETWORK', 'STATE', 'HOME ADDRESS', 'PREFIXES', 'SEQ', 'LIFETIME', 'GUESTS HERE', 'NOTE'],
+      s.networks.map((n) => [
+        n.name,
+        n.state,
+        n.homeAddress,
+        n.prefixes.join(','),
+        n.sequence === undefined ? '-' : String(n.sequence),
+        n.lifetimeRemaining ? `${n.lifetimeRemaining}s` : '-',
+        n.guests.map((g) => (g.state === 'running' ? g.name : `${g.name}(${g.state})`)).join(',') || '-',
+        n.migrating ? `migrating ${n.migrating}` : (n.lastError ?? ''),
+      ]),
+    ),
+  );
+  if (s.migrations.length > 0) {
+    lines.push('', 'recent migrations (newest first):');
+    lines.push(
+      ...table(
+        [
+          'ID',
+          'NETWORK',
+          'FROM',
+          'TO',
+          'PROCEDURE',
+          'OUTCOME',
+          'TOTAL',
+          'HYPERVISOR',
+          'NOTIFY',
+          'BU→BA',
+          'STARTED',
+        ],
+        s.migrations.map((m) => [
+          m.id.slice(0, 8),
+          m.network,
+          m.from,
+          m.to,
+          m.procedure,
+          m.outcome + (m.failedPhase ? ` (${m.failedPhase})` : ''),
+          ms(m.timings.totalMs),
+          ms(m.timings.hypervisorMs),
+          ms(m.timings.notificationMs),
+          ms(m.timings.buToBaMs),
+          m.startedAt,
+        ]),
+      ),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,225 @@
+// Host-agent integration rig: the real home agent, two agents in their host namespaces on two /64s,
+// guests on host-a's bridges and a correspondent (see test/agent.test.ts).
+//
+//   g1 ─┐ ofl-net1                               ┌── ha (2001:db8:ffff::1; MNPs routed here)
+//   g2 ─┴ ofl-net2  host-a (2001:db8:a::2) ──┐   │
+//                   host-b (2001:db8:b::2) ──┴── inet ── cn (2001:db8:c::2, UDP echo)
+import { existsSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { ADDR, KEY, KEY2, SPI, SPI2, startHa } from './homeagent-lab.ts';
+import { type NetnsLab, sh } from './netns.ts';
+import type { Proc, Procs } from './procs.ts';
+
+export const ROOT = new URL('../../', import.meta.url).pathname;
+export const OFFLINK = join(ROOT, 'bin/offlink.js');
+export const CLUSTER_KEY = '6f66666c696e6b2d636c75737465722d746573742d6b65792d3030303030303031';
+export const HOSTS = { 'host-a': '2001:db8:a::2', 'host-b': '2001:db8:b::2' } as const;
+export type Host = keyof typeof HOSTS;
+export const url = (h: Host) => `http://[${HOSTS[h]}]:7400`;
+export const GUESTS = {
+  'guest-1': { net: 'net1', addr: '2001:db8:100::10' },
+  'guest-2': { net: 'net2', addr: '2001:db8:200::10' },
+};
+
+export interface Lab {
+  ns: Record<'ha' | 'inet' | 'cn' | Host | 'g1' | 'g2', string>;
+  dir: string;
+  keyFile: string;
+  agents: Record<Host, Proc>;
+}
+
+export async function build(lab: NetnsLab, procs: Procs, dir: string): Promise<Lab> {
+  const ns = {
+    ha: await lab.ns('ha', { forwarding: true }),
+    inet: await lab.ns('inet', { forwarding: true }),
+    cn: await lab.ns('cn'),
+    'host-a': await lab.ns('a', { forwarding: true }),
+    'host-b': await lab.ns('b', { forwarding: true }),
+    g1: await lab.ns('g1'),
+    g2: await lab.ns('g2'),
+  };
+  const ip = (n: string, ...args: string[]) => sh(['ip', '-n', n, ...args]);
+  const links: Array<[string, string, string, string, string]> = [
+    [ns.ha, 'ha-up', 'inet-ha', '2001:db8:1::2/64', '2001:db8:1::1/64'],
+    [ns['host-a'], 'up0', 'inet-a', `${HOSTS['host-a']}/64`, '2001:db8:a::1/64'],
+    [ns['host-b'], 'up0', 'inet-b', `${HOSTS['host-b']}/64`, '2001:db8:b::1/64'],
+    [ns.cn, 'cn0', 'inet-cn', `${ADDR.cn}/64`, '2001:db8:c::1/64'],
+  ];
+  for (const [n, dev, peer, addr, peerAddr] of links) {
+    await lab.veth(n, dev, ns.inet, peer);
+    await lab.addr(n, dev, addr);
+    await lab.addr(ns.inet, peer, peerAddr);
+    await ip(n, '-6', 'route', 'add', 'default', 'via', peerAddr.split('/')[0]!);
+  }
+  await ip(ns.ha, 'addr', 'add', `${ADDR.ha}/128`, 'dev', 'lo');
+  for (const p of ['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56']) {
+    await ip(ns.inet, '-6', 'route', 'add', p, 'via', '2001:db8:1::2');
+  }
+  // The guests start on host-a, on bridges made ahead of the agent (the agent adopts and configures them).
+  for (const [g, name, net, addr] of [
+    [ns.g1, 'guest-1', 'net1', GUESTS['guest-1'].addr],
+    [ns.g2, 'guest-2', 'net2', GUESTS['guest-2'].addr],
+  ] as const) {
+    await ip(
+      ns['host-a'],
+      'link',
+      'add',
+      `ofl-${net}`,
+      'mtu',
+      '1460',
+      'type',
+      'bridge',
+      'forward_delay',
+      '0',
+      'stp_state',
+      '0',
+    );
+    await ip(ns['host-a'], 'link', 'set', `ofl-${net}`, 'up');
+    await sh([
+      'ip',
+      'link',
+      'add',
+      'g0',
+      'netns',
+      g,
+      'mtu',
+      '1460',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      `vg-${name}`,
+      'netns',
+      ns['host-a'],
+      'mtu',
+      '1460',
+    ]);
+    await ip(ns['host-a'], 'link', 'set', `vg-${name}`, 'master', `ofl-${net}`, 'up');
+    await ip(g, 'link', 'set', 'g0', 'up');
+    await lab.addr(g, 'g0', `${addr}/64`);
+    await ip(g, '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'g0');
+  }
+
+  // The HA answers from its own address (bound), so BAs come from where the MRs sent their BUs.
+  // Its database on tmpfs when there is one: a BA waits for the binding's fsync, which costs 30-70 ms on
+  // this kind of disk and would dominate every gap measured here.
+  const haConfig = join(dir, 'ha.yaml');
+  writeFileSync(
+    haConfig,
+    haYaml(join(existsSync('/dev/shm') ? '/dev/shm' : dir, `${basename(dir)}-ha.sqlite`)),
+  );
+  await startHa(lab, ns.ha, haConfig);
+  const keyFile = join(dir, 'cluster.key');
+  writeFileSync(keyFile, `${CLUSTER_KEY}\n`);
+  const agents = {} as Record<Host, Proc>;
+  for (const host of ['host-a', 'host-b'] as const) {
+    const peer: Host = host === 'host-a' ? 'host-b' : 'host-a';
+    const file = join(dir, `${host}.yaml`);
+    writeFileSync(file, agentYaml(host, peer, ns, join(dir, `run-${host}`)));
+    const p = procs.start(ns[host], [process.execPath, OFFLINK, 'agent', '--config', file], {
+      ...process.env,
+      OFFLINK_LOG_LEVEL: 'info',
+    });
+    await waitForLog(p, (l) => l.includes('"msg":"agent started"'), `${host} agent start`);
+    agents[host] = p;
+  }
+  for (const net of ['net1', 'net2']) {
+    await waitForLog(
+      agents['host-a'],
+      (l) => l.includes('"msg":"registered"') && l.includes(`"network":"${net}"`),
+      `${net} registration`,
+    );
+  }
+  return { ns, dir, keyFile, agents };
+}
+
+function haYaml(database: string): string {
+  return `homeAgent:
+  address: ${ADDR.ha}
+  uplink: ha-up
+  listen: { address: "${ADDR.ha}", port: 4191 }
+  status: { listen: "127.0.0.1:9180" }
+  database: ${database}
+  dataplane: { backend: seg6, table: 200, mss: 1400 }
+mobileRouters:
+  - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], spi: ${SPI}, key: ${KEY} }
+  - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256 }
+`;
+}
+
+function agentYaml(host: Host, peer: Host, ns: Lab['ns'], runDir: string): string {
+  return `host: ${host}
+uplink: up0
+homeAgent: { address: "${ADDR.ha}" }
+runDir: ${runDir}
+control:
+  listen: "[${HOSTS[host]}]:7400"
+  key: ${CLUSTER_KEY}
+peers:
+  ${peer}: "${url(peer)}"
+hypervisor:
+  driver: netns
+  namespaces: { host-a: ${ns['host-a']}, host-b: ${ns['host-b']} }
+networks:
+  - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], bridge: ofl-net1, spi: ${SPI}, key: ${KEY}, guests: [guest-1] }
+  - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], bridge: ofl-net2, spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256, guests: [guest-2] }
+`;
+}
+
+export async function waitForLog(
+  p: Proc,
+  test: (line: string) => boolean,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!p.stderr.split('\n').some(test)) {
+    if (p.child.exitCode !== null)
+      throw new Error(`${what}: process exited ${p.child.exitCode}\n${p.stderr}`);
+    if (Date.now() > deadline) throw new Error(`${what}: timed out\n${p.stderr.slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface ProbeReport {
+  sent: number;
+  received: number;
+  lost: number;
+  maxGapMs: number;
+  maxRttMs: number;
+  trailingLost: number;
+}
+
+export async function report(p: Proc): Promise<ProbeReport> {
+  p.send('report');
+  return JSON.parse(await p.waitFor((l) => l.startsWith('{'))) as ProbeReport;
+}
+
+/** `offlink migrate` from inside the source's namespace; its stdout, or the error with stdout/stderr. */
+export async function migrate(
+  lab: Lab,
+  network: string,
+  from: Host,
+  to: Host,
+  procedure: string,
+): Promise<string> {
+  const { stdout } = await sh([
+    'ip',
+    'netns',
+    'exec',
+    lab.ns[from],
+    process.execPath,
+    OFFLINK,
+    'migrate',
+    network,
+    '--to',
+    to,
+    '--procedure',
+    procedure,
+    '--agent',
+    url(from),
+    '--key-file',
+    lab.keyFile,
+  ]);
+  return stdout;
+}
