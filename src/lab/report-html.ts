@@ -108,8 +108,8 @@ export function renderHtml(r: LabReport): string {
 while it streams ${p.streamKbps} kbit/s of UDP to the correspondent and probes flow at ${p.probeRate} Hz each way.
 ${esc(r.machine.date)}</p>
 <section class="cards">
-<div class="card"><div class="k">gap p50</div><div class="v" id="gap-p50">${ms(s.gapMs.p50)} <small>ms</small></div></div>
-<div class="card"><div class="k">gap p95 / max</div><div class="v" id="gap-max">${ms(s.gapMs.p95)} / ${ms(s.gapMs.max)} <small>ms</small></div></div>
+<div class="card"><div class="k">gap p50 (ms)</div><div class="v" id="gap-p50">${ms(s.gapMs.p50)}</div></div>
+<div class="card"><div class="k">gap p95 / max (ms)</div><div class="v" id="gap-max">${ms(s.gapMs.p95)} / ${ms(s.gapMs.max)}</div></div>
 <div class="card"><div class="k">probes lost / sent</div><div class="v" id="lost">${s.lost} <small>/ ${s.sent} (${pct} %)</small></div></div>
 <div class="card"><div class="k">migrations succeeded</div><div class="v" id="ok">${ok} <small>/ ${r.migrations.length}</small></div></div>
 </section>

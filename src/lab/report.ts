@@ -24,7 +24,7 @@ export interface ReportMigration {
   // ---- beyond DESIGN §7
   ok: boolean;
   error?: string;
-  /** Wall-clock ms when the lab asked for the migration and when the command returned. */
+  /** Wall-clock ms when the migration started and ended (as the agent timed it). */
   startedAt: number;
   endedAt: number;
   /** What `offlink migrate` itself took, as seen by the lab. */
@@ -90,8 +90,11 @@ export interface RunData {
     to: string;
     ok: boolean;
     error?: string;
+    /** The migration as the agent timed it (the command's own window where the agent gave none). */
     startedAt: number;
     endedAt: number;
+    /** What `offlink migrate` took as the lab saw it, process start-up included. */
+    commandMs?: number;
     hypervisorMs: number | null;
     handoverMs: number | null;
     phases?: Record<string, number>;
@@ -137,7 +140,7 @@ export function buildReport(run: RunData): LabReport {
         ...(m.error === undefined ? {} : { error: m.error }),
         startedAt: m.startedAt,
         endedAt: m.endedAt,
-        commandMs: Math.round((m.endedAt - m.startedAt) * 10) / 10,
+        commandMs: Math.round((m.commandMs ?? m.endedAt - m.startedAt) * 10) / 10,
         sent: meas?.sent ?? 0,
         directions: meas?.directions ?? [],
         ...(m.phases === undefined ? {} : { phases: m.phases }),

@@ -172,10 +172,19 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
       const src = topo.hosts[at]!;
       const dst = topo.hosts[1 - at]!;
       const start = now();
-      const m = await migrateOnce(o, topo, runner, configs, src.name, dst.name);
+      const { window, ...m } = await migrateOnce(o, topo, runner, configs, src.name, dst.name);
       const end = now();
-      windows.push({ index: i, start, end });
-      migrations.push({ index: i, from: src.name, to: dst.name, startedAt: start, endedAt: end, ...m });
+      const [mStart, mEnd] = window ?? [start, end];
+      windows.push({ index: i, start: mStart, end: mEnd });
+      migrations.push({
+        index: i,
+        from: src.name,
+        to: dst.name,
+        startedAt: mStart,
+        endedAt: mEnd,
+        commandMs: end - start,
+        ...m,
+      });
       if (m.ok) at = 1 - at;
       o.print(
         `  #${i} ${src.label} → ${dst.label}  ${m.ok ? 'ok' : `FAILED: ${m.error}`}  hypervisor ${fmt(m.hypervisorMs)}  handover ${fmt(m.handoverMs)}  (command ${(end - start).toFixed(0)} ms; ${flow.describe()})`,
@@ -229,6 +238,8 @@ interface MigrationOutcome {
   hypervisorMs: number | null;
   handoverMs: number | null;
   phases?: Record<string, number>;
+  /** Start and end of the migration as the agent timed it (wall-clock ms). */
+  window?: [number, number];
 }
 
 async function migrateOnce(
@@ -259,9 +270,13 @@ async function migrateOnce(
     string,
     number
   >;
+  const started = r.record ? Date.parse(r.record.startedAt) : Number.NaN;
   return {
     ok: r.ok,
     ...(r.error ? { error: r.error } : {}),
+    ...(Number.isFinite(started) && t.totalMs !== undefined
+      ? { window: [started, started + t.totalMs] }
+      : {}),
     hypervisorMs: t.hypervisorMs ?? null,
     handoverMs: handover,
     phases,

@@ -1,0 +1,200 @@
+// `offlink lab run|up|down` end to end, as a user runs it (root, network namespaces): real `offlink ha`
+// and `offlink agent` processes in the lab's namespaces, real traffic, real measurements.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { LabReport } from '../src/lab/report.ts';
+
+const BIN = fileURLToPath(new URL('../bin/offlink.js', import.meta.url));
+const STATE = '/run/offlink-lab';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function offlink(args: string[], options: { timeoutMs?: number; user?: string } = {}): Promise<Run> {
+  const argv = options.user
+    ? [
+        'setpriv',
+        `--reuid=${options.user}`,
+        `--regid=${options.user}`,
+        '--clear-groups',
+        process.execPath,
+        BIN,
+      ]
+    : [process.execPath, BIN];
+  return new Promise((resolve) => {
+    const child = spawn(argv[0]!, [...argv.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGTERM'), options.timeoutMs ?? 240_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const labNamespaces = () => {
+  try {
+    return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .map((l) => l.split(' ')[0]!)
+      .filter((n) => n.startsWith('ofl-'));
+  } catch {
+    return [];
+  }
+};
+
+function checkReport(r: LabReport, expect: { migrations: number; topology: string; procedure: string }) {
+  assert.equal(r.topology, expect.topology);
+  assert.equal(r.procedure, expect.procedure);
+  assert.equal(r.guest, 'netns');
+  assert.equal(r.migrations.length, expect.migrations);
+  for (const m of r.migrations) {
+    assert.ok(m.ok, `migration ${m.index} failed: ${m.error}`);
+    assert.ok(m.gapMs > 0 && m.gapMs < 5000, `migration ${m.index}: gap ${m.gapMs} ms`);
+    assert.ok(m.hypervisorMs !== null && m.hypervisorMs >= 0);
+    assert.notEqual(m.from, m.to);
+  }
+  assert.deepEqual(
+    r.migrations.map((m) => m.from),
+    Array.from({ length: expect.migrations }, (_, i) => (i % 2 ? 'host-b' : 'host-a')),
+  );
+  assert.ok(r.summary.sent > 0, 'probes were sent');
+  assert.ok(r.summary.lost >= 0 && r.summary.lost < r.summary.sent);
+  assert.ok(r.summary.gapMs.max > 0 && r.summary.gapMs.max < 5000);
+  assert.ok(r.summary.gapMs.p50 <= r.summary.gapMs.p95 && r.summary.gapMs.p95 <= r.summary.gapMs.max);
+  assert.ok(r.summary.stream.received > 0, 'the stream reached the correspondent');
+  assert.equal(r.uplinks.length, 2);
+  for (const u of r.uplinks) assert.ok(u.points.length > 50, `${u.label}: ${u.points.length} samples`);
+}
+
+describe('offlink lab', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ofl-lab-test-'));
+  });
+  after(async () => {
+    await offlink(['lab', 'down']);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lab run --migrations 3 --interval 3 --json out.json: every migration succeeds, real numbers', async () => {
+    const json = join(dir, 'out.json');
+    const out = join(dir, 'report');
+    const r = await offlink([
+      'lab',
+      'run',
+      '--migrations',
+      '3',
+      '--interval',
+      '3',
+      '--json',
+      json,
+      '--out',
+      out,
+    ]);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
+    checkReport(report, { migrations: 3, topology: 'off-link', procedure: 'make-before-break' });
+    for (const m of report.migrations) assert.ok(m.handoverMs !== null, 'the agent reported the handover');
+    assert.ok(existsSync(join(out, 'index.html')) && existsSync(join(out, 'report.json')));
+    assert.match(r.stdout, /3\/3 migrations succeeded/);
+    assert.match(r.stdout, /gap ms: p50/);
+    assert.deepEqual(labNamespaces(), [], 'torn down');
+  });
+
+  it('runs the paper procedure and the on-link baseline', async () => {
+    for (const [topology, procedure] of [
+      ['on-link', 'make-before-break'],
+      ['off-link', 'paper'],
+    ] as const) {
+      const json = join(dir, `${topology}-${procedure}.json`);
+      const r = await offlink([
+        'lab',
+        'run',
+        '--migrations',
+        '2',
+        '--interval',
+        '2',
+        '--topology',
+        topology,
+        '--procedure',
+        procedure,
+        '--json',
+        json,
+        '--out',
+        join(dir, `${topology}-${procedure}`),
+      ]);
+      assert.equal(r.code, 0, `${topology} ${procedure}:\n${r.stdout}\n${r.stderr}`);
+      checkReport(JSON.parse(readFileSync(json, 'utf8')) as LabReport, {
+        migrations: 2,
+        topology,
+        procedure,
+      });
+    }
+  });
+
+  it('says what to do on bad input, and lab down removes whatever is left', async () => {
+    const qemu = await offlink(['lab', 'run', '--guest', 'qemu']);
+    assert.equal(qemu.code, 1);
+    assert.match(qemu.stderr, /not built yet/);
+
+    const notRoot = await offlink(['lab', 'run'], { user: '65534' });
+    assert.equal(notRoot.code, 1);
+    assert.match(notRoot.stderr, /needs root.*sudo/);
+
+    // a lab left up is busy: refuse, and say how to remove it
+    spawnSync('mkdir', ['-p', STATE]);
+    writeFileSync(
+      join(STATE, 'state.json'),
+      JSON.stringify({ pid: 1, mode: 'up', topology: 'off-link', startedAt: 'earlier' }),
+    );
+    const busy = await offlink(['lab', 'run']);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, /already left up.*offlink lab down/);
+
+    // leftovers of a crashed run: a namespace with a process still in it
+    spawnSync('ip', ['netns', 'add', 'ofl-inet']);
+    const sleeper = spawn('ip', ['netns', 'exec', 'ofl-inet', 'sleep', '600'], { stdio: 'ignore' });
+    const sleeperGone = new Promise((r) => sleeper.once('close', r));
+    await new Promise((r) => setTimeout(r, 300));
+    const down = await offlink(['lab', 'down']);
+    assert.equal(down.code, 0, down.stderr);
+    assert.match(down.stdout, /removed ofl-inet/);
+    await sleeperGone;
+    assert.deepEqual(labNamespaces(), []);
+    assert.ok(!existsSync(STATE));
+
+    // leftovers without a state file are cleaned by the next run automatically, which says so
+    spawnSync('ip', ['netns', 'add', 'ofl-host-a']);
+    const run = await offlink([
+      'lab',
+      'run',
+      '--migrations',
+      '1',
+      '--interval',
+      '1',
+      '--topology',
+      'on-link',
+      '--out',
+      join(dir, 'again'),
+    ]);
+    assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stdout, /removed leftovers of an earlier lab: ofl-host-a/);
+    assert.deepEqual(labNamespaces(), []);
+  });
+});
