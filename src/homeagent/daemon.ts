@@ -8,8 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { BindingChange, HomeAgentDataplane } from '../dataplane/types.ts';
 import type { Logger } from '../log.ts';
-import { formatIPv6 } from '../protocol/address.ts';
-import { BaFlag, BaStatus, BuFlag, baStatusName, MhType } from '../protocol/constants.ts';
+import { BaStatus, baStatusName } from '../protocol/constants.ts';
 import { DecodeError } from '../protocol/errors.ts';
 import {
   type DecodedSignalingPacket,
@@ -18,12 +17,18 @@ import {
 } from '../protocol/packet.ts';
 import type { SignalingPacket } from '../protocol/types.ts';
 import { type Datagram, UdpTransport } from '../signaling/udp.ts';
+import { decodeErrorReply } from './answer.ts';
 import { type Binding, BindingCache, type CacheOp, toTunnelBinding } from './bcache.ts';
 import { type BaReply, type BuContext, type BuResult, processBindingUpdate } from './bu.ts';
 import type { HomeAgentConfig } from './config.ts';
 import { StatusServer } from './http.ts';
 import { HomeAgentMetrics } from './metrics.ts';
 import { PrefixTable } from './prefixtable.ts';
+import { TokenBucket } from './ratelimit.ts';
+import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
+
+export type { BindingStatus, HomeAgentStatus } from './status.ts';
+
 import { BindingStore, type BindingStoreLike } from './store.ts';
 
 export interface HomeAgentComponents {
@@ -53,48 +58,6 @@ const MAX_BATCH = 2048;
 /** Unsigned answers (146 to unauthenticated BUs, decoder answers) per second: no reflection flood. */
 const UNSIGNED_REPLIES_PER_SECOND = 50;
 const REJECTION_LOGS_PER_SECOND = 20;
-
-/** `rate` tokens a second, bucket of `rate`. */
-class TokenBucket {
-  private tokens: number;
-  private at = Number.NEGATIVE_INFINITY;
-  constructor(private readonly rate: number) {
-    this.tokens = rate;
-  }
-  take(now: number): boolean {
-    if (now > this.at) {
-      this.tokens = Math.min(
-        this.rate,
-        this.tokens + (Number.isFinite(this.at) ? ((now - this.at) / 1000) * this.rate : this.rate),
-      );
-      this.at = now;
-    }
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
-
-export interface BindingStatus {
-  hoa: string;
-  mobileRouter: string | undefined;
-  coa: string;
-  prefixes: readonly string[];
-  sequence: number;
-  lifetimeSeconds: number;
-  remainingSeconds: number;
-  mode: string;
-  id: number;
-  registeredAt: string;
-  updatedAt: string;
-  expiresAt: string;
-}
-
-export interface HomeAgentStatus {
-  haAddress: string;
-  now: string;
-  bindings: BindingStatus[];
-}
 
 export class HomeAgent {
   readonly cache = new BindingCache();
@@ -207,27 +170,12 @@ export class HomeAgent {
   }
 
   snapshot(): HomeAgentStatus {
-    const now = this.components.clock.now();
-    const iso = (ms: number) => new Date(ms).toISOString();
-    const bindings = this.cache.all().sort((a, b) => a.id - b.id);
-    return {
-      haAddress: this.config.homeAgent.address,
-      now: iso(now),
-      bindings: bindings.map((b) => ({
-        hoa: b.hoa,
-        mobileRouter: this.table.byHomeAddress(b.hoa)?.name,
-        coa: b.coa,
-        prefixes: b.prefixes,
-        sequence: b.sequence,
-        lifetimeSeconds: b.lifetimeSeconds,
-        remainingSeconds: Math.max(0, Math.round((b.expiresAt - now) / 1000)),
-        mode: b.mode,
-        id: b.id,
-        registeredAt: iso(b.registeredAt),
-        updatedAt: iso(b.updatedAt),
-        expiresAt: iso(b.expiresAt),
-      })),
-    };
+    return bindingCacheStatus(
+      this.cache.all(),
+      this.table,
+      this.config.homeAgent.address,
+      this.components.clock.now(),
+    );
   }
 
   private loadCache(): void {
@@ -290,36 +238,8 @@ export class HomeAgent {
       return;
     }
     this.log.debug({ source: d.address, reason: err.message }, 'malformed packet');
-    const answer = err.answer;
-    const data = d.data;
-    if (answer.kind === 'drop' || data.length < 48 || !this.takeToken()) return;
-    // The decoder says what to answer; the inner source is where a reply goes back to (DESIGN §3).
-    const peer = formatIPv6(data, 8);
-    let packet: SignalingPacket;
-    if (answer.kind === 'bindingError') {
-      // RFC 6275 §6.1.9: the Home Address field is unspecified when there is no Home Address option.
-      packet = {
-        src: this.ctx.haAddress,
-        dst: peer,
-        message: { type: 'bindingError', status: answer.status, homeAddress: '::', options: [] },
-      };
-    } else {
-      // MH offset 2 is the type; a BU's sequence is at MH offset 6 and its flags at 8 (RFC 6275 §6.1.7).
-      const isBu = data[42] === MhType.BindingUpdate && data.length >= 50;
-      const flags = isBu ? (data[48]! << 8) | data[49]! : 0;
-      packet = {
-        src: this.ctx.haAddress,
-        dst: peer,
-        message: {
-          type: 'bindingAcknowledgement',
-          status: answer.status,
-          flags: flags & BuFlag.R ? BaFlag.R : 0,
-          sequence: isBu ? (data[46]! << 8) | data[47]! : 0,
-          lifetime: 0,
-          options: [],
-        },
-      };
-    }
+    const packet = decodeErrorReply(d.data, err.answer, this.ctx.haAddress);
+    if (!packet || !this.takeToken()) return;
     this.send(packet, undefined, d.address, d.port);
   }
 

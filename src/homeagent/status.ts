@@ -1,0 +1,53 @@
+// The binding cache as GET /status shows it (and `offlink status --ha` prints): plain JSON, times as ISO text.
+import type { Binding } from './bcache.ts';
+import type { PrefixTable } from './prefixtable.ts';
+
+export interface BindingStatus {
+  hoa: string;
+  mobileRouter: string | undefined;
+  coa: string;
+  prefixes: readonly string[];
+  sequence: number;
+  lifetimeSeconds: number;
+  remainingSeconds: number;
+  mode: string;
+  id: number;
+  registeredAt: string;
+  updatedAt: string;
+  expiresAt: string;
+}
+
+export interface HomeAgentStatus {
+  haAddress: string;
+  now: string;
+  bindings: BindingStatus[];
+}
+
+export function bindingCacheStatus(
+  bindings: readonly Binding[],
+  table: PrefixTable,
+  haAddress: string,
+  now: number,
+): HomeAgentStatus {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return {
+    haAddress,
+    now: iso(now),
+    bindings: [...bindings]
+      .sort((a, b) => a.id - b.id)
+      .map((b) => ({
+        hoa: b.hoa,
+        mobileRouter: table.byHomeAddress(b.hoa)?.name,
+        coa: b.coa,
+        prefixes: b.prefixes,
+        sequence: b.sequence,
+        lifetimeSeconds: b.lifetimeSeconds,
+        remainingSeconds: Math.max(0, Math.round((b.expiresAt - now) / 1000)),
+        mode: b.mode,
+        id: b.id,
+        registeredAt: iso(b.registeredAt),
+        updatedAt: iso(b.updatedAt),
+        expiresAt: iso(b.expiresAt),
+      })),
+  };
+}
