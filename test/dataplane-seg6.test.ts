@@ -187,13 +187,17 @@ test('seg6 data plane between namespaces', { skip: !canUseNetns() && 'needs root
       await dp.initHost({ coa, haAddress: HA, uplink: 'up0', table: 200 });
       await dp.activate(mrRoutes(coa));
     }
+    let cnLog = ''; // what the correspondent's echo server received ("rx <source> <bytes>" lines)
     for (const [n, name] of [
       [ns.g, 'g'],
       [ns.g2, 'g2'],
       [ns.cn, 'cn'],
     ] as const) {
-      await waitFor(lab.spawn(n, ['node', '-e', UDP_ECHO, '7', name]), /ready/);
+      const server = lab.spawn(n, ['node', '-e', UDP_ECHO, '7', name]);
+      if (name === 'cn') server.stdout?.on('data', (d) => (cnLog += d));
+      await waitFor(server, /ready/);
     }
+    const cnReceived = () => cnLog.split('\n').filter((l) => l.startsWith('rx ')).length;
 
     await t.test('UDP both directions, small and 1400-byte payloads', async () => {
       assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g:64', 'g:64', 'g:64']);
@@ -229,7 +233,9 @@ test('seg6 data plane between namespaces', { skip: !canUseNetns() && 'needs root
 
     await t.test('tunnelled packets from an unregistered CoA are dropped', async () => {
       const before = await haDp.counters();
+      const received = cnReceived();
       assert.deepEqual(await udp(lab, ns.g2, CN, 64), []);
+      assert.equal(cnReceived(), received, 'nothing reached the correspondent');
       const after = await haDp.counters();
       assert.ok(after.unregisteredCoa >= before.unregisteredCoa + 3, JSON.stringify({ before, after }));
     });
@@ -254,6 +260,7 @@ test('seg6 data plane between namespaces', { skip: !canUseNetns() && 'needs root
       ]);
       const before = await haDp.counters();
       assert.deepEqual(await udp(lab, ns.g, CN, 64, 3, SPOOF), []);
+      assert.doesNotMatch(cnLog, /rx 2001:db8:bad::10 /, 'nothing reached the correspondent');
       const after = await haDp.counters();
       assert.ok(after.innerSource >= before.innerSource + 3, JSON.stringify({ before, after }));
       await lab.exec(ns.mr, ['ip', '-6', 'rule', 'del', 'pref', '101']);
@@ -273,7 +280,9 @@ test('seg6 data plane between namespaces', { skip: !canUseNetns() && 'needs root
       assert.doesNotMatch(batch, /route del/);
       assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g2:64', 'g2:64', 'g2:64']);
       assert.deepEqual(await udp(lab, ns.g2, CN, 1400), ['cn:1400', 'cn:1400', 'cn:1400']);
-      assert.deepEqual(await udp(lab, ns.g, CN, 64), [], 'the old CoA is no longer registered');
+      const received = cnReceived();
+      assert.deepEqual(await udp(lab, ns.g, CN, 64), []);
+      assert.equal(cnReceived(), received, 'the old CoA is no longer registered');
     });
 
     await t.test('reconcile([]) removes the routes and elements of removed bindings', async () => {
