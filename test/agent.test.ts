@@ -82,6 +82,22 @@ describe('host agents (namespaces, real HA)', { skip: !canUseNetns() && 'needs r
         assert.match(status, /^net2\s+active/m);
         assert.match(status, /recent migrations/);
 
+        // A destination that cannot take the guest (a link with the port's name is in the way) refuses
+        // prepare: `offlink migrate` fails with the reason, net1 stays on host-a and its traffic flows.
+        await sh(['ip', '-n', lab.ns['host-b'], 'link', 'add', 'vg-guest-1', 'type', 'bridge']);
+        await report(p1);
+        await assert.rejects(migrate(lab, 'net1', 'host-a', 'host-b', 'make-before-break'), (err: Error) => {
+          assert.match(
+            err.message,
+            /failed in prepare: host-b cannot take the guests: host host-b already has a link named vg-guest-1/,
+          );
+          return true;
+        });
+        await sh(['ip', '-n', lab.ns['host-b'], 'link', 'del', 'vg-guest-1']);
+        await new Promise((r) => setTimeout(r, 1500));
+        const refusedMove = await report(p1);
+        assert.ok(refusedMove.received > 0 && refusedMove.lost === 0, JSON.stringify(refusedMove));
+
         // Forged, stale and replayed requests, sent from host-b's namespace to host-a's agent.
         const key = Buffer.from(CLUSTER_KEY, 'hex');
         const body = JSON.stringify({ network: 'net1', to: 'host-b' });
