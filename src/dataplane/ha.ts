@@ -33,7 +33,7 @@ export interface DataplaneComponents {
   logger?: Logger;
 }
 
-/** Two bindings claim one destination, or a binding is malformed. Nothing was changed. */
+/** Two bindings claim one destination (MNP or HoA). Nothing was changed. */
 export class BindingConflictError extends OfflinkError {
   constructor(message: string) {
     super('ERR_DATAPLANE_CONFLICT', message);
