@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { MigrationRecord } from '../migration/messages.ts';
+import { clientFor, formatAgentStatus, formatEvent, formatSummary } from './agent.ts';
+
+const RECORD: MigrationRecord = {
+  id: '0b6f2f8e-1111-2222-3333-444455556666',
+  network: 'net1',
+  from: 'host-a',
+  to: 'host-b',
+  procedure: 'make-before-break',
+  startedAt: '2026-01-01T00:00:00.000Z',
+  outcome: 'succeeded',
+  timings: {
+    prepareMs: 12.3,
+    hypervisorMs: 40,
+    downtimeMs: 22.5,
+    notificationMs: 45.1,
+    buToBaMs: 30,
+    totalMs: 98.7,
+  },
+};
+
+describe('offlink migrate / status --agent output', () => {
+  it('prints one line per phase event and a summary', () => {
+    assert.equal(
+      formatEvent({
+        type: 'phase',
+        migrationId: 'x',
+        phase: 'hypervisor',
+        state: 'done',
+        elapsedMs: 52.34,
+        ms: 40,
+      }),
+      '[    52.3 ms] hypervisor     done in 40.0 ms',
+    );
+    assert.equal(
+      formatEvent({
+        type: 'phase',
+        migrationId: 'x',
+        phase: 'prepare',
+        state: 'failed',
+        elapsedMs: 3,
+        ms: 3,
+        detail: 'no bridge',
+      }),
+      '[     3.0 ms] prepare        FAILED after 3.0 ms  (no bridge)',
+    );
+    assert.equal(formatEvent({ type: 'result', migration: RECORD }), undefined);
+    assert.equal(
+      formatSummary(RECORD),
+      'migration 0b6f2f8e-1111-2222-3333-444455556666 succeeded: net1 host-a → host-b in 98.7 ms\n' +
+        '  prepare 12.3 ms, hypervisor 40.0 ms (guest stopped 22.5 ms), notification 45.1 ms, BU→BA 30.0 ms',
+    );
+  });
+
+  it('prints networks and recent migrations as tables', () => {
+    const text = formatAgentStatus({
+      host: 'host-a',
+      coa: '2001:db8:a::2',
+      networks: [
+        {
+          name: 'net1',
+          state: 'active',
+          homeAddress: '2001:db8:ffff::101',
+          prefixes: ['2001:db8:100::/64'],
+          sequence: 7,
+          lifetimeRemaining: 590,
+          guests: [{ name: 'guest-1', network: 'net1', state: 'running' }],
+        },
+        {
+          name: 'net2',
+          state: 'standby',
+          homeAddress: '2001:db8:ffff::102',
+          prefixes: ['2001:db8:200::/64'],
+          guests: [],
+        },
+      ],
+      migrations: [RECORD],
+    });
+    assert.match(text, /^host host-a, care-of address 2001:db8:a::2$/m);
+    assert.match(text, /^net1\s+active\s+2001:db8:ffff::101\s+2001:db8:100::\/64\s+7\s+590s\s+guest-1$/m);
+    assert.match(text, /^net2\s+standby\s+.*\s+-\s+-\s+-$/m);
+    assert.match(text, /^0b6f2f8e\s+net1\s+host-a\s+host-b\s+make-before-break\s+succeeded\s+98\.7 ms/m);
+  });
+
+  it('finds the agent URL and key from --agent/--key-file, the environment, or --config', () => {
+    delete process.env['OFFLINK_CLUSTER_KEY'];
+    const dir = mkdtempSync(join(tmpdir(), 'offlink-cli-'));
+    const key = 'ab'.repeat(32);
+    writeFileSync(join(dir, 'k'), `${key}\n`);
+    assert.equal(
+      clientFor({ agent: 'http://[::1]:7400/', keyFile: join(dir, 'k') }).baseUrl,
+      'http://[::1]:7400',
+    );
+    writeFileSync(
+      join(dir, 'a.yaml'),
+      `host: host-a
+uplink: up0
+homeAgent: { address: "2001:db8:ffff::1" }
+control: { listen: "[::]:7400", key: ${key} }
+hypervisor: { driver: netns }
+`,
+    );
+    assert.equal(clientFor({ config: join(dir, 'a.yaml') }).baseUrl, 'http://[::1]:7400');
+    assert.throws(
+      () => clientFor({ agent: 'http://x' }),
+      /give --key-file FILE, OFFLINK_CLUSTER_KEY or --config FILE/,
+    );
+    writeFileSync(join(dir, 'short'), 'abcd');
+    assert.throws(
+      () => clientFor({ agent: 'http://x', keyFile: join(dir, 'short') }),
+      /not a hex key of at least 32 bytes/,
+    );
+    assert.throws(() => clientFor({ keyFile: join(dir, 'k') }), /give --agent URL/);
+  });
+});
