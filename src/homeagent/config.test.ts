@@ -57,7 +57,7 @@ function error(mutate: (d: Doc) => void): string {
 describe('home agent config', () => {
   test('defaults and normalisation', () => {
     const c = parse(base());
-    assert.deepEqual(c.homeAgent.listen, { address: '::', port: 4191 });
+    assert.deepEqual(c.homeAgent.listen, { address: '2001:db8:ffff::1', port: 4191 });
     assert.deepEqual(c.homeAgent.status, { host: '127.0.0.1', port: 9180 });
     assert.deepEqual(c.homeAgent.dataplane, { backend: 'seg6', table: 200, mss: 1400 });
     assert.equal(c.homeAgent.database, join(dir, 'ha.sqlite'));

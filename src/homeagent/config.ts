@@ -112,9 +112,11 @@ const schema = z.strictObject({
   homeAgent: z.strictObject({
     address: ipv6,
     uplink: z.string().regex(/^[A-Za-z0-9_.:@-]{1,15}$/, 'not an interface name (1–15 characters)'),
+    // Default: the HA address. Node cannot pick a datagram's source address, so a socket on '::' would
+    // answer from whatever address routing picks, and an MR expects the BA from where it sent the BU.
     listen: z
-      .strictObject({ address: ipv6.default('::'), port: z.number().int().min(1).max(65535).default(4191) })
-      .default({ address: '::', port: 4191 }),
+      .strictObject({ address: ipv6.optional(), port: z.number().int().min(1).max(65535).default(4191) })
+      .default({ port: 4191 }),
     status: z
       .union([z.literal(false), z.strictObject({ listen: statusListen })])
       .default({ listen: { host: '127.0.0.1', port: 9180 } }),
@@ -208,7 +210,7 @@ export function parseHomeAgentConfig(text: string, baseDir = process.cwd()): Hom
     homeAgent: {
       address: ha.address,
       uplink: ha.uplink,
-      listen: ha.listen,
+      listen: { address: ha.listen.address ?? ha.address, port: ha.listen.port },
       status: ha.status === false ? undefined : ha.status.listen,
       database: ha.database === ':memory:' ? ha.database : resolve(baseDir, ha.database),
       dataplane: ha.dataplane,
