@@ -150,7 +150,8 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
     traffic = new Traffic({
       guest: { ns: guest.ns, address: guest.address },
       cn: topo.cn,
-      dir: o.stateDir,
+      // raw send and arrival times of every probe, kept beside the report for analysis
+      dir: logDir,
       onProgress: (p) => flow.add(p),
     });
     o.print('lab: traffic: UDP stream 520 kbit/s guest → correspondent, probes 1 kHz both ways ...');
