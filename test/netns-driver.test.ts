@@ -120,7 +120,7 @@ describe('netns driver (namespaces)', { skip: !canUseNetns() && 'needs root' }, 
           assert.deepEqual(await drivers[at].listGuests(NET), []);
           client.send(`move ${i}`);
           await client.waitFor((l) => l === `echo move ${i}`, 5000);
-          await new Promise((r) => setTimeout(r, 700));
+          await new Promise((r) => setTimeout(r, 1300));
           pinger.send('report');
           const probe = JSON.parse(await pinger.waitFor((l) => l.startsWith('{'))) as {
             sent: number;
