@@ -79,6 +79,7 @@ test('home agent: forwarding both ways, CoA change, kill -9 restart, deregistrat
         const reg = await mra.bu(specFor(ADDR.coaA, 1));
         assert.equal(reg.ba?.status, 0);
         assert.ok(reg.ba?.authentic, 'BA signed with the SA');
+        assert.equal(reg.ba?.from, ADDR.ha, 'BA comes from the address the BU went to');
         t.diagnostic(`BU→BA (first registration, from the MR namespace): ${reg.ms?.toFixed(1)} ms`);
         assert.match(await haRoutes(lab, ns.ha, ADDR.mnp), /2001:db8:a::2/);
         const [binding] = (await haStatus(lab, ns.ha)).bindings;

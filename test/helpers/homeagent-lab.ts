@@ -244,6 +244,8 @@ export interface BaView {
   flags: number;
   authentic: boolean;
   bra: number | null;
+  /** Outer source address of the BA. */
+  from: string;
 }
 
 /**

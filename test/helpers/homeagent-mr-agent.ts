@@ -61,8 +61,12 @@ function toSpec(w: WireSpec, timestampMs?: number): BuSpec {
 class Port {
   private waiter: ((b: Buffer) => void) | undefined;
   private readonly queue: Buffer[] = [];
+  /** Outer source address of the last datagram handed out. */
+  lastFrom = '';
+  private readonly from = new WeakMap<Buffer, string>();
   constructor(readonly socket: Socket) {
-    socket.on('message', (m) => {
+    socket.on('message', (m, rinfo) => {
+      this.from.set(m, rinfo.address);
       const w = this.waiter;
       this.waiter = undefined;
       if (w) w(m);
@@ -88,7 +92,10 @@ class Port {
   }
   next(ms: number): Promise<Buffer | undefined> {
     const q = this.queue.shift();
-    if (q) return Promise.resolve(q);
+    if (q) {
+      this.lastFrom = this.from.get(q) ?? '';
+      return Promise.resolve(q);
+    }
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.waiter = undefined;
@@ -96,6 +103,7 @@ class Port {
       }, ms);
       this.waiter = (b) => {
         clearTimeout(t);
+        this.lastFrom = this.from.get(b) ?? '';
         resolve(b);
       };
     });
@@ -132,6 +140,7 @@ async function bu(w: WireSpec, timeoutMs = 3000) {
       flags: ba.flags,
       authentic,
       bra: bra?.type === 'bindingRefreshAdvice' ? bra.interval : null,
+      from: p.lastFrom,
     },
     ms,
   };
