@@ -82,16 +82,19 @@ export type Inbound =
   | { kind: 'unexpected'; reason: string };
 
 /**
- * Decode a datagram and check it comes from our HA and is addressed to our HoA: outer source = HA
- * address and port, inner source = HA address, inner destination = HoA (RFC 6275 §11.7.3 first checks).
- * Authentication is checked by the caller, who knows which CoA the answered BU was sent from.
+ * Decode a datagram and check it comes from our HA and is addressed to our HoA: outer source port = the
+ * HA's port, inner source = HA address, inner destination = HoA (RFC 6275 §11.7.3 first checks). The
+ * outer source ADDRESS is not checked: an HA listening on `::` answers from whatever address the kernel
+ * picks for the route back (its uplink address, not the HA address). What makes a BA count is its MN-HA
+ * authentication, checked by the caller, who knows which CoA the answered BU was sent from; BRR and BE
+ * are unauthenticated and can only ever make the router send one more authenticated BU.
  */
 export function classifyInbound(
   d: Datagram,
   expect: { haAddress: string; haPort: number; hoa: string },
 ): Inbound {
-  if (d.address !== expect.haAddress || d.port !== expect.haPort) {
-    return { kind: 'foreign', reason: `from [${d.address}]:${d.port}, not the home agent` };
+  if (d.port !== expect.haPort) {
+    return { kind: 'foreign', reason: `from [${d.address}]:${d.port}, not the home agent's port` };
   }
   let packet: DecodedSignalingPacket;
   try {

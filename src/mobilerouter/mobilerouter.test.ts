@@ -99,6 +99,14 @@ describe('MobileRouter registration', () => {
     assert.equal(rig.mr.state, 'registering');
   });
 
+  it('accepts a BA whose outer source is not the HA address (an HA on :: answers from its uplink)', async () => {
+    const rig = makeRig();
+    const { p } = await activate(rig);
+    rig.transport.deliver(answer(rig.transport.sent[0]!), '2001:db8:1::2');
+    await p;
+    assert.equal(rig.mr.state, 'active');
+  });
+
   it('a retransmitted exchange is answered by the BA to any of its BUs', async () => {
     const rig = makeRig();
     const { p } = await activate(rig);
@@ -201,10 +209,16 @@ describe('MobileRouter registration', () => {
     rig.transport.deliver(brr);
     assert.equal(rig.transport.sent.length, n + 1);
     assert.equal(rig.mr.status().counters.brrAnswered, 1);
-    // a BRR from anyone else is not answered
-    rig.transport.deliver(brr, '2001:db8:bad::1');
+    // a BRR not from the HA's port, or not from the HA address inside, is not answered
+    rig.transport.deliver(brr, HA, 5555);
+    const notHa = encodeSignalingPacket({
+      src: '2001:db8:bad::1',
+      dst: HOA,
+      message: { type: 'bindingRefreshRequest', options: [] },
+    });
+    rig.transport.deliver(notHa);
     assert.equal(rig.transport.sent.length, n + 1);
-    assert.equal(rig.mr.status().counters.ignoredForeign, 1);
+    assert.equal(rig.mr.status().counters.ignoredForeign, 2);
   });
 
   it('a Binding Error for an unknown binding makes an active router re-register', async () => {
@@ -289,8 +303,8 @@ describe('MobileRouter ignores bad input and counts it, state unchanged', () => 
       'ignoredMalformed',
     ],
     [
-      'a BA from another address',
-      (r) => r.transport.deliver(answer(r.transport.sent[0]!), '2001:db8:bad::1'),
+      'a BA whose inner source is not the HA',
+      (r) => r.transport.deliver(answer(r.transport.sent[0]!, { innerSrc: '2001:db8:bad::1' })),
       'ignoredForeign',
     ],
     [

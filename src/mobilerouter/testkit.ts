@@ -140,6 +140,8 @@ export interface AnswerSpec {
   /** Replay timestamp: 'echo' (default), 'none', or a Unix ms value. */
   timestamp?: 'echo' | 'none' | number;
   flags?: number;
+  /** Inner source address (default: the BU's inner destination, the HA address). */
+  innerSrc?: string;
 }
 
 /** A BA answering a captured BU, built like the real home agent builds it. */
@@ -167,7 +169,7 @@ export function answer(to: SentDatagram, spec: AnswerSpec = {}): Uint8Array {
   const sa = spec.signWith === undefined ? SA : spec.signWith;
   return encodeSignalingPacket(
     {
-      src: packet.dst,
+      src: spec.innerSrc ?? packet.dst,
       dst: packet.src,
       message: {
         type: 'bindingAcknowledgement',

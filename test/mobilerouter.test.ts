@@ -1,0 +1,299 @@
+// The mobile router end to end in namespaces (root): real `offlink ha` daemon, seg6 data plane on both
+// sides, mobile routers as processes inside their host namespaces (test/fixtures/mr-runner.ts), a guest
+// that autoconfigures from the MR's router advertisements and talks to a correspondent through the HA.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  A,
+  BRIDGE,
+  buildTopology,
+  type MrHandle,
+  MrLabProcesses,
+  sleep,
+  type Topology,
+  waitForSlaac,
+} from './helpers/mr-lab.ts';
+import { canUseNetns, type NetnsLab, withNetns } from './helpers/netns.ts';
+import type { Proc } from './helpers/procs.ts';
+
+const skip = canUseNetns() ? false : 'needs root and network namespaces';
+
+interface Report {
+  sent: number;
+  received: number;
+  lost: number;
+  maxGapMs: number;
+}
+
+async function report(p: Proc): Promise<Report> {
+  p.send('report');
+  return JSON.parse(await p.waitFor((l) => l.startsWith('{'), 5000));
+}
+
+/** Send one 1400-byte datagram to an echo and wait for it to come back (there is no ping here). */
+const BIG_UDP = `
+const s = require('node:dgram').createSocket('udp6');
+const [dst, port] = process.argv.slice(1);
+const t = setTimeout(() => { console.error('no echo'); process.exit(1); }, 3000);
+s.on('message', (m) => { if (m.length === 1400) { clearTimeout(t); s.close(); } });
+s.send(Buffer.alloc(1400, 7), Number(port), dst);
+`;
+
+/**
+ * Wait until a report window shows probes flowing with none lost; returns how long that took. Reports are
+ * by send time, and a starved pinger (node processes starting on 2 cores) can count late answers as lost,
+ * so "flowing again" is judged over repeated short windows rather than one fixed one.
+ */
+async function waitForFlow(p: Proc, timeoutMs = 8000): Promise<number> {
+  const t0 = Date.now();
+  await report(p);
+  for (;;) {
+    await sleep(400);
+    const r = await report(p);
+    if (r.received >= 10 && r.lost === 0) return Date.now() - t0;
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`traffic not flowing after ${timeoutMs} ms: ${JSON.stringify(r)}`);
+  }
+}
+
+async function echoLine(client: Proc, text: string): Promise<void> {
+  client.send(text);
+  await client.waitFor((l) => l === `echo ${text}`, 5000);
+}
+
+/** Lab + HA + an active MR on host A with the guest on its bridge. */
+async function setup(
+  lab: NetnsLab,
+  p: MrLabProcesses,
+  options: { network?: Record<string, unknown>; ha?: Record<string, unknown> } = {},
+): Promise<{ t: Topology; a: MrHandle; guestAddr: string }> {
+  const t = await buildTopology(lab);
+  await p.startHa(lab, t.ha, options.ha);
+  const a = await p.startMr(t.hostA, 'a', options.network);
+  await lab.exec(t.hostA, ['ip', 'link', 'set', 'vg1', 'master', BRIDGE, 'up']);
+  return { t, a, guestAddr: '' };
+}
+
+/** UDP pingers and TCP connections in both directions between the guest and the correspondent. */
+async function traffic(lab: NetnsLab, p: MrLabProcesses, t: Topology, guestAddr: string) {
+  await p.procs.app(t.cn, ['udp-echo', A.cn.addr, '7000']);
+  await p.procs.app(t.guest, ['udp-echo', guestAddr, '7001']);
+  await p.procs.app(t.cn, ['tcp-echo', A.cn.addr, '7002']);
+  await p.procs.app(t.guest, ['tcp-echo', guestAddr, '7003']);
+  const up = await p.procs.app(t.guest, ['udp-pinger', A.cn.addr, '7000', '10']);
+  const down = await p.procs.app(t.cn, ['udp-pinger', guestAddr, '7001', '10']);
+  const tcpUp = await p.procs.app(t.guest, ['tcp-client', A.cn.addr, '7002']);
+  const tcpDown = await p.procs.app(t.cn, ['tcp-client', guestAddr, '7003']);
+  await echoLine(tcpUp, 'hello from the guest');
+  await echoLine(tcpDown, 'hello from the correspondent');
+  // Full-size packets for the guest link MTU (1460) go through the tunnel: a 1400-byte UDP datagram
+  // (1448 bytes of IPv6) both ways, and TCP segments of the clamped MSS in a 20 kB line.
+  await lab.exec(t.guest, [process.execPath, '-e', BIG_UDP, A.cn.addr, '7000']);
+  await echoLine(tcpUp, 'x'.repeat(20_000));
+  return { up, down, tcpUp, tcpDown };
+}
+
+describe('mobile router with the home agent (namespaces)', { skip, timeout: 180_000 }, () => {
+  it('retransmits through dropped BUs, registers, and the SLAAC guest reaches the correspondent both ways (TCP, UDP)', async () => {
+    await withNetns(async (lab) => {
+      const p = new MrLabProcesses();
+      try {
+        const { t, a } = await setup(lab, p);
+        // Drop BUs leaving host A until two have been dropped.
+        await lab.exec(
+          t.hostA,
+          ['nft', '-f', '-'],
+          'table inet mrtest {\n chain out {\n  type filter hook output priority 0;\n  udp dport 4191 counter drop\n }\n}\n',
+        );
+        const t0 = Date.now();
+        await a.call('activate', { wait: false });
+        const guestAddr = await waitForSlaac(lab, t.guest);
+        const slaacMs = Date.now() - t0;
+        for (;;) {
+          const { stdout } = await lab.exec(t.hostA, ['nft', '-j', 'list', 'table', 'inet', 'mrtest']);
+          const packets = Number(/"packets":\s*(\d+)/.exec(stdout)?.[1] ?? 0);
+          if (packets >= 2) break;
+          await sleep(50);
+        }
+        await lab.exec(t.hostA, ['nft', 'delete', 'table', 'inet', 'mrtest']);
+        const reg = await a.event((e) => e['event'] === 'registered', 20_000);
+        const took = Number(reg['at']) - t0;
+        console.log(
+          `# first registration through 2 dropped BUs: ${took} ms after activate, retransmissions ${reg['retransmissions']}, BU→BA ${reg['buToBaMs']} ms; SLAAC ${slaacMs} ms`,
+        );
+        assert.ok(Number(reg['retransmissions']) >= 2, 'answered BU was a retransmission');
+        assert.ok(took >= 4400 && took < 7000, `1.5 s + 3 s back-off, took ${took}`);
+        const st = await a.status();
+        assert.equal(st.state, 'active');
+        assert.ok(st.counters['buRetransmitted']! >= 2);
+        const ha = await p.haStatus(lab, t.ha);
+        assert.equal(ha.bindings[0]?.coa, A.hostA.coa);
+        assert.deepEqual(ha.bindings[0]?.prefixes, [A.mnp]);
+
+        const tr = await traffic(lab, p, t, guestAddr);
+        await sleep(1000);
+        const up = await report(tr.up);
+        const down = await report(tr.down);
+        assert.ok(up.received > 30 && up.lost === 0, `guest → cn ${JSON.stringify(up)}`);
+        assert.ok(down.received > 30 && down.lost === 0, `cn → guest ${JSON.stringify(down)}`);
+
+        // Standby stops advertisements and removes the egress route: the guest is cut off.
+        await a.call('standby');
+        const { stdout: rules } = await lab.exec(t.hostA, ['ip', '-6', 'rule', 'show']);
+        assert.doesNotMatch(rules, /2001:db8:100::\/64/);
+        const ha2 = await p.haStatus(lab, t.ha);
+        assert.equal(ha2.bindings.length, 1, 'standby does not deregister');
+      } finally {
+        await p.cleanup();
+      }
+    });
+  });
+
+  it('re-registers after the home agent was down longer than the lifetime', async () => {
+    await withNetns(async (lab) => {
+      const p = new MrLabProcesses();
+      try {
+        const { t, a } = await setup(lab, p, {
+          network: { lifetimeSeconds: 8, retransmit: { initialMs: 1000, maxMs: 2000 } },
+        });
+        await a.call('activate');
+        const guestAddr = await waitForSlaac(lab, t.guest);
+        const tr = await traffic(lab, p, t, guestAddr);
+        a.drain();
+        await p.stopHa();
+        // The refresh at 80 % (6.4 s) goes unanswered; at 8 s the MR knows the binding is gone.
+        const expired = await a.event((e) => e['event'] === 'state' && e['to'] === 'registering', 15_000);
+        assert.match(String(expired['reason']), /lifetime expired/);
+        const down = Date.now();
+        await p.startHa(lab, t.ha);
+        const restarted = Date.now();
+        const reg = await a.event((e) => e['event'] === 'registered', 10_000);
+        console.log(
+          `# HA restart: re-registered ${Number(reg['at']) - restarted} ms after the HA was back (down ${restarted - down} ms after expiry), retransmissions ${reg['retransmissions']}`,
+        );
+        assert.ok(Number(reg['at']) - restarted <= 2500, 'within one capped retransmission interval');
+        assert.equal((await p.haStatus(lab, t.ha)).bindings[0]?.coa, A.hostA.coa);
+        const flowUp = await waitForFlow(tr.up);
+        const flowDown = await waitForFlow(tr.down);
+        console.log(
+          `# HA restart: probes flowing again ${flowUp} / ${flowDown} ms after the re-registration was seen`,
+        );
+        await echoLine(tr.tcpDown, 'still connected');
+      } finally {
+        await p.cleanup();
+      }
+    });
+  });
+
+  it('follows a changed uplink address (CoA) and traffic follows', async () => {
+    await withNetns(async (lab) => {
+      const p = new MrLabProcesses();
+      try {
+        const { t, a } = await setup(lab, p);
+        await a.call('activate');
+        const guestAddr = await waitForSlaac(lab, t.guest);
+        const tr = await traffic(lab, p, t, guestAddr);
+        a.drain();
+        await report(tr.up);
+        await report(tr.down);
+        const newCoa = '2001:db8:a::3';
+        const t0 = Date.now();
+        await lab.addr(t.hostA, 'up0', `${newCoa}/64`);
+        await lab.exec(t.hostA, ['ip', '-6', 'addr', 'del', `${A.hostA.coa}/64`, 'dev', 'up0']);
+        const reg = await a.event((e) => e['event'] === 'registered' && e['coa'] === newCoa, 10_000);
+        console.log(
+          `# CoA change: registered from ${newCoa} ${Number(reg['at']) - t0} ms after renumbering, BU→BA ${reg['buToBaMs']} ms`,
+        );
+        assert.equal((await p.haStatus(lab, t.ha)).bindings[0]?.coa, newCoa);
+        await sleep(1000);
+        await report(tr.up);
+        await report(tr.down);
+        await sleep(800);
+        const up = await report(tr.up);
+        const down = await report(tr.down);
+        assert.ok(up.received > 20 && up.lost === 0, `guest → cn after the change ${JSON.stringify(up)}`);
+        assert.ok(
+          down.received > 20 && down.lost === 0,
+          `cn → guest after the change ${JSON.stringify(down)}`,
+        );
+        await echoLine(tr.tcpUp, 'after renumbering');
+      } finally {
+        await p.cleanup();
+      }
+    });
+  });
+
+  it('make-before-break: standby() on one host, activate({lastSequence}) on the other, no 135, traffic follows', async () => {
+    await withNetns(async (lab) => {
+      const p = new MrLabProcesses();
+      try {
+        const { t, a } = await setup(lab, p);
+        const b = await p.startMr(t.hostB, 'b');
+        const regA = (await a.call('activate')) as { sequence: number };
+        const guestAddr = await waitForSlaac(lab, t.guest);
+        const tr = await traffic(lab, p, t, guestAddr);
+        await report(tr.up);
+        await report(tr.down);
+        const before135 = await p.haBuCount(lab, t.ha, 135);
+        await b.call('prepare');
+
+        const t0 = Date.now();
+        const h = (await a.call('prepareHandover')) as { lastSequence: number; lifetimeRemainingMs: number };
+        assert.equal(h.lastSequence, regA.sequence);
+        // The "migration": the guest's port moves to host B's bridge.
+        await lab.exec(t.hostA, ['ip', 'link', 'set', 'vg1', 'netns', t.hostB]);
+        await lab.exec(t.hostB, ['ip', 'link', 'set', 'vg1', 'master', BRIDGE, 'up']);
+        const tMoved = Date.now();
+        const regB = (await b.call('activate', { lastSequence: h.lastSequence })) as {
+          sequence: number;
+          buToBaMs: number;
+          coa: string;
+        };
+        const tRegistered = Date.now();
+        await a.call('standby');
+        console.log(
+          `# handover: guest moved in ${tMoved - t0} ms, B registered ${tRegistered - tMoved} ms later (BU→BA ${regB.buToBaMs} ms)`,
+        );
+        assert.equal(regB.sequence, (h.lastSequence + 1) & 0xffff);
+        assert.equal(regB.coa, A.hostB.coa);
+        const ha = await p.haStatus(lab, t.ha);
+        assert.equal(ha.bindings.length, 1);
+        assert.equal(ha.bindings[0]!.coa, A.hostB.coa);
+        assert.equal(ha.bindings[0]!.sequence, regB.sequence);
+        assert.equal(await p.haBuCount(lab, t.ha, 135), before135, 'no BA 135 round trip');
+        assert.equal((await b.status()).counters['baSequenceResync'], 0);
+        assert.equal((await a.status()).state, 'standby');
+
+        await sleep(1500);
+        const upGap = await report(tr.up);
+        const downGap = await report(tr.down);
+        console.log(
+          `# handover outage: guest → cn max gap ${upGap.maxGapMs} ms (${upGap.lost} lost), cn → guest ${downGap.maxGapMs} ms (${downGap.lost} lost)`,
+        );
+        await sleep(800);
+        const up = await report(tr.up);
+        const down = await report(tr.down);
+        assert.ok(up.received > 20 && up.lost === 0, `guest → cn on host B ${JSON.stringify(up)}`);
+        assert.ok(down.received > 20 && down.lost === 0, `cn → guest on host B ${JSON.stringify(down)}`);
+        await echoLine(tr.tcpUp, 'after the handover');
+        await echoLine(tr.tcpDown, 'after the handover too');
+        // and back again, from B to A
+        const h2 = (await b.call('prepareHandover')) as { lastSequence: number };
+        await lab.exec(t.hostB, ['ip', 'link', 'set', 'vg1', 'netns', t.hostA]);
+        await lab.exec(t.hostA, ['ip', 'link', 'set', 'vg1', 'master', BRIDGE, 'up']);
+        await a.call('activate', { lastSequence: h2.lastSequence });
+        await b.call('standby');
+        assert.equal((await p.haStatus(lab, t.ha)).bindings[0]!.coa, A.hostA.coa);
+        assert.equal(await p.haBuCount(lab, t.ha, 135), before135);
+        const backUp = await waitForFlow(tr.up);
+        const backDown = await waitForFlow(tr.down);
+        console.log(
+          `# back on host A: probes flowing ${backUp} / ${backDown} ms after standby() on B returned`,
+        );
+        await echoLine(tr.tcpUp, 'home again');
+      } finally {
+        await p.cleanup();
+      }
+    });
+  });
+});
