@@ -527,6 +527,22 @@ describe('MobileRouter roles', () => {
     void ntpTimestamp;
   });
 
+  it('prepare() readies host and socket on standby; standby() or a CoA change releases the socket', async () => {
+    const rig = makeRig();
+    assert.equal(await rig.mr.prepare(), COA);
+    assert.deepEqual(rig.dataplane.calls, [`initHost ${COA}`]);
+    assert.equal(rig.transport.listening, true);
+    assert.equal(rig.mr.state, 'standby');
+    rig.coa.set('2001:db8:a::9');
+    await settle();
+    assert.equal(rig.transport.listening, false);
+    await rig.mr.prepare();
+    assert.equal(rig.transport.listening, true);
+    await rig.mr.standby();
+    assert.equal(rig.transport.listening, false);
+    assert.equal(rig.transport.sent.length, 0);
+  });
+
   it('stop() is final', async () => {
     const rig = makeRig();
     await registered(rig);

@@ -242,7 +242,12 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
   standby(): Promise<HandoverState> {
     return this.enqueue(async () => {
       const snapshot = this.handoverState();
-      if (this.sm.is(MrState.standby, MrState.stopped)) return snapshot;
+      if (this.sm.is(MrState.stopped)) return snapshot;
+      if (this.sm.is(MrState.standby)) {
+        // Already standby (maybe prepared for a handover that did not come): release the socket.
+        await this.attachment.closeSocket();
+        return snapshot;
+      }
       this.quiesce(new RegistrationAbandonedError('ERR_MR_STANDBY', `${this.name}: went to standby`));
       this.sm.go(MrState.handingOver, 'standby()');
       await this.teardown();
@@ -448,9 +453,10 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
       this.beginExchange(kind, this.net.lifetimeSeconds);
       this.sendBu();
       if (this.attachment.routesInstalled) await this.attachment.installRoutes(coa);
-    } else if (this.sm.is(MrState.deregistering)) {
-      await this.attachment.ensureSocket(coa);
-      this.sendBu();
+    } else if (this.attachment.listeningOn !== undefined && this.attachment.listeningOn !== coa) {
+      // standby after prepare(), failed, handing over: a socket on the old address is useless now.
+      // (A deregistration holds the queue, so a CoA change waits for it to finish.)
+      await this.attachment.closeSocket();
     }
   }
 
