@@ -82,7 +82,7 @@ export class HomeAgent {
   ) {
     const ha = config.homeAgent;
     this.log = components.logger;
-    this.transport = components.transport ?? new UdpTransport();
+    this.transport = components.transport ?? new UdpTransport({ recvBufferSize: 8 << 20 });
     this.table = new PrefixTable(config.mobileRouters);
     this.metrics = new HomeAgentMetrics(() => this.cache.size);
     this.ctx = {

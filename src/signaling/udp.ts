@@ -11,9 +11,19 @@ export interface Datagram {
 export class UdpTransport {
   private socket: Socket | undefined;
 
+  /**
+   * @param options.recvBufferSize SO_RCVBUF in bytes: a home agent receives bursts of BUs (the kernel's
+   *   default ~200 KiB holds only a few hundred datagrams); the kernel caps it at net.core.rmem_max.
+   */
+  constructor(private readonly options: { recvBufferSize?: number } = {}) {}
+
   /** Bind to `address`:`port` (port 0 = any). Resolves once listening. */
   async listen(address: string, port: number, onMessage: (d: Datagram) => void): Promise<void> {
-    const socket = createSocket({ type: 'udp6', ipv6Only: true });
+    const socket = createSocket({
+      type: 'udp6',
+      ipv6Only: true,
+      ...(this.options.recvBufferSize ? { recvBufferSize: this.options.recvBufferSize } : {}),
+    });
     this.socket = socket;
     socket.on('message', (data: Buffer, rinfo: RemoteInfo) =>
       onMessage({ data, address: stripZone(rinfo.address), port: rinfo.port }),
