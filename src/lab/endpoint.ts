@@ -7,7 +7,7 @@
 // writes everything to `out` and exits. Times are wall-clock milliseconds with sub-millisecond
 // resolution (performance.timeOrigin + performance.now()), comparable between processes on one machine.
 import { createSocket, type Socket } from 'node:dgram';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 
@@ -32,6 +32,8 @@ export interface EndpointResult {
   probe: { sent: number; sendErrors: number; sendTimes: number[] };
   received: { seq: number[]; at: number[] };
   stream: { sent: number; received: number; receivedBytes: number };
+  /** Packets the kernel dropped because a socket buffer of this namespace was full (should be 0). */
+  rcvbufErrors: number;
 }
 
 export interface EndpointProgress {
@@ -87,7 +89,22 @@ async function bind(address: string, port: number): Promise<Socket> {
   });
   // While the guest's link is down (mid-migration) sends fail; that is a lost probe, not a crash.
   socket.on('error', () => {});
+  // A receiver descheduled for a few hundred ms on a busy machine must not drop 1 kHz probes in its
+  // socket buffer (the kernel caps this at net.core.rmem_max).
+  try {
+    socket.setRecvBufferSize(4 << 20);
+  } catch {}
   return socket;
+}
+
+/** UDP receive errors of this namespace (/proc/net/snmp6): drops at full socket buffers. */
+export function udpRcvbufErrors(): number {
+  try {
+    const m = /^Udp6RcvbufErrors\s+(\d+)/m.exec(readFileSync('/proc/self/net/snmp6', 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
 }
 
 export async function runEndpoint(o: EndpointOptions): Promise<void> {
@@ -98,7 +115,9 @@ export async function runEndpoint(o: EndpointOptions): Promise<void> {
     probe: { sent: 0, sendErrors: 0, sendTimes: [] },
     received: { seq: [], at: [] },
     stream: { sent: 0, received: 0, receivedBytes: 0 },
+    rcvbufErrors: 0,
   };
+  const rcvbufErrorsAtStart = udpRcvbufErrors();
   probeSocket.on('message', (msg) => {
     const at = now();
     if (msg.length < 16 || msg.readUInt32BE(0) !== PROBE_MAGIC) return;
@@ -154,6 +173,7 @@ export async function runEndpoint(o: EndpointOptions): Promise<void> {
       clearInterval(progress);
       result.probe.sent = probes.count;
       result.stream.sent = stream.count;
+      result.rcvbufErrors = udpRcvbufErrors() - rcvbufErrorsAtStart;
       writeFileSync(o.out, JSON.stringify(result));
       probeSocket.close();
       streamSocket.close();

@@ -96,7 +96,10 @@ export function renderHtml(r: LabReport): string {
   const ok = r.migrations.length - s.failed;
   const directions = s.directions.map((d) => d.name).join(' / ');
   const p = r.parameters;
-  const title = `offlink lab: ${r.topology} migration, ${r.procedure}`;
+  const title =
+    r.topology === 'on-link'
+      ? 'offlink lab: on-link baseline (one L2 segment, hypervisor step only)'
+      : `offlink lab: off-link migration, ${r.procedure}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -136,6 +139,12 @@ ${r.migrations.map((m) => row(r, m)).join('\n')}
     ['stream', `${p.streamKbps} kbit/s, ${p.streamPayload}-byte payloads`],
     ['stream delivered', `${s.stream.received} / ${s.stream.sent} packets`],
     ['probes', `${p.probeRate} Hz, both directions`],
+    [
+      'receiver socket drops',
+      Object.entries(s.receiverDrops ?? {})
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || '—',
+    ],
     ['uplink sampling', `${p.uplinkSampleMs} ms`],
     ...r.hosts.map((h): [string, string] => [`host ${h.label} care-of`, h.careOf]),
   ])}</section>

@@ -66,6 +66,8 @@ export interface LabReport {
     directions: { name: string; sent: number; lost: number }[];
     stream: { sent: number; received: number; receivedKbps: number };
     failed: number;
+    /** Probes dropped by the receiver's own kernel at a full socket buffer (overload, not network). */
+    receiverDrops: Record<string, number>;
   };
   parameters: ReportParameters;
   machine: MachineInfo;
@@ -104,6 +106,7 @@ export interface RunData {
   uplinks: UplinkSeries[];
   hosts: { name: string; label: string; careOf: string }[];
   machine?: MachineInfo;
+  receiverDrops?: Record<string, number>;
 }
 
 export function machineInfo(date = new Date()): MachineInfo {
@@ -157,6 +160,7 @@ export function buildReport(run: RunData): LabReport {
         receivedKbps: Math.round(((run.stream.receivedBytes * 8) / durationS / 1000) * 10) / 10,
       },
       failed: run.migrations.filter((m) => !m.ok).length,
+      receiverDrops: run.receiverDrops ?? {},
     },
     parameters: run.parameters,
     machine: run.machine ?? machineInfo(),

@@ -217,6 +217,7 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
       stream: result.stream,
       uplinks,
       hosts: topo.hosts.map((h) => ({ name: h.name, label: h.label, careOf: topo.careOf[h.name] })),
+      receiverDrops: Object.fromEntries(result.directions.map((d) => [d.name, d.rcvbufErrors])),
     });
     const files = writeReport(out, report);
     if (o.json) writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);

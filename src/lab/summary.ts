@@ -26,11 +26,18 @@ export function formatSummary(r: LabReport): string {
   const pct = s.sent > 0 ? ((100 * s.lost) / s.sent).toFixed(2) : '0.00';
   return [
     '',
-    `${r.topology}, ${r.procedure}, ${r.guest} guest: ${r.migrations.length - s.failed}/${r.migrations.length} migrations succeeded`,
+    `${r.topology}, ${r.topology === 'on-link' ? 'hypervisor step only' : r.procedure}, ${r.guest} guest: ${r.migrations.length - s.failed}/${r.migrations.length} migrations succeeded`,
     line(header),
     ...rows.map(line),
     '',
     `gap ms: p50 ${ms(s.gapMs.p50)}, p95 ${ms(s.gapMs.p95)}, max ${ms(s.gapMs.max)}`,
     `probes: ${s.lost} lost of ${s.sent} sent (${pct} %); stream: ${s.stream.received} of ${s.stream.sent} packets delivered`,
+    ...(Object.values(s.receiverDrops ?? {}).some((n) => n > 0)
+      ? [
+          `warning: receivers dropped probes at full socket buffers (${Object.entries(s.receiverDrops)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}): the machine is overloaded`,
+        ]
+      : []),
   ].join('\n');
 }

@@ -32,6 +32,8 @@ export interface ProbeSeries {
   sendTimes: Float64Array;
   arrivals: Float64Array;
   sendErrors: number;
+  /** Probes the receiver's kernel dropped at a full socket buffer (receiver overload, not the network). */
+  rcvbufErrors: number;
 }
 
 export interface TrafficResult {
@@ -172,5 +174,11 @@ export function series(
     const s = seq[i]!;
     if (s < arrivals.length && Number.isNaN(arrivals[s]!)) arrivals[s] = at[i]!;
   }
-  return { name, sendTimes, arrivals, sendErrors: sender.probe.sendErrors };
+  return {
+    name,
+    sendTimes,
+    arrivals,
+    sendErrors: sender.probe.sendErrors,
+    rcvbufErrors: receiver.rcvbufErrors ?? 0,
+  };
 }
