@@ -61,6 +61,12 @@ export interface DriverProgress {
   phase: 'start' | 'transfer' | 'switchover' | 'resumed' | 'rollback';
   /** Bytes sent so far, where the driver knows. */
   transferredBytes?: number;
+  /** Guest RAM still to send (QEMU: ram.remaining), where the driver knows. */
+  remainingBytes?: number;
+  /** Guest RAM size (QEMU: ram.total), where the driver knows. */
+  totalBytes?: number;
+  /** How fast the guest dirties its memory, bytes per second (QEMU: dirty-pages-rate × page-size). */
+  dirtyBytesPerSecond?: number;
 }
 
 export interface DriverMigrateOptions extends DriverCallOptions {
@@ -82,6 +88,16 @@ export interface DriverMigrationResult {
   downtimeMs?: number;
   /** Bytes of guest state sent, where the driver knows (the netns driver copies none: 0). */
   transferredBytes?: number;
+  /**
+   * The guest's pause as the hypervisor's own event clocks saw it (QEMU: the destination's RESUME event
+   * minus the source's STOP event), where the driver can see both ends.
+   */
+  pausedMs?: number;
+  /**
+   * The hypervisor's own figures by name, for logs and reports (QEMU: totalTimeMs, downtimeMs,
+   * setupTimeMs, transferredBytes, …). `downtimeMs` above is the hypervisor's own figure where it has one.
+   */
+  figures?: Readonly<Record<string, number>>;
 }
 
 export interface Driver {

@@ -1,0 +1,476 @@
+// The qemu driver: guests are QEMU virtual machines (TCG), one child process each, driven over QMP.
+//
+// On every host that may hold a network, the network's guest bridge exists (mobilerouter/guestlink.ts:
+// same MAC and gateway everywhere). A guest's NIC is a tap made beforehand and attached to that bridge.
+// `prepareIncoming` starts the destination QEMU with the guest's command line plus `-incoming defer`,
+// then `migrate-incoming tcp:[<this host's address>]:0` (QEMU picks the port; query-migrate tells which),
+// so the migration stream crosses the routed network host to host. `migrate` (outgoing.ts) runs on the
+// source; when it completes the source QEMU is quit at once, since a QEMU in `postmigrate` still holds
+// its tap.
+//
+// One driver serves one host. `netns` names the host's network namespace when the driver runs outside
+// it (tests drive two hosts from one process); an agent running inside its namespace leaves it unset.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CommandRunner } from '../../dataplane/types.ts';
+import type { Logger } from '../../log.ts';
+import {
+  type Driver,
+  type DriverCallOptions,
+  type DriverMigrateOptions,
+  type DriverMigrationResult,
+  type GuestInfo,
+  type GuestNetwork,
+  HypervisorError,
+  type IncomingSpec,
+  type MigrationDestination,
+  type PrepareIncomingOptions,
+} from '../driver.ts';
+import { buildGuestImage, GUEST_READY, type GuestImage, guestCmdline } from './guest-image.ts';
+import { OutgoingMigration } from './outgoing.ts';
+import { type QemuMachine, QemuProcess, qemuArgs } from './process.ts';
+import type { QmpClient } from './qmp.ts';
+
+export interface QemuGuestConfig {
+  /** The guest NIC's MAC, the same on every host (e.g. 52:54:00:xx:xx:xx). */
+  mac: string;
+  /** Guest RAM, MiB (default 128). */
+  memoryMiB?: number;
+  /** Tap name on each host (default `qt-<guest>`, at most 15 characters). */
+  tap?: string;
+  /** Kernel, initrd and command line; default: the image guest-image.ts builds, SLAAC. */
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  extraArgs?: readonly string[];
+}
+
+export interface QemuMigrationSettings {
+  /** QEMU downtime-limit, ms (QEMU's default is 300). */
+  downtimeLimitMs?: number;
+  /** QEMU max-bandwidth, bytes/s (QEMU 7.2's default is 128 MiB/s; more made pauses longer here). */
+  maxBandwidth?: number;
+  /** Run the switchover hook while QEMU waits at pre-switchover (default true). */
+  overlap?: boolean;
+  /** Give up and cancel after this long (default 120 s). */
+  timeoutMs?: number;
+  progressIntervalMs?: number;
+}
+
+export interface QemuDriverOptions {
+  /** This host's name (as in the agent config). */
+  host: string;
+  /** This host's network namespace, when the driver runs outside it. */
+  netns?: string;
+  /** QMP sockets and serial logs go here. */
+  runDir: string;
+  guests: Readonly<Record<string, QemuGuestConfig>>;
+  /** Where incoming migrations listen: this host's address the source can reach (its care-of address). */
+  incomingAddress: () => string | undefined | Promise<string | undefined>;
+  runner: CommandRunner;
+  /** QEMU binary (default qemu-system-x86_64). */
+  qemu?: string;
+  /** The default guest image (default: buildGuestImage(), built once per driver). */
+  image?: () => Promise<GuestImage>;
+  /** How long a guest may take to boot (default 120 s: TCG on 2 busy cores). */
+  bootTimeoutMs?: number;
+  /** What the guest prints when ready (default guest-image's line); null: do not wait. */
+  ready?: RegExp | null;
+  migration?: QemuMigrationSettings;
+  /**
+   * The destination's RESUME time (epoch ms) for a guest, for the measured pause. Only possible where the
+   * destination's driver is reachable in-process (tests, a single-process lab); agents log it instead.
+   */
+  peerResumedAt?: (host: string, guest: string) => Promise<number | undefined>;
+  logger?: Logger;
+}
+
+type VmRole = 'booting' | 'running' | 'incoming';
+
+interface Vm {
+  guest: string;
+  network: string;
+  role: VmRole;
+  proc: QemuProcess;
+  tap: string;
+  bootId?: string;
+  source?: string;
+  resumed: Promise<number>;
+  /** Set when we quit it on purpose (migrated away, stopped). */
+  leaving?: boolean;
+  /** Settles when the process is gone and its tap removed. */
+  gone: Promise<void>;
+}
+
+const IFNAME = /^[^/:\s]{1,15}$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+export class QemuDriver implements Driver {
+  readonly kind = 'qemu';
+  private readonly vms = new Map<string, Vm>();
+  private imagePromise: Promise<GuestImage> | undefined;
+  private migration: QemuMigrationSettings;
+
+  constructor(private readonly o: QemuDriverOptions) {
+    mkdirSync(o.runDir, { recursive: true });
+    this.migration = { ...o.migration };
+  }
+
+  private config(guest: string): QemuGuestConfig {
+    const c = this.o.guests[guest];
+    if (!c)
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        `qemu driver: no guest ${guest} (hypervisor.guests.${guest})`,
+        {
+          guest,
+        },
+      );
+    if (!MAC.test(c.mac))
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        `guest ${guest}: mac "${c.mac}" is not a MAC address`,
+        { guest },
+      );
+    return c;
+  }
+
+  tapOf(guest: string): string {
+    const tap = this.o.guests[guest]?.tap ?? `qt-${guest}`.slice(0, 15);
+    if (!IFNAME.test(tap))
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        `guest ${guest}: tap name "${tap}" is not a valid interface name`,
+        {
+          guest,
+        },
+      );
+    return tap;
+  }
+
+  private async machine(guest: string): Promise<QemuMachine> {
+    const c = this.config(guest);
+    let kernel = c.kernel;
+    let initrd = c.initrd;
+    if (kernel === undefined || initrd === undefined) {
+      this.imagePromise ??= (this.o.image ?? (() => buildGuestImage()))();
+      const image = await this.imagePromise.catch((err: unknown) => {
+        this.imagePromise = undefined;
+        throw err;
+      });
+      kernel ??= image.kernel;
+      initrd ??= image.initrd;
+    }
+    return {
+      memoryMiB: c.memoryMiB ?? 128,
+      kernel,
+      initrd,
+      append: c.append ?? guestCmdline(),
+      mac: c.mac.toLowerCase(),
+      ...(c.extraArgs ? { extraArgs: c.extraArgs } : {}),
+    };
+  }
+
+  private ip(args: readonly string[], signal?: AbortSignal) {
+    const argv = ['ip', ...(this.o.netns ? ['-n', this.o.netns] : []), ...args];
+    return this.o.runner.run(argv, { allowFailure: true, ...(signal ? { signal } : {}) });
+  }
+
+  private async checkBridge(guest: string, bridge: string, signal?: AbortSignal): Promise<void> {
+    const r = await this.ip(['-d', '-j', 'link', 'show', 'dev', bridge], signal);
+    const link =
+      r.exitCode === 0
+        ? (JSON.parse(r.stdout) as { linkinfo?: { info_kind?: string }; flags?: string[] }[])[0]
+        : undefined;
+    if (link?.linkinfo?.info_kind !== 'bridge' || !link.flags?.includes('UP'))
+      throw new HypervisorError('ERR_HYPERVISOR', `host ${this.o.host} has no bridge ${bridge} that is up`, {
+        guest,
+      });
+  }
+
+  /** Make the guest's tap and attach it to the bridge (a leftover tap of a crashed run is replaced). */
+  private async makeTap(guest: string, bridge: string): Promise<string> {
+    const tap = this.tapOf(guest);
+    await this.ip(['link', 'del', 'dev', tap]);
+    for (const args of [
+      ['tuntap', 'add', 'dev', tap, 'mode', 'tap'],
+      ['link', 'set', 'dev', tap, 'master', bridge, 'up'],
+    ]) {
+      const r = await this.ip(args);
+      if (r.exitCode !== 0) {
+        await this.ip(['link', 'del', 'dev', tap]);
+        throw new HypervisorError(
+          'ERR_HYPERVISOR',
+          `guest ${guest}: ip ${args.join(' ')}: ${r.stderr.trim()}`,
+          { guest },
+        );
+      }
+    }
+    return tap;
+  }
+
+  private async spawn(guest: string, network: GuestNetwork, role: VmRole, signal?: AbortSignal): Promise<Vm> {
+    if (this.vms.has(guest))
+      throw new HypervisorError('ERR_HYPERVISOR', `guest ${guest} is already on host ${this.o.host}`, {
+        guest,
+      });
+    const machine = await this.machine(guest);
+    await this.checkBridge(guest, network.bridge, signal);
+    const tap = await this.makeTap(guest, network.bridge);
+    const suffix = role === 'incoming' ? 'in' : 'vm';
+    const paths = {
+      qmp: join(this.o.runDir, `${guest}.${suffix}.qmp`),
+      serial: join(this.o.runDir, `${guest}.${suffix}.serial.log`),
+      tap,
+    };
+    let proc: QemuProcess;
+    try {
+      proc = await QemuProcess.start(
+        {
+          binary: this.o.qemu ?? 'qemu-system-x86_64',
+          ...(this.o.netns ? { netns: this.o.netns } : {}),
+          args: qemuArgs(guest, machine, paths, role === 'incoming' ? 'defer' : undefined),
+          paths,
+          guest,
+        },
+        signal,
+      );
+    } catch (err) {
+      await this.ip(['link', 'del', 'dev', tap]);
+      throw err;
+    }
+    let resolveResumed: (t: number) => void = () => {};
+    const vm: Vm = {
+      guest,
+      network: network.name,
+      role,
+      proc,
+      tap,
+      resumed: new Promise<number>((r) => {
+        resolveResumed = r;
+      }),
+      gone: Promise.resolve(),
+    };
+    proc.qmp.onEvent((e) => {
+      if (e.event === 'RESUME') resolveResumed(e.timestamp);
+    });
+    this.vms.set(guest, vm);
+    vm.gone = proc.exited.then(async () => {
+      if (this.vms.get(guest) === vm) this.vms.delete(guest);
+      await this.ip(['link', 'del', 'dev', tap]).catch(() => {});
+      if (!vm.leaving && vm.role !== 'incoming')
+        this.o.logger?.warn({ guest, exit: proc.describeExit() }, 'qemu guest exited');
+    });
+    return vm;
+  }
+
+  /** Boot `guest` here, attached to `network`'s bridge; resolves once the guest says it is ready. */
+  async startGuest(
+    guest: string,
+    options: { network: GuestNetwork } & DriverCallOptions,
+  ): Promise<GuestInfo> {
+    const t0 = performance.now();
+    const vm = await this.spawn(guest, options.network, 'booting', options.signal);
+    try {
+      if (this.o.ready !== null) {
+        const m = await vm.proc.waitForConsole(
+          this.o.ready ?? GUEST_READY,
+          this.o.bootTimeoutMs ?? 120_000,
+          options.signal,
+        );
+        if (m[1]) vm.bootId = m[1];
+      }
+    } catch (err) {
+      await vm.proc.kill();
+      throw err;
+    }
+    vm.role = 'running';
+    this.o.logger?.info(
+      { guest, host: this.o.host, bootMs: Math.round(performance.now() - t0), pid: vm.proc.pid },
+      'qemu guest booted',
+    );
+    return this.info(vm, 'running');
+  }
+
+  /** Stop a guest running here (quit over QMP, else kill). */
+  async stopGuest(guest: string): Promise<void> {
+    const vm = this.vms.get(guest);
+    if (!vm) return;
+    vm.leaving = true;
+    await vm.proc.quit();
+    await vm.gone;
+  }
+
+  /** Change the migration settings for later migrations (e.g. the overlap flag, to compare). */
+  configureMigration(settings: QemuMigrationSettings): void {
+    this.migration = { ...this.migration, ...settings };
+  }
+
+  /** The QMP connection of a guest here, for diagnostics and tests. */
+  qmpOf(guest: string): QmpClient | undefined {
+    return this.vms.get(guest)?.proc.qmp;
+  }
+
+  /** The guest's boot id, as printed on its console when it booted (proof it was not rebooted). */
+  bootIdOf(guest: string): string | undefined {
+    return this.vms.get(guest)?.bootId;
+  }
+
+  /** Epoch ms of the RESUME event of a guest that migrated in, waiting up to `timeoutMs`. */
+  async resumedAt(guest: string, timeoutMs = 2_000): Promise<number | undefined> {
+    const vm = this.vms.get(guest);
+    if (!vm) return undefined;
+    return Promise.race([
+      vm.resumed,
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), timeoutMs)),
+    ]);
+  }
+
+  async listGuests(network: GuestNetwork, _options: DriverCallOptions = {}): Promise<GuestInfo[]> {
+    const out: GuestInfo[] = [];
+    for (const guest of network.guests) {
+      const vm = this.vms.get(guest);
+      if (!vm || vm.network !== network.name) continue;
+      if (vm.role !== 'running') {
+        out.push(this.info(vm, 'detached'));
+        continue;
+      }
+      const s = await vm.proc.qmp
+        .execute<{ running: boolean; status: string }>('query-status')
+        .catch(() => ({ running: false, status: 'unknown (no QMP)' }));
+      out.push(this.info(vm, s.running ? 'running' : 'paused', s.status));
+    }
+    return out;
+  }
+
+  private info(vm: Vm, state: GuestInfo['state'], status?: string): GuestInfo {
+    const what =
+      vm.role === 'incoming'
+        ? `incoming migration from ${vm.source ?? '?'}`
+        : vm.role === 'booting'
+          ? 'booting'
+          : `qemu pid ${vm.proc.pid}, ${status ?? 'running'}`;
+    return { name: vm.guest, network: vm.network, state, detail: `${what}; tap ${vm.tap}` };
+  }
+
+  async prepareIncoming(guest: string, options: PrepareIncomingOptions): Promise<IncomingSpec> {
+    const address = await this.o.incomingAddress();
+    if (!address)
+      throw new HypervisorError(
+        'ERR_HYPERVISOR',
+        `host ${this.o.host} has no address to receive ${guest} on`,
+        { guest },
+      );
+    const vm = await this.spawn(guest, options.network, 'incoming', options.signal);
+    vm.source = options.source;
+    try {
+      await vm.proc.qmp.execute('migrate-set-capabilities', {
+        capabilities: [{ capability: 'events', state: true }],
+      });
+      await vm.proc.qmp.execute('migrate-incoming', { uri: `tcp:[${address}]:0` });
+      const info = await vm.proc.qmp.execute<{ 'socket-address'?: { port?: string }[] }>('query-migrate');
+      const port = info['socket-address']?.[0]?.port;
+      if (!port)
+        throw new HypervisorError(
+          'ERR_HYPERVISOR',
+          `guest ${guest}: QEMU did not say which port it listens on`,
+          { guest },
+        );
+      const done = vm.proc.qmp.listen(['MIGRATION']);
+      void done
+        .next((e) => e.data['status'] === 'completed')
+        .then(() => {
+          vm.role = 'running';
+          this.o.logger?.info({ guest, from: vm.source }, 'qemu guest migrated in');
+        })
+        .catch(() => {})
+        .finally(() => done.close());
+      return { uri: `tcp:[${address}]:${port}`, tap: vm.tap };
+    } catch (err) {
+      await vm.proc.kill();
+      throw err instanceof HypervisorError
+        ? err
+        : new HypervisorError(
+            'ERR_HYPERVISOR',
+            `guest ${guest}: preparing the incoming QEMU failed: ${(err as Error).message}`,
+            {
+              guest,
+              cause: err,
+            },
+          );
+    }
+  }
+
+  async cancelIncoming(guest: string, _options: PrepareIncomingOptions): Promise<void> {
+    const vm = this.vms.get(guest);
+    // Only a QEMU still waiting for (or loading) the guest: one that resumed it holds the guest now.
+    if (vm?.role !== 'incoming') return;
+    vm.leaving = true;
+    await vm.proc.kill();
+    await vm.gone;
+  }
+
+  async migrate(
+    guest: string,
+    destination: MigrationDestination,
+    options: DriverMigrateOptions,
+  ): Promise<DriverMigrationResult> {
+    const vm = this.vms.get(guest);
+    if (vm?.role !== 'running')
+      throw new HypervisorError('ERR_HYPERVISOR', `guest ${guest} is not running on host ${this.o.host}`, {
+        guest,
+      });
+    const uri = destination.incoming['uri'];
+    if (typeof uri !== 'string' || !uri.startsWith('tcp:'))
+      throw new HypervisorError(
+        'ERR_HYPERVISOR',
+        `destination ${destination.host} sent no migration URI for ${guest}`,
+        { guest },
+      );
+    const m = this.migration;
+    const peer = this.o.peerResumedAt;
+    const result = await new OutgoingMigration(vm.proc, {
+      guest,
+      uri,
+      overlap: m.overlap ?? true,
+      timeoutMs: m.timeoutMs ?? 120_000,
+      ...(m.downtimeLimitMs !== undefined ? { downtimeLimitMs: m.downtimeLimitMs } : {}),
+      ...(m.maxBandwidth !== undefined ? { maxBandwidth: m.maxBandwidth } : {}),
+      ...(m.progressIntervalMs !== undefined ? { progressIntervalMs: m.progressIntervalMs } : {}),
+      ...(options.onSwitchover ? { onSwitchover: options.onSwitchover } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(peer ? { resumedAt: () => peer(destination.host, guest) } : {}),
+      ...(this.o.logger ? { logger: this.o.logger } : {}),
+    }).run();
+    // A QEMU in postmigrate still holds its tap: quit it now (before the guest may come back here).
+    vm.leaving = true;
+    await vm.proc.quit();
+    await vm.gone;
+    const { info: _info, ...out } = result;
+    this.o.logger?.info({ guest, to: destination.host, ...out.figures }, 'qemu migration completed');
+    return out;
+  }
+
+  async announce(guest: string, _options: { network: GuestNetwork } & DriverCallOptions): Promise<void> {
+    // QEMU announces the guest's MAC at RESUME already; once more, for bridges that missed it.
+    const vm = this.vms.get(guest);
+    if (vm?.proc.alive)
+      await vm.proc.qmp
+        .execute('announce-self', { initial: 50, max: 550, rounds: 5, step: 100 })
+        .catch(() => {});
+  }
+
+  /** Kill every QEMU this driver started (they are its children) and remove their taps. */
+  async close(): Promise<void> {
+    const vms = [...this.vms.values()];
+    for (const vm of vms) vm.leaving = true;
+    await Promise.all(
+      vms.map(async (vm) => {
+        await vm.proc.kill();
+        await vm.gone;
+      }),
+    );
+    this.vms.clear();
+  }
+}

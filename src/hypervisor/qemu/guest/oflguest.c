@@ -1,0 +1,335 @@
+/*
+ * oflguest: the services of an offlink QEMU guest (built with gcc -static into the guest's initramfs
+ * by guest-image.ts). One process, one poll loop, no threads: its state lives in guest RAM only, so
+ * a counter that keeps counting across a live migration proves the guest was moved, not restarted.
+ *
+ *   UDP  7      echo: every datagram goes back to its sender (probe reflector for tests).
+ *   TCP  5000   line protocol: "count" -> "counter N boot B uptime_ms U"; "traffic PEER RATE KBPS
+ *               PAYLOAD" starts the lab's traffic to PEER; "stop" stops it; "dump" -> one JSON line
+ *               with what the traffic recorded (times in guest-monotonic ms); any other line is
+ *               echoed back.
+ *   UDP 40001   the lab's probes (src/lab/endpoint.ts): "OFLP", u32 seq, f64 send time; arrivals of
+ *               the peer's probes are recorded.
+ *   UDP 40000   the lab's stream: "OFLS" + u32 n + filler, sent to PEER:40000.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ECHO_PORT 7
+#define CONTROL_PORT 5000
+#define PROBE_PORT 40001
+#define STREAM_PORT 40000
+#define MAX_CLIENTS 16
+#define MAX_RECORDS (1 << 20)
+#define TICK_MS 10.0
+#define PROBE_MAGIC 0x4f464c50u
+#define STREAM_MAGIC 0x4f464c53u
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+struct client {
+  int fd;
+  size_t len;
+  char buf[512];
+};
+
+struct traffic {
+  int on;
+  struct sockaddr_in6 peer;
+  double rate, stream_rate, t0;
+  size_t payload;
+  uint32_t probes_sent, stream_sent, send_errors;
+  double *send_times;
+  uint32_t *recv_seq;
+  double *recv_at;
+  uint32_t recv_n, stream_received;
+  uint64_t stream_bytes;
+};
+
+static uint64_t counter;
+static char boot_id[17];
+static double started;
+static struct traffic tr;
+static struct client clients[MAX_CLIENTS];
+
+static int udp_socket(int port) {
+  int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  int zero = 0, one = 1;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    perror("oflguest: bind udp");
+    exit(1);
+  }
+  return fd;
+}
+
+static int tcp_listener(int port) {
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int zero = 0, one = 1;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 8) < 0) {
+    perror("oflguest: listen tcp");
+    exit(1);
+  }
+  return fd;
+}
+
+/* Blocking write of the whole buffer (replies are small; a dump happens with the traffic stopped). */
+static void write_all(int fd, const char *p, size_t n) {
+  int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    p += w;
+    n -= (size_t)w;
+  }
+  fcntl(fd, F_SETFL, flags);
+}
+
+static void reply(int fd, const char *fmt, ...) {
+  char out[600];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out, sizeof out, fmt, ap);
+  va_end(ap);
+  if (n > 0) write_all(fd, out, (size_t)n < sizeof out ? (size_t)n : sizeof out - 1);
+}
+
+static void dump(int fd) {
+  char *buf = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&buf, &size);
+  fprintf(f, "{\"role\":\"guest\",\"now\":%.3f,\"probe\":{\"sent\":%u,\"sendErrors\":%u,\"sendTimes\":[", now_ms(),
+          tr.probes_sent, tr.send_errors);
+  uint32_t kept = tr.probes_sent < MAX_RECORDS ? tr.probes_sent : MAX_RECORDS;
+  for (uint32_t i = 0; i < kept; i++) fprintf(f, i ? ",%.3f" : "%.3f", tr.send_times[i]);
+  fprintf(f, "]},\"received\":{\"seq\":[");
+  for (uint32_t i = 0; i < tr.recv_n; i++) fprintf(f, i ? ",%u" : "%u", tr.recv_seq[i]);
+  fprintf(f, "],\"at\":[");
+  for (uint32_t i = 0; i < tr.recv_n; i++) fprintf(f, i ? ",%.3f" : "%.3f", tr.recv_at[i]);
+  fprintf(f, "]},\"stream\":{\"sent\":%u,\"received\":%u,\"receivedBytes\":%llu}}\n", tr.stream_sent,
+          tr.stream_received, (unsigned long long)tr.stream_bytes);
+  fclose(f);
+  write_all(fd, buf, size);
+  free(buf);
+}
+
+static void command(struct client *c, char *line) {
+  char peer[64];
+  double rate, kbps;
+  unsigned payload;
+  if (strcmp(line, "count") == 0 || strcmp(line, "c") == 0) {
+    reply(c->fd, "counter %llu boot %s uptime_ms %.0f\n", (unsigned long long)counter, boot_id, now_ms() - started);
+  } else if (sscanf(line, "traffic %63s %lf %lf %u", peer, &rate, &kbps, &payload) == 4) {
+    memset(&tr.peer, 0, sizeof tr.peer);
+    tr.peer.sin6_family = AF_INET6;
+    if (inet_pton(AF_INET6, peer, &tr.peer.sin6_addr) != 1 || rate <= 0 || payload < 16 || payload > 1452) {
+      reply(c->fd, "error bad traffic arguments\n");
+      return;
+    }
+    tr.rate = rate;
+    tr.payload = payload;
+    tr.stream_rate = kbps * 1000.0 / (payload * 8.0);
+    tr.probes_sent = tr.stream_sent = tr.send_errors = 0;
+    tr.recv_n = tr.stream_received = 0;
+    tr.stream_bytes = 0;
+    tr.t0 = now_ms();
+    tr.on = 1;
+    reply(c->fd, "ok traffic\n");
+  } else if (strcmp(line, "stop") == 0) {
+    tr.on = 0;
+    reply(c->fd, "ok stopped\n");
+  } else if (strcmp(line, "dump") == 0) {
+    dump(c->fd);
+  } else {
+    reply(c->fd, "%s\n", line);
+  }
+}
+
+static void client_read(struct client *c) {
+  ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len);
+  if (r <= 0) {
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    close(c->fd);
+    c->fd = -1;
+    return;
+  }
+  c->len += (size_t)r;
+  c->buf[c->len] = 0;
+  char *nl;
+  while (c->fd >= 0 && (nl = memchr(c->buf, '\n', c->len)) != NULL) {
+    *nl = 0;
+    if (nl > c->buf && nl[-1] == '\r') nl[-1] = 0;
+    command(c, c->buf);
+    size_t used = (size_t)(nl + 1 - c->buf);
+    memmove(c->buf, nl + 1, c->len - used);
+    c->len -= used;
+  }
+  if (c->len == sizeof c->buf - 1) c->len = 0; /* a line too long: drop it */
+}
+
+static void send_due(int probe_fd, int stream_fd, double t) {
+  if (!tr.on) return;
+  uint32_t due = (uint32_t)((t - tr.t0) * tr.rate / 1000.0) + 1;
+  while (tr.probes_sent < due) {
+    unsigned char p[16];
+    uint32_t seq = htonl(tr.probes_sent), magic = htonl(PROBE_MAGIC);
+    double st = now_ms();
+    uint64_t bits;
+    memcpy(&bits, &st, 8);
+    for (int i = 0; i < 8; i++) p[8 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    memcpy(p, &magic, 4);
+    memcpy(p + 4, &seq, 4);
+    tr.peer.sin6_port = htons(PROBE_PORT);
+    if (sendto(probe_fd, p, sizeof p, 0, (struct sockaddr *)&tr.peer, sizeof tr.peer) < 0) tr.send_errors++;
+    if (tr.probes_sent < MAX_RECORDS) tr.send_times[tr.probes_sent] = st;
+    tr.probes_sent++;
+  }
+  if (tr.stream_rate <= 0) return;
+  uint32_t sdue = (uint32_t)((t - tr.t0) * tr.stream_rate / 1000.0) + 1;
+  static unsigned char s[1500];
+  while (tr.stream_sent < sdue) {
+    uint32_t magic = htonl(STREAM_MAGIC), n = htonl(tr.stream_sent);
+    memset(s, 0x5a, tr.payload);
+    memcpy(s, &magic, 4);
+    memcpy(s + 4, &n, 4);
+    tr.peer.sin6_port = htons(STREAM_PORT);
+    sendto(stream_fd, s, tr.payload, 0, (struct sockaddr *)&tr.peer, sizeof tr.peer);
+    tr.stream_sent++;
+  }
+}
+
+static double next_due(double t) {
+  double next = t + TICK_MS;
+  if (tr.on) {
+    double p = tr.t0 + tr.probes_sent * 1000.0 / tr.rate;
+    if (p < next) next = p;
+    if (tr.stream_rate > 0) {
+      double s = tr.t0 + tr.stream_sent * 1000.0 / tr.stream_rate;
+      if (s < next) next = s;
+    }
+  }
+  return next;
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  unsigned char rnd[8] = {0};
+  int ur = open("/dev/urandom", O_RDONLY);
+  if (ur >= 0) {
+    if (read(ur, rnd, sizeof rnd) != sizeof rnd) rnd[0] = (unsigned char)getpid();
+    close(ur);
+  }
+  for (int i = 0; i < 8; i++) sprintf(boot_id + 2 * i, "%02x", rnd[i]);
+  tr.send_times = calloc(MAX_RECORDS, sizeof(double));
+  tr.recv_seq = calloc(MAX_RECORDS, sizeof(uint32_t));
+  tr.recv_at = calloc(MAX_RECORDS, sizeof(double));
+  for (int i = 0; i < MAX_CLIENTS; i++) clients[i].fd = -1;
+
+  int echo_fd = udp_socket(ECHO_PORT), probe_fd = udp_socket(PROBE_PORT), stream_fd = udp_socket(STREAM_PORT);
+  int listen_fd = tcp_listener(CONTROL_PORT);
+  started = now_ms();
+  double next_tick = started + TICK_MS, next_log = started + 10000;
+  printf("offlink-guest: ready boot %s\n", boot_id);
+
+  for (;;) {
+    struct pollfd fds[4 + MAX_CLIENTS];
+    int n = 0;
+    fds[n++] = (struct pollfd){.fd = echo_fd, .events = POLLIN};
+    fds[n++] = (struct pollfd){.fd = probe_fd, .events = POLLIN};
+    fds[n++] = (struct pollfd){.fd = stream_fd, .events = POLLIN};
+    fds[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+    for (int i = 0; i < MAX_CLIENTS; i++)
+      if (clients[i].fd >= 0) fds[n++] = (struct pollfd){.fd = clients[i].fd, .events = POLLIN};
+    double t = now_ms();
+    double wait = next_due(t) - t;
+    if (wait < 0) wait = 0;
+    struct timespec ts = {.tv_sec = (time_t)(wait / 1000), .tv_nsec = (long)((wait - (time_t)(wait / 1000) * 1000) * 1e6)};
+    ppoll(fds, (nfds_t)n, &ts, NULL);
+    t = now_ms();
+
+    while (t >= next_tick) {
+      counter++;
+      next_tick += TICK_MS;
+    }
+    if (t >= next_log) {
+      printf("offlink-guest: counter %llu\n", (unsigned long long)counter);
+      next_log = t + 10000;
+    }
+    unsigned char buf[2048];
+    struct sockaddr_in6 from;
+    socklen_t fl;
+    ssize_t r;
+    for (;;) {
+      fl = sizeof from;
+      r = recvfrom(echo_fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+      if (r < 0) break;
+      sendto(echo_fd, buf, (size_t)r, 0, (struct sockaddr *)&from, fl);
+    }
+    for (;;) {
+      r = recv(probe_fd, buf, sizeof buf, 0);
+      if (r < 0) break;
+      uint32_t magic, seq;
+      if (r < 16) continue;
+      memcpy(&magic, buf, 4);
+      memcpy(&seq, buf + 4, 4);
+      if (ntohl(magic) != PROBE_MAGIC || tr.recv_n >= MAX_RECORDS) continue;
+      tr.recv_seq[tr.recv_n] = ntohl(seq);
+      tr.recv_at[tr.recv_n] = t;
+      tr.recv_n++;
+    }
+    for (;;) {
+      r = recv(stream_fd, buf, sizeof buf, 0);
+      if (r < 0) break;
+      uint32_t magic;
+      if (r < 4) continue;
+      memcpy(&magic, buf, 4);
+      if (ntohl(magic) != STREAM_MAGIC) continue;
+      tr.stream_received++;
+      tr.stream_bytes += (uint64_t)r;
+    }
+    for (;;) {
+      int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK);
+      if (fd < 0) break;
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      int slot = -1;
+      for (int i = 0; i < MAX_CLIENTS; i++)
+        if (clients[i].fd < 0) { slot = i; break; }
+      if (slot < 0) { close(fd); continue; }
+      clients[slot].fd = fd;
+      clients[slot].len = 0;
+    }
+    for (int i = 4; i < n; i++) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      for (int j = 0; j < MAX_CLIENTS; j++)
+        if (clients[j].fd == fds[i].fd) { client_read(&clients[j]); break; }
+    }
+    send_due(probe_fd, stream_fd, now_ms());
+  }
+}

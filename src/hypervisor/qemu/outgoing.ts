@@ -1,0 +1,316 @@
+// The source side of one QEMU live migration, over QMP (qemu docs/devel/migration.rst, qapi/migration.json):
+// capabilities and parameters, `migrate`, then MIGRATION events until a final status, `query-migrate`
+// polled for progress, and the switchover hook at `pre-switchover`.
+//
+// `pause-before-switchover` is always on: QEMU stops the guest, sends nothing more and waits in
+// `pre-switchover` for `migrate-continue`. With overlap (the default) the hook (the agent's handover,
+// DESIGN §5) runs there, so the handover overlaps the final stop-and-copy; without overlap we continue at
+// once and run the hook after `completed`. Keeping the pause in both cases means no migration can finish
+// while we are not listening: if the QMP connection drops, QEMU waits at `pre-switchover` until we
+// reconnect and cancel.
+//
+// Every failure ends with the guest running on the source: QEMU restarts a guest it stopped when the
+// migration fails or is cancelled; we check (`query-status`) and `cont` if it did not.
+import type { Logger } from '../../log.ts';
+import { type DriverMigrationResult, type DriverProgress, HypervisorError } from '../driver.ts';
+import type { QemuProcess } from './process.ts';
+import { QmpClientError, QmpDisconnectedError, type QmpEvent, type QmpEventListener } from './qmp.ts';
+
+export interface OutgoingOptions {
+  guest: string;
+  uri: string;
+  /** QEMU's downtime-limit (ms): the longest stop-and-copy it plans for. */
+  downtimeLimitMs?: number;
+  /** QEMU's max-bandwidth (bytes/s). QEMU 7.2's default is 128 MiB/s. */
+  maxBandwidth?: number;
+  /** Run the hook at pre-switchover (true) or after completion (false). */
+  overlap: boolean;
+  onSwitchover?: () => Promise<void>;
+  onProgress?: (p: DriverProgress) => void;
+  progressIntervalMs?: number;
+  /** Give up (and cancel) after this long. */
+  timeoutMs: number;
+  /** The destination's RESUME time (epoch ms), when it can be had; for the measured pause. */
+  resumedAt?: () => Promise<number | undefined>;
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+interface MigrateInfo {
+  status?: string;
+  'total-time'?: number;
+  downtime?: number;
+  'expected-downtime'?: number;
+  'setup-time'?: number;
+  'error-desc'?: string;
+  ram?: {
+    transferred?: number;
+    remaining?: number;
+    total?: number;
+    'dirty-pages-rate'?: number;
+    'page-size'?: number;
+    'dirty-sync-count'?: number;
+    mbps?: number;
+  };
+}
+
+const FINAL = new Set(['completed', 'failed', 'cancelled']);
+
+function fail(guest: string, message: string, cause?: unknown, code = 'ERR_HYPERVISOR'): HypervisorError {
+  return new HypervisorError(
+    code,
+    `guest ${guest}: ${message}`,
+    cause === undefined ? { guest } : { guest, cause },
+  );
+}
+
+const text = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+export class OutgoingMigration {
+  private readonly o: OutgoingOptions;
+  private events: QmpEventListener | undefined;
+  private stoppedAt: number | undefined;
+  private switchoverWaitMs: number | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
+  private polling = false;
+
+  constructor(
+    private readonly vm: QemuProcess,
+    options: OutgoingOptions,
+  ) {
+    this.o = options;
+  }
+
+  private get qmp() {
+    return this.vm.qmp;
+  }
+
+  async run(): Promise<DriverMigrationResult & { info: MigrateInfo }> {
+    const { guest } = this.o;
+    const started = performance.now();
+    const timeout = AbortSignal.timeout(this.o.timeoutMs);
+    const signal = this.o.signal ? AbortSignal.any([this.o.signal, timeout]) : timeout;
+    this.o.signal?.throwIfAborted();
+    this.subscribe();
+    try {
+      await this.qmp.execute('migrate-set-capabilities', {
+        capabilities: [
+          { capability: 'events', state: true },
+          { capability: 'pause-before-switchover', state: true },
+        ],
+      });
+      await this.qmp.execute('migrate-set-parameters', {
+        ...(this.o.downtimeLimitMs !== undefined ? { 'downtime-limit': this.o.downtimeLimitMs } : {}),
+        ...(this.o.maxBandwidth !== undefined ? { 'max-bandwidth': this.o.maxBandwidth } : {}),
+      });
+      this.o.onProgress?.({ guest, phase: 'start', transferredBytes: 0 });
+      await this.qmp.execute('migrate', { uri: this.o.uri });
+      this.startProgress();
+      const info = await this.follow(signal);
+      const result = await this.finish(info, started);
+      if (!this.o.overlap && this.o.onSwitchover) {
+        try {
+          await this.o.onSwitchover();
+        } catch (err) {
+          throw fail(
+            guest,
+            `switchover hook failed after the guest moved (it runs on the destination now): ${text(err)}`,
+            err,
+          );
+        }
+      }
+      return result;
+    } catch (err) {
+      this.stopProgress();
+      throw await this.recover(err, signal);
+    } finally {
+      this.stopProgress();
+      this.events?.close();
+    }
+  }
+
+  private subscribe(): void {
+    this.events = this.qmp.listen(['MIGRATION', 'STOP', 'RESUME']);
+  }
+
+  /** Wait for MIGRATION events until a final status; act at pre-switchover. */
+  private async follow(signal: AbortSignal): Promise<MigrateInfo> {
+    for (;;) {
+      const e: QmpEvent = await this.events!.next(undefined, signal);
+      if (e.event === 'STOP') {
+        this.stoppedAt = e.timestamp;
+        continue;
+      }
+      if (e.event !== 'MIGRATION') continue;
+      const status = String(e.data['status']);
+      this.o.logger?.debug({ guest: this.o.guest, status }, 'qemu migration status');
+      if (status === 'pre-switchover') await this.switchover(signal);
+      else if (FINAL.has(status)) {
+        const info = await this.qmp.execute<MigrateInfo>('query-migrate');
+        if (status === 'completed') return info;
+        throw fail(this.o.guest, `migration ${status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
+      }
+    }
+  }
+
+  private async switchover(signal: AbortSignal): Promise<void> {
+    const at = performance.now();
+    this.stopProgress();
+    await this.progressOnce();
+    this.o.onProgress?.({ guest: this.o.guest, phase: 'switchover' });
+    if (this.o.overlap && this.o.onSwitchover) {
+      try {
+        await this.o.onSwitchover();
+      } catch (err) {
+        throw fail(this.o.guest, `switchover hook failed: ${text(err)}`, err);
+      }
+    }
+    signal.throwIfAborted();
+    await this.qmp.execute('migrate-continue', { state: 'pre-switchover' });
+    this.switchoverWaitMs = performance.now() - at;
+  }
+
+  private async finish(
+    info: MigrateInfo,
+    started: number,
+  ): Promise<DriverMigrationResult & { info: MigrateInfo }> {
+    const resumedAt = await this.o.resumedAt?.().catch(() => undefined);
+    const pausedMs =
+      resumedAt !== undefined && this.stoppedAt !== undefined ? round(resumedAt - this.stoppedAt) : undefined;
+    const ram = info.ram ?? {};
+    const figures: Record<string, number> = {};
+    const put = (k: string, v: number | undefined) => {
+      if (typeof v === 'number' && Number.isFinite(v)) figures[k] = v;
+    };
+    put('totalTimeMs', info['total-time']);
+    put('downtimeMs', info.downtime);
+    put('setupTimeMs', info['setup-time']);
+    put('transferredBytes', ram.transferred);
+    put('totalBytes', ram.total);
+    put('dirtySyncCount', ram['dirty-sync-count']);
+    put('mbps', ram.mbps);
+    put('switchoverWaitMs', this.switchoverWaitMs === undefined ? undefined : round(this.switchoverWaitMs));
+    put('pausedMs', pausedMs);
+    this.o.onProgress?.({
+      guest: this.o.guest,
+      phase: 'resumed',
+      ...(ram.transferred !== undefined ? { transferredBytes: ram.transferred } : {}),
+    });
+    return {
+      hypervisorMs: round(performance.now() - started),
+      ...(info.downtime !== undefined ? { downtimeMs: info.downtime } : {}),
+      ...(ram.transferred !== undefined ? { transferredBytes: ram.transferred } : {}),
+      ...(pausedMs !== undefined ? { pausedMs } : {}),
+      figures,
+      info,
+    };
+  }
+
+  private startProgress(): void {
+    if (!this.o.onProgress) return;
+    this.progressTimer = setInterval(() => void this.progressOnce(), this.o.progressIntervalMs ?? 250);
+  }
+
+  private stopProgress(): void {
+    clearInterval(this.progressTimer);
+    this.progressTimer = undefined;
+  }
+
+  private async progressOnce(): Promise<void> {
+    if (!this.o.onProgress || this.polling || this.qmp.state !== 'running') return;
+    this.polling = true;
+    try {
+      const info = await this.qmp.execute<MigrateInfo>('query-migrate');
+      const ram = info.ram;
+      if (!ram || info.status !== 'active') return;
+      const rate = (ram['dirty-pages-rate'] ?? 0) * (ram['page-size'] ?? 4096);
+      this.o.onProgress({
+        guest: this.o.guest,
+        phase: 'transfer',
+        ...(ram.transferred !== undefined ? { transferredBytes: ram.transferred } : {}),
+        ...(ram.remaining !== undefined ? { remainingBytes: ram.remaining } : {}),
+        ...(ram.total !== undefined ? { totalBytes: ram.total } : {}),
+        dirtyBytesPerSecond: rate,
+      });
+    } catch {
+      // Progress is best effort; the main loop sees real failures.
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /**
+   * Turn any failure into "the guest runs on the source" plus a clear error: cancel what QEMU is still
+   * doing (reconnecting QMP if it dropped), wait for the final status, and restart the guest if needed.
+   */
+  private async recover(err: unknown, signal: AbortSignal): Promise<HypervisorError> {
+    const { guest } = this.o;
+    let reason: string;
+    if (this.o.signal?.aborted) reason = `migration aborted (${text(this.o.signal.reason)})`;
+    else if (signal.aborted)
+      reason = `migration did not finish within ${Math.round(this.o.timeoutMs / 1000)} s`;
+    else if (err instanceof QmpDisconnectedError)
+      reason = `QMP connection lost mid-migration (${err.message})`;
+    else reason = err instanceof HypervisorError ? err.message.replace(`guest ${guest}: `, '') : text(err);
+
+    if (!this.vm.alive) {
+      return fail(
+        guest,
+        `${reason}; the source QEMU ${this.vm.describeExit()}: the guest is lost`,
+        err,
+        'ERR_HYPERVISOR_GUEST_LOST',
+      );
+    }
+    try {
+      if (this.qmp.state === 'idle') await this.qmp.connect(this.vm.options.paths.qmp, { timeoutMs: 5_000 });
+      const before = await this.qmp.execute<MigrateInfo>('query-migrate');
+      if (before.status === 'completed') {
+        // The migration finished while we were not looking: the guest runs on the destination now.
+        return fail(
+          guest,
+          `${reason}; but QEMU completed the migration: the guest runs on the destination`,
+          err,
+          'ERR_HYPERVISOR_MOVED',
+        );
+      }
+      if (before.status && !FINAL.has(before.status)) {
+        const done = this.qmp.listen(['MIGRATION']);
+        try {
+          await this.qmp.execute('migrate_cancel');
+          await Promise.race([
+            done.next((e) => FINAL.has(String(e.data['status']))),
+            new Promise((r) => setTimeout(r, 10_000)),
+          ]);
+        } finally {
+          done.close();
+        }
+      }
+      await this.ensureRunning();
+    } catch (recoveryErr) {
+      return fail(
+        guest,
+        `${reason}; and making sure the guest runs on the source FAILED (${text(recoveryErr)})`,
+        err,
+        'ERR_HYPERVISOR_ROLLBACK',
+      );
+    }
+    this.o.onProgress?.({ guest, phase: 'rollback' });
+    return fail(guest, `${reason}; the guest keeps running on the source`, err);
+  }
+
+  private async ensureRunning(): Promise<void> {
+    for (let i = 0; i < 20; i++) {
+      const s = await this.qmp.execute<{ running: boolean; status: string }>('query-status');
+      if (s.running) return;
+      // QEMU restarts a guest after a failed migration by itself; give it a moment, then insist.
+      if (i >= 3 && (s.status === 'paused' || s.status === 'postmigrate' || s.status === 'finish-migrate'))
+        await this.qmp.execute('cont').catch((e: unknown) => {
+          if (!(e instanceof QmpClientError)) throw e;
+        });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('the guest is still stopped on the source');
+  }
+}
+
+const round = (v: number) => Math.round(v * 10) / 10;
