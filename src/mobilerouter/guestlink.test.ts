@@ -109,6 +109,12 @@ describe('guest link', () => {
     assert.equal(spawner.running().length, 0);
   });
 
+  it('flushes the bridge’s neighbour entries', async () => {
+    const { runner, link } = rig();
+    await link.flushNeighbours();
+    assert.deepEqual(runner.commands, ['ip -6 neigh flush dev ofl-net1']);
+  });
+
   it('destroy() stops radvd and deletes the bridge', async () => {
     const { runner, spawner, link } = rig();
     await link.ensure();

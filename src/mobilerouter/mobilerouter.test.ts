@@ -58,7 +58,7 @@ describe('MobileRouter registration', () => {
     rig.mr.on('state', (t) => states.push(t.to));
     const { p } = await activate(rig);
     assert.deepEqual(rig.dataplane.calls, [`initHost ${COA}`, `activate net1 ${COA}`]);
-    assert.deepEqual(rig.guestLink.calls, ['ensure', 'startAdvertising']);
+    assert.deepEqual(rig.guestLink.calls, ['ensure', 'flushNeighbours', 'startAdvertising']);
     rig.clock.advance(7);
     rig.transport.deliver(answer(rig.transport.sent[0]!, { lifetimeSeconds: 200 }));
     const reg = await p;

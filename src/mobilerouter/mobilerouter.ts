@@ -334,6 +334,8 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
     try {
       await this.attachment.ensureSocket(coa);
       await this.attachment.ensureHost(coa);
+      // Before the BU: once the HA switches, the guests' traffic must find fresh neighbour entries.
+      await this.c.guestLink.flushNeighbours();
       this.beginExchange(kind, this.net.lifetimeSeconds);
       this.sendBu();
       // After the BU, so the HA works on it while the egress route and radvd are set up: the guests are

@@ -113,6 +113,9 @@ export class FakeGuestLink implements GuestLinkControl {
   async ensure(): Promise<void> {
     this.calls.push('ensure');
   }
+  async flushNeighbours(): Promise<void> {
+    this.calls.push('flushNeighbours');
+  }
   async startAdvertising(): Promise<void> {
     this.calls.push('startAdvertising');
     this.advertising = true;
