@@ -281,7 +281,9 @@ export class QemuDriver implements Driver {
         if (m[1]) vm.bootId = m[1];
       }
     } catch (err) {
+      vm.leaving = true;
       await vm.proc.kill();
+      await vm.gone;
       throw err;
     }
     vm.role = 'running';
@@ -304,6 +306,11 @@ export class QemuDriver implements Driver {
   /** Change the migration settings for later migrations (e.g. the overlap flag, to compare). */
   configureMigration(settings: QemuMigrationSettings): void {
     this.migration = { ...this.migration, ...settings };
+  }
+
+  /** The QEMU process id of a guest here (incoming ones included). */
+  pidOf(guest: string): number | undefined {
+    return this.vms.get(guest)?.proc.pid;
   }
 
   /** The QMP connection of a guest here, for diagnostics and tests. */
@@ -387,7 +394,9 @@ export class QemuDriver implements Driver {
         .finally(() => done.close());
       return { uri: `tcp:[${address}]:${port}`, tap: vm.tap };
     } catch (err) {
+      vm.leaving = true;
       await vm.proc.kill();
+      await vm.gone;
       throw err instanceof HypervisorError
         ? err
         : new HypervisorError(

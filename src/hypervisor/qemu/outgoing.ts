@@ -147,10 +147,22 @@ export class OutgoingMigration {
       if (status === 'pre-switchover') await this.switchover(signal);
       else if (FINAL.has(status)) {
         const info = await this.qmp.execute<MigrateInfo>('query-migrate');
-        if (status === 'completed') return info;
+        if (status === 'completed') return this.completedInfo(info);
         throw fail(this.o.guest, `migration ${status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
       }
     }
+  }
+
+  /**
+   * QEMU emits `completed` before it computes total-time and downtime (migration_iteration_finish runs
+   * after the state change), so a query right after the event can read zeros: ask again briefly.
+   */
+  private async completedInfo(info: MigrateInfo): Promise<MigrateInfo> {
+    for (let i = 0; i < 20 && !info['total-time']; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      info = await this.qmp.execute<MigrateInfo>('query-migrate');
+    }
+    return info;
   }
 
   private async switchover(signal: AbortSignal): Promise<void> {
@@ -262,7 +274,7 @@ export class OutgoingMigration {
       );
     }
     try {
-      if (this.qmp.state === 'idle') await this.qmp.connect(this.vm.options.paths.qmp, { timeoutMs: 5_000 });
+      await this.reconnect();
       const before = await this.qmp.execute<MigrateInfo>('query-migrate');
       if (before.status === 'completed') {
         // The migration finished while we were not looking: the guest runs on the destination now.
@@ -296,6 +308,22 @@ export class OutgoingMigration {
     }
     this.o.onProgress?.({ guest, phase: 'rollback' });
     return fail(guest, `${reason}; the guest keeps running on the source`, err);
+  }
+
+  /**
+   * QEMU serves one QMP client at a time and notices a dropped one only when its main loop gets to it:
+   * a connection made before that is accepted and then closed, so retry for a while.
+   */
+  private async reconnect(): Promise<void> {
+    const deadline = performance.now() + 10_000;
+    while (this.qmp.state === 'idle') {
+      try {
+        await this.qmp.connect(this.vm.options.paths.qmp, { timeoutMs: 5_000 });
+      } catch (err) {
+        if (!this.vm.alive || performance.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   }
 
   private async ensureRunning(): Promise<void> {

@@ -1,0 +1,366 @@
+// A real QEMU guest migrated across subnets (root, network namespaces, qemu-system-x86_64, TCG).
+//
+//   cn (2001:db8:c::2) ── r (router) ──┬── host A uplink 2001:db8:a::2   bridge br-q (MNP 2001:db8:100::/64)
+//                                      └── host B uplink 2001:db8:b::2   bridge br-q (same MAC, gateway)
+//
+// The guest boots behind A (its tap on A's bridge; SLAAC from A's radvd), moves to B and back while the
+// correspondent sends echo probes, receives the guest's own probes and stream, and holds one TCP
+// connection to the guest's counter service open. The migration stream goes A → r → B. The path switch
+// is done by hand in the switchover hook (the router's route for the MNP), standing in for the HA's
+// binding change. Then the failure cases, each ending with the guest still running on A.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { systemClock } from '../src/clock.ts';
+import { ExecRunner } from '../src/dataplane/runner.ts';
+import type { DriverMigrationResult, DriverProgress, GuestNetwork } from '../src/hypervisor/driver.ts';
+import { QemuDriver } from '../src/hypervisor/qemu/driver.ts';
+import { buildGuestImage, findGuestKernel, type GuestImage } from '../src/hypervisor/qemu/guest-image.ts';
+import { silentLogger } from '../src/log.ts';
+import { GuestLink } from '../src/mobilerouter/guestlink.ts';
+import { nodeSpawner, type ProcessSpawner } from '../src/mobilerouter/process.ts';
+import { canUseNetns, type NetnsLab, sh, withNetns } from './helpers/netns.ts';
+import { type Proc, Procs } from './helpers/procs.ts';
+
+function qemuMissing(): string | false {
+  if (!canUseNetns()) return 'needs root and network namespaces';
+  for (const p of ['/usr/bin/qemu-system-x86_64', '/usr/bin/busybox', '/usr/sbin/radvd']) {
+    if (!existsSync(p)) return `needs ${p} (scripts/bootstrap)`;
+  }
+  try {
+    findGuestKernel();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return false;
+}
+const skip = qemuMissing();
+
+const MNP = '2001:db8:100::/64';
+const BRIDGE = 'br-q';
+const GUEST = 'g1';
+const MAC = '52:54:00:0f:1c:01';
+/** The guest's SLAAC address: the MNP's /64 + EUI-64 of MAC. */
+const GUEST_ADDR = '2001:db8:100:0:5054:ff:fe0f:1c01';
+const UPLINK = { a: '2001:db8:a::2', b: '2001:db8:b::2' } as const;
+const network: GuestNetwork = { name: 'qnet', bridge: BRIDGE, guests: [GUEST] };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const now = () => performance.timeOrigin + performance.now();
+
+interface Host {
+  name: 'host-a' | 'host-b';
+  ns: string;
+  uplink: string;
+  link: GuestLink;
+  driver: QemuDriver;
+}
+
+function netnsSpawner(ns: string): ProcessSpawner {
+  return { spawn: (argv, o) => nodeSpawner.spawn(['ip', 'netns', 'exec', ns, ...argv], o) };
+}
+
+async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
+  const r = await lab.ns('r', { forwarding: true });
+  const a = await lab.ns('a', { forwarding: true });
+  const b = await lab.ns('b', { forwarding: true });
+  const cn = await lab.ns('cn');
+  await lab.veth(r, 'r-a', a, 'up0');
+  await lab.veth(r, 'r-b', b, 'up0');
+  await lab.veth(r, 'r-c', cn, 'up0');
+  await lab.addr(r, 'r-a', '2001:db8:a::1/64');
+  await lab.addr(r, 'r-b', '2001:db8:b::1/64');
+  await lab.addr(r, 'r-c', '2001:db8:c::1/64');
+  await lab.addr(a, 'up0', `${UPLINK.a}/64`);
+  await lab.addr(b, 'up0', `${UPLINK.b}/64`);
+  await lab.addr(cn, 'up0', '2001:db8:c::2/64');
+  for (const [ns, gw] of [
+    [a, '2001:db8:a::1'],
+    [b, '2001:db8:b::1'],
+    [cn, '2001:db8:c::1'],
+  ] as const) {
+    await sh(['ip', '-n', ns, '-6', 'route', 'add', 'default', 'via', gw]);
+  }
+  await sh(['ip', '-n', r, '-6', 'route', 'add', MNP, 'via', UPLINK.a]);
+
+  const peers = new Map<string, QemuDriver>();
+  const host = (name: Host['name'], ns: string, uplink: string): Host => {
+    const runner = new ExecRunner({ netns: ns });
+    const link = new GuestLink(
+      { runner, spawner: netnsSpawner(ns), clock: systemClock, logger: silentLogger() },
+      { network: network.name, bridge: BRIDGE, prefixes: [MNP], runDir: join(dir, name, 'radvd') },
+    );
+    const driver = new QemuDriver({
+      host: name,
+      netns: ns,
+      runDir: join(dir, name),
+      guests: { [GUEST]: { mac: MAC, memoryMiB: 128 } },
+      incomingAddress: () => uplink,
+      runner: new ExecRunner(),
+      image: async () => image,
+      peerResumedAt: (h, g) => peers.get(h)?.resumedAt(g) ?? Promise.resolve(undefined),
+      logger: silentLogger(),
+    });
+    peers.set(name, driver);
+    return { name, ns, uplink, link, driver };
+  };
+  const hosts = { a: host('host-a', a, UPLINK.a), b: host('host-b', b, UPLINK.b) };
+  await hosts.a.link.ensure();
+  await hosts.b.link.ensure();
+  await hosts.a.link.startAdvertising();
+  return { r, cn, hosts };
+}
+
+interface ClientResult {
+  echo: { sent: number[]; arrivals: (number | null)[] };
+  guestProbes: { seq: number[]; at: number[] };
+  streamReceived: number;
+  counters: { at: number; counter: number; boot: string }[];
+  tcp: { open: boolean; error: string };
+}
+
+/** Longest silence between consecutive arrivals within [from, to]. */
+function longestSilence(arrivals: readonly number[], from: number, to: number): number {
+  const pts = arrivals.filter((t) => t >= from && t <= to).sort((x, y) => x - y);
+  let gap = 0;
+  let prev = from;
+  for (const t of [...pts, to]) {
+    gap = Math.max(gap, t - prev);
+    prev = t;
+  }
+  return gap;
+}
+
+describe('qemu driver (real VM, namespaces)', { skip }, () => {
+  test('boots behind host A, migrates to B and back; TCP survives, state survives; failures roll back', {
+    timeout: 300_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'offlink-qemu-'));
+    const t0 = now();
+    const image = await buildGuestImage({
+      cacheDir: process.getuid?.() === 0 ? undefined : join(dir, 'cache'),
+    });
+    const procs = new Procs();
+    let hosts: Awaited<ReturnType<typeof buildLab>>['hosts'] | undefined;
+    try {
+      await withNetns(async (lab) => {
+        const built = await buildLab(lab, dir, image);
+        hosts = built.hosts;
+        const { a, b } = built.hosts;
+
+        const bootStart = now();
+        await a.driver.startGuest(GUEST, { network });
+        const bootMs = now() - bootStart;
+        const bootId = a.driver.bootIdOf(GUEST);
+        assert.ok(bootId, 'the guest printed its boot id');
+
+        const client: Proc = procs.start(built.cn, [
+          process.execPath,
+          '--import',
+          'tsx',
+          new URL('./fixtures/qemu-client.ts', import.meta.url).pathname,
+          JSON.stringify({ guest: GUEST_ADDR, self: '2001:db8:c::2', echoRate: 250, probeRate: 250 }),
+        ]);
+        await client.waitFor((l) => l.includes('"ready"'), 30_000);
+        // SLAAC, TCP connect and the echo reply all show up in the progress lines.
+        await client.waitFor((l) => {
+          const p = JSON.parse(l) as { echoReceived?: number; tcp?: boolean; guestProbes?: number };
+          return (p.echoReceived ?? 0) > 50 && p.tcp === true && (p.guestProbes ?? 0) > 50;
+        }, 60_000);
+
+        const windows: { from: number; to: number; result: DriverMigrationResult; label: string }[] = [];
+        const migrate = async (src: Host, dst: Host, label: string) => {
+          const progress: DriverProgress[] = [];
+          let switching: Promise<unknown> | undefined;
+          const from = now();
+          const incoming = await dst.driver.prepareIncoming(GUEST, { network, source: src.name });
+          assert.match(String(incoming['uri']), new RegExp(`^tcp:\\[${dst.uplink}\\]:\\d+$`));
+          const result = await src.driver.migrate(
+            GUEST,
+            { host: dst.name, incoming },
+            {
+              network,
+              onProgress: (p) => progress.push(p),
+              // Like the migration procedure's hook: start the path switch and return, so it overlaps
+              // the final stop-and-copy instead of lengthening the pause.
+              onSwitchover: async () => {
+                switching = sh(['ip', '-n', built.r, '-6', 'route', 'replace', MNP, 'via', dst.uplink]);
+              },
+            },
+          );
+          await switching;
+          await dst.driver.announce(GUEST, { network });
+          await src.link.stopAdvertising();
+          await dst.link.startAdvertising();
+          windows.push({ from, to: now(), result, label });
+          assert.ok(progress.some((p) => p.phase === 'switchover'));
+          assert.ok(progress.some((p) => p.phase === 'resumed'));
+          assert.deepEqual((await src.driver.listGuests(network)).length, 0, 'source QEMU quit');
+          const there = await dst.driver.listGuests(network);
+          assert.equal(there[0]?.state, 'running');
+          return result;
+        };
+
+        await sleep(1500);
+        await migrate(a, b, 'A→B');
+        await sleep(2500);
+        // Back without overlap: the hook (the path switch) runs only after QEMU completed, to compare.
+        b.driver.configureMigration({ overlap: false });
+        await migrate(b, a, 'B→A (no overlap)');
+        await sleep(2500);
+
+        // --- failures: each ends with the guest running on A and B holding nothing ---
+        const failures: string[] = [];
+        const expectRollback = async (what: string, run: (ac: AbortController) => Promise<unknown>) => {
+          const ac = new AbortController();
+          const err = await run(ac).then(
+            () => undefined,
+            (e: unknown) => e as Error,
+          );
+          assert.ok(err, `${what}: the migration must fail`);
+          failures.push(`${what}: ${err.message}`);
+          assert.match(err.message, /keeps running on the source/, what);
+          await b.driver.cancelIncoming(GUEST, { network, source: a.name });
+          assert.equal((await b.driver.listGuests(network)).length, 0, `${what}: nothing left on B`);
+          const here = await a.driver.listGuests(network);
+          assert.equal(here[0]?.state, 'running', `${what}: the guest runs on A`);
+          await sh(['ip', '-n', built.r, '-6', 'route', 'replace', MNP, 'via', UPLINK.a]);
+        };
+        a.driver.configureMigration({ maxBandwidth: 4 << 20, progressIntervalMs: 100 });
+        const slowMigration =
+          (onTransfer: (ac: AbortController) => Promise<void> | void) => async (ac: AbortController) => {
+            const incoming = await b.driver.prepareIncoming(GUEST, { network, source: a.name });
+            let fired = false;
+            return a.driver.migrate(
+              GUEST,
+              { host: b.name, incoming },
+              {
+                network,
+                signal: ac.signal,
+                onProgress: (p) => {
+                  if (p.phase === 'transfer' && (p.transferredBytes ?? 0) > 1 << 20 && !fired) {
+                    fired = true;
+                    void onTransfer(ac);
+                  }
+                },
+              },
+            );
+          };
+        await expectRollback(
+          'destination QEMU dies',
+          slowMigration(() => {
+            process.kill(b.driver.pidOf(GUEST)!, 'SIGKILL');
+          }),
+        );
+        await expectRollback(
+          'QMP socket closes',
+          slowMigration(() => a.driver.qmpOf(GUEST)?.close()),
+        );
+        await expectRollback(
+          'abort',
+          slowMigration((ac) => ac.abort(new Error('operator cancelled'))),
+        );
+        a.driver.configureMigration({ maxBandwidth: 128 << 20 });
+        await sleep(1500);
+
+        client.send('stop');
+        const result = JSON.parse(
+          await client.waitFor((l) => l.includes('"result"'), 15_000),
+        ) as ClientResult;
+        const echoArrivals = result.echo.arrivals.filter((x): x is number => x !== null);
+
+        // TCP survived, and the counter kept counting: never reset, never restarted (same boot id).
+        assert.equal(result.tcp.open, true, `TCP connection closed: ${result.tcp.error}`);
+        assert.ok(result.counters.length > 50);
+        for (let i = 1; i < result.counters.length; i++) {
+          assert.ok(result.counters[i]!.counter >= result.counters[i - 1]!.counter, 'counter went backwards');
+          assert.equal(result.counters[i]!.boot, bootId, 'guest restarted');
+        }
+        const last = result.counters.at(-1)!;
+        for (const w of windows) {
+          const before = result.counters.filter((c) => c.at < w.from).at(-1);
+          assert.ok(before && last.counter > before.counter, `${w.label}: counter kept counting`);
+        }
+        assert.ok(result.streamReceived > 0, 'the guest stream arrived');
+
+        const lines = windows.map((w) => {
+          const echoGap = longestSilence(echoArrivals, w.from - 200, w.to + 1000);
+          const probeGap = longestSilence(result.guestProbes.at, w.from - 200, w.to + 1000);
+          const f = w.result.figures ?? {};
+          assert.ok(echoGap < 3000, `${w.label}: echo gap ${echoGap} ms`);
+          return `${w.label}: qemu total ${f['totalTimeMs']} ms, downtime ${f['downtimeMs']} ms, setup ${f['setupTimeMs']} ms, paused (dst RESUME - src STOP) ${w.result.pausedMs} ms, sent ${((f['transferredBytes'] ?? 0) / 2 ** 20).toFixed(1)} MiB, hypervisor step ${w.result.hypervisorMs} ms; gap echo ${echoGap.toFixed(0)} ms, guest probes ${probeGap.toFixed(0)} ms`;
+        });
+        const lost = result.echo.arrivals.filter((x) => x === null).length;
+        console.log(
+          [
+            `boot ${bootMs.toFixed(0)} ms (image ${image.built ? `built in ${image.buildMs.toFixed(0)} ms` : 'cached'})`,
+            ...lines,
+            `echo: ${result.echo.sent.length} sent, ${lost} lost; guest probes received ${result.guestProbes.seq.length}; stream ${result.streamReceived}`,
+            ...failures,
+            `whole test ${((now() - t0) / 1000).toFixed(1)} s`,
+          ].join('\n'),
+        );
+        for (const w of windows) {
+          assert.ok((w.result.figures?.['downtimeMs'] ?? -1) >= 0, 'QEMU reported its downtime');
+          assert.ok(w.result.pausedMs !== undefined && w.result.pausedMs > 0, 'measured pause');
+        }
+      });
+    } finally {
+      await procs.killAll();
+      if (hosts) {
+        for (const h of [hosts.a, hosts.b]) {
+          await h.driver.close();
+          await h.link.destroy().catch(() => {});
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('QEMU missing and a guest that never boots end with clear errors and nothing left', {
+    timeout: 120_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'offlink-qemu-'));
+    const image = await buildGuestImage();
+    try {
+      await withNetns(async (lab) => {
+        const ns = await lab.ns('h');
+        const runner = new ExecRunner({ netns: ns });
+        await runner.run(['ip', 'link', 'add', BRIDGE, 'type', 'bridge']);
+        await runner.run(['ip', 'link', 'set', BRIDGE, 'up']);
+        const make = (extra: Partial<ConstructorParameters<typeof QemuDriver>[0]>) =>
+          new QemuDriver({
+            host: 'h',
+            netns: ns,
+            runDir: join(dir, 'h'),
+            guests: { [GUEST]: { mac: MAC, memoryMiB: 96 } },
+            incomingAddress: () => '2001:db8::1',
+            runner: new ExecRunner(),
+            image: async () => image,
+            ...extra,
+          });
+        const taps = async () => (await runner.run(['ip', '-j', 'link', 'show', 'type', 'tun'])).stdout;
+
+        const missing = make({ qemu: '/nonexistent/qemu-system-x86_64' });
+        await assert.rejects(missing.startGuest(GUEST, { network }), /not found: install qemu-system-x86/);
+        assert.equal(JSON.parse(await taps()).length, 0, 'tap removed');
+
+        const never = make({ ready: /this line never comes/, bootTimeoutMs: 3000 });
+        const t = now();
+        await assert.rejects(never.startGuest(GUEST, { network }), (e: Error & { code?: string }) => {
+          assert.equal(e.code, 'ERR_HYPERVISOR_BOOT');
+          assert.match(e.message, /not booted after 3 s/);
+          return true;
+        });
+        assert.ok(now() - t < 20_000);
+        assert.equal((await never.listGuests(network)).length, 0);
+        assert.equal(JSON.parse(await taps()).length, 0, 'tap removed');
+        await never.close();
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
