@@ -26,7 +26,7 @@ describe('mobile network config', () => {
     assert.equal(n.mode, 'explicit');
     assert.equal(n.algorithm, 'hmac-sha1');
     assert.deepEqual(n.retransmit, { initialFirstMs: 1500, initialMs: 1000, maxMs: 32000 });
-    assert.equal(n.rulePref, 100);
+    assert.equal(n.rulePref, 1100);
     assert.equal(n.table, defaultTable('net1'));
     assert.equal(n.key.toString('hex'), KEY_HEX);
   });

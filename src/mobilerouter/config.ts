@@ -141,7 +141,10 @@ export const networkSchema = z.strictObject({
   lifetimeSeconds: z.number().int().min(4).max(MAX_LIFETIME_SECONDS).default(600),
   retransmit,
   table: tableNumber.optional(),
-  rulePref: z.number().int().min(1).max(32765).default(100),
+  // After `lookup local` (moved to pref 1000 for decapsulation): a guest's packets to the MR's own
+  // addresses (its gateway MNP::1) are delivered locally instead of hairpinning through the HA
+  // (docs/dataplane.md). DESIGN §4's example uses 100.
+  rulePref: z.number().int().min(1001).max(32765).default(1100),
 });
 
 export const hostSchema = z.strictObject({
