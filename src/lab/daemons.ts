@@ -79,8 +79,8 @@ export async function startDaemons(topo: Topology, o: DaemonStartOptions): Promi
       haAlive();
       return listening(o.runner, topo.ha.ns, 'udp', SIGNALING_PORT);
     },
-    20_000,
-    `the home agent did not listen on UDP ${SIGNALING_PORT} within 20 s; see ${o.logDir}/ha.log`,
+    60_000,
+    `the home agent did not listen on UDP ${SIGNALING_PORT} within 60 s; see ${o.logDir}/ha.log`,
     o.signal,
   );
   for (const h of topo.hosts) {
@@ -92,8 +92,8 @@ export async function startDaemons(topo: Topology, o: DaemonStartOptions): Promi
         for (const g of topo.guests) if (!(await linkExists(o.runner, h.ns, g.bridge))) return false;
         return true;
       },
-      20_000,
-      `the agent of ${h.name} did not come up within 20 s; see ${o.logDir}/agent-${h.name}.log`,
+      60_000,
+      `the agent of ${h.name} did not come up within 60 s; see ${o.logDir}/agent-${h.name}.log`,
       o.signal,
     );
   }

@@ -45,15 +45,18 @@ const UPLINK_SAMPLE_MS = 100;
 
 function sleepUntil(t: number, signal?: AbortSignal): Promise<void> {
   return new Promise((res, rej) => {
-    const timer = setTimeout(res, Math.max(0, t - now()));
-    signal?.addEventListener(
-      'abort',
+    const onAbort = () => {
+      clearTimeout(timer);
+      rej(signal?.reason);
+    };
+    const timer = setTimeout(
       () => {
-        clearTimeout(timer);
-        rej(signal.reason);
+        signal?.removeEventListener('abort', onAbort);
+        res();
       },
-      { once: true },
+      Math.max(0, t - now()),
     );
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 
@@ -95,7 +98,7 @@ async function bringUp(
       ...(o.signal ? { signal: o.signal } : {}),
     });
     for (const g of topo.guests) await attachGuest(g, topo.hosts[0].ns, runner);
-    await waitActive(runner, topo.hosts[0], configs, 30_000, o.signal);
+    await waitActive(runner, topo.hosts[0], configs, 60_000, o.signal);
     o.print(
       `lab: ${topo.guests.map((g) => g.network).join(', ')} active on host A (registered with the home agent)`,
     );
@@ -158,8 +161,8 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
     await traffic.start();
     await waitFor(
       async () => flow.flowing(TRAFFIC_DEFAULTS.probeRate),
-      30_000,
-      `probes do not flow both ways after 30 s (${flow.describe()}); see ${logDir}`,
+      60_000,
+      `probes do not flow both ways after 60 s (${flow.describe()}); see ${logDir}`,
       o.signal,
     );
     o.print(`lab: traffic flows (${flow.describe()}); migrating ${o.migrations}× every ${o.intervalS} s`);
