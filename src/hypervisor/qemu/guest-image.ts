@@ -24,6 +24,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { formatIPv6, parseIPv6, parsePrefix } from '../../protocol/address.ts';
 import { HypervisorError } from '../driver.ts';
 
 const execFileP = promisify(execFile);
@@ -244,6 +245,19 @@ export function guestCmdline(o: GuestCmdlineOptions = {}): string {
       throw imageError(`kernel parameter ${JSON.stringify(p)} is empty or contains whitespace`);
   }
   return ['console=ttyS0', 'quiet', 'panic=-1', 'init_on_free=1', ...params].join(' ');
+}
+
+/**
+ * The address a guest takes by SLAAC on `prefix` (a /64) with NIC `mac`: modified EUI-64 (RFC 4291
+ * §2.5.1), which is what the guest kernel uses by default (addr_gen_mode eui64).
+ */
+export function slaacAddress(prefix: string, mac: string): string {
+  const bytes = parseIPv6(parsePrefix(prefix).prefix);
+  const m = mac.split(':').map((h) => Number.parseInt(h, 16));
+  if (m.length !== 6 || m.some((b) => !Number.isInteger(b) || b < 0 || b > 255))
+    throw imageError(`"${mac}" is not a MAC address`);
+  bytes.set([m[0]! ^ 0x02, m[1]!, m[2]!, 0xff, 0xfe, m[3]!, m[4]!, m[5]!], 8);
+  return formatIPv6(bytes);
 }
 
 /** Writer of the "newc" cpio format the kernel unpacks (linux Documentation/driver-api/early-userspace). */
