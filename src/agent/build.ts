@@ -6,6 +6,7 @@ import { createMobileRouterDataplane, ExecRunner } from '../dataplane/index.ts';
 import type { CommandRunner } from '../dataplane/types.ts';
 import type { Driver } from '../hypervisor/driver.ts';
 import { NetnsDriver } from '../hypervisor/netns.ts';
+import { bootGuestsHere, createQemuDriver, QemuDriver } from '../hypervisor/qemu/index.ts';
 import type { Logger } from '../log.ts';
 import { CoaTracker, StaticCoaSource } from '../mobilerouter/coa.ts';
 import { GuestLink } from '../mobilerouter/guestlink.ts';
@@ -42,11 +43,13 @@ export function buildAgent(
     { mss: config.dataplane.mss },
   );
   const routers = new Map<string, ManagedRouter>();
+  const guestLinks: GuestLink[] = [];
   for (const network of config.networks) {
     const guestLink = new GuestLink(
       { runner, spawner: nodeSpawner, clock, logger },
       { network: network.name, bridge: network.bridge, prefixes: network.prefixes, runDir: config.runDir },
     );
+    guestLinks.push(guestLink);
     routers.set(
       network.name,
       new MobileRouter(
@@ -55,12 +58,15 @@ export function buildAgent(
       ),
     );
   }
-  const driver: Driver = new NetnsDriver({
-    host: config.host,
-    namespaces: config.hypervisor.namespaces,
-    guests: config.hypervisor.guests,
-    runner,
-  });
+  const driver: Driver =
+    config.hypervisor.driver === 'qemu'
+      ? createQemuDriver(config.hypervisor, { host: config.host, runDir: config.runDir, runner, logger, coa })
+      : new NetnsDriver({
+          host: config.host,
+          namespaces: config.hypervisor.namespaces,
+          guests: config.hypervisor.guests,
+          runner,
+        });
   const peers = new Map(
     Object.entries(config.peers).map(([host, url]) => [
       host,
@@ -72,6 +78,16 @@ export function buildAgent(
     agent,
     async start() {
       if (coa instanceof CoaTracker) await coa.start();
+      if (driver instanceof QemuDriver && config.hypervisor.driver === 'qemu') {
+        // QEMU guests live in this process: boot this host's before the agent looks for them.
+        for (const link of guestLinks) await link.ensure();
+        await bootGuestsHere(
+          driver,
+          config.hypervisor,
+          config.host,
+          config.networks.map((n) => ({ name: n.name, bridge: n.bridge, guests: n.guests })),
+        );
+      }
       await agent.start();
     },
     async stop() {

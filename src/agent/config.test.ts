@@ -155,7 +155,11 @@ describe('agent config', () => {
       (d) => delete d.hypervisor.namespaces['host-b'],
       /^hypervisor.namespaces.host-b: required/,
     ],
-    ['unknown driver', (d) => (d.hypervisor.driver = 'vmware'), /^hypervisor.driver: must be one of: netns$/],
+    [
+      'unknown driver',
+      (d) => (d.hypervisor.driver = 'vmware'),
+      /^hypervisor.driver: must be one of: netns, qemu$/,
+    ],
     [
       'bad port name',
       (d) => (d.hypervisor.guests = { 'guest-1': { port: 'x'.repeat(16) } }),
@@ -165,6 +169,20 @@ describe('agent config', () => {
       'settings for no guest',
       (d) => (d.hypervisor.guests = { 'guest-9': {} }),
       /^hypervisor.guests.guest-9: not a guest of any network$/,
+    ],
+    [
+      'qemu: bad MAC',
+      (d) => (d.hypervisor = { driver: 'qemu', guests: { 'guest-1': { mac: '52:54:00:00:01' } } }),
+      /^hypervisor.guests.guest-1.mac: not a MAC address$/,
+    ],
+    [
+      'qemu: boots on an unknown host',
+      (d) =>
+        (d.hypervisor = {
+          driver: 'qemu',
+          guests: { 'guest-1': { mac: '52:54:00:00:00:01', bootOn: 'host-z' } },
+        }),
+      /^hypervisor.guests.guest-1.bootOn: host-z is neither this host nor a peer$/,
     ],
     ['network: unknown key', (d) => (d.networks[0].colour = 1), /^networks\[0\].colour: unknown key$/],
     [
@@ -226,6 +244,26 @@ describe('agent config', () => {
       assert.match(errorOf(edit(fn)), message);
     });
   }
+
+  it('takes a qemu hypervisor section (no namespaces needed)', () => {
+    const d = base();
+    d['hypervisor'] = {
+      driver: 'qemu',
+      guests: { 'guest-1': { mac: '52:54:00:00:00:01', bootOn: 'host-a' } },
+      migration: { downtimeLimitMs: 100, overlap: false },
+    };
+    const c = parse(d);
+    assert.equal(c.hypervisor.driver, 'qemu');
+    assert.deepEqual(c.hypervisor.guests['guest-1'], {
+      mac: '52:54:00:00:00:01',
+      memoryMiB: 128,
+      bootOn: 'host-a',
+    });
+    assert.deepEqual(c.hypervisor.driver === 'qemu' && c.hypervisor.migration, {
+      downtimeLimitMs: 100,
+      overlap: false,
+    });
+  });
 
   it('refuses text that is not YAML, and a missing file', () => {
     assert.throws(() => parseAgentConfig('host: [unclosed'), /not valid YAML/);

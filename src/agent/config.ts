@@ -12,6 +12,7 @@ import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
+import type { QemuHypervisorConfig } from '../hypervisor/qemu/index.ts';
 import {
   interfaceName,
   type MobileNetworkConfig,
@@ -31,13 +32,16 @@ export interface AgentNetworkConfig extends MobileNetworkConfig {
   activeOnStart: boolean;
 }
 
-export type HypervisorConfig = {
-  driver: 'netns';
-  /** Host name → network namespace (under /run/netns). Every peer needs one; this host may omit itself. */
-  namespaces: Record<string, string>;
-  /** Per guest: the host end of its veth (default `vg-<guest>`). */
-  guests: Record<string, { port?: string }>;
-};
+export type HypervisorConfig =
+  | {
+      driver: 'netns';
+      /** Host name → network namespace (under /run/netns). Every peer needs one; this host may omit itself. */
+      namespaces: Record<string, string>;
+      /** Per guest: the host end of its veth (default `vg-<guest>`). */
+      guests: Record<string, { port?: string }>;
+    }
+  /** QEMU guests (src/hypervisor/qemu/index.ts describes the section). No namespaces: QEMU migrates over TCP. */
+  | (QemuHypervisorConfig & { namespaces?: undefined });
 
 export interface AgentConfig {
   /** This host's name; peers know it by this name. */
@@ -113,6 +117,33 @@ const hypervisor = z.discriminatedUnion('driver', [
       .record(name, z.string().regex(/^[A-Za-z0-9_.-]{1,255}$/, 'not a namespace name'))
       .default({}),
     guests: z.record(name, z.strictObject({ port: interfaceName.optional() })).default({}),
+  }),
+  z.strictObject({
+    driver: z.literal('qemu'),
+    guests: z
+      .record(
+        name,
+        z.strictObject({
+          mac: z.string().regex(/^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/, 'not a MAC address'),
+          memoryMiB: z.number().int().min(64).max(65536).default(128),
+          bootOn: name.optional(),
+          tap: interfaceName.optional(),
+          kernel: z.string().min(1).optional(),
+          initrd: z.string().min(1).optional(),
+          append: z.string().min(1).optional(),
+          extraArgs: z.array(z.string()).optional(),
+        }),
+      )
+      .default({}),
+    migration: z
+      .strictObject({
+        downtimeLimitMs: z.number().int().min(1).max(60_000).optional(),
+        maxBandwidth: z.number().int().min(1).optional(),
+        overlap: z.boolean().optional(),
+      })
+      .optional(),
+    qemu: z.string().min(1).optional(),
+    bootTimeoutSeconds: z.number().int().min(1).max(3600).optional(),
   }),
 ]);
 
@@ -204,6 +235,12 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
         `hypervisor.namespaces.${peer}`,
         `required: the netns driver moves guests into peer ${peer}'s namespace`,
       );
+    }
+  }
+  if (raw.hypervisor.driver === 'qemu') {
+    for (const [g, c] of Object.entries(raw.hypervisor.guests)) {
+      if (c.bootOn !== undefined && c.bootOn !== raw.host && raw.peers[c.bootOn] === undefined)
+        throw new ConfigError(`hypervisor.guests.${g}.bootOn`, `${c.bootOn} is neither this host nor a peer`);
     }
   }
   const known = new Set(networks.flatMap((n) => n.guests));

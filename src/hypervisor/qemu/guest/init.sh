@@ -4,7 +4,7 @@
 #   offlink.addr=ADDR/LEN  static address (when the link has no router advertisements)
 #   offlink.gw=ADDR        static default gateway (default fe80::1, the guest link's gateway on every host)
 #   offlink.mtu=N          link MTU for the static case (router advertisements carry their own)
-#   offlink.wait=S         how long to wait for a SLAAC address (default 30)
+#   offlink.wait=S         how long to watch for a SLAAC address before saying there is none (default 60)
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin /proc /sys /dev /tmp /run
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -13,7 +13,7 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 say() { echo "offlink-guest: $*"; }
 
-addr= gw=fe80::1 mtu= wait=30
+addr= gw=fe80::1 mtu= wait=60
 for p in $(cat /proc/cmdline); do
   case "$p" in
     offlink.addr=*) addr="${p#*=}" ;;
@@ -44,14 +44,16 @@ if [ -n "$addr" ]; then
   ip -6 addr add "$addr" dev eth0
   ip -6 route add default via "$gw" dev eth0
 fi
-# SLAAC from the network's router advertisements (the host's radvd); poll for a global address.
-i=0
-global=
-while :; do
-  global="$(ip -6 addr show dev eth0 scope global | awk '/inet6/ {print $2; exit}')"
-  [ -n "$global" ] && break
-  i=$((i + 1)); [ "$i" -gt $((wait * 10)) ] && break
-  sleep 0.1
-done
-if [ -n "$global" ]; then say "address $global"; else say "no global address (no router advertisement?)"; fi
+# SLAAC from the network's router advertisements (the host's radvd, which runs only while the network
+# is active there): the kernel configures the address whenever an RA comes; the services do not wait.
+(
+  i=0
+  while [ "$i" -lt $((wait * 4)) ]; do
+    global="$(ip -6 addr show dev eth0 scope global | awk '/inet6/ {print $2; exit}')"
+    [ -n "$global" ] && { say "address $global"; exit 0; }
+    i=$((i + 1))
+    sleep 0.25
+  done
+  say "no global address after ${wait} s (no router advertisement?)"
+) &
 exec /bin/oflguest
