@@ -4,8 +4,11 @@
 //   g1 ─┐ ofl-net1                               ┌── ha (2001:db8:ffff::1; MNPs routed here)
 //   g2 ─┴ ofl-net2  host-a (2001:db8:a::2) ──┐   │
 //                   host-b (2001:db8:b::2) ──┴── inet ── cn (2001:db8:c::2, UDP echo)
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { signRequest } from '../../src/agent/auth.ts';
+import type { AgentStatus } from '../../src/migration/messages.ts';
 import { ADDR, KEY, KEY2, SPI, SPI2, startHa } from './homeagent-lab.ts';
 import { type NetnsLab, sh } from './netns.ts';
 import type { Proc, Procs } from './procs.ts';
@@ -25,10 +28,34 @@ export interface Lab {
   ns: Record<'ha' | 'inet' | 'cn' | Host | 'g1' | 'g2', string>;
   dir: string;
   keyFile: string;
+  /** The agent processes; `startAgent` replaces an entry after a restart. */
   agents: Record<Host, Proc>;
+  /** The `offlink ha` process and its log lines; `startLabHa` replaces it after a restart. */
+  ha: { child: ChildProcess; log: string[] };
+  haConfig: string;
+  agentConfigs: Record<Host, string>;
+  options: BuildOptions;
 }
 
-export async function build(lab: NetnsLab, procs: Procs, dir: string): Promise<Lab> {
+export interface BuildOptions {
+  /** Extra keys of net1's entry in both agents' configs, as YAML flow-map text (`lifetimeSeconds: 12`). */
+  net1?: string;
+  /** Extra lines under `homeAgent:` of the HA config (`maxLifetimeSeconds: 60`); each is indented by 2. */
+  homeAgent?: string;
+  /** Extra `mobileRouters` entries of the HA config, as YAML lines (`  - { name: x, ... }`). */
+  mobileRouters?: string;
+  /** Extra environment of the agent processes, by host. */
+  env?: Partial<Record<Host, NodeJS.ProcessEnv>>;
+  /** Run after the HA started and before the agents do (e.g. nftables rules for their first BUs). */
+  beforeAgents?: (ns: Lab['ns']) => Promise<void>;
+}
+
+export async function build(
+  lab: NetnsLab,
+  procs: Procs,
+  dir: string,
+  options: BuildOptions = {},
+): Promise<Lab> {
   const ns = {
     ha: await lab.ns('ha', { forwarding: true }),
     inet: await lab.ns('inet', { forwarding: true }),
@@ -106,34 +133,68 @@ export async function build(lab: NetnsLab, procs: Procs, dir: string): Promise<L
   const haConfig = join(dir, 'ha.yaml');
   writeFileSync(
     haConfig,
-    haYaml(join(existsSync('/dev/shm') ? '/dev/shm' : dir, `${basename(dir)}-ha.sqlite`)),
+    haYaml(join(existsSync('/dev/shm') ? '/dev/shm' : dir, `${basename(dir)}-ha.sqlite`), options),
   );
-  await startHa(lab, ns.ha, haConfig);
+  const ha = await startHa(lab, ns.ha, haConfig);
   const keyFile = join(dir, 'cluster.key');
   writeFileSync(keyFile, `${CLUSTER_KEY}\n`);
-  const agents = {} as Record<Host, Proc>;
+  await options.beforeAgents?.(ns);
+  const agentConfigs = {} as Record<Host, string>;
+  const built: Lab = {
+    ns,
+    dir,
+    keyFile,
+    agents: {} as Record<Host, Proc>,
+    ha,
+    haConfig,
+    agentConfigs,
+    options,
+  };
   for (const host of ['host-a', 'host-b'] as const) {
     const peer: Host = host === 'host-a' ? 'host-b' : 'host-a';
-    const file = join(dir, `${host}.yaml`);
-    writeFileSync(file, agentYaml(host, peer, ns, join(dir, `run-${host}`)));
-    const p = procs.start(ns[host], [process.execPath, OFFLINK, 'agent', '--config', file], {
-      ...process.env,
-      OFFLINK_LOG_LEVEL: 'info',
-    });
-    await waitForLog(p, (l) => l.includes('"msg":"agent started"'), `${host} agent start`);
-    agents[host] = p;
+    agentConfigs[host] = join(dir, `${host}.yaml`);
+    writeFileSync(agentConfigs[host], agentYaml(host, peer, ns, join(dir, `run-${host}`), options));
+    await startAgent(built, procs, host);
   }
   for (const net of ['net1', 'net2']) {
     await waitForLog(
-      agents['host-a'],
+      built.agents['host-a'],
       (l) => l.includes('"msg":"registered"') && l.includes(`"network":"${net}"`),
       `${net} registration`,
     );
   }
-  return { ns, dir, keyFile, agents };
+  return built;
 }
 
-function haYaml(database: string): string {
+/** Start (or restart) `host`'s agent with its config; resolves once it logs "agent started". */
+export async function startAgent(
+  lab: Lab,
+  procs: Procs,
+  host: Host,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Proc> {
+  const p = procs.start(
+    lab.ns[host],
+    [process.execPath, OFFLINK, 'agent', '--config', lab.agentConfigs[host]],
+    {
+      ...process.env,
+      OFFLINK_LOG_LEVEL: 'info',
+      ...lab.options.env?.[host],
+      ...env,
+    },
+  );
+  await waitForLog(p, (l) => l.includes('"msg":"agent started"'), `${host} agent start`);
+  lab.agents[host] = p;
+  return p;
+}
+
+/** Start the home agent again (after `kill -9`), same config and database. */
+export async function startLabHa(netns: NetnsLab, lab: Lab): Promise<Lab['ha']> {
+  lab.ha = await startHa(netns, lab.ns.ha, lab.haConfig);
+  return lab.ha;
+}
+
+function haYaml(database: string, o: BuildOptions): string {
   return `homeAgent:
   address: ${ADDR.ha}
   uplink: ha-up
@@ -141,13 +202,17 @@ function haYaml(database: string): string {
   status: { listen: "127.0.0.1:9180" }
   database: ${database}
   dataplane: { backend: seg6, table: 200, mss: 1400 }
-mobileRouters:
+${(o.homeAgent ?? '')
+  .split('\n')
+  .filter((l) => l.trim() !== '')
+  .map((l) => `  ${l}\n`)
+  .join('')}mobileRouters:
   - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], spi: ${SPI}, key: ${KEY} }
   - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256 }
-`;
+${o.mobileRouters ? `${o.mobileRouters.trimEnd()}\n` : ''}`;
 }
 
-function agentYaml(host: Host, peer: Host, ns: Lab['ns'], runDir: string): string {
+function agentYaml(host: Host, peer: Host, ns: Lab['ns'], runDir: string, o: BuildOptions): string {
   return `host: ${host}
 uplink: up0
 homeAgent: { address: "${ADDR.ha}" }
@@ -161,7 +226,7 @@ hypervisor:
   driver: netns
   namespaces: { host-a: ${ns['host-a']}, host-b: ${ns['host-b']} }
 networks:
-  - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], bridge: ofl-net1, spi: ${SPI}, key: ${KEY}, guests: [guest-1] }
+  - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], bridge: ofl-net1, spi: ${SPI}, key: ${KEY}, guests: [guest-1]${o.net1 ? `, ${o.net1}` : ''} }
   - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], bridge: ofl-net2, spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256, guests: [guest-2] }
 `;
 }
@@ -222,4 +287,51 @@ export async function migrate(
     lab.keyFile,
   ]);
   return stdout;
+}
+
+export interface ControlReply {
+  status: number;
+  body: string;
+}
+
+/**
+ * One control API request with curl from inside `from`'s namespace to `to`'s agent. `headers` replace the
+ * signature headers of a genuine request (forged, stale or replayed ones); `sign` = false sends none.
+ */
+export async function controlRequest(
+  lab: Lab,
+  from: keyof Lab['ns'],
+  to: Host,
+  req: { method: 'GET' | 'POST'; path: string; body?: string },
+  headers: Record<string, string> = signRequest(
+    Buffer.from(CLUSTER_KEY, 'hex'),
+    { method: req.method, path: req.path, body: req.body ?? '' },
+    { now: () => Date.now() },
+  ),
+): Promise<ControlReply> {
+  const argv = ['curl', '-s', '-o', '-', '-w', '\n%{http_code}', '-X', req.method, '--max-time', '20'];
+  if (req.body !== undefined) argv.push('-H', 'content-type: application/json', '--data-binary', req.body);
+  for (const [k, v] of Object.entries(headers)) argv.push('-H', `${k}: ${v}`);
+  argv.push(`${url(to)}${req.path}`);
+  const { stdout } = await sh(['ip', 'netns', 'exec', lab.ns[from], ...argv]);
+  const nl = stdout.lastIndexOf('\n');
+  return { status: Number(stdout.slice(nl + 1)), body: stdout.slice(0, nl) };
+}
+
+/** `GET /v1/status` of `host`'s agent (asked from its own namespace). */
+export async function agentStatus(lab: Lab, host: Host): Promise<AgentStatus> {
+  const r = await controlRequest(lab, host, host, { method: 'GET', path: '/v1/status' });
+  if (r.status !== 200) throw new Error(`${host} status: HTTP ${r.status} ${r.body}`);
+  return JSON.parse(r.body) as AgentStatus;
+}
+
+/** Sum of an agent's Prometheus samples named `name` whose labels include `match`. */
+export async function agentMetric(lab: Lab, host: Host, name: string, match = ''): Promise<number> {
+  const r = await controlRequest(lab, host, host, { method: 'GET', path: '/metrics' });
+  let sum = 0;
+  for (const line of r.body.split('\n')) {
+    if (line.startsWith(name) && /[ {]/.test(line[name.length] ?? '') && line.includes(match))
+      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
 }
