@@ -4,11 +4,11 @@
 //   g1 ─┐ ofl-net1                               ┌── ha (2001:db8:ffff::1; MNPs routed here)
 //   g2 ─┴ ofl-net2  host-a (2001:db8:a::2) ──┐   │
 //                   host-b (2001:db8:b::2) ──┴── inet ── cn (2001:db8:c::2, UDP echo)
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { signRequest } from '../../src/agent/auth.ts';
-import type { AgentStatus } from '../../src/migration/messages.ts';
+import type { AgentStatus, MigrationRecord } from '../../src/migration/messages.ts';
 import { ADDR, KEY, KEY2, SPI, SPI2, startHa } from './homeagent-lab.ts';
 import { type NetnsLab, sh } from './netns.ts';
 import type { Proc, Procs } from './procs.ts';
@@ -334,4 +334,53 @@ export async function agentMetric(lab: Lab, host: Host, name: string, match = ''
       sum += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return sum;
+}
+
+/**
+ * `offlink migrate --json` from inside the source's namespace; never throws for a failed migration:
+ * returns its record (the CLI prints it either way), the exit code and the output.
+ */
+export async function migrateRecord(
+  lab: Lab,
+  network: string,
+  from: Host,
+  to: Host,
+  procedure = 'make-before-break',
+): Promise<{ code: number; record: MigrationRecord | undefined; stdout: string; stderr: string }> {
+  const argv = [
+    'netns',
+    'exec',
+    lab.ns[from],
+    process.execPath,
+    OFFLINK,
+    'migrate',
+    network,
+    '--to',
+    to,
+    '--procedure',
+    procedure,
+    '--agent',
+    url(from),
+    '--key-file',
+    lab.keyFile,
+    '--json',
+  ];
+  return new Promise((resolve) => {
+    execFile('ip', argv, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const at = stdout.indexOf('\n{');
+      const record = at < 0 ? undefined : (JSON.parse(stdout.slice(at + 1)) as MigrationRecord);
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, record, stdout, stderr });
+    });
+  });
+}
+
+/** Milliseconds since the epoch of a JSON log line's `time`. */
+export function logTime(line: string): number {
+  return Date.parse((JSON.parse(line) as { time: string }).time);
+}
+
+/** Log lines of a process (stderr, JSON) whose text matches every pattern. */
+export function logLines(p: Proc, ...patterns: RegExp[]): string[] {
+  return p.stderr.split('\n').filter((l) => l.startsWith('{') && patterns.every((re) => re.test(l)));
 }

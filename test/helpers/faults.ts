@@ -20,7 +20,13 @@ export class DropFirst {
   static async install(
     lab: NetnsLab,
     ns: string,
-    o: { hook: 'input' | 'output' | 'forward'; match: string; count: number },
+    o: {
+      hook: 'input' | 'output' | 'forward';
+      match: string;
+      count: number;
+      /** What happens to them (default `drop`; e.g. `reject with tcp reset`). */
+      verdict?: string;
+    },
   ): Promise<DropFirst> {
     if (!(o.count >= 1)) throw new Error('DropFirst: count must be at least 1');
     const table = `tfault${Math.random().toString(36).slice(2, 7)}`;
@@ -28,7 +34,7 @@ export class DropFirst {
   counter dropped {}
   chain c {
     type filter hook ${o.hook} priority -300; policy accept;
-    ${o.match} limit rate 1/day burst ${o.count} packets counter name dropped drop
+    ${o.match} limit rate 1/day burst ${o.count} packets counter name dropped ${o.verdict ?? 'drop'}
   }
 }
 `;
