@@ -117,6 +117,14 @@ test('lost BUs, BAs and handover notifications are recovered by retransmission',
       );
       assert.equal(await drop4.dropped(), 2);
       await drop4.remove();
+
+      // 5. The handover notification is refused three times (connection reset, as from a destination
+      //    whose agent is restarting): the source tries again with back-off.
+      const reset = await resetFirst(netns, lab.ns['host-a'], 3);
+      const m5 = await move(t, netns, lab, pinger, 'host-b', 'host-a', 'first 3 handover requests reset');
+      assert.equal(await reset.dropped(), 3);
+      assert.ok(m5 >= 250 + 500 + 1000 && m5 < 1750 + 2000, `notification answered after ${m5} ms`);
+      await reset.remove();
     });
   } finally {
     await procs.killAll();
@@ -124,6 +132,16 @@ test('lost BUs, BAs and handover notifications are recovered by retransmission',
     for (const f of ['', '-wal', '-shm']) rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
   }
 });
+
+/** Answer the first `count` handover requests arriving in `ns` with a TCP reset. */
+function resetFirst(netns: NetnsLab, ns: string, count: number): Promise<DropFirst> {
+  return DropFirst.install(netns, ns, {
+    hook: 'input',
+    match: HANDOVER_REQUEST,
+    count,
+    verdict: 'reject with tcp reset',
+  });
+}
 
 /** Wait until the guest's probes come back again. */
 async function flows(pinger: Proc): Promise<ProbeReport> {

@@ -265,12 +265,15 @@ describe('migration procedure (source side, with the destination side in-process
     assert.match(record.error!, /no accepting BA within 50 ms/);
   });
 
-  it('an unreachable destination is retried; a repeated notification gets the same answer', async () => {
+  it('an unreachable destination is retried with back-off; a repeated notification gets the same answer', async () => {
     const { binding, peer, peerCalls, incoming, migrate } = await setup();
-    peer.unreachable(2);
-    const record = await migrate('make-before-break');
+    peer.unreachable(5);
+    const slept: number[] = [];
+    const record = await migrate('make-before-break', { sleep: async (ms) => void slept.push(ms) });
     assert.equal(record.outcome, 'succeeded', record.error);
-    assert.deepEqual(peerCalls, ['prepare', 'handover', 'handover', 'handover']);
+    assert.deepEqual(peerCalls, ['prepare', ...Array(6).fill('handover')]);
+    // Five immediate retries would all fall into one restart of the destination's agent.
+    assert.deepEqual(slept, [250, 500, 1000, 2000, 4000]);
     assert.equal(binding.log.length, 1);
     const again = await incoming.handover({
       migrationId: 'mig-00000001',
@@ -287,9 +290,15 @@ describe('migration procedure (source side, with the destination side in-process
   });
 
   it('an unreachable destination after the move fails the notification and says where the guests are', async () => {
-    const { peer, migrate } = await setup();
-    peer.unreachable(5);
-    const record = await migrate('make-before-break', { overlap: false });
+    const { peer, peerCalls, migrate } = await setup();
+    peer.unreachable(100);
+    const slept: number[] = [];
+    const record = await migrate('make-before-break', {
+      overlap: false,
+      sleep: async (ms) => void slept.push(ms),
+    });
+    assert.equal(peerCalls.filter((c) => c === 'handover').length, 8);
+    assert.deepEqual(slept, [250, 500, 1000, 2000, 4000, 4000, 4000]);
     assert.equal(record.failedPhase, 'notification');
     assert.match(record.error!, /ECONNREFUSED/);
     assert.match(record.recovery!, /guests are on host-b/);

@@ -21,6 +21,7 @@
 // Every step is timed; the record (returned, never thrown) carries the timings and, on failure, the
 // phase, the error and what was done about it.
 
+import { setTimeout as delay } from 'node:timers/promises';
 import { OfflinkError } from '../errors.ts';
 import type { Driver, DriverMigrationResult } from '../hypervisor/driver.ts';
 import type { Logger } from '../log.ts';
@@ -55,10 +56,21 @@ export interface MigrationContext {
   onEvent?: (event: MigrationEvent) => void;
   /** make-before-break: start the handover at the last guest's switchover (default true). */
   overlap?: boolean;
-  /** Attempts of the handover notification when the destination cannot be reached (default 3). */
+  /** Attempts of the handover notification when the destination cannot be reached (default 8). */
   notificationAttempts?: number;
+  /** Wait before each further attempt: `initialMs`, doubling up to `maxMs` (default 250 → 4000 ms). */
+  notificationBackoff?: { initialMs: number; maxMs: number };
+  /** How to wait between attempts (default a timer; unit tests record instead). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   signal?: AbortSignal;
 }
+
+/**
+ * 250 ms doubling to 4 s, eight attempts: about 16 s, long enough for a destination agent to restart
+ * (its control port refuses or resets connections meanwhile) and well inside a binding's lifetime.
+ */
+const NOTIFICATION_BACKOFF = { initialMs: 250, maxMs: 4000 };
+const NOTIFICATION_ATTEMPTS = 8;
 
 /** A phase failed: carries which, for the record. */
 class PhaseError extends OfflinkError {
@@ -253,15 +265,24 @@ class Migration {
   }
 
   private async notify(req: Parameters<Peer['handover']>[0]): Promise<HandoverReply> {
-    const attempts = this.ctx.notificationAttempts ?? 3;
-    for (let i = 1; ; i++) {
+    const { ctx } = this;
+    const attempts = ctx.notificationAttempts ?? NOTIFICATION_ATTEMPTS;
+    const backoff = ctx.notificationBackoff ?? NOTIFICATION_BACKOFF;
+    const sleep = ctx.sleep ?? ((ms, signal) => delay(ms, undefined, signal ? { signal } : {}));
+    for (let i = 1, wait = backoff.initialMs; ; i++, wait = Math.min(wait * 2, backoff.maxMs)) {
       try {
-        return await this.ctx.peer.handover(req);
+        return await ctx.peer.handover(req);
       } catch (err) {
-        // A refusal (4xx) will not change on retry; an unreachable peer might. The destination answers a
-        // repeated notification of the same migration with the same outcome.
+        // A refusal (4xx) will not change on retry; an unreachable peer might. The guests are on the
+        // destination by now, so giving up strands the network: wait and try again, since a
+        // connection refused or reset usually means its agent is restarting. The destination answers
+        // a repeated notification of the same migration with the same outcome.
         if (err instanceof ControlError || i >= attempts) throw err;
-        this.ctx.log.warn({ err: message(err), attempt: i }, 'handover notification failed; retrying');
+        ctx.log.warn(
+          { err: message(err), attempt: i, retryInMs: wait },
+          'handover notification failed; retrying',
+        );
+        await sleep(wait, ctx.signal);
       }
     }
   }
