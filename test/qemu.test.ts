@@ -9,7 +9,7 @@
 // is done by hand in the switchover hook (the router's route for the MNP), standing in for the HA's
 // binding change. Then the failure cases, each ending with the guest still running on A.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -17,7 +17,15 @@ import { systemClock } from '../src/clock.ts';
 import { ExecRunner } from '../src/dataplane/runner.ts';
 import type { DriverMigrationResult, DriverProgress, GuestNetwork } from '../src/hypervisor/driver.ts';
 import { QemuDriver } from '../src/hypervisor/qemu/driver.ts';
-import { buildGuestImage, findGuestKernel, type GuestImage } from '../src/hypervisor/qemu/guest-image.ts';
+import {
+  buildGuestImage,
+  findGuestKernel,
+  type GuestImage,
+  slaacAddress,
+} from '../src/hypervisor/qemu/guest-image.ts';
+import type { EndpointResult } from '../src/lab/endpoint.ts';
+import { measure } from '../src/lab/measure.ts';
+import { series } from '../src/lab/traffic.ts';
 import { silentLogger } from '../src/log.ts';
 import { GuestLink } from '../src/mobilerouter/guestlink.ts';
 import { nodeSpawner, type ProcessSpawner } from '../src/mobilerouter/process.ts';
@@ -43,8 +51,11 @@ const BRIDGE = 'br-q';
 const GUEST = 'g1';
 const MAC = '52:54:00:0f:1c:01';
 /** The guest's SLAAC address: the MNP's /64 + EUI-64 of MAC. */
-const GUEST_ADDR = '2001:db8:100:0:5054:ff:fe0f:1c01';
+const GUEST_ADDR = slaacAddress(MNP, MAC);
 const UPLINK = { a: '2001:db8:a::2', b: '2001:db8:b::2' } as const;
+const CN = '2001:db8:c::2';
+const LAB_ENDPOINT = new URL('../src/lab/endpoint.ts', import.meta.url).pathname;
+const GUEST_ENDPOINT = new URL('../src/hypervisor/qemu/guest-endpoint.ts', import.meta.url).pathname;
 const network: GuestNetwork = { name: 'qnet', bridge: BRIDGE, guests: [GUEST] };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -75,7 +86,7 @@ async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
   await lab.addr(r, 'r-c', '2001:db8:c::1/64');
   await lab.addr(a, 'up0', `${UPLINK.a}/64`);
   await lab.addr(b, 'up0', `${UPLINK.b}/64`);
-  await lab.addr(cn, 'up0', '2001:db8:c::2/64');
+  await lab.addr(cn, 'up0', `${CN}/64`);
   for (const [ns, gw] of [
     [a, '2001:db8:a::1'],
     [b, '2001:db8:b::1'],
@@ -115,8 +126,6 @@ async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
 
 interface ClientResult {
   echo: { sent: number[]; arrivals: (number | null)[] };
-  guestProbes: { seq: number[]; at: number[] };
-  streamReceived: number;
   counters: { at: number; counter: number; boot: string }[];
   tcp: { open: boolean; error: string };
 }
@@ -156,19 +165,46 @@ describe('qemu driver (real VM, namespaces)', { skip }, () => {
         const bootId = a.driver.bootIdOf(GUEST);
         assert.ok(bootId, 'the guest printed its boot id');
 
-        const client: Proc = procs.start(built.cn, [
-          process.execPath,
-          '--import',
-          'tsx',
-          new URL('./fixtures/qemu-client.ts', import.meta.url).pathname,
-          JSON.stringify({ guest: GUEST_ADDR, self: '2001:db8:c::2', echoRate: 250, probeRate: 250 }),
-        ]);
+        const node = (script: string, options: unknown) =>
+          procs.start(built.cn, [process.execPath, '--import', 'tsx', script, JSON.stringify(options)]);
+        const client: Proc = node(new URL('./fixtures/qemu-client.ts', import.meta.url).pathname, {
+          guest: GUEST_ADDR,
+          self: CN,
+          echoRate: 250,
+        });
         await client.waitFor((l) => l.includes('"ready"'), 30_000);
         // SLAAC, TCP connect and the echo reply all show up in the progress lines.
         await client.waitFor((l) => {
-          const p = JSON.parse(l) as { echoReceived?: number; tcp?: boolean; guestProbes?: number };
-          return (p.echoReceived ?? 0) > 50 && p.tcp === true && (p.guestProbes ?? 0) > 50;
+          const p = JSON.parse(l) as { echoReceived?: number; tcp?: boolean };
+          return (p.echoReceived ?? 0) > 50 && p.tcp === true;
         }, 60_000);
+        // The lab's traffic: its correspondent endpoint, and the QEMU guest's (driven from cn).
+        const common = {
+          probePort: 40001,
+          streamPort: 40000,
+          probeRate: 250,
+          streamPayload: 1316,
+          graceMs: 400,
+        };
+        const cnEnd = node(LAB_ENDPOINT, {
+          ...common,
+          role: 'cn',
+          bind: CN,
+          peer: GUEST_ADDR,
+          streamKbps: 0,
+          out: join(dir, 'traffic-cn.json'),
+        });
+        await cnEnd.waitFor((l) => l.includes('"ready"'), 30_000);
+        const guestEnd = node(GUEST_ENDPOINT, {
+          ...common,
+          role: 'guest',
+          bind: GUEST_ADDR,
+          peer: CN,
+          streamKbps: 520,
+          out: join(dir, 'traffic-guest.json'),
+        });
+        await guestEnd.waitFor((l) => l.includes('"ready"'), 30_000);
+        const trafficFrom = now();
 
         const windows: { from: number; to: number; result: DriverMigrationResult; label: string }[] = [];
         const migrate = async (src: Host, dst: Host, label: string) => {
@@ -186,7 +222,10 @@ describe('qemu driver (real VM, namespaces)', { skip }, () => {
               // Like the migration procedure's hook: start the path switch and return, so it overlaps
               // the final stop-and-copy instead of lengthening the pause.
               onSwitchover: async () => {
-                switching = sh(['ip', '-n', built.r, '-6', 'route', 'replace', MNP, 'via', dst.uplink]);
+                // (Spawning `ip` forks this big process: do it after QEMU has been told to continue.)
+                switching = new Promise((resolve) => setImmediate(resolve)).then(() =>
+                  sh(['ip', '-n', built.r, '-6', 'route', 'replace', MNP, 'via', dst.uplink]),
+                );
               },
             },
           );
@@ -265,10 +304,24 @@ describe('qemu driver (real VM, namespaces)', { skip }, () => {
         a.driver.configureMigration({ maxBandwidth: 128 << 20 });
         await sleep(1500);
 
+        const trafficTo = now();
         client.send('stop');
+        cnEnd.send('stop');
+        guestEnd.send('stop');
         const result = JSON.parse(
           await client.waitFor((l) => l.includes('"result"'), 15_000),
         ) as ClientResult;
+        await cnEnd.waitFor((l) => l.includes('"done"'), 15_000);
+        await guestEnd.waitFor((l) => l.includes('"done"'), 30_000);
+        const read = (f: string) =>
+          JSON.parse(readFileSync(join(dir, f), 'utf8')) as EndpointResult & { tcpBroken?: boolean };
+        const [cnResult, guestResult] = [read('traffic-cn.json'), read('traffic-guest.json')];
+        assert.equal(guestResult.tcpBroken, false, 'the guest endpoint kept its TCP connection');
+        const labMeasure = measure(
+          [series('guest→cn', guestResult, cnResult), series('cn→guest', cnResult, guestResult)],
+          windows.map((w, i) => ({ index: i + 1, start: w.from, end: w.to })),
+          { from: trafficFrom, to: trafficTo },
+        );
         const echoArrivals = result.echo.arrivals.filter((x): x is number => x !== null);
 
         // TCP survived, and the counter kept counting: never reset, never restarted (same boot id).
@@ -283,21 +336,23 @@ describe('qemu driver (real VM, namespaces)', { skip }, () => {
           const before = result.counters.filter((c) => c.at < w.from).at(-1);
           assert.ok(before && last.counter > before.counter, `${w.label}: counter kept counting`);
         }
-        assert.ok(result.streamReceived > 0, 'the guest stream arrived');
+        assert.ok(cnResult.stream.received > 0, 'the guest stream arrived');
 
-        const lines = windows.map((w) => {
+        const lines = windows.map((w, i) => {
           const echoGap = longestSilence(echoArrivals, w.from - 200, w.to + 1000);
-          const probeGap = longestSilence(result.guestProbes.at, w.from - 200, w.to + 1000);
+          const m = labMeasure.migrations[i]!;
+          const dirs = m.directions.map((d) => `${d.name} ${d.gapMs.toFixed(0)} ms`).join(', ');
           const f = w.result.figures ?? {};
           assert.ok(echoGap < 3000, `${w.label}: echo gap ${echoGap} ms`);
-          return `${w.label}: qemu total ${f['totalTimeMs']} ms, downtime ${f['downtimeMs']} ms, setup ${f['setupTimeMs']} ms, paused (dst RESUME - src STOP) ${w.result.pausedMs} ms, sent ${((f['transferredBytes'] ?? 0) / 2 ** 20).toFixed(1)} MiB, hypervisor step ${w.result.hypervisorMs} ms; gap echo ${echoGap.toFixed(0)} ms, guest probes ${probeGap.toFixed(0)} ms`;
+          assert.ok(m.gapMs < 3000, `${w.label}: lab gap ${m.gapMs} ms`);
+          return `${w.label}: qemu total ${f['totalTimeMs']} ms, downtime ${f['downtimeMs']} ms, setup ${f['setupTimeMs']} ms, paused (dst RESUME - src STOP) ${w.result.pausedMs} ms, sent ${((f['transferredBytes'] ?? 0) / 2 ** 20).toFixed(1)} MiB, hypervisor step ${w.result.hypervisorMs} ms; gap: echo ${echoGap.toFixed(0)} ms, lab probes ${dirs}; lost ${m.lost}`;
         });
         const lost = result.echo.arrivals.filter((x) => x === null).length;
         console.log(
           [
             `boot ${bootMs.toFixed(0)} ms (image ${image.built ? `built in ${image.buildMs.toFixed(0)} ms` : 'cached'})`,
             ...lines,
-            `echo: ${result.echo.sent.length} sent, ${lost} lost; guest probes received ${result.guestProbes.seq.length}; stream ${result.streamReceived}`,
+            `echo: ${result.echo.sent.length} sent, ${lost} lost; lab probes ${labMeasure.summary.sent} sent, ${labMeasure.summary.lost} lost; stream ${cnResult.stream.received}/${guestResult.stream.sent}`,
             ...failures,
             `whole test ${((now() - t0) / 1000).toFixed(1)} s`,
           ].join('\n'),

@@ -219,8 +219,9 @@ export class QemuDriver implements Driver {
     const tap = await this.makeTap(guest, network.bridge);
     const suffix = role === 'incoming' ? 'in' : 'vm';
     const paths = {
-      qmp: join(this.o.runDir, `${guest}.${suffix}.qmp`),
-      serial: join(this.o.runDir, `${guest}.${suffix}.serial.log`),
+      // The host's name too: agents on one machine (the lab) may share a run directory.
+      qmp: join(this.o.runDir, `${guest}.${this.o.host}.${suffix}.qmp`),
+      serial: join(this.o.runDir, `${guest}.${this.o.host}.${suffix}.serial.log`),
       tap,
     };
     let proc: QemuProcess;

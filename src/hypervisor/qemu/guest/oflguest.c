@@ -4,7 +4,8 @@
  * a counter that keeps counting across a live migration proves the guest was moved, not restarted.
  *
  *   UDP  7      echo: every datagram goes back to its sender (probe reflector for tests).
- *   TCP  5000   line protocol: "count" -> "counter N boot B uptime_ms U"; "traffic PEER RATE KBPS
+ *   TCP  5000   line protocol: "count" -> "counter N boot B uptime_ms U now T sent P recv R ssent S
+ *               srecv Q" (T: guest-monotonic ms; P/R/S/Q: the traffic's counts); "traffic PEER RATE KBPS
  *               PAYLOAD" starts the lab's traffic to PEER; "stop" stops it; "dump" -> one JSON line
  *               with what the traffic recorded (times in guest-monotonic ms); any other line is
  *               echoed back.
@@ -143,7 +144,10 @@ static void command(struct client *c, char *line) {
   double rate, kbps;
   unsigned payload;
   if (strcmp(line, "count") == 0 || strcmp(line, "c") == 0) {
-    reply(c->fd, "counter %llu boot %s uptime_ms %.0f\n", (unsigned long long)counter, boot_id, now_ms() - started);
+    double t = now_ms();
+    reply(c->fd, "counter %llu boot %s uptime_ms %.0f now %.3f sent %u recv %u ssent %u srecv %u\n",
+          (unsigned long long)counter, boot_id, t - started, t, tr.probes_sent, tr.recv_n, tr.stream_sent,
+          tr.stream_received);
   } else if (sscanf(line, "traffic %63s %lf %lf %u", peer, &rate, &kbps, &payload) == 4) {
     memset(&tr.peer, 0, sizeof tr.peer);
     tr.peer.sin6_family = AF_INET6;

@@ -1,0 +1,194 @@
+// The lab's guest traffic endpoint for a QEMU guest. Same command line, stdin/stdout conversation and
+// result file as src/lab/endpoint.ts (`ip netns exec <ns> node --import tsx guest-endpoint.ts '<json>'`,
+// ready/progress/done lines, "stop" on stdin, EndpointResult in `out`), but the packets are sent and
+// received inside the VM by its own services (guest/oflguest.c), which this process drives over the
+// guest's TCP line service from a namespace that routes to the guest (the correspondent's).
+//
+// The guest records its times on its own clock; this process samples that clock against ours over the
+// same TCP connection and converts every time before writing the result (guest-clock.ts), so the lab's
+// measurement sees one clock. The TCP connection stays open through every migration: if it breaks,
+// the result says so (tcpBroken) — it must not.
+import { writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { type ClockSample, clockSegments, toHostTimes } from './guest-clock.ts';
+import { GUEST_PORTS } from './guest-image.ts';
+
+export interface GuestEndpointOptions {
+  role: 'guest';
+  /** The guest's address (its services listen there). */
+  bind: string;
+  /** Where the guest sends its probes and stream (the correspondent). */
+  peer: string;
+  probeRate: number;
+  streamKbps: number;
+  streamPayload: number;
+  graceMs: number;
+  out: string;
+  /** How long to keep trying to reach the guest (it may still be taking its address), ms. */
+  connectTimeoutMs?: number;
+  /** Clock samples, ms between. */
+  sampleMs?: number;
+}
+
+/** What the guest's `dump` returns (times on the guest's clock). */
+interface GuestDump {
+  role: 'guest';
+  now: number;
+  probe: { sent: number; sendErrors: number; sendTimes: number[] };
+  received: { seq: number[]; at: number[] };
+  stream: { sent: number; received: number; receivedBytes: number };
+}
+
+const now = () => performance.timeOrigin + performance.now();
+const emit = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+
+/** A line conversation over one TCP connection: `ask` sends a line and resolves with the next line. */
+class LineConn {
+  private buffer = '';
+  private waiters: Array<{ resolve(line: string): void; reject(err: Error): void }> = [];
+  closed: Error | undefined;
+
+  constructor(readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.on('data', (d) => {
+      this.buffer += String(d);
+      for (let nl = this.buffer.indexOf('\n'); nl >= 0; nl = this.buffer.indexOf('\n')) {
+        const line = this.buffer.slice(0, nl);
+        this.buffer = this.buffer.slice(nl + 1);
+        this.waiters.shift()?.resolve(line);
+      }
+    });
+    const end = (err: Error) => {
+      this.closed ??= err;
+      for (const w of this.waiters.splice(0)) w.reject(err);
+    };
+    socket.on('error', end);
+    socket.on('close', () => end(new Error('connection to the guest closed')));
+  }
+
+  ask(line: string): Promise<string> {
+    if (this.closed) return Promise.reject(this.closed);
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.socket.write(`${line}\n`);
+    });
+  }
+}
+
+async function connectGuest(address: string, timeoutMs: number): Promise<LineConn> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      const socket = await new Promise<Socket>((resolve, reject) => {
+        const s = connect({ host: address, port: GUEST_PORTS.control, timeout: 2000 });
+        s.once('connect', () => {
+          s.setTimeout(0);
+          resolve(s);
+        });
+        s.once('timeout', () => {
+          s.destroy();
+          reject(new Error('connect timeout'));
+        });
+        s.once('error', reject);
+      });
+      return new LineConn(socket);
+    } catch (err) {
+      if (performance.now() > deadline)
+        throw new Error(`guest ${address}:${GUEST_PORTS.control} unreachable: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+const COUNT = /now ([\d.]+) sent (\d+) recv (\d+) ssent (\d+) srecv (\d+)/;
+
+export async function runGuestEndpoint(o: GuestEndpointOptions): Promise<void> {
+  const conn = await connectGuest(o.bind, o.connectTimeoutMs ?? 90_000);
+  const samples: ClockSample[] = [];
+  let last = { sent: 0, recv: 0, ssent: 0, srecv: 0 };
+  const sample = async () => {
+    const t1 = now();
+    const line = await conn.ask('count');
+    const t2 = now();
+    const m = COUNT.exec(line);
+    if (!m) return;
+    samples.push({ guest: Number(m[1]), host: (t1 + t2) / 2, rtt: t2 - t1 });
+    last = { sent: Number(m[2]), recv: Number(m[3]), ssent: Number(m[4]), srecv: Number(m[5]) };
+  };
+  for (let i = 0; i < 5; i++) await sample();
+  const ok = await conn.ask(`traffic ${o.peer} ${o.probeRate} ${o.streamKbps} ${o.streamPayload}`);
+  if (!ok.startsWith('ok')) throw new Error(`guest refused the traffic: ${ok}`);
+
+  let sampling = false;
+  const sampler = setInterval(() => {
+    if (sampling || conn.closed) return;
+    sampling = true;
+    sample()
+      .catch(() => {})
+      .finally(() => {
+        sampling = false;
+      });
+  }, o.sampleMs ?? 200);
+  const progress = setInterval(() => {
+    emit({
+      type: 'progress',
+      t: now(),
+      probesSent: last.sent,
+      probesReceived: last.recv,
+      streamSent: last.ssent,
+      streamReceived: last.srecv,
+    });
+  }, 1000);
+  emit({ type: 'ready', t: now() });
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(sampler);
+    while (sampling) await new Promise((r) => setTimeout(r, 5));
+    let result: unknown;
+    try {
+      await conn.ask('stop');
+      await new Promise((r) => setTimeout(r, o.graceMs));
+      for (let i = 0; i < 5; i++) await sample();
+      const dump = JSON.parse(await conn.ask('dump')) as GuestDump;
+      const segments = clockSegments(samples, dump.received.at);
+      result = {
+        role: 'guest',
+        probe: { ...dump.probe, sendTimes: toHostTimes(dump.probe.sendTimes, segments) },
+        received: { seq: dump.received.seq, at: toHostTimes(dump.received.at, segments) },
+        stream: dump.stream,
+        rcvbufErrors: 0,
+        clock: { samples: samples.length, segments },
+        tcpBroken: false,
+      };
+    } catch (err) {
+      result = {
+        role: 'guest',
+        probe: { sent: last.sent, sendErrors: 0, sendTimes: [] },
+        received: { seq: [], at: [] },
+        stream: { sent: last.ssent, received: last.srecv, receivedBytes: 0 },
+        rcvbufErrors: 0,
+        tcpBroken: true,
+        error: `the guest's TCP connection broke: ${(err as Error).message}`,
+      };
+    }
+    clearInterval(progress);
+    writeFileSync(o.out, JSON.stringify(result));
+    conn.socket.end();
+    process.stdout.write(`${JSON.stringify({ type: 'done' })}\n`, () => process.exit(0));
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  process.stdin.on('data', (d) => {
+    if (String(d).includes('stop')) void stop();
+  });
+  process.stdin.on('end', () => void stop());
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await runGuestEndpoint(JSON.parse(process.argv[2] ?? '{}') as GuestEndpointOptions);
+}
