@@ -1,0 +1,311 @@
+// HA scale benchmark (issue 9, bench/README.md): the real `offlink ha` daemon in one namespace, a load
+// generator process (loadgen.ts) in another playing 100,000 mobile routers over UDP. Registers them all,
+// then refreshes at steady rates; reports registration time, sustained BU/s with BA latency, HA RSS,
+// SQLite size and the kernel routes installed.
+//
+//   node --import tsx bench/ha/run.ts [--mrs 100000] [--coas 1000] [--rates 5000,10000] [--seconds 20]
+//                                     [--window 4096] [--profile LABEL] [--json FILE]
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { canUseNetns, type NetnsLab, withNetns } from '../../test/helpers/netns.ts';
+import { loadProfile, monotonicMicros, profileMarkdown, summarizeProfile } from '../lib/cpuprofile.ts';
+import { type Daemon, startDaemon, stopDaemon } from '../lib/daemon.ts';
+import { JsonProc } from '../lib/jsonproc.ts';
+import { describeMachine, finishMachineInfo, machineInfo } from '../lib/machine.ts';
+import { cpuMs, procMemory, RssSampler } from '../lib/proc.ts';
+import {
+  BENCH_DIR,
+  numArg,
+  parseArgs,
+  printTargets,
+  REPO_DIR,
+  type Target,
+  writeResult,
+} from '../lib/results.ts';
+import type { Summary } from '../lib/stats.ts';
+import { COA_PREFIX, coaOf, HA_ADDRESS, HA_LINK, writeHaConfig } from './fleet.ts';
+
+const args = parseArgs(process.argv.slice(2));
+const MRS = numArg(args, 'mrs', 100_000);
+const COAS = numArg(args, 'coas', 1000);
+const WINDOW = numArg(args, 'window', 4096);
+const SECONDS = numArg(args, 'seconds', 20);
+const RATES = (args.get('rates') ?? '5000,10000').split(',').map(Number);
+const PROFILE = args.get('profile');
+const STATUS_PORT = 9180;
+
+interface RegisterResult {
+  ms: number;
+  answered: number;
+  retransmissions: number;
+  statuses: Record<string, number>;
+  latencyMs: Summary;
+  perSecond: number[];
+  verified: number;
+  verifyFailed: number;
+}
+interface RefreshResult {
+  rate: number;
+  sent: number;
+  skipped: number;
+  offeredPerSecond: number;
+  answered: number;
+  answeredPerSecond: number;
+  lost: number;
+  statuses: Record<string, number>;
+  latencyMs: Summary;
+  verified: number;
+  verifyFailed: number;
+  startNs: string;
+  endNs: string;
+}
+
+const log = (msg: string) => console.error(`[bench/ha] ${msg}`);
+
+async function buildNamespaces(lab: NetnsLab): Promise<{ ha: string; lg: string }> {
+  const ha = await lab.ns('ha', { forwarding: true });
+  const lg = await lab.ns('lg');
+  await lab.veth(ha, 'ha-up', lg, 'lg0');
+  await lab.addr(ha, 'ha-up', `${HA_LINK.ha}/64`);
+  await lab.addr(lg, 'lg0', `${HA_LINK.lg}/64`);
+  const batch = (ns: string, lines: string[]) =>
+    execFileSync('ip', ['-6', '-n', ns, '-batch', '-'], { input: `${lines.join('\n')}\n` });
+  batch(ha, [`addr add ${HA_ADDRESS}/128 dev lo`, `route add ${COA_PREFIX} via ${HA_LINK.lg} dev ha-up`]);
+  batch(lg, [
+    `route add 2001:db8:ffff::/48 via ${HA_LINK.ha} dev lg0`,
+    ...Array.from({ length: COAS }, (_, k) => `addr add ${coaOf(k)}/128 dev lo nodad`),
+  ]);
+  return { ha, lg };
+}
+
+function countRoutes(ns: string): number {
+  const out = execFileSync('ip', ['-n', ns, '-6', 'route', 'show', 'proto', '241'], { maxBuffer: 1 << 30 });
+  let n = 0;
+  for (const b of out) if (b === 10) n++;
+  return n;
+}
+
+function metric(ns: string, name: string): number {
+  const out = execFileSync('ip', [
+    'netns',
+    'exec',
+    ns,
+    'curl',
+    '-sf',
+    `http://127.0.0.1:${STATUS_PORT}/metrics`,
+  ]).toString();
+  const line = out.split('\n').find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(' ')[1] ?? Number.NaN);
+}
+
+function dbBytes(path: string): number {
+  let sum = 0;
+  for (const suffix of ['', '-wal', '-shm'])
+    if (existsSync(path + suffix)) sum += statSync(path + suffix).size;
+  return sum;
+}
+
+/** CPU time the HA and the load generator used since `from`, per answered BU (load-independent-ish). */
+function cpuPer(from: { ha: number; lg: number }, haPid: number, lgPid: number, bus: number) {
+  const ha = cpuMs(haPid) - from.ha;
+  const lg = cpuMs(lgPid) - from.lg;
+  return {
+    haCpuMs: ha,
+    loadgenCpuMs: lg,
+    haCpuUsPerBu: (1000 * ha) / Math.max(1, bus),
+    loadgenCpuUsPerBu: (1000 * lg) / Math.max(1, bus),
+  };
+}
+
+const mib = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
+const fmt = (s: Summary) => `p50 ${s.p50.toFixed(2)} / p99 ${s.p99.toFixed(2)} / max ${s.max.toFixed(1)} ms`;
+
+async function main(): Promise<void> {
+  if (!canUseNetns()) throw new Error('needs root (network namespaces)');
+  const machine = machineInfo();
+  const dir = mkdtempSync(join(tmpdir(), 'offlink-bench-ha-'));
+  const config = join(dir, 'ha.yaml');
+  const database = join(dir, 'ha.sqlite');
+  const profDir = join(dir, 'prof');
+  const t = performance.now();
+  await writeHaConfig(config, { mrs: MRS, uplink: 'ha-up', database, statusPort: STATUS_PORT });
+  log(
+    `config with ${MRS} mobile routers: ${mib(statSync(config).size)} MiB in ${(performance.now() - t).toFixed(0)} ms`,
+  );
+
+  let ha: Daemon | undefined;
+  let lg: JsonProc | undefined;
+  const marks: Record<string, number> = {};
+  try {
+    const result = await withNetns(async (lab) => {
+      const ns = await buildNamespaces(lab);
+      marks['start'] = monotonicMicros();
+      ha = await startDaemon(ns.ha, ['ha', '--config', config], {
+        log: join(dir, 'ha.log'),
+        ready: 'home agent started',
+        nodeFlags: PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [],
+      });
+      const rss = new RssSampler(ha.pid);
+      const started = { ms: ha.startMs, rssMiB: rss.sample() };
+      log(
+        `HA serving after ${(ha.startMs / 1000).toFixed(1)} s, RSS ${started.rssMiB.toFixed(0)} MiB (no bindings)`,
+      );
+
+      lg = new JsonProc(
+        ['ip', 'netns', 'exec', ns.lg, process.execPath, '--import', 'tsx', join(BENCH_DIR, 'ha/loadgen.ts')],
+        {
+          cwd: REPO_DIR,
+        },
+      );
+      await lg.call('init', { mrs: MRS, coas: COAS, port: 4191, lifetimeSeconds: 3600 });
+
+      const lgPid = lg.child.pid!;
+      rss.reset();
+      marks['registerStart'] = monotonicMicros();
+      let cpu = { ha: cpuMs(ha.pid), lg: cpuMs(lgPid) };
+      const reg0 = await lg.call<RegisterResult>('register', { window: WINDOW, retransmitMs: 5000 });
+      const reg = { ...reg0, ...cpuPer(cpu, ha.pid, lgPid, reg0.answered) };
+      marks['registerEnd'] = monotonicMicros();
+      const regRssMax = rss.max;
+      log(
+        `registered ${reg.answered} in ${(reg.ms / 1000).toFixed(1)} s (${reg.retransmissions} retransmitted), BA ${fmt(reg.latencyMs)}, statuses ${JSON.stringify(reg.statuses)}, HA CPU ${reg.haCpuUsPerBu.toFixed(0)} µs/BU`,
+      );
+      const routes = countRoutes(ns.ha);
+      const bindings = metric(ns.ha, 'offlink_ha_bindings');
+      await new Promise((r) => setTimeout(r, 2000));
+      const held = {
+        rssMiB: rss.sample(),
+        regRssMaxMiB: regRssMax,
+        dbMiB: mib(dbBytes(database)),
+        routes,
+        bindings,
+      };
+      log(
+        `holding ${bindings} bindings: ${routes} kernel routes, SQLite ${held.dbMiB} MiB, HA RSS ${held.rssMiB.toFixed(0)} MiB`,
+      );
+
+      const refreshes: (RefreshResult & { rssMaxMiB: number } & ReturnType<typeof cpuPer>)[] = [];
+      for (const rate of RATES) {
+        rss.reset();
+        cpu = { ha: cpuMs(ha.pid), lg: cpuMs(lgPid) };
+        const r = await lg.call<RefreshResult>('refresh', { rate, seconds: SECONDS, lossTimeoutMs: 2000 });
+        refreshes.push({ ...r, rssMaxMiB: rss.max, ...cpuPer(cpu, ha.pid, lgPid, r.answered) });
+        marks[`refresh${rate}Start`] = Number(BigInt(r.startNs) / 1000n);
+        marks[`refresh${rate}End`] = Number(BigInt(r.endNs) / 1000n);
+        log(
+          `refresh at ${rate}/s: offered ${r.offeredPerSecond.toFixed(0)}/s, answered ${r.answeredPerSecond.toFixed(0)}/s, lost ${r.lost}, BA ${fmt(r.latencyMs)}, RSS max ${rss.max.toFixed(0)} MiB, HA CPU ${refreshes.at(-1)!.haCpuUsPerBu.toFixed(0)} µs/BU`,
+        );
+      }
+      const final = {
+        rssMiB: rss.sample(),
+        hwmMiB: procMemory(ha.pid)?.hwmMiB ?? Number.NaN,
+        dbMiB: mib(dbBytes(database)),
+      };
+      rss.stop();
+      await lg.close();
+      marks['stop'] = monotonicMicros();
+      await stopDaemon(ha);
+      return { started, reg, held, refreshes, final };
+    });
+
+    const r5k = result.refreshes.find((r) => r.rate === 5000) ?? result.refreshes[0]!;
+    const sustained = result.refreshes.filter((r) => r.lost === 0 && r.answeredPerSecond >= 0.98 * r.rate);
+    const best = sustained.at(-1);
+    const rssAt100k = Math.max(result.held.rssMiB, ...result.refreshes.map((r) => r.rssMaxMiB));
+    const targets: Target[] = [
+      {
+        what: 'bindings held',
+        target: `${MRS}`,
+        measured: `${result.held.bindings} bindings, ${result.held.routes} routes`,
+        met: result.held.bindings === MRS,
+      },
+      {
+        what: 'register all',
+        target: '≤ 60 s',
+        measured: `${(result.reg.ms / 1000).toFixed(1)} s`,
+        met: result.reg.ms <= 60_000,
+      },
+      {
+        what: 'sustained refreshes',
+        target: '≥ 5000 BU/s',
+        measured: best
+          ? `${best.answeredPerSecond.toFixed(0)} BU/s (offered ${best.rate}/s, 0 lost)`
+          : 'none without loss',
+        met: best !== undefined && best.answeredPerSecond >= 4900,
+      },
+      {
+        what: `p99 BA latency at ${r5k.rate}/s`,
+        target: '≤ 10 ms',
+        measured: `p50 ${r5k.latencyMs.p50.toFixed(2)} / p99 ${r5k.latencyMs.p99.toFixed(2)} ms`,
+        met: r5k.latencyMs.p99 <= 10,
+      },
+      {
+        what: 'HA RSS at 100k bindings',
+        target: '≤ 256 MiB',
+        measured: `${rssAt100k.toFixed(0)} MiB (peak while registering ${result.held.regRssMaxMiB.toFixed(0)}, VmHWM ${result.final.hwmMiB.toFixed(0)})`,
+        met: rssAt100k <= 256,
+      },
+    ];
+    const m = finishMachineInfo(machine);
+    console.log(`\nHA scale — ${describeMachine(m)}`);
+    console.log(
+      `SQLite ${result.final.dbMiB} MiB; HA start with ${MRS} MRs configured: ${(result.started.ms / 1000).toFixed(1)} s`,
+    );
+    printTargets(targets);
+
+    let profile: string | undefined;
+    if (PROFILE) profile = writeProfileSummary(profDir, PROFILE, marks, m);
+    const out = writeResult(args.get('json'), PROFILE ? `ha-${PROFILE}` : 'ha', {
+      bench: 'ha',
+      machine: m,
+      params: { mrs: MRS, coas: COAS, window: WINDOW, seconds: SECONDS, rates: RATES, profiled: !!PROFILE },
+      ...result,
+      targets,
+      profile,
+    });
+    log(`wrote ${out}`);
+  } finally {
+    await lg?.close();
+    await stopDaemon(ha, 5000);
+    if (!args.has('keep')) rmSync(dir, { recursive: true, force: true });
+    else log(`kept ${dir}`);
+  }
+}
+
+function writeProfileSummary(
+  profDir: string,
+  label: string,
+  marks: Record<string, number>,
+  m: ReturnType<typeof machineInfo>,
+): string {
+  const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no .cpuprofile in ${profDir}`);
+  const p = loadProfile(join(profDir, file));
+  const windows: [string, number | undefined, number | undefined][] = [
+    ['start (config, store, reconcile)', undefined, marks['registerStart']],
+    [`registration of ${MRS}`, marks['registerStart'], marks['registerEnd']],
+    ...RATES.map((r): [string, number | undefined, number | undefined] => [
+      `refreshes at ${r}/s`,
+      marks[`refresh${r}Start`],
+      marks[`refresh${r}End`],
+    ]),
+  ];
+  const md = [
+    `## HA CPU profile: ${label}`,
+    '',
+    `\`node --cpu-prof\` on \`offlink ha\` during \`bench/ha/run.ts --profile ${label}\`; ${describeMachine(m)}.`,
+    '',
+    ...windows.map(([title, from, to]) => profileMarkdown(title, summarizeProfile(p, { from, to }))),
+  ].join('\n');
+  const path = join(BENCH_DIR, 'profiles', `ha-${label}.md`);
+  writeFileSync(path, md);
+  log(`profile summary: ${path}`);
+  return path;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,78 @@
+// Starting offlink's daemons for a benchmark: `node [flags] bin/offlink.js <args>` inside a namespace,
+// stderr (the JSON log) into a file, so a chatty daemon never blocks on a pipe we are slow to read.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_DIR } from './results.ts';
+
+export interface Daemon {
+  child: ChildProcess;
+  pid: number;
+  log: string;
+  /** Wall ms from spawn until the ready line appeared. */
+  startMs: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function startDaemon(
+  ns: string,
+  args: readonly string[],
+  o: {
+    log: string;
+    ready: string;
+    nodeFlags?: readonly string[];
+    env?: NodeJS.ProcessEnv;
+    timeoutMs?: number;
+  },
+): Promise<Daemon> {
+  const fd = openSync(o.log, 'w');
+  const t0 = performance.now();
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns,
+      process.execPath,
+      ...(o.nodeFlags ?? []),
+      join(REPO_DIR, 'bin/offlink.js'),
+      ...args,
+    ],
+    { stdio: ['ignore', fd, fd], env: o.env ?? process.env },
+  );
+  closeSync(fd);
+  const deadline = Date.now() + (o.timeoutMs ?? 120_000);
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`${args[0]} exited (${child.exitCode ?? child.signalCode}):\n${tail(o.log)}`);
+    if (readFileSync(o.log, 'utf8').includes(o.ready)) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${args[0]} did not log "${o.ready}":\n${tail(o.log)}`);
+    }
+    await sleep(100);
+  }
+  // `ip netns exec` execs the program: the pid is node's.
+  return { child, pid: child.pid!, log: o.log, startMs: performance.now() - t0 };
+}
+
+export function tail(path: string, lines = 15): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
+export async function stopDaemon(d: Daemon | undefined, graceMs = 60_000): Promise<void> {
+  if (!d) return;
+  const c = d.child;
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  const closed = new Promise((r) => c.once('exit', r));
+  c.kill('SIGTERM');
+  const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
+  await closed;
+  clearTimeout(t);
+}

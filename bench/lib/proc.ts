@@ -1,0 +1,64 @@
+// Memory of a process from /proc (works across namespaces: the pid is in our pid namespace).
+import { readFileSync } from 'node:fs';
+
+export interface ProcMemory {
+  /** Resident set now, and its peak (VmHWM), in MiB. */
+  rssMiB: number;
+  hwmMiB: number;
+}
+
+export function procMemory(pid: number): ProcMemory | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024 };
+}
+
+/** Samples a process's RSS every `intervalMs`; `max` is the largest seen since `reset()`. */
+export class RssSampler {
+  max = 0;
+  last = 0;
+  private timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly pid: number,
+    intervalMs = 250,
+  ) {
+    this.timer = setInterval(() => this.sample(), intervalMs);
+    this.timer.unref();
+  }
+
+  sample(): number {
+    const m = procMemory(this.pid);
+    if (m) {
+      this.last = m.rssMiB;
+      this.max = Math.max(this.max, m.rssMiB);
+    }
+    return this.last;
+  }
+
+  reset(): void {
+    this.max = 0;
+    this.sample();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** CPU time (user + system) a process has used so far, in ms (from /proc/<pid>/stat, 100 Hz ticks). */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
