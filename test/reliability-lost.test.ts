@@ -20,25 +20,16 @@ import {
   type ProbeReport,
   report,
 } from './helpers/agent-lab.ts';
-import { DropFirst, waitUntil } from './helpers/faults.ts';
+import { DropFirst, hexAddress, waitUntil } from './helpers/faults.ts';
 import { ADDR, ECHO_PORT, haStatus } from './helpers/homeagent-lab.ts';
 import { canUseNetns, type NetnsLab, withNetns } from './helpers/netns.ts';
 import type { Proc } from './helpers/procs.ts';
 import { Procs } from './helpers/procs.ts';
 
-/** An address as the 128-bit hex integer nft compares raw payload with. */
-function hex128(addr: string): string {
-  const [head, tail = ''] = addr.split('::');
-  const h = head!.split(':').filter(Boolean);
-  const t = tail.split(':').filter(Boolean);
-  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  return `0x${groups.map((g) => g.padStart(4, '0')).join('')}`;
-}
-
 // UDP payload = inner IPv6 header + MH: the inner source (a BU's HoA) starts 8 bytes into it, the inner
 // destination (a BA's HoA) 24 bytes; the transport header (@th) is the 8-byte UDP header before that.
-const NET1_BU = `udp dport 4191 @th,128,128 ${hex128(ADDR.hoa)}`;
-const NET1_BA = `udp sport 4191 @th,256,128 ${hex128(ADDR.hoa)}`;
+const NET1_BU = `udp dport 4191 @th,128,128 0x${hexAddress(ADDR.hoa)}`;
+const NET1_BA = `udp sport 4191 @th,256,128 0x${hexAddress(ADDR.hoa)}`;
 const HANDOVER_REQUEST = 'tcp dport 7400 @ih,0,128 0x504f5354202f76312f68616e646f7665'; // "POST /v1/handove" (128 bits at most)
 
 test('lost BUs, BAs and handover notifications are recovered by retransmission', {

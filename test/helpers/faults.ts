@@ -1,6 +1,8 @@
 // Fault injection for the reliability and security tests (test/reliability-*.test.ts,
 // test/security-*.test.ts): nftables rules that lose chosen packets inside a namespace, the kernel's UDP
-// error counters, and polling.
+// error counters, packet capture (an attacker on the path), and polling.
+import { readFileSync } from 'node:fs';
+import { formatIPv6 } from '../../src/protocol/address.ts';
 import type { NetnsLab } from './netns.ts';
 
 /**
@@ -85,4 +87,83 @@ export async function waitUntil<T>(
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+export interface CapturedDatagram {
+  /** Outer IPv6 source and destination. */
+  src: string;
+  dst: string;
+  payload: Buffer;
+}
+
+/**
+ * What an attacker on the path records: `dumpcap` on `iface` in namespace `ns` with a capture filter,
+ * until `count` packets. `datagrams()` waits for them and returns the UDP payloads (Ethernet, IPv6, UDP).
+ */
+export async function captureUdp(
+  lab: NetnsLab,
+  ns: string,
+  o: { iface: string; filter: string; count: number; file: string },
+): Promise<{ datagrams(timeoutMs?: number): Promise<CapturedDatagram[]> }> {
+  const child = lab.spawn(ns, [
+    'dumpcap',
+    '-q',
+    '-i',
+    o.iface,
+    '-f',
+    o.filter,
+    '-c',
+    String(o.count),
+    '-P',
+    '-w',
+    o.file,
+  ]);
+  let stderr = '';
+  child.stderr?.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await waitUntil(
+    `dumpcap on ${o.iface}`,
+    async () => /Capturing on/.test(stderr) || child.exitCode !== null,
+    10_000,
+  );
+  if (child.exitCode !== null) throw new Error(`dumpcap exited: ${stderr}`);
+  return {
+    async datagrams(timeoutMs = 20_000) {
+      const t = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+      const code = await exited;
+      clearTimeout(t);
+      if (code !== 0) throw new Error(`dumpcap exited with ${code}: ${stderr}`);
+      return parsePcap(readFileSync(o.file));
+    },
+  };
+}
+
+/** Classic pcap (Ethernet link type) → UDP-over-IPv6 datagrams. */
+function parsePcap(buf: Buffer): CapturedDatagram[] {
+  const le = buf.readUInt32LE(0) === 0xa1b2c3d4;
+  const u32 = (at: number) => (le ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
+  const out: CapturedDatagram[] = [];
+  for (let at = 24; at + 16 <= buf.length; ) {
+    const caplen = u32(at + 8);
+    const frame = buf.subarray(at + 16, at + 16 + caplen);
+    at += 16 + caplen;
+    if (frame.readUInt16BE(12) !== 0x86dd || frame[14 + 6] !== 17) continue;
+    const ip = frame.subarray(14);
+    out.push({
+      src: formatIPv6(ip.subarray(8, 24)),
+      dst: formatIPv6(ip.subarray(24, 40)),
+      payload: Buffer.from(ip.subarray(48, 40 + ip.readUInt16BE(4))),
+    });
+  }
+  return out;
+}
+
+/** An IPv6 address as 32 hex digits (nft compares raw payload with `0x` + this). */
+export function hexAddress(addr: string): string {
+  const [head, tail = ''] = addr.split('::');
+  const h = head!.split(':').filter(Boolean);
+  const t = tail.split(':').filter(Boolean);
+  return [...h, ...Array(8 - h.length - t.length).fill('0'), ...t].map((g) => g.padStart(4, '0')).join('');
 }

@@ -309,6 +309,21 @@ export class NsAgent {
     };
   }
 
+  /** Send `hex` as it is (`count` times) from `from` to the HA port at `to`; the replies within waitMs. */
+  async raw(cmd: {
+    from: string;
+    to: string;
+    hex: string;
+    count?: number;
+    waitMs?: number;
+    verify?: { spi: number; key: string; algorithm?: 'hmac-sha1' | 'hmac-sha256'; coa: string; hoa: string };
+  }): Promise<{
+    replies: number;
+    reply: { type: string; status?: number; sequence?: number; authentic?: boolean } | null;
+  }> {
+    return (await this.request({ op: 'raw', ...cmd })) as Awaited<ReturnType<NsAgent['raw']>>;
+  }
+
   echo(port = ECHO_PORT): Promise<unknown> {
     return this.request({ op: 'echo', port });
   }

@@ -7,11 +7,14 @@
 //   {"id":3,"op":"echo","port":7}         → UDP echo server on [::]:7 → {"id":3,"ok":true}
 //   {"id":4,"op":"probe","to":"2001:db8:c::2","port":7,"count":5,"size":1400,"intervalMs":20,"waitMs":500}
 //                                         → {"id":4,"sent":5,"received":5,"rttMs":[...]}
+//   {"id":5,"op":"raw","from":ADDR,"to":HA,"hex":"...","count":1,"waitMs":1000,"verify":{spi,key,algorithm?,coa,hoa}}
+//                                         → {"id":5,"replies":N,"reply":{type,status?,sequence?,authentic?}|null}
+//     (bytes sent as they are, `count` times, from a fresh socket on `from`; the replies within waitMs)
 // (ping is not installed here; UDP probes test the same paths and size.)
 import { createSocket, type Socket } from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { BuFlag, SIGNALING_PORT } from '../../src/protocol/constants.ts';
-import { decodeSignalingPacket, encodeSignalingPacket } from '../../src/protocol/packet.ts';
+import { decodeSignalingPacket, encodeSignalingPacket, verifyPacketAuth } from '../../src/protocol/packet.ts';
 import type { MobilityOption, SecurityAssociation } from '../../src/protocol/types.ts';
 import { type BuSpec, makeBindingUpdate, readBindingAck } from './homeagent-mr.ts';
 
@@ -292,12 +295,51 @@ async function probe(cmd: {
   return { sent: cmd.count, received: rtt.length, rttMs: rtt };
 }
 
+async function raw(cmd: {
+  from: string;
+  to: string;
+  hex: string;
+  count?: number;
+  waitMs?: number;
+  verify?: { spi: number; key: string; algorithm?: WireSpec['algorithm']; coa: string; hoa: string };
+}) {
+  const socket = createSocket({ type: 'udp6', ipv6Only: true });
+  socket.on('error', () => {});
+  const replies: Buffer[] = [];
+  socket.on('message', (m) => replies.push(m));
+  await new Promise<void>((resolve) => socket.bind({ address: cmd.from, port: 0 }, () => resolve()));
+  const data = Buffer.from(cmd.hex, 'hex');
+  for (let i = 0; i < (cmd.count ?? 1); i++) {
+    await new Promise<void>((resolve) => socket.send(data, SIGNALING_PORT, cmd.to, () => resolve()));
+  }
+  await new Promise((r) => setTimeout(r, cmd.waitMs ?? 1000));
+  socket.close();
+  let reply: Record<string, unknown> | null = null;
+  if (replies[0]) {
+    try {
+      const p = decodeSignalingPacket(replies[0]);
+      const m = p.message;
+      const v = cmd.verify;
+      reply = {
+        type: m.type,
+        ...(m.type === 'bindingAcknowledgement' ? { status: m.status, sequence: m.sequence } : {}),
+        ...(m.type === 'bindingError' ? { status: m.status } : {}),
+        ...(v ? { authentic: verifyPacketAuth(p, sa(v.spi, v.key, v.algorithm), v.coa, v.hoa) } : {}),
+      };
+    } catch (err) {
+      reply = { type: 'undecodable', error: String(err) };
+    }
+  }
+  return { replies: replies.length, reply };
+}
+
 // biome-ignore lint/suspicious/noExplicitAny: commands are JSON from the test process
 const ops: Record<string, (cmd: any) => Promise<object>> = {
   bu: (cmd) => bu(cmd.spec, cmd.timeoutMs),
   fuzz: (cmd) => fuzz(cmd),
   echo: (cmd) => echo(cmd),
   probe: (cmd) => probe(cmd),
+  raw: (cmd) => raw(cmd),
 };
 
 const rl = createInterface({ input: process.stdin });
