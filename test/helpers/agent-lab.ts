@@ -310,10 +310,11 @@ export async function controlRequest(
   ),
 ): Promise<ControlReply> {
   const argv = ['curl', '-s', '-o', '-', '-w', '\n%{http_code}', '-X', req.method, '--max-time', '20'];
-  if (req.body !== undefined) argv.push('-H', 'content-type: application/json', '--data-binary', req.body);
+  // The body goes through stdin: an argument is limited to 128 KiB.
+  if (req.body !== undefined) argv.push('-H', 'content-type: application/json', '--data-binary', '@-');
   for (const [k, v] of Object.entries(headers)) argv.push('-H', `${k}: ${v}`);
   argv.push(`${url(to)}${req.path}`);
-  const { stdout } = await sh(['ip', 'netns', 'exec', lab.ns[from], ...argv]);
+  const { stdout } = await sh(['ip', 'netns', 'exec', lab.ns[from], ...argv], req.body);
   const nl = stdout.lastIndexOf('\n');
   return { status: Number(stdout.slice(nl + 1)), body: stdout.slice(0, nl) };
 }
