@@ -34,6 +34,8 @@ const WINDOW = numArg(args, 'window', 4096);
 const SECONDS = numArg(args, 'seconds', 20);
 const RATES = (args.get('rates') ?? '5000,10000').split(',').map(Number);
 const PROFILE = args.get('profile');
+/** Extra node flags for the HA process (experiments, e.g. "--max-semi-space-size=4"). */
+const NODE_FLAGS = (args.get('ha-node-flags') ?? '').split(' ').filter((f) => f !== '');
 const STATUS_PORT = 9180;
 
 interface RegisterResult {
@@ -145,7 +147,7 @@ async function main(): Promise<void> {
       ha = await startDaemon(ns.ha, ['ha', '--config', config], {
         log: join(dir, 'ha.log'),
         ready: 'home agent started',
-        nodeFlags: PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [],
+        nodeFlags: [...NODE_FLAGS, ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
       });
       const rss = new RssSampler(ha.pid);
       const started = { ms: ha.startMs, rssMiB: rss.sample() };
@@ -260,7 +262,7 @@ async function main(): Promise<void> {
     const out = writeResult(args.get('json'), PROFILE ? `ha-${PROFILE}` : 'ha', {
       bench: 'ha',
       machine: m,
-      params: { mrs: MRS, coas: COAS, window: WINDOW, seconds: SECONDS, rates: RATES, profiled: !!PROFILE },
+      params: { mrs: MRS, coas: COAS, window: WINDOW, seconds: SECONDS, rates: RATES, profiled: !!PROFILE, haNodeFlags: NODE_FLAGS },
       ...result,
       targets,
       profile,
