@@ -4,6 +4,7 @@
 import type { Driver } from '../hypervisor/driver.ts';
 import type { Logger } from '../log.ts';
 import { RegistrationRejectedError } from '../mobilerouter/errors.ts';
+import { crashPoint } from './crashpoint.ts';
 import {
   type AbortRequest,
   ControlError,
@@ -160,6 +161,7 @@ export class IncomingNetwork {
   private async takeOver(req: HandoverRequest, prepared: Prepared): Promise<HandoverReply> {
     const { ctx } = this;
     const started = ctx.now();
+    crashPoint('destination-before-bu');
     const activation = ctx.router.activate({ lastSequence: req.lastSequence });
     activation.catch(() => {});
     const timeoutMs = ctx.registrationTimeoutMs ?? 5000;

@@ -26,6 +26,7 @@ import { OfflinkError } from '../errors.ts';
 import type { Driver, DriverMigrationResult } from '../hypervisor/driver.ts';
 import type { Logger } from '../log.ts';
 import { seqNewer } from '../protocol/sequence.ts';
+import { crashPoint } from './crashpoint.ts';
 import {
   ControlError,
   type HandoverReply,
@@ -126,6 +127,7 @@ class Migration {
         ),
       );
       await this.moveGuests(guests, prepared);
+      crashPoint('source-after-hypervisor');
       if (ctx.procedure === 'paper') await this.paperHandover();
       else await this.makeBeforeBreakHandover();
       record.outcome = record.outcome === 'running' ? 'succeeded' : record.outcome;

@@ -40,6 +40,8 @@ export interface Lab {
 export interface BuildOptions {
   /** Extra keys of net1's entry in both agents' configs, as YAML flow-map text (`lifetimeSeconds: 12`). */
   net1?: string;
+  /** The same for net2. */
+  net2?: string;
   /** Extra lines under `homeAgent:` of the HA config (`maxLifetimeSeconds: 60`); each is indented by 2. */
   homeAgent?: string;
   /** Extra `mobileRouters` entries of the HA config, as YAML lines (`  - { name: x, ... }`). */
@@ -227,7 +229,7 @@ hypervisor:
   namespaces: { host-a: ${ns['host-a']}, host-b: ${ns['host-b']} }
 networks:
   - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], bridge: ofl-net1, spi: ${SPI}, key: ${KEY}, guests: [guest-1]${o.net1 ? `, ${o.net1}` : ''} }
-  - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], bridge: ofl-net2, spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256, guests: [guest-2] }
+  - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], bridge: ofl-net2, spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256, guests: [guest-2]${o.net2 ? `, ${o.net2}` : ''} }
 `;
 }
 
