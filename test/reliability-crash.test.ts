@@ -15,11 +15,24 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
-import { agentStatus, build, type ProbeReport, report, startLabHa } from './helpers/agent-lab.ts';
+import {
+  agentStatus,
+  build,
+  HOSTS,
+  type Host,
+  type Lab,
+  migrateRecord,
+  type ProbeReport,
+  report,
+  startAgent,
+  startLabHa,
+} from './helpers/agent-lab.ts';
 import { waitUntil } from './helpers/faults.ts';
 import { ADDR, ECHO_PORT, haMetric, haRoutes, haStatus, killHard } from './helpers/homeagent-lab.ts';
-import { canUseNetns, withNetns } from './helpers/netns.ts';
+import { canUseNetns, type NetnsLab, withNetns } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
+
+const other = (h: Host): Host => (h === 'host-a' ? 'host-b' : 'host-a');
 
 test('crashes of the home agent and of either agent mid-migration: one active host, the guest reachable', {
   skip: !canUseNetns() && 'needs root',
@@ -71,6 +84,15 @@ test('crashes of the home agent and of either agent mid-migration: one active ho
         whileDown.received > 0 && whileDown.lost === 0,
         `forwarding while the HA is down: ${JSON.stringify(whileDown)}`,
       );
+
+      // B: paper a → b, the source dies right after moving the guest.
+      await crashMigration(t, netns, lab, procs, pinger, {
+        name: 'B  source kill -9 after the hypervisor step (paper)',
+        from: 'host-a',
+        procedure: 'paper',
+        crashed: 'host-a',
+        restartEnv: {},
+      });
     });
   } finally {
     await procs.killAll();
@@ -78,6 +100,62 @@ test('crashes of the home agent and of either agent mid-migration: one active ho
     for (const f of ['', '-wal', '-shm']) rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
   }
 });
+
+/**
+ * Migrate net1 `from` → the other host while `crashed`'s agent is set to die at a crash point; restart
+ * it (with `restartEnv`) once it is gone; wait until exactly one host is active, the binding points at
+ * it and the stream flows. Reports the times.
+ */
+async function crashMigration(
+  t: { diagnostic(s: string): void },
+  netns: NetnsLab,
+  lab: Lab,
+  procs: Procs,
+  pinger: Proc,
+  o: { name: string; from: Host; procedure: string; crashed: Host; restartEnv: NodeJS.ProcessEnv },
+): Promise<void> {
+  const to = other(o.from);
+  await report(pinger);
+  const victim = lab.agents[o.crashed].child;
+  const gone = new Promise<number>((resolve) => victim.once('exit', () => resolve(Date.now())));
+  const t0 = Date.now();
+  const migration = migrateRecord(lab, 'net1', o.from, to, o.procedure);
+  const crashedAt = await gone;
+  assert.equal(victim.signalCode, 'SIGKILL', `${o.name}: the agent died at its crash point`);
+  await startAgent(lab, procs, o.crashed, o.restartEnv);
+  const restartedAt = Date.now();
+  const res = await migration;
+  let seen = '';
+  const stable = await waitUntil(
+    `${o.name}: exactly one active host`,
+    async () => {
+      const states = await Promise.all(
+        (['host-a', 'host-b'] as const).map(async (h) => {
+          const s = await agentStatus(lab, h).catch(() => undefined);
+          return s?.networks.find((n) => n.name === 'net1')?.state;
+        }),
+      );
+      const active = (['host-a', 'host-b'] as const).filter((_, i) => states[i] === 'active');
+      const binding = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa);
+      seen = `host-a ${states[0]}, host-b ${states[1]}, binding → ${binding?.coa}`;
+      return active.length === 1 &&
+        states.every((s) => s === 'active' || s === 'standby') &&
+        binding?.coa === HOSTS[active[0]!]
+        ? active[0]
+        : undefined;
+    },
+    60_000,
+    100,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; last seen: ${seen}`);
+  });
+  const stableAt = Date.now();
+  const stream = await flows(pinger);
+  t.diagnostic(
+    `${o.name}: migrate exited ${res.code} (${res.record?.outcome ?? 'no record'}${res.record?.failedPhase ? ` in ${res.record.failedPhase}` : ''}); crashed ${crashedAt - t0} ms after the start, restarted in ${restartedAt - crashedAt} ms; ${stable} the only active host ${stableAt - crashedAt} ms after the crash; guest's longest gap ${stream.maxGapMs} ms, ${stream.lost} probes lost`,
+  );
+  assert.equal(stable, to, `${o.name}: the guest's host holds the network`);
+}
 
 /** Wait until the guest's probes come back again; the report spans the outage. */
 async function flows(pinger: Proc): Promise<ProbeReport> {

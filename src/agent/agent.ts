@@ -11,7 +11,7 @@ import type { Clock } from '../clock.ts';
 import { OfflinkError } from '../errors.ts';
 import type { Driver, GuestInfo } from '../hypervisor/driver.ts';
 import type { Logger } from '../log.ts';
-import { IncomingNetwork } from '../migration/incoming.ts';
+import { type IncomingContext, IncomingNetwork, ORPHAN_TAKEOVER } from '../migration/incoming.ts';
 import {
   type AbortRequest,
   type AgentStatus,
@@ -47,6 +47,8 @@ export interface AgentComponents {
   peer: (host: string) => Peer | undefined;
   /** Monotonic milliseconds (default performance.now). */
   now?: () => number;
+  /** Taking over guests that arrive without a notification (default ORPHAN_TAKEOVER; null: never). */
+  orphanTakeover?: IncomingContext['orphanTakeover'] | null;
 }
 
 interface NetworkEntry {
@@ -154,6 +156,9 @@ export class Agent implements ControlHandlers {
         driver: components.driver,
         log: this.log.child({ network: net.name, hoa: net.homeAddress }),
         now: this.now,
+        ...(components.orphanTakeover === null
+          ? {}
+          : { orphanTakeover: components.orphanTakeover ?? ORPHAN_TAKEOVER }),
       });
       this.networks.set(net.name, { config: net, view, router, incoming, migrating: undefined });
     }
@@ -192,6 +197,7 @@ export class Agent implements ControlHandlers {
     await this.server?.close();
     this.server = undefined;
     for (const n of this.networks.values()) {
+      n.incoming.close();
       await n.router
         .stop()
         .catch((err) => this.log.warn({ err, network: n.config.name }, 'stopping the router failed'));

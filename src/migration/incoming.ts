@@ -25,7 +25,18 @@ export interface IncomingContext {
   now: () => number;
   /** How long a handover waits for the accepting BA before answering `registering` (default 5000 ms). */
   registrationTimeoutMs?: number;
+  /**
+   * Take the network over without a notification when the prepared guests have arrived and none came
+   * (the source died, or cannot reach us, after moving them). Every `pollMs` the driver is asked
+   * whether the guests run here; once they have for `graceMs`, this host registers. `graceMs` must
+   * outlast the source's deregistration in the paper procedure (its BU with lifetime 0 must not arrive
+   * after ours). Watching stops after `giveUpMs` (default 10 min). Off when undefined.
+   */
+  orphanTakeover?: { pollMs: number; graceMs: number; giveUpMs?: number };
 }
+
+/** What the agent uses: the paper procedure's deregistration waits up to 10 s for its BA. */
+export const ORPHAN_TAKEOVER = { pollMs: 500, graceMs: 12_000, giveUpMs: 600_000 };
 
 interface Prepared {
   migrationId: string;
@@ -39,6 +50,7 @@ const TAKEOVER_STATES = new Set(['standby']);
 export class IncomingNetwork {
   private prepared: Prepared | undefined;
   private handedOver: { migrationId: string; reply: Promise<HandoverReply> } | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: IncomingContext) {}
 
@@ -96,6 +108,7 @@ export class IncomingNetwork {
     }
     this.prepared = { migrationId: req.migrationId, source: req.source, guests: req.guests };
     this.handedOver = undefined;
+    this.watch(this.prepared);
     ctx.log.info(
       { migrationId: req.migrationId, source: req.source, coa, guests: req.guests },
       'prepared for an incoming migration',
@@ -130,9 +143,59 @@ export class IncomingNetwork {
     }
     const prepared = this.prepared;
     this.prepared = undefined;
-    const reply = this.takeOver(req, prepared);
+    const reply = this.takeOver(req, prepared, req.lastSequence);
     this.handedOver = { migrationId: req.migrationId, reply };
     return reply;
+  }
+
+  /** Stop watching for guests (agent shutdown). */
+  close(): void {
+    clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+  }
+
+  /** The orphan watchdog of `prepared` (see IncomingContext.orphanTakeover); ends when it is consumed. */
+  private watch(prepared: Prepared): void {
+    const o = this.ctx.orphanTakeover;
+    clearTimeout(this.watchdog);
+    if (!o || prepared.guests.length === 0) return;
+    const started = this.ctx.now();
+    let arrivedAt: number | undefined;
+    const tick = async () => {
+      this.watchdog = undefined;
+      if (this.prepared !== prepared) return;
+      try {
+        const here = await this.ctx.driver.listGuests(this.ctx.network);
+        const all = prepared.guests.every((g) => here.some((h) => h.name === g && h.state === 'running'));
+        if (this.prepared !== prepared) return;
+        if (!all) arrivedAt = undefined;
+        else if (arrivedAt === undefined) arrivedAt = this.ctx.now();
+        else if (this.ctx.now() - arrivedAt >= o.graceMs) return this.takeOverOrphan(prepared);
+      } catch (err) {
+        this.ctx.log.warn({ err: message(err) }, 'orphan watchdog: listing guests failed');
+      }
+      if (this.ctx.now() - started < (o.giveUpMs ?? 600_000))
+        this.watchdog = setTimeout(() => void tick(), o.pollMs).unref();
+    };
+    this.watchdog = setTimeout(() => void tick(), o.pollMs).unref();
+  }
+
+  private takeOverOrphan(prepared: Prepared): void {
+    this.prepared = undefined;
+    this.ctx.log.warn(
+      {
+        migrationId: prepared.migrationId,
+        source: prepared.source,
+        guests: prepared.guests,
+        graceMs: this.ctx.orphanTakeover?.graceMs,
+      },
+      'the guests arrived without a handover notification: taking the network over',
+    );
+    const req = { migrationId: prepared.migrationId, source: prepared.source, procedure: 'orphan' };
+    const reply = this.takeOver(req, prepared, undefined);
+    reply.catch(() => {});
+    // A notification that arrives late still gets this outcome.
+    this.handedOver = { migrationId: prepared.migrationId, reply };
   }
 
   async abort(req: AbortRequest): Promise<void> {
@@ -158,11 +221,16 @@ export class IncomingNetwork {
     }
   }
 
-  private async takeOver(req: HandoverRequest, prepared: Prepared): Promise<HandoverReply> {
+  /** Register here; without `lastSequence` (no notification) a BA 135 gives the HA's sequence. */
+  private async takeOver(
+    req: Pick<HandoverRequest, 'migrationId' | 'source'> & { procedure: string },
+    prepared: Prepared,
+    lastSequence: number | undefined,
+  ): Promise<HandoverReply> {
     const { ctx } = this;
     const started = ctx.now();
     crashPoint('destination-before-bu');
-    const activation = ctx.router.activate({ lastSequence: req.lastSequence });
+    const activation = ctx.router.activate(lastSequence === undefined ? {} : { lastSequence });
     activation.catch(() => {});
     const timeoutMs = ctx.registrationTimeoutMs ?? 5000;
     let timer: NodeJS.Timeout | undefined;

@@ -343,3 +343,73 @@ describe('migration procedure (source side, with the destination side in-process
     assert.ok(world.log.indexOf('host-a: moved guest-2 to host-b') < bindAt);
   });
 });
+
+describe('destination: guests that arrive without a handover notification', () => {
+  const PREPARE = {
+    migrationId: 'mig-00000042',
+    network: 'net1',
+    source: 'host-a',
+    procedure: 'paper' as const,
+    guests: ['guest-1'],
+  };
+  function destination(graceMs: number) {
+    const binding = new FakeBinding();
+    const world = new FakeWorld();
+    world.where.set('guest-1', 'host-a');
+    const router = new FakeRouter(binding, COA_B);
+    const incoming = new IncomingNetwork({
+      host: 'host-b',
+      network: NET,
+      router,
+      driver: new FakeDriver(world, 'host-b'),
+      log: silentLogger(),
+      now: () => performance.now(),
+      orphanTakeover: { pollMs: 5, graceMs },
+    });
+    return { binding, world, router, incoming };
+  }
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('the source died after moving them: registered after the grace time; a late notification gets that outcome', async () => {
+    const { binding, world, router, incoming } = destination(40);
+    await incoming.prepare(PREPARE);
+    await sleep(60);
+    assert.deepEqual(router.calls, ['prepare'], 'nothing while the guests are still on the source');
+    world.where.set('guest-1', 'host-b');
+    await sleep(20);
+    assert.deepEqual(router.calls, ['prepare'], 'the grace time is not over');
+    await sleep(100);
+    assert.deepEqual(router.calls, ['prepare', 'activate'], 'registered without a last sequence');
+    assert.equal(binding.coa, COA_B);
+    const late = await incoming.handover({
+      ...PREPARE,
+      procedure: 'paper',
+      hoa: NET.homeAddress,
+      prefixes: [...NET.prefixes],
+      lastSequence: 3,
+      lifetimeRemaining: 0,
+    });
+    assert.equal(late.state, 'active');
+    assert.deepEqual(router.calls, ['prepare', 'activate'], 'no second registration');
+  });
+
+  it('a notification or an abort in time ends the watch', async () => {
+    for (const end of ['handover', 'abort'] as const) {
+      const { world, router, incoming } = destination(30);
+      await incoming.prepare(PREPARE);
+      world.where.set('guest-1', 'host-b');
+      if (end === 'abort') await incoming.abort({ ...PREPARE, reason: 'test' });
+      else
+        await incoming.handover({
+          ...PREPARE,
+          hoa: NET.homeAddress,
+          prefixes: [...NET.prefixes],
+          lastSequence: 3,
+          lifetimeRemaining: 0,
+        });
+      await sleep(100);
+      assert.deepEqual(router.calls, end === 'abort' ? ['prepare'] : ['prepare', 'activate 3'], end);
+      incoming.close();
+    }
+  });
+});
