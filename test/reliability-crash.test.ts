@@ -91,6 +91,15 @@ test('crashes of the home agent and of either agent mid-migration: one active ho
         from: 'host-a',
         procedure: 'paper',
         crashed: 'host-a',
+        restartEnv: { OFFLINK_TEST_CRASH_AT: 'destination-before-bu' },
+      });
+
+      // C: make-before-break b → a, the destination (host-a) dies on the notification, before its BU.
+      await crashMigration(t, netns, lab, procs, pinger, {
+        name: 'C  destination kill -9 before its BU (make-before-break)',
+        from: 'host-b',
+        procedure: 'make-before-break',
+        crashed: 'host-a',
         restartEnv: {},
       });
     });

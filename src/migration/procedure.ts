@@ -212,8 +212,23 @@ class Migration {
 
   /** Steps 3–4 of make-before-break. */
   private async makeBeforeBreakHandover(): Promise<void> {
-    const { ctx } = this;
-    const reply = await this.awaitHandover();
+    const { ctx, record } = this;
+    let reply: HandoverReply;
+    try {
+      reply = await this.awaitHandover();
+    } catch (err) {
+      // The guests run on the destination now: this host cannot serve them, and staying in handingOver
+      // would keep its routes and router advertisements and refuse every later prepare (the network
+      // could never come back here). Leave without deregistering: the destination registers when it
+      // gets the guests without a notification, or has done so already.
+      try {
+        await ctx.router.standby();
+        record.recovery = `${record.recovery}; ${record.from} went to standby`;
+      } catch (standbyErr) {
+        record.recovery = `${record.recovery}; ${record.from} could not go to standby (${message(standbyErr)})`;
+      }
+      throw err;
+    }
     await this.phase('standby', undefined, () => ctx.router.standby());
     this.checkRegistered(reply);
   }
