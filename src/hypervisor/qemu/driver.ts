@@ -28,7 +28,7 @@ import {
 } from '../driver.ts';
 import { buildGuestImage, GUEST_READY, type GuestImage, guestCmdline } from './guest-image.ts';
 import { OutgoingMigration } from './outgoing.ts';
-import { type QemuMachine, QemuProcess, qemuArgs } from './process.ts';
+import { type QemuMachine, QemuProcess, qemuArgs, within } from './process.ts';
 import type { QmpClient } from './qmp.ts';
 
 export interface QemuGuestConfig {
@@ -328,10 +328,7 @@ export class QemuDriver implements Driver {
   async resumedAt(guest: string, timeoutMs = 2_000): Promise<number | undefined> {
     const vm = this.vms.get(guest);
     if (!vm) return undefined;
-    return Promise.race([
-      vm.resumed,
-      new Promise<undefined>((r) => setTimeout(() => r(undefined), timeoutMs)),
-    ]);
+    return within(vm.resumed, timeoutMs, undefined);
   }
 
   async listGuests(network: GuestNetwork, _options: DriverCallOptions = {}): Promise<GuestInfo[]> {

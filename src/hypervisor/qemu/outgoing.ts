@@ -13,8 +13,14 @@
 // migration fails or is cancelled; we check (`query-status`) and `cont` if it did not.
 import type { Logger } from '../../log.ts';
 import { type DriverMigrationResult, type DriverProgress, HypervisorError } from '../driver.ts';
-import type { QemuProcess } from './process.ts';
-import { QmpClientError, QmpDisconnectedError, type QmpEvent, type QmpEventListener } from './qmp.ts';
+import { within } from './process.ts';
+import {
+  type QmpClient,
+  QmpClientError,
+  QmpDisconnectedError,
+  type QmpEvent,
+  type QmpEventListener,
+} from './qmp.ts';
 
 export interface OutgoingOptions {
   guest: string;
@@ -54,6 +60,14 @@ interface MigrateInfo {
   };
 }
 
+/** What a migration needs of the source QEMU (a QemuProcess; a fake in unit tests). */
+export interface MigratingVm {
+  readonly qmp: QmpClient;
+  readonly alive: boolean;
+  describeExit(): string;
+  readonly options: { readonly paths: { readonly qmp: string } };
+}
+
 const FINAL = new Set(['completed', 'failed', 'cancelled']);
 
 function fail(guest: string, message: string, cause?: unknown, code = 'ERR_HYPERVISOR'): HypervisorError {
@@ -75,7 +89,7 @@ export class OutgoingMigration {
   private polling = false;
 
   constructor(
-    private readonly vm: QemuProcess,
+    private readonly vm: MigratingVm,
     options: OutgoingOptions,
   ) {
     this.o = options;
@@ -289,10 +303,11 @@ export class OutgoingMigration {
         const done = this.qmp.listen(['MIGRATION']);
         try {
           await this.qmp.execute('migrate_cancel');
-          await Promise.race([
-            done.next((e) => FINAL.has(String(e.data['status']))),
-            new Promise((r) => setTimeout(r, 10_000)),
-          ]);
+          await within(
+            done.next((e) => FINAL.has(String(e.data['status']))).catch(() => undefined),
+            10_000,
+            undefined,
+          );
         } finally {
           done.close();
         }

@@ -223,10 +223,11 @@ export class QemuProcess {
   async quit(graceMs = 5_000): Promise<void> {
     if (!this.alive) return;
     await this.qmp.execute('quit').catch(() => {});
-    const gone = await Promise.race([
+    const gone = await within(
       this.exited.then(() => true),
-      new Promise<false>((r) => setTimeout(() => r(false), graceMs)),
-    ]);
+      graceMs,
+      false,
+    );
     if (!gone) await this.kill();
     await this.qmp.close();
   }
@@ -238,6 +239,16 @@ export class QemuProcess {
       await this.exited;
     }
     await this.qmp.close();
+  }
+}
+
+/** `p`, or `fallback` after `ms` (the timer is cleared either way, so it holds no process open). */
+export async function within<T, F>(p: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<F>((r) => (timer = setTimeout(() => r(fallback), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
