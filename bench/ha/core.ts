@@ -4,9 +4,11 @@
 // per binding with far less noise than the full benchmark, for before/after ratios of optimizations.
 //
 //   node --expose-gc --import tsx bench/ha/core.ts [--mrs 100000] [--batch 25] [--rounds 2] [--json FILE]
+//                                                 [--snapshot PREFIX]  (heap snapshots before and after registration)
 import { mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import { systemClock } from '../../src/clock.ts';
 import { createHomeAgentDataplane } from '../../src/dataplane/index.ts';
 import type { CommandRunner } from '../../src/dataplane/types.ts';
@@ -99,6 +101,8 @@ async function main(): Promise<void> {
   );
   await ha.start();
   const heapConfigured = heapMiB();
+  const snapshot = args.get('snapshot');
+  if (snapshot) writeHeapSnapshot(`${snapshot}-configured.heapsnapshot`);
   const seq = new Uint16Array(MRS);
   const build = (i: number): Datagram => {
     const m = members[i]!;
@@ -139,6 +143,7 @@ async function main(): Promise<void> {
   };
   const register = await phase(2048);
   const heapBound = heapMiB();
+  if (snapshot) writeHeapSnapshot(`${snapshot}-bound.heapsnapshot`);
   const refreshes = [];
   for (let r = 0; r < ROUNDS; r++) refreshes.push(await phase(BATCH));
   const heapAfter = heapMiB();

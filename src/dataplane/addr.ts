@@ -106,8 +106,10 @@ export function formatIPv6(bytes: Uint8Array): string {
   return out;
 }
 
+/** Canonical text; the argument itself when it already is (a home agent keeps 100k of these). */
 export function canonicalAddress(text: string): string {
-  return formatIPv6(parseIPv6(text));
+  const canonical = formatIPv6(parseIPv6(text));
+  return canonical === text ? text : canonical;
 }
 
 export interface Prefix {
@@ -134,7 +136,10 @@ export function parsePrefix(text: string): Prefix {
   const bytes = parseIPv6(slash < 0 ? text : text.slice(0, slash));
   for (let bit = length; bit < 128; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
   const address = formatIPv6(bytes);
-  return { address, length, text: `${address}/${length}` };
+  const canonical = `${address}/${length}`;
+  // Already canonical: keep the caller's string (and a slice of it) rather than two new copies.
+  if (canonical === text) return { address: text.slice(0, slash), length, text };
+  return { address, length, text: canonical };
 }
 
 /** The netmask of a prefix length as IPv6 text (nftables `ip6 saddr & <mask>`). */

@@ -46,7 +46,6 @@ interface Entry {
   id: number;
   /** The MNPs and the HoA/128: every destination routed into the tunnel. */
   dsts: Prefix[];
-  prefixes: Prefix[];
 }
 
 /** Prefix lengths whose lookup rules always exist (MNPs are /64, home addresses /128). */
@@ -54,10 +53,9 @@ const BASE_LENGTHS = [64, 128];
 
 function entryOf(b: TunnelBinding): Entry {
   const hoa = canonicalAddress(b.hoa);
-  const prefixes = b.prefixes.map(parsePrefix);
-  const dsts = [...prefixes];
+  const dsts = b.prefixes.map(parsePrefix);
   if (!dsts.some((p) => p.text === `${hoa}/128`)) dsts.push(parsePrefix(`${hoa}/128`));
-  return { hoa, coa: canonicalAddress(b.coa), id: b.id, dsts, prefixes };
+  return { hoa, coa: canonicalAddress(b.coa), id: b.id, dsts };
 }
 
 export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {

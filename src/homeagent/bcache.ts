@@ -47,11 +47,16 @@ export function toTunnelBinding(b: Binding): TunnelBinding {
 
 export class BindingCache implements BindingCacheView {
   private readonly bindings = new Map<string, Binding>();
+  /** Replay timestamps of home addresses WITHOUT a binding (a binding carries its own). */
   private readonly timestamps = new Map<string, bigint>();
   private readonly ids = new Set<number>();
   private nextId = 1;
-  /** Min-heap on `at`; an entry is live only while its binding still expires at `at`. */
-  private heap: { at: number; hoa: string }[] = [];
+  /**
+   * Min-heap of bindings on `expiresAt`. Bindings are never mutated (every accepted BU makes a new one), so
+   * an entry is live exactly while it is the cache's current object for its HoA: no entry objects, which
+   * at 100k bindings matters (bench/profiles/ha-core.md).
+   */
+  private heap: Binding[] = [];
 
   get size(): number {
     return this.bindings.size;
@@ -62,7 +67,9 @@ export class BindingCache implements BindingCacheView {
   }
 
   lastTimestamp(hoa: string): bigint | undefined {
-    return this.timestamps.get(hoa);
+    const own = this.bindings.get(hoa)?.lastTimestamp;
+    const kept = this.timestamps.get(hoa);
+    return kept === undefined || (own !== undefined && own > kept) ? own : kept;
   }
 
   /** Bindings in home-address order of insertion. */
@@ -78,7 +85,7 @@ export class BindingCache implements BindingCacheView {
 
   /** Restore a replay timestamp loaded from the store (no binding needed). */
   restoreTimestamp(hoa: string, timestamp: bigint): void {
-    const prior = this.timestamps.get(hoa);
+    const prior = this.lastTimestamp(hoa);
     if (prior === undefined || timestamp > prior) this.timestamps.set(hoa, timestamp);
   }
 
@@ -86,6 +93,8 @@ export class BindingCache implements BindingCacheView {
     if (op.op === 'delete') {
       const old = this.bindings.get(op.hoa);
       if (!old) return;
+      // The timestamp outlives the binding (RFC 4285 §6).
+      this.timestamps.set(op.hoa, this.lastTimestamp(op.hoa)!);
       this.bindings.delete(op.hoa);
       this.ids.delete(old.id);
       return;
@@ -94,52 +103,54 @@ export class BindingCache implements BindingCacheView {
     const old = this.bindings.get(b.hoa);
     if (old && old.id !== b.id) this.ids.delete(old.id);
     if (this.ids.has(b.id) && old?.id !== b.id) throw new Error(`binding id ${b.id} already in use`);
+    const kept = this.lastTimestamp(b.hoa);
     this.bindings.set(b.hoa, b);
     this.ids.add(b.id);
     if (b.id >= this.nextId) this.nextId = b.id >= MAX_ID ? 1 : b.id + 1;
-    this.restoreTimestamp(b.hoa, b.lastTimestamp);
-    if (old?.expiresAt !== b.expiresAt) this.push({ at: b.expiresAt, hoa: b.hoa });
+    // Keep an older binding's newer timestamp (a rollback restores an older binding); otherwise the binding's
+    // own is the last, and the separate entry is dropped.
+    if (kept !== undefined && kept > b.lastTimestamp) this.timestamps.set(b.hoa, kept);
+    else this.timestamps.delete(b.hoa);
+    if (old !== b) this.push(b);
   }
 
   /** Clock ms of the earliest expiry, or undefined when empty. */
   nextExpiry(): number | undefined {
     this.dropStale();
-    return this.heap[0]?.at;
+    return this.heap[0]?.expiresAt;
   }
 
   /** Bindings whose expiry is at or before `now` (not removed: apply the delete ops to remove them). */
   expired(now: number): Binding[] {
-    const out = new Map<string, Binding>();
-    const keep: { at: number; hoa: string }[] = [];
+    const out = new Set<Binding>();
     for (;;) {
       this.dropStale();
       const top = this.heap[0];
-      if (top === undefined || top.at > now) break;
+      if (top === undefined || top.expiresAt > now) break;
       this.pop();
-      // The same (hoa, at) can be in the heap twice (expiry moved away and back): report it once.
-      if (!out.has(top.hoa)) out.set(top.hoa, this.bindings.get(top.hoa)!);
-      keep.push(top);
+      // The same binding can be in the heap twice (pushed again by a rollback): report it once.
+      out.add(top);
     }
     // Re-insert: the caller deletes them through apply(), after which the entries are stale.
-    for (const e of keep) this.push(e);
-    return [...out.values()];
+    for (const b of out) this.push(b);
+    return [...out];
   }
 
   private dropStale(): void {
     for (;;) {
       const top = this.heap[0];
-      if (top === undefined || this.bindings.get(top.hoa)?.expiresAt === top.at) return;
+      if (top === undefined || this.bindings.get(top.hoa) === top) return;
       this.pop();
     }
   }
 
-  private push(e: { at: number; hoa: string }): void {
+  private push(e: Binding): void {
     const h = this.heap;
     h.push(e);
     let i = h.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (h[parent]!.at <= e.at) break;
+      if (h[parent]!.expiresAt <= e.expiresAt) break;
       h[i] = h[parent]!;
       i = parent;
     }
@@ -157,8 +168,8 @@ export class BindingCache implements BindingCacheView {
       const l = 2 * i + 1;
       if (l >= h.length) break;
       const r = l + 1;
-      const c = r < h.length && h[r]!.at < h[l]!.at ? r : l;
-      if (h[c]!.at >= last.at) break;
+      const c = r < h.length && h[r]!.expiresAt < h[l]!.expiresAt ? r : l;
+      if (h[c]!.expiresAt >= last.expiresAt) break;
       h[i] = h[c]!;
       i = c;
     }
@@ -166,8 +177,8 @@ export class BindingCache implements BindingCacheView {
   }
 
   private compact(): void {
-    const entries = [...this.bindings.values()].map((b) => ({ at: b.expiresAt, hoa: b.hoa }));
-    entries.sort((a, b) => a.at - b.at);
+    const entries = [...this.bindings.values()];
+    entries.sort((a, b) => a.expiresAt - b.expiresAt);
     this.heap = entries; // a sorted array is a valid min-heap
   }
 }

@@ -210,10 +210,13 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
   // RFC 6275 §10.3.1: the granted lifetime may be shorter than requested; expiry matches what the BA says.
   const units = Math.min(bu.lifetime, Math.floor(ctx.maxLifetimeSeconds / LIFETIME_UNIT_SECONDS));
   const lifetimeSeconds = units * LIFETIME_UNIT_SECONDS;
+  // Strings and arrays the cache already holds are reused (the configured HoA and prefixes, the previous
+  // binding's CoA and prefixes): 100k bindings would otherwise each keep copies (bench/profiles/ha-core.md).
+  const samePrefixSet = existing !== undefined && samePrefixes(existing.prefixes, prefixes);
   const binding: Binding = {
-    hoa,
-    coa,
-    prefixes,
+    hoa: mr.homeAddress,
+    coa: existing?.coa === coa ? existing.coa : coa,
+    prefixes: samePrefixSet ? existing.prefixes : sameList(prefixes, mr.prefixes) ? mr.prefixes : prefixes,
     sequence: bu.sequence,
     lifetimeSeconds,
     expiresAt: now + lifetimeSeconds * 1000,
@@ -224,7 +227,7 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
     updatedAt: now,
   };
   const moved = existing !== undefined && existing.coa !== coa;
-  const changed = existing !== undefined && !samePrefixes(existing.prefixes, prefixes);
+  const changed = existing !== undefined && !samePrefixSet;
   const event: BuEvent = !existing ? 'register' : moved ? 'move' : changed ? 'update' : 'refresh';
 
   const options: MobilityOption[] = [];
@@ -256,6 +259,10 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
 
 function samePrefixes(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((p) => b.includes(p));
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((p, i) => p === b[i]);
 }
 
 /** NTP timestamps compared through time, so the 2036 era change does not reverse the order. */

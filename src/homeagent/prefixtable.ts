@@ -22,11 +22,12 @@ export class PrefixTable {
 
   constructor(mobileRouters: readonly MobileRouterConfig[]) {
     for (const mr of mobileRouters) {
+      // The config entry is itself a valid SecurityAssociation (spi, key, algorithm): no copy per MR.
       const entry: MobileRouterEntry = {
         name: mr.name,
         homeAddress: mr.homeAddress,
         prefixes: mr.prefixes,
-        sa: { spi: mr.spi, key: mr.key, algorithm: mr.algorithm },
+        sa: mr,
       };
       this.spis.set(mr.spi, entry);
       this.hoas.set(mr.homeAddress, entry);
@@ -61,7 +62,9 @@ export class PrefixTable {
     } catch {
       return { ok: false, status: BaStatus.INVALID_PREFIX };
     }
-    for (const own of mr.prefixes) if (prefixCovers(own, cidr)) return { ok: true, prefix: cidr };
+    // The configured string when it is the same prefix: bindings then share it instead of holding copies.
+    for (const own of mr.prefixes)
+      if (prefixCovers(own, cidr)) return { ok: true, prefix: own === cidr ? own : cidr };
     return { ok: false, status: BaStatus.NOT_AUTHORIZED_FOR_PREFIX };
   }
 }
