@@ -100,6 +100,15 @@ test('crashes of the home agent and of either agent mid-migration: one active ho
         from: 'host-b',
         procedure: 'make-before-break',
         crashed: 'host-a',
+        restartEnv: { OFFLINK_TEST_CRASH_AT: 'source-after-hypervisor' },
+      });
+
+      // D: make-before-break a → b, the source dies right after moving the guest.
+      await crashMigration(t, netns, lab, procs, pinger, {
+        name: 'D  source kill -9 after the hypervisor step (make-before-break)',
+        from: 'host-a',
+        procedure: 'make-before-break',
+        crashed: 'host-a',
         restartEnv: {},
       });
     });
