@@ -8,8 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
-import { signRequest } from '../src/agent/auth.ts';
-import { build, CLUSTER_KEY, type Host, migrate, OFFLINK, report, url } from './helpers/agent-lab.ts';
+import { authorityOf, signRequest } from '../src/agent/auth.ts';
+import { build, CLUSTER_KEY, HOSTS, type Host, migrate, OFFLINK, report, url } from './helpers/agent-lab.ts';
 import { ADDR, ECHO_PORT } from './helpers/homeagent-lab.ts';
 import { canUseNetns, sh, withNetns } from './helpers/netns.ts';
 import { Procs } from './helpers/procs.ts';
@@ -101,13 +101,19 @@ describe('host agents (namespaces, real HA)', { skip: !canUseNetns() && 'needs r
         // Forged, stale and replayed requests, sent from host-b's namespace to host-a's agent.
         const key = Buffer.from(CLUSTER_KEY, 'hex');
         const body = JSON.stringify({ network: 'net1', to: 'host-b' });
-        const req = { method: 'POST', path: '/v1/migrate', body };
+        // The signature covers the agent it is for: host-a's control address.
+        const authority = authorityOf(HOSTS['host-a'], 7400);
+        const req = { method: 'POST', path: '/v1/migrate', body, authority };
         const cases = [
           ['forged', signRequest(Buffer.alloc(32, 7), req, { now: () => Date.now() })],
           ['stale', signRequest(key, req, { now: () => Date.now() - 120_000 })],
           [
             'genuine status',
-            signRequest(key, { method: 'GET', path: '/v1/status', body: '' }, { now: () => Date.now() }),
+            signRequest(
+              key,
+              { method: 'GET', path: '/v1/status', body: '', authority },
+              { now: () => Date.now() },
+            ),
           ],
         ] as const;
         const codes: string[] = [];

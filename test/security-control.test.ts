@@ -12,22 +12,20 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
-import { signRequest } from '../src/agent/auth.ts';
 import {
   agentMetric,
   agentStatus,
   build,
-  CLUSTER_KEY,
   controlRequest,
   type Host,
   type Lab,
   report,
+  signFor,
 } from './helpers/agent-lab.ts';
 import { ADDR, ECHO_PORT, haStatus } from './helpers/homeagent-lab.ts';
 import { canUseNetns, type NetnsLab, withNetns } from './helpers/netns.ts';
 import { Procs } from './helpers/procs.ts';
 
-const KEY = Buffer.from(CLUSTER_KEY, 'hex');
 const at = (ms: number) => ({ now: () => Date.now() + ms });
 
 /** What must not change: both agents' networks (without the ticking lifetime) and the binding cache. */
@@ -60,7 +58,7 @@ test('control API attacks are refused and change nothing', {
 
       // A genuine migrate request, recorded: it moves net1 to host-b; a genuine one brings it back.
       const migrateBody = JSON.stringify({ network: 'net1', to: 'host-b' });
-      const recorded = signRequest(KEY, { method: 'POST', path: '/v1/migrate', body: migrateBody }, at(0));
+      const recorded = signFor('host-a', { method: 'POST', path: '/v1/migrate', body: migrateBody });
       const there = await controlRequest(
         lab,
         'host-b',
@@ -106,7 +104,7 @@ test('control API attacks are refused and change nothing', {
         code?: string;
       };
       const sign = (path: string, body: string, clock = at(0)) =>
-        signRequest(KEY, { method: 'POST', path, body }, clock);
+        signFor('host-a', { method: 'POST', path, body }, clock);
       const cases: Case[] = [
         {
           name: 'forged signature (another key)',
@@ -114,10 +112,11 @@ test('control API attacks are refused and change nothing', {
           from: 'cn',
           path: '/v1/migrate',
           body: migrateBody,
-          headers: signRequest(
-            randomBytes(32),
+          headers: signFor(
+            'host-a',
             { method: 'POST', path: '/v1/migrate', body: migrateBody },
             at(0),
+            randomBytes(32),
           ),
           status: 401,
           reason: 'bad-signature',
@@ -167,6 +166,26 @@ test('control API attacks are refused and change nothing', {
           headers: recorded,
           status: 401,
           reason: 'replayed-nonce',
+        },
+        {
+          name: 'the recorded migrate request (for host-a) replayed to host-b',
+          to: 'host-b',
+          from: 'cn',
+          path: '/v1/migrate',
+          body: migrateBody,
+          headers: recorded,
+          status: 401,
+          reason: 'bad-signature',
+        },
+        {
+          name: 'a genuine status request for host-a, sent to host-b',
+          to: 'host-b',
+          from: 'cn',
+          method: 'GET',
+          path: '/v1/status',
+          headers: signFor('host-a', { method: 'GET', path: '/v1/status' }),
+          status: 401,
+          reason: 'bad-signature',
         },
         {
           name: 'handover for a network host-b does not hold',
@@ -261,8 +280,8 @@ test('control API attacks are refused and change nothing', {
           lab,
           c.from ?? 'host-b',
           c.to,
-          { method: c.method ?? 'POST', path: c.path, body },
-          c.headers ?? sign(c.path, body),
+          { method: c.method ?? 'POST', path: c.path, ...(c.method === 'GET' ? {} : { body }) },
+          c.headers ?? signFor(c.to, { method: c.method ?? 'POST', path: c.path, body }),
         );
         t.diagnostic(`${c.name} → ${c.to}: HTTP ${res.status} ${res.body.slice(0, 160)}`);
         assert.equal(res.status, c.status, `${c.name}: ${res.body}`);

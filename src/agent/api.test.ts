@@ -98,11 +98,14 @@ describe('control API', () => {
     log,
   });
   let base = '';
+  /** This server's authority, which every signature covers. */
+  let authority = '';
   let client: ControlClient;
 
   before(async () => {
     const addr = await server.listen('127.0.0.1', 0);
     base = `http://127.0.0.1:${addr.port}`;
+    authority = `127.0.0.1:${addr.port}`;
     client = new ControlClient(base, { key: KEY });
   });
   after(() => server.close());
@@ -150,7 +153,7 @@ describe('control API', () => {
 
   it('refuses forged, stale, replayed and unsigned requests with 401, logs them, calls nothing', async () => {
     const body = JSON.stringify({ network: 'net1', to: 'host-b' });
-    const req = { method: 'POST', path: '/v1/migrate', body };
+    const req = { method: 'POST', path: '/v1/migrate', body, authority };
     const forged = signRequest(Buffer.alloc(32, 2), req, systemClock);
     const stale = signRequest(KEY, req, { now: () => Date.now() - 60_000 });
     const good = signRequest(KEY, req, systemClock);
@@ -188,9 +191,24 @@ describe('control API', () => {
     assert.equal((await fetch(`${base}/nowhere`)).status, 401);
   });
 
+  it('refuses a genuine request signed for another agent (a replay to another host)', async () => {
+    const body = JSON.stringify({ network: 'net1', to: 'host-b' });
+    for (const other of ['127.0.0.2:7400', authority.replace(/:\d+$/, ':1'), '']) {
+      const headers = signRequest(
+        KEY,
+        { method: 'POST', path: '/v1/migrate', body, authority: other },
+        systemClock,
+      );
+      const r = await raw('POST', '/v1/migrate', body, headers);
+      assert.equal(r.status, 401, other);
+      assert.match(r.json.error!.message, /bad-signature/);
+    }
+    assert.deepEqual(handlers.calls, []);
+  });
+
   it('a bad body is refused with 400 naming the field, and reaches no handler', async () => {
     const send = (path: string, body: string) =>
-      raw('POST', path, body, signRequest(KEY, { method: 'POST', path, body }, systemClock));
+      raw('POST', path, body, signRequest(KEY, { method: 'POST', path, body, authority }, systemClock));
     const cases: Array<[string, string, RegExp]> = [
       ['/v1/migrate', '{"network":"net1"}', /^to: /],
       ['/v1/migrate', '{"network":"net 1","to":"host-b"}', /^network: a name/],
@@ -294,7 +312,7 @@ describe('control API', () => {
 
   it('wrong method 405, unknown path 404, oversized body 413', async () => {
     const sign = (method: string, path: string, body = '') =>
-      signRequest(KEY, { method, path, body }, systemClock);
+      signRequest(KEY, { method, path, body, authority }, systemClock);
     assert.equal(
       (await fetch(`${base}/v1/status`, { method: 'POST', headers: sign('POST', '/v1/status') })).status,
       405,

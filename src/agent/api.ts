@@ -30,7 +30,7 @@ import {
   type PrepareRequest,
   prepareRequest,
 } from '../migration/messages.ts';
-import type { RequestVerifier } from './auth.ts';
+import { authorityOf, type RequestVerifier } from './auth.ts';
 
 export interface ControlHandlers {
   prepare(req: PrepareRequest, signal: AbortSignal): Promise<PrepareReply>;
@@ -158,7 +158,9 @@ export class ControlServer {
     const body = await readBody(req, this.bodyLimit);
     if (body === undefined)
       return sendError(res, new HttpError(413, 'ERR_TOO_LARGE', 'request body too large'));
-    const auth = this.verifier.verify({ method, path: url, body, headers: req.headers });
+    // Verified against the address the request arrived on: a request signed for another agent fails.
+    const authority = authorityOf(req.socket.localAddress ?? '', req.socket.localPort ?? 0);
+    const auth = this.verifier.verify({ method, path: url, body, authority, headers: req.headers });
     if (!auth.ok) {
       this.log.warn(
         { method, path: url, remote: req.socket.remoteAddress, reason: auth.reason, detail: auth.detail },

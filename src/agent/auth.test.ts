@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../clock.ts';
-import { AUTH_HEADERS, RequestVerifier, signRequest } from './auth.ts';
+import { AUTH_HEADERS, authorityOf, RequestVerifier, signRequest, urlAuthority } from './auth.ts';
 
 const KEY = Buffer.alloc(32, 7);
 const REQ = { method: 'POST', path: '/v1/migrate', body: '{"network":"net1","to":"host-b"}' };
@@ -100,5 +100,25 @@ describe('control-channel authentication', () => {
 
   it('refuses a cluster key shorter than 32 bytes', () => {
     assert.throws(() => new RequestVerifier(Buffer.alloc(31), { clock: new FakeClock() }), /32 bytes/);
+  });
+});
+
+describe('authority (which agent a request is for)', () => {
+  it('both ends write it the same way', () => {
+    assert.equal(authorityOf('2001:DB8:a:0:0::2', 7400), '[2001:db8:a::2]:7400');
+    assert.equal(authorityOf('[2001:db8:a::2]', 7400), '[2001:db8:a::2]:7400');
+    assert.equal(authorityOf('::ffff:10.0.0.1', 7400), '10.0.0.1:7400');
+    assert.equal(authorityOf('Host-B.example', 7400), 'host-b.example:7400');
+    assert.equal(urlAuthority(new URL('http://[2001:db8:0::2]:7400/v1/status')), '[2001:db8::2]:7400');
+    assert.equal(urlAuthority(new URL('http://10.0.0.1/')), '10.0.0.1:80');
+  });
+
+  it('a request signed for one agent does not verify at another', () => {
+    const { clock, verifier } = setup();
+    const req = { ...REQ, authority: '[2001:db8:b::2]:7400' };
+    const headers = signRequest(KEY, req, clock);
+    const r = verifier.verify({ ...req, authority: '[2001:db8:c::2]:7400', headers });
+    assert.equal(!r.ok && r.reason, 'bad-signature');
+    assert.equal(verifier.verify({ ...req, headers }).ok, true);
   });
 });

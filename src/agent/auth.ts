@@ -1,10 +1,14 @@
 // Authentication of the control channel between agents and from the CLI (DESIGN §5): every request
 // carries an HMAC-SHA256, under the cluster key, of its method, path, timestamp, a fresh nonce and the
-// SHA-256 of its body. The receiver checks the signature in constant time, refuses timestamps outside a
-// window around its own clock and nonces it has already seen within that window, so a captured request
-// can be neither altered nor replayed. (Responses are not signed: the channel protects who may act, not
+// SHA-256 of its body, and the authority (address:port) of the agent it is sent to. The receiver checks the
+// signature in constant time against its own address, refuses timestamps outside a window around its own
+// clock and nonces it has already seen within that window, so a captured request can be neither altered
+// nor replayed — to the same agent (nonce) or to another one (authority): each agent keeps its own nonce
+// cache, so without the authority a prepare and a handover recorded on their way to one destination
+// could be replayed to a third host holding the same network, which would take it over. (Responses are not signed: the channel protects who may act, not
 // the secrecy or integrity of replies; use TLS for that where the network is not trusted.)
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
 import type { Clock } from '../clock.ts';
 
 export const AUTH_HEADERS = {
@@ -14,7 +18,7 @@ export const AUTH_HEADERS = {
 } as const;
 
 /** The domain-separation tag and version of the string that is signed. */
-const SCHEME = 'offlink-hmac-sha256-v1';
+const SCHEME = 'offlink-hmac-sha256-v2';
 export const MIN_CLUSTER_KEY_BYTES = 32;
 const NONCE = /^[0-9a-f]{32,128}$/;
 const SIGNATURE = /^[0-9a-f]{64}$/;
@@ -25,12 +29,34 @@ export interface RequestToSign {
   /** Path and query exactly as sent on the request line (`/v1/status?x=1`). */
   path: string;
   body: Uint8Array | string;
+  /**
+   * The agent the request is for, as `authorityOf(address, port)` (`[2001:db8:b::2]:7400`): the client
+   * takes it from the URL it dials, the server from the socket the request arrived on. Empty when absent.
+   */
+  authority?: string;
+}
+
+/** `address:port` in the one form both ends compute (IPv6 compressed, in brackets; v4-mapped as IPv4). */
+export function authorityOf(address: string, port: number): string {
+  const bare = address.replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare)?.[1];
+  const host = mapped ?? bare;
+  if (isIPv6(host)) return `[${new URL(`http://[${host}]/`).hostname.slice(1, -1)}]:${port}`;
+  return `${isIPv4(host) ? host : host.toLowerCase()}:${port}`;
+}
+
+/** The authority of a URL as `authorityOf` writes it (default ports filled in). */
+export function urlAuthority(url: URL): string {
+  const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+  return authorityOf(url.hostname, port);
 }
 
 /** The string under the HMAC: one field a line, the body by its SHA-256. */
 function canonical(req: RequestToSign, timestamp: string, nonce: string): string {
   const bodyHash = createHash('sha256').update(req.body).digest('hex');
-  return [SCHEME, req.method.toUpperCase(), req.path, timestamp, nonce, bodyHash].join('\n');
+  return [SCHEME, req.method.toUpperCase(), req.authority ?? '', req.path, timestamp, nonce, bodyHash].join(
+    '\n',
+  );
 }
 
 function hmac(key: Uint8Array, text: string): Buffer {
@@ -168,7 +194,7 @@ export function signedFetch(url: string | URL, options: SignedFetchOptions): Pro
         : JSON.stringify(options.body);
   const headers: Record<string, string> = signRequest(
     options.key,
-    { method, path: `${u.pathname}${u.search}`, body },
+    { method, path: `${u.pathname}${u.search}`, body, authority: urlAuthority(u) },
     options.clock ?? { now: () => Date.now() },
   );
   if (body !== '') headers['content-type'] = 'application/json';

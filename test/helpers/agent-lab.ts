@@ -7,7 +7,7 @@
 import { type ChildProcess, execFile } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { signRequest } from '../../src/agent/auth.ts';
+import { authorityOf, signRequest } from '../../src/agent/auth.ts';
 import type { AgentStatus, MigrationRecord } from '../../src/migration/messages.ts';
 import { ADDR, KEY, KEY2, SPI, SPI2, startHa } from './homeagent-lab.ts';
 import { type NetnsLab, sh } from './netns.ts';
@@ -305,11 +305,7 @@ export async function controlRequest(
   from: keyof Lab['ns'],
   to: Host,
   req: { method: 'GET' | 'POST'; path: string; body?: string },
-  headers: Record<string, string> = signRequest(
-    Buffer.from(CLUSTER_KEY, 'hex'),
-    { method: req.method, path: req.path, body: req.body ?? '' },
-    { now: () => Date.now() },
-  ),
+  headers: Record<string, string> = signFor(to, req),
 ): Promise<ControlReply> {
   const argv = ['curl', '-s', '-o', '-', '-w', '\n%{http_code}', '-X', req.method, '--max-time', '20'];
   // The body goes through stdin: an argument is limited to 128 KiB.
@@ -319,6 +315,17 @@ export async function controlRequest(
   const { stdout } = await sh(['ip', 'netns', 'exec', lab.ns[from], ...argv], req.body);
   const nl = stdout.lastIndexOf('\n');
   return { status: Number(stdout.slice(nl + 1)), body: stdout.slice(0, nl) };
+}
+
+/** Genuine signature headers for a request to `to`'s agent (the signature covers its authority). */
+export function signFor(
+  to: Host,
+  req: { method: string; path: string; body?: string },
+  clock = { now: () => Date.now() },
+  key: Uint8Array = Buffer.from(CLUSTER_KEY, 'hex'),
+): Record<string, string> {
+  const authority = authorityOf(HOSTS[to], 7400);
+  return signRequest(key, { method: req.method, path: req.path, body: req.body ?? '', authority }, clock);
 }
 
 /** `GET /v1/status` of `host`'s agent (asked from its own namespace). */
