@@ -63,11 +63,13 @@ export function registerLab(program: Command): Command {
     )
     .addOption(topologyOption())
     .addOption(guestOption())
+    .option('--no-overlap', 'QEMU guests: start the handover after QEMU completed, not at its switchover')
     .option('--out <dir>', 'report directory (report.json, index.html, logs/)', 'lab-report')
     .option('--json <file>', 'also write report.json here')
     .action(
       async (opts: {
         migrations: number;
+        overlap: boolean;
         interval: number;
         procedure: 'make-before-break' | 'paper';
         topology: 'off-link' | 'on-link';
@@ -83,6 +85,7 @@ export function registerLab(program: Command): Command {
             procedure: opts.procedure,
             topology: opts.topology,
             guest: opts.guest,
+            overlap: opts.overlap,
             out: opts.out,
             ...(opts.json ? { json: opts.json } : {}),
             stateDir: DEFAULT_STATE_DIR,

@@ -24,7 +24,12 @@ function secret(path: string, bytes: number): string {
   return path;
 }
 
-export function writeLabConfigs(topo: Topology, dir: string): LabConfigs {
+export interface LabConfigOptions {
+  /** QEMU guests: run the handover while QEMU waits at pre-switchover (default true). */
+  overlap?: boolean;
+}
+
+export function writeLabConfigs(topo: Topology, dir: string, options: LabConfigOptions = {}): LabConfigs {
   mkdirSync(dir, { recursive: true });
   const clusterKey = secret(join(dir, 'cluster.key'), 32);
   const networks = topo.guests.map((g, i) => {
@@ -70,11 +75,24 @@ export function writeLabConfigs(topo: Topology, dir: string): LabConfigs {
         runDir: `run-${h.name}`,
         control: { listen: `[${topo.careOf[h.name]}]:${CONTROL_PORT}`, keyFile: 'cluster.key' },
         peers: Object.fromEntries(peers.map((p) => [p.name, url(topo.careOf[p.name])])),
-        hypervisor: {
-          driver: 'netns',
-          namespaces: Object.fromEntries(topo.hosts.map((x) => [x.name, x.ns])),
-          guests: Object.fromEntries(topo.guests.map((g) => [g.name, { port: g.port }])),
-        },
+        hypervisor:
+          topo.guestKind === 'qemu'
+            ? {
+                // VMs booted by host A's agent (src/hypervisor/qemu/index.ts)
+                driver: 'qemu',
+                guests: Object.fromEntries(
+                  topo.guests.map((g) => [
+                    g.name,
+                    { mac: g.mac, memoryMiB: 128, bootOn: topo.hosts[0].name },
+                  ]),
+                ),
+                migration: { overlap: options.overlap ?? true },
+              }
+            : {
+                driver: 'netns',
+                namespaces: Object.fromEntries(topo.hosts.map((x) => [x.name, x.ns])),
+                guests: Object.fromEntries(topo.guests.map((g) => [g.name, { port: g.port }])),
+              },
         networks: topo.guests.map((g, i) => ({
           ...networks[i],
           bridge: g.bridge,

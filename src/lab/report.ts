@@ -22,6 +22,11 @@ export interface ReportMigration {
   gapMs: number;
   lost: number;
   // ---- beyond DESIGN §7
+  /**
+   * The hypervisor's own downtime figure as the agent reported it (QEMU: query-migrate's `downtime`;
+   * netns: the link move), beside the measured gap; null where there was none.
+   */
+  downtimeMs?: number | null;
   ok: boolean;
   error?: string;
   /** Wall-clock ms when the migration started and ended (as the agent timed it). */
@@ -41,6 +46,8 @@ export interface ReportParameters {
   streamKbps: number;
   streamPayload: number;
   uplinkSampleMs: number;
+  /** QEMU guests: whether the handover overlapped QEMU's switchover (pause-before-switchover). */
+  overlap?: boolean;
 }
 
 export interface MachineInfo {
@@ -139,6 +146,7 @@ export function buildReport(run: RunData): LabReport {
         handoverMs: m.handoverMs,
         gapMs: meas?.gapMs ?? 0,
         lost: meas?.lost ?? 0,
+        downtimeMs: m.phases?.['downtimeMs'] ?? null,
         ok: m.ok,
         ...(m.error === undefined ? {} : { error: m.error }),
         startedAt: m.startedAt,

@@ -5,12 +5,23 @@ const ms = (v: number | null) => (v === null ? '-' : v.toFixed(1));
 
 export function formatSummary(r: LabReport): string {
   const label = (name: string) => r.hosts.find((h) => h.name === name)?.label ?? name;
-  const header = ['#', 'MOVE', 'HYPERVISOR ms', 'HANDOVER ms', 'GAP ms', 'LOST', 'LOST g→c/c→g', 'STATUS'];
+  const header = [
+    '#',
+    'MOVE',
+    'HYPERVISOR ms',
+    'HANDOVER ms',
+    'DOWNTIME ms',
+    'GAP ms',
+    'LOST',
+    'LOST g→c/c→g',
+    'STATUS',
+  ];
   const rows = r.migrations.map((m) => [
     String(m.index),
     `${label(m.from)} → ${label(m.to)}`,
     ms(m.hypervisorMs),
     ms(m.handoverMs),
+    ms(m.downtimeMs ?? null),
     ms(m.gapMs),
     String(m.lost),
     m.directions.map((d) => d.lost).join('/') || '-',
@@ -26,7 +37,7 @@ export function formatSummary(r: LabReport): string {
   const pct = s.sent > 0 ? ((100 * s.lost) / s.sent).toFixed(2) : '0.00';
   return [
     '',
-    `${r.topology}, ${r.topology === 'on-link' ? 'hypervisor step only' : r.procedure}, ${r.guest} guest: ${r.migrations.length - s.failed}/${r.migrations.length} migrations succeeded`,
+    `${r.topology}, ${r.topology === 'on-link' ? 'hypervisor step only' : r.procedure}, ${r.guest} guest${r.parameters.overlap === false ? ' (no switchover overlap)' : ''}: ${r.migrations.length - s.failed}/${r.migrations.length} migrations succeeded`,
     line(header),
     ...rows.map(line),
     '',

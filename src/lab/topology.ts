@@ -17,8 +17,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { slaacAddress } from '../hypervisor/qemu/guest-image.ts';
 import type { LabRunner } from './exec.ts';
 import { LabError, spawnInNamespace } from './netns.ts';
+import type { GuestKind } from './report.ts';
 
 export const ADDRESSING = {
   haLink: { prefix: '2001:db8:1::/64', inet: '2001:db8:1::1', ha: '2001:db8:1::2' },
@@ -68,6 +70,8 @@ export interface GuestPlan {
 
 export interface LabPlan {
   kind: TopologyKind;
+  /** netns: guests are namespaces the lab builds; qemu: VMs the host agents boot (no namespace). */
+  guestKind: GuestKind;
   inet: { ns: string };
   ha: { ns: string; uplink: string; linkAddress: string; address: string };
   cn: { ns: string; dev: string; address: string };
@@ -86,7 +90,7 @@ export interface Topology extends LabPlan {
 const hex = (n: number) => n.toString(16);
 
 /** Names and addresses of the lab; pure, so the CLI can print them and tests can check them. */
-export function planTopology(kind: TopologyKind, guestCount = 1): LabPlan {
+export function planTopology(kind: TopologyKind, guestCount = 1, guestKind: GuestKind = 'netns'): LabPlan {
   const host = (name: HostName, label: 'A' | 'B', prefix: string, mac: string): HostPlan => ({
     name,
     label,
@@ -106,7 +110,13 @@ export function planTopology(kind: TopologyKind, guestCount = 1): LabPlan {
       ns: `ofl-guest-${i}`,
       network: `net${i}`,
       prefix: kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
-      address: kind === 'on-link' ? `2001:db8:100::${hex(0xf + i)}` : `${offPrefix}10`,
+      // A QEMU guest takes its address by SLAAC from its NIC's MAC (no namespace to configure).
+      address:
+        guestKind === 'qemu'
+          ? slaacAddress(`${offPrefix}/64`, `02:0f:00:00:02:${hex(i).padStart(2, '0')}`)
+          : kind === 'on-link'
+            ? `2001:db8:100::${hex(0xf + i)}`
+            : `${offPrefix}10`,
       gateway: 'fe80::1',
       homeAddress: `2001:db8:f::${hex(0x100 + i)}`,
       bridge: kind === 'on-link' ? 'br-lan' : `ofl-net${i}`,
@@ -118,9 +128,10 @@ export function planTopology(kind: TopologyKind, guestCount = 1): LabPlan {
   }
   const namespaces = ['ofl-inet', 'ofl-ha', 'ofl-host-a', 'ofl-host-b', 'ofl-cn'];
   if (kind === 'on-link') namespaces.push('ofl-lan');
-  namespaces.push(...guests.map((g) => g.ns));
+  if (guestKind === 'netns') namespaces.push(...guests.map((g) => g.ns));
   return {
     kind,
+    guestKind,
     inet: { ns: 'ofl-inet' },
     ha: {
       ns: 'ofl-ha',
@@ -220,11 +231,11 @@ export async function buildTopology(plan: LabPlan, options: BuildOptions): Promi
     for (const g of plan.guests)
       await ip('-n', inet.ns, '-6', 'route', 'add', g.prefix, 'via', ha.linkAddress);
 
-  for (const g of plan.guests) await buildGuest(plan, g, ip, sysctl);
+  if (plan.guestKind === 'netns') for (const g of plan.guests) await buildGuest(plan, g, ip, sysctl);
   if (options.bridges === 'lab' && plan.kind === 'off-link') {
     for (const h of plan.hosts) for (const g of plan.guests) await makeGuestBridge(h.ns, g, ip);
   }
-  if (options.bridges === 'lab' || plan.kind === 'on-link') {
+  if ((options.bridges === 'lab' || plan.kind === 'on-link') && plan.guestKind === 'netns') {
     for (const g of plan.guests) await attachGuest(g, plan.hosts[0].ns, options.runner);
   }
   const careOf = {} as Record<HostName, string>;

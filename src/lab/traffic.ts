@@ -11,7 +11,8 @@ import type { EndpointOptions, EndpointProgress, EndpointResult } from './endpoi
 import { LabError } from './netns.ts';
 
 export interface TrafficOptions {
-  guest: { ns: string; address: string };
+  /** `vm`: a QEMU guest, whose endpoint runs inside the VM, driven from the correspondent's namespace. */
+  guest: { ns: string; address: string; vm?: boolean };
   cn: { ns: string; address: string };
   /** Where the endpoints write their results. */
   dir: string;
@@ -47,6 +48,7 @@ const PROBE_PORT = 40001;
 const STREAM_PORT = 40000;
 
 const ENDPOINT = fileURLToPath(new URL('./endpoint.ts', import.meta.url));
+const VM_ENDPOINT = fileURLToPath(new URL('../hypervisor/qemu/guest-endpoint.ts', import.meta.url));
 
 interface Running {
   role: 'guest' | 'cn';
@@ -77,7 +79,7 @@ export class Traffic {
       streamKbps: 0,
       out: join(o.dir, 'traffic-cn.json'),
     });
-    await this.startOne('guest', o.guest.ns, {
+    await this.startOne('guest', o.guest.vm ? o.cn.ns : o.guest.ns, {
       ...common,
       role: 'guest',
       bind: o.guest.address,
@@ -89,9 +91,10 @@ export class Traffic {
 
   private async startOne(role: 'guest' | 'cn', ns: string, eo: EndpointOptions): Promise<void> {
     const tsx = import.meta.resolve('tsx');
+    const script = role === 'guest' && this.options.guest.vm ? VM_ENDPOINT : ENDPOINT;
     const child = spawn(
       'ip',
-      ['netns', 'exec', ns, process.execPath, '--import', tsx, ENDPOINT, JSON.stringify(eo)],
+      ['netns', 'exec', ns, process.execPath, '--import', tsx, script, JSON.stringify(eo)],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     let stderr = '';
