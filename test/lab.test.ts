@@ -184,6 +184,15 @@ describe('offlink lab', { skip: process.getuid?.() === 0 ? false : 'needs root' 
       assert.ok(typeof m.downtimeMs === 'number' && m.downtimeMs >= 0, `QEMU's downtime: ${m.downtimeMs}`);
     }
     assert.match(r.stdout, /DOWNTIME ms/);
+    // The guest endpoint's TCP connection to the VM was held across both migrations, and the VM's
+    // state survived: one boot id, a counter that only went up.
+    const g = JSON.parse(readFileSync(join(dir, 'qemu', 'logs', 'traffic-guest.json'), 'utf8')) as {
+      tcpBroken: boolean;
+      guestState: { bootIds: string[]; counterFirst: number; counterLast: number; monotonic: boolean };
+    };
+    assert.equal(g.tcpBroken, false);
+    assert.equal(g.guestState.bootIds.length, 1);
+    assert.ok(g.guestState.monotonic && g.guestState.counterLast > g.guestState.counterFirst);
     assert.deepEqual(labNamespaces(), [], 'torn down');
   });
 

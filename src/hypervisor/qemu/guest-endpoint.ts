@@ -7,7 +7,8 @@
 // The guest records its times on its own clock; this process samples that clock against ours over the
 // same TCP connection and converts every time before writing the result (guest-clock.ts), so the lab's
 // measurement sees one clock. The TCP connection stays open through every migration: if it breaks,
-// the result says so (tcpBroken) — it must not.
+// the result says so (tcpBroken) — it must not; and `guestState` shows the guest's boot id and counter
+// over the run (one boot id, a counter that never went back: the guest moved, it did not restart).
 import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -102,20 +103,34 @@ async function connectGuest(address: string, timeoutMs: number): Promise<LineCon
   }
 }
 
-const COUNT = /now ([\d.]+) sent (\d+) recv (\d+) ssent (\d+) srecv (\d+)/;
+const COUNT = /^counter (\d+) boot (\w+) .*now ([\d.]+) sent (\d+) recv (\d+) ssent (\d+) srecv (\d+)/;
+
+/** Proof the guest was moved, not restarted: its boot id never changes and its counter never goes back. */
+interface GuestState {
+  bootIds: string[];
+  counterFirst: number;
+  counterLast: number;
+  monotonic: boolean;
+}
 
 export async function runGuestEndpoint(o: GuestEndpointOptions): Promise<void> {
   const conn = await connectGuest(o.bind, o.connectTimeoutMs ?? 90_000);
   const samples: ClockSample[] = [];
   let last = { sent: 0, recv: 0, ssent: 0, srecv: 0 };
+  const state: GuestState = { bootIds: [], counterFirst: -1, counterLast: -1, monotonic: true };
   const sample = async () => {
     const t1 = now();
     const line = await conn.ask('count');
     const t2 = now();
     const m = COUNT.exec(line);
     if (!m) return;
-    samples.push({ guest: Number(m[1]), host: (t1 + t2) / 2, rtt: t2 - t1 });
-    last = { sent: Number(m[2]), recv: Number(m[3]), ssent: Number(m[4]), srecv: Number(m[5]) };
+    const [counter, boot] = [Number(m[1]), m[2]!];
+    if (state.bootIds.at(-1) !== boot) state.bootIds.push(boot);
+    if (state.counterFirst < 0) state.counterFirst = counter;
+    if (counter < state.counterLast) state.monotonic = false;
+    state.counterLast = counter;
+    samples.push({ guest: Number(m[3]), host: (t1 + t2) / 2, rtt: t2 - t1 });
+    last = { sent: Number(m[4]), recv: Number(m[5]), ssent: Number(m[6]), srecv: Number(m[7]) };
   };
   for (let i = 0; i < 5; i++) await sample();
   const ok = await conn.ask(`traffic ${o.peer} ${o.probeRate} ${o.streamKbps} ${o.streamPayload}`);
@@ -163,6 +178,7 @@ export async function runGuestEndpoint(o: GuestEndpointOptions): Promise<void> {
         stream: dump.stream,
         rcvbufErrors: 0,
         clock: { samples: samples.length, segments },
+        guestState: state,
         tcpBroken: false,
       };
     } catch (err) {
@@ -172,6 +188,7 @@ export async function runGuestEndpoint(o: GuestEndpointOptions): Promise<void> {
         received: { seq: [], at: [] },
         stream: { sent: last.ssent, received: last.srecv, receivedBytes: 0 },
         rcvbufErrors: 0,
+        guestState: state,
         tcpBroken: true,
         error: `the guest's TCP connection broke: ${(err as Error).message}`,
       };
