@@ -37,10 +37,14 @@ cpSync(BENCH_DIR, join(tree, 'bench'), { recursive: true });
 
 function run(dir: string, i: number): Core {
   const out = join(REPO_DIR, '.tmp', `core-${i}-${dir === REPO_DIR ? 'after' : 'before'}.json`);
-  execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', 'bench/ha/core.ts', '--mrs', String(MRS), '--json', out], {
-    cwd: dir,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  execFileSync(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', 'bench/ha/core.ts', '--mrs', String(MRS), '--json', out],
+    {
+      cwd: dir,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   return JSON.parse(readFileSync(out, 'utf8')) as Core;
 }
 

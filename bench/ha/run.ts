@@ -262,7 +262,15 @@ async function main(): Promise<void> {
     const out = writeResult(args.get('json'), PROFILE ? `ha-${PROFILE}` : 'ha', {
       bench: 'ha',
       machine: m,
-      params: { mrs: MRS, coas: COAS, window: WINDOW, seconds: SECONDS, rates: RATES, profiled: !!PROFILE, haNodeFlags: NODE_FLAGS },
+      params: {
+        mrs: MRS,
+        coas: COAS,
+        window: WINDOW,
+        seconds: SECONDS,
+        rates: RATES,
+        profiled: !!PROFILE,
+        haNodeFlags: NODE_FLAGS,
+      },
       ...result,
       targets,
       profile,
