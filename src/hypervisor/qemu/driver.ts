@@ -386,7 +386,9 @@ export class QemuDriver implements Driver {
         .next((e) => e.data['status'] === 'completed')
         .then(() => {
           vm.role = 'running';
-          this.o.logger?.info({ guest, from: vm.source }, 'qemu guest migrated in');
+          void within(vm.resumed, 2_000, undefined).then((resumedAt) =>
+            this.o.logger?.info({ guest, from: vm.source, resumedAt }, 'qemu guest migrated in'),
+          );
         })
         .catch(() => {})
         .finally(() => done.close());

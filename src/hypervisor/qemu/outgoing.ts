@@ -181,8 +181,8 @@ export class OutgoingMigration {
 
   private async switchover(signal: AbortSignal): Promise<void> {
     const at = performance.now();
+    // The guest is stopped from here until the destination runs it: nothing but the hook in between.
     this.stopProgress();
-    await this.progressOnce();
     this.o.onProgress?.({ guest: this.o.guest, phase: 'switchover' });
     if (this.o.overlap && this.o.onSwitchover) {
       try {
