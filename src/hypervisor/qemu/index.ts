@@ -11,14 +11,10 @@
 import type { CommandRunner } from '../../dataplane/types.ts';
 import type { Logger } from '../../log.ts';
 import type { GuestInfo, GuestNetwork } from '../driver.ts';
-import { QemuDriver, type QemuGuestConfig, type QemuMigrationSettings } from './driver.ts';
+import { QemuDriver } from './driver.ts';
+import type { QemuGuestConfig, QemuMigrationSettings } from './types.ts';
 
-export {
-  QemuDriver,
-  type QemuDriverOptions,
-  type QemuGuestConfig,
-  type QemuMigrationSettings,
-} from './driver.ts';
+export { QemuDriver } from './driver.ts';
 export {
   buildGuestImage,
   findGuestKernel,
@@ -29,6 +25,7 @@ export {
   slaacAddress,
 } from './guest-image.ts';
 export { QmpClient, QmpDisconnectedError, QmpError, type QmpEvent } from './qmp.ts';
+export type { QemuDriverOptions, QemuGuestConfig, QemuMigrationSettings } from './types.ts';
 
 /** The agent config's `hypervisor` section for the qemu driver (validated by src/agent/config.ts). */
 export interface QemuHypervisorConfig {

@@ -10,53 +10,25 @@
 // `{"error": {"class": C, "desc": D}, "id": ID}`; event `{"event": NAME, "data": {…}, "timestamp":
 // {"seconds": S, "microseconds": U}}`.
 import { createConnection, type Socket } from 'node:net';
-import { OfflinkError } from '../../errors.ts';
+import {
+  QmpClientError,
+  QmpDisconnectedError,
+  QmpError,
+  QmpProtocolError,
+  QmpStateError,
+} from './qmp-errors.ts';
+import { type QmpEvent, QmpEventListener } from './qmp-listener.ts';
+
+export {
+  QmpClientError,
+  QmpDisconnectedError,
+  QmpError,
+  QmpProtocolError,
+  QmpStateError,
+} from './qmp-errors.ts';
+export { type QmpEvent, QmpEventListener } from './qmp-listener.ts';
 
 export type QmpState = 'idle' | 'connecting' | 'running' | 'disconnecting';
-
-/** Anything the QMP client throws on purpose. */
-export class QmpClientError extends OfflinkError {}
-
-/** QEMU answered a command with an error (`errorClass` is QEMU's, e.g. `GenericError`, `CommandNotFound`). */
-export class QmpError extends QmpClientError {
-  readonly command: string;
-  readonly errorClass: string;
-  readonly desc: string;
-  constructor(command: string, errorClass: string, desc: string) {
-    super('ERR_QMP_COMMAND', `QMP ${command}: ${errorClass}: ${desc}`);
-    this.command = command;
-    this.errorClass = errorClass;
-    this.desc = desc;
-  }
-}
-
-/** The connection ended (QEMU exited, the socket closed, or the peer broke the protocol). */
-export class QmpDisconnectedError extends QmpClientError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_QMP_DISCONNECTED', message, options);
-  }
-}
-
-/** The peer sent something that is not QMP (bad JSON, no greeting, a reply to nothing we asked). */
-export class QmpProtocolError extends QmpClientError {
-  constructor(message: string) {
-    super('ERR_QMP_PROTOCOL', message);
-  }
-}
-
-/** A call that the connection's state does not allow (execute before connect, connect twice). */
-export class QmpStateError extends QmpClientError {
-  constructor(message: string) {
-    super('ERR_QMP_STATE', message);
-  }
-}
-
-export interface QmpEvent {
-  event: string;
-  data: Record<string, unknown>;
-  /** QEMU's timestamp of the event, wall-clock milliseconds since the epoch (microsecond resolution). */
-  timestamp: number;
-}
 
 export interface QmpGreeting {
   version: { qemu: { major: number; minor: number; micro: number }; package?: string };
@@ -73,83 +45,6 @@ interface Pending {
   command: string;
   resolve(value: unknown): void;
   reject(err: Error): void;
-}
-
-/**
- * Events for one consumer, buffered from the moment the listener is made. `next` takes the first buffered
- * (or future) event that matches; a disconnect rejects it. Close it when done (or use `using`-style
- * try/finally) so it stops buffering.
- */
-export class QmpEventListener {
-  private readonly buffer: QmpEvent[] = [];
-  private waiter:
-    | { match: (e: QmpEvent) => boolean; resolve(e: QmpEvent): void; reject(err: Error): void }
-    | undefined;
-  private ended: Error | undefined;
-
-  constructor(
-    private readonly names: ReadonlySet<string> | undefined,
-    private readonly detach: (l: QmpEventListener) => void,
-  ) {}
-
-  /** @internal the client delivers an event. */
-  deliver(e: QmpEvent): void {
-    if (this.names && !this.names.has(e.event)) return;
-    if (this.waiter?.match(e)) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w.resolve(e);
-      return;
-    }
-    this.buffer.push(e);
-  }
-
-  /** @internal the connection ended. */
-  end(err: Error): void {
-    this.ended ??= err;
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.reject(err);
-  }
-
-  /** The next event (buffered or future) that satisfies `predicate`; earlier non-matching ones are dropped. */
-  next(predicate: (e: QmpEvent) => boolean = () => true, signal?: AbortSignal): Promise<QmpEvent> {
-    if (this.waiter) return Promise.reject(new QmpStateError('QMP listener: next() is already waiting'));
-    while (this.buffer.length > 0) {
-      const e = this.buffer.shift()!;
-      if (predicate(e)) return Promise.resolve(e);
-    }
-    if (this.ended) return Promise.reject(this.ended);
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<QmpEvent>((resolve, reject) => {
-      const onAbort = () => {
-        this.waiter = undefined;
-        reject(signal!.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiter = {
-        match: predicate,
-        resolve: (e) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(e);
-        },
-        reject: (err) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(err);
-        },
-      };
-    });
-  }
-
-  /** Events buffered and not yet taken. */
-  get pending(): readonly QmpEvent[] {
-    return this.buffer;
-  }
-
-  close(): void {
-    this.detach(this);
-    this.end(new QmpStateError('QMP listener closed'));
-  }
 }
 
 /** Milliseconds since the epoch from QMP's `{seconds, microseconds}`. */

@@ -1,0 +1,58 @@
+// The qemu driver's configuration types (driver.ts uses them; index.ts maps the agent config onto them).
+import type { CommandRunner } from '../../dataplane/types.ts';
+import type { Logger } from '../../log.ts';
+import type { GuestImage } from './guest-image.ts';
+
+export interface QemuGuestConfig {
+  /** The guest NIC's MAC, the same on every host (e.g. 52:54:00:xx:xx:xx). */
+  mac: string;
+  /** Guest RAM, MiB (default 128). */
+  memoryMiB?: number;
+  /** Tap name on each host (default `qt-<guest>`, at most 15 characters). */
+  tap?: string;
+  /** Kernel, initrd and command line; default: the image guest-image.ts builds, SLAAC. */
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  extraArgs?: readonly string[];
+}
+
+export interface QemuMigrationSettings {
+  /** QEMU downtime-limit, ms (QEMU's default is 300). */
+  downtimeLimitMs?: number;
+  /** QEMU max-bandwidth, bytes/s (QEMU 7.2's default is 128 MiB/s; more made pauses longer here). */
+  maxBandwidth?: number;
+  /** Run the switchover hook while QEMU waits at pre-switchover (default true). */
+  overlap?: boolean;
+  /** Give up and cancel after this long (default 120 s). */
+  timeoutMs?: number;
+  progressIntervalMs?: number;
+}
+
+export interface QemuDriverOptions {
+  /** This host's name (as in the agent config). */
+  host: string;
+  /** This host's network namespace, when the driver runs outside it. */
+  netns?: string;
+  /** QMP sockets and serial logs go here. */
+  runDir: string;
+  guests: Readonly<Record<string, QemuGuestConfig>>;
+  /** Where incoming migrations listen: this host's address the source can reach (its care-of address). */
+  incomingAddress: () => string | undefined | Promise<string | undefined>;
+  runner: CommandRunner;
+  /** QEMU binary (default qemu-system-x86_64). */
+  qemu?: string;
+  /** The default guest image (default: buildGuestImage(), built once per driver). */
+  image?: () => Promise<GuestImage>;
+  /** How long a guest may take to boot (default 120 s: TCG on 2 busy cores). */
+  bootTimeoutMs?: number;
+  /** What the guest prints when ready (default guest-image's line); null: do not wait. */
+  ready?: RegExp | null;
+  migration?: QemuMigrationSettings;
+  /**
+   * The destination's RESUME time (epoch ms) for a guest, for the measured pause. Only possible where the
+   * destination's driver is reachable in-process (tests, a single-process lab); agents log it instead.
+   */
+  peerResumedAt?: (host: string, guest: string) => Promise<number | undefined>;
+  logger?: Logger;
+}
