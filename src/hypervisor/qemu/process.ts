@@ -1,7 +1,7 @@
 // One QEMU process: its command line, the child process (never -daemonize: a daemonized QEMU is
 // re-parented and lingers), its QMP connection and its serial console log.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, rmSync } from 'node:fs';
 import { HypervisorError } from '../driver.ts';
 import { QmpClient, QmpDisconnectedError } from './qmp.ts';
 
@@ -72,7 +72,11 @@ export interface QemuSpawnOptions {
   args: readonly string[];
   paths: QemuProcessPaths;
   guest: string;
+  /** Kill QEMU when this process dies (default true; needs util-linux setpriv). */
+  dieWithParent?: boolean;
 }
+
+const SETPRIV = '/usr/bin/setpriv';
 
 /** A running QEMU. `exited` settles when the process is gone (never rejects). */
 export class QemuProcess {
@@ -122,6 +126,10 @@ export class QemuProcess {
     rmSync(options.paths.qmp, { force: true });
     const argv = [
       ...(options.netns ? ['ip', 'netns', 'exec', options.netns] : []),
+      // QEMU dies with us (the guests are the agent's children; none is left spinning after a crash).
+      ...(options.dieWithParent !== false && existsSync(SETPRIV)
+        ? [SETPRIV, '--pdeathsig', 'KILL', '--']
+        : []),
       options.binary,
       ...options.args,
     ];
