@@ -31,6 +31,8 @@ export type { BindingStatus, HomeAgentStatus } from './status.ts';
 
 import { BindingStore, type BindingStoreLike } from './store.ts';
 
+const round = (ms: number) => Math.round(ms * 100) / 100;
+
 export interface HomeAgentComponents {
   clock: Clock;
   logger: Logger;
@@ -297,6 +299,7 @@ export class HomeAgent {
     }
 
     // Durable first: an accepting BA is never sent for a binding that is not on disk.
+    const t0 = performance.now();
     try {
       this.store!.write(ops);
       this.metrics.storeBatch.observe(ops.length);
@@ -309,6 +312,7 @@ export class HomeAgent {
       ...expiryIntents,
       ...items.filter((i) => i.status === 0).flatMap((i) => i.result.intents),
     ];
+    const t1 = performance.now();
     if (this.needsReconcile) await this.reconcile();
     if (intents.length > 0) {
       try {
@@ -321,7 +325,13 @@ export class HomeAgent {
       }
     }
 
-    for (const item of items) this.finish(item);
+    // Where the time of a BA went (bench/outage reads these from the log of each binding event).
+    const timing = {
+      batch: batch.length,
+      storeMs: round(t1 - t0),
+      dataplaneMs: round(performance.now() - t1),
+    };
+    for (const item of items) this.finish(item, timing);
     this.scheduleExpiry();
   }
 
@@ -353,7 +363,7 @@ export class HomeAgent {
     }
   }
 
-  private finish(item: Item): void {
+  private finish(item: Item, timing: { batch: number; storeMs: number; dataplaneMs: number }): void {
     const { result, job } = item;
     const status = item.status;
     this.metrics.countStatus(status);
@@ -370,6 +380,7 @@ export class HomeAgent {
           sequence: job.packet.message.type === 'bindingUpdate' ? job.packet.message.sequence : undefined,
           lifetime: result.event === 'deregister' ? 0 : b?.lifetimeSeconds,
           id: b?.id,
+          ...timing,
         },
         `binding ${result.event}`,
       );
