@@ -1,0 +1,316 @@
+// Handover outage benchmark (issue 9): `offlink lab run` with a streaming guest, in one run, for
+// off-link make-before-break, off-link paper and the on-link baseline (ordinary same-subnet migration,
+// no NEMO), interleaved in rounds so all three see the same machine load. Reports gap p50/p95/max,
+// probes lost per migration and per-phase timings; headline ratios off-link ÷ on-link and paper ÷
+// make-before-break.
+//
+//   node --import tsx bench/outage/run.ts [--migrations 20] [--rounds 2] [--interval 2] [--guest netns|qemu]
+//                                         [--json FILE]
+//
+// The lab's namespaces have fixed names (ofl-*), and other people's test runs build and tear down the
+// same lab: so this benchmark runs inside a private mount namespace with its own /run, where /run/netns
+// and the lab's state directory are its own, and nobody else's `offlink lab down` can reach its lab.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_STATE_DIR } from '../../src/lab/netns.ts';
+import type { GuestKind, LabReport, Procedure, TopologyKind } from '../../src/lab/report.ts';
+import { labRun } from '../../src/lab/run.ts';
+import { describeMachine, finishMachineInfo, machineInfo } from '../lib/machine.ts';
+import { numArg, parseArgs, printTargets, type Target, writeResult } from '../lib/results.ts';
+import { type Summary, summarize } from '../lib/stats.ts';
+
+const args = parseArgs(process.argv.slice(2));
+const MIGRATIONS = numArg(args, 'migrations', 20);
+const ROUNDS = numArg(args, 'rounds', 2);
+const INTERVAL = numArg(args, 'interval', 2);
+const GUEST = (args.get('guest') ?? 'netns') as GuestKind;
+
+if (process.env['OFFLINK_BENCH_PRIVATE_RUN'] !== '1') {
+  const me = fileURLToPath(import.meta.url);
+  const r = spawnSync(
+    'unshare',
+    [
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      'sh',
+      '-c',
+      'mount -t tmpfs -o size=512m,mode=755 offlink-bench-run /run && mkdir -p /run/netns && exec "$0" "$@"',
+      process.execPath,
+      '--import',
+      'tsx',
+      me,
+      ...process.argv.slice(2),
+    ],
+    { stdio: 'inherit', env: { ...process.env, OFFLINK_BENCH_PRIVATE_RUN: '1' } },
+  );
+  process.exit(r.status ?? 1);
+}
+
+interface Config {
+  name: string;
+  topology: TopologyKind;
+  procedure: Procedure;
+  overlap?: boolean;
+}
+
+const CONFIGS: Config[] =
+  GUEST === 'qemu'
+    ? [
+        { name: 'off-link overlap', topology: 'off-link', procedure: 'make-before-break', overlap: true },
+        { name: 'off-link no overlap', topology: 'off-link', procedure: 'make-before-break', overlap: false },
+      ]
+    : [
+        { name: 'off-link make-before-break', topology: 'off-link', procedure: 'make-before-break' },
+        { name: 'off-link paper', topology: 'off-link', procedure: 'paper' },
+        { name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
+      ];
+
+/** One migration as measured by the lab, plus what the daemons' logs say about it. */
+interface Row {
+  config: string;
+  round: number;
+  index: number;
+  ok: boolean;
+  gapMs: number;
+  lost: number;
+  lostGuestToCn: number;
+  lostCnToGuest: number;
+  phases: Record<string, number>;
+}
+
+const log = (msg: string) => console.error(`[bench/outage] ${msg}`);
+
+interface LogLine {
+  time: string;
+  msg: string;
+  [k: string]: unknown;
+}
+
+function readLog(path: string): LogLine[] {
+  let text = '';
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: LogLine[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as LogLine);
+    } catch {}
+  }
+  return out;
+}
+
+/** The home agent's and the destination's own figures for a migration, from the logs, by time window. */
+function logPhases(logDir: string, from: number, to: number): Record<string, number> {
+  const within = (l: LogLine) => {
+    const t = Date.parse(l.time);
+    return t >= from && t <= to;
+  };
+  const out: Record<string, number> = {};
+  const ha = readLog(join(logDir, 'ha.log')).filter(
+    (l) => within(l) && /^binding (move|register|deregister)$/.test(l.msg),
+  );
+  // make-before-break: one `move`; paper: `deregister` at the source, then `register` from the destination
+  for (const l of ha) {
+    const event = l.msg.slice('binding '.length);
+    out[`ha.${event}.dataplaneMs`] = l['dataplaneMs'] as number;
+    out[`ha.${event}.storeMs`] = l['storeMs'] as number;
+  }
+  for (const host of ['host-a', 'host-b']) {
+    for (const l of readLog(join(logDir, `agent-${host}.log`))) {
+      if (!within(l)) continue;
+      if (l.msg.startsWith('took over the network') && typeof l['takeoverMs'] === 'number')
+        out['dst.takeoverMs'] = l['takeoverMs'];
+      if (l.msg.startsWith('took over the network') && typeof l['buToBaMs'] === 'number')
+        out['dst.buToBaMs'] = l['buToBaMs'];
+    }
+  }
+  return out;
+}
+
+async function runConfig(
+  c: Config,
+  round: number,
+  migrations: number,
+  dir: string,
+): Promise<{ rows: Row[]; report: LabReport }> {
+  const out = join(dir, `${c.name.replaceAll(' ', '-')}-${round}`);
+  const report = await labRun({
+    topology: c.topology,
+    guest: GUEST,
+    procedure: c.procedure,
+    ...(c.overlap !== undefined ? { overlap: c.overlap } : {}),
+    migrations,
+    intervalS: INTERVAL,
+    stateDir: DEFAULT_STATE_DIR,
+    out,
+    print: (line) => {
+      if (/^\s+#\d+ /.test(line) || line.startsWith('lab: traffic flows'))
+        console.error(`  ${c.name}: ${line.trim()}`);
+    },
+  });
+  const rows = report.migrations.map((m): Row => {
+    const dir = (name: string) => m.directions.find((d) => d.name.startsWith(name))?.lost ?? 0;
+    return {
+      config: c.name,
+      round,
+      index: m.index,
+      ok: m.ok,
+      gapMs: m.gapMs,
+      lost: m.lost,
+      lostGuestToCn: dir('guest'),
+      lostCnToGuest: dir('cn'),
+      phases: {
+        ...(m.phases ?? {}),
+        ...(m.hypervisorMs !== null && m.phases?.['hypervisorMs'] === undefined
+          ? { hypervisorMs: m.hypervisorMs }
+          : {}),
+        ...(m.downtimeMs != null ? { downtimeMs: m.downtimeMs } : {}),
+        commandMs: m.commandMs,
+        ...logPhases(join(out, 'logs'), m.startedAt - 50, m.endedAt + 1000),
+      },
+    };
+  });
+  return { rows, report };
+}
+
+interface ConfigSummary {
+  name: string;
+  migrations: number;
+  failed: number;
+  gapMs: Summary;
+  lostPerMigration: Summary;
+  lostGuestToCn: number;
+  lostCnToGuest: number;
+  phases: Record<string, Summary>;
+  receiverDrops: Record<string, number>;
+}
+
+function summarizeConfig(name: string, rows: Row[], reports: LabReport[]): ConfigSummary {
+  const ok = rows.filter((r) => r.ok);
+  const phaseNames = [...new Set(ok.flatMap((r) => Object.keys(r.phases)))].sort();
+  const drops: Record<string, number> = {};
+  for (const rep of reports)
+    for (const [k, v] of Object.entries(rep.summary.receiverDrops ?? {})) drops[k] = (drops[k] ?? 0) + v;
+  return {
+    name,
+    migrations: rows.length,
+    failed: rows.length - ok.length,
+    gapMs: summarize(ok.map((r) => r.gapMs)),
+    lostPerMigration: summarize(ok.map((r) => r.lost)),
+    lostGuestToCn: ok.reduce((s, r) => s + r.lostGuestToCn, 0),
+    lostCnToGuest: ok.reduce((s, r) => s + r.lostCnToGuest, 0),
+    phases: Object.fromEntries(
+      phaseNames.map((p) => [
+        p,
+        summarize(ok.map((r) => r.phases[p]).filter((v): v is number => typeof v === 'number')),
+      ]),
+    ),
+    receiverDrops: drops,
+  };
+}
+
+async function main(): Promise<void> {
+  const machine = machineInfo();
+  const dir = mkdtempSync(join(tmpdir(), 'offlink-bench-outage-'));
+  const rows: Row[] = [];
+  const reports = new Map<string, LabReport[]>();
+  try {
+    const perRound = Math.ceil(MIGRATIONS / ROUNDS);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of round % 2 === 0 ? CONFIGS : [...CONFIGS].reverse()) {
+        const n = Math.min(perRound, MIGRATIONS - round * perRound);
+        if (n <= 0) continue;
+        log(`round ${round + 1}/${ROUNDS}: ${c.name}, ${n} migrations every ${INTERVAL} s`);
+        const r = await runConfig(c, round, n, dir);
+        rows.push(...r.rows);
+        reports.set(c.name, [...(reports.get(c.name) ?? []), r.report]);
+      }
+    }
+  } finally {
+    if (!args.has('keep')) rmSync(dir, { recursive: true, force: true });
+    else log(`kept ${dir}`);
+  }
+  const summaries = CONFIGS.map((c) =>
+    summarizeConfig(
+      c.name,
+      rows.filter((r) => r.config === c.name),
+      reports.get(c.name) ?? [],
+    ),
+  );
+  const by = (name: string) => summaries.find((s) => s.name === name)!;
+  const m = finishMachineInfo(machine);
+  console.log(`\nHandover outage (${GUEST} guest) — ${describeMachine(m)}`);
+  const fmt = (s: Summary) => `${s.p50.toFixed(1)} / ${s.p95.toFixed(1)} / ${s.max.toFixed(1)}`;
+  for (const s of summaries) {
+    console.log(
+      `${s.name.padEnd(28)} gap p50/p95/max ${fmt(s.gapMs)} ms; lost/migration mean ${s.lostPerMigration.mean.toFixed(1)} (p50 ${s.lostPerMigration.p50}, max ${s.lostPerMigration.max}); ${s.failed} failed of ${s.migrations}`,
+    );
+    const ph = Object.entries(s.phases)
+      .map(([k, v]) => `${k} ${v.p50.toFixed(1)}`)
+      .join(', ');
+    console.log(`${''.padEnd(28)} phases p50 (ms): ${ph}`);
+  }
+  const targets: Target[] = [];
+  const ratios: Record<string, number> = {};
+  if (GUEST === 'netns') {
+    const mbb = by('off-link make-before-break');
+    const paper = by('off-link paper');
+    const onLink = by('on-link baseline');
+    ratios['offLinkOverOnLinkGapP50'] = mbb.gapMs.p50 / onLink.gapMs.p50;
+    ratios['offLinkOverOnLinkLost'] = mbb.lostPerMigration.mean / onLink.lostPerMigration.mean;
+    ratios['paperOverMbbGapP50'] = paper.gapMs.p50 / mbb.gapMs.p50;
+    targets.push(
+      {
+        what: 'off-link ÷ on-link, p50 gap',
+        target: '≤ 1.2',
+        measured: `${ratios['offLinkOverOnLinkGapP50'].toFixed(2)} (${mbb.gapMs.p50.toFixed(1)} / ${onLink.gapMs.p50.toFixed(1)} ms)`,
+        met: ratios['offLinkOverOnLinkGapP50'] <= 1.2,
+      },
+      {
+        what: 'off-link ÷ on-link, probes lost',
+        target: '≤ 1.2',
+        measured: `${ratios['offLinkOverOnLinkLost'].toFixed(2)} (${mbb.lostPerMigration.mean.toFixed(1)} / ${onLink.lostPerMigration.mean.toFixed(1)} per migration)`,
+        met: ratios['offLinkOverOnLinkLost'] <= 1.2,
+      },
+      {
+        what: 'paper ÷ make-before-break, p50 gap',
+        target: '(report)',
+        measured: `${ratios['paperOverMbbGapP50'].toFixed(2)} (${paper.gapMs.p50.toFixed(1)} / ${mbb.gapMs.p50.toFixed(1)} ms)`,
+        met: true,
+      },
+    );
+  } else {
+    const overlap = by('off-link overlap');
+    const none = by('off-link no overlap');
+    ratios['overlapOverNoOverlapGapP50'] = overlap.gapMs.p50 / none.gapMs.p50;
+    for (const s of [overlap, none]) {
+      const downtime = s.phases['downtimeMs'];
+      if (downtime) ratios[`${s.name} gap ÷ QEMU downtime (p50)`] = s.gapMs.p50 / downtime.p50;
+    }
+  }
+  printTargets(targets);
+  const path = writeResult(args.get('json'), GUEST === 'qemu' ? 'outage-qemu' : 'outage', {
+    bench: 'outage',
+    machine: m,
+    params: { migrations: MIGRATIONS, rounds: ROUNDS, intervalS: INTERVAL, guest: GUEST, configs: CONFIGS },
+    summaries,
+    ratios,
+    targets,
+    rows,
+  });
+  log(`wrote ${path}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
