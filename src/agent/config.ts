@@ -6,15 +6,26 @@
 // One network per host with all guests in it is the report's setting; one network per guest lets guests
 // move one at a time (the report's §7.2). The network entries are the mobile router's own format
 // (src/mobilerouter/config.ts), plus `guests` and `activeOnStart`.
-import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
-import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { resolve } from 'node:path';
 import { z } from 'zod';
+import { configError } from '../config/errors.ts';
+import { loadConfigFile, parseYaml, resolveKey } from '../config/load.ts';
+import {
+  backend,
+  hexKey,
+  interfaceName,
+  ipv6,
+  keySource,
+  listenAddress,
+  mss,
+  name,
+  port,
+  routingTable,
+} from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
 import type { QemuHypervisorConfig } from '../hypervisor/qemu/index.ts';
 import {
-  interfaceName,
   type MobileNetworkConfig,
   type MobileRouterHostConfig,
   parseMobileNetwork,
@@ -68,27 +79,11 @@ export interface AgentConfig {
   networks: AgentNetworkConfig[];
 }
 
-const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_", "-" (1–63)');
-
-const LISTEN = /^(?:\[(?<v6>[^\]]+)\]|(?<v4>[0-9.]+)):(?<port>[0-9]{1,5})$/;
-const listen = z.string().transform((text, ctx) => {
-  const m = LISTEN.exec(text);
-  const host = m?.groups?.['v6'] ?? m?.groups?.['v4'];
-  const port = Number(m?.groups?.['port']);
-  if (
-    !m ||
-    host === undefined ||
-    (m.groups?.['v6'] !== undefined && !isIPv6(host)) ||
-    !(port > 0 && port < 65536)
-  ) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must be address:port ("[2001:db8:a::2]:7400" or "127.0.0.1:7400")',
-    });
-    return z.NEVER;
-  }
-  return { host, port };
-});
+// A control API may listen on a scoped address (fe80::1%eth0), which node:net reads and we hand to it.
+const listen = listenAddress(
+  (host, v6) => !v6 || isIPv6(host),
+  'must be address:port ("[2001:db8:a::2]:7400" or "127.0.0.1:7400")',
+);
 
 const peerUrl = z.string().refine((u) => {
   try {
@@ -99,16 +94,7 @@ const peerUrl = z.string().refine((u) => {
   }
 }, 'must be an http(s) base URL ("http://[2001:db8:b::2]:7400")');
 
-const hexKey = z
-  .string()
-  .regex(/^(?:[0-9a-fA-F]{2})+$/, 'not a hex string')
-  .transform((k) => Buffer.from(k, 'hex'))
-  .refine(
-    (k) => k.length >= MIN_CLUSTER_KEY_BYTES,
-    `too short (at least ${MIN_CLUSTER_KEY_BYTES} bytes, ${MIN_CLUSTER_KEY_BYTES * 2} hex digits)`,
-  );
-
-const ipv6 = z.string().refine((s) => isIPv6(s), 'not an IPv6 address');
+const clusterKey = hexKey(MIN_CLUSTER_KEY_BYTES);
 
 const hypervisor = z.discriminatedUnion('driver', [
   z.strictObject({
@@ -152,31 +138,20 @@ const schema = z.strictObject({
   uplink: interfaceName,
   homeAgent: z.strictObject({
     address: ipv6,
-    port: z.number().int().min(1).max(65535).default(SIGNALING_PORT),
+    port: port.default(SIGNALING_PORT),
   }),
   careOfAddress: ipv6.optional(),
   dataplane: z
     .strictObject({
-      backend: z.enum(['seg6', 'ip6tnl']).default('seg6'),
-      decapTable: z
-        .number()
-        .int()
-        .min(1)
-        .max(0xfffffff0)
-        .refine((t) => t < 253 || t > 255, 'tables 253–255 are the kernel’s default, main and local')
-        .default(200),
-      mss: z
-        .number()
-        .int()
-        .refine((m) => m === 0 || (m >= 536 && m <= 65535), '0 (off) or 536–65535')
-        .default(1400),
+      backend,
+      decapTable: routingTable.default(200),
+      mss,
     })
     .default({ backend: 'seg6', decapTable: 200, mss: 1400 }),
   runDir: z.string().min(1).default('/run/offlink'),
   control: z.strictObject({
     listen,
-    key: hexKey.optional(),
-    keyFile: z.string().min(1).optional(),
+    ...keySource(clusterKey),
     clockSkewSeconds: z.number().int().min(1).max(300).default(30),
     history: z.number().int().min(1).max(10_000).default(50),
   }),
@@ -191,39 +166,10 @@ const agentNetworkKeys = z.strictObject({
   activeOnStart: z.boolean().default(false),
 });
 
-type Path = readonly PropertyKey[];
-
-function formatPath(path: Path): string {
-  let out = '';
-  for (const p of path) {
-    if (typeof p === 'number') out += `[${p}]`;
-    else out += out === '' ? String(p) : `.${String(p)}`;
-  }
-  return out;
-}
-
-function issueError(issue: z.core.$ZodIssue, at: Path = []): ConfigError {
-  if (issue.code === 'unrecognized_keys')
-    return new ConfigError(formatPath([...at, ...issue.path, issue.keys[0]!]), 'unknown key');
-  if (issue.code === 'invalid_type' && issue.input === undefined)
-    return new ConfigError(formatPath([...at, ...issue.path]), 'required');
-  if (issue.code === 'invalid_union') {
-    const deeper = issue.errors.flat().find((i) => i.path.length > 0);
-    if (deeper) return issueError({ ...deeper, path: [...issue.path, ...deeper.path] }, at);
-    const options = (issue as { options?: unknown[] }).options;
-    if (options)
-      return new ConfigError(formatPath([...at, ...issue.path]), `must be one of: ${options.join(', ')}`);
-  }
-  return new ConfigError(formatPath([...at, ...issue.path]), issue.message);
-}
-
 /** Parse and validate config text; `baseDir` resolves relative key files and runDir. */
 export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentConfig {
-  const doc = parseDocument(text, { uniqueKeys: true });
-  if (doc.errors.length > 0)
-    throw new ConfigError('', `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
-  const parsed = schema.safeParse(doc.toJS() ?? {});
-  if (!parsed.success) throw issueError(parsed.error.issues[0]!);
+  const parsed = schema.safeParse(parseYaml(text));
+  if (!parsed.success) throw configError(parsed.error);
   const raw = parsed.data;
 
   const networks = raw.networks.map((entry, i) => parseNetwork(entry, i, baseDir));
@@ -260,7 +206,7 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
     runDir: resolve(baseDir, raw.runDir),
     control: {
       listen: raw.control.listen,
-      key: resolveClusterKey(raw.control, baseDir),
+      key: resolveKey(raw.control, 'control', baseDir, clusterKey),
       clockSkewMs: raw.control.clockSkewSeconds * 1000,
       history: raw.control.history,
     },
@@ -272,19 +218,13 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
 
 /** Read and validate a config file. */
 export function loadAgentConfig(path: string): AgentConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError('', `cannot read config ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-  }
-  return parseAgentConfig(text, dirname(resolve(path)));
+  return loadConfigFile(path, parseAgentConfig);
 }
 
 function parseNetwork(entry: Record<string, unknown>, i: number, baseDir: string): AgentNetworkConfig {
   const { guests, activeOnStart, ...mr } = entry;
   const own = agentNetworkKeys.safeParse({ guests, activeOnStart });
-  if (!own.success) throw issueError(own.error.issues[0]!, ['networks', i]);
+  if (!own.success) throw configError(own.error, `networks[${i}]`);
   const network = parseMobileNetwork(mr, { at: `networks[${i}]`, baseDir });
   return { ...network, guests: own.data.guests, activeOnStart: own.data.activeOnStart };
 }
@@ -320,28 +260,4 @@ function checkNetworks(networks: readonly AgentNetworkConfig[]): void {
       seen.set(`guest=${g}`, i);
     });
   });
-}
-
-function resolveClusterKey(
-  c: { key?: Buffer | undefined; keyFile?: string | undefined },
-  baseDir: string,
-): Buffer {
-  if (c.key !== undefined && c.keyFile !== undefined)
-    throw new ConfigError('control.key', 'give key or keyFile, not both');
-  if (c.key !== undefined) return c.key;
-  if (c.keyFile === undefined) throw new ConfigError('control.key', 'required (or keyFile)');
-  let text: string;
-  try {
-    text = readFileSync(resolve(baseDir, c.keyFile), 'utf8');
-  } catch (err) {
-    throw new ConfigError(
-      'control.keyFile',
-      `cannot read ${c.keyFile}: ${(err as NodeJS.ErrnoException).code ?? err}`,
-    );
-  }
-  // Hex text, like the network keys (`openssl rand -hex 32 > cluster.key`); whitespace is ignored.
-  const parsed = hexKey.safeParse(text.replace(/\s+/g, ''));
-  if (!parsed.success)
-    throw new ConfigError('control.keyFile', `${c.keyFile}: ${parsed.error.issues[0]!.message}`);
-  return parsed.data;
 }

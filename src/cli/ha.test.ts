@@ -40,7 +40,7 @@ mobileRouters:
     assert.notEqual(r.code, 0);
     assert.equal(
       r.stderr,
-      'offlink: mobileRouters[1].prefixes[1]: not an IPv6 prefix (address/length with the host bits zero)\n',
+      'offlink: mobileRouters[1].prefixes[1]: nope: not an IPv6 prefix (address/length)\n',
     );
   }
 });

@@ -95,12 +95,12 @@ describe('home agent config', () => {
     [
       'bad prefix',
       (d) => (d['mobileRouters'][1].prefixes = ['2001:db8::/64', 'nope']),
-      /^mobileRouters\[1\]\.prefixes\[1\]: not an IPv6 prefix/,
+      /^mobileRouters\[1\]\.prefixes\[1\]: nope: not an IPv6 prefix/,
     ],
     [
       'host bits set',
       (d) => (d['mobileRouters'][0].prefixes = ['2001:db8:100::1/64']),
-      /^mobileRouters\[0\]\.prefixes\[0\]: not an IPv6 prefix/,
+      /^mobileRouters\[0\]\.prefixes\[0\]: 2001:db8:100::1\/64: host bits set \(the network is 2001:db8:100::\/64\)/,
     ],
     [
       'bad HA address',

@@ -1,18 +1,30 @@
 // Home agent configuration (examples/ha.yaml): YAML validated with a zod schema. Every problem becomes one
 // ConfigError naming the key path (`mobileRouters[1].prefixes[0]: not an IPv6 prefix`), so a wrong config
 // stops the daemon with a single line that says where to look.
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { resolve } from 'node:path';
 import { z } from 'zod';
+import { configError } from '../config/errors.ts';
+import { loadConfigFile, parseYaml, resolveKey } from '../config/load.ts';
+import {
+  algorithm,
+  backend,
+  hexKey,
+  ipv6,
+  isIPv6,
+  keySource,
+  listenAddress,
+  MAX_LIFETIME_SECONDS,
+  MIN_KEY_BYTES,
+  mss,
+  name,
+  port,
+  prefix,
+  routingTable,
+  spi,
+} from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
-import { canonicalIPv6, parseIPv6, parsePrefix, prefixCovers } from '../protocol/address.ts';
+import { canonicalIPv6, parseIPv6, prefixCovers } from '../protocol/address.ts';
 import type { AuthAlgorithm } from '../protocol/types.ts';
-
-/** Shortest key accepted: 128 bits (RFC 2104 §3 recommends at least the hash output; 16 octets is the floor). */
-export const MIN_KEY_BYTES = 16;
-/** Largest lifetime a BA can express: 0xffff units of 4 s (RFC 6275 §6.1.7). */
-export const MAX_LIFETIME_SECONDS = 0xffff * 4;
 
 export interface MobileRouterConfig {
   name: string;
@@ -42,70 +54,19 @@ export interface HomeAgentConfig {
   mobileRouters: MobileRouterConfig[];
 }
 
-function isIPv6(text: string): boolean {
-  try {
-    canonicalIPv6(text);
-    return !text.includes('/');
-  } catch {
-    return false;
-  }
+const key = hexKey(MIN_KEY_BYTES);
+
+function isLoopback(host: string): boolean {
+  return /^127\.\d+\.\d+\.\d+$/.test(host) || (isIPv6(host) && canonicalIPv6(host) === '::1');
 }
-
-function isPrefix(text: string): boolean {
-  try {
-    const { prefix, length } = parsePrefix(text);
-    // Host bits set is almost always a typo (2001:db8:1::1/64); refuse rather than guess.
-    return canonicalIPv6(text.slice(0, text.indexOf('/'))) === prefix && length > 0;
-  } catch {
-    return false;
-  }
-}
-
-const ipv6 = z.string().refine(isIPv6, 'not an IPv6 address').transform(canonicalIPv6);
-const prefix = z
-  .string()
-  .refine(isPrefix, 'not an IPv6 prefix (address/length with the host bits zero)')
-  .transform((p) => {
-    const { prefix: net, length } = parsePrefix(p);
-    return `${net}/${length}`;
-  });
-
-const LOOPBACK_LISTEN = /^(?:\[(?<v6>[^\]]+)\]|(?<v4>[0-9.]+)):(?<port>[0-9]{1,5})$/;
-const statusListen = z.string().transform((text, ctx) => {
-  const m = LOOPBACK_LISTEN.exec(text);
-  const host = m?.groups?.['v6'] ?? m?.groups?.['v4'];
-  const port = Number(m?.groups?.['port']);
-  const loopback =
-    host !== undefined &&
-    (/^127\.\d+\.\d+\.\d+$/.test(host) || (isIPv6(host) && canonicalIPv6(host) === '::1'));
-  if (!m || !loopback || !(port > 0 && port < 65536)) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must be a loopback address and port ("127.0.0.1:9180" or "[::1]:9180")',
-    });
-    return z.NEVER;
-  }
-  return { host: host!, port };
-});
-
-const hexKey = z
-  .string()
-  .regex(/^(?:[0-9a-fA-F]{2})+$/, 'not a hex string')
-  .transform((k) => Buffer.from(k, 'hex'))
-  .refine(
-    (k) => k.length >= MIN_KEY_BYTES,
-    `too short (at least ${MIN_KEY_BYTES} bytes, ${MIN_KEY_BYTES * 2} hex digits)`,
-  );
 
 const mobileRouter = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_", "-" (1–63)'),
+  name,
   homeAddress: ipv6,
-  prefixes: z.array(prefix).min(1, 'at least one prefix'),
-  // RFC 4285 §5: SPI values 0–255 are reserved.
-  spi: z.number().int().min(256, 'SPI 0–255 is reserved (RFC 4285 §5)').max(0xffffffff),
-  key: hexKey.optional(),
-  keyFile: z.string().min(1).optional(),
-  algorithm: z.enum(['hmac-sha1', 'hmac-sha256']).default('hmac-sha1'),
+  prefixes: z.array(prefix()).min(1, 'at least one prefix'),
+  spi,
+  ...keySource(key),
+  algorithm,
 });
 
 const schema = z.strictObject({
@@ -114,28 +75,27 @@ const schema = z.strictObject({
     uplink: z.string().regex(/^[A-Za-z0-9_.:@-]{1,15}$/, 'not an interface name (1–15 characters)'),
     // Default: the HA address. Node cannot pick a datagram's source address, so a socket on '::' would
     // answer from whatever address routing picks, and an MR expects the BA from where it sent the BU.
-    listen: z
-      .strictObject({ address: ipv6.optional(), port: z.number().int().min(1).max(65535).default(4191) })
-      .default({ port: 4191 }),
+    listen: z.strictObject({ address: ipv6.optional(), port: port.default(4191) }).default({ port: 4191 }),
     status: z
-      .union([z.literal(false), z.strictObject({ listen: statusListen })])
+      .union(
+        [
+          z.literal(false),
+          z.strictObject({
+            listen: listenAddress(
+              isLoopback,
+              'must be a loopback address and port ("127.0.0.1:9180" or "[::1]:9180")',
+            ),
+          }),
+        ],
+        { error: 'must be false or { listen: "127.0.0.1:9180" }' },
+      )
       .default({ listen: { host: '127.0.0.1', port: 9180 } }),
     database: z.string().min(1).default('/var/lib/offlink/ha.sqlite'),
     dataplane: z
       .strictObject({
-        backend: z.enum(['seg6', 'ip6tnl']).default('seg6'),
-        table: z
-          .number()
-          .int()
-          .min(1)
-          .max(0xfffffff0)
-          .refine((t) => t < 253 || t > 255, 'tables 253–255 are the kernel’s default, main and local')
-          .default(200),
-        mss: z
-          .number()
-          .int()
-          .refine((m) => m === 0 || (m >= 536 && m <= 65535), '0 (off) or 536–65535')
-          .default(1400),
+        backend,
+        table: routingTable.default(200),
+        mss,
       })
       .default({ backend: 'seg6', table: 200, mss: 1400 }),
     maxLifetimeSeconds: z.number().int().min(4).max(MAX_LIFETIME_SECONDS).default(3600),
@@ -146,59 +106,17 @@ const schema = z.strictObject({
   mobileRouters: z.array(mobileRouter).default([]),
 });
 
-type Path = readonly PropertyKey[];
-
-/** `['mobileRouters', 1, 'prefixes', 0]` → `mobileRouters[1].prefixes[0]`. */
-export function formatPath(path: Path): string {
-  let out = '';
-  for (const p of path) {
-    if (typeof p === 'number') out += `[${p}]`;
-    else out += out === '' ? String(p) : `.${String(p)}`;
-  }
-  return out;
-}
-
-function firstIssue(error: z.ZodError): ConfigError {
-  return issueError(error.issues[0]!);
-}
-
-function issueError(issue: z.core.$ZodIssue): ConfigError {
-  if (issue.code === 'unrecognized_keys') {
-    return new ConfigError(formatPath([...issue.path, issue.keys[0]!]), 'unknown key');
-  }
-  if (issue.code === 'invalid_type') {
-    // zod does not report the input; its message ends in "received <type>".
-    const received = /received (\w+)/.exec(issue.message)?.[1];
-    if (received === 'undefined') return new ConfigError(formatPath(issue.path), 'required');
-    const hint =
-      issue.expected === 'string' && received === 'number'
-        ? ' (quote it: YAML reads digits as a number)'
-        : '';
-    return new ConfigError(formatPath(issue.path), `must be a ${issue.expected}, not a ${received}${hint}`);
-  }
-  if (issue.code === 'invalid_union') {
-    // A branch that got past the type check says more than "no branch matched".
-    const deeper = issue.errors.flat().find((i) => i.path.length > 0);
-    if (deeper) return issueError({ ...deeper, path: [...issue.path, ...deeper.path] });
-    return new ConfigError(formatPath(issue.path), 'must be false or { listen: "127.0.0.1:9180" }');
-  }
-  return new ConfigError(formatPath(issue.path), issue.message);
-}
-
 /** Parse and validate config text. `baseDir` resolves relative `database` and `keyFile` paths. */
 export function parseHomeAgentConfig(text: string, baseDir = process.cwd()): HomeAgentConfig {
-  const doc = parseDocument(text, { uniqueKeys: true });
-  if (doc.errors.length > 0)
-    throw new ConfigError('', `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
-  const parsed = schema.safeParse(doc.toJS() ?? {});
-  if (!parsed.success) throw firstIssue(parsed.error);
+  const parsed = schema.safeParse(parseYaml(text));
+  if (!parsed.success) throw configError(parsed.error);
   const raw = parsed.data;
   const mobileRouters = raw.mobileRouters.map((mr, i) => ({
     name: mr.name,
     homeAddress: mr.homeAddress,
     prefixes: [...new Set(mr.prefixes)],
     spi: mr.spi,
-    key: resolveKey(mr, i, baseDir),
+    key: resolveKey(mr, `mobileRouters[${i}]`, baseDir, key),
     algorithm: mr.algorithm,
   }));
   checkUnique(mobileRouters);
@@ -225,39 +143,7 @@ export function parseHomeAgentConfig(text: string, baseDir = process.cwd()): Hom
 
 /** Read and validate a config file. */
 export function loadHomeAgentConfig(path: string): HomeAgentConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError('', `cannot read config ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-  }
-  return parseHomeAgentConfig(text, dirname(resolve(path)));
-}
-
-function resolveKey(
-  mr: { key?: Buffer | undefined; keyFile?: string | undefined },
-  i: number,
-  baseDir: string,
-): Buffer {
-  const at = `mobileRouters[${i}]`;
-  if (mr.key !== undefined && mr.keyFile !== undefined)
-    throw new ConfigError(`${at}.key`, 'give key or keyFile, not both');
-  if (mr.key !== undefined) return mr.key;
-  if (mr.keyFile === undefined) throw new ConfigError(`${at}.key`, 'required (or keyFile)');
-  let text: string;
-  try {
-    text = readFileSync(resolve(baseDir, mr.keyFile), 'utf8');
-  } catch (err) {
-    throw new ConfigError(
-      `${at}.keyFile`,
-      `cannot read ${mr.keyFile}: ${(err as NodeJS.ErrnoException).code ?? err}`,
-    );
-  }
-  // A key file holds the key as hex (e.g. `openssl rand -hex 32 > mr1.key`); whitespace is ignored.
-  const parsed = hexKey.safeParse(text.replace(/\s+/g, ''));
-  if (!parsed.success)
-    throw new ConfigError(`${at}.keyFile`, `${mr.keyFile}: ${parsed.error.issues[0]!.message}`);
-  return parsed.data;
+  return loadConfigFile(path, parseHomeAgentConfig);
 }
 
 function checkUnique(mrs: readonly MobileRouterConfig[]): void {

@@ -1,0 +1,44 @@
+// A zod issue becomes one ConfigError naming the key path (`mobileRouters[1].prefixes[0]: …`), so a wrong
+// config stops a daemon with a single line that says where to look.
+import type { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+
+/** `['prefixes', 0]` under `networks[1]` → `networks[1].prefixes[0]`. */
+export function formatPath(path: readonly PropertyKey[], at = ''): string {
+  let out = at;
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out === '' ? String(p) : `.${String(p)}`;
+  }
+  return out;
+}
+
+/** The first problem zod found, as a ConfigError; `at` prefixes its path (e.g. `networks[2]`). */
+export function configError(error: z.ZodError, at = ''): ConfigError {
+  return issueError(error.issues[0]!, at);
+}
+
+function issueError(issue: z.core.$ZodIssue, at: string): ConfigError {
+  if (issue.code === 'unrecognized_keys')
+    return new ConfigError(formatPath([...issue.path, issue.keys[0]!], at), 'unknown key');
+  const path = formatPath(issue.path, at);
+  if (issue.code === 'invalid_type') {
+    // zod does not report the input; its message ends in "received <type>".
+    const received = /received (\w+)/.exec(issue.message)?.[1];
+    if (received === 'undefined') return new ConfigError(path, 'required');
+    const hint =
+      issue.expected === 'string' && received === 'number'
+        ? ' (quote it: YAML reads digits as a number)'
+        : '';
+    return new ConfigError(path, `must be a ${issue.expected}, not a ${received}${hint}`);
+  }
+  if (issue.code === 'invalid_union') {
+    // A branch that got past the type check says more than "no branch matched".
+    const deeper = issue.errors.flat().find((i) => i.path.length > 0);
+    if (deeper) return issueError({ ...deeper, path: [...issue.path, ...deeper.path] }, at);
+    // A discriminated union whose discriminator matched no branch lists the ones it knows.
+    const options = (issue as { options?: unknown[] }).options;
+    if (options) return new ConfigError(path, `must be one of: ${options.join(', ')}`);
+  }
+  return new ConfigError(path, issue.message);
+}

@@ -1,0 +1,130 @@
+// The zod building blocks every role's config is made of (home agent, mobile router, host agent), so a
+// value pasted from one config into another (a key, a name, a prefix) is accepted or refused the same way
+// and with the same words. Imports only protocol/ and errors.ts: it sits just below homeagent/ and
+// mobilerouter/.
+import { z } from 'zod';
+import { canonicalIPv6, parsePrefix } from '../protocol/address.ts';
+
+/** Shortest SA key accepted: 128 bits (RFC 2104 §3 recommends at least the hash output; 16 octets is the floor). */
+export const MIN_KEY_BYTES = 16;
+/** Largest lifetime a BU or BA can express: 0xffff units of 4 s (RFC 6275 §6.1.7). */
+export const MAX_LIFETIME_SECONDS = 0xffff * 4;
+/** Linux IFNAMSIZ is 16 including the terminating NUL. */
+export const MAX_IFNAME = 15;
+
+/** Whether `text` is one IPv6 address (no prefix length) as protocol/address.ts reads it. */
+export function isIPv6(text: string): boolean {
+  try {
+    canonicalIPv6(text);
+    return !text.includes('/');
+  } catch {
+    return false;
+  }
+}
+
+/** An IPv6 address, returned in canonical form (RFC 5952). */
+export const ipv6 = z.string().refine(isIPv6, 'not an IPv6 address').transform(canonicalIPv6);
+
+/**
+ * An IPv6 prefix, returned as canonical CIDR text. Host bits set is almost always a typo
+ * (2001:db8:1::1/64), so it is refused rather than guessed at. `limit` caps the length, with the reason.
+ */
+export function prefix(limit?: { longest: number; why: string }) {
+  return z.string().transform((text, ctx) => {
+    const refuse = (message: string) => {
+      ctx.addIssue({ code: 'custom', message: `${text}: ${message}` });
+      return z.NEVER;
+    };
+    let parsed: { prefix: string; length: number };
+    try {
+      parsed = parsePrefix(text);
+    } catch {
+      return refuse('not an IPv6 prefix (address/length)');
+    }
+    const slash = text.indexOf('/');
+    if (canonicalIPv6(text.slice(0, slash)) !== parsed.prefix)
+      return refuse(`host bits set (the network is ${parsed.prefix}/${parsed.length})`);
+    if (parsed.length < 1) return refuse('a /0 prefix is every address');
+    if (limit && parsed.length > limit.longest)
+      return refuse(`must be a /${limit.longest} or shorter (${limit.why})`);
+    return `${parsed.prefix}/${parsed.length}`;
+  });
+}
+
+/** A key given as hex text, at least `minBytes` long, returned as bytes. */
+export function hexKey(minBytes: number) {
+  return z
+    .string()
+    .regex(/^(?:[0-9a-fA-F]{2})+$/, 'not a hex string')
+    .transform((k) => Buffer.from(k, 'hex'))
+    .refine(
+      (k) => k.length >= minBytes,
+      `too short (at least ${minBytes} bytes, ${minBytes * 2} hex digits)`,
+    );
+}
+
+/** A key inline (`key`, hex) or in a file (`keyFile`); load.ts `resolveKey` picks one. */
+export function keySource(key: ReturnType<typeof hexKey>) {
+  return { key: key.optional(), keyFile: z.string().min(1).optional() };
+}
+
+/** Names of mobile routers, networks, hosts and guests. */
+export const name = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, ".", "_", "-" (1–63)');
+
+const IFNAME_CHARS = /^[A-Za-z0-9_.-]+$/;
+
+export const interfaceName = z
+  .string()
+  .min(1, 'empty interface name')
+  .refine((s) => s.length <= MAX_IFNAME, {
+    message: `longer than ${MAX_IFNAME} characters (Linux IFNAMSIZ)`,
+  })
+  .refine((s) => IFNAME_CHARS.test(s) && s !== '.' && s !== '..', {
+    message: 'invalid characters in interface name (letters, digits, "_", ".", "-")',
+  });
+
+// RFC 4285 §5: SPI values 0–255 are reserved.
+export const spi = z.number().int().min(256, 'SPI 0–255 is reserved (RFC 4285 §5)').max(0xffffffff);
+
+export const algorithm = z.enum(['hmac-sha1', 'hmac-sha256']).default('hmac-sha1');
+
+export const port = z.number().int().min(1).max(65535);
+
+export const routingTable = z
+  .number()
+  .int()
+  .min(1)
+  .max(0xfffffff0)
+  .refine((t) => t < 253 || t > 255, 'tables 253–255 are the kernel’s default, main and local');
+
+/** Data plane backend (DESIGN §4). */
+export const backend = z.enum(['seg6', 'ip6tnl']).default('seg6');
+
+/** TCP MSS clamp on the tunnel: 0 turns it off. */
+export const mss = z
+  .number()
+  .int()
+  .refine((m) => m === 0 || (m >= 536 && m <= 65535), '0 (off) or 536–65535')
+  .default(1400);
+
+const LISTEN = /^(?:\[(?<v6>[^\]]+)\]|(?<v4>[0-9.]+)):(?<port>[0-9]{1,5})$/;
+
+/**
+ * A listen address, `[addr]:port` or `a.b.c.d:port`, returned as `{ host, port }`. `accept` judges the
+ * host (`v6`: it was bracketed); a refusal gets `message`, which should show the expected form.
+ */
+export function listenAddress(accept: (host: string, v6: boolean) => boolean, message: string) {
+  return z.string().transform((text, ctx) => {
+    const m = LISTEN.exec(text);
+    const v6 = m?.groups?.['v6'];
+    const host = v6 ?? m?.groups?.['v4'];
+    const port = Number(m?.groups?.['port']);
+    if (host === undefined || !(port > 0 && port < 65536) || !accept(host, v6 !== undefined)) {
+      ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }
+    return { host, port };
+  });
+}
