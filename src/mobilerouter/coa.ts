@@ -3,10 +3,8 @@
 // `ip -j -6 addr show dev <uplink> scope global` and re-read whenever a long-running
 // `ip -6 monitor address` prints anything (plus a slow poll, in case the monitor dies unnoticed).
 // One tracker per host serves every mobile network on it.
-import type { Clock, TimerHandle } from '../clock.ts';
-import type { CommandRunner } from '../dataplane/types.ts';
-import type { Logger } from '../log.ts';
-import type { ProcessSpawner, SpawnedProcess } from './process.ts';
+import type { TimerHandle } from '../clock.ts';
+import type { HostComponents, SpawnedProcess } from './process.ts';
 
 /** What a mobile router needs to know about its care-of address. */
 export interface CoaSource {
@@ -73,12 +71,7 @@ export class CoaTracker implements CoaSource {
   private readAgain = false;
 
   constructor(
-    private readonly components: {
-      runner: CommandRunner;
-      spawner: ProcessSpawner;
-      clock: Clock;
-      logger: Logger;
-    },
+    private readonly components: HostComponents,
     private readonly options: CoaTrackerOptions,
   ) {}
 

@@ -3,11 +3,8 @@
 // network, so a migrated guest's neighbour cache stays valid — plus router advertisements (radvd) that
 // run only while this host is active. The bridge exists on standby hosts too.
 import { createHash } from 'node:crypto';
-import type { Clock } from '../clock.ts';
-import type { CommandRunner } from '../dataplane/types.ts';
-import type { Logger } from '../log.ts';
 import { formatIPv6, parseIPv6, parsePrefix } from '../protocol/address.ts';
-import type { ProcessSpawner } from './process.ts';
+import type { HostComponents } from './process.ts';
 import { DEFAULT_RADVD_TIMING, Radvd, type RadvdTiming } from './radvd.ts';
 
 /** seg6 encapsulates on input and cannot send Packet Too Big, so the guest MTU leaves room (DESIGN §4). */
@@ -79,12 +76,7 @@ export class GuestLink implements GuestLinkControl {
   private readonly undo: Array<{ what: string; fn: () => Promise<void> }> = [];
 
   constructor(
-    private readonly components: {
-      runner: CommandRunner;
-      spawner: ProcessSpawner;
-      clock: Clock;
-      logger: Logger;
-    },
+    private readonly components: HostComponents,
     private readonly options: GuestLinkOptions,
   ) {
     this.mtu = options.mtu ?? GUEST_MTU;

@@ -2,6 +2,9 @@
 // as CommandRunner does for one-shot commands. argv only, never a shell string.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import type { Clock } from '../clock.ts';
+import type { CommandRunner } from '../dataplane/types.ts';
+import type { Logger } from '../log.ts';
 
 export interface ProcessExit {
   code: number | null;
@@ -24,6 +27,14 @@ export interface SpawnOptions {
 
 export interface ProcessSpawner {
   spawn(argv: readonly string[], options?: SpawnOptions): SpawnedProcess;
+}
+
+/** What a part that runs commands and long-running processes on the host (CoA tracking, guest link) needs. */
+export interface HostComponents {
+  runner: CommandRunner;
+  spawner: ProcessSpawner;
+  clock: Clock;
+  logger: Logger;
 }
 
 /** Spawns real processes with node:child_process. */
