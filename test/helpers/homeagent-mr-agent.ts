@@ -15,6 +15,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { BuFlag, SIGNALING_PORT } from '../../src/protocol/constants.ts';
 import { decodeSignalingPacket, encodeSignalingPacket, verifyPacketAuth } from '../../src/protocol/packet.ts';
+import { mulberry32 } from '../../src/protocol/testkit.ts';
 import type { MobilityOption, SecurityAssociation } from '../../src/protocol/types.ts';
 import { type BuSpec, makeBindingUpdate, readBindingAck } from './homeagent-mr.ts';
 
@@ -149,18 +150,6 @@ async function bu(w: WireSpec, timeoutMs = 3000) {
   };
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** One bad packet: mutations of real BUs, garbage, and well-formed messages the HA must refuse. */
 function badPacket(r: () => number, bases: Uint8Array[], w: WireSpec): Uint8Array {
   const int = (n: number) => Math.floor(r() * n);
@@ -214,7 +203,7 @@ function randomBytes(r: () => number, n: number): Buffer {
 }
 
 async function fuzz(cmd: { count: number; seed: number; base: WireSpec[]; probe: WireSpec; burst?: number }) {
-  const r = rng(cmd.seed);
+  const r = mulberry32(cmd.seed);
   const bases = cmd.base.map((w) => makeBindingUpdate(toSpec(w)));
   const main = await port(cmd.probe.coa, 'main');
   const probePort = await port(cmd.probe.coa, 'probe');
