@@ -10,6 +10,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { bindSocket } from '../signaling/udp.ts';
 
 export interface EndpointOptions {
   role: 'guest' | 'cn';
@@ -80,15 +81,8 @@ export class Schedule {
 
 async function bind(address: string, port: number): Promise<Socket> {
   const socket = createSocket({ type: 'udp6', ipv6Only: true });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.bind({ address, port, exclusive: true }, () => {
-      socket.off('error', reject);
-      resolve();
-    });
-  });
-  // While the guest's link is down (mid-migration) sends fail; that is a lost probe, not a crash.
-  socket.on('error', () => {});
+  // While the guest's link is down (mid-migration) sends fail; bindSocket makes that a lost probe.
+  await bindSocket(socket, address, port);
   // A receiver descheduled for a few hundred ms on a busy machine must not drop 1 kHz probes in its
   // socket buffer (the kernel caps this at net.core.rmem_max).
   try {

@@ -8,6 +8,22 @@ export interface Datagram {
   port: number;
 }
 
+/**
+ * Bind `socket` to `address`:`port` (port 0 = any), refusing if the bind fails. From then on a socket
+ * error (an ICMP unreachable reported on a send, a link down mid-migration) is ignored: a lost datagram,
+ * never a crash.
+ */
+export async function bindSocket(socket: Socket, address: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  socket.on('error', () => {});
+}
+
 export class UdpTransport {
   private socket: Socket | undefined;
 
@@ -28,15 +44,7 @@ export class UdpTransport {
     socket.on('message', (data: Buffer, rinfo: RemoteInfo) =>
       onMessage({ data, address: stripZone(rinfo.address), port: rinfo.port }),
     );
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind({ address, port, exclusive: true }, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
-    // After bind, a socket error (e.g. ICMP unreachable reported on send) must not crash the daemon.
-    socket.on('error', () => {});
+    await bindSocket(socket, address, port);
   }
 
   get port(): number {
