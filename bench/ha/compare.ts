@@ -25,7 +25,7 @@ interface Core {
 }
 
 const rev = execFileSync('git', ['rev-parse', '--short', before], { cwd: REPO_DIR }).toString().trim();
-const tree = join(REPO_DIR, '.tmp', `before-${rev}`);
+const tree = join(REPO_DIR, '.tmp', 'bench9', `before-${rev}`);
 if (!existsSync(tree)) {
   mkdirSync(join(REPO_DIR, '.tmp'), { recursive: true });
   execFileSync('git', ['worktree', 'add', '--detach', tree, rev], { cwd: REPO_DIR, stdio: 'ignore' });
@@ -36,7 +36,7 @@ rmSync(join(tree, 'bench'), { recursive: true, force: true });
 cpSync(BENCH_DIR, join(tree, 'bench'), { recursive: true });
 
 function run(dir: string, i: number): Core {
-  const out = join(REPO_DIR, '.tmp', `core-${i}-${dir === REPO_DIR ? 'after' : 'before'}.json`);
+  const out = join(REPO_DIR, '.tmp', 'bench9', `core-${i}-${dir === REPO_DIR ? 'after' : 'before'}.json`);
   execFileSync(
     process.execPath,
     ['--expose-gc', '--import', 'tsx', 'bench/ha/core.ts', '--mrs', String(MRS), '--json', out],
@@ -75,4 +75,4 @@ const lines = [
   `${describeMachine(m)}.`,
 ];
 console.log(lines.join('\n'));
-writeFileSync(join(REPO_DIR, '.tmp', `compare-${label}.md`), `${lines.join('\n')}\n`);
+writeFileSync(join(REPO_DIR, '.tmp', 'bench9', `compare-${label}.md`), `${lines.join('\n')}\n`);

@@ -5,7 +5,7 @@
 // make-before-break.
 //
 //   node --import tsx bench/outage/run.ts [--migrations 20] [--rounds 2] [--interval 2] [--guest netns|qemu]
-//                                         [--json FILE]
+//                                         [--configs mbb,paper,onlink | overlap,no-overlap] [--json FILE]
 //
 // The lab's namespaces have fixed names (ofl-*), and other people's test runs build and tear down the
 // same lab: so this benchmark runs inside a private mount namespace with its own /run, where /run/netns
@@ -52,23 +52,45 @@ if (process.env['OFFLINK_BENCH_PRIVATE_RUN'] !== '1') {
 }
 
 interface Config {
+  /** For --configs. */
+  key: string;
   name: string;
   topology: TopologyKind;
   procedure: Procedure;
   overlap?: boolean;
 }
 
-const CONFIGS: Config[] =
+const ALL_CONFIGS: Config[] =
   GUEST === 'qemu'
     ? [
-        { name: 'off-link overlap', topology: 'off-link', procedure: 'make-before-break', overlap: true },
-        { name: 'off-link no overlap', topology: 'off-link', procedure: 'make-before-break', overlap: false },
+        {
+          key: 'overlap',
+          name: 'off-link overlap',
+          topology: 'off-link',
+          procedure: 'make-before-break',
+          overlap: true,
+        },
+        {
+          key: 'no-overlap',
+          name: 'off-link no overlap',
+          topology: 'off-link',
+          procedure: 'make-before-break',
+          overlap: false,
+        },
       ]
     : [
-        { name: 'off-link make-before-break', topology: 'off-link', procedure: 'make-before-break' },
-        { name: 'off-link paper', topology: 'off-link', procedure: 'paper' },
-        { name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
+        {
+          key: 'mbb',
+          name: 'off-link make-before-break',
+          topology: 'off-link',
+          procedure: 'make-before-break',
+        },
+        { key: 'paper', name: 'off-link paper', topology: 'off-link', procedure: 'paper' },
+        { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
       ];
+
+const only = args.get('configs')?.split(',');
+const CONFIGS = only ? ALL_CONFIGS.filter((c) => only.includes(c.key)) : ALL_CONFIGS;
 
 /** One migration as measured by the lab, plus what the daemons' logs say about it. */
 interface Row {
@@ -261,7 +283,7 @@ async function main(): Promise<void> {
   }
   const targets: Target[] = [];
   const ratios: Record<string, number> = {};
-  if (GUEST === 'netns') {
+  if (GUEST === 'netns' && CONFIGS.length === 3) {
     const mbb = by('off-link make-before-break');
     const paper = by('off-link paper');
     const onLink = by('on-link baseline');
@@ -288,7 +310,7 @@ async function main(): Promise<void> {
         met: true,
       },
     );
-  } else {
+  } else if (GUEST === 'qemu' && CONFIGS.length === 2) {
     const overlap = by('off-link overlap');
     const none = by('off-link no overlap');
     ratios['overlapOverNoOverlapGapP50'] = overlap.gapMs.p50 / none.gapMs.p50;

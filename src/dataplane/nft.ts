@@ -114,6 +114,16 @@ function elementLines(verb: 'add' | 'delete', set: string, elements: readonly st
  * transaction does not fail on an element that is already gone.
  */
 export function elementDiffScript(from: HaElements, to: HaElements): string {
+  const { dels, adds } = elementDiff(from, to);
+  return dels + adds;
+}
+
+/**
+ * The same diff as two scripts: what must be added (no deletes) and what must go. A transaction that
+ * deletes set elements waits for an RCU grace period in the kernel (~12 ms here, docs/dataplane.md), so
+ * the home agent applies the adds before its BA and the deletes after.
+ */
+export function elementDiff(from: HaElements, to: HaElements): { adds: string; dels: string } {
   const dels: string[] = [];
   const adds: string[] = [];
   const coaGone = [...from.coa2id]
@@ -138,7 +148,8 @@ export function elementDiffScript(from: HaElements, to: HaElements): string {
   }
   dels.push(...elementLines('add', 'coa2id', coaGone), ...elementLines('delete', 'coa2id', coaGone));
   adds.unshift(...elementLines('add', 'coa2id', coaNew));
-  return [...dels, ...adds].map((l) => `${l}\n`).join('');
+  const text = (lines: string[]) => lines.map((l) => `${l}\n`).join('');
+  return { dels: text(dels), adds: text(adds) };
 }
 
 type Json = Record<string, unknown>;

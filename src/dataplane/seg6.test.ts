@@ -122,6 +122,19 @@ describe('Seg6HomeAgentDataplane', () => {
     ]);
     kernel.clear();
     await ha.update([{ op: 'set', binding: b(1, '2001:db8:b::2') }]);
+    // What the BA waits for: the new CoA's elements and the routes, no deletes (each deleting
+    // transaction waits for an RCU grace period in the kernel).
+    assert.deepEqual(kernel.lines(), [
+      'nft -f -',
+      '  add element ip6 offlink coa2id { 2001:db8:b::2 : 2 }',
+      '  add element ip6 offlink allowed_64 { 2001:db8:101:: . 2 }',
+      '  add element ip6 offlink allowed_128 { 2001:db8:ffff::101 . 2 }',
+      'ip -6 -force -batch -',
+      '  route replace 2001:db8:101::/64 proto 241 encap seg6 mode encap.red segs 2001:db8:b::2 dev up0',
+      '  route replace 2001:db8:ffff::101/128 proto 241 encap seg6 mode encap.red segs 2001:db8:b::2 dev up0',
+    ]);
+    kernel.clear();
+    await ha.settled();
     assert.deepEqual(kernel.lines(), [
       'nft -f -',
       '  add element ip6 offlink allowed_64 { 2001:db8:101:: . 1 }',
@@ -130,13 +143,8 @@ describe('Seg6HomeAgentDataplane', () => {
       '  delete element ip6 offlink allowed_128 { 2001:db8:ffff::101 . 1 }',
       '  add element ip6 offlink coa2id { 2001:db8:a::2 : 1 }',
       '  delete element ip6 offlink coa2id { 2001:db8:a::2 : 1 }',
-      '  add element ip6 offlink coa2id { 2001:db8:b::2 : 2 }',
-      '  add element ip6 offlink allowed_64 { 2001:db8:101:: . 2 }',
-      '  add element ip6 offlink allowed_128 { 2001:db8:ffff::101 . 2 }',
-      'ip -6 -force -batch -',
-      '  route replace 2001:db8:101::/64 proto 241 encap seg6 mode encap.red segs 2001:db8:b::2 dev up0',
-      '  route replace 2001:db8:ffff::101/128 proto 241 encap seg6 mode encap.red segs 2001:db8:b::2 dev up0',
     ]);
+    await ha.settled();
     assertHolds(kernel, [b(1, '2001:db8:b::2')], 'after move');
     kernel.clear();
     await ha.update([{ op: 'set', binding: b(1, '2001:db8:b::2') }]);
@@ -150,10 +158,13 @@ describe('Seg6HomeAgentDataplane', () => {
       { op: 'set', binding: b(1, '2001:db8:a::2') },
       { op: 'set', binding: b(2, '2001:db8:a::2') },
     ]);
+    await ha.settled();
     assertHolds(kernel, [b(1, '2001:db8:a::2'), b(2, '2001:db8:a::2')], 'shared');
     await ha.update([{ op: 'delete', binding: b(1, '2001:db8:a::2') }]);
+    await ha.settled();
     assertHolds(kernel, [b(2, '2001:db8:a::2')], 'one left');
     await ha.update([{ op: 'delete', binding: b(2, '2001:db8:a::2') }]);
+    await ha.settled();
     assertHolds(kernel, [], 'none left');
   });
 
@@ -190,6 +201,7 @@ describe('Seg6HomeAgentDataplane', () => {
           ];
           await ha.update(changes.sort(() => random() - 0.5));
         }
+        await ha.settled();
         assertHolds(kernel, next, `round ${round} step ${step}`);
         assert.ok(!kernel.lines().some((l) => / route del .*segs/.test(l)));
         kernel.clear();
@@ -219,6 +231,7 @@ describe('Seg6HomeAgentDataplane', () => {
       { op: 'delete', binding: b(1, '2001:db8:a::2') },
       { op: 'set', binding: thief },
     ]);
+    await ha.settled();
     assertHolds(kernel, [thief], 'moved');
   });
 
@@ -233,6 +246,7 @@ describe('Seg6HomeAgentDataplane', () => {
     kernel.clear();
     await ha.update([{ op: 'set', binding: b(3, '2001:db8:a::4') }]);
     assert.ok(kernel.lines().includes('nft -j list table ip6 offlink'), 'full reconcile');
+    await ha.settled();
     assertHolds(kernel, [b(1, '2001:db8:a::2'), b(3, '2001:db8:a::4')], 'repaired');
   });
 
@@ -241,6 +255,7 @@ describe('Seg6HomeAgentDataplane', () => {
     await ha.init();
     kernel.failBatch = { atLine: 1, enomem: true };
     await ha.update([{ op: 'set', binding: b(1, '2001:db8:a::2') }]);
+    await ha.settled();
     assertHolds(kernel, [b(1, '2001:db8:a::2')], 'after retry');
   });
 
