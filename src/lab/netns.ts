@@ -49,7 +49,8 @@ function findCommand(command: string): string | undefined {
   return undefined;
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether process `pid` exists (EPERM: it does, as another user's). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
