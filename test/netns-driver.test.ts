@@ -19,44 +19,10 @@ async function build(lab: NetnsLab) {
   const g = await lab.ns('g');
   const p = await lab.ns('p');
   for (const h of [ha, hb]) {
-    await sh([
-      'ip',
-      '-n',
-      h,
-      'link',
-      'add',
-      NET.bridge,
-      'address',
-      '02:00:5e:10:00:01',
-      'mtu',
-      '1460',
-      'type',
-      'bridge',
-      'forward_delay',
-      '0',
-      'stp_state',
-      '0',
-    ]);
-    await sh(['ip', '-n', h, 'link', 'set', NET.bridge, 'up']);
+    await lab.bridge(h, NET.bridge, { mac: '02:00:5e:10:00:01', mtu: 1460 });
     await lab.addr(h, NET.bridge, `${MNP_GW}/64`);
   }
-  await sh([
-    'ip',
-    'link',
-    'add',
-    'g0',
-    'netns',
-    g,
-    'type',
-    'veth',
-    'peer',
-    'name',
-    'vg-guest-1',
-    'netns',
-    ha,
-  ]);
-  await sh(['ip', '-n', ha, 'link', 'set', 'vg-guest-1', 'master', NET.bridge, 'mtu', '1460', 'up']);
-  await sh(['ip', '-n', g, 'link', 'set', 'g0', 'mtu', '1460', 'up']);
+  await lab.guestPort(g, 'g0', ha, 'vg-guest-1', NET.bridge, 1460);
   await lab.addr(g, 'g0', `${GUEST}/64`);
   await sh(['ip', '-n', g, 'route', 'add', 'default', 'via', MNP_GW]);
   // The peer is reachable from both hosts; its route to the MNP is switched by hand after each move.

@@ -89,42 +89,8 @@ export async function build(
     [ns.g1, 'guest-1', 'net1', GUESTS['guest-1'].addr],
     [ns.g2, 'guest-2', 'net2', GUESTS['guest-2'].addr],
   ] as const) {
-    await ip(
-      ns['host-a'],
-      'link',
-      'add',
-      `ofl-${net}`,
-      'mtu',
-      '1460',
-      'type',
-      'bridge',
-      'forward_delay',
-      '0',
-      'stp_state',
-      '0',
-    );
-    await ip(ns['host-a'], 'link', 'set', `ofl-${net}`, 'up');
-    await sh([
-      'ip',
-      'link',
-      'add',
-      'g0',
-      'netns',
-      g,
-      'mtu',
-      '1460',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      `vg-${name}`,
-      'netns',
-      ns['host-a'],
-      'mtu',
-      '1460',
-    ]);
-    await ip(ns['host-a'], 'link', 'set', `vg-${name}`, 'master', `ofl-${net}`, 'up');
-    await ip(g, 'link', 'set', 'g0', 'up');
+    await lab.bridge(ns['host-a'], `ofl-${net}`, { mtu: 1460 });
+    await lab.guestPort(g, 'g0', ns['host-a'], `vg-${name}`, `ofl-${net}`, 1460);
     await lab.addr(g, 'g0', `${addr}/64`);
     await ip(g, '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'g0');
   }

@@ -4,6 +4,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { pidAlive } from '../../src/lab/netns.ts';
 
 const execFileP = promisify(execFile);
 
@@ -39,15 +40,6 @@ export async function sh(argv: readonly string[], input?: string): Promise<ExecR
     );
     child.stdin.end(input);
   });
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Delete `t<pid>-*` namespaces whose creating process no longer exists (a crashed earlier run). */
@@ -102,6 +94,28 @@ export class NetnsLab {
       if (mtu) args.push('mtu', String(mtu));
       await sh(args);
     }
+  }
+
+  /** A bridge as the mobile router's guest link makes one (no STP, no forwarding delay), up. */
+  async bridge(ns: string, name: string, options: { mac?: string; mtu?: number } = {}): Promise<void> {
+    const args = ['ip', '-n', ns, 'link', 'add', name];
+    if (options.mac) args.push('address', options.mac);
+    if (options.mtu) args.push('mtu', String(options.mtu));
+    await sh([...args, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
+    await sh(['ip', '-n', ns, 'link', 'set', name, 'up']);
+  }
+
+  /** A guest's link: `ifGuest` in `guestNs`, its peer `port` in `hostNs` on `bridge`, both up. */
+  async guestPort(
+    guestNs: string,
+    ifGuest: string,
+    hostNs: string,
+    port: string,
+    bridge: string,
+    mtu?: number,
+  ): Promise<void> {
+    await this.veth(guestNs, ifGuest, hostNs, port, mtu);
+    await sh(['ip', '-n', hostNs, 'link', 'set', port, 'master', bridge]);
   }
 
   /** Add an address without DAD. */
