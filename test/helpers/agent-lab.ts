@@ -228,16 +228,9 @@ export async function report(p: Proc): Promise<ProbeReport> {
   return JSON.parse(await p.waitFor((l) => l.startsWith('{'))) as ProbeReport;
 }
 
-/** `offlink migrate` from inside the source's namespace; its stdout, or the error with stdout/stderr. */
-export async function migrate(
-  lab: Lab,
-  network: string,
-  from: Host,
-  to: Host,
-  procedure: string,
-): Promise<string> {
-  const { stdout } = await sh([
-    'ip',
+/** Arguments of `ip` that run `offlink migrate` from inside the source's namespace, with the cluster key. */
+function migrateArgs(lab: Lab, network: string, from: Host, to: Host, procedure: string): string[] {
+  return [
     'netns',
     'exec',
     lab.ns[from],
@@ -253,7 +246,18 @@ export async function migrate(
     url(from),
     '--key-file',
     lab.keyFile,
-  ]);
+  ];
+}
+
+/** `offlink migrate` from inside the source's namespace; its stdout, or the error with stdout/stderr. */
+export async function migrate(
+  lab: Lab,
+  network: string,
+  from: Host,
+  to: Host,
+  procedure: string,
+): Promise<string> {
+  const { stdout } = await sh(['ip', ...migrateArgs(lab, network, from, to, procedure)]);
   return stdout;
 }
 
@@ -323,26 +327,9 @@ export async function migrateRecord(
   to: Host,
   procedure = 'make-before-break',
 ): Promise<{ code: number; record: MigrationRecord | undefined; stdout: string; stderr: string }> {
-  const argv = [
-    'netns',
-    'exec',
-    lab.ns[from],
-    process.execPath,
-    OFFLINK,
-    'migrate',
-    network,
-    '--to',
-    to,
-    '--procedure',
-    procedure,
-    '--agent',
-    url(from),
-    '--key-file',
-    lab.keyFile,
-    '--json',
-  ];
+  const args = [...migrateArgs(lab, network, from, to, procedure), '--json'];
   return new Promise((resolve) => {
-    execFile('ip', argv, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile('ip', args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       const at = stdout.indexOf('\n{');
       const record = at < 0 ? undefined : (JSON.parse(stdout.slice(at + 1)) as MigrationRecord);
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
