@@ -75,7 +75,9 @@ test('signaling attacks on the home agent are refused, logged and counted; nothi
         const routes = await haRoutes(netns, lab.ns.ha, ADDR.mnp);
         await report(pinger);
 
-        const bu = (over: Partial<BuSpec>) =>
+        // Built when sent, not up front: the real agent keeps refreshing during the cases, and a BU
+        // stamped seconds earlier would be refused as a replay (144) before its own fault is seen.
+        const bu = (over: Partial<BuSpec>) => () =>
           makeBindingUpdate({
             hoa: ADDR.hoa,
             ha: ADDR.ha,
@@ -88,7 +90,7 @@ test('signaling attacks on the home agent are refused, logged and counted; nothi
         const wrong = { spi: SPI, key: randomBytes(20), algorithm: 'hmac-sha1' as const };
         type Case = {
           name: string;
-          bytes: Uint8Array;
+          bytes: Uint8Array | (() => Uint8Array);
           /** The BA status, or null: dropped silently. */
           status: number | null;
           signed?: boolean;
@@ -194,7 +196,7 @@ test('signaling attacks on the home agent are refused, logged and counted; nothi
           const { replies, reply } = await (c.from === 'spoofed CoA' ? spoofer : attacker).raw({
             from,
             to: ADDR.ha,
-            hex: Buffer.from(c.bytes).toString('hex'),
+            hex: Buffer.from(typeof c.bytes === 'function' ? c.bytes() : c.bytes).toString('hex'),
             waitMs: 600,
             verify: { spi: SPI, key: KEY, coa: from, hoa },
           });
@@ -242,7 +244,7 @@ test('signaling attacks on the home agent are refused, logged and counted; nothi
 
         // A flood of unauthenticated BUs: answers and log lines are rate-limited (50/s, 20/s), never one
         // answer per packet, and each answer is no larger than the BU (no amplification).
-        const flood = bu({ signWith: wrong });
+        const flood = bu({ signWith: wrong })();
         const log0 = lab.ha.log.length;
         const t0 = Date.now();
         const r = await attacker.raw({
