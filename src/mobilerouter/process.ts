@@ -1,6 +1,7 @@
 // Long-running child processes (radvd, `ip monitor`) behind a small interface so unit tests replace them,
 // as CommandRunner does for one-shot commands. argv only, never a shell string.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Clock } from '../clock.ts';
 import type { CommandRunner } from '../dataplane/types.ts';
@@ -37,10 +38,19 @@ export interface HostComponents {
   logger: Logger;
 }
 
-/** Spawns real processes with node:child_process. */
+/**
+ * util-linux's setpriv (essential on Debian) sets the parent-death signal before exec: a radvd or
+ * `ip monitor` must not outlive an agent that was killed (-9) — a leftover radvd keeps advertising the
+ * network's prefix from a host that is no longer active for it.
+ */
+const SETPRIV = '/usr/bin/setpriv';
+const deathSignal = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'TERM', '--'] : [];
+
+/** Spawns real processes with node:child_process; they get SIGTERM if this process dies. */
 export const nodeSpawner: ProcessSpawner = {
   spawn(argv, options = {}) {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const full = [...deathSignal, ...argv];
+    const child = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines = (stream: NodeJS.ReadableStream, fn: ((line: string) => void) | undefined) => {
       if (fn) createInterface({ input: stream }).on('line', fn);
       else stream.resume();
