@@ -11,7 +11,7 @@
 // correspondent again; the time to recovery is reported. The agents crash at named points through
 // OFFLINK_TEST_CRASH_AT (src/migration/crashpoint.ts).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -140,6 +140,14 @@ async function crashMigration(
   const migration = migrateRecord(lab, 'net1', o.from, to, o.procedure);
   const crashedAt = await gone;
   assert.equal(victim.signalCode, 'SIGKILL', `${o.name}: the agent died at its crash point`);
+  // Nothing of the dead agent goes on advertising the prefix (its radvd dies with it).
+  const leftover = await waitUntil(
+    `${o.name}: the killed agent's radvd exits`,
+    async () => (radvdOf(join(lab.dir, `run-${o.crashed}`)).length === 0 ? true : undefined),
+    5_000,
+    50,
+  ).catch(() => radvdOf(join(lab.dir, `run-${o.crashed}`)));
+  assert.equal(leftover, true, `${o.name}: radvd left running after the agent died: ${leftover}`);
   await startAgent(lab, procs, o.crashed, o.restartEnv);
   const restartedAt = Date.now();
   const res = await migration;
@@ -194,4 +202,21 @@ async function flows(pinger: Proc): Promise<ProbeReport> {
     60_000,
     0,
   );
+}
+
+/** Live (not zombie) radvd processes whose config lies under `dir`. */
+function radvdOf(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
+      if (state !== 'Z' && cmd[0]?.endsWith('radvd') && cmd.some((a) => a.startsWith(`${dir}/`)))
+        pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
 }
