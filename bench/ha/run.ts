@@ -177,7 +177,15 @@ async function main(): Promise<void> {
       const routes = countRoutes(ns.ha);
       const bindings = metric(ns.ha, 'offlink_ha_bindings');
       await new Promise((r) => setTimeout(r, 2000));
+      if (args.has('snapshot')) {
+        // with --ha-node-flags=--heapsnapshot-signal=SIGUSR2: the HA writes Heap.*.heapsnapshot into its cwd
+        process.kill(ha.pid, 'SIGUSR2');
+        await new Promise((r) => setTimeout(r, 30_000));
+      }
+      const split = procMemory(ha.pid);
       const held = {
+        anonMiB: split?.anonMiB,
+        fileMiB: split?.fileMiB,
         rssMiB: rss.sample(),
         regRssMaxMiB: regRssMax,
         dbMiB: mib(dbBytes(database)),
@@ -185,7 +193,7 @@ async function main(): Promise<void> {
         bindings,
       };
       log(
-        `holding ${bindings} bindings: ${routes} kernel routes, SQLite ${held.dbMiB} MiB, HA RSS ${held.rssMiB.toFixed(0)} MiB`,
+        `holding ${bindings} bindings: ${routes} kernel routes, SQLite ${held.dbMiB} MiB, HA RSS ${held.rssMiB.toFixed(0)} MiB (anonymous ${held.anonMiB?.toFixed(0)}, files ${held.fileMiB?.toFixed(0)})`,
       );
 
       const refreshes: (RefreshResult & { rssMaxMiB: number } & ReturnType<typeof cpuPer>)[] = [];

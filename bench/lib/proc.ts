@@ -5,6 +5,9 @@ export interface ProcMemory {
   /** Resident set now, and its peak (VmHWM), in MiB. */
   rssMiB: number;
   hwmMiB: number;
+  /** RSS split: anonymous memory (heaps), mapped files (the node binary, libraries), shared memory. */
+  anonMiB: number;
+  fileMiB: number;
 }
 
 export function procMemory(pid: number): ProcMemory | undefined {
@@ -15,7 +18,12 @@ export function procMemory(pid: number): ProcMemory | undefined {
     return undefined;
   }
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
-  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024 };
+  return {
+    rssMiB: kb('VmRSS') / 1024,
+    hwmMiB: kb('VmHWM') / 1024,
+    anonMiB: kb('RssAnon') / 1024,
+    fileMiB: (kb('RssFile') + kb('RssShmem')) / 1024,
+  };
 }
 
 /** Samples a process's RSS every `intervalMs`; `max` is the largest seen since `reset()`. */

@@ -7,7 +7,7 @@
 // reads the kernel and reconciles everything.
 import { OfflinkError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { canonicalAddress, checkInterfaceName, type Prefix, parsePrefix } from './addr.ts';
+import { canonicalAddress, checkInterfaceName, parsePrefix } from './addr.ts';
 import { type KernelRoute, type KernelRule, RT_PROTO, readRoutes, readRules } from './kernel.ts';
 import {
   deleteTableScript,
@@ -45,17 +45,28 @@ interface Entry {
   hoa: string;
   coa: string;
   id: number;
-  /** The MNPs and the HoA/128: every destination routed into the tunnel. */
-  dsts: Prefix[];
+  /**
+   * The MNPs and the HoA/128, canonical `address/length` text: every destination routed into the tunnel.
+   * Text only (an array of exactly this length), not `Prefix` objects: the mirror holds one entry per
+   * binding, 100k at scale (bench/profiles/ha-memory.md).
+   */
+  dsts: readonly string[];
 }
 
 /** Prefix lengths whose lookup rules always exist (MNPs are /64, home addresses /128). */
 const BASE_LENGTHS = [64, 128];
 
+/** `address/length` text (canonical) into its parts. */
+function splitPrefix(text: string): { address: string; length: number } {
+  const slash = text.lastIndexOf('/');
+  return { address: text.slice(0, slash), length: Number(text.slice(slash + 1)) };
+}
+
 function entryOf(b: TunnelBinding): Entry {
   const hoa = canonicalAddress(b.hoa);
-  const dsts = b.prefixes.map(parsePrefix);
-  if (!dsts.some((p) => p.text === `${hoa}/128`)) dsts.push(parsePrefix(`${hoa}/128`));
+  const own = `${hoa}/128`;
+  const mnps = b.prefixes.map((p) => parsePrefix(p).text);
+  const dsts = mnps.includes(own) ? mnps : mnps.concat(own);
   return { hoa, coa: canonicalAddress(b.coa), id: b.id, dsts };
 }
 
@@ -198,10 +209,10 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     const owner = new Map<string, string>();
     for (const e of base.values()) {
       for (const d of e.dsts) {
-        const other = owner.get(d.text);
+        const other = owner.get(d);
         if (other !== undefined && other !== e.hoa)
-          throw new BindingConflictError(`${d.text} claimed by ${other} and ${e.hoa}`);
-        owner.set(d.text, e.hoa);
+          throw new BindingConflictError(`${d} claimed by ${other} and ${e.hoa}`);
+        owner.set(d, e.hoa);
       }
     }
     return base;
@@ -217,7 +228,8 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     for (const e of entries) {
       const mark = marks.get(e.coa)!;
       el.coa2id.set(e.coa, mark);
-      for (const d of e.dsts) {
+      for (const text of e.dsts) {
+        const d = splitPrefix(text);
         add('allowed', d.length, `${d.address} . ${mark}`);
         add('mnp', d.length, d.address);
       }
@@ -260,7 +272,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     await this.nft(script);
 
     const wantRoutes = new Map<string, string>();
-    for (const e of desired.values()) for (const d of e.dsts) wantRoutes.set(d.text, e.coa);
+    for (const e of desired.values()) for (const d of e.dsts) wantRoutes.set(d, e.coa);
     const batch = new IpBatch();
     const seen = new Set<string>();
     for (const r of routes) {
@@ -283,7 +295,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     this.owners = new Map();
     this.refs = new Map();
     for (const e of entries.values()) {
-      for (const d of e.dsts) this.owners.set(d.text, e.hoa);
+      for (const d of e.dsts) this.owners.set(d, e.hoa);
       this.refs.set(e.coa, (this.refs.get(e.coa) ?? 0) + 1);
     }
   }
@@ -297,13 +309,12 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
       touched.set(e.hoa, { old: this.entries.get(e.hoa), neu: c.op === 'set' ? e : undefined });
     }
     const claim = new Map<string, string | null>();
-    for (const { old } of touched.values()) for (const d of old?.dsts ?? []) claim.set(d.text, null);
+    for (const { old } of touched.values()) for (const d of old?.dsts ?? []) claim.set(d, null);
     for (const [hoa, { neu }] of touched) {
       for (const d of neu?.dsts ?? []) {
-        const other = claim.has(d.text) ? claim.get(d.text) : this.owners.get(d.text);
-        if (other && other !== hoa)
-          throw new BindingConflictError(`${d.text} claimed by ${other} and ${hoa}`);
-        claim.set(d.text, hoa);
+        const other = claim.has(d) ? claim.get(d) : this.owners.get(d);
+        if (other && other !== hoa) throw new BindingConflictError(`${d} claimed by ${other} and ${hoa}`);
+        claim.set(d, hoa);
       }
     }
     // CoA marks: reference counts over the whole mirror
@@ -340,14 +351,13 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     const script = (newLengths.length > 0 ? this.tableScript(newLengths) : '') + adds;
 
     const oldRoutes = new Map<string, string>();
-    for (const o of olds) for (const d of o.dsts) oldRoutes.set(d.text, o.coa);
+    for (const o of olds) for (const d of o.dsts) oldRoutes.set(d, o.coa);
     const batch = new IpBatch();
     const newRoutes = new Set<string>();
     for (const n of news) {
       for (const d of n.dsts) {
-        newRoutes.add(d.text);
-        if (oldRoutes.get(d.text) !== n.coa)
-          batch.add(['route', 'replace', ...this.routeArgs(d.text, n.coa)]);
+        newRoutes.add(d);
+        if (oldRoutes.get(d) !== n.coa) batch.add(['route', 'replace', ...this.routeArgs(d, n.coa)]);
       }
     }
     for (const dst of oldRoutes.keys())
@@ -362,10 +372,10 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     for (const d of done) if (d.status === 'rejected') throw d.reason;
 
     for (const [hoa, { old, neu }] of touched) {
-      for (const d of old?.dsts ?? []) if (this.owners.get(d.text) === hoa) this.owners.delete(d.text);
+      for (const d of old?.dsts ?? []) if (this.owners.get(d) === hoa) this.owners.delete(d);
       if (neu) {
         this.entries.set(hoa, neu);
-        for (const d of neu.dsts) this.owners.set(d.text, hoa);
+        for (const d of neu.dsts) this.owners.set(d, hoa);
       } else this.entries.delete(hoa);
     }
     for (const [coa, n] of refs) {

@@ -78,10 +78,14 @@ export class HomeAgent {
   private readonly replyBudget = new TokenBucket(UNSIGNED_REPLIES_PER_SECOND);
   private readonly logBudget = new TokenBucket(REJECTION_LOGS_PER_SECOND);
 
+  /** The config without its mobile routers: the prefix table holds those, compactly. */
+  private readonly config: HomeAgentConfig;
+
   constructor(
     private readonly components: HomeAgentComponents,
-    private readonly config: HomeAgentConfig,
+    config: HomeAgentConfig,
   ) {
+    this.config = { ...config, mobileRouters: [] };
     const ha = config.homeAgent;
     this.log = components.logger;
     this.transport = components.transport ?? new UdpTransport({ recvBufferSize: 8 << 20 });

@@ -3,7 +3,7 @@
 
 import { parsePrefix, prefixCovers } from '../protocol/address.ts';
 import { BaStatus } from '../protocol/constants.ts';
-import type { SecurityAssociation } from '../protocol/types.ts';
+import type { AuthAlgorithm, SecurityAssociation } from '../protocol/types.ts';
 import type { MobileRouterConfig } from './config.ts';
 
 export interface MobileRouterEntry {
@@ -16,22 +16,44 @@ export interface MobileRouterEntry {
 
 export type PrefixCheck = { ok: true; prefix: string } | { ok: false; status: number };
 
+const ALGORITHMS: readonly AuthAlgorithm[] = ['hmac-sha1', 'hmac-sha256'];
+
+/**
+ * Held in columns rather than as an object per mobile router: a home agent serves 100k of them, and the
+ * config's objects (and a SecurityAssociation each) cost ~800 B a router; the columns ~250 B (strings,
+ * two map entries, key bytes in one buffer). Entries are built on lookup, once per BU.
+ */
 export class PrefixTable {
-  private readonly spis = new Map<number, MobileRouterEntry>();
-  private readonly hoas = new Map<string, MobileRouterEntry>();
+  private readonly spis = new Map<number, number>();
+  private readonly hoas = new Map<string, number>();
+  private readonly names: string[] = [];
+  private readonly homeAddresses: string[] = [];
+  private readonly prefixLists: (readonly string[])[] = [];
+  private readonly spiOf: Uint32Array;
+  private readonly algorithmOf: Uint8Array;
+  /** Key i is keys[keyAt[i] .. keyAt[i + 1]). */
+  private readonly keyAt: Uint32Array;
+  private readonly keys: Buffer;
 
   constructor(mobileRouters: readonly MobileRouterConfig[]) {
-    for (const mr of mobileRouters) {
-      // The config entry is itself a valid SecurityAssociation (spi, key, algorithm): no copy per MR.
-      const entry: MobileRouterEntry = {
-        name: mr.name,
-        homeAddress: mr.homeAddress,
-        prefixes: mr.prefixes,
-        sa: mr,
-      };
-      this.spis.set(mr.spi, entry);
-      this.hoas.set(mr.homeAddress, entry);
-    }
+    const n = mobileRouters.length;
+    this.spiOf = new Uint32Array(n);
+    this.algorithmOf = new Uint8Array(n);
+    this.keyAt = new Uint32Array(n + 1);
+    let bytes = 0;
+    for (const mr of mobileRouters) bytes += mr.key.length;
+    this.keys = Buffer.allocUnsafeSlow(bytes);
+    mobileRouters.forEach((mr, i) => {
+      this.names.push(mr.name);
+      this.homeAddresses.push(mr.homeAddress);
+      this.prefixLists.push(mr.prefixes.slice()); // exact length: the config's may have spare capacity
+      this.spiOf[i] = mr.spi;
+      this.algorithmOf[i] = ALGORITHMS.indexOf(mr.algorithm);
+      this.keys.set(mr.key, this.keyAt[i]!);
+      this.keyAt[i + 1] = this.keyAt[i]! + mr.key.length;
+      this.spis.set(mr.spi, i);
+      this.hoas.set(mr.homeAddress, i);
+    });
   }
 
   get size(): number {
@@ -39,12 +61,27 @@ export class PrefixTable {
   }
 
   bySpi(spi: number): MobileRouterEntry | undefined {
-    return this.spis.get(spi);
+    const i = this.spis.get(spi);
+    return i === undefined ? undefined : this.entry(i);
   }
 
   /** `hoa` in canonical form. */
   byHomeAddress(hoa: string): MobileRouterEntry | undefined {
-    return this.hoas.get(hoa);
+    const i = this.hoas.get(hoa);
+    return i === undefined ? undefined : this.entry(i);
+  }
+
+  private entry(i: number): MobileRouterEntry {
+    return {
+      name: this.names[i]!,
+      homeAddress: this.homeAddresses[i]!,
+      prefixes: this.prefixLists[i]!,
+      sa: {
+        spi: this.spiOf[i]!,
+        key: this.keys.subarray(this.keyAt[i]!, this.keyAt[i + 1]!),
+        algorithm: ALGORITHMS[this.algorithmOf[i]!]!,
+      },
+    };
   }
 
   /**
