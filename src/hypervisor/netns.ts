@@ -204,6 +204,14 @@ export class NetnsDriver implements Driver {
     ]);
     const resumed = this.now();
     let failure: string | undefined;
+    // The destination may have tried to reach the guest before it arrived (the handover overlaps the
+    // move): its neighbour entry then sits INCOMPLETE and is retried only after the retransmit timer
+    // (1 s). Flushing the bridge's neighbour cache makes the next packet resolve at once. (A VM's guest
+    // kernel does this with unsolicited neighbour advertisements when QEMU announces it.) It runs beside
+    // the check, not after it: each is an `ip` process, and the flush is on the guest's way back
+    // (bench/profiles/outage.md).
+    const flushed =
+      moved.exitCode === 0 ? this.ip(dstNs, ['neigh', 'flush', 'dev', String(dstBridge)]) : undefined;
     if (moved.exitCode !== 0) {
       failure = `moving ${port} to ${destination.host} failed: ${moved.stderr.trim()}`;
     } else {
@@ -223,11 +231,7 @@ export class NetnsDriver implements Driver {
         },
       );
     }
-    // The destination may have tried to reach the guest before it arrived (the handover overlaps the
-    // move): its neighbour entry then sits INCOMPLETE and is retried only after the retransmit timer
-    // (1 s). Flushing the bridge's neighbour cache makes the next packet resolve at once. (A VM's guest
-    // kernel does this with unsolicited neighbour advertisements when QEMU announces it.)
-    await this.ip(dstNs, ['neigh', 'flush', 'dev', String(dstBridge)]);
+    await flushed;
     options.onProgress?.({ guest, phase: 'resumed', transferredBytes: 0 });
     return { hypervisorMs: this.now() - started, downtimeMs: resumed - stopped, transferredBytes: 0 };
   }

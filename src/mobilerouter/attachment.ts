@@ -61,7 +61,7 @@ export class HostAttachment {
 
   /** Egress route + rules for `coa` (re-points them after a CoA change), then router advertisements. */
   async install(coa: string): Promise<void> {
-    await this.installRoutes(coa);
+    if (this.routes?.coa !== coa) await this.installRoutes(coa); // prepare() may have done it
     await this.c.guestLink.startAdvertising();
   }
 

@@ -527,20 +527,37 @@ describe('MobileRouter roles', () => {
     void ntpTimestamp;
   });
 
-  it('prepare() readies host and socket on standby; standby() or a CoA change releases the socket', async () => {
+  it('prepare() readies host, socket and egress routes on standby; standby() or a CoA change releases them', async () => {
     const rig = makeRig();
     assert.equal(await rig.mr.prepare(), COA);
-    assert.deepEqual(rig.dataplane.calls, [`initHost ${COA}`]);
+    // the egress routes are in place before the handover (bench/profiles/outage.md)
+    assert.deepEqual(rig.dataplane.calls, [`initHost ${COA}`, `activate net1 ${COA}`]);
     assert.equal(rig.transport.listening, true);
     assert.equal(rig.mr.state, 'standby');
     rig.coa.set('2001:db8:a::9');
     await settle();
     assert.equal(rig.transport.listening, false);
+    assert.equal(rig.dataplane.calls.at(-1), `deactivate net1 ${COA}`);
     await rig.mr.prepare();
     assert.equal(rig.transport.listening, true);
     await rig.mr.standby();
     assert.equal(rig.transport.listening, false);
+    assert.equal(rig.dataplane.calls.at(-1), 'deactivate net1 2001:db8:a::9');
     assert.equal(rig.transport.sent.length, 0);
+  });
+
+  it('activate() after prepare() sends the BU without another neighbour flush or route install', async () => {
+    const rig = makeRig();
+    await rig.mr.prepare();
+    const before = rig.dataplane.calls.length;
+    const flushes = rig.guestLink.calls.filter((c) => c === 'flushNeighbours').length;
+    const reg = rig.mr.activate({ lastSequence: 10 });
+    await settle();
+    assert.equal(rig.transport.sent.length, 1);
+    assert.deepEqual(rig.dataplane.calls.slice(before), []);
+    assert.equal(rig.guestLink.calls.filter((c) => c === 'flushNeighbours').length, flushes);
+    rig.transport.deliver(answer(rig.transport.sent[0]!));
+    assert.equal((await reg).sequence, 11);
   });
 
   it('stop() is final', async () => {

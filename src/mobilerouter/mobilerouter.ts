@@ -77,6 +77,8 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
   private started = false;
   private unsubscribeCoa: (() => void) | undefined;
   private routesReady = false;
+  /** The CoA prepare() flushed the guest link and installed the egress routes for, until activation. */
+  private preparedFor: string | undefined;
   private acceptedEarly: Registration | undefined;
   private lastRegistration: Registration | undefined;
   private lastAcceptedSequence: number | undefined;
@@ -134,6 +136,13 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
       if (coa !== undefined) {
         await this.attachment.ensureSocket(coa);
         await this.attachment.ensureHost(coa);
+        // What activation does around its first BU, done now and off the handover's path (each is an `ip`
+        // process, 5–20 ms: bench/profiles/outage.md). Nothing reaches this host for the guests before it
+        // registers, so the neighbour cache stays clean, and the egress routes only match guests' packets
+        // arriving on this bridge, i.e. once they are here.
+        await this.c.guestLink.flushNeighbours();
+        await this.attachment.installRoutes(coa);
+        this.preparedFor = coa;
       }
       return coa;
     });
@@ -244,8 +253,9 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
       const snapshot = this.handoverState();
       if (this.sm.is(MrState.stopped)) return snapshot;
       if (this.sm.is(MrState.standby)) {
-        // Already standby (maybe prepared for a handover that did not come): release the socket.
-        await this.attachment.closeSocket();
+        // Already standby (maybe prepared for a handover that did not come): release what prepare() made.
+        this.preparedFor = undefined;
+        await this.attachment.teardown();
         return snapshot;
       }
       this.quiesce(new RegistrationAbandonedError('ERR_MR_STANDBY', `${this.name}: went to standby`));
@@ -332,10 +342,12 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
     this.routesReady = false;
     this.acceptedEarly = undefined;
     try {
+      const prepared = this.preparedFor === coa;
+      this.preparedFor = undefined;
       await this.attachment.ensureSocket(coa);
       await this.attachment.ensureHost(coa);
       // Before the BU: once the HA switches, the guests' traffic must find fresh neighbour entries.
-      await this.c.guestLink.flushNeighbours();
+      if (!prepared) await this.c.guestLink.flushNeighbours();
       this.beginExchange(kind, this.net.lifetimeSeconds);
       this.sendBu();
       // After the BU, so the HA works on it while the egress route and radvd are set up: the guests are
@@ -459,6 +471,10 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
       // standby after prepare(), failed, handing over: a socket on the old address is useless now.
       // (A deregistration holds the queue, so a CoA change waits for it to finish.)
       await this.attachment.closeSocket();
+      if (this.sm.is(MrState.standby) && this.preparedFor !== undefined) {
+        this.preparedFor = undefined;
+        await this.attachment.removeRoutes();
+      }
     }
   }
 
