@@ -129,7 +129,10 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const dir = mkdtempSync(join(tmpdir(), 'offlink-bench-ha-'));
   const config = join(dir, 'ha.yaml');
-  const database = join(dir, 'ha.sqlite');
+  // --db-dir: where the SQLite file goes (default: beside the config, on disk; /dev/shm shows the HA
+  // without the disk's fsync latency)
+  const dbDir = args.get('db-dir');
+  const database = dbDir ? join(dbDir, `offlink-bench-ha-${process.pid}.sqlite`) : join(dir, 'ha.sqlite');
   const profDir = join(dir, 'prof');
   const t = performance.now();
   await writeHaConfig(config, { mrs: MRS, uplink: 'ha-up', database, statusPort: STATUS_PORT });
@@ -287,6 +290,7 @@ async function main(): Promise<void> {
   } finally {
     await lg?.close();
     await stopDaemon(ha, 5000);
+    if (dbDir) for (const suffix of ['', '-wal', '-shm']) rmSync(database + suffix, { force: true });
     if (!args.has('keep')) rmSync(dir, { recursive: true, force: true });
     else log(`kept ${dir}`);
   }
