@@ -1,5 +1,6 @@
 // Starting offlink's daemons for a benchmark: `node [flags] bin/offlink.js <args>` inside a namespace,
-// stderr (the JSON log) into a file, so a chatty daemon never blocks on a pipe we are slow to read.
+// stderr (the JSON log) into a file, so a chatty daemon never blocks on a pipe we are slow to read. The
+// node flags of bin/offlink.js's #! line are applied, as when a user runs `offlink ha`.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +15,14 @@ export interface Daemon {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The node flags of bin/offlink.js's `#!` line: a daemon runs as `offlink …` would run it. */
+export function launcherFlags(): string[] {
+  const first = readFileSync(join(REPO_DIR, 'bin/offlink.js'), 'utf8').split('\n', 1)[0]!;
+  const words = first.replace(/^#!\s*/, '').split(/\s+/);
+  const node = words.findIndex((w) => w === 'node' || w.endsWith('/node'));
+  return node < 0 ? [] : words.slice(node + 1);
+}
 
 export async function startDaemon(
   ns: string,
@@ -35,6 +44,7 @@ export async function startDaemon(
       'exec',
       ns,
       process.execPath,
+      ...launcherFlags(),
       ...(o.nodeFlags ?? []),
       join(REPO_DIR, 'bin/offlink.js'),
       ...args,
