@@ -1,6 +1,6 @@
 // Starting offlink's daemons for a benchmark: `node [flags] bin/offlink.js <args>` inside a namespace,
 // stderr (the JSON log) into a file, so a chatty daemon never blocks on a pipe we are slow to read. The
-// node flags of bin/offlink.js's #! line are applied, as when a user runs `offlink ha`.
+// node flags the `offlink` wrapper gives the subcommand are applied, as when a user runs `./offlink agent`.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,12 +16,15 @@ export interface Daemon {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The node flags of bin/offlink.js's `#!` line: a daemon runs as `offlink …` would run it. */
-export function launcherFlags(): string[] {
-  const first = readFileSync(join(REPO_DIR, 'bin/offlink.js'), 'utf8').split('\n', 1)[0]!;
-  const words = first.replace(/^#!\s*/, '').split(/\s+/);
-  const node = words.findIndex((w) => w === 'node' || w.endsWith('/node'));
-  return node < 0 ? [] : words.slice(node + 1);
+/**
+ * The node flags the `offlink` wrapper (the repo's entry point) gives a subcommand: read from its
+ * `[ "${1:-}" = agent ] … flags=(…)` lines, so a daemon runs here as `./offlink agent …` runs it.
+ */
+export function launcherFlags(subcommand: string): string[] {
+  const text = readFileSync(join(REPO_DIR, 'offlink'), 'utf8');
+  for (const m of text.matchAll(/\$\{1:-\}" = (\w+) \]; then flags=\(([^)]*)\)/g))
+    if (m[1] === subcommand) return m[2]!.split(/\s+/).filter((f) => f !== '');
+  return [];
 }
 
 export async function startDaemon(
@@ -44,7 +47,7 @@ export async function startDaemon(
       'exec',
       ns,
       process.execPath,
-      ...launcherFlags(),
+      ...launcherFlags(args[0] ?? ''),
       ...(o.nodeFlags ?? []),
       join(REPO_DIR, 'bin/offlink.js'),
       ...args,
