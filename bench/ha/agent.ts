@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canUseNetns, withNetns } from '../../test/helpers/netns.ts';
-import { type Daemon, startDaemon, stopDaemon } from '../lib/daemon.ts';
+import { type Daemon, launcherFlags, startDaemon, stopDaemon } from '../lib/daemon.ts';
 import { describeMachine, finishMachineInfo, machineInfo } from '../lib/machine.ts';
 import { procMemory, RssSampler } from '../lib/proc.ts';
 import { numArg, parseArgs, printTargets, type Target, writeResult } from '../lib/results.ts';
@@ -184,7 +184,7 @@ async function main(): Promise<void> {
     );
     printTargets(targets);
     log(
-      `wrote ${writeResult(args.get('json'), 'agent', { bench: 'agent', machine: m, params: { networks: NETWORKS, seconds: SECONDS, agentNodeFlags: NODE_FLAGS }, ...result, targets })}`,
+      `wrote ${writeResult(args.get('json'), 'agent', { bench: 'agent', machine: m, params: { networks: NETWORKS, seconds: SECONDS, agentNodeFlags: NODE_FLAGS, launcherFlags: launcherFlags('agent') }, ...result, targets })}`,
     );
   } finally {
     await stopDaemon(agent, 5000);
