@@ -280,6 +280,7 @@ async function main(): Promise<void> {
         seconds: SECONDS,
         rates: RATES,
         profiled: !!PROFILE,
+        launcherFlags: launcherFlags('ha'),
         haNodeFlags: NODE_FLAGS,
       },
       ...result,
