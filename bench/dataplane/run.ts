@@ -10,7 +10,7 @@
 // the ratio is what the encapsulation and the detour through the home agent cost. Runs alternate
 // direct/tunnel so both see the same machine load; the figure is the median of the paired ratios.
 //
-//   node --import tsx bench/dataplane/run.ts [--rounds 5] [--seconds 5] [--json FILE]
+//   node --import tsx bench/dataplane/run.ts [--rounds 9] [--seconds 5] [--json FILE]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ import { numArg, parseArgs, printTargets, type Target, writeResult } from '../li
 import { percentile } from '../lib/stats.ts';
 
 const args = parseArgs(process.argv.slice(2));
-const ROUNDS = numArg(args, 'rounds', 5);
+const ROUNDS = numArg(args, 'rounds', 9);
 const SECONDS = numArg(args, 'seconds', 5);
 const DIRECT = { prefix: '2001:db8:d::/64', gateway: '2001:db8:d::1', guest: '2001:db8:d::10' };
 const TUNNEL = { guest: '2001:db8:100::10' };
