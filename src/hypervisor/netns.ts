@@ -252,8 +252,10 @@ export class NetnsDriver implements Driver {
     srcIndex: number,
     failure: string,
   ): Promise<void> {
-    const there = (await this.links(dstNs)).some((l) => l.ifname === port);
-    const result = there
+    // Look here first: a link of the same name on the destination (what made the move fail, say) is
+    // not the guest's port, and cannot be moved anyway.
+    const here = (await this.links(srcNs)).some((l) => l.ifname === port);
+    const result = !here
       ? await this.ip(dstNs, [
           'link',
           'set',
