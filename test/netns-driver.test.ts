@@ -5,6 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NetnsDriver } from '../src/hypervisor/netns.ts';
+import { silentLogger } from '../src/log.ts';
+import { IncomingNetwork } from '../src/migration/incoming.ts';
+import type { Peer } from '../src/migration/messages.ts';
+import { runMigration } from '../src/migration/procedure.ts';
+import { FakeBinding, FakeRouter } from '../src/migration/testkit.ts';
 import { canUseNetns, type NetnsLab, sh, withNetns } from './helpers/netns.ts';
 import { execRunner, Procs } from './helpers/procs.ts';
 
@@ -108,5 +113,83 @@ describe('netns driver (namespaces)', { skip: !canUseNetns() && 'needs root' }, 
     } finally {
       await procs.killAll();
     }
+  });
+
+  it('a two-guest network whose second move fails: the first guest comes back, both run on the source', async () => {
+    await withNetns(async (lab) => {
+      const ha = await lab.ns('ha', { forwarding: true });
+      const hb = await lab.ns('hb', { forwarding: true });
+      const net = {
+        ...NET,
+        guests: ['guest-1', 'guest-2'],
+        homeAddress: '2001:db8:ffff::101',
+        prefixes: ['2001:db8:100::/64'],
+      };
+      for (const h of [ha, hb]) {
+        await lab.bridge(h, net.bridge, { mac: '02:00:5e:10:00:01', mtu: 1460 });
+        await lab.addr(h, net.bridge, `${MNP_GW}/64`);
+      }
+      const guests = [await lab.ns('g1'), await lab.ns('g2')];
+      for (const [i, g] of guests.entries()) {
+        await lab.guestPort(g, 'g0', ha, `vg-guest-${i + 1}`, net.bridge, 1460);
+        await lab.addr(g, 'g0', `2001:db8:100::1${i}/64`);
+      }
+      const namespaces = { 'host-a': ha, 'host-b': hb };
+      const driver = (host: 'host-a' | 'host-b', ns: string) =>
+        new NetnsDriver({ host, namespaces, runner: execRunner(['ip', 'netns', 'exec', ns]) });
+      const [driverA, driverB] = [driver('host-a', ha), driver('host-b', hb)];
+      const binding = new FakeBinding();
+      const routerA = new FakeRouter(binding, '2001:db8:a::2');
+      await routerA.activate();
+      const incoming = new IncomingNetwork({
+        host: 'host-b',
+        network: net,
+        router: new FakeRouter(binding, '2001:db8:b::2'),
+        driver: driverB,
+        log: silentLogger(),
+        now: () => performance.now(),
+      });
+      const peer: Peer = {
+        host: 'host-b',
+        async prepare(req) {
+          const reply = await incoming.prepare(req);
+          // The fault: after prepare, a link takes guest-2's port name on host-b, so the kernel refuses
+          // to move guest-2's port there (guest-1's move has succeeded by then).
+          await sh(['ip', '-n', hb, 'link', 'add', 'vg-guest-2', 'type', 'bridge']);
+          return reply;
+        },
+        handover: (req) => incoming.handover(req),
+        abort: (req) => incoming.abort(req),
+      };
+      const record = await runMigration({
+        id: 'mig-00000001',
+        procedure: 'make-before-break',
+        from: 'host-a',
+        network: net,
+        router: routerA,
+        driver: driverA,
+        peer,
+        log: silentLogger(),
+        now: () => performance.now(),
+        wallClock: Date.now,
+      });
+      assert.equal(record.outcome, 'failed');
+      assert.equal(record.failedPhase, 'hypervisor', record.error);
+      assert.match(
+        record.error!,
+        /guest guest-2: moving vg-guest-2 to host-b failed: .*same name exists.*; rolled back to host-a$/,
+      );
+      assert.match(record.recovery!, /guest-1 sent back to host-a/);
+      await sh(['ip', '-n', hb, 'link', 'del', 'vg-guest-2']);
+      assert.deepEqual(
+        (await driverA.listGuests(net)).map((g) => `${g.name} ${g.state}`),
+        ['guest-1 running', 'guest-2 running'],
+      );
+      assert.deepEqual(await driverB.listGuests(net), []);
+      assert.equal(routerA.state, 'active', 'the network stayed registered on the source');
+      // Both guests reach their gateway on host-a's bridge.
+      for (const g of guests)
+        await sh(['ip', 'netns', 'exec', g, 'busybox', 'ping', '-6', '-c', '1', '-W', '2', MNP_GW]);
+    });
   });
 });

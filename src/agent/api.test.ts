@@ -255,6 +255,28 @@ describe('control API', () => {
         }),
         /^migrationId: /,
       ],
+      [
+        '/v1/abort',
+        JSON.stringify({
+          migrationId: ID,
+          network: 'net1',
+          source: 'host-a',
+          reason: 'x',
+          sendBack: { 'guest 1': {} },
+        }),
+        /^sendBack\.guest 1: Invalid key/,
+      ],
+      [
+        '/v1/abort',
+        JSON.stringify({
+          migrationId: ID,
+          network: 'net1',
+          source: 'host-a',
+          reason: 'x',
+          sendBack: { 'guest-1': { uri: { nested: true } } },
+        }),
+        /^sendBack\.guest-1\.uri: /,
+      ],
     ];
     for (const [path, body, message] of cases) {
       const r = await send(path, body);

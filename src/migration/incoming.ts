@@ -200,6 +200,16 @@ export class IncomingNetwork {
 
   async abort(req: AbortRequest): Promise<void> {
     const { ctx } = this;
+    // Guests go back first (cancelling the prepare does not touch a guest that arrived); the prepare is
+    // undone even when one could not be sent back, and that failure is reported after.
+    if (req.sendBack !== undefined) this.checkSendBack(req);
+    const sendBackError =
+      req.sendBack === undefined
+        ? undefined
+        : await this.sendBack(req, req.sendBack).then(
+            () => undefined,
+            (err: unknown) => err,
+          );
     if (this.prepared?.migrationId === req.migrationId) {
       const prepared = this.prepared;
       this.prepared = undefined;
@@ -218,6 +228,63 @@ export class IncomingNetwork {
         { migrationId: req.migrationId, reason: req.reason },
         'incoming migration aborted after handover: standby again',
       );
+    }
+    if (sendBackError !== undefined) throw sendBackError;
+  }
+
+  /**
+   * A later guest of the migration failed to move: migrate the ones that arrived back to the source,
+   * which prepared for them (`incoming`: per guest, its driver's prepareIncoming). Only guests that run
+   * here (checkSendBack has refused other migrations' and other networks' guests); every guest is tried,
+   * and the failures are reported together (their guests stay here, running).
+   */
+  private checkSendBack(req: AbortRequest): void {
+    const { ctx } = this;
+    const current = this.prepared ?? (this.handedOver && { migrationId: this.handedOver.migrationId });
+    if (current?.migrationId !== req.migrationId) {
+      throw new ControlError(
+        409,
+        'ERR_UNKNOWN_MIGRATION',
+        `${ctx.host} holds no migration ${req.migrationId} of ${ctx.network.name} to send guests back from`,
+      );
+    }
+    const foreign = Object.keys(req.sendBack ?? {}).filter((g) => !ctx.network.guests.includes(g));
+    if (foreign.length > 0) {
+      throw new ControlError(
+        409,
+        'ERR_NETWORK_STATE',
+        `guest ${foreign.join(', ')} is not in network ${ctx.network.name} on ${ctx.host}`,
+      );
+    }
+  }
+
+  private async sendBack(req: AbortRequest, incoming: NonNullable<AbortRequest['sendBack']>): Promise<void> {
+    const { ctx } = this;
+    const guests = Object.keys(incoming);
+    const here = await ctx.driver.listGuests(ctx.network);
+    const failed: string[] = [];
+    for (const guest of guests) {
+      if (!here.some((g) => g.name === guest && g.state === 'running')) {
+        failed.push(`${guest}: not running on ${ctx.host}`);
+        continue;
+      }
+      try {
+        await ctx.driver.migrate(
+          guest,
+          { host: req.source, incoming: incoming[guest] ?? {} },
+          { network: ctx.network },
+        );
+        ctx.log.warn(
+          { migrationId: req.migrationId, guest, to: req.source },
+          'guest sent back to the source',
+        );
+      } catch (err) {
+        failed.push(`${guest}: ${message(err)}`);
+      }
+    }
+    if (failed.length > 0) {
+      ctx.log.error({ migrationId: req.migrationId, failed }, 'sending guests back to the source failed');
+      throw new ControlError(409, 'ERR_HYPERVISOR', `${ctx.host} could not send back ${failed.join('; ')}`);
     }
   }
 

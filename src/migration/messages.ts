@@ -54,12 +54,21 @@ export interface PrepareReply {
   incoming: Record<string, IncomingSpec>;
 }
 
-/** Source → destination after a failed migration: undo prepare. Idempotent. */
+/** What a driver's prepareIncoming returned, as it travels in a request body. */
+const incomingSpec = z.record(z.string().max(64), z.union([z.string().max(1024), z.number(), z.boolean()]));
+
+/**
+ * Source → destination after a failed migration: undo prepare. Idempotent without `sendBack`.
+ * `sendBack`: guests of this migration that had already arrived before a later guest's move failed; the
+ * destination migrates each back to the source, which prepared to take it (the value is what the source's
+ * driver returned from prepareIncoming), so the network is whole again on the source.
+ */
 export const abortRequest = z.strictObject({
   migrationId,
   network: name,
   source: name,
   reason: z.string().max(2000),
+  sendBack: z.record(name, incomingSpec).optional(),
 });
 export type AbortRequest = z.output<typeof abortRequest>;
 

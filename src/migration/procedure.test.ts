@@ -347,6 +347,97 @@ describe('migration procedure (source side, with the destination side in-process
     const bindAt = world.log.indexOf('host-a: switchover guest-3');
     assert.ok(world.log.indexOf('host-a: moved guest-2 to host-b') < bindAt);
   });
+
+  it('a later guest fails to move: the ones that arrived are sent back, the network stays whole on the source', async () => {
+    const net = { ...NET, guests: ['guest-1', 'guest-2', 'guest-3'] };
+    const { world, binding, a, incoming, peerCalls, migrate } = await setup({ network: net });
+    world.failNext.add('guest-3');
+    const record = await migrate('make-before-break', { overlap: false });
+    assert.equal(record.outcome, 'failed');
+    assert.equal(record.failedPhase, 'hypervisor');
+    assert.deepEqual([...world.where.values()], ['host-a', 'host-a', 'host-a']);
+    assert.match(
+      record.recovery!,
+      /host-b told to forget the migration; guest-1, guest-2 sent back to host-a/,
+    );
+    assert.doesNotMatch(record.recovery!, /still on host-b/);
+    assert.deepEqual(peerCalls, ['prepare', 'abort']);
+    // host-a prepared for both before the abort; they moved host-b → host-a; host-b undid its prepare.
+    const log = world.log;
+    assert.ok(
+      log.indexOf('host-a: prepareIncoming guest-2') < log.indexOf('host-b: moved guest-1 to host-a'),
+    );
+    assert.ok(log.includes('host-b: moved guest-2 to host-a'));
+    assert.ok(log.includes('host-b: cancelIncoming guest-3'));
+    assert.ok(log.includes('host-a: announce guest-1') && log.includes('host-a: announce guest-2'));
+    assert.equal(incoming.pendingMigration, undefined);
+    assert.equal(a.state, 'active');
+    assert.deepEqual(binding.log, []);
+  });
+
+  it('the last guest fails after an overlapped handover: earlier guests come back, the source registers again', async () => {
+    const net = { ...NET, guests: ['guest-1', 'guest-2'] };
+    const { world, binding, a, b, migrate } = await setup({ network: net });
+    world.failNext.add('guest-2');
+    const record = await migrate('make-before-break');
+    assert.equal(record.failedPhase, 'hypervisor');
+    assert.deepEqual([...world.where.values()], ['host-a', 'host-a']);
+    assert.match(record.recovery!, /guest-1 sent back to host-a; host-a registered again/);
+    assert.equal(b.state, 'standby');
+    assert.equal(a.state, 'active');
+    assert.equal(binding.coa, COA_A);
+  });
+
+  it('a guest that cannot be sent back is reported where it is, and the source undoes its prepare', async () => {
+    const net = { ...NET, guests: ['guest-1', 'guest-2'] };
+    const { world, peer, migrate } = await setup({ network: net });
+    world.failNext.add('guest-2');
+    const abort = peer.abort.bind(peer);
+    peer.abort = async (req) => {
+      world.failNext.add('guest-1');
+      return abort(req);
+    };
+    const record = await migrate('make-before-break', { overlap: false });
+    assert.equal(record.failedPhase, 'hypervisor');
+    assert.equal(world.where.get('guest-1'), 'host-b');
+    assert.equal(world.where.get('guest-2'), 'host-a');
+    assert.match(
+      record.recovery!,
+      /send guest-1 back FAILED \(host-b could not send back guest-1: moving guest-1 failed/,
+    );
+    assert.match(record.recovery!, /guest-1 is still on host-b/);
+    assert.ok(world.log.includes('host-a: cancelIncoming guest-1'));
+    assert.ok(
+      world.log.includes('host-b: cancelIncoming guest-2'),
+      'the destination still undid its prepare',
+    );
+  });
+
+  it('the destination refuses to send back guests of another migration or another network, changing nothing', async () => {
+    const net = { ...NET, guests: ['guest-1', 'guest-2'] };
+    const { world, incoming } = await setup({ network: net });
+    world.where.set('guest-1', 'host-b');
+    const prepare = {
+      migrationId: 'mig-00000002',
+      network: 'net1',
+      source: 'host-a',
+      procedure: 'make-before-break' as const,
+      guests: ['guest-1', 'guest-2'],
+    };
+    await incoming.prepare(prepare);
+    const abort = { migrationId: 'mig-00000002', network: 'net1', source: 'host-a', reason: 'test' };
+    await assert.rejects(
+      incoming.abort({ ...abort, migrationId: 'mig-00000003', sendBack: { 'guest-1': {} } }),
+      /holds no migration mig-00000003 of net1/,
+    );
+    await assert.rejects(
+      incoming.abort({ ...abort, sendBack: { 'guest-1': {}, 'guest-9': {} } }),
+      /guest guest-9 is not in network net1/,
+    );
+    assert.equal(incoming.pendingMigration, 'mig-00000002', 'still prepared');
+    assert.equal(world.where.get('guest-1'), 'host-b');
+    assert.ok(!world.log.some((l) => l.includes('cancelIncoming')));
+  });
 });
 
 describe('destination: guests that arrive without a handover notification', () => {

@@ -13,7 +13,8 @@
 //   registered from here), 4 notification (the destination registers; reply after its BA)
 //
 // Failure handling: before the guests have moved, a failure leaves the network active here and the
-// destination is told to forget the prepare. If the hypervisor step fails after an overlapped handover
+// destination is told to forget the prepare. When a later guest's move fails after earlier ones
+// arrived, the destination sends those back with the abort (this host prepares for them first). If the hypervisor step fails after an overlapped handover
 // already moved the binding, the destination is told to step back and this host re-registers with a
 // sequence number above the destination's. After the guests have moved, a failed notification or
 // registration is reported as such: the destination's MR keeps retrying under its own rules.
@@ -23,7 +24,7 @@
 
 import { setTimeout as delay } from 'node:timers/promises';
 import { OfflinkError } from '../errors.ts';
-import type { Driver, DriverMigrationResult } from '../hypervisor/driver.ts';
+import type { Driver, DriverMigrationResult, IncomingSpec } from '../hypervisor/driver.ts';
 import type { Logger } from '../log.ts';
 import { seqNewer } from '../protocol/sequence.ts';
 import { crashPoint } from './crashpoint.ts';
@@ -173,22 +174,67 @@ class Migration {
         if (downtimes.length > 0) record.timings.downtimeMs = round(Math.max(...downtimes));
       });
     } catch (err) {
-      record.recovery = await this.recoverFromHypervisorFailure(err);
+      record.recovery = await this.recoverFromHypervisorFailure(err, guests.slice(0, results.length));
       throw err;
     }
   }
 
-  private async recoverFromHypervisorFailure(err: unknown): Promise<string> {
+  /**
+   * The guest that failed is back here (the driver's promise); `moved` are the ones before it, which run
+   * on the destination now. They are brought back (this host prepares for them, the destination migrates
+   * them with the abort), so the network is whole on one host: here, where it is still registered.
+   */
+  private async recoverFromHypervisorFailure(err: unknown, moved: readonly string[]): Promise<string> {
     const { ctx, record } = this;
     const reason = message(err);
     const steps: string[] = [];
     // An overlapped handover may have moved the binding already: let it settle before undoing it.
     const reply = this.handover ? await this.handover.catch(() => undefined) : undefined;
+    const sendBack: Record<string, IncomingSpec> = {};
+    for (const guest of moved) {
+      try {
+        sendBack[guest] = await ctx.driver.prepareIncoming(guest, {
+          network: ctx.network,
+          source: record.to,
+        });
+      } catch (prepErr) {
+        steps.push(
+          `${record.from} cannot take ${guest} back (${message(prepErr)}): it stays on ${record.to}`,
+        );
+      }
+    }
+    const returning = Object.keys(sendBack);
     try {
-      await ctx.peer.abort({ migrationId: ctx.id, network: ctx.network.name, source: ctx.from, reason });
+      await ctx.peer.abort({
+        migrationId: ctx.id,
+        network: ctx.network.name,
+        source: ctx.from,
+        reason,
+        ...(returning.length > 0 ? { sendBack } : {}),
+      });
       steps.push(`${record.to} told to forget the migration`);
+      if (returning.length > 0) steps.push(`${returning.join(', ')} sent back to ${record.from}`);
     } catch (abortErr) {
-      steps.push(`telling ${record.to} to forget it FAILED (${message(abortErr)})`);
+      steps.push(
+        returning.length > 0
+          ? `telling ${record.to} to forget it and send ${returning.join(', ')} back FAILED (${message(abortErr)})`
+          : `telling ${record.to} to forget it FAILED (${message(abortErr)})`,
+      );
+    }
+    // Whatever did not arrive: undo the prepare (a guest that did arrive is not touched), and let the ones
+    // that did learn where they are.
+    const here = new Set(
+      (await ctx.driver.listGuests(ctx.network).catch(() => []))
+        .filter((g) => g.state === 'running')
+        .map((g) => g.name),
+    );
+    for (const guest of returning) {
+      if (here.has(guest)) {
+        await ctx.driver.announce(guest, { network: ctx.network }).catch(() => {});
+      } else {
+        await ctx.driver.cancelIncoming(guest, { network: ctx.network, source: record.to }).catch(() => {});
+        steps.push(`${guest} is still on ${record.to}`);
+      }
     }
     if (this.handover) {
       // The router is handing over (no BUs): re-register here, newer than whatever the destination sent.
