@@ -151,55 +151,61 @@ describe('offlink lab', { skip: process.getuid?.() === 0 ? false : 'needs root' 
     }
   });
 
-  // A real VM (QEMU, TCG) booted by host A's agent, migrated by the agents (src/hypervisor/qemu/).
+  // A real VM (QEMU, TCG): off-link booted and migrated by the agents (src/hypervisor/qemu/); on-link by
+  // the lab process with plain QEMU live migration on one segment (src/lab/onlink-vms.ts).
   const qemuSkip = ['/usr/bin/qemu-system-x86_64', '/usr/bin/busybox'].find((p) => !existsSync(p));
-  it('lab run --guest qemu: a QEMU guest, with QEMU downtime beside the gap', {
-    skip: qemuSkip && `no ${qemuSkip} (scripts/bootstrap)`,
-  }, async () => {
-    const json = join(dir, 'qemu.json');
-    const r = await offlink([
-      'lab',
-      'run',
-      '--guest',
-      'qemu',
-      '--migrations',
-      '2',
-      '--interval',
-      '3',
-      '--json',
-      json,
-      '--out',
-      join(dir, 'qemu'),
-    ]);
-    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
-    const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
-    checkReport(report, {
-      migrations: 2,
-      topology: 'off-link',
-      procedure: 'make-before-break',
-      guest: 'qemu',
+  for (const topology of ['off-link', 'on-link'] as const) {
+    it(`lab run --guest qemu --topology ${topology}: a QEMU guest, with QEMU downtime beside the gap`, {
+      skip: qemuSkip && `no ${qemuSkip} (scripts/bootstrap)`,
+    }, async () => {
+      const json = join(dir, `qemu-${topology}.json`);
+      const out = join(dir, `qemu-${topology}`);
+      const r = await offlink([
+        'lab',
+        'run',
+        '--guest',
+        'qemu',
+        '--topology',
+        topology,
+        '--migrations',
+        '2',
+        '--interval',
+        '3',
+        '--json',
+        json,
+        '--out',
+        out,
+      ]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
+      checkReport(report, { migrations: 2, topology, procedure: 'make-before-break', guest: 'qemu' });
+      assert.equal(report.parameters.overlap, topology === 'off-link' ? true : undefined);
+      for (const m of report.migrations) {
+        assert.ok(typeof m.downtimeMs === 'number' && m.downtimeMs >= 0, `QEMU's downtime: ${m.downtimeMs}`);
+        assert.ok(typeof m.hypervisorMs === 'number' && m.hypervisorMs > 0);
+        // Off-link the agents hand the network over; on-link there is nothing to hand over.
+        assert.equal(m.handoverMs === null, topology === 'on-link');
+      }
+      assert.match(r.stdout, /DOWNTIME ms/);
+      // The guest endpoint's TCP connection to the VM was held across both migrations, and the VM's
+      // state survived: one boot id, a counter that only went up.
+      const g = JSON.parse(readFileSync(join(out, 'logs', 'traffic-guest.json'), 'utf8')) as {
+        tcpBroken: boolean;
+        guestState: { bootIds: string[]; counterFirst: number; counterLast: number; monotonic: boolean };
+      };
+      assert.equal(g.tcpBroken, false);
+      assert.equal(g.guestState.bootIds.length, 1);
+      assert.ok(g.guestState.monotonic && g.guestState.counterLast > g.guestState.counterFirst);
+      assert.deepEqual(labNamespaces(), [], 'torn down');
+      assert.equal(spawnSync('pgrep', ['-f', 'qemu-system-x86_64 -name guest-1']).status, 1, 'no QEMU left');
     });
-    assert.equal(report.parameters.overlap, true);
-    for (const m of report.migrations) {
-      assert.ok(typeof m.downtimeMs === 'number' && m.downtimeMs >= 0, `QEMU's downtime: ${m.downtimeMs}`);
-    }
-    assert.match(r.stdout, /DOWNTIME ms/);
-    // The guest endpoint's TCP connection to the VM was held across both migrations, and the VM's
-    // state survived: one boot id, a counter that only went up.
-    const g = JSON.parse(readFileSync(join(dir, 'qemu', 'logs', 'traffic-guest.json'), 'utf8')) as {
-      tcpBroken: boolean;
-      guestState: { bootIds: string[]; counterFirst: number; counterLast: number; monotonic: boolean };
-    };
-    assert.equal(g.tcpBroken, false);
-    assert.equal(g.guestState.bootIds.length, 1);
-    assert.ok(g.guestState.monotonic && g.guestState.counterLast > g.guestState.counterFirst);
-    assert.deepEqual(labNamespaces(), [], 'torn down');
-  });
+  }
 
   it('says what to do on bad input, and lab down removes whatever is left', async () => {
-    const qemu = await offlink(['lab', 'run', '--guest', 'qemu', '--topology', 'on-link']);
+    const qemu = await offlink(['lab', 'up', '--guest', 'qemu', '--topology', 'on-link']);
     assert.equal(qemu.code, 1);
-    assert.match(qemu.stderr, /--guest qemu needs --topology off-link/);
+    assert.match(qemu.stderr, /`lab up` cannot leave an on-link QEMU guest running.*use `lab run/);
+    assert.deepEqual(labNamespaces(), [], 'refused before building anything');
 
     const notRoot = await offlink(['lab', 'run'], { user: '65534' });
     assert.equal(notRoot.code, 1);

@@ -42,7 +42,10 @@ const topologyOption = () =>
     .choices(['off-link', 'on-link'])
     .default('off-link');
 const guestOption = () =>
-  new Option('--guest <g>', 'guests as network namespaces, or QEMU VMs')
+  new Option(
+    '--guest <g>',
+    'guests as network namespaces, or QEMU VMs (off-link: booted and migrated by the agents; on-link: plain QEMU live migration, `lab run` only)',
+  )
     .choices(['netns', 'qemu'])
     .default('netns');
 
@@ -63,7 +66,10 @@ export function registerLab(program: Command): Command {
     )
     .addOption(topologyOption())
     .addOption(guestOption())
-    .option('--no-overlap', 'QEMU guests: start the handover after QEMU completed, not at its switchover')
+    .option(
+      '--no-overlap',
+      'off-link QEMU guests: start the handover after QEMU completed, not at its switchover',
+    )
     .option('--out <dir>', 'report directory (report.json, index.html, logs/)', 'lab-report')
     .option('--json <file>', 'also write report.json here')
     .action(

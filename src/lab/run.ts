@@ -10,6 +10,7 @@ import { runMigrate, startDaemons, waitActive, waitFor } from './daemons.ts';
 import { LabRunner } from './exec.ts';
 import { type MigrationWindow, measure } from './measure.ts';
 import { labDown, preflight, writeState } from './netns.ts';
+import { OnLinkVms } from './onlink-vms.ts';
 import type { GuestKind, LabReport, Procedure, RunData } from './report.ts';
 import { buildReport, writeReport } from './report.ts';
 import { formatSummary } from './summary.ts';
@@ -62,14 +63,11 @@ function sleepUntil(t: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-function checkGuest(o: LabOptions): void {
-  // QEMU guests are booted and migrated by the host agents: the on-link baseline has none.
-  if (o.guest === 'qemu' && o.topology !== 'off-link') {
-    throw new OfflinkError(
-      'ERR_LAB_OPTIONS',
-      '--guest qemu needs --topology off-link (the agents run the VMs)',
-    );
-  }
+/** What runs in a built lab: the daemons' configs (off-link), the lab's own VMs (on-link QEMU). */
+interface Running {
+  topo: Topology;
+  configs?: LabConfigs;
+  vms?: OnLinkVms;
 }
 
 /** Build the lab and start what runs in it; the guest ends up attached to host A. */
@@ -78,7 +76,8 @@ async function bringUp(
   runner: LabRunner,
   logDir: string,
   detached: boolean,
-): Promise<{ topo: Topology; configs?: LabConfigs }> {
+  onVms: (vms: OnLinkVms) => void = () => {},
+): Promise<Running> {
   const t0 = now();
   o.print(`lab: building the ${o.topology} testbed in network namespaces ...`);
   const topo = await buildTopology(planTopology(o.topology, 1, o.guest), {
@@ -111,11 +110,25 @@ async function bringUp(
     );
     return { topo, configs };
   }
+  if (o.guest === 'qemu') {
+    // On-link: ordinary QEMU live migration on one segment, driven by this process (onlink-vms.ts).
+    const vms = new OnLinkVms(topo, runner, join(logDir, 'qemu'));
+    onVms(vms);
+    o.print('lab: booting the QEMU guest on host A (TCG: ~10 s) ...');
+    await vms.boot(o.signal);
+    return { topo, vms };
+  }
   return { topo };
 }
 
-export async function labUp(o: LabOptions): Promise<{ topo: Topology; configs?: LabConfigs }> {
-  checkGuest(o);
+export async function labUp(o: LabOptions): Promise<Running> {
+  // The on-link QEMU guest is a child of the lab process: it cannot outlive `lab up`.
+  if (o.guest === 'qemu' && o.topology === 'on-link') {
+    throw new OfflinkError(
+      'ERR_LAB_OPTIONS',
+      '`lab up` cannot leave an on-link QEMU guest running (the lab process runs it); use `lab run --topology on-link --guest qemu`',
+    );
+  }
   const runner = new LabRunner();
   await preflight(runner, o.stateDir, (l) => o.print(`lab: ${l}`));
   writeState(o.stateDir, {
@@ -133,7 +146,6 @@ export async function labUp(o: LabOptions): Promise<{ topo: Topology; configs?: 
 }
 
 export async function labRun(o: LabRunOptions): Promise<LabReport> {
-  checkGuest(o);
   const runner = new LabRunner();
   await preflight(runner, o.stateDir, (l) => o.print(`lab: ${l}`));
   writeState(o.stateDir, {
@@ -146,9 +158,12 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
   const logDir = join(out, 'logs');
   let traffic: Traffic | undefined;
   let sampler: UplinkSampler | undefined;
+  let vms: OnLinkVms | undefined;
   try {
     mkdirSync(logDir, { recursive: true });
-    const { topo, configs } = await bringUp(o, runner, logDir, false);
+    const { topo, configs } = await bringUp(o, runner, logDir, false, (v) => {
+      vms = v;
+    });
     const guest = topo.guests[0]!;
     sampler = new UplinkSampler(
       topo.hosts.map((h) => ({ label: `host ${h.label}`, ns: h.ns, dev: h.trafficDev })),
@@ -183,7 +198,7 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
       const src = topo.hosts[at]!;
       const dst = topo.hosts[1 - at]!;
       const start = now();
-      const { window, ...m } = await migrateOnce(o, topo, runner, configs, src.name, dst.name);
+      const { window, ...m } = await migrateOnce(o, topo, runner, configs, vms, src.name, dst.name);
       const end = now();
       const [mStart, mEnd] = window ?? [start, end];
       windows.push({ index: i, start: mStart, end: mEnd });
@@ -219,7 +234,7 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
         streamKbps: result.stream.kbps,
         streamPayload: result.stream.payload,
         uplinkSampleMs: UPLINK_SAMPLE_MS,
-        ...(o.guest === 'qemu' ? { overlap: o.overlap ?? true } : {}),
+        ...(o.guest === 'qemu' && o.topology === 'off-link' ? { overlap: o.overlap ?? true } : {}),
       },
       startedAt,
       endedAt: to,
@@ -239,6 +254,7 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
     traffic?.kill();
     sampler?.stop();
     o.print('lab: tearing down ...');
+    await vms?.close();
     await labDown(runner, o.stateDir, { killOwner: false });
   }
 }
@@ -260,11 +276,21 @@ async function migrateOnce(
   topo: Topology,
   runner: LabRunner,
   configs: LabConfigs | undefined,
+  vms: OnLinkVms | undefined,
   from: 'host-a' | 'host-b',
   to: 'host-a' | 'host-b',
 ): Promise<MigrationOutcome> {
   const src = topo.hosts.find((h) => h.name === from)!;
   const dst = topo.hosts.find((h) => h.name === to)!;
+  if (vms) {
+    // The on-link baseline with a VM: QEMU's live migration and nothing else.
+    try {
+      const r = await vms.migrate(from, to);
+      return { ok: true, hypervisorMs: round(r.hypervisorMs), handoverMs: null, phases: roundAll(r.phases) };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message, hypervisorMs: null, handoverMs: null };
+    }
+  }
   if (!configs) {
     // The on-link baseline: the same hypervisor step as the netns driver, and nothing else (no NEMO).
     try {
@@ -297,6 +323,8 @@ async function migrateOnce(
 }
 
 const round = (v: number) => Math.round(v * 10) / 10;
+const roundAll = (o: Record<string, number>) =>
+  Object.fromEntries(Object.entries(o).map(([k, v]) => [k, round(v)]));
 
 /** Follows the endpoints' once-a-second progress: are probes arriving both ways, at what rate? */
 class FlowMonitor {

@@ -110,10 +110,14 @@ export function planTopology(kind: TopologyKind, guestCount = 1, guestKind: Gues
       ns: `ofl-guest-${i}`,
       network: `net${i}`,
       prefix: kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
-      // A QEMU guest takes its address by SLAAC from its NIC's MAC (no namespace to configure).
+      // A QEMU guest off-link takes its address by SLAAC from its NIC's MAC (no namespace to configure);
+      // on-link the same form of address on the segment's prefix, given statically (onlink-vms.ts).
       address:
         guestKind === 'qemu'
-          ? slaacAddress(`${offPrefix}/64`, `02:0f:00:00:02:${hex(i).padStart(2, '0')}`)
+          ? slaacAddress(
+              kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
+              `02:0f:00:00:02:${hex(i).padStart(2, '0')}`,
+            )
           : kind === 'on-link'
             ? `2001:db8:100::${hex(0xf + i)}`
             : `${offPrefix}10`,
