@@ -187,6 +187,13 @@ describe('offlink lab', { skip: process.getuid?.() === 0 ? false : 'needs root' 
         assert.equal(m.handoverMs === null, topology === 'on-link');
       }
       assert.match(r.stdout, /DOWNTIME ms/);
+      // QEMU's own figures are in the logs: the agents' off-link, the lab's qemu.log on-link.
+      const logs = topology === 'on-link' ? ['qemu.log'] : ['agent-host-a.log', 'agent-host-b.log'];
+      const completed = logs
+        .map((f) => readFileSync(join(out, 'logs', f), 'utf8'))
+        .join('')
+        .match(/"msg":"qemu migration completed"/g);
+      assert.equal(completed?.length, 2, 'one "qemu migration completed" line per migration');
       // The guest endpoint's TCP connection to the VM was held across both migrations, and the VM's
       // state survived: one boot id, a counter that only went up.
       const g = JSON.parse(readFileSync(join(out, 'logs', 'traffic-guest.json'), 'utf8')) as {

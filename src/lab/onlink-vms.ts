@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { DriverMigrationResult, GuestNetwork } from '../hypervisor/driver.ts';
 import { QemuDriver } from '../hypervisor/qemu/driver.ts';
 import { guestCmdline } from '../hypervisor/qemu/guest-image.ts';
+import type { Logger } from '../log.ts';
 import type { LabRunner } from './exec.ts';
 import type { HostName, Topology } from './topology.ts';
 
@@ -21,6 +22,7 @@ export class OnLinkVms {
     private readonly topo: Topology,
     runner: LabRunner,
     runDir: string,
+    logger?: Logger,
   ) {
     const g = topo.guests[0]!;
     this.network = { name: g.network, bridge: g.bridge, guests: topo.guests.map((x) => x.name) };
@@ -43,6 +45,7 @@ export class OnLinkVms {
         incomingAddress: () => topo.careOf[h.name],
         runner,
         peerResumedAt: (host, guest) => peers[host]?.resumedAt(guest) ?? Promise.resolve(undefined),
+        ...(logger ? { logger: logger.child({ host: h.name }) } : {}),
       });
     const [a, b] = topo.hosts;
     this.drivers = { [a.name]: driver(a), [b.name]: driver(b) } as Record<HostName, QemuDriver>;
@@ -57,31 +60,39 @@ export class OnLinkVms {
   }
 
   /**
-   * Live-migrate every guest from `from` to `to`. Returns the hypervisor step's wall time and QEMU's
-   * figures (downtime as QEMU reports it; the pause between the source's STOP and the destination's
-   * RESUME where seen). On failure the guest runs on `from` still (the driver's promise).
+   * Live-migrate every guest from `from` to `to`. Returns QEMU's figures beside the wall times (downtime
+   * as QEMU reports it; the pause between the source's STOP and the destination's RESUME where seen).
+   * Timed as the agents time it off-link: starting the destination's QEMU is `prepareMs`, the driver's
+   * migrate (until the guest runs there) `hypervisorMs`. On failure the guest runs on `from` still (the
+   * driver's promise).
    */
   async migrate(
     from: HostName,
     to: HostName,
+    signal?: AbortSignal,
   ): Promise<{ hypervisorMs: number; phases: Record<string, number> }> {
     const src = this.drivers[from];
     const dst = this.drivers[to];
-    const started = performance.now();
     const results: DriverMigrationResult[] = [];
+    const sig = signal ? { signal } : {};
+    let prepareMs = 0;
+    let hypervisorMs = 0;
     for (const g of this.topo.guests) {
-      const options = { network: this.network, source: from };
+      const options = { network: this.network, source: from, ...sig };
+      const t0 = performance.now();
       const incoming = await dst.prepareIncoming(g.name, options);
+      const t1 = performance.now();
       try {
-        results.push(await src.migrate(g.name, { host: to, incoming }, { network: this.network }));
+        results.push(await src.migrate(g.name, { host: to, incoming }, { network: this.network, ...sig }));
       } catch (err) {
         await dst.cancelIncoming(g.name, options);
         throw err;
       }
+      prepareMs += t1 - t0;
+      hypervisorMs += performance.now() - t1;
       await dst.announce(g.name, { network: this.network });
     }
-    const hypervisorMs = performance.now() - started;
-    const phases: Record<string, number> = { hypervisorMs };
+    const phases: Record<string, number> = { prepareMs, hypervisorMs };
     const max = (pick: (r: DriverMigrationResult) => number | undefined) => {
       const v = results.map(pick).filter((x): x is number => x !== undefined);
       return v.length > 0 ? Math.max(...v) : undefined;

@@ -1,10 +1,11 @@
 // `offlink lab run`: build the lab, start its daemons and traffic, migrate the guest back and forth,
 // measure, tear everything down (also on failure and on Ctrl-C), and write the report.
 // `offlink lab up`: the same lab with its daemons, left running for manual experiments.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { OfflinkError } from '../errors.ts';
+import { createLogger } from '../log.ts';
 import { type LabConfigs, writeLabConfigs } from './configs.ts';
 import { runMigrate, startDaemons, waitActive, waitFor } from './daemons.ts';
 import { LabRunner } from './exec.ts';
@@ -112,7 +113,10 @@ async function bringUp(
   }
   if (o.guest === 'qemu') {
     // On-link: ordinary QEMU live migration on one segment, driven by this process (onlink-vms.ts).
-    const vms = new OnLinkVms(topo, runner, join(logDir, 'qemu'));
+    // The drivers' own log lines (boot, "qemu migration completed" with QEMU's figures), as the agents'
+    // logs hold them off-link.
+    const logger = createLogger('lab-qemu', { destination: openSync(join(logDir, 'qemu.log'), 'a') });
+    const vms = new OnLinkVms(topo, runner, join(logDir, 'qemu'), logger);
     onVms(vms);
     o.print('lab: booting the QEMU guest on host A (TCG: ~10 s) ...');
     await vms.boot(o.signal);
@@ -285,7 +289,7 @@ async function migrateOnce(
   if (vms) {
     // The on-link baseline with a VM: QEMU's live migration and nothing else.
     try {
-      const r = await vms.migrate(from, to);
+      const r = await vms.migrate(from, to, o.signal);
       return { ok: true, hypervisorMs: round(r.hypervisorMs), handoverMs: null, phases: roundAll(r.phases) };
     } catch (err) {
       return { ok: false, error: (err as Error).message, hypervisorMs: null, handoverMs: null };
