@@ -3,7 +3,6 @@
 import type { Command } from 'commander';
 import { systemClock } from '../clock.ts';
 import { createHomeAgentDataplane, ExecRunner } from '../dataplane/index.ts';
-import { SCRIPT_COMMANDS } from '../dataplane/runner.ts';
 import type { HomeAgentDataplane } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
 import { type HomeAgentConfig, loadHomeAgentConfig } from '../homeagent/config.ts';
@@ -15,8 +14,7 @@ function dataplaneFor(config: HomeAgentConfig, logger: Logger): HomeAgentDatapla
   const ha = config.homeAgent;
   return createHomeAgentDataplane(
     ha.dataplane.backend,
-    // Spare ip/nft processes: a BU's data plane change does not wait for starting them.
-    { runner: new ExecRunner({ spares: SCRIPT_COMMANDS }), logger },
+    { runner: new ExecRunner(), logger },
     { haAddress: ha.address, uplink: ha.uplink, table: ha.dataplane.table, mss: ha.dataplane.mss },
   );
 }

@@ -23,32 +23,6 @@ test('ExecRunner runs argv without a shell, feeds input, and reports failures as
   await assert.rejects(r.run(['/nonexistent/offlink-cmd']), { code: 'ERR_COMMAND' });
 });
 
-test('ExecRunner spares: a run takes the started process, gets the same result, and a new one waits', async () => {
-  // The child prints its pid and when it started, then its input: a spare started before the run.
-  const argv = ['sh', '-c', 'echo "$$ $(date +%s%N)"; cat; exit 3'];
-  const r = new ExecRunner({ spares: [argv] });
-  try {
-    const first = await r.run(argv, { input: 'one\n', allowFailure: true }); // no spare yet: started now
-    assert.equal(first.exitCode, 3);
-    assert.match(first.stdout, /^\d+ \d+\none\n$/);
-    await new Promise((res) => setTimeout(res, 300));
-    const asked = process.hrtime.bigint();
-    const wallAsked = BigInt(Date.now()) * 1_000_000n;
-    const second = await r.run(argv, { input: 'two\n', allowFailure: true });
-    assert.ok(process.hrtime.bigint() > asked);
-    const [pid, startedNs] = second.stdout.split('\n')[0]!.split(' ');
-    assert.equal(second.stdout.split('\n')[1], 'two');
-    assert.equal(second.exitCode, 3);
-    assert.ok(BigInt(startedNs!) < wallAsked, 'the process had started before it was asked for');
-    assert.notEqual(pid, first.stdout.split(' ')[0]);
-    // Failures are reported as for a fresh process; other argv are not spared.
-    await assert.rejects(r.run(argv, { input: '' }), { code: 'ERR_COMMAND' });
-    assert.equal((await r.run(['cat'], { input: 'x' })).stdout, 'x');
-  } finally {
-    r.close();
-  }
-});
-
 test('ExecRunner honours an AbortSignal', async () => {
   const ac = new AbortController();
   const run = new ExecRunner().run(['sleep', '5'], { signal: ac.signal });

@@ -1,6 +1,6 @@
 // Command runners (STYLE: tailscale's router runs every OS command through a runner that tests replace).
 // Commands are argv arrays handed to the kernel's execve, never to a shell.
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { OfflinkError } from '../errors.ts';
 import type { CommandRunner, RunOptions, RunResult } from './types.ts';
 
@@ -24,32 +24,23 @@ export class CommandError extends OfflinkError {
 export interface ExecRunnerOptions {
   /** Run every command inside this network namespace (`ip netns exec <netns> …`). */
   netns?: string;
-  /**
-   * Commands that read their whole input from stdin before acting (`nft -f -`, `ip -batch -`) to keep
-   * one started process of, waiting: a run of exactly that argv takes the waiting process and writes its
-   * input, so starting the program (exec, dynamic linking, library set-up: 5–25 ms when the machine is
-   * busy) is off the caller's path; a new one is started for the next run. A waiting process that is
-   * never used reads end-of-file when this process exits, and exits without doing anything.
-   */
-  spares?: readonly (readonly string[])[];
 }
 
 /** Runs commands with `child_process.spawn` (no shell). */
 export class ExecRunner implements CommandRunner {
   private readonly prefix: readonly string[];
-  private readonly spares = new Map<string, ChildProcessWithoutNullStreams | undefined>();
 
   constructor(options: ExecRunnerOptions = {}) {
     this.prefix = options.netns ? ['ip', 'netns', 'exec', options.netns] : [];
-    for (const argv of options.spares ?? []) this.spares.set(argv.join('\0'), undefined);
   }
 
   run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    const key = argv.join('\0');
-    const spare = options.signal === undefined ? this.takeSpare(key) : undefined;
+    const full = [...this.prefix, ...argv];
     return new Promise((resolve, reject) => {
-      const child = spare ?? this.start(argv, options.signal);
-      if (spare) keepAlive(spare, true);
+      const child = spawn(full[0]!, full.slice(1), {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -67,56 +58,8 @@ export class ExecRunner implements CommandRunner {
         else resolve(result);
       });
       child.stdin.end(options.input ?? '');
-      if (this.spares.has(key)) this.spares.set(key, this.startSpare(argv));
     });
   }
-
-  /** Kill the waiting processes (they would exit by themselves at this process's exit). */
-  close(): void {
-    for (const [key, child] of this.spares) {
-      child?.kill();
-      this.spares.set(key, undefined);
-    }
-  }
-
-  private start(argv: readonly string[], signal?: AbortSignal): ChildProcessWithoutNullStreams {
-    const full = [...this.prefix, ...argv];
-    return spawn(full[0]!, full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
-  }
-
-  /** A started process for `argv`, not keeping this process alive while it waits. */
-  private startSpare(argv: readonly string[]): ChildProcessWithoutNullStreams | undefined {
-    let child: ChildProcessWithoutNullStreams;
-    try {
-      child = this.start(argv);
-    } catch {
-      return undefined;
-    }
-    child.on('error', () => {});
-    child.stdin.on('error', () => {});
-    keepAlive(child, false);
-    return child;
-  }
-
-  /** The waiting process for `key`, if there is one still alive (the first run of a key starts one). */
-  private takeSpare(key: string): ChildProcessWithoutNullStreams | undefined {
-    if (!this.spares.has(key)) return undefined;
-    const child = this.spares.get(key);
-    this.spares.set(key, undefined);
-    if (child && child.exitCode === null && child.signalCode === null && child.pid !== undefined)
-      return child;
-    return undefined;
-  }
-}
-
-/** Whether a child (its process handle and its pipes) keeps this process's event loop alive. */
-function keepAlive(child: ChildProcessWithoutNullStreams, on: boolean): void {
-  for (const h of [child, child.stdin, child.stdout, child.stderr] as unknown as {
-    ref(): void;
-    unref(): void;
-  }[])
-    if (on) h.ref();
-    else h.unref();
 }
 
 export interface RecordedCall {
@@ -224,15 +167,6 @@ const transientError = /Cannot allocate memory|No buffer space available/;
  * A retried line runs after the lines that followed it, so a batch must not hold two lines about the
  * same object (the callers' diffs never do).
  */
-/**
- * The commands the data planes feed a script on stdin: what an ExecRunner should keep spares of where
- * a change's latency matters (the home agent answers a BU only after its data plane is updated).
- */
-export const SCRIPT_COMMANDS: readonly (readonly string[])[] = [
-  ['ip', '-6', '-force', '-batch', '-'],
-  ['nft', '-f', '-'],
-];
-
 export class IpBatch {
   private readonly lines: { args: readonly string[]; ignore?: RegExp }[] = [];
 
