@@ -78,6 +78,50 @@ class SpyStore implements BindingStoreLike {
   }
 }
 
+/**
+ * Commits only when the test says: each write waits in `held` until `release()` (committed to the inner
+ * store, then resolved) or `fail()` (rejected, nothing committed), like a slow or failing fsync.
+ */
+class HeldStore implements BindingStoreLike {
+  readonly held: { ops: CacheOp[]; release(): void; fail(): void }[] = [];
+  private notify: (() => void) | undefined;
+  constructor(
+    readonly inner: BindingStore,
+    private readonly events: string[],
+  ) {}
+  load() {
+    return this.inner.load();
+  }
+  write(ops: readonly CacheOp[]): Promise<void> | undefined {
+    if (ops.length === 0) return;
+    this.events.push('write');
+    const p = new Promise<void>((resolve, reject) => {
+      this.held.push({
+        ops: [...ops],
+        release: () => {
+          this.inner.write(ops);
+          this.events.push('commit');
+          resolve();
+        },
+        fail: () => {
+          this.events.push('fail');
+          reject(new Error('SQLITE_IOERR_FSYNC'));
+        },
+      });
+    });
+    this.notify?.();
+    return p;
+  }
+  /** The next held write (the n-th since the store was made, 0-based), once the daemon has made it. */
+  async nth(n: number) {
+    while (this.held.length <= n) await new Promise<void>((r) => (this.notify = r));
+    return this.held[n]!;
+  }
+  close() {
+    this.inner.close();
+  }
+}
+
 class SpyTransport extends UdpTransport {
   constructor(private readonly events: string[]) {
     super();
@@ -116,7 +160,7 @@ interface Rig {
   dp: RecordingDataplane;
   mr: MrClient;
   events: string[];
-  store: SpyStore;
+  store: BindingStoreLike;
   bu(spec: Partial<BuSpec> & { sequence: number }): Promise<ReceivedBa>;
 }
 
@@ -134,13 +178,15 @@ async function rig(
     clock?: FakeClock;
     dp?: RecordingDataplane;
     over?: Partial<HomeAgentConfig['homeAgent']>;
+    /** Store and the event list it records into (default: a SpyStore on `database`). */
+    store?: { store: BindingStoreLike; events: string[] };
   } = {},
 ): Promise<Rig> {
   const clock = options.clock ?? new FakeClock(Date.now());
   const dp = options.dp ?? new RecordingDataplane();
-  const events: string[] = [];
+  const events: string[] = options.store?.events ?? [];
   const database = options.database ?? ':memory:';
-  const store = new SpyStore(new BindingStore(database), events);
+  const store = options.store?.store ?? new SpyStore(new BindingStore(database), events);
   const ha = new HomeAgent(
     {
       clock,
@@ -168,6 +214,33 @@ async function rig(
   };
   rigs.push(r);
   return r;
+}
+
+/** Another MR socket on the rig's HA (a second HoA, or the same HoA from another port). */
+async function client(r: Rig, hoa: string, sa: SecurityAssociation): Promise<MrClient> {
+  const mr = new MrClient({ coa: '::1', hoa, ha: HA, sa, haTarget: '::1', haPort: r.ha.port });
+  await mr.open('::1');
+  clients.push(mr);
+  return mr;
+}
+const clients: MrClient[] = [];
+afterEach(() => {
+  for (const c of clients.splice(0)) c.close();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; !cond(); i++) {
+    if (i > 200) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function heldRig(over: Parameters<typeof rig>[0] = {}): Promise<Rig & { held: HeldStore }> {
+  const events: string[] = [];
+  const held = new HeldStore(new BindingStore(over.database ?? ':memory:'), events);
+  return rig({ ...over, store: { store: held, events } }).then((r) => Object.assign(r, { held }));
 }
 
 async function counter(ha: HomeAgent, name: string): Promise<number> {
@@ -209,7 +282,7 @@ describe('HomeAgent daemon', () => {
     await r.bu({ sequence: 1 });
     assert.deepEqual(r.events, ['write', 'send']);
     // A failed write: nothing cached, nothing installed, BA 130.
-    r.store.failNext = true;
+    (r.store as SpyStore).failNext = true;
     r.mr.opts.hoa = HOA2;
     r.mr.opts.sa = SA2;
     const { ba } = await r.bu({ sequence: 1, hoa: HOA2, sa: SA2, prefixes: ['2001:db8:200::/64'] });
@@ -355,5 +428,174 @@ describe('HomeAgent daemon', () => {
     assert.equal(r.ha.cache.get(HOA)!.sequence, 1);
     const m = await r.ha.metrics.registry.getSingleMetricAsString('offlink_ha_auth_failures_total');
     assert.match(m, / 1$/m);
+  });
+});
+
+describe('HomeAgent commit path (durability order)', () => {
+  const P1 = ['2001:db8:100::/64'];
+  const P2 = ['2001:db8:200::/64'];
+
+  test('an accepting BA waits for its commit, however long the commit takes', async () => {
+    const r = await heldRig();
+    let answered = false;
+    const pending = r.bu({ sequence: 1 }).finally(() => (answered = true));
+    const commit = await r.held.nth(0);
+    await sleep(300);
+    assert.equal(answered, false, 'no BA while the commit is held');
+    assert.deepEqual(r.events, ['write']);
+    assert.deepEqual(r.dp.updates, [], 'no routes before the commit either');
+    commit.release();
+    const { ba } = await pending;
+    assert.equal(ba.status, 0);
+    assert.deepEqual(r.events, ['write', 'commit', 'send']);
+    assert.equal(r.held.inner.load().bindings[0]!.sequence, 1);
+  });
+
+  test('a failed commit: BA 130, nothing cached, installed or stored', async () => {
+    const r = await heldRig();
+    const pending = r.bu({ sequence: 1 });
+    (await r.held.nth(0)).fail();
+    const { ba, authentic } = await pending;
+    assert.equal(ba.status, 130);
+    assert.ok(authentic);
+    assert.deepEqual(r.events, ['write', 'fail', 'send']);
+    assert.equal(r.ha.cache.get(HOA), undefined);
+    assert.deepEqual(r.dp.updates, []);
+    assert.deepEqual(r.held.inner.load().bindings, []);
+    // The store recovers: the MR's next BU is accepted.
+    const next = r.bu({ sequence: 2 });
+    (await r.held.nth(1)).release();
+    assert.equal((await next).ba.status, 0);
+  });
+
+  test('while a commit is in flight, later BUs are processed and commit after it, in order', async () => {
+    const r = await heldRig();
+    const register = r.bu({ sequence: 1 });
+    (await r.held.nth(0)).release();
+    assert.equal((await register).ba.status, 0);
+
+    // A refresh (no data plane change) commits; meanwhile the same MR (another socket) and a second MR.
+    const refresh = r.bu({ sequence: 2 });
+    const first = await r.held.nth(1);
+    const again = (await client(r, HOA, SA)).bu({
+      sequence: 3,
+      timestampMs: r.clock.now() + 0.5,
+      prefixes: P1,
+    });
+    const other = (await client(r, HOA2, SA2)).bu({ sequence: 1, timestampMs: r.clock.now(), prefixes: P2 });
+    await until('both processed', () => r.ha.cache.get(HOA)?.sequence === 3 && !!r.ha.cache.get(HOA2));
+    assert.equal(r.held.held.length, 2, 'the next group is not submitted while the first commits');
+    assert.equal(r.held.inner.load().bindings[0]!.sequence, 1, 'nothing of them on disk yet');
+
+    first.release();
+    assert.equal((await refresh).ba.status, 0);
+    const second = await r.held.nth(2);
+    assert.deepEqual(
+      second.ops.map((op) => (op.op === 'put' ? [op.binding.hoa, op.binding.sequence] : op)),
+      [
+        [HOA, 3],
+        [HOA2, 1],
+      ],
+    );
+    await sleep(100);
+    assert.equal(r.events.filter((e) => e === 'send').length, 2, 'their BAs wait for their own commit');
+    second.release();
+    assert.equal((await again).ba.status, 0);
+    assert.equal((await other).ba.status, 0);
+    // The finished group's BA went out after the next group's commit had started.
+    assert.deepEqual(r.events.slice(3), ['write', 'commit', 'write', 'send', 'commit', 'send', 'send']);
+    assert.deepEqual(
+      r.held.inner.load().bindings.map((b) => [b.hoa, b.sequence]),
+      [
+        [HOA, 3],
+        [HOA2, 1],
+      ],
+    );
+  });
+
+  test('a failed commit also fails what was processed on top of it', async () => {
+    const r = await heldRig();
+    const register = r.bu({ sequence: 1 });
+    (await r.held.nth(0)).release();
+    await register;
+    const before = r.ha.cache.get(HOA);
+
+    const refresh = r.bu({ sequence: 2 });
+    const first = await r.held.nth(1);
+    const other = (await client(r, HOA2, SA2)).bu({ sequence: 1, timestampMs: r.clock.now(), prefixes: P2 });
+    await until('processed', () => !!r.ha.cache.get(HOA2));
+    first.fail();
+    assert.equal((await refresh).ba.status, 130);
+    assert.equal((await other).ba.status, 130);
+    assert.equal(r.held.held.length, 2, 'the group on top was never submitted');
+    assert.deepEqual(r.ha.cache.get(HOA), before);
+    assert.equal(r.ha.cache.get(HOA2), undefined);
+    assert.equal(r.dp.updates.length, 1, 'only the first registration was installed');
+    assert.deepEqual(r.held.inner.load().bindings, [before]);
+  });
+
+  test('a group with data plane changes is a barrier: nothing is processed on top until its BAs are out', async () => {
+    const r = await heldRig();
+    r.dp.failNext = true;
+    const register = r.bu({ sequence: 1 });
+    const first = await r.held.nth(0);
+    const other = (await client(r, HOA2, SA2)).bu({ sequence: 1, timestampMs: r.clock.now(), prefixes: P2 });
+    await sleep(100);
+    assert.equal(r.ha.cache.get(HOA2), undefined, 'not processed while the registration commits');
+    first.release(); // committed, then the data plane fails: rolled back, 143
+    const undo = await r.held.nth(1); // the rollback's own commit, before the 143
+    assert.deepEqual(undo.ops, [{ op: 'delete', hoa: HOA }]);
+    undo.release();
+    assert.equal((await register).ba.status, 143);
+    (await r.held.nth(2)).release(); // the second MR, processed only now against the rolled-back cache
+    assert.equal((await other).ba.status, 0);
+    assert.equal(r.ha.cache.get(HOA), undefined);
+    assert.deepEqual(
+      r.held.inner.load().bindings.map((b) => b.hoa),
+      [HOA2],
+    );
+  });
+
+  test('stop() finishes the commit in flight and answers it before it returns', async () => {
+    const database = join(dir, 'stop.sqlite');
+    const r = await heldRig({ database });
+    const pending = r.bu({ sequence: 1 });
+    const commit = await r.held.nth(0);
+    let stopped = false;
+    const stopping = r.ha.stop().then(() => (stopped = true));
+    await sleep(200);
+    assert.equal(stopped, false);
+    commit.release();
+    assert.equal((await pending).ba.status, 0);
+    await stopping;
+    const reader = new BindingStore(database);
+    assert.equal(reader.load().bindings.length, 1);
+    reader.close();
+  });
+
+  test('the default store commits in a worker thread; the cache survives a restart', async () => {
+    const database = join(dir, 'worker.sqlite');
+    const clock = new FakeClock(Date.now());
+    const make = () =>
+      new HomeAgent({ clock, logger: silentLogger(), dataplane: new RecordingDataplane() }, config(database));
+    const ha = make();
+    await ha.start();
+    const mr = new MrClient({ coa: '::1', hoa: HOA, ha: HA, sa: SA, haTarget: '::1', haPort: ha.port });
+    await mr.open('::1');
+    clients.push(mr);
+    const ts = clock.now();
+    assert.equal((await mr.bu({ sequence: 1, timestampMs: ts, prefixes: P1 })).ba.status, 0);
+    // Answered, so durable: another connection sees it before the HA stops.
+    const reader = new BindingStore(database);
+    assert.equal(reader.load().bindings[0]?.sequence, 1);
+    reader.close();
+    const stopping = ha.stop();
+    await stopping;
+    const ha2 = make();
+    await ha2.start();
+    assert.equal(ha2.cache.get(HOA)?.sequence, 1);
+    mr.opts.haPort = ha2.port;
+    assert.equal((await mr.bu({ sequence: 2, timestampMs: ts + 1, prefixes: P1 })).ba.status, 0);
+    await ha2.stop();
   });
 });

@@ -1,9 +1,18 @@
 // The home agent daemon (DESIGN §3–4): UDP signaling on port 4191, BU processing, persistence, the data
 // plane, expiry, and the status endpoint. All binding changes — BUs and expiry — go through ONE serial
-// queue. The queue drains in batches: every BU of a batch is processed against the cache in order, the
-// batch's cache ops are committed in one durable transaction, the data plane is updated in one call, and
+// queue. The queue drains in groups: every BU of a group is processed against the cache in order, the
+// group's cache ops are committed in one durable transaction, the data plane is updated in one call, and
 // only then are the BAs sent (STYLE 4). Stopping leaves the kernel state in place (retainOnStop), so
 // forwarding continues across a restart; starting reconciles the kernel with the stored cache first.
+//
+// The commit is asynchronous (the default store commits in a worker thread), and the queue is a pipeline
+// of two groups: while one group commits, what arrives is processed into the next (against the cache as
+// the committing group left it); when the commit is durable, the next group's commit starts at once and
+// the finished group's BAs go out while it runs. So a later op on a binding never commits before an
+// earlier one, and no accepting BA precedes its commit. A failed commit fails the group and everything
+// processed on top of it (BA 130, cache rolled back newest first). A group with data plane changes is a
+// barrier: a failed data plane update rolls it back (143), so nothing is processed on top of it until its
+// BAs are out.
 import { performance } from 'node:perf_hooks';
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { BindingChange, HomeAgentDataplane } from '../dataplane/types.ts';
@@ -29,7 +38,7 @@ import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
 export type { BindingStatus, HomeAgentStatus } from './status.ts';
 
-import { BindingStore, type BindingStoreLike } from './store.ts';
+import { BindingStore, type BindingStoreLike, WorkerBindingStore } from './store.ts';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
@@ -55,7 +64,26 @@ interface Item {
   status: number;
 }
 
-/** Largest batch: bounds the time one transaction and one data plane call take. */
+/** Jobs processed against the cache whose ops commit in one transaction (group commit). */
+interface Group {
+  items: Item[];
+  ops: CacheOp[];
+  /** Data plane changes of expired bindings (accepted BUs' changes are taken from their items). */
+  expiryIntents: BindingChange[];
+  jobs: number;
+  /** Has data plane changes: nothing is processed on top of it until its BAs are out. */
+  barrier: boolean;
+}
+
+interface Timing {
+  batch: number;
+  storeMs: number;
+  dataplaneMs: number;
+}
+
+const emptyGroup = (): Group => ({ items: [], ops: [], expiryIntents: [], jobs: 0, barrier: false });
+
+/** Largest group: bounds the time one transaction and one data plane call take. */
 const MAX_BATCH = 2048;
 /** Unsigned answers (146 to unauthenticated BUs, decoder answers) per second: no reflection flood. */
 const UNSIGNED_REPLIES_PER_SECOND = 50;
@@ -71,7 +99,16 @@ export class HomeAgent {
   private store: BindingStoreLike | undefined;
   private statusServer: StatusServer | undefined;
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  /** Received, not yet processed. */
   private queue: Job[] = [];
+  /** Processed against the cache, not yet submitted: fills while `committing` commits. */
+  private open: Group = emptyGroup();
+  /** Submitted to the store; its data plane update and BAs follow its commit. */
+  private committing: Group | undefined;
+  private fillScheduled = false;
+  /** Datagrams handed to the socket and not yet sent. */
+  private sending = 0;
+  private allSent: (() => void) | undefined;
   private draining: Promise<void> | undefined;
   private expiry: { at: number; handle: TimerHandle } | undefined;
   private needsReconcile = false;
@@ -107,8 +144,11 @@ export class HomeAgent {
     this.state = 'starting';
     const ha = this.config.homeAgent;
     try {
-      this.store = this.components.store ?? new BindingStore(ha.database);
-      this.loadCache();
+      // The commit runs in a worker thread; an in-memory database cannot be shared with one.
+      this.store =
+        this.components.store ??
+        (ha.database === ':memory:' ? new BindingStore(ha.database) : new WorkerBindingStore(ha.database));
+      await this.loadCache();
       await this.components.dataplane.init();
       await this.components.dataplane.reconcile(this.cache.all().map(toTunnelBinding));
       await this.transport.listen(ha.listen.address, ha.listen.port, (d) => this.onDatagram(d));
@@ -125,7 +165,7 @@ export class HomeAgent {
     } catch (err) {
       await this.transport.close();
       await this.statusServer?.close();
-      this.store?.close();
+      await this.store?.close();
       this.state = 'stopped';
       throw err;
     }
@@ -145,15 +185,17 @@ export class HomeAgent {
   /** Stop serving. Kernel state stays unless retainOnStop is false. */
   async stop(): Promise<void> {
     if (this.state !== 'running') return;
-    this.state = 'stopping';
-    await this.transport.close();
+    this.state = 'stopping'; // datagrams are ignored from now on
     this.expiry?.handle.cancel();
     this.expiry = undefined;
+    // Not yet processed: never answered, the MRs retransmit. What was processed is committed and answered.
     this.queue = [];
     await this.draining;
+    while (this.sending > 0) await new Promise<void>((r) => (this.allSent = r));
+    await this.transport.close();
     await this.statusServer?.close();
     if (!this.config.homeAgent.retainOnStop) await this.components.dataplane.flush();
-    this.store?.close();
+    await this.store?.close();
     this.state = 'stopped';
     this.log.info(
       { bindings: this.cache.size, retained: this.config.homeAgent.retainOnStop },
@@ -184,7 +226,7 @@ export class HomeAgent {
     );
   }
 
-  private loadCache(): void {
+  private async loadCache(): Promise<void> {
     const { bindings, timestamps } = this.store!.load();
     for (const [hoa, ts] of timestamps) this.cache.restoreTimestamp(hoa, ts);
     const now = this.components.clock.now();
@@ -199,7 +241,7 @@ export class HomeAgent {
         this.cache.apply({ op: 'put', binding: b });
       }
     }
-    this.store!.write(drop);
+    await this.store!.write(drop);
   }
 
   /** Whether a stored binding is still allowed by the current config (it may have changed while down). */
@@ -251,109 +293,155 @@ export class HomeAgent {
 
   private enqueue(job: Job): void {
     this.queue.push(job);
-    if (!this.draining) this.draining = this.drain().finally(() => (this.draining = undefined));
+    if (!this.draining) {
+      this.draining = this.drain().finally(() => (this.draining = undefined));
+    } else if (this.committing && !this.fillScheduled) {
+      // Process arrivals while the commit runs (coalesced: one pass per turn of the event loop).
+      this.fillScheduled = true;
+      setImmediate(() => {
+        this.fillScheduled = false;
+        if (this.committing) this.fill();
+      });
+    }
   }
 
   private async drain(): Promise<void> {
-    // Let datagrams already waiting in the socket join this batch.
+    // Let datagrams already waiting in the socket join this group.
     await new Promise((r) => setImmediate(r));
-    while (this.queue.length > 0 && this.state !== 'stopped') {
-      const batch = this.queue.splice(0, MAX_BATCH);
+    // Committed and applied; its BAs go out while the next group commits.
+    let done: { group: Group; timing: Timing } | undefined;
+    while (this.state !== 'stopped') {
+      if (this.open.jobs === 0) this.fill();
+      const group = this.open;
+      if (group.jobs === 0) break;
+      this.open = emptyGroup();
+      this.committing = group;
+      const settled = this.settle(group);
+      if (done) this.answer(done.group, done.timing);
+      done = undefined;
+      this.fill();
       try {
-        await this.runBatch(batch);
+        done = { group, timing: await settled };
       } catch (err) {
         this.log.error({ err }, 'batch failed');
       }
+      this.committing = undefined;
+    }
+    if (done) this.answer(done.group, done.timing);
+  }
+
+  /** Process queued jobs into the open group, as far as the pipeline allows. */
+  private fill(): void {
+    // On top of a group whose data plane update may still fail, or before a pending reconcile, nothing.
+    if (this.committing && (this.committing.barrier || this.needsReconcile)) return;
+    const group = this.open;
+    const now = this.components.clock.now();
+    const queue = this.queue;
+    let taken = 0;
+    while (taken < queue.length && !group.barrier && group.jobs < MAX_BATCH) {
+      const job = queue[taken++]!;
+      group.jobs++;
+      if (job.kind === 'expire') this.expire(group, now);
+      else this.process(group, job, now);
+    }
+    queue.splice(0, taken);
+  }
+
+  private expire(group: Group, now: number): void {
+    for (const b of this.cache.expired(now)) {
+      const op: CacheOp = { op: 'delete', hoa: b.hoa };
+      this.cache.apply(op);
+      group.ops.push(op);
+      group.expiryIntents.push({ op: 'delete', binding: toTunnelBinding(b) });
+      group.barrier = true;
+      this.metrics.expired.inc();
+      this.log.info({ hoa: b.hoa, coa: b.coa, id: b.id, event: 'expire' }, 'binding expired');
     }
   }
 
-  private async runBatch(batch: Job[]): Promise<void> {
-    const now = this.components.clock.now();
-    const items: Item[] = [];
-    const ops: CacheOp[] = [];
-    const expiryIntents: BindingChange[] = [];
-    for (const job of batch) {
-      if (job.kind === 'expire') {
-        for (const b of this.cache.expired(now)) {
-          const op: CacheOp = { op: 'delete', hoa: b.hoa };
-          this.cache.apply(op);
-          ops.push(op);
-          expiryIntents.push({ op: 'delete', binding: toTunnelBinding(b) });
-          this.metrics.expired.inc();
-          this.log.info({ hoa: b.hoa, coa: b.coa, id: b.id, event: 'expire' }, 'binding expired');
-        }
-        continue;
-      }
-      let result: BuResult;
-      try {
-        result = processBindingUpdate(this.ctx, job, now);
-      } catch (err) {
-        this.log.error({ err, source: job.source }, 'BU processing threw');
-        continue;
-      }
-      const undo: CacheOp[] = [];
-      for (const op of result.cacheOps) {
-        const hoa = op.op === 'put' ? op.binding.hoa : op.hoa;
-        const prev = this.cache.get(hoa);
-        undo.unshift(prev ? { op: 'put', binding: prev } : { op: 'delete', hoa });
-        this.cache.apply(op);
-        ops.push(op);
-      }
-      items.push({ job, result, undo, status: result.status });
+  private process(group: Group, job: Extract<Job, { kind: 'bu' }>, now: number): void {
+    let result: BuResult;
+    try {
+      result = processBindingUpdate(this.ctx, job, now);
+    } catch (err) {
+      this.log.error({ err, source: job.source }, 'BU processing threw');
+      return;
     }
+    const undo: CacheOp[] = [];
+    for (const op of result.cacheOps) {
+      const hoa = op.op === 'put' ? op.binding.hoa : op.hoa;
+      const prev = this.cache.get(hoa);
+      undo.unshift(prev ? { op: 'put', binding: prev } : { op: 'delete', hoa });
+      this.cache.apply(op);
+      group.ops.push(op);
+    }
+    if (result.intents.length > 0) group.barrier = true;
+    group.items.push({ job, result, undo, status: result.status });
+  }
 
-    // Durable first: an accepting BA is never sent for a binding that is not on disk.
+  /**
+   * Commit a group, then apply its data plane changes. Durable first: an accepting BA is never sent for a
+   * binding that is not on disk.
+   */
+  private async settle(group: Group): Promise<Timing> {
     const t0 = performance.now();
     try {
-      this.store!.write(ops);
-      this.metrics.storeBatch.observe(ops.length);
+      await this.store!.write(group.ops);
+      this.metrics.storeBatch.observe(group.ops.length);
     } catch (err) {
-      this.log.error({ err, ops: ops.length }, 'binding store write failed');
-      this.rollBack(items, BaStatus.INSUFFICIENT_RESOURCES, false);
+      this.log.error({ err, ops: group.ops.length }, 'binding store write failed');
+      // What was processed on top of this group cannot stand either; it is answered with it.
+      const open = this.open;
+      this.open = emptyGroup();
+      group.items.push(...open.items);
+      group.expiryIntents.push(...open.expiryIntents);
+      group.jobs += open.jobs;
+      this.rollBack(group.items, BaStatus.INSUFFICIENT_RESOURCES);
     }
+    const t1 = performance.now();
+    this.metrics.storeCommit.observe((t1 - t0) / 1000);
 
     const intents = [
-      ...expiryIntents,
-      ...items.filter((i) => i.status === 0).flatMap((i) => i.result.intents),
+      ...group.expiryIntents,
+      ...group.items.filter((i) => i.status === 0).flatMap((i) => i.result.intents),
     ];
-    const t1 = performance.now();
-    if (this.needsReconcile) await this.reconcile();
+    // Only when nothing uncommitted is in the cache (fill() waits for it while needsReconcile is set).
+    if (this.needsReconcile && this.open.jobs === 0) await this.reconcile();
     if (intents.length > 0) {
       try {
         await this.components.dataplane.update(intents);
       } catch (err) {
         this.metrics.dataplaneErrors.inc();
         this.log.error({ err, changes: intents.length }, 'data plane update failed; rolling back the batch');
-        this.rollBack(items, BaStatus.FORWARDING_SETUP_FAILED, true);
+        const undo = this.rollBack(group.items, BaStatus.FORWARDING_SETUP_FAILED);
+        try {
+          await this.store!.write(undo);
+        } catch (err) {
+          this.log.error({ err }, 'binding store write of the rollback failed');
+        }
         await this.reconcile();
       }
     }
-
     // Where the time of a BA went (bench/outage reads these from the log of each binding event).
-    const timing = {
-      batch: batch.length,
-      storeMs: round(t1 - t0),
-      dataplaneMs: round(performance.now() - t1),
-    };
-    for (const item of items) this.finish(item, timing);
+    return { batch: group.jobs, storeMs: round(t1 - t0), dataplaneMs: round(performance.now() - t1) };
+  }
+
+  private answer(group: Group, timing: Timing): void {
+    for (const item of group.items) this.finish(item, timing);
     this.scheduleExpiry();
   }
 
-  /** Undo the accepted BUs of a batch (newest first) and answer them with `status`. */
-  private rollBack(items: Item[], status: number, persist: boolean): void {
+  /** Undo the accepted BUs of `items` in the cache (newest first), mark them `status`; returns the undo ops. */
+  private rollBack(items: Item[], status: number): CacheOp[] {
     const undo: CacheOp[] = [];
-    for (const item of [...items].reverse()) {
+    for (let i = items.length - 1; i >= 0; i--) {
+      const item = items[i]!;
       if (item.status !== 0 || item.result.cacheOps.length === 0) continue;
       for (const op of item.undo) this.cache.apply(op);
       undo.push(...item.undo);
       item.status = status;
     }
-    if (!persist) return;
-    try {
-      this.store!.write(undo);
-    } catch (err) {
-      this.log.error({ err }, 'binding store write of the rollback failed');
-    }
+    return undo;
   }
 
   private async reconcile(): Promise<void> {
@@ -367,7 +455,7 @@ export class HomeAgent {
     }
   }
 
-  private finish(item: Item, timing: { batch: number; storeMs: number; dataplaneMs: number }): void {
+  private finish(item: Item, timing: Timing): void {
     const { result, job } = item;
     const status = item.status;
     this.metrics.countStatus(status);
@@ -424,8 +512,18 @@ export class HomeAgent {
       this.log.error({ err, dst: packet.dst }, 'cannot encode reply');
       return;
     }
-    this.transport.send(bytes, address, port).catch((err) => this.log.debug({ err, address }, 'send failed'));
+    this.sending++;
+    this.transport.send(bytes, address, port).then(this.sent, this.sendFailed);
   }
+
+  // Shared callbacks, not a closure per datagram; stop() waits for the count to reach 0.
+  private readonly sent = (): void => {
+    if (--this.sending === 0) this.allSent?.();
+  };
+  private readonly sendFailed = (err: unknown): void => {
+    this.sent();
+    this.log.debug({ err }, 'send failed');
+  };
 
   private takeToken(): boolean {
     return this.replyBudget.take(this.components.clock.now());

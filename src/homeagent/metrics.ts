@@ -15,6 +15,7 @@ export class HomeAgentMetrics {
   readonly expired: Counter;
   readonly dataplaneErrors: Counter;
   readonly storeBatch: Histogram;
+  readonly storeCommit: Histogram;
 
   constructor(bindingCount: () => number) {
     const registers = [this.registry];
@@ -73,6 +74,12 @@ export class HomeAgentMetrics {
       name: 'offlink_ha_store_batch_size',
       help: 'Cache operations per durable store transaction',
       buckets: [1, 2, 5, 10, 50, 100, 500, 1000, 5000],
+      registers,
+    });
+    this.storeCommit = new Histogram({
+      name: 'offlink_ha_store_commit_seconds',
+      help: 'Time from submitting a group of cache operations to the store until it is durable (or failed)',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25],
       registers,
     });
   }

@@ -1,4 +1,4 @@
-// Persistent binding cache (SQLite through better-sqlite3 12). The daemon writes every batch of cache ops
+// Persistent binding cache (SQLite through better-sqlite3 12). The daemon commits every batch of cache ops
 // in one transaction before any accepting BA of that batch is sent, and loads the cache on start.
 //
 // journal_mode=WAL with synchronous=FULL: "durably written" must hold across power loss and kernel
@@ -6,19 +6,92 @@
 // power loss, and an MR holding an accepting BA would then be unknown to us after reboot). FULL costs one
 // fsync per commit; the daemon commits once per batch of BUs (group commit), so the cost is paid per
 // batch, not per BU.
+//
+// Two stores: `BindingStore` commits on the calling thread (loading at start, tests, `:memory:`);
+// `WorkerBindingStore`, the daemon's default, commits in a worker thread (storeworker.js) with its own
+// connection, so the fsync does not block the event loop. Both run the same statements from the same
+// rows (`commitRows`).
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { OfflinkError } from '../errors.ts';
 import type { Binding, BindingMode, CacheOp } from './bcache.ts';
+
+export interface StoredCache {
+  bindings: Binding[];
+  timestamps: [string, bigint][];
+}
 
 /** What the daemon needs from persistence (tests may substitute). */
 export interface BindingStoreLike {
-  load(): { bindings: Binding[]; timestamps: [string, bigint][] };
-  write(ops: readonly CacheOp[]): void;
-  close(): void;
+  load(): StoredCache;
+  /**
+   * Commit all ops in one transaction: durable (per `synchronous`) once it returns or its promise resolves;
+   * a failure commits none of them. The daemon starts the next write only after this one settled.
+   */
+  write(ops: readonly CacheOp[]): void | Promise<void>;
+  close(): void | Promise<void>;
+}
+
+export interface StoreOptions {
+  synchronous?: 'FULL' | 'NORMAL';
 }
 
 const SCHEMA_VERSION = 1;
+
+// Positional parameters: binding by name costs an object per row (bench/profiles/ha-core.md).
+const PUT_SQL = `INSERT INTO binding (hoa, coa, prefixes, sequence, lifetime, expires_at, mode, last_timestamp, id, registered_at, updated_at)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT (hoa) DO UPDATE SET coa = excluded.coa, prefixes = excluded.prefixes, sequence = excluded.sequence,
+    lifetime = excluded.lifetime, expires_at = excluded.expires_at, mode = excluded.mode,
+    last_timestamp = excluded.last_timestamp, id = excluded.id, registered_at = excluded.registered_at,
+    updated_at = excluded.updated_at`;
+const DELETE_SQL = 'DELETE FROM binding WHERE hoa = ?';
+// Replay state outlives the binding (RFC 4285 §6): a deregistered MR's old BUs stay stale. A binding's row
+// holds its own last timestamp, so the replay table is written only when the binding goes: one statement
+// per refresh instead of two.
+const KEEP_REPLAY_SQL = `INSERT INTO replay (hoa, last_timestamp) SELECT hoa, last_timestamp FROM binding WHERE hoa = ?
+  ON CONFLICT (hoa) DO UPDATE SET last_timestamp = excluded.last_timestamp`;
+
+/** The statements of a commit; a row names one by its index. */
+const STATEMENTS = [PUT_SQL, DELETE_SQL, KEEP_REPLAY_SQL];
+const PUT = 0;
+const DELETE = 1;
+const KEEP_REPLAY = 2;
+
+export type CommitRow = [statement: number, ...params: (string | number)[]];
+
+/** The statements that commit `ops`, in order. */
+export function commitRows(ops: readonly CacheOp[]): CommitRow[] {
+  const rows: CommitRow[] = [];
+  for (const op of ops) {
+    if (op.op === 'delete') {
+      rows.push([KEEP_REPLAY, op.hoa], [DELETE, op.hoa]);
+      continue;
+    }
+    const b = op.binding;
+    rows.push([
+      PUT,
+      b.hoa,
+      b.coa,
+      b.prefixes.join(' '),
+      b.sequence,
+      b.lifetimeSeconds,
+      b.expiresAt,
+      b.mode,
+      hex(b.lastTimestamp),
+      b.id,
+      b.registeredAt,
+      b.updatedAt,
+    ]);
+  }
+  return rows;
+}
+
+function pragmas(options: StoreOptions): string[] {
+  return ['journal_mode = WAL', `synchronous = ${options.synchronous ?? 'FULL'}`];
+}
 
 interface BindingRow {
   hoa: string;
@@ -34,58 +107,19 @@ interface BindingRow {
   updated_at: number;
 }
 
+/** Commits on the calling thread. */
 export class BindingStore implements BindingStoreLike {
   private readonly db: Database.Database;
-  private readonly put: Database.Statement;
-  private readonly del: Database.Statement;
-  private readonly putReplay: Database.Statement;
-  private readonly writeTx: (ops: readonly CacheOp[]) => void;
+  private readonly writeTx: (rows: readonly CommitRow[]) => void;
 
-  constructor(path: string, options: { synchronous?: 'FULL' | 'NORMAL' } = {}) {
+  constructor(path: string, options: StoreOptions = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+    for (const pragma of pragmas(options)) this.db.pragma(pragma);
     this.migrate();
-    // Positional parameters: binding by name costs an object per row (bench/profiles/ha-core.md).
-    this.put = this.db.prepare(
-      `INSERT INTO binding (hoa, coa, prefixes, sequence, lifetime, expires_at, mode, last_timestamp, id, registered_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (hoa) DO UPDATE SET coa = excluded.coa, prefixes = excluded.prefixes, sequence = excluded.sequence,
-         lifetime = excluded.lifetime, expires_at = excluded.expires_at, mode = excluded.mode,
-         last_timestamp = excluded.last_timestamp, id = excluded.id, registered_at = excluded.registered_at,
-         updated_at = excluded.updated_at`,
-    );
-    this.del = this.db.prepare('DELETE FROM binding WHERE hoa = ?');
-    // Replay state outlives the binding (RFC 4285 §6): a deregistered MR's old BUs stay stale. A binding's
-    // row holds its own last timestamp, so the replay table is written only when the binding goes: one
-    // statement per refresh instead of two.
-    this.putReplay = this.db.prepare(
-      `INSERT INTO replay (hoa, last_timestamp) SELECT hoa, last_timestamp FROM binding WHERE hoa = ?
-       ON CONFLICT (hoa) DO UPDATE SET last_timestamp = excluded.last_timestamp`,
-    );
-    this.writeTx = this.db.transaction((ops: readonly CacheOp[]) => {
-      for (const op of ops) {
-        if (op.op === 'delete') {
-          this.putReplay.run(op.hoa);
-          this.del.run(op.hoa);
-        } else {
-          const b = op.binding;
-          this.put.run(
-            b.hoa,
-            b.coa,
-            b.prefixes.join(' '),
-            b.sequence,
-            b.lifetimeSeconds,
-            b.expiresAt,
-            b.mode,
-            hex(b.lastTimestamp),
-            b.id,
-            b.registeredAt,
-            b.updatedAt,
-          );
-        }
-      }
+    const statements = STATEMENTS.map((sql) => this.db.prepare(sql));
+    this.writeTx = this.db.transaction((rows: readonly CommitRow[]) => {
+      for (const [i, ...params] of rows) statements[i]!.run(...params);
     });
   }
 
@@ -114,7 +148,7 @@ export class BindingStore implements BindingStoreLike {
     `);
   }
 
-  load(): { bindings: Binding[]; timestamps: [string, bigint][] } {
+  load(): StoredCache {
     const rows = this.db.prepare('SELECT * FROM binding ORDER BY id').all() as BindingRow[];
     // The newer of the replay row (bindings that went) and the binding's own (fixed-width hex: text order is
     // numeric order).
@@ -136,13 +170,131 @@ export class BindingStore implements BindingStoreLike {
 
   /** All ops in one transaction; returns once committed (durable per `synchronous`). */
   write(ops: readonly CacheOp[]): void {
-    if (ops.length > 0) this.writeTx(ops);
+    if (ops.length > 0) this.writeTx(commitRows(ops));
   }
 
   close(): void {
     if (this.db.open) this.db.close();
   }
 }
+
+/** A commit that did not happen: the transaction failed (`code` SQLite's, e.g. SQLITE_FULL) or the store is gone. */
+export class StoreError extends OfflinkError {
+  constructor(code: string, message: string) {
+    super(code, message);
+  }
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * Commits in a worker thread (storeworker.js) holding its own connection: `write` posts the rows and
+ * resolves when the worker's transaction has committed. Writes commit in call order. If the worker dies,
+ * waiting writes fail and the next write starts a new one. Loading stays synchronous, on a short-lived
+ * connection of the calling thread.
+ */
+export class WorkerBindingStore implements BindingStoreLike {
+  /** The worker's connection settings, once it has opened the database (tests check them). */
+  ready: Promise<{ journalMode: string; synchronous: number }>;
+  /** Duration of each commit in the worker, ms (the daemon's metrics). */
+  onCommit: ((ms: number) => void) | undefined;
+  private worker: Worker | undefined;
+  private readonly waiting = new Map<number, Waiter>();
+  private nextId = 1;
+  private closed: Promise<void> | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly options: StoreOptions = {},
+  ) {
+    if (path === ':memory:') throw new StoreError('ERR_STORE', 'WorkerBindingStore: no :memory: database');
+    // Create or migrate the schema before the worker prepares its statements.
+    new BindingStore(path, options).close();
+    this.ready = this.start();
+  }
+
+  load(): StoredCache {
+    const store = new BindingStore(this.path, this.options);
+    try {
+      return store.load();
+    } finally {
+      store.close();
+    }
+  }
+
+  write(ops: readonly CacheOp[]): Promise<void> {
+    if (ops.length === 0) return Promise.resolve();
+    if (this.closed) return Promise.reject(new StoreError('ERR_STORE_CLOSED', 'binding store is closed'));
+    if (!this.worker) this.ready = this.start();
+    const id = this.nextId++;
+    const rows = commitRows(ops);
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker!.postMessage({ id, rows });
+    });
+  }
+
+  /** Resolves once every write made before it has committed (or failed) and the worker has exited. */
+  close(): Promise<void> {
+    this.closed ??= new Promise<void>((resolve) => {
+      const worker = this.worker;
+      if (!worker) return resolve();
+      worker.once('exit', () => resolve());
+      worker.postMessage({ close: true });
+    });
+    return this.closed;
+  }
+
+  private start(): Promise<{ journalMode: string; synchronous: number }> {
+    const worker = new Worker(new URL('./storeworker.js', import.meta.url), {
+      workerData: { path: this.path, pragmas: pragmas(this.options), statements: STATEMENTS },
+    });
+    this.worker = worker;
+    let ready: (v: { journalMode: string; synchronous: number }) => void;
+    let failed: (err: Error) => void;
+    const promise = new Promise<{ journalMode: string; synchronous: number }>((res, rej) => {
+      ready = res;
+      failed = rej;
+    });
+    // Nobody need wait for `ready`; an unobserved failure is reported through the writes instead.
+    promise.catch(() => {});
+    worker.on('message', (msg: WorkerMessage) => {
+      if ('ready' in msg) return ready(msg.ready);
+      const waiter = this.waiting.get(msg.id);
+      if (!waiter) return;
+      this.waiting.delete(msg.id);
+      if ('error' in msg) waiter.reject(new StoreError(msg.error.code ?? 'ERR_STORE', msg.error.message));
+      else {
+        this.onCommit?.(msg.ms);
+        waiter.resolve();
+      }
+    });
+    let error: Error | undefined;
+    worker.on('error', (err) => {
+      error = err;
+      failed(err);
+    });
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.worker = undefined;
+      const err = new StoreError(
+        'ERR_STORE_WORKER',
+        `binding store worker exited (${error?.message ?? code})`,
+      );
+      failed(err);
+      for (const waiter of this.waiting.values()) waiter.reject(err);
+      this.waiting.clear();
+    });
+    return promise;
+  }
+}
+
+type WorkerMessage =
+  | { ready: { journalMode: string; synchronous: number } }
+  | { id: number; ms: number }
+  | { id: number; error: { message: string; code?: string } };
 
 function hex(v: bigint): string {
   return v.toString(16).padStart(16, '0');
