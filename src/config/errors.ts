@@ -13,9 +13,15 @@ export function formatPath(path: readonly PropertyKey[], at = ''): string {
   return out;
 }
 
-/** The first problem zod found, as a ConfigError; `at` prefixes its path (e.g. `networks[2]`). */
-export function configError(error: z.ZodError, at = ''): ConfigError {
-  return issueError(error.issues[0]!, at);
+/**
+ * The first problem zod found, as a ConfigError; `at` prefixes its path (e.g. `networks[2]`). A list
+ * validated a slice at a time numbers its items from 0: `first` is the slice's first item's index.
+ */
+export function configError(error: z.ZodError, at = '', first = 0): ConfigError {
+  const issue = error.issues[0]!;
+  const [index, ...rest] = issue.path;
+  if (first === 0 || typeof index !== 'number') return issueError(issue, at);
+  return issueError({ ...issue, path: [first + index, ...rest] }, at);
 }
 
 function issueError(issue: z.core.$ZodIssue, at: string): ConfigError {

@@ -1,10 +1,15 @@
 // Home agent configuration (examples/ha.yaml): YAML validated with a zod schema. Every problem becomes one
 // ConfigError naming the key path (`mobileRouters[1].prefixes[0]: not an IPv6 prefix`), so a wrong config
-// stops the daemon with a single line that says where to look.
+// stops the daemon with a single line that says where to look. The mobile routers (100k of them at scale)
+// are parsed, validated and put into the prefix table a slice at a time, so the config never exists as
+// 100k objects (bench/profiles/ha-memory.md); the error for a bad config is the one the whole document,
+// validated at once, gives: YAML errors first, then zod's first issue (homeAgent, then mobileRouters, then
+// unknown top-level keys), then key and key file errors, duplicates, overlapping prefixes, and last the
+// homeAgent checks that span keys.
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { configError } from '../config/errors.ts';
-import { loadConfigFile, parseYaml, resolveKey } from '../config/load.ts';
+import { loadConfigFile, parseYamlList, resolveKey } from '../config/load.ts';
 import {
   algorithm,
   backend,
@@ -25,6 +30,7 @@ import {
 import { ConfigError } from '../errors.ts';
 import { canonicalIPv6, parseIPv6, prefixCovers } from '../protocol/address.ts';
 import type { AuthAlgorithm } from '../protocol/types.ts';
+import { PrefixTable } from './prefixtable.ts';
 
 export interface MobileRouterConfig {
   name: string;
@@ -69,58 +75,104 @@ const mobileRouter = z.strictObject({
   algorithm,
 });
 
-const schema = z.strictObject({
-  homeAgent: z.strictObject({
-    address: ipv6,
-    uplink: z.string().regex(/^[A-Za-z0-9_.:@-]{1,15}$/, 'not an interface name (1–15 characters)'),
-    // Default: the HA address. Node cannot pick a datagram's source address, so a socket on '::' would
-    // answer from whatever address routing picks, and an MR expects the BA from where it sent the BU.
-    listen: z.strictObject({ address: ipv6.optional(), port: port.default(4191) }).default({ port: 4191 }),
-    status: z
-      .union(
-        [
-          z.literal(false),
-          z.strictObject({
-            listen: listenAddress(
-              isLoopback,
-              'must be a loopback address and port ("127.0.0.1:9180" or "[::1]:9180")',
-            ),
-          }),
-        ],
-        { error: 'must be false or { listen: "127.0.0.1:9180" }' },
-      )
-      .default({ listen: { host: '127.0.0.1', port: 9180 } }),
-    database: z.string().min(1).default('/var/lib/offlink/ha.sqlite'),
-    dataplane: z
-      .strictObject({
-        backend,
-        table: routingTable.default(200),
-        mss,
-      })
-      .default({ backend: 'seg6', table: 200, mss: 1400 }),
-    maxLifetimeSeconds: z.number().int().min(4).max(MAX_LIFETIME_SECONDS).default(3600),
-    refreshAdviceSeconds: z.number().int().min(4).max(MAX_LIFETIME_SECONDS).optional(),
-    replayWindowSeconds: z.number().int().min(1).max(3600).default(7),
-    retainOnStop: z.boolean().default(true),
-  }),
-  mobileRouters: z.array(mobileRouter).default([]),
+const homeAgent = z.strictObject({
+  address: ipv6,
+  uplink: z.string().regex(/^[A-Za-z0-9_.:@-]{1,15}$/, 'not an interface name (1–15 characters)'),
+  // Default: the HA address. Node cannot pick a datagram's source address, so a socket on '::' would
+  // answer from whatever address routing picks, and an MR expects the BA from where it sent the BU.
+  listen: z.strictObject({ address: ipv6.optional(), port: port.default(4191) }).default({ port: 4191 }),
+  status: z
+    .union(
+      [
+        z.literal(false),
+        z.strictObject({
+          listen: listenAddress(
+            isLoopback,
+            'must be a loopback address and port ("127.0.0.1:9180" or "[::1]:9180")',
+          ),
+        }),
+      ],
+      { error: 'must be false or { listen: "127.0.0.1:9180" }' },
+    )
+    .default({ listen: { host: '127.0.0.1', port: 9180 } }),
+  database: z.string().min(1).default('/var/lib/offlink/ha.sqlite'),
+  dataplane: z
+    .strictObject({
+      backend,
+      table: routingTable.default(200),
+      mss,
+    })
+    .default({ backend: 'seg6', table: 200, mss: 1400 }),
+  maxLifetimeSeconds: z.number().int().min(4).max(MAX_LIFETIME_SECONDS).default(3600),
+  refreshAdviceSeconds: z.number().int().min(4).max(MAX_LIFETIME_SECONDS).optional(),
+  replayWindowSeconds: z.number().int().min(1).max(3600).default(7),
+  retainOnStop: z.boolean().default(true),
 });
 
-/** Parse and validate config text. `baseDir` resolves relative `database` and `keyFile` paths. */
+/** The document with its mobile routers only checked to be a list: they are validated a slice at a time. */
+const head = z.strictObject({
+  homeAgent,
+  mobileRouters: z.array(z.unknown()).default([]),
+});
+const mobileRouterSlice = z.array(mobileRouter);
+
+/** A home agent's config with its mobile routers in a prefix table (`config.mobileRouters` is empty). */
+export interface LoadedHomeAgent {
+  config: HomeAgentConfig;
+  table: PrefixTable;
+}
+
+/**
+ * Parse and validate config text into the settings and the prefix table. `baseDir` resolves relative
+ * `database` and `keyFile` paths.
+ */
+export function parseHomeAgent(text: string, baseDir = process.cwd()): LoadedHomeAgent {
+  return parseYamlList(text, 'mobileRouters', (data, slices) => {
+    const parsed = head.safeParse(data);
+    // zod reports unknown top-level keys after every issue inside the document, the MRs' included.
+    let unknownKey: ConfigError | undefined;
+    if (!parsed.success) {
+      const first = parsed.error.issues[0]!;
+      if (first.code !== 'unrecognized_keys' || first.path.length > 0) throw configError(parsed.error);
+      unknownKey = configError(parsed.error);
+    }
+    const loader = new MobileRouterLoader(baseDir);
+    for (const slice of slices) loader.add(slice);
+    if (unknownKey) throw unknownKey;
+    const table = loader.finish();
+    return { config: settings(parsed.data!.homeAgent, baseDir), table };
+  });
+}
+
+/** Parse and validate config text, mobile routers as a list. */
 export function parseHomeAgentConfig(text: string, baseDir = process.cwd()): HomeAgentConfig {
-  const parsed = schema.safeParse(parseYaml(text));
-  if (!parsed.success) throw configError(parsed.error);
-  const raw = parsed.data;
-  const mobileRouters = raw.mobileRouters.map((mr, i) => ({
-    name: mr.name,
-    homeAddress: mr.homeAddress,
-    prefixes: [...new Set(mr.prefixes)],
-    spi: mr.spi,
-    key: resolveKey(mr, `mobileRouters[${i}]`, baseDir, key),
-    algorithm: mr.algorithm,
-  }));
-  checkUnique(mobileRouters);
-  const ha = raw.homeAgent;
+  const { config, table } = parseHomeAgent(text, baseDir);
+  const mobileRouters: MobileRouterConfig[] = [];
+  for (let i = 0; i < table.size; i++) {
+    const mr = table.at(i);
+    mobileRouters.push({
+      name: mr.name,
+      homeAddress: mr.homeAddress,
+      prefixes: [...mr.prefixes],
+      spi: mr.sa.spi,
+      key: Buffer.from(mr.sa.key),
+      algorithm: mr.sa.algorithm,
+    });
+  }
+  return { ...config, mobileRouters };
+}
+
+/** Read and validate a config file, mobile routers as a list. */
+export function loadHomeAgentConfig(path: string): HomeAgentConfig {
+  return loadConfigFile(path, parseHomeAgentConfig);
+}
+
+/** Read and validate a config file into the settings and the prefix table (what the daemon runs on). */
+export function loadHomeAgent(path: string): LoadedHomeAgent {
+  return loadConfigFile(path, parseHomeAgent);
+}
+
+function settings(ha: z.output<typeof homeAgent>, baseDir: string): HomeAgentConfig {
   if (ha.refreshAdviceSeconds !== undefined && ha.refreshAdviceSeconds >= ha.maxLifetimeSeconds) {
     throw new ConfigError('homeAgent.refreshAdviceSeconds', 'must be less than maxLifetimeSeconds');
   }
@@ -137,58 +189,110 @@ export function parseHomeAgentConfig(text: string, baseDir = process.cwd()): Hom
       replayWindowSeconds: ha.replayWindowSeconds,
       retainOnStop: ha.retainOnStop,
     },
-    mobileRouters,
+    mobileRouters: [],
   };
 }
 
-/** Read and validate a config file. */
-export function loadHomeAgentConfig(path: string): HomeAgentConfig {
-  return loadConfigFile(path, parseHomeAgentConfig);
+/**
+ * Mobile routers into the prefix table, a slice at a time. A zod issue is thrown at once (every earlier
+ * slice had none, so it is the first); the first key error and the first duplicate are kept until the
+ * end, since a zod issue in a later slice comes before them (and a key error before any duplicate).
+ */
+class MobileRouterLoader {
+  private readonly table = new PrefixTable();
+  /** Only while loading: names are not looked up afterwards. */
+  private readonly names = new Map<string, number>();
+  private count = 0;
+  private keyError: ConfigError | undefined;
+  private duplicate: ConfigError | undefined;
+
+  constructor(private readonly baseDir: string) {}
+
+  add(items: readonly unknown[]): void {
+    const parsed = mobileRouterSlice.safeParse(items);
+    if (!parsed.success) throw configError(parsed.error, 'mobileRouters', this.count);
+    for (const raw of parsed.data) this.addOne(raw, this.count++);
+  }
+
+  private addOne(raw: z.output<typeof mobileRouter>, i: number): void {
+    let mrKey: Buffer | undefined;
+    if (this.keyError === undefined) {
+      try {
+        mrKey = resolveKey(raw, `mobileRouters[${i}]`, this.baseDir, key);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        this.keyError = err;
+      }
+    }
+    if (mrKey === undefined || this.duplicate !== undefined) return;
+    const prior = (
+      [
+        ['name', this.names.get(raw.name)],
+        ['spi', this.table.indexOfSpi(raw.spi)],
+        ['homeAddress', this.table.indexOfHomeAddress(raw.homeAddress)],
+      ] as const
+    ).find(([, at]) => at !== undefined);
+    if (prior !== undefined) {
+      this.duplicate = new ConfigError(
+        `mobileRouters[${i}].${prior[0]}`,
+        `duplicate of mobileRouters[${prior[1]}]`,
+      );
+      return;
+    }
+    this.names.set(raw.name, i);
+    this.table.add({
+      name: raw.name,
+      homeAddress: raw.homeAddress,
+      prefixes: [...new Set(raw.prefixes)],
+      spi: raw.spi,
+      key: mrKey,
+      algorithm: raw.algorithm,
+    });
+  }
+
+  finish(): PrefixTable {
+    if (this.keyError) throw this.keyError;
+    if (this.duplicate) throw this.duplicate;
+    this.table.trim();
+    checkOverlaps(this.table);
+    return this.table;
+  }
 }
 
-function checkUnique(mrs: readonly MobileRouterConfig[]): void {
-  const seen = {
-    name: new Map<string, number>(),
-    spi: new Map<number, number>(),
-    hoa: new Map<string, number>(),
-  };
-  mrs.forEach((mr, i) => {
-    const dup = (key: 'name' | 'spi' | 'homeAddress', prior: number | undefined) => {
-      if (prior !== undefined)
-        throw new ConfigError(`mobileRouters[${i}].${key}`, `duplicate of mobileRouters[${prior}]`);
-    };
-    dup('name', seen.name.get(mr.name));
-    dup('spi', seen.spi.get(mr.spi));
-    dup('homeAddress', seen.hoa.get(mr.homeAddress));
-    seen.name.set(mr.name, i);
-    seen.spi.set(mr.spi, i);
-    seen.hoa.set(mr.homeAddress, i);
-  });
-  // Two MRs claiming overlapping prefixes would fight over the same routes (RFC 3963 §6.1.2 authorization).
-  // Sorted by address then length, a prefix can only overlap the chain of prefixes still open before it:
-  // O(n log n) for the 100k-MR scale target instead of pairwise.
-  const all = mrs.flatMap((mr, i) =>
-    mr.prefixes.map((p, j) => {
-      const slash = p.indexOf('/');
-      return {
-        p,
-        i,
-        j,
-        key: Buffer.from(parseIPv6(p.slice(0, slash))).toString('hex'),
-        len: Number(p.slice(slash + 1)),
-      };
-    }),
-  );
-  all.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.len - b.len));
-  const open: typeof all = [];
-  for (const y of all) {
-    while (open.length > 0 && !prefixCovers(open[open.length - 1]!.p, y.p)) open.pop();
-    const x = open.find((o) => o.i !== y.i);
-    if (x) {
-      const [first, second] = x.i < y.i ? [x, y] : [y, x];
+/**
+ * Two MRs claiming overlapping prefixes would fight over the same routes (RFC 3963 §6.1.2 authorization).
+ * Sorted by address then length, a prefix can only overlap the chain of prefixes still open before it:
+ * O(n log n) for the 100k-MR scale target instead of pairwise. Prefixes are sorted as 17-byte records
+ * (address, length) in one buffer rather than as an object each.
+ */
+function checkOverlaps(table: PrefixTable): void {
+  const owner: number[] = [];
+  const slot: number[] = [];
+  for (let i = 0; i < table.size; i++)
+    table.prefixesAt(i).forEach((_, j) => {
+      owner.push(i);
+      slot.push(j);
+    });
+  const n = owner.length;
+  const records = Buffer.alloc(n * 17);
+  const text = (k: number) => table.prefixesAt(owner[k]!)[slot[k]!]!;
+  for (let k = 0; k < n; k++) {
+    const p = text(k);
+    const slash = p.indexOf('/');
+    records.set(parseIPv6(p.slice(0, slash)), k * 17);
+    records[k * 17 + 16] = Number(p.slice(slash + 1));
+  }
+  const order = new Uint32Array(n).map((_, k) => k);
+  order.sort((a, b) => records.compare(records, b * 17, b * 17 + 17, a * 17, a * 17 + 17) || a - b);
+  const open: number[] = [];
+  for (const y of order) {
+    while (open.length > 0 && !prefixCovers(text(open[open.length - 1]!), text(y))) open.pop();
+    const x = open.find((o) => owner[o] !== owner[y]);
+    if (x !== undefined) {
+      const [first, second] = owner[x]! < owner[y]! ? [x, y] : [y, x];
       throw new ConfigError(
-        `mobileRouters[${second.i}].prefixes[${second.j}]`,
-        `${second.p} overlaps ${first.p} of mobileRouters[${first.i}] (${mrs[first.i]!.name})`,
+        `mobileRouters[${owner[second]}].prefixes[${slot[second]}]`,
+        `${text(second)} overlaps ${text(first)} of mobileRouters[${owner[first]}] (${table.nameAt(owner[first]!)})`,
       );
     }
     open.push(y);

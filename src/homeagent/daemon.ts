@@ -49,6 +49,8 @@ export interface HomeAgentComponents {
   transport?: UdpTransport;
   /** Defaults to a BindingStore on config.homeAgent.database. */
   store?: BindingStoreLike;
+  /** The mobile routers, as `loadHomeAgent` builds them; defaults to a table of config.mobileRouters. */
+  table?: PrefixTable;
 }
 
 type Job =
@@ -126,7 +128,7 @@ export class HomeAgent {
     const ha = config.homeAgent;
     this.log = components.logger;
     this.transport = components.transport ?? new UdpTransport({ recvBufferSize: 8 << 20 });
-    this.table = new PrefixTable(config.mobileRouters);
+    this.table = components.table ?? new PrefixTable(config.mobileRouters);
     this.metrics = new HomeAgentMetrics(() => this.cache.size);
     this.ctx = {
       haAddress: ha.address,

@@ -21,7 +21,8 @@ const ALGORITHMS: readonly AuthAlgorithm[] = ['hmac-sha1', 'hmac-sha256'];
 /**
  * Held in columns rather than as an object per mobile router: a home agent serves 100k of them, and the
  * config's objects (and a SecurityAssociation each) cost ~800 B a router; the columns ~250 B (strings,
- * two map entries, key bytes in one buffer). Entries are built on lookup, once per BU.
+ * two map entries, key bytes in one buffer). Entries are built on lookup, once per BU. The config loader
+ * fills the table one mobile router at a time (`add`), so the config never exists as 100k objects.
  */
 export class PrefixTable {
   private readonly spis = new Map<number, number>();
@@ -29,35 +30,85 @@ export class PrefixTable {
   private readonly names: string[] = [];
   private readonly homeAddresses: string[] = [];
   private readonly prefixLists: (readonly string[])[] = [];
-  private readonly spiOf: Uint32Array;
-  private readonly algorithmOf: Uint8Array;
+  private spiOf = new Uint32Array(16);
+  private algorithmOf = new Uint8Array(16);
   /** Key i is keys[keyAt[i] .. keyAt[i + 1]). */
-  private readonly keyAt: Uint32Array;
-  private readonly keys: Buffer;
+  private keyAt = new Uint32Array(17);
+  private keys: Buffer = Buffer.alloc(0);
 
-  constructor(mobileRouters: readonly MobileRouterConfig[]) {
-    const n = mobileRouters.length;
-    this.spiOf = new Uint32Array(n);
-    this.algorithmOf = new Uint8Array(n);
-    this.keyAt = new Uint32Array(n + 1);
-    let bytes = 0;
-    for (const mr of mobileRouters) bytes += mr.key.length;
-    this.keys = Buffer.allocUnsafeSlow(bytes);
-    mobileRouters.forEach((mr, i) => {
-      this.names.push(mr.name);
-      this.homeAddresses.push(mr.homeAddress);
-      this.prefixLists.push(mr.prefixes.slice()); // exact length: the config's may have spare capacity
-      this.spiOf[i] = mr.spi;
-      this.algorithmOf[i] = ALGORITHMS.indexOf(mr.algorithm);
-      this.keys.set(mr.key, this.keyAt[i]!);
-      this.keyAt[i + 1] = this.keyAt[i]! + mr.key.length;
-      this.spis.set(mr.spi, i);
-      this.hoas.set(mr.homeAddress, i);
-    });
+  constructor(mobileRouters: Iterable<MobileRouterConfig> = []) {
+    for (const mr of mobileRouters) this.add(mr);
+    this.trim();
+  }
+
+  /**
+   * Append a mobile router; its SPI and home address must not be in the table yet (the config loader
+   * reports duplicates with their key paths). Returns its index.
+   */
+  add(mr: MobileRouterConfig): number {
+    const i = this.names.length;
+    if (this.spis.has(mr.spi) || this.hoas.has(mr.homeAddress))
+      throw new Error(`PrefixTable: SPI ${mr.spi} or home address ${mr.homeAddress} already present`);
+    if (i === this.spiOf.length) this.grow(Math.max(16, 2 * i));
+    const end = this.keyAt[i]! + mr.key.length;
+    if (end > this.keys.length) this.keys = resized(this.keys, Math.max(end, 2 * this.keys.length));
+    this.names.push(mr.name);
+    this.homeAddresses.push(mr.homeAddress);
+    this.prefixLists.push(mr.prefixes.slice()); // exact length: the config's may have spare capacity
+    this.spiOf[i] = mr.spi;
+    this.algorithmOf[i] = ALGORITHMS.indexOf(mr.algorithm);
+    this.keys.set(mr.key, this.keyAt[i]!);
+    this.keyAt[i + 1] = end;
+    this.spis.set(mr.spi, i);
+    this.hoas.set(mr.homeAddress, i);
+    return i;
+  }
+
+  /** Give back the columns' spare capacity, once every mobile router is in. */
+  trim(): void {
+    const n = this.names.length;
+    if (n < this.spiOf.length) this.grow(n);
+    const bytes = this.keyAt[n]!;
+    if (bytes < this.keys.length) this.keys = resized(this.keys, bytes);
+  }
+
+  private grow(capacity: number): void {
+    const n = this.names.length;
+    const copy = <T extends Uint32Array | Uint8Array>(a: T, make: (size: number) => T, size: number) => {
+      const out = make(size);
+      out.set(a.subarray(0, Math.min(a.length, size)));
+      return out;
+    };
+    this.spiOf = copy(this.spiOf, (k) => new Uint32Array(k), capacity);
+    this.algorithmOf = copy(this.algorithmOf, (k) => new Uint8Array(k), capacity);
+    this.keyAt = copy(this.keyAt, (k) => new Uint32Array(k), Math.max(capacity, n) + 1);
+  }
+
+  /** Index of the mobile router with this SPI. */
+  indexOfSpi(spi: number): number | undefined {
+    return this.spis.get(spi);
+  }
+
+  /** Index of the mobile router with this home address (canonical form). */
+  indexOfHomeAddress(hoa: string): number | undefined {
+    return this.hoas.get(hoa);
+  }
+
+  /** The mobile router at `index` (0 ≤ index < size), in the order they were added. */
+  at(index: number): MobileRouterEntry {
+    return this.entry(index);
+  }
+
+  nameAt(index: number): string {
+    return this.names[index]!;
+  }
+
+  prefixesAt(index: number): readonly string[] {
+    return this.prefixLists[index]!;
   }
 
   get size(): number {
-    return this.spis.size;
+    return this.names.length;
   }
 
   bySpi(spi: number): MobileRouterEntry | undefined {
@@ -104,4 +155,11 @@ export class PrefixTable {
       if (prefixCovers(own, cidr)) return { ok: true, prefix: own === cidr ? own : cidr };
     return { ok: false, status: BaStatus.NOT_AUTHORIZED_FOR_PREFIX };
   }
+}
+
+/** A copy of `buf` in a buffer of `size` bytes, off Node's shared pool (a long-lived table). */
+function resized(buf: Buffer, size: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(size);
+  buf.copy(out, 0, 0, Math.min(buf.length, size));
+  return out;
 }
