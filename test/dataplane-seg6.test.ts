@@ -187,17 +187,20 @@ test('seg6 data plane between namespaces', { skip: !canUseNetns() && 'needs root
       await dp.initHost({ coa, haAddress: HA, uplink: 'up0', table: 200 });
       await dp.activate(mrRoutes(coa));
     }
-    let cnLog = ''; // what the correspondent's echo server received ("rx <source> <bytes>" lines)
+    // what each echo server received ("rx <source> <bytes>" lines)
+    const logs: Record<'g' | 'g2' | 'cn', string> = { g: '', g2: '', cn: '' };
     for (const [n, name] of [
       [ns.g, 'g'],
       [ns.g2, 'g2'],
       [ns.cn, 'cn'],
     ] as const) {
       const server = lab.spawn(n, ['node', '-e', UDP_ECHO, '7', name]);
-      if (name === 'cn') server.stdout?.on('data', (d) => (cnLog += d));
+      server.stdout?.on('data', (d) => (logs[name] += d));
       await waitFor(server, /ready/);
     }
-    const cnReceived = () => cnLog.split('\n').filter((l) => l.startsWith('rx ')).length;
+    const received = (name: 'g' | 'g2' | 'cn') =>
+      logs[name].split('\n').filter((l) => l.startsWith('rx ')).length;
+    const cnReceived = () => received('cn');
 
     await t.test('UDP both directions, small and 1400-byte payloads', async () => {
       assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g:64', 'g:64', 'g:64']);
@@ -231,6 +234,36 @@ test('seg6 data plane between namespaces', { skip: !canUseNetns() && 'needs root
       assert.deepEqual(await udp(lab, ns.cn, GUEST, 64, 1), ['g:64']);
     });
 
+    await t.test(
+      'handover forwarding: the old MR tunnels what the HA still sends on to the new one',
+      async () => {
+        // (scaffolding: the MRs reach each other's subnet through the HA's namespace, as hosts do)
+        await lab.exec(ns.mr, ['ip', '-6', 'route', 'add', '2001:db8:b::/64', 'via', '2001:db8:a::1']);
+        const [g0, g20] = [received('g'), received('g2')];
+        await mrDp.forward(mrRoutes(COA1), COA2);
+        // The new MR does not accept tunnelled packets from the old one yet: lost, and not to the old guest.
+        await udp(lab, ns.cn, GUEST, 64);
+        assert.equal(received('g'), g0, 'the old host no longer delivers locally');
+        assert.equal(received('g2'), g20, 'the new host drops what it was not told to accept');
+        await mr2Dp.acceptTunnelFrom({ coa: COA2, table: 200 }, COA1);
+        await udp(lab, ns.cn, GUEST, 1400); // full size: the forwarded packet fits the uplink MTU too
+        await new Promise((r) => setTimeout(r, 200));
+        assert.equal(received('g2'), g20 + 3, logs.g2);
+        assert.equal(received('g'), g0);
+        // Coming back (activate) ends the forwarding; the next initHost removes the accept rule.
+        await mrDp.activate(mrRoutes(COA1));
+        await mr2Dp.initHost({ coa: COA2, haAddress: HA, uplink: 'up0', table: 200 });
+        assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g:64', 'g:64', 'g:64']);
+        const rules = await lab.exec(ns.mr2, ['ip', '-6', 'rule', 'show']);
+        assert.doesNotMatch(rules.stdout, /from 2001:db8:a::2/);
+        assert.equal(
+          (await lab.exec(ns.mr, ['ip', '-6', 'route', 'show', 'table', '100', MNP])).stdout.trim(),
+          '',
+        );
+        await lab.exec(ns.mr, ['ip', '-6', 'route', 'del', '2001:db8:b::/64']);
+      },
+    );
+
     await t.test('tunnelled packets from an unregistered CoA are dropped', async () => {
       const before = await haDp.counters();
       const received = cnReceived();
@@ -260,7 +293,7 @@ test('seg6 data plane between namespaces', { skip: !canUseNetns() && 'needs root
       ]);
       const before = await haDp.counters();
       assert.deepEqual(await udp(lab, ns.g, CN, 64, 3, SPOOF), []);
-      assert.doesNotMatch(cnLog, /rx 2001:db8:bad::10 /, 'nothing reached the correspondent');
+      assert.doesNotMatch(logs.cn, /rx 2001:db8:bad::10 /, 'nothing reached the correspondent');
       const after = await haDp.counters();
       assert.ok(after.innerSource >= before.innerSource + 3, JSON.stringify({ before, after }));
       await lab.exec(ns.mr, ['ip', '-6', 'rule', 'del', 'pref', '101']);

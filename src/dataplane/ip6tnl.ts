@@ -102,6 +102,11 @@ export class Ip6tnlMobileRouterDataplane extends TunnelMobileRouterDataplane {
   }
 
   protected defaultRouteArgs(r: MobileRouterRoutes): string[] {
-    return ['proto', RT_PROTO, 'encap', 'ip6', 'dst', r.haAddress, 'src', r.coa, 'dev', TUNNEL_DEVICE];
+    return this.peerRouteArgs(r, r.haAddress);
+  }
+
+  // No acceptTunnelFrom: the prerouting rule above drops tunnelled packets not from the HA.
+  protected peerRouteArgs(r: MobileRouterRoutes, peer: string): string[] {
+    return ['proto', RT_PROTO, 'encap', 'ip6', 'dst', peer, 'src', r.coa, 'dev', TUNNEL_DEVICE];
   }
 }

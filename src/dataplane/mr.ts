@@ -74,7 +74,11 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
     const r = checkRoutes(routes);
     return this.serial(async () => {
       const batch = new IpBatch();
-      syncRules(batch, await readRules(this.runner), this.networkRules(r), (k) => this.inNetwork(k, r));
+      const rules = await readRules(this.runner);
+      // (also ends a forwarding to a peer: its rules are not wanted, and its routes go)
+      syncRules(batch, rules, this.networkRules(r), (k) => this.inNetwork(k, r));
+      if (rules.some((k) => this.inNetwork(k, r) && ruleSpecOf(k).iif === r.uplink))
+        this.flushPrefixRoutes(batch, r);
       batch.add(['route', 'replace', 'default', ...this.defaultRouteArgs(r), 'table', String(r.table)]);
       await batch.run(this.runner);
     });
@@ -86,8 +90,39 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
       const batch = new IpBatch();
       syncRules(batch, await readRules(this.runner), [], (k) => this.inNetwork(k, r));
       batch.add(['route', 'del', 'default', 'proto', RT_PROTO, 'table', String(r.table)], /No such process/);
+      this.flushPrefixRoutes(batch, r);
       await batch.run(this.runner);
     });
+  }
+
+  /**
+   * The network's prefixes, arriving on the uplink (i.e. decapsulated from the HA's tunnel), looked up in
+   * the network's table, where a route per prefix tunnels them on to `peer`. One `ip` process: rule and
+   * routes go in together. Nothing else changes (the egress route and rules stay).
+   */
+  async forward(routes: MobileRouterRoutes, peer: string): Promise<void> {
+    const r = checkRoutes(routes);
+    const to = canonicalAddress(peer);
+    return this.serial(async () => {
+      const batch = new IpBatch();
+      for (const p of r.prefixes)
+        batch.add(['route', 'replace', p, ...this.peerRouteArgs(r, to), 'table', String(r.table)]);
+      for (const spec of this.forwardRules(r)) batch.add(['rule', 'add', ...ruleArgs(spec)], /File exists/);
+      await batch.run(this.runner);
+    });
+  }
+
+  /** Tunnel-route arguments (without `table`) towards another host's CoA (for `forward`). */
+  protected abstract peerRouteArgs(routes: MobileRouterRoutes, peer: string): string[];
+
+  private forwardRules(r: MobileRouterRoutes): RuleSpec[] {
+    return r.prefixes.map((p) => ({ priority: r.rulePref, to: p, iif: r.uplink, table: r.table }));
+  }
+
+  /** Per-prefix routes of the network's table (what `forward` added). */
+  private flushPrefixRoutes(batch: IpBatch, r: MobileRouterRoutes): void {
+    for (const p of r.prefixes)
+      batch.add(['route', 'del', p, 'proto', RT_PROTO, 'table', String(r.table)], /No such process/);
   }
 
   /** Remove everything offlink installed on this host: all networks' rules and routes, decapsulation, nft table. */

@@ -320,7 +320,53 @@ describe('Seg6MobileRouterDataplane', () => {
       'ip -6 -force -batch -',
       '  rule del pref 101 from 2001:db8:101::/64 iif ofl-net1 lookup 101 protocol 241',
       '  route del default proto 241 table 101',
+      '  route del 2001:db8:101::/64 proto 241 table 101',
     ]);
+  });
+
+  test('forward: the prefixes arriving on the uplink go on to the peer; activate and deactivate end it', async () => {
+    const kernel = new FakeKernel();
+    const mr = new Seg6MobileRouterDataplane({ runner: kernel });
+    await mr.initHost(host);
+    await mr.activate(net('net1', 1));
+    kernel.clear();
+    await mr.forward(net('net1', 1), '2001:db8:b:0::2');
+    assert.deepEqual(kernel.lines(), [
+      'ip -6 -force -batch -',
+      '  route replace 2001:db8:101::/64 proto 241 encap seg6 mode encap.red segs 2001:db8:b::2 dev up0 table 101',
+      '  rule add pref 101 to 2001:db8:101::/64 iif up0 lookup 101 protocol 241',
+    ]);
+    assert.ok(kernel.table(101).has('2001:db8:101::/64'));
+    // Coming back (a failed migration): the egress rule and route only.
+    kernel.clear();
+    await mr.activate(net('net1', 1));
+    assert.deepEqual(kernel.lines().slice(2), [
+      '  rule del pref 101 to 2001:db8:101::/64 iif up0 lookup 101 protocol 241',
+      '  route del 2001:db8:101::/64 proto 241 table 101',
+      `  route replace default proto 241 encap seg6 mode encap.red segs ${HA} dev up0 table 101`,
+    ]);
+    assert.deepEqual([...kernel.table(101).keys()], ['default']);
+    await mr.forward(net('net1', 1), '2001:db8:b::2');
+    await mr.deactivate(net('net1', 1));
+    assert.equal(kernel.table(101).size, 0);
+    assert.ok(!kernel.rules.some((r) => r.table === '101'));
+  });
+
+  test('acceptTunnelFrom: the decapsulation rule from the peer; the next initHost removes it', async () => {
+    const kernel = new FakeKernel();
+    const mr = new Seg6MobileRouterDataplane({ runner: kernel });
+    await mr.initHost(host);
+    kernel.clear();
+    await mr.acceptTunnelFrom({ coa: host.coa, table: 200 }, '2001:db8:b::2');
+    assert.deepEqual(kernel.lines(), [
+      'ip -6 -force -batch -',
+      '  rule add pref 10 from 2001:db8:b::2/128 to 2001:db8:a::2/128 ipproto 41 lookup 200 protocol 241',
+    ]);
+    await mr.initHost(host);
+    assert.deepEqual(
+      kernel.rules.filter((r) => r.priority === 10).map((r) => r.src),
+      [HA],
+    );
   });
 
   test('initHost with a new CoA replaces the old CoA rule and route', async () => {

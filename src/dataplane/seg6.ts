@@ -27,11 +27,12 @@ import {
   RT_PROTO,
   readRoutes,
   restoreLocalRule,
+  ruleArgs,
   syncRules,
   tokenAfter,
 } from './kernel.ts';
 import { type MobileRouterHost, TunnelMobileRouterDataplane } from './mr.ts';
-import type { IpBatch } from './runner.ts';
+import { IpBatch } from './runner.ts';
 import type { MobileRouterRoutes } from './types.ts';
 
 const tunnelled = (k: KernelRule) => k.protocol === RT_PROTO && k.priority === 10 && k.ipproto !== undefined;
@@ -144,6 +145,22 @@ export class Seg6MobileRouterDataplane extends TunnelMobileRouterDataplane {
   }
 
   protected defaultRouteArgs(r: MobileRouterRoutes): string[] {
-    return ['proto', RT_PROTO, 'encap', 'seg6', 'mode', 'encap.red', 'segs', r.haAddress, 'dev', r.uplink];
+    return this.peerRouteArgs(r, r.haAddress);
+  }
+
+  protected peerRouteArgs(r: MobileRouterRoutes, peer: string): string[] {
+    return ['proto', RT_PROTO, 'encap', 'seg6', 'mode', 'encap.red', 'segs', peer, 'dev', r.uplink];
+  }
+
+  /** The HA's decapsulation rule again, from `peer` (the decapsulation route for the CoA is there). */
+  async acceptTunnelFrom(host: { coa: string; table: number }, peer: string): Promise<void> {
+    const spec = {
+      priority: 10,
+      from: canonicalAddress(peer),
+      to: canonicalAddress(host.coa),
+      tunnelled: true,
+      table: host.table,
+    };
+    await new IpBatch().add(['rule', 'add', ...ruleArgs(spec)], /File exists/).run(this.runner);
   }
 }

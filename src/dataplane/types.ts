@@ -81,6 +81,19 @@ export interface MobileRouterDataplane {
   initHost(options: { coa: string; haAddress: string; uplink: string; table: number }): Promise<void>;
   /** Install (or re-point, e.g. after a CoA change) the network's egress route and rules. */
   activate(routes: MobileRouterRoutes): Promise<void>;
-  /** Remove the network's egress route and rules. */
+  /** Remove the network's egress route and rules, and any forwarding to a peer (`forward`). */
   deactivate(routes: MobileRouterRoutes): Promise<void>;
+  /**
+   * Handover, on the host the guests leave: from now on, what arrives from the HA for the network's
+   * prefixes goes on through a tunnel to `peer` (the new host's CoA) instead of onto the bridge — the
+   * previous router's forwarding of fast handovers (RFC 5568 §4.1), so packets the HA still sends here
+   * until it has switched reach the guests. Ends with `deactivate` (or `activate`, if they come back).
+   * Absent where the backend cannot.
+   */
+  forward?(routes: MobileRouterRoutes, peer: string): Promise<void>;
+  /**
+   * Handover, on the host the guests come to: accept tunnelled packets from `peer` (the old host's CoA)
+   * as from the HA, for what it forwards. Replaced by the next `initHost`. Absent where the backend cannot.
+   */
+  acceptTunnelFrom?(host: { coa: string; table: number }, peer: string): Promise<void>;
 }

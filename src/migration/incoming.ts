@@ -85,7 +85,12 @@ export class IncomingNetwork {
       );
       await this.cancelPrepared(this.prepared);
     }
-    const coa = await ctx.router.prepare();
+    // make-before-break: the source forwards what the HA still sends it during the handover, from its CoA.
+    const coa = await ctx.router.prepare(
+      req.procedure === 'make-before-break' && req.sourceCoa !== undefined
+        ? { acceptFrom: req.sourceCoa }
+        : {},
+    );
     if (coa === undefined) {
       throw new ControlError(409, 'ERR_NETWORK_STATE', `${ctx.host} has no care-of address yet`);
     }

@@ -42,6 +42,8 @@ export const prepareRequest = z.strictObject({
   procedure: z.enum(PROCEDURES),
   /** The guests that will arrive (names from the config). */
   guests: z.array(name).max(1024),
+  /** The source's care-of address: make-before-break forwards to the destination from it (DESIGN §5). */
+  sourceCoa: ipv6.optional(),
 });
 export type PrepareRequest = z.output<typeof prepareRequest>;
 

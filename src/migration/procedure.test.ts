@@ -95,8 +95,10 @@ describe('migration procedure (source side, with the destination side in-process
     const record = await migrate('make-before-break');
     assert.equal(record.outcome, 'succeeded', record.error);
     assert.deepEqual(binding.log, [`bind ${COA_B} seq ${(seqA + 1) & 0xffff}`]);
-    assert.deepEqual(b.calls, ['prepare', `activate ${seqA}`]);
-    assert.deepEqual(a.calls, ['prepareHandover', 'standby']);
+    // The destination accepts what the source forwards from its CoA; the source forwards to the
+    // destination's CoA from the switchover until it leaves.
+    assert.deepEqual(b.calls, [`prepare acceptFrom ${COA_A}`, `activate ${seqA}`]);
+    assert.deepEqual(a.calls, ['prepareHandover', `forwardTo ${COA_B}`, 'standby']);
     assert.equal(a.state, 'standby');
     assert.equal(b.state, 'active');
     assert.equal(world.where.get('guest-1'), 'host-b');

@@ -93,6 +93,8 @@ class Migration {
   private readonly t0: number;
   private handover: Promise<HandoverReply> | undefined;
   private handoverStartedAt = 0;
+  /** From the prepare reply: where make-before-break forwards to during the handover. */
+  private destinationCoa: string | undefined;
 
   constructor(private readonly ctx: MigrationContext) {
     this.t0 = ctx.now();
@@ -115,6 +117,7 @@ class Migration {
       const guests = (await ctx.driver.listGuests(ctx.network, { signal: ctx.signal }))
         .filter((g) => g.state === 'running')
         .map((g) => g.name);
+      const sourceCoa = ctx.router.status().coa;
       const prepared = await this.phase('prepare', 'prepareMs', () =>
         ctx.peer.prepare(
           {
@@ -123,10 +126,12 @@ class Migration {
             source: ctx.from,
             procedure: ctx.procedure,
             guests,
+            ...(sourceCoa !== undefined ? { sourceCoa } : {}),
           },
           ctx.signal,
         ),
       );
+      this.destinationCoa = prepared.coa;
       await this.moveGuests(guests, prepared);
       crashPoint('source-after-hypervisor');
       if (ctx.procedure === 'paper') await this.paperHandover();
@@ -309,6 +314,7 @@ class Migration {
     this.emit('notification', 'start');
     this.handover = (async () => {
       const state = ctx.procedure === 'paper' ? undefined : await ctx.router.prepareHandover();
+      if (state && this.destinationCoa) this.forward(this.destinationCoa);
       const status = ctx.router.status();
       const req = {
         migrationId: ctx.id,
@@ -325,6 +331,21 @@ class Migration {
     // A rejection is observed by whoever awaits it; keep it from being "unhandled" meanwhile.
     this.handover.catch(() => {});
     return this.handover;
+  }
+
+  /**
+   * make-before-break: until the HA has switched to the destination, what it tunnels here for the network
+   * goes on to the destination (RFC 5568's previous-router forwarding) instead of to guests that are not
+   * here any more. Beside the notification, not before it; a failure only costs those packets.
+   */
+  private forward(peer: string): void {
+    const { ctx } = this;
+    const started = ctx.now();
+    ctx.router.forwardTo(peer).then(
+      (on) =>
+        ctx.log.debug({ to: peer, on, ms: round(ctx.now() - started) }, 'forwarding to the destination'),
+      (err: unknown) => ctx.log.warn({ to: peer, err: message(err) }, 'forwarding to the destination failed'),
+    );
   }
 
   private async notify(req: Parameters<Peer['handover']>[0]): Promise<HandoverReply> {

@@ -6,7 +6,7 @@ import type { MobileRouter } from '../mobilerouter/mobilerouter.ts';
 /** The operations of a mobile router that a migration uses (DESIGN §5). */
 export type RouterControl = Pick<
   MobileRouter,
-  'prepare' | 'activate' | 'prepareHandover' | 'standby' | 'deregister' | 'status'
+  'prepare' | 'activate' | 'prepareHandover' | 'forwardTo' | 'standby' | 'deregister' | 'status'
 >;
 
 /** One mobile network on this host, as a migration sees it. */

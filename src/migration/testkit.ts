@@ -43,9 +43,16 @@ export class FakeRouter implements RouterControl {
     readonly network = 'net1',
   ) {}
 
-  async prepare(): Promise<string | undefined> {
-    this.calls.push('prepare');
+  async prepare(options: { acceptFrom?: string } = {}): Promise<string | undefined> {
+    this.calls.push(
+      options.acceptFrom === undefined ? 'prepare' : `prepare acceptFrom ${options.acceptFrom}`,
+    );
     return this.coa;
+  }
+
+  async forwardTo(peer: string): Promise<boolean> {
+    this.calls.push(`forwardTo ${peer}`);
+    return this.state === 'handingOver';
   }
 
   async activate(options: { lastSequence?: number } = {}): Promise<Registration> {

@@ -12,6 +12,8 @@ export class HostAttachment {
   private listening: string | undefined;
   private hostInitFor: string | undefined;
   private routes: MobileRouterRoutes | undefined;
+  /** The peer CoA that `forward` tunnels the network's prefixes to, until the routes are re-installed. */
+  private forwardingTo: string | undefined;
 
   constructor(
     private readonly c: {
@@ -61,8 +63,22 @@ export class HostAttachment {
 
   /** Egress route + rules for `coa` (re-points them after a CoA change), then router advertisements. */
   async install(coa: string): Promise<void> {
-    if (this.routes?.coa !== coa) await this.installRoutes(coa); // prepare() may have done it
+    // prepare() may have done it; a forwarding to another host ends here (the guests are back).
+    if (this.routes?.coa !== coa || this.forwardingTo !== undefined) await this.installRoutes(coa);
     await this.c.guestLink.startAdvertising();
+  }
+
+  /** Decapsulate what `peer` tunnels to `coa` (the old host of a handover, forwarding). */
+  async acceptTunnelFrom(coa: string, peer: string): Promise<void> {
+    await this.c.dataplane.acceptTunnelFrom?.({ coa, table: this.o.host.decapTable }, peer);
+  }
+
+  /** Tunnel what arrives for the network's prefixes on to `peer`; false where nothing can be. */
+  async forward(peer: string): Promise<boolean> {
+    if (!this.routes || !this.c.dataplane.forward) return false;
+    await this.c.dataplane.forward(this.routes, peer);
+    this.forwardingTo = peer;
+    return true;
   }
 
   async installRoutes(coa: string): Promise<void> {
@@ -79,6 +95,7 @@ export class HostAttachment {
     };
     await this.c.dataplane.activate(routes);
     this.routes = routes;
+    this.forwardingTo = undefined;
   }
 
   /** Stop advertisements and remove the egress route; the socket and the bridge stay. */
@@ -86,6 +103,7 @@ export class HostAttachment {
     await this.c.guestLink.stopAdvertising();
     const routes = this.routes;
     this.routes = undefined;
+    this.forwardingTo = undefined;
     if (routes) await this.c.dataplane.deactivate(routes);
   }
 

@@ -129,13 +129,15 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
    * Readiness for a handover to this host (DESIGN §5 step 1): guest link up, per-host data plane and
    * signaling socket ready for the current CoA, so activate() only has to send. Returns the CoA.
    */
-  prepare(): Promise<string | undefined> {
+  prepare(options: { acceptFrom?: string } = {}): Promise<string | undefined> {
     return this.enqueue(async () => {
       await this.startOnce();
       const coa = this.c.coa.coa;
       if (coa !== undefined) {
         await this.attachment.ensureSocket(coa);
         await this.attachment.ensureHost(coa);
+        // What the old host forwards during the handover (forwardTo there) is decapsulated here.
+        if (options.acceptFrom !== undefined) await this.attachment.acceptTunnelFrom(coa, options.acceptFrom);
         // What activation does around its first BU, done now and off the handover's path (each is an `ip`
         // process, 5–20 ms: bench/profiles/outage.md). Nothing reaches this host for the guests before it
         // registers, so the neighbour cache stays clean, and the egress routes only match guests' packets
@@ -241,6 +243,19 @@ export class MobileRouter extends EventEmitter<MobileRouterEvents> {
       this.quiesce(new RegistrationAbandonedError('ERR_MR_STANDBY', `${this.name}: handing over`));
       this.sm.go(MrState.handingOver, 'prepareHandover()');
       return snapshot;
+    });
+  }
+
+  /**
+   * During a handover (after prepareHandover), on the host the guests are leaving: pass what still
+   * arrives from the HA for the network's prefixes on to `peer`, the new host's CoA, until standby().
+   * Resolves true once the kernel forwards, false where there is nothing to forward (routes not
+   * installed here, or a backend that cannot).
+   */
+  forwardTo(peer: string): Promise<boolean> {
+    return this.enqueue(async () => {
+      if (!this.sm.is(MrState.handingOver)) return false;
+      return this.attachment.forward(peer);
     });
   }
 
