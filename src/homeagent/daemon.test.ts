@@ -85,6 +85,7 @@ class SpyStore implements BindingStoreLike {
 class HeldStore implements BindingStoreLike {
   readonly held: { ops: CacheOp[]; release(): void; fail(): void }[] = [];
   private notify: (() => void) | undefined;
+  private unheld = false;
   constructor(
     readonly inner: BindingStore,
     private readonly events: string[],
@@ -95,22 +96,33 @@ class HeldStore implements BindingStoreLike {
   write(ops: readonly CacheOp[]): Promise<void> | undefined {
     if (ops.length === 0) return;
     this.events.push('write');
+    let settled = false;
     const p = new Promise<void>((resolve, reject) => {
       this.held.push({
         ops: [...ops],
         release: () => {
+          if (settled) return;
+          settled = true;
           this.inner.write(ops);
           this.events.push('commit');
           resolve();
         },
         fail: () => {
+          if (settled) return;
+          settled = true;
           this.events.push('fail');
           reject(new Error('SQLITE_IOERR_FSYNC'));
         },
       });
     });
+    if (this.unheld) this.held.at(-1)!.release();
     this.notify?.();
     return p;
+  }
+  /** Commit everything held and whatever comes (a failed test must not leave the daemon waiting). */
+  unhold() {
+    this.unheld = true;
+    for (const h of this.held) h.release();
   }
   /** The next held write (the n-th since the store was made, 0-based), once the daemon has made it. */
   async nth(n: number) {
@@ -168,6 +180,7 @@ const rigs: Rig[] = [];
 afterEach(async () => {
   for (const r of rigs.splice(0)) {
     r.mr.close();
+    if (r.store instanceof HeldStore) r.store.unhold();
     await r.ha.stop();
   }
 });
@@ -532,6 +545,25 @@ describe('HomeAgent commit path (durability order)', () => {
     assert.equal(r.ha.cache.get(HOA2), undefined);
     assert.equal(r.dp.updates.length, 1, 'only the first registration was installed');
     assert.deepEqual(r.held.inner.load().bindings, [before]);
+  });
+
+  test('registrations arriving together share one group: one commit, one data plane update', async () => {
+    const r = await heldRig();
+    const [a, b] = [await client(r, HOA, SA), await client(r, HOA2, SA2)];
+    const ts = r.clock.now();
+    const both = Promise.all([
+      a.bu({ sequence: 1, timestampMs: ts, prefixes: P1 }),
+      b.bu({ sequence: 1, timestampMs: ts, prefixes: P2 }),
+    ]);
+    const commit = await r.held.nth(0);
+    assert.equal(commit.ops.length, 2);
+    commit.release();
+    assert.deepEqual(
+      (await both).map((x) => x.ba.status),
+      [0, 0],
+    );
+    assert.equal(r.dp.updates.length, 1);
+    assert.equal(r.dp.updates[0]!.length, 2);
   });
 
   test('a group with data plane changes is a barrier: nothing is processed on top until its BAs are out', async () => {

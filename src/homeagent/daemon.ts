@@ -335,12 +335,13 @@ export class HomeAgent {
   /** Process queued jobs into the open group, as far as the pipeline allows. */
   private fill(): void {
     // On top of a group whose data plane update may still fail, or before a pending reconcile, nothing.
+    // (The open group itself takes any number of data plane changes: they are applied in one update.)
     if (this.committing && (this.committing.barrier || this.needsReconcile)) return;
     const group = this.open;
     const now = this.components.clock.now();
     const queue = this.queue;
     let taken = 0;
-    while (taken < queue.length && !group.barrier && group.jobs < MAX_BATCH) {
+    while (taken < queue.length && group.jobs < MAX_BATCH) {
       const job = queue[taken++]!;
       group.jobs++;
       if (job.kind === 'expire') this.expire(group, now);
