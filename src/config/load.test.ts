@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.ts';
-import { parseYaml } from './load.ts';
+import { parseYaml, parseYamlList } from './load.ts';
 
 const whole = (text: string) => parseDocument(text, { uniqueKeys: true }).toJS();
 
@@ -47,4 +47,45 @@ test('anchors and aliases take the whole-document path', () => {
   );
   const data = parseYaml(text) as { mobileRouters: { name: string }[] };
   assert.equal(data.mobileRouters[1]!.name, 'mr0');
+});
+
+test('parseYamlList: a large list comes in slices, the rest of the document without it', () => {
+  const text = large((i) => `  - { name: mr${i} }`, 30_000, 'peers:\n  a: http://x\n');
+  let slices = 0;
+  const items: unknown[] = [];
+  const data = parseYamlList(text, 'mobileRouters', (data, list) => {
+    for (const slice of list) {
+      assert.ok(slice.length <= 100);
+      slices++;
+      items.push(...slice);
+    }
+    return data;
+  });
+  const expected = whole(text) as { mobileRouters: unknown[] };
+  assert.deepEqual(items, expected.mobileRouters);
+  assert.deepEqual(data, { ...expected, mobileRouters: [] });
+  assert.equal(slices, 300);
+});
+
+test('parseYamlList: a small document is sliced from the whole list; a list that is not one stays', () => {
+  const seen: unknown[][] = [];
+  parseYamlList('a: 1\nlist:\n  - x\n  - y\n', 'list', (data, list) => {
+    assert.deepEqual(data, { a: 1, list: [] });
+    for (const slice of list) seen.push([...slice]);
+  });
+  assert.deepEqual(seen, [['x', 'y']]);
+  parseYamlList('list: text\n', 'list', (data, list) => {
+    assert.deepEqual(data, { list: 'text' });
+    assert.deepEqual([...list], []);
+  });
+});
+
+test('parseYamlList: a YAML error after the slice the consumer failed on is reported first', () => {
+  const bad = large((i) => (i === 25_000 ? '  - { name: x, name: y }' : `  - { name: mr${i} }`), 30_000);
+  const failEarly = (_: unknown, list: Iterable<readonly unknown[]>) => {
+    for (const _slice of list) throw new ConfigError('mobileRouters[0]', 'consumer');
+  };
+  assert.throws(() => parseYamlList(bad, 'mobileRouters', failEarly), /not valid YAML/);
+  const good = large((i) => `  - { name: mr${i} }`, 30_000);
+  assert.throws(() => parseYamlList(good, 'mobileRouters', failEarly), /consumer/);
 });
