@@ -1,7 +1,17 @@
 #!/usr/bin/env node
-// The `offlink` command. Sources are TypeScript run through tsx's loader, so there is no build step.
-import { register } from 'tsx/esm/api';
-
-register();
-const { main } = await import('../src/cli/main.ts');
+// The `offlink` command. Sources are TypeScript run through tsx's loader, so there is no build step; the
+// home agent daemon (`offlink ha`) runs a cached esbuild build of the same sources instead, made on first
+// start and whenever a source changed (bin/compiled.js: tsx's loader thread costs the daemon ~45 MiB of
+// RSS). OFFLINK_TSX=1 runs `ha` through tsx too.
+const compiled =
+  process.argv[2] === 'ha' && process.env.OFFLINK_TSX !== '1'
+    ? await (await import('./compiled.js')).compiledCli()
+    : undefined;
+let main;
+if (compiled) ({ main } = await import(compiled));
+else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ main } = await import('../src/cli/main.ts'));
+}
 process.exitCode = await main(process.argv);
