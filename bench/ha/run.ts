@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canUseNetns, type NetnsLab, withNetns } from '../../test/helpers/netns.ts';
 import { loadProfile, monotonicMicros, profileMarkdown, summarizeProfile } from '../lib/cpuprofile.ts';
-import { type Daemon, launcherFlags, startDaemon, stopDaemon } from '../lib/daemon.ts';
+import { type Daemon, launcherEnv, launcherFlags, startDaemon, stopDaemon } from '../lib/daemon.ts';
 import { JsonProc } from '../lib/jsonproc.ts';
 import { describeMachine, finishMachineInfo, machineInfo } from '../lib/machine.ts';
 import { cpuMs, procMemory, RssSampler } from '../lib/proc.ts';
@@ -281,6 +281,7 @@ async function main(): Promise<void> {
         rates: RATES,
         profiled: !!PROFILE,
         launcherFlags: launcherFlags('ha'),
+        launcherEnv: launcherEnv('ha'),
         haNodeFlags: NODE_FLAGS,
       },
       ...result,

@@ -21,9 +21,25 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * `[ "${1:-}" = agent ] … flags=(…)` lines, so a daemon runs here as `./offlink agent …` runs it.
  */
 export function launcherFlags(subcommand: string): string[] {
+  return launcherList(subcommand, 'flags');
+}
+
+/** The environment the wrapper adds for a subcommand (`env=(NAME=value …)` on the same line). */
+export function launcherEnv(subcommand: string): Record<string, string> {
+  return Object.fromEntries(
+    launcherList(subcommand, 'env').map((kv) => [
+      kv.slice(0, kv.indexOf('=')),
+      kv.slice(kv.indexOf('=') + 1),
+    ]),
+  );
+}
+
+function launcherList(subcommand: string, name: 'flags' | 'env'): string[] {
   const text = readFileSync(join(REPO_DIR, 'offlink'), 'utf8');
-  for (const m of text.matchAll(/\$\{1:-\}" = (\w+) \]; then flags=\(([^)]*)\)/g))
-    if (m[1] === subcommand) return m[2]!.split(/\s+/).filter((f) => f !== '');
+  for (const m of text.matchAll(/\$\{1:-\}" = (\w+) \]; then (.*); fi$/gm)) {
+    const list = new RegExp(`\\b${name}=\\(([^)]*)\\)`).exec(m[2]!)?.[1];
+    if (m[1] === subcommand && list !== undefined) return list.split(/\s+/).filter((f) => f !== '');
+  }
   return [];
 }
 
@@ -52,7 +68,7 @@ export async function startDaemon(
       join(REPO_DIR, 'bin/offlink.js'),
       ...args,
     ],
-    { stdio: ['ignore', fd, fd], env: o.env ?? process.env },
+    { stdio: ['ignore', fd, fd], env: { ...(o.env ?? process.env), ...launcherEnv(args[0] ?? '') } },
   );
   closeSync(fd);
   const deadline = Date.now() + (o.timeoutMs ?? 120_000);
