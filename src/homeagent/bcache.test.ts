@@ -81,4 +81,28 @@ describe('BindingCache', () => {
     assert.equal(c.nextExpiry(), 1000 + 5 * n);
     assert.equal(c.expired(1000 + 5 * n + 9).length, 10);
   });
+
+  test('compaction keeps a valid heap when expiries come in any order', () => {
+    const c = new BindingCache();
+    const n = 5000;
+    let x = 12345;
+    const rand = () => {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      return x % 1_000_000;
+    };
+    for (let round = 0; round < 6; round++) {
+      for (let i = 0; i < n; i++) c.apply({ op: 'put', binding: b(`h${i}`, rand(), i + 1) });
+    }
+    const want = c
+      .all()
+      .map((e) => e.expiresAt)
+      .sort((p, q) => p - q);
+    const cut = want[1234]!;
+    const got = c.expired(cut).map((e) => e.expiresAt);
+    assert.deepEqual(
+      got.sort((p, q) => p - q),
+      want.filter((t) => t <= cut),
+    );
+    assert.equal(c.nextExpiry(), want[0]);
+  });
 });
