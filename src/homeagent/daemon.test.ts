@@ -19,7 +19,7 @@ import { UdpTransport } from '../signaling/udp.ts';
 import type { CacheOp } from './bcache.ts';
 import type { HomeAgentConfig } from './config.ts';
 import { HomeAgent } from './daemon.ts';
-import { BindingStore, type BindingStoreLike } from './store.ts';
+import { BindingStore, type BindingStoreLike, WorkerBindingStore } from './store.ts';
 
 const HA = '2001:db8:ffff::1';
 const HOA = '2001:db8:ffff::101';
@@ -605,11 +605,19 @@ describe('HomeAgent commit path (durability order)', () => {
     reader.close();
   });
 
-  test('the default store commits in a worker thread; the cache survives a restart', async () => {
+  test('committing in a worker thread (OFFLINK_HA_COMMIT_THREAD=1): the cache survives a restart', async () => {
     const database = join(dir, 'worker.sqlite');
     const clock = new FakeClock(Date.now());
     const make = () =>
-      new HomeAgent({ clock, logger: silentLogger(), dataplane: new RecordingDataplane() }, config(database));
+      new HomeAgent(
+        {
+          clock,
+          logger: silentLogger(),
+          dataplane: new RecordingDataplane(),
+          store: new WorkerBindingStore(database),
+        },
+        config(database),
+      );
     const ha = make();
     await ha.start();
     const mr = new MrClient({ coa: '::1', hoa: HOA, ha: HA, sa: SA, haTarget: '::1', haPort: ha.port });

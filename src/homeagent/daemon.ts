@@ -146,10 +146,13 @@ export class HomeAgent {
     this.state = 'starting';
     const ha = this.config.homeAgent;
     try {
-      // The commit runs in a worker thread; an in-memory database cannot be shared with one.
+      // Commit in a worker thread only when asked (OFFLINK_HA_COMMIT_THREAD=1): in process it cuts the BA
+      // p99, but with the real daemon under bench/ha/run.ts it measured worse (bench/profiles/ha-p99.md).
+      // An in-memory database cannot be shared with a worker.
+      const thread = process.env.OFFLINK_HA_COMMIT_THREAD === '1' && ha.database !== ':memory:';
       this.store =
         this.components.store ??
-        (ha.database === ':memory:' ? new BindingStore(ha.database) : new WorkerBindingStore(ha.database));
+        (thread ? new WorkerBindingStore(ha.database) : new BindingStore(ha.database));
       await this.loadCache();
       await this.components.dataplane.init();
       await this.components.dataplane.reconcile(this.cache.all().map(toTunnelBinding));
