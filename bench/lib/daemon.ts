@@ -18,29 +18,39 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The node flags the `offlink` wrapper (the repo's entry point) gives a subcommand: read from its
- * `[ "${1:-}" = agent ] … flags=(…)` lines, so a daemon runs here as `./offlink agent …` runs it.
+ * `if [ "${1:-}" = agent ]; then flags=(…); fi` blocks, so a daemon runs here as `./offlink agent …` runs
+ * it. A block also conditioned on a variable (`&& [ "${OFFLINK_HA_LOW_MEMORY:-}" = 1 ]`) applies when
+ * this process has that variable set to 1, as the wrapper would see it.
  */
-export function launcherFlags(subcommand: string): string[] {
-  return launcherList(subcommand, 'flags');
+export function launcherFlags(subcommand: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  return launcherList(subcommand, 'flags', env);
 }
 
-/** The environment the wrapper adds for a subcommand (`env=(NAME=value …)` on the same line). */
-export function launcherEnv(subcommand: string): Record<string, string> {
+/** The environment the wrapper adds for a subcommand (`env=(NAME=value …)` in the same block). */
+export function launcherEnv(
+  subcommand: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
   return Object.fromEntries(
-    launcherList(subcommand, 'env').map((kv) => [
+    launcherList(subcommand, 'env', env).map((kv) => [
       kv.slice(0, kv.indexOf('=')),
       kv.slice(kv.indexOf('=') + 1),
     ]),
   );
 }
 
-function launcherList(subcommand: string, name: 'flags' | 'env'): string[] {
+const BLOCK = /^if \[ "\$\{1:-\}" = (\w+) \](?: && \[ "\$\{(\w+):-\}" = 1 \])?; then([\s\S]*?)\bfi$/gm;
+
+function launcherList(subcommand: string, name: 'flags' | 'env', env: NodeJS.ProcessEnv): string[] {
   const text = readFileSync(join(REPO_DIR, 'offlink'), 'utf8');
-  for (const m of text.matchAll(/\$\{1:-\}" = (\w+) \]; then (.*); fi$/gm)) {
-    const list = new RegExp(`\\b${name}=\\(([^)]*)\\)`).exec(m[2]!)?.[1];
-    if (m[1] === subcommand && list !== undefined) return list.split(/\s+/).filter((f) => f !== '');
+  let found: string[] = [];
+  // Later blocks override earlier ones, as the wrapper's assignments do.
+  for (const m of text.matchAll(BLOCK)) {
+    if (m[1] !== subcommand || (m[2] !== undefined && env[m[2]] !== '1')) continue;
+    const list = new RegExp(`\\b${name}=\\(([^)]*)\\)`).exec(m[3]!)?.[1];
+    if (list !== undefined) found = list.split(/\s+/).filter((f) => f !== '');
   }
-  return [];
+  return found;
 }
 
 export async function startDaemon(

@@ -18,13 +18,14 @@ export interface Target {
   what: string;
   target: string;
   measured: string;
-  met: boolean;
+  /** Absent for a figure that is only reported (no target). */
+  met?: boolean;
 }
 
 export function printTargets(targets: readonly Target[]): void {
   const rows = [
     ['what', 'target', 'measured', 'met'],
-    ...targets.map((t) => [t.what, t.target, t.measured, t.met ? 'yes' : 'NO']),
+    ...targets.map((t) => [t.what, t.target, t.measured, t.met === undefined ? '—' : t.met ? 'yes' : 'NO']),
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const r of rows) console.log(r.map((cell, c) => cell.padEnd(widths[c]!)).join('  '));
