@@ -6,13 +6,18 @@
 //
 //   node --import tsx bench/outage/run.ts [--migrations 20] [--rounds 2] [--interval 2] [--guest netns|qemu]
 //                                         [--configs mbb,paper,onlink | overlap,no-overlap,onlink] [--json FILE]
+//                                         [--qemu-priority N]
+//
+// --qemu-priority N (a diagnosis, not the headline): every QEMU thread on the machine runs at nice N
+// (e.g. -10) while the benchmark runs, so the guests' vCPUs win the 2 CPUs from the handover's own
+// processes (HA, agents, ip, nft), as they would on separate machines (bench/profiles/outage-qemu.md).
 //
 // The lab's namespaces have fixed names (ofl-*), and other people's test runs build and tear down the
 // same lab: so this benchmark runs inside a private mount namespace with its own /run, where /run/netns
 // and the lab's state directory are its own, and nobody else's `offlink lab down` can reach its lab.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_STATE_DIR } from '../../src/lab/netns.ts';
@@ -27,6 +32,14 @@ const MIGRATIONS = numArg(args, 'migrations', 20);
 const ROUNDS = numArg(args, 'rounds', 2);
 const INTERVAL = numArg(args, 'interval', 2);
 const GUEST = (args.get('guest') ?? 'netns') as GuestKind;
+const QEMU_PRIORITY = args.has('qemu-priority') ? numArg(args, 'qemu-priority', 0) : undefined;
+if (
+  QEMU_PRIORITY !== undefined &&
+  (!Number.isInteger(QEMU_PRIORITY) || QEMU_PRIORITY < -20 || QEMU_PRIORITY > 19)
+) {
+  console.error('--qemu-priority: a nice value, an integer from -20 to 19');
+  process.exit(2);
+}
 
 if (process.env['OFFLINK_BENCH_PRIVATE_RUN'] !== '1') {
   const me = fileURLToPath(import.meta.url);
@@ -243,11 +256,38 @@ function summarizeConfig(name: string, rows: Row[], reports: LabReport[]): Confi
   };
 }
 
+/**
+ * --qemu-priority: give every thread of every QEMU process nice `priority`, now and every 100 ms (QEMU
+ * starts threads as it runs; guests are started and migrated during the run). Returns the stopper.
+ */
+function prioritizeQemu(priority: number): () => void {
+  const done = new Set<number>();
+  const pass = () => {
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        if (!readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('qemu-system')) continue;
+        for (const tid of readdirSync(`/proc/${pid}/task`).map(Number)) {
+          if (done.has(tid)) continue;
+          setPriority(tid, priority); // per thread on Linux
+          done.add(tid);
+        }
+      } catch {
+        // gone meanwhile
+      }
+    }
+  };
+  pass();
+  const timer = setInterval(pass, 100);
+  return () => clearInterval(timer);
+}
+
 async function main(): Promise<void> {
   const machine = machineInfo();
   const dir = mkdtempSync(join(tmpdir(), 'offlink-bench-outage-'));
   const rows: Row[] = [];
   const reports = new Map<string, LabReport[]>();
+  const unprioritize = QEMU_PRIORITY !== undefined ? prioritizeQemu(QEMU_PRIORITY) : undefined;
   try {
     const perRound = Math.ceil(MIGRATIONS / ROUNDS);
     for (let round = 0; round < ROUNDS; round++) {
@@ -261,6 +301,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    unprioritize?.();
     if (!args.has('keep')) rmSync(dir, { recursive: true, force: true });
     else log(`kept ${dir}`);
   }
@@ -273,7 +314,9 @@ async function main(): Promise<void> {
   );
   const by = (name: string) => summaries.find((s) => s.name === name)!;
   const m = finishMachineInfo(machine);
-  console.log(`\nHandover outage (${GUEST} guest) — ${describeMachine(m)}`);
+  console.log(
+    `\nHandover outage (${GUEST} guest${QEMU_PRIORITY !== undefined ? `, QEMU threads at nice ${QEMU_PRIORITY}` : ''}) — ${describeMachine(m)}`,
+  );
   const fmt = (s: Summary) => `${s.p50.toFixed(1)} / ${s.p95.toFixed(1)} / ${s.max.toFixed(1)}`;
   for (const s of summaries) {
     console.log(
@@ -344,7 +387,14 @@ async function main(): Promise<void> {
   const path = writeResult(args.get('json'), GUEST === 'qemu' ? 'outage-qemu' : 'outage', {
     bench: 'outage',
     machine: m,
-    params: { migrations: MIGRATIONS, rounds: ROUNDS, intervalS: INTERVAL, guest: GUEST, configs: CONFIGS },
+    params: {
+      migrations: MIGRATIONS,
+      rounds: ROUNDS,
+      intervalS: INTERVAL,
+      guest: GUEST,
+      configs: CONFIGS,
+      ...(QEMU_PRIORITY !== undefined ? { qemuPriority: QEMU_PRIORITY } : {}),
+    },
     summaries,
     ratios,
     targets,
