@@ -9,6 +9,7 @@
 //
 // `import.meta.url` in each source is replaced by that source's own URL, so files found relative to it
 // (package.json, the store's worker script) are where they are in src/.
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -19,7 +20,17 @@ const ENTRY = join(REPO, 'src', 'cli', 'main.ts');
 
 /** `file:` URL of an up-to-date build of src/cli/main.ts, or undefined (use tsx). */
 export function compiledCli() {
-  return compiled({ entry: ENTRY, out: join(CACHE, 'cli.mjs'), root: REPO });
+  return compiled({ entry: ENTRY, out: cliBuildPath(REPO, CACHE), root: REPO });
+}
+
+/**
+ * Where the build of checkout `repo` goes: one file per checkout. Two checkouts can share a cache
+ * (a worktree whose node_modules is a link to another's); with one file between them, one checkout could
+ * find its stamp current and then import the other's build, written over it meanwhile.
+ */
+export function cliBuildPath(repo, cache) {
+  const id = createHash('sha256').update(resolve(repo)).digest('hex').slice(0, 12);
+  return join(cache, `cli-${id}.mjs`);
 }
 
 /**

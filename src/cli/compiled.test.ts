@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 // @ts-expect-error: plain JavaScript next to the `offlink` entry point, no declarations
-import { compiled } from '../../bin/compiled.js';
+import { cliBuildPath, compiled } from '../../bin/compiled.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'offlink-compiled-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -43,4 +43,12 @@ test('a source that does not build gives undefined (the caller runs the sources 
     await compiled({ entry: join(dir, 'bad.ts'), out: join(dir, 'cache', 'bad.mjs'), root: dir }),
     undefined,
   );
+});
+
+test('each checkout has its own build file in a shared cache', () => {
+  const cache = join(dir, 'shared-cache');
+  const a = cliBuildPath('/src/offlink', cache);
+  assert.equal(cliBuildPath('/src/offlink/', cache), a, 'the same checkout, however spelled');
+  assert.notEqual(cliBuildPath('/tmp/worktree', cache), a);
+  assert.match(a, /^.*\/shared-cache\/cli-[0-9a-f]{12}\.mjs$/);
 });
