@@ -2,7 +2,7 @@
 // address tracking, data plane, per network a signaling socket + guest link + mobile router, the
 // hypervisor driver, and the peers' control API clients.
 import { type Clock, systemClock } from '../clock.ts';
-import { createMobileRouterDataplane, ExecRunner } from '../dataplane/index.ts';
+import { type Backend, createMobileRouterDataplane, ExecRunner } from '../dataplane/index.ts';
 import type { CommandRunner } from '../dataplane/types.ts';
 import type { Driver } from '../hypervisor/driver.ts';
 import { NetnsDriver } from '../hypervisor/netns.ts';
@@ -25,7 +25,7 @@ export interface RunningAgent {
 
 export function buildAgent(
   config: AgentConfig,
-  options: { logger: Logger; clock?: Clock; runner?: CommandRunner },
+  options: { logger: Logger; backend: Backend; clock?: Clock; runner?: CommandRunner },
 ): RunningAgent {
   const clock = options.clock ?? systemClock;
   const logger = options.logger;
@@ -38,9 +38,9 @@ export function buildAgent(
           { uplink: config.mobileRouter.uplink },
         );
   const dataplane = createMobileRouterDataplane(
-    config.dataplane.backend,
+    options.backend,
     { runner, logger },
-    { mss: config.dataplane.mss },
+    { mss: config.dataplane.mss, runDir: config.runDir },
   );
   const routers = new Map<string, ManagedRouter>();
   const guestLinks: GuestLink[] = [];

@@ -23,6 +23,7 @@ import {
   port,
   routingTable,
 } from '../config/schema.ts';
+import type { BackendChoice } from '../dataplane/probe.ts';
 import { ConfigError } from '../errors.ts';
 import type { QemuHypervisorConfig } from '../hypervisor/qemu/index.ts';
 import {
@@ -60,7 +61,7 @@ export interface AgentConfig {
   /** Host-level mobile router settings (uplink, HA, decapsulation table). */
   mobileRouter: MobileRouterHostConfig;
   /** Kernel side of the mobile router: backend and TCP MSS clamp (DESIGN §4). */
-  dataplane: { backend: 'seg6' | 'ip6tnl'; mss: number };
+  dataplane: { backend: BackendChoice; mss: number };
   /** A fixed care-of address instead of tracking the uplink's (tests, unusual setups). */
   careOfAddress: string | undefined;
   /** Where run-time files go (radvd configs, pid files). */
@@ -147,7 +148,7 @@ const schema = z.strictObject({
       decapTable: routingTable.default(200),
       mss,
     })
-    .default({ backend: 'seg6', decapTable: 200, mss: 1400 }),
+    .default({ backend: 'auto', decapTable: 200, mss: 1400 }),
   runDir: z.string().min(1).default('/run/offlink'),
   control: z.strictObject({
     listen,

@@ -12,6 +12,7 @@ import { buildAgent } from '../agent/build.ts';
 import { ControlClient, MigrationFailed } from '../agent/client.ts';
 import { loadAgentConfig } from '../agent/config.ts';
 import { systemClock } from '../clock.ts';
+import { ExecRunner, resolveBackend } from '../dataplane/index.ts';
 import { OfflinkError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import {
@@ -35,7 +36,8 @@ export function registerAgent(program: Command): void {
     .action(async (opts: { config: string }) => {
       const config = loadAgentConfig(opts.config);
       const logger = createLogger('agent');
-      const running = buildAgent(config, { logger, clock: systemClock });
+      const backend = await resolveBackend(config.dataplane.backend, { runner: new ExecRunner(), logger });
+      const running = buildAgent(config, { logger, clock: systemClock, backend });
       const stopping = new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);

@@ -2,20 +2,38 @@
 // `offlink ha flush --config FILE`: remove every kernel object the home agent installed.
 import type { Command } from 'commander';
 import { systemClock } from '../clock.ts';
-import { createHomeAgentDataplane, ExecRunner } from '../dataplane/index.ts';
+import {
+  type Backend,
+  createHomeAgentDataplane,
+  ExecRunner,
+  probeBackends,
+  resolveBackend,
+} from '../dataplane/index.ts';
 import type { HomeAgentDataplane } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
 import { type HomeAgentConfig, loadHomeAgent, loadHomeAgentConfig } from '../homeagent/config.ts';
 import { HomeAgent } from '../homeagent/daemon.ts';
+import type { PrefixTable } from '../homeagent/prefixtable.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { collectGarbage } from './heap.ts';
 
-function dataplaneFor(config: HomeAgentConfig, logger: Logger): HomeAgentDataplane {
+function dataplaneFor(
+  config: HomeAgentConfig,
+  backend: Backend,
+  logger: Logger,
+  table?: PrefixTable,
+): HomeAgentDataplane {
   const ha = config.homeAgent;
   return createHomeAgentDataplane(
-    ha.dataplane.backend,
+    backend,
     { runner: new ExecRunner(), logger },
-    { haAddress: ha.address, uplink: ha.uplink, table: ha.dataplane.table, mss: ha.dataplane.mss },
+    {
+      haAddress: ha.address,
+      uplink: ha.uplink,
+      table: ha.dataplane.table,
+      mss: ha.dataplane.mss,
+      ...(table ? { tunnelled: table.destinations() } : {}),
+    },
   );
 }
 
@@ -23,10 +41,13 @@ function dataplaneFor(config: HomeAgentConfig, logger: Logger): HomeAgentDatapla
  * Not inline in the async action: a local of an async function stays reachable while it waits, and what
  * the config's loading left (the text: ~15 MB at 100k mobile routers) must be garbage once it is done.
  */
-function buildHomeAgent(path: string): { agent: HomeAgent; logger: Logger } {
-  const { config, table } = loadHomeAgent(path);
-  const logger = createLogger('ha');
-  const dataplane = dataplaneFor(config, logger);
+function buildHomeAgent(
+  loaded: ReturnType<typeof loadHomeAgent>,
+  backend: Backend,
+  logger: Logger,
+): { agent: HomeAgent; logger: Logger } {
+  const { config, table } = loaded;
+  const dataplane = dataplaneFor(config, backend, logger, table);
   return { agent: new HomeAgent({ clock: systemClock, logger, dataplane, table }, config), logger };
 }
 
@@ -41,7 +62,13 @@ export function registerHomeAgent(program: Command): Command {
     .description('run the NEMO Basic Support home agent (until SIGINT/SIGTERM)')
     .option('-c, --config <file>', 'home agent config (YAML, see examples/ha.yaml)')
     .action(async (opts: { config?: string }) => {
-      const { agent, logger } = buildHomeAgent(configPath(opts));
+      const loaded = loadHomeAgent(configPath(opts));
+      const logger = createLogger('ha');
+      const backend = await resolveBackend(loaded.config.homeAgent.dataplane.backend, {
+        runner: new ExecRunner(),
+        logger,
+      });
+      const { agent } = buildHomeAgent(loaded, backend, logger);
       await agent.start();
       collectGarbage(); // the config's parse garbage (bench/profiles/ha-memory.md)
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -57,7 +84,10 @@ export function registerHomeAgent(program: Command): Command {
     .action(async (opts: { config?: string }, cmd: Command) => {
       const config = loadHomeAgentConfig(configPath({ ...cmd.parent?.opts(), ...opts }));
       const logger = createLogger('ha');
-      await dataplaneFor(config, logger).flush();
+      // every backend this kernel runs: what is installed may come from another backend than auto picks now
+      const probe = await probeBackends({ runner: new ExecRunner() });
+      for (const b of probe.backends.filter((p) => p.usable))
+        await dataplaneFor(config, b.backend, logger).flush();
       logger.info({ address: config.homeAgent.address }, 'home agent kernel state flushed');
     });
   return ha;

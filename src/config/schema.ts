@@ -99,8 +99,8 @@ export const routingTable = z
   .max(0xfffffff0)
   .refine((t) => t < 253 || t > 255, 'tables 253–255 are the kernel’s default, main and local');
 
-/** Data plane backend (DESIGN §4). */
-export const backend = z.enum(['seg6', 'ip6tnl']).default('seg6');
+/** Data plane backend: `auto` takes the best one this kernel runs (dataplane/probe.ts). */
+export const backend = z.enum(['auto', 'bpf', 'seg6']).default('auto');
 
 /** TCP MSS clamp on the tunnel: 0 turns it off. */
 export const mss = z

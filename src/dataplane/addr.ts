@@ -155,3 +155,53 @@ export function checkInterfaceName(name: string): string {
     throw new AddressError(`bad interface name: ${JSON.stringify(name)}`);
   return name;
 }
+
+function toBigInt(bytes: Uint8Array): bigint {
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  return n;
+}
+
+function fromBigInt(n: bigint): Uint8Array {
+  const bytes = new Uint8Array(16);
+  for (let i = 15; i >= 0; i--) {
+    bytes[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return bytes;
+}
+
+/** The first and last address of a prefix, as 128-bit integers. */
+export function prefixRange(text: string): { start: bigint; end: bigint } {
+  const p = parsePrefix(text);
+  const start = toBigInt(parseIPv6(p.address));
+  return { start, end: start + (1n << BigInt(128 - p.length)) - 1n };
+}
+
+/**
+ * The fewest prefixes that cover exactly the addresses `prefixes` cover: contained prefixes dropped,
+ * sibling halves merged into their parent (2001:db8::/64 + 2001:db8:0:1::/64 = 2001:db8::/63), never
+ * anything more. Canonical text, sorted.
+ */
+export function aggregatePrefixes(prefixes: Iterable<string>): string[] {
+  const items = [...prefixes].map((t) => {
+    const p = parsePrefix(t);
+    return { start: toBigInt(parseIPv6(p.address)), length: p.length };
+  });
+  items.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.length - b.length));
+  const out: { start: bigint; length: number }[] = [];
+  for (const item of items) {
+    const last = out[out.length - 1];
+    if (last && item.start < last.start + (1n << BigInt(128 - last.length))) continue; // contained
+    out.push(item);
+    for (;;) {
+      const b = out[out.length - 1]!;
+      const a = out[out.length - 2];
+      if (!a || a.length !== b.length || a.length === 0) break;
+      const size = 1n << BigInt(128 - a.length);
+      if ((a.start & size) !== 0n || b.start !== a.start + size) break;
+      out.splice(out.length - 2, 2, { start: a.start, length: a.length - 1 });
+    }
+  }
+  return out.map((p) => `${formatIPv6(fromBigInt(p.start))}/${p.length}`);
+}

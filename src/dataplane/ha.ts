@@ -7,7 +7,8 @@
 // reads the kernel and reconciles everything.
 import { OfflinkError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { canonicalAddress, checkInterfaceName, parsePrefix } from './addr.ts';
+import { canonicalAddress, checkInterfaceName } from './addr.ts';
+import { applyChanges, type Entry, touchedBy } from './bindings.ts';
 import { type KernelRoute, type KernelRule, RT_PROTO, readRoutes, readRules } from './kernel.ts';
 import {
   deleteTableScript,
@@ -34,25 +35,6 @@ export interface DataplaneComponents {
   logger?: Logger;
 }
 
-/** Two bindings claim one destination (MNP or HoA). Nothing was changed. */
-export class BindingConflictError extends OfflinkError {
-  constructor(message: string) {
-    super('ERR_DATAPLANE_CONFLICT', message);
-  }
-}
-
-interface Entry {
-  hoa: string;
-  coa: string;
-  id: number;
-  /**
-   * The MNPs and the HoA/128, canonical `address/length` text: every destination routed into the tunnel.
-   * Text only (an array of exactly this length), not `Prefix` objects: the mirror holds one entry per
-   * binding, 100k at scale (bench/profiles/ha-memory.md).
-   */
-  dsts: readonly string[];
-}
-
 /** Prefix lengths whose lookup rules always exist (MNPs are /64, home addresses /128). */
 const BASE_LENGTHS = [64, 128];
 
@@ -60,14 +42,6 @@ const BASE_LENGTHS = [64, 128];
 function splitPrefix(text: string): { address: string; length: number } {
   const slash = text.lastIndexOf('/');
   return { address: text.slice(0, slash), length: Number(text.slice(slash + 1)) };
-}
-
-function entryOf(b: TunnelBinding): Entry {
-  const hoa = canonicalAddress(b.hoa);
-  const own = `${hoa}/128`;
-  const mnps = b.prefixes.map((p) => parsePrefix(p).text);
-  const dsts = mnps.includes(own) ? mnps : mnps.concat(own);
-  return { hoa, coa: canonicalAddress(b.coa), id: b.id, dsts };
 }
 
 export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
@@ -116,7 +90,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   reconcile(bindings: readonly TunnelBinding[]): Promise<void> {
     return this.serial(() =>
       this.reconcileAll(
-        this.check(
+        applyChanges(
           new Map(),
           bindings.map((b) => ({ op: 'set', binding: b })),
         ),
@@ -127,7 +101,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   update(changes: readonly BindingChange[]): Promise<void> {
     return this.serial(async () => {
       if (!this.inSync) {
-        await this.reconcileAll(this.check(new Map(this.entries), changes));
+        await this.reconcileAll(applyChanges(new Map(this.entries), changes));
         return;
       }
       await this.updateSome(changes);
@@ -197,25 +171,6 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     if (/No such file or directory/.test(r.stderr))
       return { exists: false, elements: emptyElements(), counters: {}, lengths: [] };
     throw new OfflinkError('ERR_COMMAND', `nft list table ip6 ${HA_TABLE}: ${r.stderr.trim()}`);
-  }
-
-  /** Apply `changes` to `base` (a private copy) and check that no destination has two owners. */
-  private check(base: Map<string, Entry>, changes: readonly BindingChange[]): Map<string, Entry> {
-    for (const c of changes) {
-      const e = entryOf(c.binding);
-      if (c.op === 'delete') base.delete(e.hoa);
-      else base.set(e.hoa, e);
-    }
-    const owner = new Map<string, string>();
-    for (const e of base.values()) {
-      for (const d of e.dsts) {
-        const other = owner.get(d);
-        if (other !== undefined && other !== e.hoa)
-          throw new BindingConflictError(`${d} claimed by ${other} and ${e.hoa}`);
-        owner.set(d, e.hoa);
-      }
-    }
-    return base;
   }
 
   private elementsOf(entries: Iterable<Entry>, marks: ReadonlyMap<string, number>): HaElements {
@@ -302,21 +257,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
 
   /** Fast path: only the bindings named in `changes` are looked at. */
   private async updateSome(changes: readonly BindingChange[]): Promise<void> {
-    // last change per HoA wins; old = installed version, neu = wanted version (undefined = absent)
-    const touched = new Map<string, { old: Entry | undefined; neu: Entry | undefined }>();
-    for (const c of changes) {
-      const e = entryOf(c.binding);
-      touched.set(e.hoa, { old: this.entries.get(e.hoa), neu: c.op === 'set' ? e : undefined });
-    }
-    const claim = new Map<string, string | null>();
-    for (const { old } of touched.values()) for (const d of old?.dsts ?? []) claim.set(d, null);
-    for (const [hoa, { neu }] of touched) {
-      for (const d of neu?.dsts ?? []) {
-        const other = claim.has(d) ? claim.get(d) : this.owners.get(d);
-        if (other && other !== hoa) throw new BindingConflictError(`${d} claimed by ${other} and ${hoa}`);
-        claim.set(d, hoa);
-      }
-    }
+    const touched = touchedBy(changes, this.entries, this.owners);
     // CoA marks: reference counts over the whole mirror
     const refs = new Map<string, number>();
     const ref = (coa: string, n: number) => refs.set(coa, (refs.get(coa) ?? this.refs.get(coa) ?? 0) + n);

@@ -1,15 +1,19 @@
 // The data plane (DESIGN §4): backends, runners, fakes, and the factories the daemons use.
 import { OfflinkError } from '../errors.ts';
-import type { DataplaneComponents, TunnelHomeAgentDataplane } from './ha.ts';
-import { Ip6tnlHomeAgentDataplane, Ip6tnlMobileRouterDataplane } from './ip6tnl.ts';
-import type { MobileRouterDataplaneOptions, TunnelMobileRouterDataplane } from './mr.ts';
+import { BpfHomeAgentDataplane } from './bpf/ha.ts';
+import { BpfMobileRouterDataplane } from './bpf/mr.ts';
+import type { DataplaneComponents } from './ha.ts';
+import type { MobileRouterDataplaneOptions } from './mr.ts';
+import type { Backend } from './probe.ts';
 import { Seg6HomeAgentDataplane, Seg6MobileRouterDataplane } from './seg6.ts';
-import type { HomeAgentDataplaneOptions } from './types.ts';
+import type { HomeAgentDataplane, HomeAgentDataplaneOptions, MobileRouterDataplane } from './types.ts';
 
 export * from './addr.ts';
+export { BindingConflictError } from './bindings.ts';
+export { BpfHomeAgentDataplane } from './bpf/ha.ts';
+export { BpfMobileRouterDataplane } from './bpf/mr.ts';
 export * from './fake.ts';
-export { BindingConflictError, type DataplaneComponents, TunnelHomeAgentDataplane } from './ha.ts';
-export * from './ip6tnl.ts';
+export { type DataplaneComponents, TunnelHomeAgentDataplane } from './ha.ts';
 export { RT_PROTO } from './kernel.ts';
 export {
   type MobileRouterDataplaneOptions,
@@ -17,28 +21,36 @@ export {
   TunnelMobileRouterDataplane,
 } from './mr.ts';
 export { COUNTER, HA_TABLE, MR_TABLE } from './nft.ts';
+export * from './probe.ts';
 export * from './runner.ts';
 export * from './seg6.ts';
 export type * from './types.ts';
 
-export type DataplaneBackend = 'seg6' | 'ip6tnl';
+/** A home agent data plane with flush() (every backend has one). */
+export type HomeAgentBackend = HomeAgentDataplane & { readonly backend: Backend };
+/** A mobile router data plane as every backend implements it (with handover forwarding and flushHost). */
+export type MobileRouterBackend = MobileRouterDataplane &
+  Required<Pick<MobileRouterDataplane, 'forward' | 'acceptTunnelFrom'>> & {
+    readonly backend: Backend;
+    flushHost(): Promise<void>;
+  };
 
 export function createHomeAgentDataplane(
-  backend: DataplaneBackend,
+  backend: Backend,
   components: DataplaneComponents,
   options: HomeAgentDataplaneOptions,
-): TunnelHomeAgentDataplane {
+): HomeAgentBackend {
+  if (backend === 'bpf') return new BpfHomeAgentDataplane(components, options);
   if (backend === 'seg6') return new Seg6HomeAgentDataplane(components, options);
-  if (backend === 'ip6tnl') return new Ip6tnlHomeAgentDataplane(components, options);
   throw new OfflinkError('ERR_CONFIG', `unknown data plane backend ${JSON.stringify(backend)}`);
 }
 
 export function createMobileRouterDataplane(
-  backend: DataplaneBackend,
+  backend: Backend,
   components: DataplaneComponents,
   options: MobileRouterDataplaneOptions = {},
-): TunnelMobileRouterDataplane {
+): MobileRouterBackend {
+  if (backend === 'bpf') return new BpfMobileRouterDataplane(components, options);
   if (backend === 'seg6') return new Seg6MobileRouterDataplane(components, options);
-  if (backend === 'ip6tnl') return new Ip6tnlMobileRouterDataplane(components, options);
   throw new OfflinkError('ERR_CONFIG', `unknown data plane backend ${JSON.stringify(backend)}`);
 }

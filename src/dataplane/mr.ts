@@ -22,6 +22,8 @@ import type { CommandRunner, MobileRouterDataplane, MobileRouterRoutes } from '.
 export interface MobileRouterDataplaneOptions {
   /** TCP MSS for guests' SYNs (guest MTU 1460 minus 60); 0 disables clamping. Default 1400. */
   mss?: number;
+  /** Where the bpf backend mounts its bpffs (`<runDir>/bpf/…`). Default /run/offlink. */
+  runDir?: string;
 }
 
 export interface MobileRouterHost {
@@ -168,14 +170,14 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
   }
 }
 
-function checkTable(table: number): number {
+export function checkTable(table: number): number {
   if (!Number.isInteger(table) || table <= 0 || table === 253 || table === 254 || table === 255) {
     throw new OfflinkError('ERR_CONFIG', `bad routing table ${table}`);
   }
   return table;
 }
 
-function checkRoutes(r: MobileRouterRoutes): MobileRouterRoutes {
+export function checkRoutes(r: MobileRouterRoutes): MobileRouterRoutes {
   // pref 10 holds the decapsulation rule, 1000 `lookup local` (see docs/dataplane.md on choosing > 1000)
   if (!Number.isInteger(r.rulePref) || r.rulePref <= 10 || r.rulePref === 1000 || r.rulePref >= 32766) {
     throw new OfflinkError('ERR_CONFIG', `bad rule preference ${r.rulePref}`);

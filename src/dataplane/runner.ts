@@ -170,7 +170,14 @@ const transientError = /Cannot allocate memory|No buffer space available/;
 export class IpBatch {
   private readonly lines: { args: readonly string[]; ignore?: RegExp }[] = [];
 
-  constructor(private readonly globalArgs: readonly string[] = ['-6']) {}
+  /**
+   * `globalArgs` go after `ip` (default `-6`); `prefix` before it, e.g. `['env', 'TC_BPF_MNT=…']` for
+   * routes that load an eBPF object (docs/dataplane.md).
+   */
+  constructor(
+    private readonly globalArgs: readonly string[] = ['-6'],
+    private readonly prefix: readonly string[] = [],
+  ) {}
 
   /** Add one command (argv after `ip`). `ignore`: error messages that mean the goal is already reached. */
   add(args: readonly string[], ignore?: RegExp): this {
@@ -196,7 +203,7 @@ export class IpBatch {
     let pending = this.lines;
     let retried = 0;
     for (let attempt = 0; pending.length > 0; attempt++) {
-      const argv = ['ip', ...this.globalArgs, '-force', '-batch', '-'];
+      const argv = [...this.prefix, 'ip', ...this.globalArgs, '-force', '-batch', '-'];
       const input = pending.map((l) => `${l.args.join(' ')}\n`).join('');
       const result = await runner.run(argv, {
         input,

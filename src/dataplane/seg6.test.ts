@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parsePrefix } from './addr.ts';
+import { BindingConflictError } from './bindings.ts';
 import { FakeKernel } from './fake-kernel.ts';
-import { BindingConflictError } from './ha.ts';
 import { Seg6HomeAgentDataplane, Seg6MobileRouterDataplane } from './seg6.ts';
 import type { BindingChange, MobileRouterRoutes, TunnelBinding } from './types.ts';
 

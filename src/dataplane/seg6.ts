@@ -85,6 +85,7 @@ async function dropStaleRoutes(
 }
 
 export class Seg6HomeAgentDataplane extends TunnelHomeAgentDataplane {
+  readonly backend = 'seg6' as const;
   protected routeArgs(dst: string, coa: string): string[] {
     return [
       dst,
@@ -123,6 +124,7 @@ export class Seg6HomeAgentDataplane extends TunnelHomeAgentDataplane {
 }
 
 export class Seg6MobileRouterDataplane extends TunnelMobileRouterDataplane {
+  readonly backend = 'seg6' as const;
   protected async hostSetup(
     batch: IpBatch,
     rules: readonly KernelRule[],

@@ -48,6 +48,8 @@ export interface HomeAgentDataplane {
   update(changes: readonly BindingChange[]): Promise<void>;
   /** Remove everything this HA installed (`offlink ha flush`). */
   flush(): Promise<void>;
+  /** Packets the data plane counted, by name (tunnelled, dropped by reason…); absent where it cannot. */
+  packetCounters?(): Promise<Record<string, number>>;
 }
 
 export interface HomeAgentDataplaneOptions {
@@ -59,6 +61,13 @@ export interface HomeAgentDataplaneOptions {
   table: number;
   /** TCP MSS for SYNs to and from MNPs (guest MTU 1460 minus 60 for headers); 0 disables clamping. */
   mss: number;
+  /**
+   * Every prefix and home address a binding may claim (the prefix table). The bpf backend routes them
+   * into the tunnel once, aggregated, so that a binding is only map entries.
+   */
+  tunnelled?: readonly string[];
+  /** Where the bpf backend mounts its bpffs (`<runDir>/bpf/…`). Default /run/offlink. */
+  runDir?: string;
 }
 
 /** What an active mobile router installs for one network (DESIGN §4, "MR (active)"). */

@@ -27,6 +27,7 @@ import {
   routingTable,
   spi,
 } from '../config/schema.ts';
+import type { BackendChoice } from '../dataplane/probe.ts';
 import { ConfigError } from '../errors.ts';
 import { canonicalIPv6, parseIPv6, prefixCovers } from '../protocol/address.ts';
 import type { AuthAlgorithm } from '../protocol/types.ts';
@@ -51,7 +52,7 @@ export interface HomeAgentConfig {
     status: { host: string; port: number } | undefined;
     /** SQLite file (absolute, or ':memory:'). */
     database: string;
-    dataplane: { backend: 'seg6' | 'ip6tnl'; table: number; mss: number };
+    dataplane: { backend: BackendChoice; table: number; mss: number };
     maxLifetimeSeconds: number;
     refreshAdviceSeconds: number | undefined;
     replayWindowSeconds: number;
@@ -102,7 +103,7 @@ const homeAgent = z.strictObject({
       table: routingTable.default(200),
       mss,
     })
-    .default({ backend: 'seg6', table: 200, mss: 1400 }),
+    .default({ backend: 'auto', table: 200, mss: 1400 }),
   maxLifetimeSeconds: z.number().int().min(4).max(MAX_LIFETIME_SECONDS).default(3600),
   refreshAdviceSeconds: z.number().int().min(4).max(MAX_LIFETIME_SECONDS).optional(),
   replayWindowSeconds: z.number().int().min(1).max(3600).default(7),

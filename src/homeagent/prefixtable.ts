@@ -112,6 +112,14 @@ export class PrefixTable {
     return this.names.length;
   }
 
+  /** Every prefix and home address (as a /128) a binding may claim: what the tunnel must be able to carry. */
+  destinations(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < this.names.length; i++)
+      out.push(...this.prefixLists[i]!, `${this.homeAddresses[i]}/128`);
+    return out;
+  }
+
   bySpi(spi: number): MobileRouterEntry | undefined {
     const i = this.spis.get(spi);
     return i === undefined ? undefined : this.entry(i);

@@ -1,0 +1,83 @@
+// The home agent data plane's view of bindings, shared by every backend: each binding routes its MNPs and
+// its home address into the tunnel to its CoA, and no destination may belong to two bindings.
+import { OfflinkError } from '../errors.ts';
+import { canonicalAddress, parsePrefix } from './addr.ts';
+import type { BindingChange, TunnelBinding } from './types.ts';
+
+/** Two bindings claim one destination (MNP or HoA). Nothing was changed. */
+export class BindingConflictError extends OfflinkError {
+  constructor(message: string) {
+    super('ERR_DATAPLANE_CONFLICT', message);
+  }
+}
+
+export interface Entry {
+  hoa: string;
+  coa: string;
+  id: number;
+  /**
+   * The MNPs and the HoA/128, canonical `address/length` text: every destination routed into the tunnel.
+   * Text only (an array of exactly this length), not `Prefix` objects: the mirror holds one entry per
+   * binding, 100k at scale (bench/profiles/ha-memory.md).
+   */
+  dsts: readonly string[];
+}
+
+export function entryOf(b: TunnelBinding): Entry {
+  const hoa = canonicalAddress(b.hoa);
+  const own = `${hoa}/128`;
+  const mnps = b.prefixes.map((p) => parsePrefix(p).text);
+  const dsts = mnps.includes(own) ? mnps : mnps.concat(own);
+  return { hoa, coa: canonicalAddress(b.coa), id: b.id, dsts };
+}
+
+/** Apply `changes` to `base` (a private copy) and check that no destination has two owners. */
+export function applyChanges(
+  base: Map<string, Entry>,
+  changes: readonly BindingChange[],
+): Map<string, Entry> {
+  for (const c of changes) {
+    const e = entryOf(c.binding);
+    if (c.op === 'delete') base.delete(e.hoa);
+    else base.set(e.hoa, e);
+  }
+  const owner = new Map<string, string>();
+  for (const e of base.values()) {
+    for (const d of e.dsts) {
+      const other = owner.get(d);
+      if (other !== undefined && other !== e.hoa)
+        throw new BindingConflictError(`${d} claimed by ${other} and ${e.hoa}`);
+      owner.set(d, e.hoa);
+    }
+  }
+  return base;
+}
+
+/** The installed and the wanted version of each binding a batch touches (undefined: absent). */
+export type Touched = Map<string, { old: Entry | undefined; neu: Entry | undefined }>;
+
+/**
+ * The bindings `changes` touch (the last change per HoA wins), checked against `owners` (destination →
+ * HoA of what is installed): throws BindingConflictError if a destination would have two owners.
+ */
+export function touchedBy(
+  changes: readonly BindingChange[],
+  entries: ReadonlyMap<string, Entry>,
+  owners: ReadonlyMap<string, string>,
+): Touched {
+  const touched: Touched = new Map();
+  for (const c of changes) {
+    const e = entryOf(c.binding);
+    touched.set(e.hoa, { old: entries.get(e.hoa), neu: c.op === 'set' ? e : undefined });
+  }
+  const claim = new Map<string, string | null>();
+  for (const { old } of touched.values()) for (const d of old?.dsts ?? []) claim.set(d, null);
+  for (const [hoa, { neu }] of touched) {
+    for (const d of neu?.dsts ?? []) {
+      const other = claim.has(d) ? claim.get(d) : owners.get(d);
+      if (other && other !== hoa) throw new BindingConflictError(`${d} claimed by ${other} and ${hoa}`);
+      claim.set(d, hoa);
+    }
+  }
+  return touched;
+}

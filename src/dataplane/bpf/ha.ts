@@ -1,0 +1,232 @@
+// Home agent on the eBPF backend. Per host, once: the decapsulation program on the uplink (RFC 3963 §6.3
+// check included), routes that send every prefix the home agent may tunnel through the encapsulation
+// program (the prefix table's prefixes and home addresses, aggregated: 100k /64s in sequence are a handful
+// of routes), and, if asked, TCP MSS clamping. Per binding: map entries only — each destination (MNP,
+// HoA/128) → outer header {HA, CoA} for encapsulation, and → CoA for the source check. Registration,
+// CoA change and deregistration are map updates through bpf(2), no process; a refresh changes nothing.
+import type { Logger } from '../../log.ts';
+import { aggregatePrefixes, canonicalAddress, prefixRange } from '../addr.ts';
+import { applyChanges, type Entry, touchedBy } from '../bindings.ts';
+import { RT_PROTO, readRoutes } from '../kernel.ts';
+import { deleteTableScript, HA_TABLE } from '../nft.ts';
+import { IpBatch } from '../runner.ts';
+import type {
+  BindingChange,
+  CommandRunner,
+  HomeAgentDataplane,
+  HomeAgentDataplaneOptions,
+  TunnelBinding,
+} from '../types.ts';
+import { clampTableScript } from './clamp.ts';
+import type { Counters, Tunnel } from './maps.ts';
+import { BpfProgram } from './program.ts';
+import { type BpfSyscalls, kernelBpf, programObject } from './syscall.ts';
+
+export interface BpfDataplaneComponents {
+  runner: CommandRunner;
+  logger?: Logger;
+  /** bpf(2); default: the addon. */
+  sys?: BpfSyscalls;
+  /** The compiled program; default: build/offlink.bpf.o. */
+  object?: string;
+}
+
+export class BpfHomeAgentDataplane implements HomeAgentDataplane {
+  readonly backend = 'bpf' as const;
+  private readonly program: BpfProgram;
+  private readonly runner: CommandRunner;
+  private readonly logger: Logger | undefined;
+  private readonly options: HomeAgentDataplaneOptions;
+  /** Installed bindings by HoA, and destination → HoA. Distrusted after a failure (then: reconcile). */
+  private entries = new Map<string, Entry>();
+  private owners = new Map<string, string>();
+  private inSync = false;
+  /** Routes into the tunnel (canonical prefixes), and their ranges for the coverage check. */
+  private routes: Cover = new Cover([]);
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(components: BpfDataplaneComponents, options: HomeAgentDataplaneOptions) {
+    this.runner = components.runner;
+    this.logger = components.logger;
+    this.options = { ...options, haAddress: canonicalAddress(options.haAddress) };
+    this.program = new BpfProgram(
+      {
+        runner: components.runner,
+        sys: components.sys ?? kernelBpf(),
+        object: components.object ?? programObject(),
+        ...(components.logger ? { logger: components.logger } : {}),
+      },
+      { role: 'ha', uplink: options.uplink, runDir: options.runDir ?? '/run/offlink' },
+    );
+  }
+
+  init(): Promise<void> {
+    return this.serial(async () => {
+      const maps = await this.program.attach();
+      maps.local.replace([this.options.haAddress]);
+      maps.peers.replace([]);
+      await this.syncRoutes(aggregatePrefixes(this.options.tunnelled ?? []));
+      await this.runner.run(['nft', '-f', '-'], {
+        input: clampTableScript(HA_TABLE, this.options.uplink, this.options.mss),
+      });
+    });
+  }
+
+  reconcile(bindings: readonly TunnelBinding[]): Promise<void> {
+    return this.serial(() =>
+      this.reconcileAll(
+        applyChanges(
+          new Map(),
+          bindings.map((b) => ({ op: 'set', binding: b })),
+        ),
+      ),
+    );
+  }
+
+  update(changes: readonly BindingChange[]): Promise<void> {
+    return this.serial(async () => {
+      if (!this.inSync) return this.reconcileAll(applyChanges(new Map(this.entries), changes));
+      await this.updateSome(changes);
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.serial(async () => {
+      await new IpBatch().add(['route', 'flush', 'table', 'main', 'proto', RT_PROTO]).run(this.runner);
+      await this.runner.run(['nft', '-f', '-'], { input: deleteTableScript(HA_TABLE) });
+      await this.program.detach();
+      this.entries = new Map();
+      this.owners = new Map();
+      this.routes = new Cover([]);
+      this.inSync = false;
+    });
+  }
+
+  /** What the programs counted (packets tunnelled, dropped by reason, …) since they were loaded. */
+  async packetCounters(): Promise<Counters> {
+    return this.program.maps.counters();
+  }
+
+  /** Resolves once every queued job has run. */
+  async settled(): Promise<void> {
+    await this.tail;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  private tunnel(coa: string): Tunnel {
+    return { src: this.options.haAddress, dst: coa };
+  }
+
+  /** Our routes in main are exactly `wanted` (each through the encapsulation program). */
+  private async syncRoutes(wanted: readonly string[]): Promise<void> {
+    const have = await readRoutes(this.runner, 'main');
+    const batch = new IpBatch(['-6'], this.program.envPrefix());
+    const keep = new Set(wanted);
+    for (const r of have) if (!keep.has(r.dst)) batch.add(['route', 'del', r.dst, 'proto', RT_PROTO]);
+    // replaced even when present: a restart (or an upgrade) attaches the current program to them
+    for (const dst of wanted) batch.add(['route', 'replace', ...this.routeArgs(dst)]);
+    await batch.run(this.runner);
+    this.routes = new Cover(wanted);
+  }
+
+  private routeArgs(dst: string): string[] {
+    return [dst, 'proto', RT_PROTO, ...this.program.encapRouteArgs()];
+  }
+
+  /** Routes for destinations no route covers yet (outside the configured prefixes). */
+  private async cover(dsts: Iterable<string>): Promise<void> {
+    const missing = [...dsts].filter((d) => !this.routes.covers(d));
+    if (missing.length === 0) return;
+    const batch = new IpBatch(['-6'], this.program.envPrefix());
+    for (const d of missing) batch.add(['route', 'replace', ...this.routeArgs(d)]);
+    await batch.run(this.runner);
+    this.routes = new Cover([...this.routes.prefixes, ...missing]);
+    this.logger?.info({ routes: missing.length }, 'routes added for destinations outside the prefix table');
+  }
+
+  /** Make the maps hold exactly `desired`; rebuilds the mirror. */
+  private async reconcileAll(desired: Map<string, Entry>): Promise<void> {
+    this.inSync = false;
+    const { encapDst, ingress } = this.program.maps;
+    const wantCoa = new Map<string, string>();
+    for (const e of desired.values()) for (const d of e.dsts) wantCoa.set(d, e.coa);
+    await this.cover(wantCoa.keys());
+    const haveEncap = encapDst.entries();
+    const haveIngress = ingress.entries();
+    const sets: [string, Tunnel][] = [];
+    const checks: [string, string][] = [];
+    for (const [d, coa] of wantCoa) {
+      const t = haveEncap.get(d);
+      if (t?.dst !== coa || t.src !== this.options.haAddress) sets.push([d, this.tunnel(coa)]);
+      if (haveIngress.get(d) !== coa) checks.push([d, coa]);
+    }
+    encapDst.setMany(sets);
+    ingress.setMany(checks);
+    for (const d of haveEncap.keys()) if (!wantCoa.has(d)) encapDst.delete(d);
+    for (const d of haveIngress.keys()) if (!wantCoa.has(d)) ingress.delete(d);
+    this.entries = desired;
+    this.owners = new Map();
+    for (const e of desired.values()) for (const d of e.dsts) this.owners.set(d, e.hoa);
+    this.inSync = true;
+  }
+
+  /** Fast path: only the bindings named in `changes` are looked at; unchanged ones cost nothing. */
+  private async updateSome(changes: readonly BindingChange[]): Promise<void> {
+    const touched = touchedBy(changes, this.entries, this.owners);
+    const sets: [string, string][] = [];
+    const gone: string[] = [];
+    for (const { old, neu } of touched.values()) {
+      const wanted = new Set(neu?.dsts ?? []);
+      for (const d of wanted) if (old?.coa !== neu!.coa || !old.dsts.includes(d)) sets.push([d, neu!.coa]);
+      for (const d of old?.dsts ?? []) if (!wanted.has(d)) gone.push(d);
+    }
+    if (sets.length > 0) await this.cover(sets.map(([d]) => d));
+    const { encapDst, ingress } = this.program.maps;
+    this.inSync = false;
+    // the source check first: by the time packets come back from a new CoA, it lets them in
+    ingress.setMany(sets);
+    encapDst.setMany(sets.map(([d, coa]) => [d, this.tunnel(coa)]));
+    for (const d of gone) {
+      encapDst.delete(d);
+      ingress.delete(d);
+    }
+    for (const [hoa, { old, neu }] of touched) {
+      for (const d of old?.dsts ?? []) if (this.owners.get(d) === hoa) this.owners.delete(d);
+      if (neu) {
+        this.entries.set(hoa, neu);
+        for (const d of neu.dsts) this.owners.set(d, hoa);
+      } else this.entries.delete(hoa);
+    }
+    this.inSync = true;
+  }
+}
+
+/** Which destinations a set of routes covers (sorted ranges; binary search). */
+class Cover {
+  private readonly ranges: { start: bigint; end: bigint }[];
+
+  constructor(readonly prefixes: readonly string[]) {
+    this.ranges = aggregatePrefixes(prefixes)
+      .map(prefixRange)
+      .sort((a, b) => (a.start < b.start ? -1 : 1));
+  }
+
+  covers(prefix: string): boolean {
+    const r = prefixRange(prefix);
+    let lo = 0;
+    let hi = this.ranges.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const m = this.ranges[mid]!;
+      if (r.start < m.start) hi = mid - 1;
+      else if (r.start > m.end) lo = mid + 1;
+      else return r.end <= m.end;
+    }
+    return false;
+  }
+}

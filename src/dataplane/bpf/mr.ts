@@ -1,0 +1,200 @@
+// Mobile router on the eBPF backend. Per host: the decapsulation program on the uplink, which accepts
+// tunnel packets addressed to the CoA only from trusted peers (the home agent; during a handover, the
+// old host), and TCP MSS clamping. Per network: `from <MNP> iif <bridge> lookup <N>` rules and a default
+// route in table N through the encapsulation program (installed once, at prepare or activation), plus
+// map entries MNP → outer header {CoA, HA}. What changes at a handover is map entries only: the old host
+// forwards (MNP → {CoA, new CoA}, rewritten in place by the decapsulation program), the new one trusts
+// the old CoA, a CoA change re-points the entries.
+import { OfflinkError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import { canonicalAddress, checkInterfaceName } from '../addr.ts';
+import {
+  type KernelRule,
+  RT_PROTO,
+  type RuleSpec,
+  readRules,
+  restoreLocalRule,
+  ruleArgs,
+  ruleSpecOf,
+  syncRules,
+} from '../kernel.ts';
+import { checkRoutes, checkTable, type MobileRouterDataplaneOptions, type MobileRouterHost } from '../mr.ts';
+import { deleteTableScript, MR_TABLE } from '../nft.ts';
+import { IpBatch } from '../runner.ts';
+import type { CommandRunner, MobileRouterDataplane, MobileRouterRoutes } from '../types.ts';
+import { clampTableScript } from './clamp.ts';
+import type { BpfDataplaneComponents } from './ha.ts';
+import type { BpfMaps, Counters } from './maps.ts';
+import { BpfProgram } from './program.ts';
+import { type BpfSyscalls, kernelBpf, programObject } from './syscall.ts';
+
+/** What makes a network's rules and route: when it is the same, a re-activation touches only maps. */
+function routeKey(r: MobileRouterRoutes): string {
+  return [r.uplink, r.bridge, r.table, r.rulePref, ...r.prefixes].join(' ');
+}
+
+export class BpfMobileRouterDataplane implements MobileRouterDataplane {
+  readonly backend = 'bpf' as const;
+  private readonly runner: CommandRunner;
+  private readonly logger: Logger | undefined;
+  private readonly sys: BpfSyscalls;
+  private readonly object: string;
+  private readonly mss: number;
+  private readonly runDir: string;
+  private program: BpfProgram | undefined;
+  private host: MobileRouterHost | undefined;
+  /** network → routeKey of the rules and route installed for it. */
+  private readonly installed = new Map<string, string>();
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(components: BpfDataplaneComponents, options: MobileRouterDataplaneOptions = {}) {
+    this.runner = components.runner;
+    this.logger = components.logger;
+    this.sys = components.sys ?? kernelBpf();
+    this.object = components.object ?? programObject();
+    this.mss = options.mss ?? 1400;
+    this.runDir = options.runDir ?? '/run/offlink';
+  }
+
+  initHost(options: MobileRouterHost): Promise<void> {
+    const host = {
+      coa: canonicalAddress(options.coa),
+      haAddress: canonicalAddress(options.haAddress),
+      uplink: checkInterfaceName(options.uplink),
+      table: checkTable(options.table),
+    };
+    return this.serial(async () => {
+      if (this.program === undefined || this.host?.uplink !== host.uplink) {
+        await this.program?.detach();
+        this.program = this.newProgram(host.uplink);
+        await this.program.attach();
+      }
+      await this.runner.run(['nft', '-f', '-'], { input: clampTableScript(MR_TABLE, host.uplink, this.mss) });
+      const maps = this.program.maps;
+      maps.local.replace([host.coa]);
+      maps.peers.replace([host.haAddress]);
+      this.host = host;
+    });
+  }
+
+  activate(routes: MobileRouterRoutes): Promise<void> {
+    const r = checkRoutes(routes);
+    return this.serial(async () => {
+      const key = routeKey(r);
+      if (this.installed.get(r.network) !== key) {
+        const batch = new IpBatch(['-6'], this.requireProgram().envPrefix());
+        syncRules(batch, await readRules(this.runner), this.networkRules(r), (k) => this.inNetwork(k, r));
+        batch.add([
+          'route',
+          'replace',
+          'default',
+          'proto',
+          RT_PROTO,
+          ...this.requireProgram().encapRouteArgs(),
+          'table',
+          String(r.table),
+        ]);
+        await batch.run(this.runner);
+        this.installed.set(r.network, key);
+      }
+      const { encapSrc, encapDst } = this.maps();
+      encapSrc.setMany(r.prefixes.map((p) => [p, { src: r.coa, dst: r.haAddress }]));
+      for (const p of r.prefixes) encapDst.delete(p); // a forwarding to another host ends
+    });
+  }
+
+  deactivate(routes: MobileRouterRoutes): Promise<void> {
+    const r = checkRoutes(routes);
+    return this.serial(async () => {
+      if (this.program) {
+        const { encapSrc, encapDst } = this.program.maps;
+        for (const p of r.prefixes) {
+          encapSrc.delete(p);
+          encapDst.delete(p);
+        }
+      }
+      const batch = new IpBatch();
+      syncRules(batch, await readRules(this.runner), [], (k) => this.inNetwork(k, r));
+      batch.add(['route', 'del', 'default', 'proto', RT_PROTO, 'table', String(r.table)], /No such process/);
+      await batch.run(this.runner);
+      this.installed.delete(r.network);
+    });
+  }
+
+  /** Handover, old host: the network's packets from the HA go on to `peer`, rewritten in place. */
+  forward(routes: MobileRouterRoutes, peer: string): Promise<void> {
+    const r = checkRoutes(routes);
+    const to = canonicalAddress(peer);
+    return this.serial(async () => {
+      this.maps().encapDst.setMany(r.prefixes.map((p) => [p, { src: r.coa, dst: to }]));
+    });
+  }
+
+  /** Handover, new host: tunnel packets from `peer` (the old host) are decapsulated as from the HA. */
+  acceptTunnelFrom(_host: { coa: string; table: number }, peer: string): Promise<void> {
+    const from = canonicalAddress(peer);
+    return this.serial(async () => this.maps().peers.add(from));
+  }
+
+  /** Remove everything offlink installed on this host. */
+  flushHost(): Promise<void> {
+    return this.serial(async () => {
+      const rules = await readRules(this.runner);
+      const batch = new IpBatch();
+      for (const k of rules) {
+        if (k.protocol === RT_PROTO && !(k.table === 'local' && k.priority === 1000))
+          batch.add(['rule', 'del', ...ruleArgs(ruleSpecOf(k))], /No such file or directory/);
+      }
+      restoreLocalRule(batch, rules);
+      batch.add(['route', 'flush', 'table', 'all', 'proto', RT_PROTO]);
+      await batch.run(this.runner);
+      await this.runner.run(['nft', '-f', '-'], { input: deleteTableScript(MR_TABLE) });
+      const uplink = this.host?.uplink;
+      const program = this.program ?? (uplink ? this.newProgram(uplink) : undefined);
+      await program?.detach();
+      this.program = undefined;
+      this.host = undefined;
+      this.installed.clear();
+    });
+  }
+
+  async packetCounters(): Promise<Counters> {
+    return this.maps().counters();
+  }
+
+  private newProgram(uplink: string): BpfProgram {
+    return new BpfProgram(
+      {
+        runner: this.runner,
+        sys: this.sys,
+        object: this.object,
+        ...(this.logger ? { logger: this.logger } : {}),
+      },
+      { role: 'mr', uplink, runDir: this.runDir },
+    );
+  }
+
+  private requireProgram(): BpfProgram {
+    if (!this.program) throw new OfflinkError('ERR_DATAPLANE', 'initHost() must come first');
+    return this.program;
+  }
+
+  private maps(): BpfMaps {
+    return this.requireProgram().maps;
+  }
+
+  private networkRules(r: MobileRouterRoutes): RuleSpec[] {
+    return r.prefixes.map((p) => ({ priority: r.rulePref, from: p, iif: r.bridge, table: r.table }));
+  }
+
+  /** Our rules that belong to this network: those into its table (each network has its own). */
+  private inNetwork(k: KernelRule, r: MobileRouterRoutes): boolean {
+    return k.protocol === RT_PROTO && k.table === String(r.table);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+}

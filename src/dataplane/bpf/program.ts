@@ -1,0 +1,278 @@
+// One daemon's instance of the eBPF program: its own bpffs, the decapsulation program on the uplink's tc
+// ingress hook, and the maps it shares with the encapsulation routes.
+//
+// iproute2 loads the object (`tc filter … bpf da obj`, `ip route … encap bpf xmit obj`) and pins its maps
+// by name under `$TC_BPF_MNT/tc/globals/`; a later load reuses pinned maps, so every program instance of
+// one daemon shares one set of maps. Each daemon gets its own bpffs, `<runDir>/bpf/<role>-<netns inode>`,
+// mounted in the daemon's mount namespace: two daemons never share maps (iproute2 would otherwise fall
+// back to the first bpffs in /proc/mounts — another daemon's). TC_BPF_MNT is set on every `ip`/`tc` that
+// loads the object.
+//
+// Maps outlive the daemon: the attached programs hold them. A restarted daemon whose pins are gone (its
+// mount namespace ended with it, as under `ip netns exec`) finds the maps again through the program on
+// the uplink and pins them anew before anything is loaded, so forwarding never stops (retainOnStop).
+import { mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { OfflinkError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import { checkInterfaceName } from '../addr.ts';
+import type { CommandRunner } from '../types.ts';
+import { BpfMaps, MAP_NAMES, type MapFds, type MapRole } from './maps.ts';
+import type { BpfSyscalls, ProgInfo } from './syscall.ts';
+
+/** tc filter preference of the decapsulation program (the signaling port, for recognisability). */
+export const TC_PREF = '4191';
+/** Name of the decapsulation program as the kernel reports it. */
+export const DECAP_PROGRAM = 'ofl_decap';
+/** Name of the encapsulation program (on the routes into the tunnel). */
+export const ENCAP_PROGRAM = 'ofl_encap';
+
+export interface BpfProgramComponents {
+  runner: CommandRunner;
+  sys: BpfSyscalls;
+  /** Path of the compiled object (build/offlink.bpf.o). */
+  object: string;
+  logger?: Logger;
+}
+
+export interface BpfProgramOptions {
+  role: 'ha' | 'mr';
+  uplink: string;
+  /** The daemon's bpffs is mounted under `<runDir>/bpf/`. */
+  runDir: string;
+}
+
+interface TcFilter {
+  kind?: string;
+  options?: { prog?: { id?: number; name?: string } };
+}
+
+export class BpfProgram {
+  private mounted: string | undefined;
+  private opened: BpfMaps | undefined;
+
+  constructor(
+    private readonly c: BpfProgramComponents,
+    private readonly o: BpfProgramOptions,
+  ) {
+    checkInterfaceName(o.uplink);
+  }
+
+  /** The maps (after attach). */
+  get maps(): BpfMaps {
+    if (!this.opened) throw new OfflinkError('ERR_DATAPLANE', 'eBPF program not attached yet');
+    return this.opened;
+  }
+
+  /** The daemon's bpffs (after attach). */
+  get bpffs(): string {
+    if (!this.mounted) throw new OfflinkError('ERR_DATAPLANE', 'eBPF program not attached yet');
+    return this.mounted;
+  }
+
+  /** Run `ip`/`tc` with this daemon's bpffs: argv to put in front of the command. */
+  envPrefix(): string[] {
+    return ['env', `TC_BPF_MNT=${this.bpffs}`];
+  }
+
+  /** Route arguments after the destination: into the tunnel through the encapsulation program. */
+  encapRouteArgs(): string[] {
+    return [
+      'encap',
+      'bpf',
+      'xmit',
+      'obj',
+      this.c.object,
+      'section',
+      'lwt_xmit',
+      'headroom',
+      '40',
+      'dev',
+    ].concat(this.o.uplink);
+  }
+
+  /**
+   * Mount the daemon's bpffs, take over the maps of a program already on the uplink (a restart), load the
+   * decapsulation program onto the uplink (replacing an older one atomically) and open the maps.
+   */
+  async attach(): Promise<BpfMaps> {
+    const dir = join(this.o.runDir, 'bpf', `${this.o.role}-${await this.netnsInode()}`);
+    mkdirSync(dir, { recursive: true });
+    if (!this.c.sys.isBpffs(dir)) this.c.sys.mountBpffs(dir);
+    this.mounted = dir;
+    const globals = join(dir, 'tc', 'globals');
+    mkdirSync(globals, { recursive: true });
+    this.adopt(globals, await this.attachedProgram());
+    const { runner } = this.c;
+    const uplink = this.o.uplink;
+    await runner.run(['tc', 'qdisc', 'replace', 'dev', uplink, 'clsact']);
+    await runner.run([
+      ...this.envPrefix(),
+      'tc',
+      'filter',
+      'replace',
+      'dev',
+      uplink,
+      'ingress',
+      'pref',
+      TC_PREF,
+      'handle',
+      '1',
+      'bpf',
+      'da',
+      'obj',
+      this.c.object,
+      'sec',
+      'tc',
+    ]);
+    this.opened?.close();
+    const fds = {} as MapFds;
+    for (const [role, name] of Object.entries(MAP_NAMES) as [MapRole, string][])
+      fds[role] = this.c.sys.objGet(join(globals, name));
+    this.opened = new BpfMaps(this.c.sys, fds);
+    return this.opened;
+  }
+
+  /** Remove the decapsulation program (and the clsact qdisc if nothing else uses it), the pins, the bpffs. */
+  async detach(): Promise<void> {
+    const { runner } = this.c;
+    const uplink = this.o.uplink;
+    const del = await runner.run(['tc', 'filter', 'del', 'dev', uplink, 'ingress', 'pref', TC_PREF], {
+      allowFailure: true,
+    });
+    if (del.exitCode !== 0 && !/No such|Cannot find|not found|Invalid handle|Parent Qdisc/i.test(del.stderr))
+      throw new OfflinkError('ERR_COMMAND', `tc filter del dev ${uplink}: ${del.stderr.trim()}`);
+    const left = await Promise.all(
+      ['ingress', 'egress'].map((hook) => this.filters(hook).catch(() => [] as TcFilter[])),
+    );
+    if (left.every((f) => f.length === 0))
+      await runner.run(['tc', 'qdisc', 'del', 'dev', uplink, 'clsact'], { allowFailure: true });
+    this.opened?.close();
+    this.opened = undefined;
+    const dir = this.mounted ?? join(this.o.runDir, 'bpf', `${this.o.role}-${await this.netnsInode()}`);
+    this.mounted = undefined;
+    if (this.c.sys.isBpffs(dir)) {
+      unpinAll(join(dir, 'tc', 'globals'));
+      this.c.sys.unmount(dir);
+    }
+    try {
+      rmdirSync(dir);
+    } catch {}
+  }
+
+  /** `net:[4026532280]` → 4026532280: names the namespace the runner's commands act in. */
+  private async netnsInode(): Promise<string> {
+    const { stdout } = await this.c.runner.run(['readlink', '/proc/self/ns/net']);
+    const m = /^net:\[(\d+)\]$/.exec(stdout.trim());
+    if (!m) throw new OfflinkError('ERR_DATAPLANE', `unexpected network namespace link ${stdout.trim()}`);
+    return m[1]!;
+  }
+
+  private async filters(hook: string): Promise<TcFilter[]> {
+    const { stdout } = await this.c.runner.run(['tc', '-j', 'filter', 'show', 'dev', this.o.uplink, hook]);
+    return stdout.trim() === '' ? [] : (JSON.parse(stdout) as TcFilter[]);
+  }
+
+  /** The id of our decapsulation program on the uplink, if one is there. */
+  private async attachedProgram(): Promise<number | undefined> {
+    const filters = await this.filters('ingress').catch(() => [] as TcFilter[]);
+    return filters.find((f) => f.kind === 'bpf' && f.options?.prog?.name === DECAP_PROGRAM)?.options?.prog
+      ?.id;
+  }
+
+  /**
+   * Make the pins name the maps of the program on the uplink (if any), so the next load shares them; pins
+   * of maps no program of ours uses any more (a namespace that went away and whose inode came back) go.
+   * The decapsulation program does not use every map: the encapsulation programs on this daemon's routes
+   * (the loaded programs named ofl_encap that share its maps) hold the rest.
+   */
+  private adopt(globals: string, progId: number | undefined): void {
+    const { sys } = this.c;
+    const names = new Set<string>(Object.values(MAP_NAMES));
+    const live = progId === undefined ? new Map<string, number>() : this.liveMaps(progId, names);
+    for (const name of names) {
+      const path = join(globals, name);
+      const id = live.get(name);
+      const pinned = pinnedId(sys, path);
+      if (id !== undefined && pinned !== id) {
+        if (pinned !== undefined) unlinkSync(path);
+        const fd = sys.mapGetFdById(id);
+        try {
+          sys.objPin(fd, path);
+        } finally {
+          sys.close(fd);
+        }
+        this.c.logger?.info({ map: name, path }, 'eBPF map of the running program pinned again');
+      } else if (id === undefined && pinned !== undefined && progId === undefined) {
+        unlinkSync(path);
+      }
+    }
+  }
+
+  /** Map name → id, for the maps of program `progId` and of the encapsulation programs sharing them. */
+  private liveMaps(progId: number, names: ReadonlySet<string>): Map<string, number> {
+    const { sys } = this.c;
+    const live = new Map<string, number>();
+    const take = (mapIds: readonly number[]) => {
+      for (const id of mapIds) {
+        const fd = sys.mapGetFdById(id);
+        try {
+          const name = sys.mapInfo(fd).name;
+          if (names.has(name) && !live.has(name)) live.set(name, id);
+        } finally {
+          sys.close(fd);
+        }
+      }
+    };
+    const ours = progInfoById(sys, progId);
+    if (!ours) return live;
+    take(ours.mapIds);
+    const shared = new Set(ours.mapIds);
+    for (let id = sys.progNextId(0); id !== null && live.size < names.size; id = sys.progNextId(id)) {
+      const info = progInfoById(sys, id);
+      if (info?.name === ENCAP_PROGRAM && info.mapIds.some((m) => shared.has(m))) take(info.mapIds);
+    }
+    return live;
+  }
+}
+
+/** undefined when the program went away meanwhile. */
+function progInfoById(sys: BpfSyscalls, id: number): ProgInfo | undefined {
+  let fd: number;
+  try {
+    fd = sys.progGetFdById(id);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return sys.progInfo(fd);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+function pinnedId(sys: BpfSyscalls, path: string): number | undefined {
+  let fd: number;
+  try {
+    fd = sys.objGet(path);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return sys.mapInfo(fd).id;
+  } finally {
+    sys.close(fd);
+  }
+}
+
+function unpinAll(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) unlinkSync(join(dir, n));
+}

@@ -1,0 +1,81 @@
+// The bpf(2) seam: what the eBPF backend asks of the kernel besides iproute2 (which loads and attaches
+// the programs). The real one is a small Node-API addon (syscall.c, built by scripts/build); unit tests
+// use FakeBpf, an in-memory kernel with the same answers.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { OfflinkError } from '../../errors.ts';
+
+export interface ProgInfo {
+  id: number;
+  type: number;
+  name: string;
+  tag: string;
+  mapIds: number[];
+}
+
+export interface MapInfo {
+  id: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+}
+
+/** BPF_MAP_UPDATE_ELEM flags (uapi). */
+export const BPF_ANY = 0;
+
+/** One call per syscall; every method throws an Error whose `code` is the errno name. */
+export interface BpfSyscalls {
+  objGet(path: string): number;
+  objPin(fd: number, path: string): void;
+  mapGetFdById(id: number): number;
+  progGetFdById(id: number): number;
+  /** The id of the next loaded program after `id` (0: the first), or null after the last. */
+  progNextId(id: number): number | null;
+  progInfo(fd: number): ProgInfo;
+  mapInfo(fd: number): MapInfo;
+  /** The value, or null when the key is absent. */
+  mapLookup(fd: number, key: Uint8Array, valueSize: number): Buffer | null;
+  mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags: number): void;
+  /** false when the key was absent. */
+  mapDelete(fd: number, key: Uint8Array): boolean;
+  /** The key after `key` (the first with null), or null at the end. */
+  mapNextKey(fd: number, key: Uint8Array | null, keySize: number): Buffer | null;
+  /** `count` records back to back in `keys` and `values`. */
+  mapUpdateBatch(fd: number, keys: Uint8Array, values: Uint8Array, count: number, flags: number): number;
+  isBpffs(path: string): boolean;
+  mountBpffs(path: string): void;
+  unmount(path: string): void;
+  close(fd: number): void;
+}
+
+/** Where scripts/build puts what it builds (the repository's build/). */
+export function buildPath(file: string): string {
+  return fileURLToPath(new URL(`../../../build/${file}`, import.meta.url));
+}
+
+export class NotBuiltError extends OfflinkError {
+  constructor(file: string) {
+    super(
+      'ERR_NOT_BUILT',
+      `${file} is missing: offlink's eBPF data plane is built by scripts/build (clang, libbpf-dev, a C compiler)`,
+    );
+  }
+}
+
+/** The addon (require's cache makes later calls cheap; a native module is process-wide anyway). */
+export function kernelBpf(): BpfSyscalls {
+  const path = buildPath('offlink_bpf.node');
+  if (!existsSync(path)) throw new NotBuiltError(path);
+  return createRequire(import.meta.url)(path) as BpfSyscalls;
+}
+
+/** The compiled eBPF object that iproute2 loads. */
+export function programObject(): string {
+  const path = buildPath('offlink.bpf.o');
+  if (!existsSync(path)) throw new NotBuiltError(path);
+  return path;
+}

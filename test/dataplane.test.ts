@@ -1,0 +1,418 @@
+// Every data plane backend this kernel runs, in network namespaces (root): HA and mobile routers
+// programmed through ExecRunner({ netns }), real packets through the tunnel.
+//   g  (guest, 2001:db8:100::10) -- mr (bridge, CoA 2001:db8:a::2) --+
+//   g2 (same guest address)      -- mr2 (bridge, CoA 2001:db8:b::2) -+-- ha (2001:db8:ffff::1) -- cn (2001:db8:c::2)
+// The guest links have MTU 1500 on purpose: then only MSS clamping (seg6) or Packet Too Big (bpf) keeps
+// TCP alive through the tunnel.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import {
+  type Backend,
+  createHomeAgentDataplane,
+  createMobileRouterDataplane,
+} from '../src/dataplane/index.ts';
+import { RT_PROTO } from '../src/dataplane/kernel.ts';
+import { ExecRunner } from '../src/dataplane/runner.ts';
+import type {
+  CommandRunner,
+  HomeAgentDataplaneOptions,
+  MobileRouterRoutes,
+  RunOptions,
+  RunResult,
+  TunnelBinding,
+} from '../src/dataplane/types.ts';
+import { unmountUnder } from './helpers/bpffs.ts';
+import { type NetnsLab, withNetns } from './helpers/netns.ts';
+import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
+
+const HA = '2001:db8:ffff::1';
+const CN = '2001:db8:c::2';
+const GUEST = '2001:db8:100::10';
+const MNP = '2001:db8:100::/64';
+const HOA = '2001:db8:ffff::100';
+const COA1 = '2001:db8:a::2';
+const COA2 = '2001:db8:b::2';
+const binding = (coa: string): TunnelBinding => ({ hoa: HOA, coa, prefixes: [MNP], id: 7 });
+
+/** Records what goes to the kernel, then runs it. */
+class Tap implements CommandRunner {
+  readonly calls: { argv: readonly string[]; input?: string }[] = [];
+  constructor(private readonly inner: CommandRunner) {}
+  run(argv: readonly string[], options?: RunOptions): Promise<RunResult> {
+    this.calls.push({ argv, ...(options?.input !== undefined ? { input: options.input } : {}) });
+    return this.inner.run(argv, options);
+  }
+}
+
+const UDP_ECHO = `const d=require('node:dgram');const [port,name]=process.argv.slice(1);
+const s=d.createSocket({type:'udp6'});
+s.on('message',(m,r)=>{console.log('rx '+r.address+' '+m.length);s.send(Buffer.from(name+':'+m.length),r.port,r.address)});
+s.bind(Number(port),'::',()=>console.log('ready'));`;
+
+const UDP_CLIENT = `const d=require('node:dgram');const [dst,port,size,count,bind]=process.argv.slice(1);
+const s=d.createSocket({type:'udp6'});const got=[];s.on('message',m=>got.push(m.toString()));
+s.bind(0,bind||'::',()=>{for(let i=0;i<+count;i++)setTimeout(()=>s.send(Buffer.alloc(+size,120),+port,dst),i*20);
+setTimeout(()=>{console.log(JSON.stringify(got));s.close()},+count*20+300)});`;
+
+/** Send `count` datagrams of `size` bytes from ns to dst:7; returns the echo replies ("<name>:<size>"). */
+async function udp(
+  lab: NetnsLab,
+  ns: string,
+  dst: string,
+  size: number,
+  count = 3,
+  bind = '',
+): Promise<string[]> {
+  const { stdout } = await lab.exec(ns, [
+    'node',
+    '-e',
+    UDP_CLIENT,
+    dst,
+    '7',
+    String(size),
+    String(count),
+    bind,
+  ]);
+  return JSON.parse(stdout) as string[];
+}
+
+function waitFor(child: ReturnType<NetnsLab['spawn']>, pattern: RegExp): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`timeout waiting for ${pattern}: ${seen}`)), 5000);
+    const on = (d: Buffer) => {
+      seen += d;
+      if (pattern.test(seen)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', on);
+    child.stderr?.on('data', on);
+  });
+}
+
+/** Bytes the receiver got in a 2-s iperf3 run from `client` to `server` (or reversed with -R). */
+async function iperf(
+  lab: NetnsLab,
+  serverNs: string,
+  clientNs: string,
+  serverAddr: string,
+  reverse: boolean,
+): Promise<number> {
+  const server = lab.spawn(serverNs, ['iperf3', '-s', '-1', '--forceflush', '--idle-timeout', '10']);
+  await waitFor(server, /listening/);
+  const argv = [
+    'timeout',
+    '8',
+    'iperf3',
+    '-6',
+    '-c',
+    serverAddr,
+    '-t',
+    '2',
+    '-J',
+    ...(reverse ? ['-R'] : []),
+  ];
+  const { stdout } = await lab
+    .exec(clientNs, argv)
+    .catch((e: Error) => ({ stdout: `{"error":${JSON.stringify(e.message)}}` }));
+  const r = JSON.parse(stdout) as { end?: { sum_received?: { bytes?: number } } };
+  return r.end?.sum_received?.bytes ?? 0;
+}
+
+async function topology(lab: NetnsLab) {
+  const [g, g2, mr, mr2, ha, cn] = [
+    await lab.ns('g'),
+    await lab.ns('g2'),
+    await lab.ns('mr', { forwarding: true }),
+    await lab.ns('mr2', { forwarding: true }),
+    await lab.ns('ha', { forwarding: true }),
+    await lab.ns('cn'),
+  ];
+  // the HA's one uplink: both MRs' subnets reach it through the bridge ha-up
+  await lab.bridge(ha, 'ha-up');
+  for (const [guest, router, coa, haSide, subnet] of [
+    [g, mr, COA1, 'ha-mr', '2001:db8:a::'],
+    [g2, mr2, COA2, 'ha-mr2', '2001:db8:b::'],
+  ] as const) {
+    await lab.veth(guest, 'g0', router, 'br-port');
+    await lab.exec(router, [
+      'ip',
+      'link',
+      'add',
+      'ofl-net1',
+      'address',
+      '02:00:5e:10:00:01',
+      'type',
+      'bridge',
+    ]);
+    await lab.exec(router, ['ip', 'link', 'set', 'br-port', 'master', 'ofl-net1']);
+    await lab.exec(router, ['ip', 'link', 'set', 'ofl-net1', 'up']);
+    await lab.addr(router, 'ofl-net1', '2001:db8:100::1/64');
+    await lab.addr(guest, 'g0', `${GUEST}/64`);
+    await lab.exec(guest, ['ip', 'route', 'add', 'default', 'via', '2001:db8:100::1']);
+    await lab.veth(router, 'up0', ha, haSide);
+    await lab.addr(router, 'up0', `${coa}/64`);
+    await lab.exec(ha, ['ip', 'link', 'set', haSide, 'master', 'ha-up']);
+    await lab.addr(ha, 'ha-up', `${subnet}1/64`);
+    await lab.exec(router, ['ip', 'route', 'add', `${HA}/128`, 'via', `${subnet}1`]);
+  }
+  await lab.veth(ha, 'ha-cn', cn, 'cn0');
+  await lab.addr(ha, 'ha-cn', '2001:db8:c::1/64');
+  await lab.addr(cn, 'cn0', `${CN}/64`);
+  await lab.exec(cn, ['ip', 'route', 'add', 'default', 'via', '2001:db8:c::1']);
+  await lab.exec(ha, ['ip', 'addr', 'add', `${HA}/128`, 'dev', 'lo']);
+  return { g, g2, mr, mr2, ha, cn };
+}
+
+const mrRoutes = (coa: string): MobileRouterRoutes => ({
+  network: 'net1',
+  haAddress: HA,
+  coa,
+  uplink: 'up0',
+  bridge: 'ofl-net1',
+  prefixes: [MNP],
+  table: 100,
+  rulePref: 100,
+});
+
+const backends = await dataplaneBackends();
+
+/** Packets the HA's data plane dropped as not from the binding's CoA (names differ by backend). */
+async function haDrops(dp: { packetCounters?(): Promise<Record<string, number>> }): Promise<number> {
+  const c = (await dp.packetCounters?.()) ?? {};
+  return (
+    (c['unregisteredCoa'] ?? 0) +
+    (c['innerSource'] ?? 0) +
+    (c['decapNoBinding'] ?? 0) +
+    (c['decapWrongSource'] ?? 0)
+  );
+}
+
+for (const backend of backends) {
+  describe(`${backend} data plane between namespaces`, { skip: needsRoot() }, () => {
+    test('tunnel, clamping, handover forwarding, checks, CoA change, reconcile, flush', async (t) => {
+      const runDir = mkdtempSync(join(tmpdir(), 'offlink-dp-'));
+      try {
+        await withNetns((lab) => scenario(t, lab, backend, runDir));
+      } finally {
+        await unmountUnder(runDir);
+      }
+    });
+  });
+}
+
+async function scenario(t: test.TestContext, lab: NetnsLab, backend: Backend, runDir: string): Promise<void> {
+  const ns = await topology(lab);
+  const haRunner = new Tap(new ExecRunner({ netns: ns.ha }));
+  const haOptions: HomeAgentDataplaneOptions = {
+    haAddress: HA,
+    uplink: 'ha-up',
+    table: 200,
+    mss: 1400,
+    tunnelled: [MNP, `${HOA}/128`],
+    runDir: join(runDir, 'ha'),
+  };
+  const haDp = createHomeAgentDataplane(backend, { runner: haRunner }, haOptions);
+  const mrOf = (netns: string, name: string, mss = 1400) =>
+    createMobileRouterDataplane(
+      backend,
+      { runner: new ExecRunner({ netns }) },
+      { mss, runDir: join(runDir, name) },
+    );
+  const mrDp = mrOf(ns.mr, 'mr');
+  const mr2Dp = mrOf(ns.mr2, 'mr2');
+  const haExec = (argv: string[]) => lab.exec(ns.ha, argv).then((r) => r.stdout);
+  await haDp.init();
+  await haDp.init(); // idempotent
+  await haDp.reconcile([binding(COA1)]);
+  for (const [dp, coa] of [
+    [mrDp, COA1],
+    [mr2Dp, COA2],
+  ] as const) {
+    await dp.initHost({ coa, haAddress: HA, uplink: 'up0', table: 200 });
+    await dp.initHost({ coa, haAddress: HA, uplink: 'up0', table: 200 });
+    await dp.activate(mrRoutes(coa));
+  }
+  // what each echo server received ("rx <source> <bytes>" lines)
+  const logs: Record<'g' | 'g2' | 'cn', string> = { g: '', g2: '', cn: '' };
+  for (const [n, name] of [
+    [ns.g, 'g'],
+    [ns.g2, 'g2'],
+    [ns.cn, 'cn'],
+  ] as const) {
+    const server = lab.spawn(n, ['node', '-e', UDP_ECHO, '7', name]);
+    server.stdout?.on('data', (d) => (logs[name] += d));
+    await waitFor(server, /ready/);
+  }
+  const received = (name: 'g' | 'g2' | 'cn') =>
+    logs[name].split('\n').filter((l) => l.startsWith('rx ')).length;
+  const cnReceived = () => received('cn');
+
+  await t.test('UDP both directions, small and 1400-byte payloads', async () => {
+    assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g:64', 'g:64', 'g:64']);
+    assert.deepEqual(await udp(lab, ns.g, CN, 64), ['cn:64', 'cn:64', 'cn:64']);
+    assert.deepEqual(await udp(lab, ns.cn, GUEST, 1400), ['g:1400', 'g:1400', 'g:1400']);
+    assert.deepEqual(await udp(lab, ns.g, CN, 1400), ['cn:1400', 'cn:1400', 'cn:1400']);
+  });
+
+  await t.test('TCP bulk both directions (MSS clamped on HA and MR)', async () => {
+    const down = await iperf(lab, ns.g, ns.cn, GUEST, false);
+    const up = await iperf(lab, ns.g, ns.cn, GUEST, true);
+    t.diagnostic(
+      `iperf3 cn->guest ${(down / 2 / 1e6).toFixed(0)} MB/s, guest->cn ${(up / 2 / 1e6).toFixed(0)} MB/s`,
+    );
+    assert.ok(down > 10e6, `cn -> guest moved only ${down} bytes`);
+    assert.ok(up > 10e6, `guest -> cn moved only ${up} bytes`);
+  });
+
+  const clampTitle =
+    backend === 'seg6'
+      ? 'without clamping, full-size TCP segments are lost in the tunnel (seg6 encapsulates on input)'
+      : 'without clamping, TCP still flows: the tunnel routes send Packet Too Big';
+  await t.test(clampTitle, async () => {
+    const noClampHa = createHomeAgentDataplane(backend, { runner: haRunner }, { ...haOptions, mss: 0 });
+    const noClampMr = mrOf(ns.mr, 'mr', 0);
+    await noClampHa.init();
+    await noClampMr.initHost({ coa: COA1, haAddress: HA, uplink: 'up0', table: 200 });
+    const down = await iperf(lab, ns.g, ns.cn, GUEST, false);
+    if (backend === 'seg6') assert.ok(down < 1e6, `expected a stall without clamping, moved ${down} bytes`);
+    else assert.ok(down > 10e6, `cn -> guest moved only ${down} bytes without clamping`);
+    await haDp.init();
+    await mrDp.initHost({ coa: COA1, haAddress: HA, uplink: 'up0', table: 200 });
+    assert.deepEqual(await udp(lab, ns.cn, GUEST, 64, 1), ['g:64']);
+  });
+
+  await t.test(
+    'handover forwarding: the old MR tunnels what the HA still sends on to the new one',
+    async () => {
+      // (scaffolding: the MRs reach each other's subnet through the HA's namespace, as hosts do)
+      await lab.exec(ns.mr, ['ip', '-6', 'route', 'add', '2001:db8:b::/64', 'via', '2001:db8:a::1']);
+      const [g0, g20] = [received('g'), received('g2')];
+      await mrDp.forward(mrRoutes(COA1), COA2);
+      // The new MR does not accept tunnelled packets from the old one yet: lost, and not to the old guest.
+      await udp(lab, ns.cn, GUEST, 64);
+      assert.equal(received('g'), g0, 'the old host no longer delivers locally');
+      assert.equal(received('g2'), g20, 'the new host drops what it was not told to accept');
+      await mr2Dp.acceptTunnelFrom({ coa: COA2, table: 200 }, COA1);
+      await udp(lab, ns.cn, GUEST, 1400); // full size: the forwarded packet fits the uplink MTU too
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(received('g2'), g20 + 3, logs.g2);
+      assert.equal(received('g'), g0);
+      // Coming back (activate) ends the forwarding; the next initHost removes the accept rule.
+      await mrDp.activate(mrRoutes(COA1));
+      await mr2Dp.initHost({ coa: COA2, haAddress: HA, uplink: 'up0', table: 200 });
+      assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g:64', 'g:64', 'g:64']);
+      const rules = await lab.exec(ns.mr2, ['ip', '-6', 'rule', 'show']);
+      assert.doesNotMatch(rules.stdout, /from 2001:db8:a::2/);
+      assert.equal(
+        (await lab.exec(ns.mr, ['ip', '-6', 'route', 'show', 'table', '100', MNP])).stdout.trim(),
+        '',
+      );
+      await lab.exec(ns.mr, ['ip', '-6', 'route', 'del', '2001:db8:b::/64']);
+    },
+  );
+
+  await t.test('tunnelled packets from an unregistered CoA are dropped', async () => {
+    const before = await haDrops(haDp);
+    const received = cnReceived();
+    assert.deepEqual(await udp(lab, ns.g2, CN, 64), []);
+    assert.equal(cnReceived(), received, 'nothing reached the correspondent');
+    const after = await haDrops(haDp);
+    assert.ok(after >= before + 3, JSON.stringify({ before, after }));
+  });
+
+  await t.test('decapsulated packets with an inner source outside the MNPs are dropped', async () => {
+    const SPOOF = '2001:db8:bad::10';
+    await lab.addr(ns.g, 'g0', `${SPOOF}/128`);
+    // test scaffolding: the MR tunnels the spoofed source too (as the egress of another network)
+    const spoofNet = { ...mrRoutes(COA1), network: 'spoof', prefixes: ['2001:db8:bad::/64'], table: 101 };
+    await mrDp.activate({ ...spoofNet, rulePref: 101 });
+    const before = await haDrops(haDp);
+    assert.deepEqual(await udp(lab, ns.g, CN, 64, 3, SPOOF), []);
+    assert.doesNotMatch(logs.cn, /rx 2001:db8:bad::10 /, 'nothing reached the correspondent');
+    const after = await haDrops(haDp);
+    assert.ok(after >= before + 3, JSON.stringify({ before, after }));
+    await mrDp.deactivate({ ...spoofNet, rulePref: 101 });
+    await mrDp.activate(mrRoutes(COA1)); // (seg6 removes every rule on the network's bridge)
+    // the HoA is an allowed inner source of its binding
+    assert.deepEqual(await udp(lab, ns.g, CN, 64, 1), ['cn:64']);
+  });
+
+  await t.test('a CoA change is made in place and moves traffic', async () => {
+    const routeOf = async (dst: string) => (await haExec(['ip', '-6', 'route', 'show', dst])).trim();
+    if (backend === 'seg6') assert.match(await routeOf(MNP), new RegExp(`segs 1 \\[ ${COA1} \\]`));
+    haRunner.calls.length = 0;
+    await haDp.update([{ op: 'set', binding: binding(COA2) }]);
+    if (backend === 'seg6') {
+      assert.match(await routeOf(MNP), new RegExp(`segs 1 \\[ ${COA2} \\]`));
+      assert.match(await routeOf(HOA), new RegExp(`segs 1 \\[ ${COA2} \\]`));
+      const batch = haRunner.calls.map((c) => c.input ?? '').join('');
+      assert.match(batch, /route replace 2001:db8:100::\/64 /);
+      assert.doesNotMatch(batch, /route del/);
+    } else {
+      // map entries only: not one process
+      assert.deepEqual(
+        haRunner.calls.map((c) => c.argv.join(' ')),
+        [],
+      );
+    }
+    assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g2:64', 'g2:64', 'g2:64']);
+    assert.deepEqual(await udp(lab, ns.g2, CN, 1400), ['cn:1400', 'cn:1400', 'cn:1400']);
+    const received = cnReceived();
+    assert.deepEqual(await udp(lab, ns.g, CN, 64), []);
+    assert.equal(cnReceived(), received, 'the old CoA is no longer registered');
+  });
+
+  await t.test('reconcile([]) removes the routes and elements of removed bindings', async () => {
+    await haDp.reconcile([]);
+    if (backend === 'seg6') {
+      assert.equal((await haExec(['ip', '-6', 'route', 'show', 'proto', RT_PROTO])).trim(), '');
+      const table = await haExec(['nft', 'list', 'table', 'ip6', 'offlink']);
+      assert.doesNotMatch(table, /2001:db8:b::2|2001:db8:100::/);
+      assert.deepEqual(await udp(lab, ns.cn, GUEST, 64, 1), []);
+    } else {
+      // the aggregate routes stay (they are per prefix table, not per binding); without a map entry the
+      // encapsulation program drops what they carry
+      const before = (await haDp.packetCounters!())['encapNoBinding']!;
+      assert.deepEqual(await udp(lab, ns.cn, GUEST, 64, 1), []);
+      assert.equal((await haDp.packetCounters!())['encapNoBinding'], before + 1);
+    }
+  });
+
+  await t.test('flush leaves no offlink routes, rules or table', async () => {
+    await haDp.reconcile([binding(COA2)]);
+    await haDp.flush();
+    await haDp.flush(); // idempotent
+    assert.equal((await haExec(['ip', '-6', 'route', 'show', 'table', 'all', 'proto', RT_PROTO])).trim(), '');
+    const rules = await haExec(['ip', '-6', 'rule', 'show']);
+    assert.doesNotMatch(rules, new RegExp(`proto ${RT_PROTO}`));
+    assert.match(rules, /^0:\s+from all lookup local/m);
+    assert.doesNotMatch(await haExec(['nft', 'list', 'tables']), /offlink/);
+    if (backend === 'seg6') assert.match(await haExec(['ip', 'sr', 'tunsrc', 'show']), /tunsrc addr ::$/m);
+    else {
+      assert.equal((await haExec(['tc', 'filter', 'show', 'dev', 'ha-up', 'ingress'])).trim(), '');
+      assert.doesNotMatch(await haExec(['tc', 'qdisc', 'show', 'dev', 'ha-up']), /clsact/);
+      assert.doesNotMatch(readFileSync('/proc/self/mountinfo', 'utf8'), new RegExp(`${runDir}/ha/`));
+    }
+    await mrDp.deactivate(mrRoutes(COA1));
+    await mrDp.flushHost();
+    const mrRules = await lab.exec(ns.mr, ['ip', '-6', 'rule', 'show']).then((r) => r.stdout);
+    assert.doesNotMatch(mrRules, new RegExp(`proto ${RT_PROTO}|lookup 100`));
+    const mrRoutesLeft = await lab.exec(ns.mr, [
+      'ip',
+      '-6',
+      'route',
+      'show',
+      'table',
+      'all',
+      'proto',
+      RT_PROTO,
+    ]);
+    assert.equal(mrRoutesLeft.stdout.trim(), '');
+  });
+}

@@ -1,0 +1,44 @@
+// What integration tests need from the machine, and what happens when it is missing: locally the tests
+// that need it are skipped with the reason; under CI=true a missing requirement is a failure (a test
+// named after the requirement fails), so a CI machine that lacks something can never pass by skipping.
+import { test } from 'node:test';
+import { type Backend, type ProbeResult, probeBackends } from '../../src/dataplane/probe.ts';
+import { ExecRunner } from '../../src/dataplane/runner.ts';
+
+export const inCI = process.env['CI'] === 'true';
+
+/** `skip` option value: false when `ok`; otherwise the reason (and, under CI, a failing test). */
+export function skipUnless(ok: boolean, reason: string): false | string {
+  if (ok) return false;
+  if (inCI) {
+    test(`requirement: ${reason}`, () => {
+      throw new Error(`CI=true: ${reason} is required here, not skipped`);
+    });
+  }
+  return reason;
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** Root and network namespaces (every integration test): the skip option. */
+export function needsRoot(): false | string {
+  return skipUnless(isRoot(), 'root (network namespaces)');
+}
+
+/**
+ * The data plane backends this kernel runs, probed once per test file. A backend the kernel lacks is
+ * named (with the reason) in a passing test's diagnostics; with none usable, the test fails.
+ */
+export async function dataplaneBackends(): Promise<Backend[]> {
+  if (!isRoot()) return [];
+  const result: ProbeResult = await probeBackends({ runner: new ExecRunner() });
+  const usable = result.backends.filter((b) => b.usable).map((b) => b.backend);
+  test(`data plane backends on kernel ${result.kernelRelease}`, (t) => {
+    for (const b of result.backends)
+      t.diagnostic(b.usable ? `${b.backend}: tested` : `${b.backend}: not on this kernel (${b.reason})`);
+    if (usable.length === 0) throw new Error('no data plane backend works on this kernel');
+  });
+  return usable;
+}
