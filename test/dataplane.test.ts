@@ -5,8 +5,7 @@
 // The guest links have MTU 1500 on purpose: then only MSS clamping (seg6) or Packet Too Big (bpf) keeps
 // TCP alive through the tunnel.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
@@ -24,7 +23,6 @@ import type {
   RunResult,
   TunnelBinding,
 } from '../src/dataplane/types.ts';
-import { unmountUnder } from './helpers/bpffs.ts';
 import { type NetnsLab, withNetns } from './helpers/netns.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
@@ -196,12 +194,7 @@ async function haDrops(dp: { packetCounters?(): Promise<Record<string, number>> 
 for (const backend of backends) {
   describe(`${backend} data plane between namespaces`, { skip: needsRoot() }, () => {
     test('tunnel, clamping, handover forwarding, checks, CoA change, reconcile, flush', async (t) => {
-      const runDir = mkdtempSync(join(tmpdir(), 'offlink-dp-'));
-      try {
-        await withNetns((lab) => scenario(t, lab, backend, runDir));
-      } finally {
-        await unmountUnder(runDir);
-      }
+      await withNetns((lab) => scenario(t, lab, backend, lab.runDir), { backend });
     });
   });
 }

@@ -1,6 +1,7 @@
 // The lab's report page, from synthetic run data, rendered by Debian's chromium through playwright-core
 // (never a downloaded browser): the Fig. 6 chart and the migration table must show the run's numbers,
 // and the page must load nothing from the network. Keeps test-artifacts/lab-report.png.
+
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { type BrowserContext, chromium } from 'playwright-core';
 import { measure, type ProbeTimes } from '../src/lab/measure.ts';
 import { buildReport, type LabReport, machineInfo, type RunData, writeReport } from '../src/lab/report.ts';
 import type { UplinkSeries } from '../src/lab/uplink.ts';
+import { skipUnless } from './helpers/requirements.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = new URL('../test-artifacts/', import.meta.url);
@@ -96,7 +98,7 @@ function syntheticRun(): RunData {
 }
 
 describe('lab report page', {
-  skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} missing: run scripts/bootstrap`,
+  skip: skipUnless(existsSync(CHROMIUM), `${CHROMIUM} (scripts/bootstrap)`),
 }, () => {
   let dir: string;
   let profile: string;

@@ -1,5 +1,6 @@
 // `offlink lab run|up|down` end to end, as a user runs it (root, network namespaces): real `offlink ha`
 // and `offlink agent` processes in the lab's namespaces, real traffic, real measurements.
+
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { LabReport } from '../src/lab/report.ts';
+import { needsRoot, skipUnless } from './helpers/requirements.ts';
 
 const BIN = fileURLToPath(new URL('../bin/offlink.js', import.meta.url));
 const STATE = '/run/offlink-lab';
@@ -85,7 +87,7 @@ function checkReport(
   for (const u of r.uplinks) assert.ok(u.points.length > 50, `${u.label}: ${u.points.length} samples`);
 }
 
-describe('offlink lab', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
+describe('offlink lab', { skip: needsRoot() }, () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'ofl-lab-test-'));
@@ -156,7 +158,7 @@ describe('offlink lab', { skip: process.getuid?.() === 0 ? false : 'needs root' 
   const qemuSkip = ['/usr/bin/qemu-system-x86_64', '/usr/bin/busybox'].find((p) => !existsSync(p));
   for (const topology of ['off-link', 'on-link'] as const) {
     it(`lab run --guest qemu --topology ${topology}: a QEMU guest, with QEMU downtime beside the gap`, {
-      skip: qemuSkip && `no ${qemuSkip} (scripts/bootstrap)`,
+      skip: skipUnless(!qemuSkip, `${qemuSkip} (scripts/bootstrap)`),
     }, async () => {
       const json = join(dir, `qemu-${topology}.json`);
       const out = join(dir, `qemu-${topology}`);

@@ -1,14 +1,16 @@
 // The guest link and CoA tracking of a mobile router in namespaces (root), without a home agent: the
 // bridge exists on every host with the same MAC and gateway, radvd runs only while active and gives a guest
 // its address by SLAAC, and a changed uplink address is noticed and registered from.
+
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { A, BRIDGE, buildTopology, MrLabProcesses, sleep, waitForSlaac } from './helpers/mr-lab.ts';
-import { canUseNetns, type NetnsLab, withNetns } from './helpers/netns.ts';
+import { type NetnsLab, withNetns } from './helpers/netns.ts';
+import { needsRoot } from './helpers/requirements.ts';
 
-const skip = canUseNetns() ? false : 'needs root and network namespaces';
+const skip = needsRoot();
 
 async function linkInfo(lab: NetnsLab, ns: string, dev: string) {
   const { stdout } = await lab.exec(ns, ['ip', '-j', '-d', 'addr', 'show', 'dev', dev]);

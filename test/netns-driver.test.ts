@@ -2,6 +2,7 @@
 // and forth between two host namespaces, and a 1 kHz pinger in the guest measures how long its gateway
 // (the same address and MAC on both hosts' bridges) is unreachable during each move. Each driver runs its
 // commands from inside its own host namespace, as an agent does in the lab.
+
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NetnsDriver } from '../src/hypervisor/netns.ts';
@@ -10,8 +11,9 @@ import { IncomingNetwork } from '../src/migration/incoming.ts';
 import type { Peer } from '../src/migration/messages.ts';
 import { runMigration } from '../src/migration/procedure.ts';
 import { FakeBinding, FakeRouter } from '../src/migration/testkit.ts';
-import { canUseNetns, type NetnsLab, sh, withNetns } from './helpers/netns.ts';
+import { type NetnsLab, sh, withNetns } from './helpers/netns.ts';
 import { execRunner, Procs } from './helpers/procs.ts';
+import { needsRoot } from './helpers/requirements.ts';
 
 const MNP_GW = '2001:db8:100::1';
 const GUEST = '2001:db8:100::10';
@@ -44,7 +46,7 @@ async function build(lab: NetnsLab) {
   return { ha, hb, g, p };
 }
 
-describe('netns driver (namespaces)', { skip: !canUseNetns() && 'needs root' }, () => {
+describe('netns driver (namespaces)', { skip: needsRoot() }, () => {
   it('a guest with a TCP connection survives 5 moves back and forth; gateway gap per move', async () => {
     const procs = new Procs();
     try {

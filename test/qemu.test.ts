@@ -8,6 +8,7 @@
 // connection to the guest's counter service open. The migration stream goes A → r → B. The path switch
 // is done by hand in the switchover hook (the router's route for the MNP), standing in for the HA's
 // binding change. Then the failure cases, each ending with the guest still running on A.
+
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,13 +30,14 @@ import { series } from '../src/lab/traffic.ts';
 import { silentLogger } from '../src/log.ts';
 import { GuestLink } from '../src/mobilerouter/guestlink.ts';
 import { nodeSpawner, type ProcessSpawner } from '../src/mobilerouter/process.ts';
-import { canUseNetns, type NetnsLab, sh, withNetns } from './helpers/netns.ts';
+import { type NetnsLab, sh, withNetns } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
+import { isRoot, skipUnless } from './helpers/requirements.ts';
 
 function qemuMissing(): string | false {
-  if (!canUseNetns()) return 'needs root and network namespaces';
+  if (!isRoot()) return 'root (network namespaces)';
   for (const p of ['/usr/bin/qemu-system-x86_64', '/usr/bin/busybox', '/usr/sbin/radvd']) {
-    if (!existsSync(p)) return `needs ${p} (scripts/bootstrap)`;
+    if (!existsSync(p)) return `${p} (scripts/bootstrap)`;
   }
   try {
     findGuestKernel();
@@ -44,7 +46,8 @@ function qemuMissing(): string | false {
   }
   return false;
 }
-const skip = qemuMissing();
+const missing = qemuMissing();
+const skip = skipUnless(missing === false, missing || '');
 
 const MNP = '2001:db8:100::/64';
 const BRIDGE = 'br-q';

@@ -29,194 +29,202 @@ import {
 } from './helpers/agent-lab.ts';
 import { waitUntil } from './helpers/faults.ts';
 import { ADDR, ECHO_PORT, haMetric, haRoutes, haStatus, killHard } from './helpers/homeagent-lab.ts';
-import { canUseNetns, type NetnsLab, withNetns } from './helpers/netns.ts';
+import { type NetnsLab, withNetnsOn } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
+import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const other = (h: Host): Host => (h === 'host-a' ? 'host-b' : 'host-a');
 
-test('crashes of the home agent and of either agent mid-migration: one active host, the guest reachable', {
-  skip: !canUseNetns() && 'needs root',
-  timeout: 240_000,
-}, async (t) => {
-  const procs = new Procs();
-  const dir = mkdtempSync(join(tmpdir(), 'offlink-crash-it-'));
-  try {
-    await withNetns(async (netns) => {
-      const lab = await build(netns, procs, dir, {
-        env: { 'host-a': { OFFLINK_TEST_CRASH_AT: 'source-after-hypervisor' } },
-      });
-      await procs.app(lab.ns.cn, ['udp-echo', ADDR.cn, String(ECHO_PORT)]);
-      const pinger = await procs.app(lab.ns.g1, ['udp-pinger', ADDR.cn, String(ECHO_PORT), '10']);
-      await flows(pinger);
+const backends = await dataplaneBackends();
 
-      // A: kill -9 of the HA mid-stream.
-      const binding = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa)!;
-      const routes = await haRoutes(netns, lab.ns.ha, ADDR.mnp);
-      const mrSequence = (await agentStatus(lab, 'host-a')).networks.find((n) => n.name === 'net1')!.sequence;
-      await report(pinger);
-      const killedAt = Date.now();
-      await killHard(lab.ha.child);
-      await new Promise((r) => setTimeout(r, 1000));
-      const whileDown = await report(pinger);
-      await startLabHa(netns, lab);
-      const restartMs = Date.now() - killedAt;
-      const restored = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa);
-      assert.deepEqual(
-        { ...restored, remainingSeconds: 0 },
-        { ...binding, remainingSeconds: 0 },
-        'binding restored from SQLite',
-      );
-      assert.equal(await haRoutes(netns, lab.ns.ha, ADDR.mnp), routes, 'routes as before');
-      const after = await flows(pinger);
-      assert.equal(
-        await haMetric(netns, lab.ns.ha, 'offlink_ha_binding_updates_total'),
-        0,
-        'no BU reached the restarted HA: nothing re-registered',
-      );
-      assert.equal(
-        (await agentStatus(lab, 'host-a')).networks.find((n) => n.name === 'net1')!.sequence,
-        mrSequence,
-      );
-      t.diagnostic(
-        `A  HA kill -9: serving again after ${restartMs} ms; stream while it was down ${whileDown.received}/${whileDown.sent} answered; across the restart lost ${after.lost}/${after.sent}, max gap ${Math.max(whileDown.maxGapMs, after.maxGapMs)} ms; BUs at the new HA: 0`,
-      );
-      assert.ok(
-        whileDown.received > 0 && whileDown.lost === 0,
-        `forwarding while the HA is down: ${JSON.stringify(whileDown)}`,
-      );
-
-      // B: paper a → b, the source dies right after moving the guest.
-      await crashMigration(t, netns, lab, procs, pinger, {
-        name: 'B  source kill -9 after the hypervisor step (paper)',
-        from: 'host-a',
-        procedure: 'paper',
-        crashed: 'host-a',
-        restartEnv: { OFFLINK_TEST_CRASH_AT: 'destination-before-bu' },
-      });
-
-      // C: make-before-break b → a, the destination (host-a) dies on the notification, before its BU.
-      await crashMigration(t, netns, lab, procs, pinger, {
-        name: 'C  destination kill -9 before its BU (make-before-break)',
-        from: 'host-b',
-        procedure: 'make-before-break',
-        crashed: 'host-a',
-        restartEnv: { OFFLINK_TEST_CRASH_AT: 'source-after-hypervisor' },
-      });
-
-      // D: make-before-break a → b, the source dies right after moving the guest.
-      await crashMigration(t, netns, lab, procs, pinger, {
-        name: 'D  source kill -9 after the hypervisor step (make-before-break)',
-        from: 'host-a',
-        procedure: 'make-before-break',
-        crashed: 'host-a',
-        restartEnv: {},
-      });
-    });
-  } finally {
-    await procs.killAll();
-    rmSync(dir, { recursive: true, force: true });
-    for (const f of ['', '-wal', '-shm']) rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
-  }
-});
-
-/**
- * Migrate net1 `from` → the other host while `crashed`'s agent is set to die at a crash point; restart
- * it (with `restartEnv`) once it is gone; wait until exactly one host is active, the binding points at
- * it and the stream flows. Reports the times.
- */
-async function crashMigration(
-  t: { diagnostic(s: string): void },
-  netns: NetnsLab,
-  lab: Lab,
-  procs: Procs,
-  pinger: Proc,
-  o: { name: string; from: Host; procedure: string; crashed: Host; restartEnv: NodeJS.ProcessEnv },
-): Promise<void> {
-  const to = other(o.from);
-  await report(pinger);
-  const victim = lab.agents[o.crashed].child;
-  const gone = new Promise<number>((resolve) => victim.once('exit', () => resolve(Date.now())));
-  const t0 = Date.now();
-  const migration = migrateRecord(lab, 'net1', o.from, to, o.procedure);
-  const crashedAt = await gone;
-  assert.equal(victim.signalCode, 'SIGKILL', `${o.name}: the agent died at its crash point`);
-  // Nothing of the dead agent goes on advertising the prefix (its radvd dies with it).
-  const leftover = await waitUntil(
-    `${o.name}: the killed agent's radvd exits`,
-    async () => (radvdOf(join(lab.dir, `run-${o.crashed}`)).length === 0 ? true : undefined),
-    5_000,
-    50,
-  ).catch(() => radvdOf(join(lab.dir, `run-${o.crashed}`)));
-  assert.equal(leftover, true, `${o.name}: radvd left running after the agent died: ${leftover}`);
-  await startAgent(lab, procs, o.crashed, o.restartEnv);
-  const restartedAt = Date.now();
-  const res = await migration;
-  let seen = '';
-  const stable = await waitUntil(
-    `${o.name}: exactly one active host`,
-    async () => {
-      const states = await Promise.all(
-        (['host-a', 'host-b'] as const).map(async (h) => {
-          const s = await agentStatus(lab, h).catch(() => undefined);
-          return s?.networks.find((n) => n.name === 'net1')?.state;
-        }),
-      );
-      const active = (['host-a', 'host-b'] as const).filter((_, i) => states[i] === 'active');
-      const binding = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa);
-      seen = `host-a ${states[0]}, host-b ${states[1]}, binding → ${binding?.coa}`;
-      return active.length === 1 &&
-        states.every((s) => s === 'active' || s === 'standby') &&
-        binding?.coa === HOSTS[active[0]!]
-        ? active[0]
-        : undefined;
-    },
-    60_000,
-    100,
-  ).catch((err: Error) => {
-    throw new Error(`${err.message}; last seen: ${seen}`);
-  });
-  const stableAt = Date.now();
-  const stream = await flows(pinger);
-  t.diagnostic(
-    `${o.name}: migrate exited ${res.code} (${res.record?.outcome ?? 'no record'}${res.record?.failedPhase ? ` in ${res.record.failedPhase}` : ''}); crashed ${crashedAt - t0} ms after the start, restarted in ${restartedAt - crashedAt} ms; ${stable} the only active host ${stableAt - crashedAt} ms after the crash; guest's longest gap ${stream.maxGapMs} ms, ${stream.lost} probes lost`,
-  );
-  assert.equal(stable, to, `${o.name}: the guest's host holds the network`);
-}
-
-/** Wait until the guest's probes come back again; the report spans the outage. */
-async function flows(pinger: Proc): Promise<ProbeReport> {
-  const acc = { sent: 0, received: 0, lost: 0, maxGapMs: 0, maxRttMs: 0, trailingLost: 0 };
-  return waitUntil(
-    'the stream to flow',
-    async () => {
-      await new Promise((r) => setTimeout(r, 1200));
-      const r = await report(pinger);
-      acc.sent += r.sent;
-      acc.received += r.received;
-      acc.lost += r.lost;
-      acc.maxGapMs = Math.max(acc.maxGapMs, r.maxGapMs);
-      acc.maxRttMs = Math.max(acc.maxRttMs, r.maxRttMs);
-      acc.trailingLost = r.trailingLost;
-      return r.received > 0 && r.trailingLost === 0 ? acc : undefined;
-    },
-    60_000,
-    0,
-  );
-}
-
-/** Live (not zombie) radvd processes whose config lies under `dir`. */
-function radvdOf(dir: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+for (const backend of backends) {
+  test(`crashes of the home agent and of either agent mid-migration: one active host, the guest reachable [${backend}]`, {
+    skip: needsRoot(),
+    timeout: 240_000,
+  }, async (t) => {
+    const procs = new Procs();
+    const dir = mkdtempSync(join(tmpdir(), 'offlink-crash-it-'));
     try {
-      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
-      if (state !== 'Z' && cmd[0]?.endsWith('radvd') && cmd.some((a) => a.startsWith(`${dir}/`)))
-        pids.push(Number(entry));
-    } catch {
-      // the process ended while we looked
+      await withNetnsOn(backend, async (netns) => {
+        const lab = await build(netns, procs, dir, {
+          env: { 'host-a': { OFFLINK_TEST_CRASH_AT: 'source-after-hypervisor' } },
+        });
+        await procs.app(lab.ns.cn, ['udp-echo', ADDR.cn, String(ECHO_PORT)]);
+        const pinger = await procs.app(lab.ns.g1, ['udp-pinger', ADDR.cn, String(ECHO_PORT), '10']);
+        await flows(pinger);
+
+        // A: kill -9 of the HA mid-stream.
+        const binding = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa)!;
+        const routes = await haRoutes(netns, lab.ns.ha, ADDR.mnp);
+        const mrSequence = (await agentStatus(lab, 'host-a')).networks.find(
+          (n) => n.name === 'net1',
+        )!.sequence;
+        await report(pinger);
+        const killedAt = Date.now();
+        await killHard(lab.ha.child);
+        await new Promise((r) => setTimeout(r, 1000));
+        const whileDown = await report(pinger);
+        await startLabHa(netns, lab);
+        const restartMs = Date.now() - killedAt;
+        const restored = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa);
+        assert.deepEqual(
+          { ...restored, remainingSeconds: 0 },
+          { ...binding, remainingSeconds: 0 },
+          'binding restored from SQLite',
+        );
+        assert.equal(await haRoutes(netns, lab.ns.ha, ADDR.mnp), routes, 'routes as before');
+        const after = await flows(pinger);
+        assert.equal(
+          await haMetric(netns, lab.ns.ha, 'offlink_ha_binding_updates_total'),
+          0,
+          'no BU reached the restarted HA: nothing re-registered',
+        );
+        assert.equal(
+          (await agentStatus(lab, 'host-a')).networks.find((n) => n.name === 'net1')!.sequence,
+          mrSequence,
+        );
+        t.diagnostic(
+          `A  HA kill -9: serving again after ${restartMs} ms; stream while it was down ${whileDown.received}/${whileDown.sent} answered; across the restart lost ${after.lost}/${after.sent}, max gap ${Math.max(whileDown.maxGapMs, after.maxGapMs)} ms; BUs at the new HA: 0`,
+        );
+        assert.ok(
+          whileDown.received > 0 && whileDown.lost === 0,
+          `forwarding while the HA is down: ${JSON.stringify(whileDown)}`,
+        );
+
+        // B: paper a → b, the source dies right after moving the guest.
+        await crashMigration(t, netns, lab, procs, pinger, {
+          name: 'B  source kill -9 after the hypervisor step (paper)',
+          from: 'host-a',
+          procedure: 'paper',
+          crashed: 'host-a',
+          restartEnv: { OFFLINK_TEST_CRASH_AT: 'destination-before-bu' },
+        });
+
+        // C: make-before-break b → a, the destination (host-a) dies on the notification, before its BU.
+        await crashMigration(t, netns, lab, procs, pinger, {
+          name: 'C  destination kill -9 before its BU (make-before-break)',
+          from: 'host-b',
+          procedure: 'make-before-break',
+          crashed: 'host-a',
+          restartEnv: { OFFLINK_TEST_CRASH_AT: 'source-after-hypervisor' },
+        });
+
+        // D: make-before-break a → b, the source dies right after moving the guest.
+        await crashMigration(t, netns, lab, procs, pinger, {
+          name: 'D  source kill -9 after the hypervisor step (make-before-break)',
+          from: 'host-a',
+          procedure: 'make-before-break',
+          crashed: 'host-a',
+          restartEnv: {},
+        });
+      });
+    } finally {
+      await procs.killAll();
+      rmSync(dir, { recursive: true, force: true });
+      for (const f of ['', '-wal', '-shm'])
+        rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
     }
+  });
+
+  /**
+   * Migrate net1 `from` → the other host while `crashed`'s agent is set to die at a crash point; restart
+   * it (with `restartEnv`) once it is gone; wait until exactly one host is active, the binding points at
+   * it and the stream flows. Reports the times.
+   */
+  async function crashMigration(
+    t: { diagnostic(s: string): void },
+    netns: NetnsLab,
+    lab: Lab,
+    procs: Procs,
+    pinger: Proc,
+    o: { name: string; from: Host; procedure: string; crashed: Host; restartEnv: NodeJS.ProcessEnv },
+  ): Promise<void> {
+    const to = other(o.from);
+    await report(pinger);
+    const victim = lab.agents[o.crashed].child;
+    const gone = new Promise<number>((resolve) => victim.once('exit', () => resolve(Date.now())));
+    const t0 = Date.now();
+    const migration = migrateRecord(lab, 'net1', o.from, to, o.procedure);
+    const crashedAt = await gone;
+    assert.equal(victim.signalCode, 'SIGKILL', `${o.name}: the agent died at its crash point`);
+    // Nothing of the dead agent goes on advertising the prefix (its radvd dies with it).
+    const leftover = await waitUntil(
+      `${o.name}: the killed agent's radvd exits`,
+      async () => (radvdOf(join(lab.dir, `run-${o.crashed}`)).length === 0 ? true : undefined),
+      5_000,
+      50,
+    ).catch(() => radvdOf(join(lab.dir, `run-${o.crashed}`)));
+    assert.equal(leftover, true, `${o.name}: radvd left running after the agent died: ${leftover}`);
+    await startAgent(lab, procs, o.crashed, o.restartEnv);
+    const restartedAt = Date.now();
+    const res = await migration;
+    let seen = '';
+    const stable = await waitUntil(
+      `${o.name}: exactly one active host`,
+      async () => {
+        const states = await Promise.all(
+          (['host-a', 'host-b'] as const).map(async (h) => {
+            const s = await agentStatus(lab, h).catch(() => undefined);
+            return s?.networks.find((n) => n.name === 'net1')?.state;
+          }),
+        );
+        const active = (['host-a', 'host-b'] as const).filter((_, i) => states[i] === 'active');
+        const binding = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa);
+        seen = `host-a ${states[0]}, host-b ${states[1]}, binding → ${binding?.coa}`;
+        return active.length === 1 &&
+          states.every((s) => s === 'active' || s === 'standby') &&
+          binding?.coa === HOSTS[active[0]!]
+          ? active[0]
+          : undefined;
+      },
+      60_000,
+      100,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; last seen: ${seen}`);
+    });
+    const stableAt = Date.now();
+    const stream = await flows(pinger);
+    t.diagnostic(
+      `${o.name}: migrate exited ${res.code} (${res.record?.outcome ?? 'no record'}${res.record?.failedPhase ? ` in ${res.record.failedPhase}` : ''}); crashed ${crashedAt - t0} ms after the start, restarted in ${restartedAt - crashedAt} ms; ${stable} the only active host ${stableAt - crashedAt} ms after the crash; guest's longest gap ${stream.maxGapMs} ms, ${stream.lost} probes lost`,
+    );
+    assert.equal(stable, to, `${o.name}: the guest's host holds the network`);
   }
-  return pids;
+
+  /** Wait until the guest's probes come back again; the report spans the outage. */
+  async function flows(pinger: Proc): Promise<ProbeReport> {
+    const acc = { sent: 0, received: 0, lost: 0, maxGapMs: 0, maxRttMs: 0, trailingLost: 0 };
+    return waitUntil(
+      'the stream to flow',
+      async () => {
+        await new Promise((r) => setTimeout(r, 1200));
+        const r = await report(pinger);
+        acc.sent += r.sent;
+        acc.received += r.received;
+        acc.lost += r.lost;
+        acc.maxGapMs = Math.max(acc.maxGapMs, r.maxGapMs);
+        acc.maxRttMs = Math.max(acc.maxRttMs, r.maxRttMs);
+        acc.trailingLost = r.trailingLost;
+        return r.received > 0 && r.trailingLost === 0 ? acc : undefined;
+      },
+      60_000,
+      0,
+    );
+  }
+
+  /** Live (not zombie) radvd processes whose config lies under `dir`. */
+  function radvdOf(dir: string): number[] {
+    const pids: number[] = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+        const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
+        if (state !== 'Z' && cmd[0]?.endsWith('radvd') && cmd.some((a) => a.startsWith(`${dir}/`)))
+          pids.push(Number(entry));
+      } catch {
+        // the process ended while we looked
+      }
+    }
+    return pids;
+  }
 }

@@ -70,6 +70,7 @@ async function main(): Promise<void> {
       listen: { address: HA_ADDRESS, port: 4191 },
       status: undefined,
       database: join(dir, 'ha.sqlite'),
+      runDir: '/run/offlink',
       dataplane: { backend: 'seg6', table: 200, mss: 1400 },
       maxLifetimeSeconds: 3600,
       refreshAdviceSeconds: undefined,

@@ -35,7 +35,7 @@ function config(host: string, peer: string): AgentConfig {
   return {
     host,
     mobileRouter: { uplink: 'up0', haAddress: '2001:db8:ffff::1', haPort: 4191, decapTable: 200 },
-    dataplane: { backend: 'seg6', mss: 1400 },
+    dataplane: { backend: 'auto', mss: 1400 },
     careOfAddress: undefined,
     runDir: '/tmp',
     control: { listen: { host: '127.0.0.1', port: 0 }, key: KEY, clockSkewMs: 30_000, history: 3 },

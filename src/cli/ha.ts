@@ -32,6 +32,7 @@ function dataplaneFor(
       uplink: ha.uplink,
       table: ha.dataplane.table,
       mss: ha.dataplane.mss,
+      runDir: ha.runDir,
       ...(table ? { tunnelled: table.destinations() } : {}),
     },
   );

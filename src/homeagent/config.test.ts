@@ -153,7 +153,7 @@ describe('home agent config', () => {
     const c = parse(base());
     assert.deepEqual(c.homeAgent.listen, { address: '2001:db8:ffff::1', port: 4191 });
     assert.deepEqual(c.homeAgent.status, { host: '127.0.0.1', port: 9180 });
-    assert.deepEqual(c.homeAgent.dataplane, { backend: 'seg6', table: 200, mss: 1400 });
+    assert.deepEqual(c.homeAgent.dataplane, { backend: 'auto', table: 200, mss: 1400 });
     assert.equal(c.homeAgent.database, join(dir, 'ha.sqlite'));
     assert.equal(c.homeAgent.replayWindowSeconds, 7);
     assert.equal(c.homeAgent.retainOnStop, true);

@@ -52,6 +52,8 @@ export interface HomeAgentConfig {
     status: { host: string; port: number } | undefined;
     /** SQLite file (absolute, or ':memory:'). */
     database: string;
+    /** Runtime state (the bpf data plane's bpffs), absolute. */
+    runDir: string;
     dataplane: { backend: BackendChoice; table: number; mss: number };
     maxLifetimeSeconds: number;
     refreshAdviceSeconds: number | undefined;
@@ -97,6 +99,8 @@ const homeAgent = z.strictObject({
     )
     .default({ listen: { host: '127.0.0.1', port: 9180 } }),
   database: z.string().min(1).default('/var/lib/offlink/ha.sqlite'),
+  /** Runtime state: the bpf data plane's own bpffs is mounted under `<runDir>/bpf/`. */
+  runDir: z.string().min(1).default('/run/offlink'),
   dataplane: z
     .strictObject({
       backend,
@@ -184,6 +188,7 @@ function settings(ha: z.output<typeof homeAgent>, baseDir: string): HomeAgentCon
       listen: { address: ha.listen.address ?? ha.address, port: ha.listen.port },
       status: ha.status === false ? undefined : ha.status.listen,
       database: ha.database === ':memory:' ? ha.database : resolve(baseDir, ha.database),
+      runDir: resolve(baseDir, ha.runDir),
       dataplane: ha.dataplane,
       maxLifetimeSeconds: ha.maxLifetimeSeconds,
       refreshAdviceSeconds: ha.refreshAdviceSeconds,

@@ -8,6 +8,7 @@ import { type ChildProcess, execFile } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { authorityOf, signRequest } from '../../src/agent/auth.ts';
+import type { Backend } from '../../src/dataplane/probe.ts';
 import type { AgentStatus, MigrationRecord } from '../../src/migration/messages.ts';
 import { ADDR, KEY, KEY2, SPI, SPI2, startHa } from './homeagent-lab.ts';
 import { type NetnsLab, sh } from './netns.ts';
@@ -101,7 +102,12 @@ export async function build(
   const haConfig = join(dir, 'ha.yaml');
   writeFileSync(
     haConfig,
-    haYaml(join(existsSync('/dev/shm') ? '/dev/shm' : dir, `${basename(dir)}-ha.sqlite`), options),
+    haYaml(
+      join(existsSync('/dev/shm') ? '/dev/shm' : dir, `${basename(dir)}-ha.sqlite`),
+      join(dir, 'run-ha'),
+      lab.backend,
+      options,
+    ),
   );
   const ha = await startHa(lab, ns.ha, haConfig);
   const keyFile = join(dir, 'cluster.key');
@@ -121,7 +127,10 @@ export async function build(
   for (const host of ['host-a', 'host-b'] as const) {
     const peer: Host = host === 'host-a' ? 'host-b' : 'host-a';
     agentConfigs[host] = join(dir, `${host}.yaml`);
-    writeFileSync(agentConfigs[host], agentYaml(host, peer, ns, join(dir, `run-${host}`), options));
+    writeFileSync(
+      agentConfigs[host],
+      agentYaml(host, peer, ns, join(dir, `run-${host}`), lab.backend, options),
+    );
     await startAgent(built, procs, host);
   }
   for (const net of ['net1', 'net2']) {
@@ -162,14 +171,15 @@ export async function startLabHa(netns: NetnsLab, lab: Lab): Promise<Lab['ha']> 
   return lab.ha;
 }
 
-function haYaml(database: string, o: BuildOptions): string {
+function haYaml(database: string, runDir: string, backend: Backend, o: BuildOptions): string {
   return `homeAgent:
   address: ${ADDR.ha}
   uplink: ha-up
   listen: { address: "${ADDR.ha}", port: 4191 }
   status: { listen: "127.0.0.1:9180" }
   database: ${database}
-  dataplane: { backend: seg6, table: 200, mss: 1400 }
+  runDir: ${runDir}
+  dataplane: { backend: ${backend}, table: 200, mss: 1400 }
 ${(o.homeAgent ?? '')
   .split('\n')
   .filter((l) => l.trim() !== '')
@@ -180,11 +190,19 @@ ${(o.homeAgent ?? '')
 ${o.mobileRouters ? `${o.mobileRouters.trimEnd()}\n` : ''}`;
 }
 
-function agentYaml(host: Host, peer: Host, ns: Lab['ns'], runDir: string, o: BuildOptions): string {
+function agentYaml(
+  host: Host,
+  peer: Host,
+  ns: Lab['ns'],
+  runDir: string,
+  backend: Backend,
+  o: BuildOptions,
+): string {
   return `host: ${host}
 uplink: up0
 homeAgent: { address: "${ADDR.ha}" }
 runDir: ${runDir}
+dataplane: { backend: ${backend} }
 control:
   listen: "[${HOSTS[host]}]:7400"
   key: ${CLUSTER_KEY}

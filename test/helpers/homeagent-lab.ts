@@ -12,6 +12,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { BpfMaps } from '../../src/dataplane/bpf/maps.ts';
+import { DECAP_PROGRAM, openLiveMaps } from '../../src/dataplane/bpf/program.ts';
+import { kernelBpf } from '../../src/dataplane/bpf/syscall.ts';
+import {
+  type Backend,
+  createMobileRouterDataplane,
+  ExecRunner,
+  type MobileRouterBackend,
+} from '../../src/dataplane/index.ts';
 import type { WireSpec } from './homeagent-mr-agent.ts';
 import type { NetnsLab } from './netns.ts';
 
@@ -92,50 +101,35 @@ export async function buildTopology(lab: NetnsLab): Promise<Topology> {
   return t;
 }
 
-/** The MR side of the tunnel, by hand (DESIGN §4 "MR (active)"). */
-export async function mrTunnel(lab: NetnsLab, ns: string, coa: string): Promise<void> {
-  const ip = (...args: string[]) => lab.exec(ns, ['ip', ...args]);
-  await ip('-6', 'rule', 'add', 'pref', '1000', 'lookup', 'local');
-  await ip('-6', 'rule', 'del', 'pref', '0', 'lookup', 'local');
-  await ip('sr', 'tunsrc', 'set', coa);
-  await ip('-6', 'rule', 'add', 'pref', '100', 'from', ADDR.mnp, 'iif', 'mr-g', 'lookup', '100');
-  await ip(
-    '-6',
-    'route',
-    'replace',
-    'default',
-    'encap',
-    'seg6',
-    'mode',
-    'encap.red',
-    'segs',
-    ADDR.ha,
-    'dev',
-    'up0',
-    'table',
-    '100',
+/**
+ * The MR side of the tunnel, made by the data plane of the lab's backend (no mobile router process): the
+ * guests' traffic from `mr-g` goes to the HA, what the HA tunnels to `coa` comes out on `mr-g`. No MSS
+ * clamping on this side: the tests check the home agent's.
+ */
+export async function mrTunnel(lab: NetnsLab, ns: string, coa: string): Promise<MobileRouterBackend> {
+  const dp = createMobileRouterDataplane(
+    lab.backend,
+    { runner: new ExecRunner({ netns: ns }) },
+    { mss: 0, runDir: join(lab.runDir, ns) },
   );
-  await ip('-6', 'rule', 'add', 'pref', '10', 'from', ADDR.ha, 'to', coa, 'ipproto', '41', 'lookup', '200');
-  await ip(
-    '-6',
-    'route',
-    'add',
-    `${coa}/128`,
-    'encap',
-    'seg6local',
-    'action',
-    'End.DX6',
-    'nh6',
-    '::',
-    'dev',
-    'up0',
-    'table',
-    '200',
-  );
+  await dp.initHost({ coa, haAddress: ADDR.ha, uplink: 'up0', table: 200 });
+  await dp.activate({
+    network: 'net1',
+    haAddress: ADDR.ha,
+    coa,
+    uplink: 'up0',
+    bridge: 'mr-g',
+    prefixes: [ADDR.mnp],
+    table: 100,
+    rulePref: 100,
+  });
+  return dp;
 }
 
 export interface HaConfigOptions {
   database: string;
+  backend: Backend;
+  runDir: string;
   maxLifetimeSeconds?: number;
   refreshAdviceSeconds?: number;
   mss?: number;
@@ -147,7 +141,8 @@ export function haConfigYaml(o: HaConfigOptions): string {
   uplink: ha-up
   status: { listen: "127.0.0.1:9180" }
   database: ${o.database}
-  dataplane: { backend: seg6, table: 200, mss: ${o.mss ?? 1400} }
+  runDir: ${o.runDir}
+  dataplane: { backend: ${o.backend}, table: 200, mss: ${o.mss ?? 1400} }
   maxLifetimeSeconds: ${o.maxLifetimeSeconds ?? 3600}
 ${o.refreshAdviceSeconds ? `  refreshAdviceSeconds: ${o.refreshAdviceSeconds}\n` : ''}mobileRouters:
   - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], spi: ${SPI}, key: ${KEY} }
@@ -156,14 +151,14 @@ ${o.refreshAdviceSeconds ? `  refreshAdviceSeconds: ${o.refreshAdviceSeconds}\n`
 }
 
 /** A temporary directory with the HA config and database; removed by `dispose`. */
-export function haFiles(o: Omit<HaConfigOptions, 'database'> = {}): {
+export function haFiles(o: Omit<HaConfigOptions, 'database' | 'runDir'>): {
   dir: string;
   config: string;
   dispose(): void;
 } {
   const dir = mkdtempSync(join(tmpdir(), 'offlink-ha-it-'));
   const config = join(dir, 'ha.yaml');
-  writeFileSync(config, haConfigYaml({ ...o, database: join(dir, 'ha.sqlite') }));
+  writeFileSync(config, haConfigYaml({ ...o, database: join(dir, 'ha.sqlite'), runDir: join(dir, 'run') }));
   return { dir, config, dispose: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -232,9 +227,32 @@ export async function haMetric(lab: NetnsLab, ns: string, name: string, match = 
   return sum;
 }
 
-/** Home agent's routes for an MNP in the HA namespace (`ip -6 route show <prefix>`). */
-export async function haRoutes(lab: NetnsLab, ns: string, prefix: string): Promise<string> {
-  return (await lab.exec(ns, ['ip', '-6', 'route', 'show', prefix])).stdout.trim();
+/**
+ * Where the home agent in `ns` tunnels `prefix`, read from the kernel: '' when nowhere. seg6: the route
+ * (`ip -6 route show <prefix>`, the CoA in its segment list); bpf: `tunnel <HA> -> <CoA>`, the map entry
+ * of the program on the HA's uplink (read through bpf(2) from the test process: map ids are global).
+ */
+export async function haRoutes(lab: NetnsLab, ns: string, prefix: string, uplink = 'ha-up'): Promise<string> {
+  if (lab.backend === 'seg6')
+    return (await lab.exec(ns, ['ip', '-6', 'route', 'show', prefix])).stdout.trim();
+  const maps = await attachedMaps(lab, ns, uplink);
+  if (!maps) return '';
+  try {
+    const t = maps.encapDst.get(prefix);
+    return t ? `tunnel ${t.src} -> ${t.dst}` : '';
+  } finally {
+    maps.close();
+  }
+}
+
+/** The bpf data plane's maps in `ns` (those of the program on `uplink`), or undefined without one. */
+export async function attachedMaps(lab: NetnsLab, ns: string, uplink: string): Promise<BpfMaps | undefined> {
+  const { stdout } = await lab.exec(ns, ['tc', '-j', 'filter', 'show', 'dev', uplink, 'ingress']);
+  const filters = (stdout.trim() === '' ? [] : JSON.parse(stdout)) as {
+    options?: { prog?: { id?: number; name?: string } };
+  }[];
+  const id = filters.find((f) => f.options?.prog?.name === DECAP_PROGRAM)?.options?.prog?.id;
+  return id === undefined ? undefined : openLiveMaps(kernelBpf(), id);
 }
 
 export interface BaView {

@@ -17,6 +17,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Backend } from '../../src/dataplane/probe.ts';
 import type { NetnsLab } from './netns.ts';
 import { Procs } from './procs.ts';
 
@@ -217,12 +218,15 @@ export class MrLabProcesses {
   private ha: ChildProcess | undefined;
   private haLog = '';
 
+  /** `backend`: the data plane of the MRs and the HA this starts. */
+  constructor(readonly backend: Backend = 'bpf') {}
+
   /** Start a mobile router process for the test network inside `ns`. */
   async startMr(
     ns: string,
     name: string,
     network: Record<string, unknown> = {},
-    options: { dataplane?: 'seg6' | 'none' } = {},
+    options: { dataplane?: 'none' } = {},
   ): Promise<MrHandle> {
     const runDir = join(this.dir, `run-${name}`);
     const config = {
@@ -238,7 +242,7 @@ export class MrLabProcesses {
         ...network,
       },
       runDir,
-      dataplane: options.dataplane ?? 'seg6',
+      dataplane: options.dataplane ?? this.backend,
       coaPollMs: 1000,
     };
     const file = join(this.dir, `mr-${name}.json`);
@@ -269,7 +273,8 @@ export class MrLabProcesses {
       '  listen: { address: "::", port: 4191 }',
       '  status: { listen: "127.0.0.1:9180" }',
       `  database: ${database}`,
-      '  dataplane: { backend: seg6, table: 200, mss: 1400 }',
+      `  runDir: ${join(this.dir, 'run-ha')}`,
+      `  dataplane: { backend: ${this.backend}, table: 200, mss: 1400 }`,
       ...Object.entries(over).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`),
       'mobileRouters:',
       '  - name: net1',

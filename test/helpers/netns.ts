@@ -2,8 +2,11 @@
 // `t<pid>-<name>`, so a crashed run's leftovers are recognisable: `removeStaleNamespaces()` deletes
 // those whose creating process is gone, without touching namespaces of tests running concurrently.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { Backend } from '../../src/dataplane/probe.ts';
 import { pidAlive } from '../../src/lab/netns.ts';
 
 const execFileP = promisify(execFile);
@@ -64,8 +67,24 @@ export async function removeStaleNamespaces(): Promise<string[]> {
  */
 export class NetnsLab {
   readonly tag = `t${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+  /** The data plane backend the test runs on (every daemon and data plane it makes uses it). */
+  readonly backend: Backend;
   private readonly namespaces: string[] = [];
   private readonly children: ChildProcess[] = [];
+  private dir: string | undefined;
+
+  constructor(options: { backend?: Backend } = {}) {
+    this.backend = options.backend ?? 'bpf';
+  }
+
+  /**
+   * A directory for the test's runtime state (e.g. the bpffs of data planes the test process makes);
+   * removed on cleanup, with whatever is mounted below it.
+   */
+  get runDir(): string {
+    this.dir ??= mkdtempSync(join(tmpdir(), `offlink-${this.tag}-`));
+    return this.dir;
+  }
 
   /** Create namespace `<tag>-<name>` with lo up and DAD off; returns its full name. */
   async ns(name: string, options: { forwarding?: boolean } = {}): Promise<string> {
@@ -145,13 +164,28 @@ export class NetnsLab {
       }
     }
     for (const ns of this.namespaces.reverse()) await sh(['ip', 'netns', 'del', ns]).catch(() => {});
+    if (this.dir) await unmountUnder(this.dir);
   }
 }
 
+/** Unmount every mount below `dir` in this process's mount namespace (deepest first), then remove `dir`. */
+export async function unmountUnder(dir: string): Promise<void> {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await sh(['umount', '-l', m]).catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+}
+
 /** Run `fn` with a fresh NetnsLab; removes a crashed run's leftovers first and cleans up in `finally`. */
-export async function withNetns<T>(fn: (lab: NetnsLab) => Promise<T>): Promise<T> {
+export async function withNetns<T>(
+  fn: (lab: NetnsLab) => Promise<T>,
+  options: { backend?: Backend } = {},
+): Promise<T> {
   await removeStaleNamespaces();
-  const lab = new NetnsLab();
+  const lab = new NetnsLab(options);
   try {
     return await fn(lab);
   } finally {
@@ -159,7 +193,12 @@ export async function withNetns<T>(fn: (lab: NetnsLab) => Promise<T>): Promise<T
   }
 }
 
-/** True when running as root with namespace support; integration tests need it. */
+/** withNetns for a test that runs on the data plane `backend`. */
+export function withNetnsOn<T>(backend: Backend, fn: (lab: NetnsLab) => Promise<T>): Promise<T> {
+  return withNetns(fn, { backend });
+}
+
+/** True when running as root with namespace support (benchmarks check it; tests use requirements.ts). */
 export function canUseNetns(): boolean {
   return process.getuid?.() === 0;
 }

@@ -189,7 +189,7 @@ export class BpfProgram {
   private adopt(globals: string, progId: number | undefined): void {
     const { sys } = this.c;
     const names = new Set<string>(Object.values(MAP_NAMES));
-    const live = progId === undefined ? new Map<string, number>() : this.liveMaps(progId, names);
+    const live = progId === undefined ? new Map<string, number>() : liveMaps(sys, progId);
     for (const name of names) {
       const path = join(globals, name);
       const id = live.get(name);
@@ -207,32 +207,6 @@ export class BpfProgram {
         unlinkSync(path);
       }
     }
-  }
-
-  /** Map name → id, for the maps of program `progId` and of the encapsulation programs sharing them. */
-  private liveMaps(progId: number, names: ReadonlySet<string>): Map<string, number> {
-    const { sys } = this.c;
-    const live = new Map<string, number>();
-    const take = (mapIds: readonly number[]) => {
-      for (const id of mapIds) {
-        const fd = sys.mapGetFdById(id);
-        try {
-          const name = sys.mapInfo(fd).name;
-          if (names.has(name) && !live.has(name)) live.set(name, id);
-        } finally {
-          sys.close(fd);
-        }
-      }
-    };
-    const ours = progInfoById(sys, progId);
-    if (!ours) return live;
-    take(ours.mapIds);
-    const shared = new Set(ours.mapIds);
-    for (let id = sys.progNextId(0); id !== null && live.size < names.size; id = sys.progNextId(id)) {
-      const info = progInfoById(sys, id);
-      if (info?.name === ENCAP_PROGRAM && info.mapIds.some((m) => shared.has(m))) take(info.mapIds);
-    }
-    return live;
   }
 }
 
@@ -275,4 +249,45 @@ function unpinAll(dir: string): void {
     return;
   }
   for (const n of names) unlinkSync(join(dir, n));
+}
+
+/**
+ * Map name → id, for the maps of the decapsulation program `progId` and of the encapsulation programs
+ * that share them (the decapsulation program does not use every map).
+ */
+export function liveMaps(sys: BpfSyscalls, progId: number): Map<string, number> {
+  const names = new Set<string>(Object.values(MAP_NAMES));
+  const live = new Map<string, number>();
+  const take = (mapIds: readonly number[]) => {
+    for (const id of mapIds) {
+      const fd = sys.mapGetFdById(id);
+      try {
+        const name = sys.mapInfo(fd).name;
+        if (names.has(name) && !live.has(name)) live.set(name, id);
+      } finally {
+        sys.close(fd);
+      }
+    }
+  };
+  const ours = progInfoById(sys, progId);
+  if (!ours) return live;
+  take(ours.mapIds);
+  const shared = new Set(ours.mapIds);
+  for (let id = sys.progNextId(0); id !== null && live.size < names.size; id = sys.progNextId(id)) {
+    const info = progInfoById(sys, id);
+    if (info?.name === ENCAP_PROGRAM && info.mapIds.some((m) => shared.has(m))) take(info.mapIds);
+  }
+  return live;
+}
+
+/** The maps of the program attached to an uplink (by its id), opened; undefined if one is missing. */
+export function openLiveMaps(sys: BpfSyscalls, progId: number): BpfMaps | undefined {
+  const live = liveMaps(sys, progId);
+  const fds = {} as MapFds;
+  for (const [role, name] of Object.entries(MAP_NAMES) as [MapRole, string][]) {
+    const id = live.get(name);
+    if (id === undefined) return undefined;
+    fds[role] = sys.mapGetFdById(id);
+  }
+  return new BpfMaps(sys, fds);
 }
