@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { LabReport } from '../src/lab/report.ts';
-import { needsRoot, skipUnless } from './helpers/requirements.ts';
+import { dataplaneBackends, needsRoot, skipUnless } from './helpers/requirements.ts';
 
 const BIN = fileURLToPath(new URL('../bin/offlink.js', import.meta.url));
 const STATE = '/run/offlink-lab';
@@ -87,6 +87,8 @@ function checkReport(
   for (const u of r.uplinks) assert.ok(u.points.length > 50, `${u.label}: ${u.points.length} samples`);
 }
 
+const backends = await dataplaneBackends();
+
 describe('offlink lab', { skip: needsRoot() }, () => {
   let dir: string;
   before(() => {
@@ -97,30 +99,35 @@ describe('offlink lab', { skip: needsRoot() }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('lab run --migrations 3 --interval 3 --json out.json: every migration succeeds, real numbers', async () => {
-    const json = join(dir, 'out.json');
-    const out = join(dir, 'report');
-    const r = await offlink([
-      'lab',
-      'run',
-      '--migrations',
-      '3',
-      '--interval',
-      '3',
-      '--json',
-      json,
-      '--out',
-      out,
-    ]);
-    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
-    const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
-    checkReport(report, { migrations: 3, topology: 'off-link', procedure: 'make-before-break' });
-    for (const m of report.migrations) assert.ok(m.handoverMs !== null, 'the agent reported the handover');
-    assert.ok(existsSync(join(out, 'index.html')) && existsSync(join(out, 'report.json')));
-    assert.match(r.stdout, /3\/3 migrations succeeded/);
-    assert.match(r.stdout, /gap ms: p50/);
-    assert.deepEqual(labNamespaces(), [], 'torn down');
-  });
+  for (const backend of backends)
+    it(`lab run --dataplane ${backend} --migrations 3 --interval 3 --json out.json: every migration succeeds, real numbers`, async () => {
+      const json = join(dir, `out-${backend}.json`);
+      const out = join(dir, `report-${backend}`);
+      const r = await offlink([
+        'lab',
+        'run',
+        '--dataplane',
+        backend,
+        '--migrations',
+        '3',
+        '--interval',
+        '3',
+        '--json',
+        json,
+        '--out',
+        out,
+      ]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
+      checkReport(report, { migrations: 3, topology: 'off-link', procedure: 'make-before-break' });
+      assert.deepEqual(report.dataplane, { backend, requested: backend });
+      assert.match(r.stdout, new RegExp(`make-before-break, ${backend} data plane`));
+      for (const m of report.migrations) assert.ok(m.handoverMs !== null, 'the agent reported the handover');
+      assert.ok(existsSync(join(out, 'index.html')) && existsSync(join(out, 'report.json')));
+      assert.match(r.stdout, /3\/3 migrations succeeded/);
+      assert.match(r.stdout, /gap ms: p50/);
+      assert.deepEqual(labNamespaces(), [], 'torn down');
+    });
 
   it('runs the paper procedure and the on-link baseline', async () => {
     for (const [topology, procedure] of [
@@ -145,11 +152,14 @@ describe('offlink lab', { skip: needsRoot() }, () => {
         join(dir, `${topology}-${procedure}`),
       ]);
       assert.equal(r.code, 0, `${topology} ${procedure}:\n${r.stdout}\n${r.stderr}`);
-      checkReport(JSON.parse(readFileSync(json, 'utf8')) as LabReport, {
-        migrations: 2,
-        topology,
-        procedure,
-      });
+      const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
+      checkReport(report, { migrations: 2, topology, procedure });
+      // auto (the default) takes the first usable backend; on-link has no tunnel
+      const expected =
+        topology === 'on-link'
+          ? { backend: null, requested: null }
+          : { backend: backends[0], requested: 'auto' };
+      assert.deepEqual(report.dataplane, expected);
     }
   });
 

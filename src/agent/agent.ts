@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Clock } from '../clock.ts';
+import { type CountingDataplane, registerDataplaneMetrics } from '../dataplane/metrics.ts';
 import { OfflinkError } from '../errors.ts';
 import type { Driver, GuestInfo } from '../hypervisor/driver.ts';
 import type { Logger } from '../log.ts';
@@ -49,6 +50,8 @@ export interface AgentComponents {
   now?: () => number;
   /** Taking over guests that arrive without a notification (default ORPHAN_TAKEOVER; null: never). */
   orphanTakeover?: IncomingContext['orphanTakeover'] | null;
+  /** The host's data plane, for its packet counters on /metrics. */
+  dataplane?: CountingDataplane;
 }
 
 interface NetworkEntry {
@@ -163,6 +166,8 @@ export class Agent implements ControlHandlers {
       this.networks.set(net.name, { config: net, view, router, incoming, migrating: undefined });
     }
     this.metricsSet = new AgentMetrics(() => this.networks.values());
+    if (components.dataplane)
+      registerDataplaneMetrics(this.metricsSet.registry, 'offlink_agent', components.dataplane);
   }
 
   /** The control API's bound address, once started. */
@@ -314,7 +319,14 @@ export class Agent implements ControlHandlers {
         ...(s.lastError ? { lastError: s.lastError } : {}),
       });
     }
-    return { host: this.host, ...(coa ? { coa } : {}), networks, migrations: [...this.history].reverse() };
+    const backend = this.c.dataplane?.backend;
+    return {
+      host: this.host,
+      ...(coa ? { coa } : {}),
+      ...(backend ? { dataplane: backend } : {}),
+      networks,
+      migrations: [...this.history].reverse(),
+    };
   }
 
   async metrics(): Promise<{ contentType: string; body: string }> {

@@ -73,7 +73,10 @@ export function buildAgent(
       peerOf(host, new ControlClient(url, { key: config.control.key, clock })),
     ]),
   );
-  const agent = new Agent({ clock, logger, driver, routers, peer: (host) => peers.get(host) }, config);
+  const agent = new Agent(
+    { clock, logger, driver, routers, peer: (host) => peers.get(host), dataplane },
+    config,
+  );
   return {
     agent,
     async start() {

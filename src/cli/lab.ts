@@ -1,5 +1,6 @@
 // `offlink lab run|up|down`: the report's experiment on this machine, in network namespaces (DESIGN §6).
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { BackendChoice } from '../dataplane/probe.ts';
 import { LabRunner } from '../lab/exec.ts';
 import { DEFAULT_STATE_DIR, LabError, labDown } from '../lab/netns.ts';
 import { labRun, labUp } from '../lab/run.ts';
@@ -41,6 +42,10 @@ const topologyOption = () =>
   new Option('--topology <t>', 'off-link (NEMO) or on-link (one L2 segment, the baseline)')
     .choices(['off-link', 'on-link'])
     .default('off-link');
+const dataplaneOption = () =>
+  new Option('--dataplane <backend>', 'data plane of the home agent and the agents (auto: probe the kernel)')
+    .choices(['auto', 'bpf', 'seg6'])
+    .default('auto');
 const guestOption = () =>
   new Option(
     '--guest <g>',
@@ -66,6 +71,7 @@ export function registerLab(program: Command): Command {
     )
     .addOption(topologyOption())
     .addOption(guestOption())
+    .addOption(dataplaneOption())
     .option(
       '--no-overlap',
       'off-link QEMU guests: start the handover after QEMU completed, not at its switchover',
@@ -80,6 +86,7 @@ export function registerLab(program: Command): Command {
         procedure: 'make-before-break' | 'paper';
         topology: 'off-link' | 'on-link';
         guest: 'netns' | 'qemu';
+        dataplane: BackendChoice;
         out: string;
         json?: string;
       }) => {
@@ -91,6 +98,7 @@ export function registerLab(program: Command): Command {
             procedure: opts.procedure,
             topology: opts.topology,
             guest: opts.guest,
+            dataplane: opts.dataplane,
             overlap: opts.overlap,
             out: opts.out,
             ...(opts.json ? { json: opts.json } : {}),
@@ -118,28 +126,36 @@ export function registerLab(program: Command): Command {
     .description('build the lab and start its daemons, and leave it running (remove it with `lab down`)')
     .addOption(topologyOption())
     .addOption(guestOption())
-    .action(async (opts: { topology: 'off-link' | 'on-link'; guest: 'netns' | 'qemu' }) => {
-      const { topo, configs } = await labUp({
-        topology: opts.topology,
-        guest: opts.guest,
-        stateDir: DEFAULT_STATE_DIR,
-        print,
-      });
-      const g = topo.guests[0]!;
-      print(`lab: up (${opts.topology}). Namespaces: ${topo.namespaces.join(' ')}`);
-      print(
-        `  guest ${g.name}: ${g.address} in ${g.ns}, on ${topo.hosts[0].name}; correspondent ${topo.cn.address}`,
-      );
-      if (configs) {
-        print(`  configs, keys and logs: ${configs.dir}`);
+    .addOption(dataplaneOption())
+    .action(
+      async (opts: {
+        topology: 'off-link' | 'on-link';
+        guest: 'netns' | 'qemu';
+        dataplane: BackendChoice;
+      }) => {
+        const { topo, configs } = await labUp({
+          topology: opts.topology,
+          guest: opts.guest,
+          dataplane: opts.dataplane,
+          stateDir: DEFAULT_STATE_DIR,
+          print,
+        });
+        const g = topo.guests[0]!;
+        print(`lab: up (${opts.topology}). Namespaces: ${topo.namespaces.join(' ')}`);
         print(
-          `  migrate:  ip netns exec ofl-host-a offlink migrate ${g.network} --to host-b --config ${configs.hosts['host-a']}`,
+          `  guest ${g.name}: ${g.address} in ${g.ns}, on ${topo.hosts[0].name}; correspondent ${topo.cn.address}`,
         );
-        print(`  status:   ip netns exec ofl-host-a offlink status --config ${configs.hosts['host-a']}`);
-      }
-      print(`  try:      ip netns exec ${g.ns} ip -6 route; ip netns exec ${topo.cn.ns} ss -uan`);
-      print('  remove:   offlink lab down');
-    });
+        if (configs) {
+          print(`  configs, keys and logs: ${configs.dir}`);
+          print(
+            `  migrate:  ip netns exec ofl-host-a offlink migrate ${g.network} --to host-b --config ${configs.hosts['host-a']}`,
+          );
+          print(`  status:   ip netns exec ofl-host-a offlink status --config ${configs.hosts['host-a']}`);
+        }
+        print(`  try:      ip netns exec ${g.ns} ip -6 route; ip netns exec ${topo.cn.ns} ss -uan`);
+        print('  remove:   offlink lab down');
+      },
+    );
 
   lab
     .command('down')

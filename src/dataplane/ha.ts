@@ -130,6 +130,11 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     };
   }
 
+  /** The drop counters by name (HomeAgentDataplane.packetCounters). */
+  async packetCounters(): Promise<Record<string, number>> {
+    return { ...(await this.counters()) };
+  }
+
   /** Resolves once every queued job has run, deferred deletes included. */
   async settled(): Promise<void> {
     let tail: Promise<unknown>;

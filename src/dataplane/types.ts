@@ -37,6 +37,8 @@ export type BindingChange = { op: 'set'; binding: TunnelBinding } | { op: 'delet
 
 /** Home agent data plane (DESIGN §4). Every method is idempotent. */
 export interface HomeAgentDataplane {
+  /** Which backend this is (bpf, seg6; absent for fakes). */
+  readonly backend?: string;
   /** Install the per-HA state (rule order, tunnel source, decap rule/route, nftables table). */
   init(): Promise<void>;
   /**
@@ -86,6 +88,10 @@ export interface MobileRouterRoutes {
 
 /** Mobile router data plane. Every method is idempotent. */
 export interface MobileRouterDataplane {
+  /** Which backend this is (bpf, seg6; absent for fakes). */
+  readonly backend?: string;
+  /** Packets the data plane counted, by name; absent where it cannot count. */
+  packetCounters?(): Promise<Record<string, number>>;
   /** Per-host state shared by all networks on the host: rule order, decapsulation for the CoA. */
   initHost(options: { coa: string; haAddress: string; uplink: string; table: number }): Promise<void>;
   /** Install (or re-point, e.g. after a CoA change) the network's egress route and rules. */

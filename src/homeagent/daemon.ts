@@ -15,6 +15,7 @@
 // BAs are out.
 import { performance } from 'node:perf_hooks';
 import type { Clock, TimerHandle } from '../clock.ts';
+import { registerDataplaneMetrics } from '../dataplane/metrics.ts';
 import type { BindingChange, HomeAgentDataplane } from '../dataplane/types.ts';
 import type { Logger } from '../log.ts';
 import { BaStatus, baStatusName } from '../protocol/constants.ts';
@@ -130,6 +131,7 @@ export class HomeAgent {
     this.transport = components.transport ?? new UdpTransport({ recvBufferSize: 8 << 20 });
     this.table = components.table ?? new PrefixTable(config.mobileRouters);
     this.metrics = new HomeAgentMetrics(() => this.cache.size);
+    registerDataplaneMetrics(this.metrics.registry, 'offlink_ha', components.dataplane);
     this.ctx = {
       haAddress: ha.address,
       table: this.table,
@@ -223,12 +225,16 @@ export class HomeAgent {
   }
 
   snapshot(): HomeAgentStatus {
-    return bindingCacheStatus(
+    const status = bindingCacheStatus(
       this.cache.all(),
       this.table,
       this.config.homeAgent.address,
       this.components.clock.now(),
     );
+    const backend = this.components.dataplane.backend;
+    if (backend === undefined) return status;
+    const { haAddress, ...rest } = status;
+    return { haAddress, dataplane: backend, ...rest };
   }
 
   private async loadCache(): Promise<void> {

@@ -19,6 +19,8 @@ export interface BindingStatus {
 
 export interface HomeAgentStatus {
   haAddress: string;
+  /** The data plane backend in use (bpf, seg6). */
+  dataplane?: string;
   now: string;
   bindings: BindingStatus[];
 }

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import type { BackendChoice } from '../dataplane/probe.ts';
 import type { HostName, Topology } from './topology.ts';
 
 export const CONTROL_PORT = 7400;
@@ -27,6 +28,8 @@ function secret(path: string, bytes: number): string {
 export interface LabConfigOptions {
   /** QEMU guests: run the handover while QEMU waits at pre-switchover (default true). */
   overlap?: boolean;
+  /** The daemons' data plane backend (default auto: each daemon probes the kernel). */
+  dataplane?: BackendChoice;
 }
 
 export function writeLabConfigs(topo: Topology, dir: string, options: LabConfigOptions = {}): LabConfigs {
@@ -55,7 +58,7 @@ export function writeLabConfigs(topo: Topology, dir: string, options: LabConfigO
         listen: { address: topo.ha.address, port: SIGNALING_PORT },
         status: { listen: '127.0.0.1:9180' },
         database: 'ha.sqlite',
-        dataplane: { backend: 'auto', table: 200, mss: 1400 },
+        dataplane: { backend: options.dataplane ?? 'auto', table: 200, mss: 1400 },
       },
       mobileRouters: networks,
     })}`,
@@ -71,7 +74,7 @@ export function writeLabConfigs(topo: Topology, dir: string, options: LabConfigO
         host: h.name,
         uplink: h.uplink,
         homeAgent: { address: topo.ha.address, port: SIGNALING_PORT },
-        dataplane: { backend: 'auto', decapTable: 200, mss: 1400 },
+        dataplane: { backend: options.dataplane ?? 'auto', decapTable: 200, mss: 1400 },
         runDir: `run-${h.name}`,
         control: { listen: `[${topo.careOf[h.name]}]:${CONTROL_PORT}`, keyFile: 'cluster.key' },
         peers: Object.fromEntries(peers.map((p) => [p.name, url(topo.careOf[p.name])])),

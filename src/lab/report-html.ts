@@ -99,7 +99,7 @@ export function renderHtml(r: LabReport): string {
   const title =
     r.topology === 'on-link'
       ? 'offlink lab: on-link baseline (one L2 segment, hypervisor step only)'
-      : `offlink lab: off-link migration, ${r.procedure}`;
+      : `offlink lab: off-link migration, ${r.procedure}, ${r.dataplane?.backend ?? '?'} data plane`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -133,6 +133,7 @@ ${r.migrations.map((m) => row(r, m)).join('\n')}
 <section><h2>Parameters</h2>${dl([
     ['procedure', r.procedure],
     ['topology', r.topology],
+    ['data plane', r.dataplane?.backend ?? 'none (no tunnel)'],
     ['guest', r.guest],
     ['migrations', p.migrations],
     ['interval', `${p.intervalS} s`],

@@ -60,10 +60,17 @@ export interface MachineInfo {
   date: string;
 }
 
+/** The tunnel's data plane: the backend the home agent ran (null on-link: no tunnel), and what was asked. */
+export interface ReportDataplane {
+  backend: string | null;
+  requested: string | null;
+}
+
 export interface LabReport {
   procedure: Procedure;
   topology: TopologyKind;
   guest: GuestKind;
+  dataplane: ReportDataplane;
   migrations: ReportMigration[];
   summary: {
     gapMs: Percentiles;
@@ -90,6 +97,7 @@ export interface RunData {
   procedure: Procedure;
   topology: TopologyKind;
   guest: GuestKind;
+  dataplane?: ReportDataplane;
   parameters: ReportParameters;
   startedAt: number;
   endedAt: number;
@@ -136,6 +144,7 @@ export function buildReport(run: RunData): LabReport {
     procedure: run.procedure,
     topology: run.topology,
     guest: run.guest,
+    dataplane: run.dataplane ?? { backend: null, requested: null },
     migrations: run.migrations.map((m) => {
       const meas = byIndex.get(m.index);
       return {

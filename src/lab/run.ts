@@ -1,9 +1,10 @@
 // `offlink lab run`: build the lab, start its daemons and traffic, migrate the guest back and forth,
 // measure, tear everything down (also on failure and on Ctrl-C), and write the report.
 // `offlink lab up`: the same lab with its daemons, left running for manual experiments.
-import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { BackendChoice } from '../dataplane/probe.ts';
 import { OfflinkError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { type LabConfigs, writeLabConfigs } from './configs.ts';
@@ -31,6 +32,8 @@ export interface LabOptions {
   guest: GuestKind;
   /** QEMU guests: overlap the handover with QEMU's switchover (default true); false to compare. */
   overlap?: boolean;
+  /** The daemons' data plane backend (default auto). */
+  dataplane?: BackendChoice;
   stateDir: string;
   print: (line: string) => void;
   signal?: AbortSignal;
@@ -69,6 +72,26 @@ interface Running {
   topo: Topology;
   configs?: LabConfigs;
   vms?: OnLinkVms;
+  /** The data plane backend the home agent chose (off-link; on-link has no tunnel). */
+  backend?: string;
+}
+
+/** The backend a daemon logged it chose (`data plane backend chosen`), from its log file. */
+export function chosenBackend(logFile: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(logFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    if (!line.includes('data plane backend chosen')) continue;
+    try {
+      const backend = (JSON.parse(line) as { backend?: unknown }).backend;
+      if (typeof backend === 'string') return backend;
+    } catch {}
+  }
+  return undefined;
 }
 
 /** Build the lab and start what runs in it; the guest ends up attached to host A. */
@@ -92,7 +115,10 @@ async function bringUp(
     `lab: built in ${((now() - t0) / 1000).toFixed(1)} s; ${topo.hosts.map((h) => `host ${h.label} ${topo.careOf[h.name]}`).join(', ')}`,
   );
   if (o.topology === 'off-link') {
-    const configs = writeLabConfigs(topo, o.stateDir, { overlap: o.overlap ?? true });
+    const configs = writeLabConfigs(topo, o.stateDir, {
+      overlap: o.overlap ?? true,
+      dataplane: o.dataplane ?? 'auto',
+    });
     if (o.guest === 'qemu') o.print("lab: host A's agent boots the QEMU guest (TCG: ~10 s) ...");
     o.print(
       `lab: starting offlink ha (${topo.ha.ns}) and offlink agent (${topo.hosts.map((h) => h.ns).join(', ')}) ...`,
@@ -106,10 +132,11 @@ async function bringUp(
     });
     if (o.guest === 'netns') for (const g of topo.guests) await attachGuest(g, topo.hosts[0].ns, runner);
     await waitActive(runner, topo.hosts[0], configs, 60_000, o.signal);
+    const backend = chosenBackend(join(logDir, 'ha.log'));
     o.print(
-      `lab: ${topo.guests.map((g) => g.network).join(', ')} active on host A (registered with the home agent)`,
+      `lab: ${topo.guests.map((g) => g.network).join(', ')} active on host A (registered with the home agent; data plane ${backend ?? '?'})`,
     );
-    return { topo, configs };
+    return { topo, configs, ...(backend ? { backend } : {}) };
   }
   if (o.guest === 'qemu') {
     // On-link: ordinary QEMU live migration on one segment, driven by this process (onlink-vms.ts).
@@ -165,7 +192,7 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
   let vms: OnLinkVms | undefined;
   try {
     mkdirSync(logDir, { recursive: true });
-    const { topo, configs } = await bringUp(o, runner, logDir, false, (v) => {
+    const { topo, configs, backend } = await bringUp(o, runner, logDir, false, (v) => {
       vms = v;
     });
     const guest = topo.guests[0]!;
@@ -231,6 +258,10 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
       procedure: o.procedure,
       topology: o.topology,
       guest: o.guest,
+      dataplane: {
+        backend: backend ?? null,
+        requested: o.topology === 'off-link' ? (o.dataplane ?? 'auto') : null,
+      },
       parameters: {
         migrations: o.migrations,
         intervalS: o.intervalS,

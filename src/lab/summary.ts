@@ -37,7 +37,7 @@ export function formatSummary(r: LabReport): string {
   const pct = s.sent > 0 ? ((100 * s.lost) / s.sent).toFixed(2) : '0.00';
   return [
     '',
-    `${r.topology}, ${r.topology === 'on-link' ? 'hypervisor step only' : r.procedure}, ${r.guest} guest${r.parameters.overlap === false ? ' (no switchover overlap)' : ''}: ${r.migrations.length - s.failed}/${r.migrations.length} migrations succeeded`,
+    `${r.topology}, ${r.topology === 'on-link' ? 'hypervisor step only' : `${r.procedure}, ${r.dataplane?.backend ?? '?'} data plane`}, ${r.guest} guest${r.parameters.overlap === false ? ' (no switchover overlap)' : ''}: ${r.migrations.length - s.failed}/${r.migrations.length} migrations succeeded`,
     line(header),
     ...rows.map(line),
     '',

@@ -186,6 +186,8 @@ export interface NetworkStatus {
 export interface AgentStatus {
   host: string;
   coa?: string;
+  /** The data plane backend in use (bpf, seg6). */
+  dataplane?: string;
   networks: NetworkStatus[];
   migrations: MigrationRecord[];
 }
