@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { OfflinkError } from '../errors.ts';
 import { registerAgent } from './agent.ts';
+import { registerDoctor } from './doctor.ts';
 import { registerHomeAgent } from './ha.ts';
 import { registerLab } from './lab.ts';
 import { registerStatus } from './status.ts';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerHomeAgent(program);
   registerStatus(program);
   registerAgent(program);
+  registerDoctor(program);
   return program;
 }
 

@@ -8,7 +8,7 @@
 // `ip` and `nft` at the switchover, its routes send correct Packet Too Big messages, and it tunnels at
 // the same TCP throughput as seg6 or better. So bpf first, seg6 where bpf is not usable.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -93,9 +93,37 @@ function message(err: unknown): string {
   return text.split('\n')[0]!.slice(0, 300);
 }
 
-/** Try every backend in a throwaway namespace `ofl-probe-<random>`, removed afterwards. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM';
+  }
+}
+
+/** Namespaces of probes whose process is gone (a probe killed midway). */
+function staleProbes(): string[] {
+  let names: string[];
+  try {
+    names = readdirSync('/run/netns');
+  } catch {
+    return [];
+  }
+  return names.filter((n) => {
+    const m = /^ofl-probe-(\d+)-/.exec(n);
+    return m !== null && !alive(Number(m[1]));
+  });
+}
+
+/**
+ * Try every backend in a throwaway namespace `ofl-probe-<pid>-<random>`, removed afterwards (and a killed
+ * probe's namespace by the next probe).
+ */
 export async function probeBackends(c: ProbeComponents): Promise<ProbeResult> {
-  const ns = `ofl-probe-${randomBytes(4).toString('hex')}`;
+  for (const stale of staleProbes())
+    await c.runner.run(['ip', 'netns', 'del', stale], { allowFailure: true });
+  const ns = `ofl-probe-${process.pid}-${randomBytes(3).toString('hex')}`;
   const run = (argv: string[]) => c.runner.run(['ip', 'netns', 'exec', ns, ...argv]);
   const result: ProbeResult = {
     backends: [],

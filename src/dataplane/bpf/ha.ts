@@ -179,13 +179,16 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   private async updateSome(changes: readonly BindingChange[]): Promise<void> {
     const touched = touchedBy(changes, this.entries, this.owners);
     const sets: [string, string][] = [];
-    const gone: string[] = [];
+    const left: string[] = [];
     for (const { old, neu } of touched.values()) {
       const wanted = new Set(neu?.dsts ?? []);
       for (const d of wanted) if (old?.coa !== neu!.coa || !old.dsts.includes(d)) sets.push([d, neu!.coa]);
-      for (const d of old?.dsts ?? []) if (!wanted.has(d)) gone.push(d);
+      for (const d of old?.dsts ?? []) if (!wanted.has(d)) left.push(d);
     }
-    if (sets.length > 0) await this.cover(sets.map(([d]) => d));
+    // a destination that leaves one binding and joins another in this batch is set, not deleted
+    const setNow = new Set(sets.map(([d]) => d));
+    const gone = left.filter((d) => !setNow.has(d));
+    if (sets.length > 0) await this.cover(setNow);
     const { encapDst, ingress } = this.program.maps;
     this.inSync = false;
     // the source check first: by the time packets come back from a new CoA, it lets them in

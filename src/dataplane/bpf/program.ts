@@ -11,7 +11,7 @@
 // Maps outlive the daemon: the attached programs hold them. A restarted daemon whose pins are gone (its
 // mount namespace ended with it, as under `ip netns exec`) finds the maps again through the program on
 // the uplink and pins them anew before anything is loaded, so forwarding never stops (retainOnStop).
-import { mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { mkdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
@@ -152,7 +152,8 @@ export class BpfProgram {
     const dir = this.mounted ?? join(this.o.runDir, 'bpf', `${this.o.role}-${await this.netnsInode()}`);
     this.mounted = undefined;
     if (this.c.sys.isBpffs(dir)) {
-      unpinAll(join(dir, 'tc', 'globals'));
+      const globals = join(dir, 'tc', 'globals');
+      for (const name of this.c.sys.pinned(globals)) this.c.sys.unpin(join(globals, name));
       this.c.sys.unmount(dir);
     }
     try {
@@ -195,7 +196,7 @@ export class BpfProgram {
       const id = live.get(name);
       const pinned = pinnedId(sys, path);
       if (id !== undefined && pinned !== id) {
-        if (pinned !== undefined) unlinkSync(path);
+        if (pinned !== undefined) sys.unpin(path);
         const fd = sys.mapGetFdById(id);
         try {
           sys.objPin(fd, path);
@@ -204,7 +205,7 @@ export class BpfProgram {
         }
         this.c.logger?.info({ map: name, path }, 'eBPF map of the running program pinned again');
       } else if (id === undefined && pinned !== undefined && progId === undefined) {
-        unlinkSync(path);
+        sys.unpin(path);
       }
     }
   }
@@ -239,16 +240,6 @@ function pinnedId(sys: BpfSyscalls, path: string): number | undefined {
   } finally {
     sys.close(fd);
   }
-}
-
-function unpinAll(dir: string): void {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const n of names) unlinkSync(join(dir, n));
 }
 
 /**

@@ -1,7 +1,7 @@
 // The bpf(2) seam: what the eBPF backend asks of the kernel besides iproute2 (which loads and attaches
 // the programs). The real one is a small Node-API addon (syscall.c, built by scripts/build); unit tests
 // use FakeBpf, an in-memory kernel with the same answers.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { OfflinkError } from '../../errors.ts';
@@ -49,6 +49,10 @@ export interface BpfSyscalls {
   isBpffs(path: string): boolean;
   mountBpffs(path: string): void;
   unmount(path: string): void;
+  /** Remove a pin (the object lives on while something else holds it). */
+  unpin(path: string): void;
+  /** Names pinned in a bpffs directory ([] when it does not exist). */
+  pinned(dir: string): string[];
   close(fd: number): void;
 }
 
@@ -66,11 +70,25 @@ export class NotBuiltError extends OfflinkError {
   }
 }
 
+type Addon = Omit<BpfSyscalls, 'unpin' | 'pinned'>;
+
 /** The addon (require's cache makes later calls cheap; a native module is process-wide anyway). */
 export function kernelBpf(): BpfSyscalls {
   const path = buildPath('offlink_bpf.node');
   if (!existsSync(path)) throw new NotBuiltError(path);
-  return createRequire(import.meta.url)(path) as BpfSyscalls;
+  const addon = createRequire(import.meta.url)(path) as Addon;
+  return {
+    ...addon,
+    unpin: (pin) => unlinkSync(pin),
+    pinned: (dir) => {
+      try {
+        return readdirSync(dir);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ENOENT') return [];
+        throw err;
+      }
+    },
+  };
 }
 
 /** The compiled eBPF object that iproute2 loads. */

@@ -1,0 +1,245 @@
+// The eBPF home agent data plane against FakeBpf and a recording runner: what goes into the maps for each
+// binding change, and that binding changes spawn no process (the real kernel: test/dataplane.test.ts).
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { BindingConflictError } from '../bindings.ts';
+import { RecordingRunner } from '../runner.ts';
+import type { TunnelBinding } from '../types.ts';
+import { FakeBpf } from './fake.ts';
+import { BpfHomeAgentDataplane } from './ha.ts';
+import { BpfMaps, MAP_NAMES, type MapFds, type MapRole } from './maps.ts';
+
+const HA = '2001:db8:ffff::1';
+const b1 = (coa: string, prefixes = ['2001:db8:100::/64']): TunnelBinding => ({
+  hoa: '2001:db8:ffff::101',
+  coa,
+  prefixes,
+  id: 1,
+});
+const b2 = (coa: string): TunnelBinding => ({
+  hoa: '2001:db8:ffff::102',
+  coa,
+  prefixes: ['2001:db8:200::/64'],
+  id: 2,
+});
+const TUNNELLED = [
+  '2001:db8:100::/64',
+  '2001:db8:101::/64',
+  '2001:db8:200::/64',
+  '2001:db8:200:1::/64',
+  '2001:db8:ffff::100/126',
+];
+
+/** The kernel iproute2 plays for the backend: tc/ip loads create or reuse the pinned maps. */
+function kernel(fake: FakeBpf): RecordingRunner {
+  return new RecordingRunner((argv) => {
+    if (argv[0] === 'readlink') return { stdout: 'net:[4026531840]\n' };
+    const env = argv[0] === 'env' ? argv[1]!.replace('TC_BPF_MNT=', '') : undefined;
+    if (env && (argv.includes('replace') || argv.includes('-batch'))) fake.load(env);
+    if (argv.includes('-j') && argv.includes('filter')) return { stdout: '[]' };
+    return undefined;
+  });
+}
+
+/** Every map's entries, decoded, from the pins under the daemon's bpffs. */
+function contents(fake: FakeBpf, bpffs: string) {
+  const fds = {} as MapFds;
+  for (const [role, name] of Object.entries(MAP_NAMES) as [MapRole, string][])
+    fds[role] = fake.objGet(`${bpffs}/tc/globals/${name}`);
+  const maps = new BpfMaps(fake, fds, fake.cpus);
+  try {
+    return {
+      encapDst: Object.fromEntries(maps.encapDst.entries()),
+      ingress: Object.fromEntries(maps.ingress.entries()),
+      local: maps.local.values(),
+      peers: maps.peers.values(),
+    };
+  } finally {
+    maps.close();
+  }
+}
+
+const tunnel = (coa: string) => ({ src: HA, dst: coa });
+
+describe('BpfHomeAgentDataplane', () => {
+  let dir: string;
+  let fake: FakeBpf;
+  let runner: RecordingRunner;
+  let dp: BpfHomeAgentDataplane;
+  let bpffs: string;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'offlink-bpf-ha-'));
+    fake = new FakeBpf();
+    runner = kernel(fake);
+    dp = new BpfHomeAgentDataplane(
+      { runner, sys: fake, object: '/x/offlink.bpf.o' },
+      { haAddress: HA, uplink: 'ha-up', table: 200, mss: 1400, tunnelled: TUNNELLED, runDir: dir },
+    );
+    bpffs = join(dir, 'bpf', 'ha-4026531840');
+    await dp.init();
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('init: own bpffs, decapsulation program on the uplink, one route per aggregate, own address', () => {
+    assert.ok(fake.mounts.has(bpffs));
+    const lines = runner.lines();
+    assert.ok(
+      lines.includes(
+        `env TC_BPF_MNT=${bpffs} tc filter replace dev ha-up ingress pref 4191 handle 1 bpf da obj /x/offlink.bpf.o sec tc`,
+      ),
+      lines.join('\n'),
+    );
+    const routes = lines.filter((l) => l.includes('route replace'));
+    // (the two 2001:db8:200:… /64s are halves of one /63; 100:: and 101:: are not)
+    assert.deepEqual(routes, [
+      '  route replace 2001:db8:100::/64 proto 241 encap bpf xmit obj /x/offlink.bpf.o section lwt_xmit headroom 40 dev ha-up',
+      '  route replace 2001:db8:101::/64 proto 241 encap bpf xmit obj /x/offlink.bpf.o section lwt_xmit headroom 40 dev ha-up',
+      '  route replace 2001:db8:200::/63 proto 241 encap bpf xmit obj /x/offlink.bpf.o section lwt_xmit headroom 40 dev ha-up',
+      '  route replace 2001:db8:ffff::100/126 proto 241 encap bpf xmit obj /x/offlink.bpf.o section lwt_xmit headroom 40 dev ha-up',
+    ]);
+    assert.deepEqual(contents(fake, bpffs), { encapDst: {}, ingress: {}, local: [HA], peers: [] });
+  });
+
+  test('registration, CoA change and deregistration are map entries only: no process', async () => {
+    runner.clear();
+    await dp.update([{ op: 'set', binding: b1('2001:db8:a::2') }]);
+    assert.deepEqual(contents(fake, bpffs).encapDst, {
+      '2001:db8:100::/64': tunnel('2001:db8:a::2'),
+      '2001:db8:ffff::101/128': tunnel('2001:db8:a::2'),
+    });
+    await dp.update([{ op: 'set', binding: b1('2001:db8:b::2') }]);
+    assert.deepEqual(contents(fake, bpffs).ingress, {
+      '2001:db8:100::/64': '2001:db8:b::2',
+      '2001:db8:ffff::101/128': '2001:db8:b::2',
+    });
+    await dp.update([{ op: 'delete', binding: b1('2001:db8:b::2') }]);
+    assert.deepEqual(contents(fake, bpffs).encapDst, {});
+    assert.deepEqual(contents(fake, bpffs).ingress, {});
+    assert.deepEqual(runner.lines(), []);
+  });
+
+  test('a refresh (the same binding again) writes nothing', async () => {
+    await dp.update([{ op: 'set', binding: b1('2001:db8:a::2') }]);
+    fake.calls.length = 0;
+    await dp.update([{ op: 'set', binding: b1('2001:db8:a::2') }]);
+    assert.deepEqual(
+      fake.calls.filter((c) => c !== 'mapLookup'),
+      [],
+    );
+  });
+
+  test('a prefix moving from one binding to another in one batch', async () => {
+    await dp.update([
+      { op: 'set', binding: b1('2001:db8:a::2', ['2001:db8:100::/64', '2001:db8:101::/64']) },
+    ]);
+    await dp.update([
+      { op: 'set', binding: b1('2001:db8:a::2', ['2001:db8:100::/64']) },
+      { op: 'set', binding: { ...b2('2001:db8:b::2'), prefixes: ['2001:db8:101::/64'] } },
+    ]);
+    assert.deepEqual(contents(fake, bpffs).ingress, {
+      '2001:db8:100::/64': '2001:db8:a::2',
+      '2001:db8:ffff::101/128': '2001:db8:a::2',
+      '2001:db8:101::/64': '2001:db8:b::2',
+      '2001:db8:ffff::102/128': '2001:db8:b::2',
+    });
+  });
+
+  test('two bindings claiming one prefix: refused, nothing changed', async () => {
+    await dp.update([{ op: 'set', binding: b1('2001:db8:a::2') }]);
+    const before = contents(fake, bpffs);
+    await assert.rejects(
+      dp.update([{ op: 'set', binding: { ...b2('2001:db8:b::2'), prefixes: ['2001:db8:100::/64'] } }]),
+      BindingConflictError,
+    );
+    assert.deepEqual(contents(fake, bpffs), before);
+  });
+
+  test('reconcile: the maps hold exactly the bindings given, whatever they held', async () => {
+    await dp.update([
+      { op: 'set', binding: b1('2001:db8:a::2') },
+      { op: 'set', binding: b2('2001:db8:a::2') },
+    ]);
+    await dp.reconcile([b2('2001:db8:c::2')]);
+    assert.deepEqual(contents(fake, bpffs).encapDst, {
+      '2001:db8:200::/64': tunnel('2001:db8:c::2'),
+      '2001:db8:ffff::102/128': tunnel('2001:db8:c::2'),
+    });
+  });
+
+  test('a destination no configured prefix covers gets a route of its own', async () => {
+    runner.clear();
+    await dp.update([{ op: 'set', binding: { ...b2('2001:db8:b::2'), prefixes: ['2001:db8:300::/64'] } }]);
+    const routes = runner.lines().filter((l) => l.includes('route replace'));
+    // (the home address is inside 2001:db8:ffff::100/126 already)
+    assert.deepEqual(
+      routes.map((l) => l.trim().split(' ')[2]),
+      ['2001:db8:300::/64'],
+    );
+  });
+
+  test('after a failed update the next one rebuilds the maps from scratch', async () => {
+    await dp.update([{ op: 'set', binding: b1('2001:db8:a::2') }]);
+    const batch = fake.mapUpdateBatch.bind(fake);
+    fake.mapUpdateBatch = () => {
+      throw Object.assign(new Error('ENOMEM'), { code: 'ENOMEM' });
+    };
+    await assert.rejects(dp.update([{ op: 'set', binding: b2('2001:db8:b::2') }]));
+    fake.mapUpdateBatch = batch;
+    await dp.update([{ op: 'set', binding: b1('2001:db8:c::2') }]);
+    assert.deepEqual(contents(fake, bpffs).encapDst, {
+      '2001:db8:100::/64': tunnel('2001:db8:c::2'),
+      '2001:db8:ffff::101/128': tunnel('2001:db8:c::2'),
+    });
+  });
+
+  test('changes applied in any order end in the state of the last one', async () => {
+    const configs: TunnelBinding[][] = [
+      [b1('2001:db8:a::2')],
+      [b1('2001:db8:b::2'), b2('2001:db8:b::2')],
+      [b2('2001:db8:a::2')],
+      [],
+      [b1('2001:db8:a::2', ['2001:db8:100::/64', '2001:db8:101::/64']), b2('2001:db8:c::2')],
+    ];
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    let installed: TunnelBinding[] = [];
+    for (let round = 0; round < 40; round++) {
+      const next = configs[Math.floor(random() * configs.length)]!;
+      const gone = installed.filter((b) => !next.some((n) => n.hoa === b.hoa));
+      await dp.update([
+        ...gone.map((binding) => ({ op: 'delete' as const, binding })),
+        ...next.map((binding) => ({ op: 'set' as const, binding })),
+      ]);
+      installed = next;
+      const want: Record<string, string> = {};
+      for (const b of next) for (const d of [...b.prefixes, `${b.hoa}/128`]) want[d] = b.coa;
+      assert.deepEqual(contents(fake, bpffs).ingress, want, `round ${round}`);
+    }
+  });
+
+  test('counters are summed over CPUs', async () => {
+    fake.count(bpffs, 5, 3, 0);
+    fake.count(bpffs, 5, 4, 1);
+    const c = await dp.packetCounters();
+    assert.equal(c.decapWrongSource, 7);
+    assert.equal(c.decapOk, 0);
+  });
+
+  test('flush: routes, program, maps and bpffs gone', async () => {
+    await dp.update([{ op: 'set', binding: b1('2001:db8:a::2') }]);
+    runner.clear();
+    await dp.flush();
+    const lines = runner.lines();
+    assert.ok(lines.includes('  route flush table main proto 241'), lines.join('\n'));
+    assert.ok(lines.includes('tc filter del dev ha-up ingress pref 4191'));
+    assert.ok(!fake.mounts.has(bpffs));
+    assert.deepEqual(fake.pinned(`${bpffs}/tc/globals`), []);
+  });
+});
