@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canonicalAddress, checkInterfaceName, parsePrefix, prefixMask } from './addr.ts';
+import { aggregatePrefixes, canonicalAddress, checkInterfaceName, parsePrefix, prefixMask } from './addr.ts';
 
 test('canonicalAddress gives the RFC 5952 text the kernel prints', () => {
   const cases: [string, string][] = [
@@ -53,4 +53,27 @@ test('parsePrefix clears host bits; a bare address is a /128; masks', () => {
   assert.equal(prefixMask(57), 'ffff:ffff:ffff:ff80::');
   assert.equal(prefixMask(128), 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff');
   assert.equal(prefixMask(0), '::');
+});
+
+test('aggregatePrefixes: exact cover only (siblings merged, contained dropped, nothing added)', () => {
+  assert.deepEqual(
+    aggregatePrefixes([
+      '2001:db8:0:1::/64',
+      '2001:db8::/64',
+      '2001:db8:0:2::/64',
+      '2001:db8:0:3::/64',
+      '2001:db8:0:3::5/128',
+      '2001:db8:100::/64',
+      '2001:db8:101::/64',
+    ]),
+    ['2001:db8::/62', '2001:db8:100::/64', '2001:db8:101::/64'],
+  );
+  assert.deepEqual(aggregatePrefixes(['2001:db8::1', '2001:db8::']), ['2001:db8::/127']);
+  assert.deepEqual(aggregatePrefixes(['::/1', '8000::/1']), ['::/0']);
+  assert.deepEqual(aggregatePrefixes([]), []);
+});
+
+test('aggregatePrefixes: 65,536 sequential /64s are one /48', () => {
+  const many = Array.from({ length: 65536 }, (_, i) => `2001:db8:7:${i.toString(16)}::/64`);
+  assert.deepEqual(aggregatePrefixes(many), ['2001:db8:7::/48']);
 });

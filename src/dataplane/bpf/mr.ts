@@ -56,7 +56,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
     this.runDir = options.runDir ?? '/run/offlink';
   }
 
-  initHost(options: MobileRouterHost): Promise<void> {
+  async initHost(options: MobileRouterHost): Promise<void> {
     const host = {
       coa: canonicalAddress(options.coa),
       haAddress: canonicalAddress(options.haAddress),
@@ -77,7 +77,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
     });
   }
 
-  activate(routes: MobileRouterRoutes): Promise<void> {
+  async activate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
     return this.serial(async () => {
       const key = routeKey(r);
@@ -103,7 +103,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
     });
   }
 
-  deactivate(routes: MobileRouterRoutes): Promise<void> {
+  async deactivate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
     return this.serial(async () => {
       if (this.program) {
@@ -122,7 +122,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   }
 
   /** Handover, old host: the network's packets from the HA go on to `peer`, rewritten in place. */
-  forward(routes: MobileRouterRoutes, peer: string): Promise<void> {
+  async forward(routes: MobileRouterRoutes, peer: string): Promise<void> {
     const r = checkRoutes(routes);
     const to = canonicalAddress(peer);
     return this.serial(async () => {
@@ -131,7 +131,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   }
 
   /** Handover, new host: tunnel packets from `peer` (the old host) are decapsulated as from the HA. */
-  acceptTunnelFrom(_host: { coa: string; table: number }, peer: string): Promise<void> {
+  async acceptTunnelFrom(_host: { coa: string; table: number }, peer: string): Promise<void> {
     const from = canonicalAddress(peer);
     return this.serial(async () => this.maps().peers.add(from));
   }
