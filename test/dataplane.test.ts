@@ -199,6 +199,83 @@ for (const backend of backends) {
   });
 }
 
+// The backends are identical on the wire: a home agent on one and mobile routers on the other interoperate.
+const pairs: [Backend, Backend][] = [
+  ['bpf', 'seg6'],
+  ['seg6', 'bpf'],
+];
+for (const [haBackend, mrBackend] of pairs) {
+  const both = backends.includes(haBackend) && backends.includes(mrBackend);
+  test(`mixed backends: HA ${haBackend}, mobile routers ${mrBackend}`, {
+    skip: both ? needsRoot() : `needs both bpf and seg6; this kernel runs ${backends.join(', ') || 'none'}`,
+  }, async (t) => {
+    await withNetns((lab) => interop(t, lab, haBackend, mrBackend), { backend: haBackend });
+  });
+}
+
+/** Echo servers on both guests and the correspondent; `received(name)` counts what each got. */
+async function echoServers(lab: NetnsLab, ns: Awaited<ReturnType<typeof topology>>) {
+  const logs: Record<'g' | 'g2' | 'cn', string> = { g: '', g2: '', cn: '' };
+  for (const [n, name] of [
+    [ns.g, 'g'],
+    [ns.g2, 'g2'],
+    [ns.cn, 'cn'],
+  ] as const) {
+    const server = lab.spawn(n, ['node', '-e', UDP_ECHO, '7', name]);
+    server.stdout?.on('data', (d) => (logs[name] += d));
+    await waitFor(server, /ready/);
+  }
+  const received = (name: 'g' | 'g2' | 'cn') =>
+    logs[name].split('\n').filter((l) => l.startsWith('rx ')).length;
+  return { logs, received };
+}
+
+async function interop(t: test.TestContext, lab: NetnsLab, haBackend: Backend, mrBackend: Backend) {
+  const ns = await topology(lab);
+  const haDp = createHomeAgentDataplane(
+    haBackend,
+    { runner: new ExecRunner({ netns: ns.ha }) },
+    {
+      haAddress: HA,
+      uplink: 'ha-up',
+      table: 200,
+      mss: 1400,
+      tunnelled: [MNP, `${HOA}/128`],
+      runDir: join(lab.runDir, 'ha'),
+    },
+  );
+  await haDp.init();
+  await haDp.reconcile([binding(COA1)]);
+  for (const [netns, coa] of [
+    [ns.mr, COA1],
+    [ns.mr2, COA2],
+  ] as const) {
+    const dp = createMobileRouterDataplane(
+      mrBackend,
+      { runner: new ExecRunner({ netns }) },
+      { mss: 1400, runDir: join(lab.runDir, netns) },
+    );
+    await dp.initHost({ coa, haAddress: HA, uplink: 'up0', table: 200 });
+    await dp.activate(mrRoutes(coa));
+  }
+  const { received } = await echoServers(lab, ns);
+  await t.test('UDP both directions, small and 1400-byte payloads', async () => {
+    assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g:64', 'g:64', 'g:64']);
+    assert.deepEqual(await udp(lab, ns.g, CN, 1400), ['cn:1400', 'cn:1400', 'cn:1400']);
+  });
+  await t.test('TCP bulk both directions', async () => {
+    assert.ok((await iperf(lab, ns.g, ns.cn, GUEST, false)) > 10e6);
+    assert.ok((await iperf(lab, ns.g, ns.cn, GUEST, true)) > 10e6);
+  });
+  await t.test('a CoA change moves traffic to the other mobile router', async () => {
+    await haDp.update([{ op: 'set', binding: binding(COA2) }]);
+    assert.deepEqual(await udp(lab, ns.cn, GUEST, 64), ['g2:64', 'g2:64', 'g2:64']);
+    const before = received('cn');
+    assert.deepEqual(await udp(lab, ns.g, CN, 64), []);
+    assert.equal(received('cn'), before, 'the old CoA is no longer accepted');
+  });
+}
+
 async function scenario(t: test.TestContext, lab: NetnsLab, backend: Backend, runDir: string): Promise<void> {
   const ns = await topology(lab);
   const haRunner = new Tap(new ExecRunner({ netns: ns.ha }));

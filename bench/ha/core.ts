@@ -1,6 +1,6 @@
 // The home agent's core without the kernel and without UDP, in this process: the real HomeAgent (BU
-// processing, binding cache, SQLite store with synchronous=FULL, the seg6 data plane's JavaScript with a
-// runner that does nothing, logging to /dev/null), fed prebuilt BUs. Measures CPU per BU and retained heap
+// processing, binding cache, SQLite store with synchronous=FULL, the bpf data plane's JavaScript with a
+// runner and bpf(2) calls that do nothing, logging to /dev/null), fed prebuilt BUs. Measures CPU per BU and retained heap
 // per binding with far less noise than the full benchmark, for before/after ratios of optimizations.
 //
 //   node --expose-gc --import tsx bench/ha/core.ts [--mrs 100000] [--batch 25] [--rounds 2] [--json FILE]
@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { systemClock } from '../../src/clock.ts';
-import { createHomeAgentDataplane } from '../../src/dataplane/index.ts';
+import { BpfHomeAgentDataplane } from '../../src/dataplane/bpf/ha.ts';
+import type { BpfSyscalls } from '../../src/dataplane/bpf/syscall.ts';
 import type { CommandRunner } from '../../src/dataplane/types.ts';
 import type { HomeAgentConfig } from '../../src/homeagent/config.ts';
 import { HomeAgent } from '../../src/homeagent/daemon.ts';
@@ -39,10 +40,31 @@ function heapMiB(): number {
 /** A runner that succeeds at everything and reports an empty kernel. */
 const nullRunner: CommandRunner = {
   async run(argv) {
-    if (argv[0] === 'nft' && argv[1] === '-j')
-      return { stdout: '', stderr: 'No such file or directory', exitCode: 1 };
+    if (argv[0] === 'readlink') return { stdout: 'net:[1]\n', stderr: '', exitCode: 0 };
     return { stdout: '', stderr: '', exitCode: 0 };
   },
+};
+
+/** bpf(2) that keeps nothing: what the data plane's JavaScript costs, without the kernel's share. */
+const nullBpf: BpfSyscalls = {
+  objGet: () => 3,
+  objPin: () => {},
+  mapGetFdById: () => 3,
+  progGetFdById: () => 3,
+  progNextId: () => null,
+  progInfo: () => ({ id: 1, type: 0, name: '', tag: '', mapIds: [] }),
+  mapInfo: () => ({ id: 1, type: 0, keySize: 0, valueSize: 0, maxEntries: 0, flags: 0, name: '' }),
+  mapLookup: () => null,
+  mapUpdate: () => {},
+  mapDelete: () => true,
+  mapNextKey: () => null,
+  mapUpdateBatch: (_fd, _k, _v, count) => count,
+  isBpffs: () => true,
+  mountBpffs: () => {},
+  unmount: () => {},
+  unpin: () => {},
+  pinned: () => [],
+  close: () => {},
 };
 
 class NullTransport {
@@ -71,7 +93,7 @@ async function main(): Promise<void> {
       status: undefined,
       database: join(dir, 'ha.sqlite'),
       runDir: '/run/offlink',
-      dataplane: { backend: 'seg6', table: 200, mss: 1400 },
+      dataplane: { backend: 'bpf', table: 200, mss: 1400 },
       maxLifetimeSeconds: 3600,
       refreshAdviceSeconds: undefined,
       replayWindowSeconds: 7,
@@ -91,10 +113,9 @@ async function main(): Promise<void> {
     {
       clock: systemClock,
       logger: createLogger('ha', { destination: openSync('/dev/null', 'w') }),
-      dataplane: createHomeAgentDataplane(
-        'seg6',
-        { runner: nullRunner },
-        { haAddress: HA_ADDRESS, uplink: 'lo', table: 200, mss: 1400 },
+      dataplane: new BpfHomeAgentDataplane(
+        { runner: nullRunner, sys: nullBpf, object: '/dev/null' },
+        { haAddress: HA_ADDRESS, uplink: 'lo', table: 200, mss: 1400, runDir: dir },
       ),
       transport: transport as unknown as UdpTransport,
     },

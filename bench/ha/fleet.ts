@@ -69,7 +69,7 @@ homeAgent:
   uplink: ${o.uplink}
   status: { listen: "127.0.0.1:${o.statusPort}" }
   database: ${o.database}
-  dataplane: { backend: seg6, table: 200, mss: 1400 }
+  dataplane: { backend: auto, table: 200, mss: 1400 }
   maxLifetimeSeconds: 3600
 mobileRouters:
 `);
