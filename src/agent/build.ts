@@ -39,7 +39,7 @@ export function buildAgent(
         );
   const dataplane = createMobileRouterDataplane(
     options.backend,
-    { runner, logger },
+    { runner, logger, spawner: nodeSpawner, clock },
     { mss: config.dataplane.mss, runDir: config.runDir },
   );
   const routers = new Map<string, ManagedRouter>();

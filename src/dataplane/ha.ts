@@ -5,6 +5,8 @@
 // State: a mirror of what is installed (bindings by HoA, CoA marks). update() diffs against the mirror
 // and touches only the changed bindings; after any failure the mirror is distrusted and the next call
 // reads the kernel and reconciles everything.
+
+import type { Clock } from '../clock.ts';
 import { OfflinkError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { canonicalAddress, checkInterfaceName } from './addr.ts';
@@ -21,6 +23,7 @@ import {
   haTableScript,
   parseHaTable,
 } from './nft.ts';
+import type { ProcessSpawner } from './process.ts';
 import { IpBatch } from './runner.ts';
 import type {
   BindingChange,
@@ -33,6 +36,9 @@ import type {
 export interface DataplaneComponents {
   runner: CommandRunner;
   logger?: Logger;
+  /** Long-running processes (the bpf mobile router's `bridge monitor fdb`); without: polling. */
+  spawner?: ProcessSpawner;
+  clock?: Clock;
 }
 
 /** Prefix lengths whose lookup rules always exist (MNPs are /64, home addresses /128). */

@@ -1,34 +1,17 @@
-// Long-running child processes (radvd, `ip monitor`) behind a small interface so unit tests replace them,
-// as CommandRunner does for one-shot commands. argv only, never a shell string.
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+// Long-running child processes (radvd, `ip monitor`): the seam lives in the data plane layer (which runs
+// `bridge monitor` itself); re-exported here for the mobile router's parts.
 import type { Clock } from '../clock.ts';
+import type { ProcessSpawner } from '../dataplane/process.ts';
 import type { CommandRunner } from '../dataplane/types.ts';
 import type { Logger } from '../log.ts';
 
-export interface ProcessExit {
-  code: number | null;
-  signal: string | null;
-}
-
-export interface SpawnedProcess {
-  readonly pid: number | undefined;
-  kill(signal?: NodeJS.Signals): void;
-  /** Settles when the process has exited (or failed to start: code null, signal null). */
-  readonly exited: Promise<ProcessExit>;
-}
-
-export interface SpawnOptions {
-  /** Called with each line the process writes on stdout. */
-  onStdoutLine?: (line: string) => void;
-  /** Called with each line the process writes on stderr. */
-  onStderrLine?: (line: string) => void;
-}
-
-export interface ProcessSpawner {
-  spawn(argv: readonly string[], options?: SpawnOptions): SpawnedProcess;
-}
+export {
+  nodeSpawner,
+  type ProcessExit,
+  type ProcessSpawner,
+  type SpawnedProcess,
+  type SpawnOptions,
+} from '../dataplane/process.ts';
 
 /** What a part that runs commands and long-running processes on the host (CoA tracking, guest link) needs. */
 export interface HostComponents {
@@ -37,36 +20,3 @@ export interface HostComponents {
   clock: Clock;
   logger: Logger;
 }
-
-/**
- * util-linux's setpriv (essential on Debian) sets the parent-death signal before exec: a radvd or
- * `ip monitor` must not outlive an agent that was killed (-9) — a leftover radvd keeps advertising the
- * network's prefix from a host that is no longer active for it.
- */
-const SETPRIV = '/usr/bin/setpriv';
-const deathSignal = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'TERM', '--'] : [];
-
-/** Spawns real processes with node:child_process; they get SIGTERM if this process dies. */
-export const nodeSpawner: ProcessSpawner = {
-  spawn(argv, options = {}) {
-    const full = [...deathSignal, ...argv];
-    const child = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines = (stream: NodeJS.ReadableStream, fn: ((line: string) => void) | undefined) => {
-      if (fn) createInterface({ input: stream }).on('line', fn);
-      else stream.resume();
-    };
-    lines(child.stdout, options.onStdoutLine);
-    lines(child.stderr, options.onStderrLine);
-    const exited = new Promise<ProcessExit>((resolve) => {
-      child.once('error', () => resolve({ code: null, signal: null }));
-      child.once('close', (code, signal) => resolve({ code, signal }));
-    });
-    return {
-      pid: child.pid,
-      kill: (signal = 'SIGTERM') => {
-        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      },
-      exited,
-    };
-  },
-};

@@ -1,26 +1,16 @@
 // An in-memory kernel for the eBPF backend's unit tests: maps with the kernel's lookup rules (LPM tries
 // match the longest prefix), pins, bpffs mounts, and a `load` that plays iproute2 loading the object
 // (creating the pinned maps, or reusing them). It counts syscalls, so a test can say "no kernel work".
-import { MAP_NAMES } from './maps.ts';
+import { MAP_NAMES, MAP_SHAPES, MAP_TYPE } from './maps.ts';
 import type { BpfSyscalls, MapInfo, ProgInfo } from './syscall.ts';
 
-const LPM_TRIE = 11;
-const HASH = 1;
-const PERCPU_ARRAY = 6;
+const LPM_TRIE = MAP_TYPE.lpmTrie;
+const PERCPU_ARRAY = MAP_TYPE.percpuArray;
 
 interface FakeMap {
   info: MapInfo;
   entries: Map<string, Uint8Array>;
 }
-
-const SHAPES: Record<string, { type: number; keySize: number; valueSize: number }> = {
-  [MAP_NAMES.encapDst]: { type: LPM_TRIE, keySize: 20, valueSize: 32 },
-  [MAP_NAMES.encapSrc]: { type: LPM_TRIE, keySize: 20, valueSize: 32 },
-  [MAP_NAMES.ingress]: { type: LPM_TRIE, keySize: 20, valueSize: 16 },
-  [MAP_NAMES.peers]: { type: HASH, keySize: 16, valueSize: 1 },
-  [MAP_NAMES.local]: { type: HASH, keySize: 16, valueSize: 1 },
-  [MAP_NAMES.stats]: { type: PERCPU_ARRAY, keySize: 4, valueSize: 8 },
-};
 
 function errno(code: string): Error {
   return Object.assign(new Error(code), { code });
@@ -63,8 +53,7 @@ export class FakeBpf implements BpfSyscalls {
       const path = `${bpffs}/tc/globals/${name}`;
       if (this.pins.has(path)) continue;
       const id = this.nextId++;
-      const shape = SHAPES[name]!;
-      this.maps.set(id, { info: { id, name, maxEntries: 1 << 20, flags: 0, ...shape }, entries: new Map() });
+      this.maps.set(id, { info: { id, name, flags: 0, ...MAP_SHAPES[name]! }, entries: new Map() });
       this.pins.set(path, id);
     }
   }

@@ -4,11 +4,13 @@
 // of routes), and, if asked, TCP MSS clamping. Per binding: map entries only — each destination (MNP,
 // HoA/128) → outer header {HA, CoA} for encapsulation, and → CoA for the source check. Registration,
 // CoA change and deregistration are map updates through bpf(2), no process; a refresh changes nothing.
+import type { Clock } from '../../clock.ts';
 import type { Logger } from '../../log.ts';
 import { aggregatePrefixes, canonicalAddress, prefixRange } from '../addr.ts';
 import { applyChanges, type Entry, touchedBy } from '../bindings.ts';
 import { RT_PROTO, readRoutes } from '../kernel.ts';
 import { deleteTableScript, HA_TABLE } from '../nft.ts';
+import type { ProcessSpawner } from '../process.ts';
 import { IpBatch } from '../runner.ts';
 import type {
   BindingChange,
@@ -25,6 +27,9 @@ import { type BpfSyscalls, kernelBpf, programObject } from './syscall.ts';
 export interface BpfDataplaneComponents {
   runner: CommandRunner;
   logger?: Logger;
+  /** Long-running processes (the mobile router's `bridge monitor fdb`); without: polling. */
+  spawner?: ProcessSpawner;
+  clock?: Clock;
   /** bpf(2); default: the addon. */
   sys?: BpfSyscalls;
   /** The compiled program; default: build/offlink.bpf.o. */

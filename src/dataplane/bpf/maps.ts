@@ -14,8 +14,30 @@ export const MAP_NAMES = {
   peers: 'ofl_peers',
   local: 'ofl_local',
   stats: 'ofl_stats',
+  fdb: 'ofl_fdb',
 } as const;
 export type MapRole = keyof typeof MAP_NAMES;
+
+/** Kernel map types (uapi enum bpf_map_type). */
+export const MAP_TYPE = { hash: 1, percpuArray: 6, lpmTrie: 11 } as const;
+
+/**
+ * Each map as offlink.bpf.c defines it. A pinned map of another shape (left by an older build) cannot be
+ * reused by the loader, so it is unpinned first and the new load makes a fresh one (its contents come
+ * back from the daemon: reconcile, activation).
+ */
+export const MAP_SHAPES: Record<
+  string,
+  { type: number; keySize: number; valueSize: number; maxEntries: number }
+> = {
+  ofl_encap_dst: { type: MAP_TYPE.lpmTrie, keySize: 20, valueSize: 32, maxEntries: 1 << 20 },
+  ofl_encap_src: { type: MAP_TYPE.lpmTrie, keySize: 20, valueSize: 32, maxEntries: 1 << 20 },
+  ofl_ingress: { type: MAP_TYPE.lpmTrie, keySize: 20, valueSize: 16, maxEntries: 1 << 20 },
+  ofl_peers: { type: MAP_TYPE.hash, keySize: 16, valueSize: 1, maxEntries: 1024 },
+  ofl_local: { type: MAP_TYPE.hash, keySize: 16, valueSize: 1, maxEntries: 64 },
+  ofl_stats: { type: MAP_TYPE.percpuArray, keySize: 4, valueSize: 8, maxEntries: 11 },
+  ofl_fdb: { type: MAP_TYPE.hash, keySize: 12, valueSize: 4, maxEntries: 1 << 14 },
+};
 
 /** The program's counters, in the order of `enum ofl_counter`. */
 export const COUNTERS = [
@@ -29,6 +51,7 @@ export const COUNTERS = [
   'forwardOk',
   'forwardError',
   'notLocal',
+  'bridgeFastPath',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 export type Counters = Record<CounterName, number>;
@@ -195,8 +218,53 @@ export function possibleCpus(text = readFileSync('/sys/devices/system/cpu/possib
   return n;
 }
 
-/** File descriptors of one program instance's maps, by role. */
-export type MapFds = Record<MapRole, number>;
+/** File descriptors of one program instance's maps, by role (the bridge's map only once it was loaded). */
+export type MapFds = Record<Exclude<MapRole, 'fdb'>, number> & { fdb?: number };
+
+/** A bridge's forwarding database as the fast path sees it: (bridge, MAC) → port, by ifindex. */
+export interface FdbEntry {
+  bridge: number;
+  mac: string;
+  port: number;
+}
+
+function fdbKey(bridge: number, mac: string): Uint8Array {
+  const key = new Uint8Array(12);
+  new DataView(key.buffer).setUint32(0, bridge, true);
+  const bytes = mac.split(':').map((h) => Number.parseInt(h, 16));
+  if (bytes.length !== 6 || bytes.some((b) => !(b >= 0 && b <= 255)))
+    throw new OfflinkError('ERR_ADDRESS', `not a MAC address: ${JSON.stringify(mac)}`);
+  key.set(bytes, 4);
+  return key;
+}
+
+export class FdbMap {
+  constructor(
+    private readonly sys: BpfSyscalls,
+    readonly fd: number,
+  ) {}
+
+  set(e: FdbEntry): void {
+    const value = new Uint8Array(4);
+    new DataView(value.buffer).setUint32(0, e.port, true);
+    this.sys.mapUpdate(this.fd, fdbKey(e.bridge, e.mac), value, BPF_ANY);
+  }
+
+  delete(bridge: number, mac: string): boolean {
+    return this.sys.mapDelete(this.fd, fdbKey(bridge, mac));
+  }
+
+  entries(): FdbEntry[] {
+    const out: FdbEntry[] = [];
+    for (const key of keysOf(this.sys, this.fd, 12)) {
+      const v = this.sys.mapLookup(this.fd, key, 4);
+      if (!v) continue;
+      const mac = [...key.subarray(4, 10)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+      out.push({ bridge: key.readUInt32LE(0), mac, port: v.readUInt32LE(0) });
+    }
+    return out;
+  }
+}
 
 /** The maps of one daemon's program, opened. */
 export class BpfMaps {
@@ -205,6 +273,7 @@ export class BpfMaps {
   readonly ingress: PrefixMap<string>;
   readonly peers: AddressSet;
   readonly local: AddressSet;
+  readonly fdb: FdbMap | undefined;
   private readonly cpus: number;
 
   constructor(
@@ -226,6 +295,7 @@ export class BpfMaps {
     this.ingress = new PrefixMap(sys, fds.ingress, address);
     this.peers = new AddressSet(sys, fds.peers);
     this.local = new AddressSet(sys, fds.local);
+    this.fdb = fds.fdb === undefined ? undefined : new FdbMap(sys, fds.fdb);
     this.cpus = cpus;
   }
 
@@ -244,6 +314,6 @@ export class BpfMaps {
   }
 
   close(): void {
-    for (const fd of Object.values(this.fds)) this.sys.close(fd);
+    for (const fd of Object.values(this.fds)) if (fd !== undefined) this.sys.close(fd);
   }
 }

@@ -4,7 +4,9 @@
 // route in table N through the encapsulation program (installed once, at prepare or activation), plus
 // map entries MNP → outer header {CoA, HA}. What changes at a handover is map entries only: the old host
 // forwards (MNP → {CoA, new CoA}, rewritten in place by the decapsulation program), the new one trusts
-// the old CoA, a CoA change re-points the entries.
+// the old CoA, a CoA change re-points the entries. Each active network's bridge gets the fast path that
+// hands decapsulated GSO packets straight to the guest's port (offlink.bpf.c `tc/bridge`), with the
+// bridge's forwarding database mirrored into a map (fdb.ts).
 import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { canonicalAddress, checkInterfaceName } from '../addr.ts';
@@ -23,6 +25,7 @@ import { deleteTableScript, MR_TABLE } from '../nft.ts';
 import { IpBatch } from '../runner.ts';
 import type { CommandRunner, MobileRouterDataplane, MobileRouterRoutes } from '../types.ts';
 import { clampTableScript } from './clamp.ts';
+import { FdbMirror } from './fdb.ts';
 import type { BpfDataplaneComponents } from './ha.ts';
 import type { BpfMaps, Counters } from './maps.ts';
 import { BpfProgram } from './program.ts';
@@ -45,6 +48,9 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   private host: MobileRouterHost | undefined;
   /** network → routeKey of the rules and route installed for it. */
   private readonly installed = new Map<string, string>();
+  /** Bridges with the fast path attached. */
+  private readonly fastBridges = new Set<string>();
+  private readonly fdb: FdbMirror;
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(components: BpfDataplaneComponents, options: MobileRouterDataplaneOptions = {}) {
@@ -54,6 +60,15 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
     this.object = components.object ?? programObject();
     this.mss = options.mss ?? 1400;
     this.runDir = options.runDir ?? '/run/offlink';
+    this.fdb = new FdbMirror(
+      {
+        runner: components.runner,
+        ...(components.spawner ? { spawner: components.spawner } : {}),
+        ...(components.clock ? { clock: components.clock } : {}),
+        ...(components.logger ? { logger: components.logger } : {}),
+      },
+      () => this.program?.maps.fdb,
+    );
   }
 
   async initHost(options: MobileRouterHost): Promise<void> {
@@ -97,6 +112,11 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
         await batch.run(this.runner);
         this.installed.set(r.network, key);
       }
+      if (!this.fastBridges.has(r.bridge)) {
+        await this.requireProgram().attachBridge(r.bridge);
+        this.fastBridges.add(r.bridge);
+      }
+      await this.fdb.watch(r.bridge);
       const { encapSrc, encapDst } = this.maps();
       encapSrc.setMany(r.prefixes.map((p) => [p, { src: r.coa, dst: r.haAddress }]));
       for (const p of r.prefixes) encapDst.delete(p); // a forwarding to another host ends
@@ -118,6 +138,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
       batch.add(['route', 'del', 'default', 'proto', RT_PROTO, 'table', String(r.table)], /No such process/);
       await batch.run(this.runner);
       this.installed.delete(r.network);
+      await this.fdb.unwatch(r.bridge);
     });
   }
 
@@ -149,8 +170,14 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
       batch.add(['route', 'flush', 'table', 'all', 'proto', RT_PROTO]);
       await batch.run(this.runner);
       await this.runner.run(['nft', '-f', '-'], { input: deleteTableScript(MR_TABLE) });
+      await this.fdb.stop();
       const uplink = this.host?.uplink;
       const program = this.program ?? (uplink ? this.newProgram(uplink) : undefined);
+      // the fast path on every bridge (also those of an earlier run, which this process did not attach)
+      const { stdout } = await this.runner.run(['ip', '-j', 'link', 'show', 'type', 'bridge']);
+      const bridges = (JSON.parse(stdout || '[]') as { ifname: string }[]).map((b) => b.ifname);
+      for (const b of bridges) await program?.detachFrom(b, 'egress');
+      this.fastBridges.clear();
       await program?.detach();
       this.program = undefined;
       this.host = undefined;

@@ -19,6 +19,13 @@
  *             tunnel, outer header rewritten in place (a home agent between two mobile networks; a mobile
  *             router forwarding to the next host during a handover, RFC 5568 §4.1-style); the rest is
  *             decapsulated and continues into the stack.
+ *   tc/bridge fast path, tc clsact egress on a mobile network's bridge (the guest link). A decapsulated
+ *             GSO packet keeps the tunnel's GSO type (no helper on kernels before the DECAP_IPXIP6 flag
+ *             can clear it) and the bridge, which has no tunnel offloads, would cut it into MTU-sized
+ *             frames in software (cn → guest at ~1/3 of the plain path). This sends known-unicast GSO
+ *             packets straight to the guest's port instead, after the stack has routed them (hop limit,
+ *             netfilter, neighbour all done): ofl_fdb, a mirror of the bridge's forwarding database
+ *             kept by the daemon, gives the port. Unknown or gone: the bridge, as before.
  *
  * Keys: IPv6 prefixes; IPv4 prefixes as IPv4-mapped IPv6 (::ffff:a.b.c.d, prefix length 96 + n).
  */
@@ -67,6 +74,7 @@ enum ofl_counter {
 	C_FORWARD_OK,
 	C_FORWARD_ERROR,
 	C_NOT_LOCAL,
+	C_BRIDGE_FAST,
 	C_MAX
 };
 
@@ -112,6 +120,21 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ofl_local SEC(".maps");
+
+/* One entry of a bridge's forwarding database: which port a MAC address is behind. */
+struct ofl_fdb_key {
+	__u32 bridge;		/* ifindex */
+	__u8 mac[6];
+	__u16 pad;		/* zero */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, struct ofl_fdb_key);
+	__type(value, __u32);	/* port ifindex */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ofl_fdb SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -182,12 +205,20 @@ int ofl_encap(struct __sk_buff *skb)
 		return BPF_DROP;
 	}
 	outer.version = 6;
-	outer.nexthdr = nexthdr;
+	/*
+	 * Linux (6.18 at least) lwt_bpf.c handle_gso_encap() compares the next header with IPPROTO_IP (0)
+	 * where it means IPPROTO_IPIP (4), and refuses every GSO IPv4 packet pushed with next header 4
+	 * (IPv4 TCP crawls). Pushed with 0 the GSO type comes out right; the real value is written after.
+	 */
+	outer.nexthdr = nexthdr == IPPROTO_IPIP ? 0 : nexthdr;
 	outer.hop_limit = OUTER_HOP_LIMIT;
 	outer.payload_len = bpf_htons(skb->len);
 	__builtin_memcpy(&outer.saddr, t->src, 16);
 	__builtin_memcpy(&outer.daddr, t->dst, 16);
 	if (bpf_lwt_push_encap(skb, BPF_LWT_ENCAP_IP, &outer, sizeof(outer)))
+		goto error;
+	if (nexthdr == IPPROTO_IPIP &&
+	    bpf_skb_store_bytes(skb, offsetof(struct ipv6hdr, nexthdr), &nexthdr, 1, 0))
 		goto error;
 	count(C_ENCAP_OK);
 	return BPF_LWT_REROUTE;
@@ -319,6 +350,30 @@ int ofl_decap(struct __sk_buff *skb)
 error:
 	count(C_DECAP_ERROR);
 	return TC_ACT_SHOT;
+}
+
+SEC("tc/bridge")
+int ofl_bridge(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct ofl_fdb_key key = {};
+	__u32 *port, mtu = 0;
+
+	/* only what the bridge would cut up: GSO packets (gso_segs is 0 after a decap; gso_size is not) */
+	if (!skb->gso_size || (void *)(eth + 1) > end || (eth->h_dest[0] & 1))
+		return TC_ACT_OK;
+	key.bridge = skb->ifindex;
+	__builtin_memcpy(key.mac, eth->h_dest, 6);
+	port = bpf_map_lookup_elem(&ofl_fdb, &key);
+	if (!port)
+		return TC_ACT_OK;
+	/* a port that went away (the mirror lags the kernel by an event): let the bridge decide */
+	if (bpf_check_mtu(skb, *port, &mtu, 0, 0) < 0)
+		return TC_ACT_OK;
+	count(C_BRIDGE_FAST);
+	return bpf_redirect(*port, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -17,7 +17,7 @@ import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { checkInterfaceName } from '../addr.ts';
 import type { CommandRunner } from '../types.ts';
-import { BpfMaps, MAP_NAMES, type MapFds, type MapRole } from './maps.ts';
+import { BpfMaps, MAP_NAMES, MAP_SHAPES, type MapFds, type MapRole } from './maps.ts';
 import type { BpfSyscalls, ProgInfo } from './syscall.ts';
 
 /** tc filter preference of the decapsulation program (the signaling port, for recognisability). */
@@ -26,6 +26,8 @@ export const TC_PREF = '4191';
 export const DECAP_PROGRAM = 'ofl_decap';
 /** Name of the encapsulation program (on the routes into the tunnel). */
 export const ENCAP_PROGRAM = 'ofl_encap';
+/** Name of the bridge fast path (tc egress on a mobile network's bridge). */
+export const BRIDGE_PROGRAM = 'ofl_bridge';
 
 export interface BpfProgramComponents {
   runner: CommandRunner;
@@ -133,20 +135,37 @@ export class BpfProgram {
     return this.opened;
   }
 
-  /** Remove the decapsulation program (and the clsact qdisc if nothing else uses it), the pins, the bpffs. */
-  async detach(): Promise<void> {
+  /** The bridge fast path on a mobile network's bridge (tc egress), sharing this daemon's maps. */
+  async attachBridge(bridge: string): Promise<void> {
+    checkInterfaceName(bridge);
+    await this.c.runner.run(['tc', 'qdisc', 'replace', 'dev', bridge, 'clsact']);
+    await this.c.runner.run([
+      ...this.envPrefix(),
+      ...['tc', 'filter', 'replace', 'dev', bridge, 'egress', 'pref', TC_PREF, 'handle', '1'],
+      ...['bpf', 'da', 'obj', this.c.object, 'sec', 'tc/bridge'],
+    ]);
+  }
+
+  /** Our filter off `dev`'s `hook` (and the clsact qdisc if nothing else uses it). */
+  async detachFrom(dev: string, hook: 'ingress' | 'egress'): Promise<void> {
     const { runner } = this.c;
-    const uplink = this.o.uplink;
-    const del = await runner.run(['tc', 'filter', 'del', 'dev', uplink, 'ingress', 'pref', TC_PREF], {
+    const del = await runner.run(['tc', 'filter', 'del', 'dev', dev, hook, 'pref', TC_PREF], {
       allowFailure: true,
     });
-    if (del.exitCode !== 0 && !/No such|Cannot find|not found|Invalid handle|Parent Qdisc/i.test(del.stderr))
-      throw new OfflinkError('ERR_COMMAND', `tc filter del dev ${uplink}: ${del.stderr.trim()}`);
+    if (del.exitCode !== 0) {
+      if (/No such|Cannot find|not found|Invalid handle|Parent Qdisc/i.test(del.stderr)) return; // none of ours
+      throw new OfflinkError('ERR_COMMAND', `tc filter del dev ${dev}: ${del.stderr.trim()}`);
+    }
     const left = await Promise.all(
-      ['ingress', 'egress'].map((hook) => this.filters(hook).catch(() => [] as TcFilter[])),
+      ['ingress', 'egress'].map((h) => this.filters(h, dev).catch(() => [] as TcFilter[])),
     );
     if (left.every((f) => f.length === 0))
-      await runner.run(['tc', 'qdisc', 'del', 'dev', uplink, 'clsact'], { allowFailure: true });
+      await runner.run(['tc', 'qdisc', 'del', 'dev', dev, 'clsact'], { allowFailure: true });
+  }
+
+  /** Remove the decapsulation program (and the clsact qdisc if nothing else uses it), the pins, the bpffs. */
+  async detach(): Promise<void> {
+    await this.detachFrom(this.o.uplink, 'ingress');
     this.opened?.close();
     this.opened = undefined;
     const dir = this.mounted ?? join(this.o.runDir, 'bpf', `${this.o.role}-${await this.netnsInode()}`);
@@ -169,8 +188,8 @@ export class BpfProgram {
     return m[1]!;
   }
 
-  private async filters(hook: string): Promise<TcFilter[]> {
-    const { stdout } = await this.c.runner.run(['tc', '-j', 'filter', 'show', 'dev', this.o.uplink, hook]);
+  private async filters(hook: string, dev = this.o.uplink): Promise<TcFilter[]> {
+    const { stdout } = await this.c.runner.run(['tc', '-j', 'filter', 'show', 'dev', dev, hook]);
     return stdout.trim() === '' ? [] : (JSON.parse(stdout) as TcFilter[]);
   }
 
@@ -194,7 +213,14 @@ export class BpfProgram {
     for (const name of names) {
       const path = join(globals, name);
       const id = live.get(name);
-      const pinned = pinnedId(sys, path);
+      let pinned = pinnedId(sys, path);
+      if (pinned !== undefined && !sameShape(sys, pinned, name)) {
+        // an older build's map: the loader cannot reuse it (its contents come back from the daemon)
+        sys.unpin(path);
+        pinned = undefined;
+        this.c.logger?.warn({ map: name }, 'eBPF map of another layout unpinned; a new one is made');
+        if (id !== undefined && !sameShape(sys, id, name)) continue;
+      }
       if (id !== undefined && pinned !== id) {
         if (pinned !== undefined) sys.unpin(path);
         const fd = sys.mapGetFdById(id);
@@ -266,19 +292,44 @@ export function liveMaps(sys: BpfSyscalls, progId: number): Map<string, number> 
   const shared = new Set(ours.mapIds);
   for (let id = sys.progNextId(0); id !== null && live.size < names.size; id = sys.progNextId(id)) {
     const info = progInfoById(sys, id);
-    if (info?.name === ENCAP_PROGRAM && info.mapIds.some((m) => shared.has(m))) take(info.mapIds);
+    if (
+      (info?.name === ENCAP_PROGRAM || info?.name === BRIDGE_PROGRAM) &&
+      info.mapIds.some((m) => shared.has(m))
+    )
+      take(info.mapIds);
   }
   return live;
 }
 
-/** The maps of the program attached to an uplink (by its id), opened; undefined if one is missing. */
+/**
+ * The maps of the program attached to an uplink (by its id), opened; undefined if one is missing (the
+ * bridge's map only exists where a bridge fast path was loaded).
+ */
 export function openLiveMaps(sys: BpfSyscalls, progId: number): BpfMaps | undefined {
   const live = liveMaps(sys, progId);
-  const fds = {} as MapFds;
+  const fds: Partial<Record<MapRole, number>> = {};
   for (const [role, name] of Object.entries(MAP_NAMES) as [MapRole, string][]) {
     const id = live.get(name);
-    if (id === undefined) return undefined;
-    fds[role] = sys.mapGetFdById(id);
+    if (id === undefined && role !== 'fdb') return undefined;
+    if (id !== undefined) fds[role] = sys.mapGetFdById(id);
   }
-  return new BpfMaps(sys, fds);
+  return new BpfMaps(sys, fds as MapFds);
+}
+
+/** Whether map `id` has the layout offlink.bpf.c gives map `name` now. */
+function sameShape(sys: BpfSyscalls, id: number, name: string): boolean {
+  const want = MAP_SHAPES[name];
+  if (!want) return true;
+  const fd = sys.mapGetFdById(id);
+  try {
+    const info = sys.mapInfo(fd);
+    return (
+      info.type === want.type &&
+      info.keySize === want.keySize &&
+      info.valueSize === want.valueSize &&
+      info.maxEntries === want.maxEntries
+    );
+  } finally {
+    sys.close(fd);
+  }
 }
