@@ -115,7 +115,15 @@ async function main(): Promise<void> {
       logger: createLogger('ha', { destination: openSync('/dev/null', 'w') }),
       dataplane: new BpfHomeAgentDataplane(
         { runner: nullRunner, sys: nullBpf, object: '/dev/null' },
-        { haAddress: HA_ADDRESS, uplink: 'lo', table: 200, mss: 1400, runDir: dir },
+        {
+          haAddress: HA_ADDRESS,
+          uplink: 'lo',
+          table: 200,
+          mss: 1400,
+          runDir: dir,
+          // as `offlink ha` does: every configured prefix and home address routed once, aggregated
+          tunnelled: members.flatMap((m) => [m.prefix, `${m.hoa}/128`]),
+        },
       ),
       transport: transport as unknown as UdpTransport,
     },

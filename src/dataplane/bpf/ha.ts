@@ -150,7 +150,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
     const batch = new IpBatch(['-6'], this.program.envPrefix());
     for (const d of missing) batch.add(['route', 'replace', ...this.routeArgs(d)]);
     await batch.run(this.runner);
-    this.routes = new Cover([...this.routes.prefixes, ...missing]);
+    this.routes.addExact(missing);
     this.logger?.info({ routes: missing.length }, 'routes added for destinations outside the prefix table');
   }
 
@@ -214,17 +214,26 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   }
 }
 
-/** Which destinations a set of routes covers (sorted ranges; binary search). */
+/**
+ * Which destinations the routes cover: the configured aggregates (sorted ranges, binary search) and the
+ * exact destinations added one by one outside them (a set: adding stays O(1)).
+ */
 class Cover {
   private readonly ranges: { start: bigint; end: bigint }[];
+  private readonly exact = new Set<string>();
 
-  constructor(readonly prefixes: readonly string[]) {
+  constructor(prefixes: readonly string[]) {
     this.ranges = aggregatePrefixes(prefixes)
       .map(prefixRange)
       .sort((a, b) => (a.start < b.start ? -1 : 1));
   }
 
+  addExact(prefixes: readonly string[]): void {
+    for (const p of prefixes) this.exact.add(p);
+  }
+
   covers(prefix: string): boolean {
+    if (this.exact.has(prefix)) return true;
     const r = prefixRange(prefix);
     let lo = 0;
     let hi = this.ranges.length - 1;
