@@ -6,6 +6,7 @@ import {
   ADDR,
   buildTopology,
   haFiles,
+  haMetric,
   haRoutes,
   haStatus,
   killHard,
@@ -131,6 +132,23 @@ for (const backend of backends) {
           assert.ok(await reach(cn, ADDR.guest), 'correspondent reaches the guest behind B');
           assert.ok(await reach(gb, ADDR.cn), 'guest behind B reaches the correspondent');
           assert.ok(await blocked(ga, ADDR.cn), 'old CoA is no longer accepted');
+          if (backend === 'bpf') {
+            // the drops by reason are on /metrics (the old CoA's packets: a binding with another CoA)
+            const wrong = await haMetric(
+              lab,
+              ns.ha,
+              'offlink_ha_dataplane_packets_total',
+              'counter="decapWrongSource"',
+            );
+            const tunnelled = await haMetric(
+              lab,
+              ns.ha,
+              'offlink_ha_dataplane_packets_total',
+              'counter="encapOk"',
+            );
+            assert.ok(wrong >= 1, `decapWrongSource ${wrong}`);
+            assert.ok(tunnelled > 100, `encapOk ${tunnelled}`);
+          }
 
           // kill -9: forwarding goes on without the daemon; after restart the binding is back, unasked.
           await killHard(ha.child);
