@@ -303,18 +303,7 @@ async function scenario(t: test.TestContext, lab: NetnsLab, backend: Backend, ru
     await dp.activate(mrRoutes(coa));
   }
   // what each echo server received ("rx <source> <bytes>" lines)
-  const logs: Record<'g' | 'g2' | 'cn', string> = { g: '', g2: '', cn: '' };
-  for (const [n, name] of [
-    [ns.g, 'g'],
-    [ns.g2, 'g2'],
-    [ns.cn, 'cn'],
-  ] as const) {
-    const server = lab.spawn(n, ['node', '-e', UDP_ECHO, '7', name]);
-    server.stdout?.on('data', (d) => (logs[name] += d));
-    await waitFor(server, /ready/);
-  }
-  const received = (name: 'g' | 'g2' | 'cn') =>
-    logs[name].split('\n').filter((l) => l.startsWith('rx ')).length;
+  const { logs, received } = await echoServers(lab, ns);
   const cnReceived = () => received('cn');
 
   await t.test('UDP both directions, small and 1400-byte payloads', async () => {

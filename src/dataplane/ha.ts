@@ -25,6 +25,7 @@ import {
 } from './nft.ts';
 import type { ProcessSpawner } from './process.ts';
 import { IpBatch } from './runner.ts';
+import { SerialQueue } from './serial.ts';
 import type {
   BindingChange,
   CommandRunner,
@@ -61,7 +62,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   private refs = new Map<string, number>();
   private lengths = new Set(BASE_LENGTHS);
   private inSync = false;
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(components: DataplaneComponents, options: HomeAgentDataplaneOptions) {
     this.runner = components.runner;
@@ -85,7 +86,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   init(): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const batch = new IpBatch();
       await this.hostSetup(batch, await readRules(this.runner));
       await batch.run(this.runner);
@@ -94,7 +95,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   reconcile(bindings: readonly TunnelBinding[]): Promise<void> {
-    return this.serial(() =>
+    return this.queue.run(() =>
       this.reconcileAll(
         applyChanges(
           new Map(),
@@ -105,7 +106,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   update(changes: readonly BindingChange[]): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       if (!this.inSync) {
         await this.reconcileAll(applyChanges(new Map(this.entries), changes));
         return;
@@ -115,7 +116,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   flush(): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const batch = new IpBatch();
       batch.add(['route', 'flush', 'table', 'main', 'proto', RT_PROTO]);
       await this.hostTeardown(batch, await readRules(this.runner));
@@ -142,18 +143,8 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   /** Resolves once every queued job has run, deferred deletes included. */
-  async settled(): Promise<void> {
-    let tail: Promise<unknown>;
-    do {
-      tail = this.tail;
-      await tail;
-    } while (tail !== this.tail);
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
-    this.tail = run.catch(() => {});
-    return run;
+  settled(): Promise<void> {
+    return this.queue.settled();
   }
 
   private async routes(batch: IpBatch): Promise<void> {
@@ -352,12 +343,11 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
    * next call reconcile.
    */
   private deferDeletes(script: string): void {
-    const run = this.tail.then(() =>
+    void this.queue.run(() =>
       this.nft(script).catch((err) => {
         this.inSync = false;
         this.logger?.warn({ err }, 'deferred nftables deletes failed; the next update reconciles');
       }),
     );
-    this.tail = run;
   }
 }

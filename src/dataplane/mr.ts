@@ -17,6 +17,7 @@ import {
 } from './kernel.ts';
 import { deleteTableScript, MR_TABLE, mrTableScript } from './nft.ts';
 import { IpBatch } from './runner.ts';
+import { SerialQueue } from './serial.ts';
 import type { CommandRunner, MobileRouterDataplane, MobileRouterRoutes } from './types.ts';
 
 export interface MobileRouterDataplaneOptions {
@@ -36,7 +37,7 @@ export interface MobileRouterHost {
 export abstract class TunnelMobileRouterDataplane implements MobileRouterDataplane {
   protected readonly runner: CommandRunner;
   protected readonly mss: number;
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(components: DataplaneComponents, options: MobileRouterDataplaneOptions = {}) {
     this.runner = components.runner;
@@ -64,7 +65,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
       uplink: checkInterfaceName(options.uplink),
       table: checkTable(options.table),
     };
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const batch = new IpBatch();
       await this.hostSetup(batch, await readRules(this.runner), host);
       await batch.run(this.runner);
@@ -74,7 +75,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
 
   async activate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const batch = new IpBatch();
       const rules = await readRules(this.runner);
       // (also ends a forwarding to a peer: its rules are not wanted, and its routes go)
@@ -88,7 +89,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
 
   async deactivate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const batch = new IpBatch();
       syncRules(batch, await readRules(this.runner), [], (k) => this.inNetwork(k, r));
       batch.add(['route', 'del', 'default', 'proto', RT_PROTO, 'table', String(r.table)], /No such process/);
@@ -105,7 +106,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
   async forward(routes: MobileRouterRoutes, peer: string): Promise<void> {
     const r = checkRoutes(routes);
     const to = canonicalAddress(peer);
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const batch = new IpBatch();
       for (const p of r.prefixes)
         batch.add(['route', 'replace', p, ...this.peerRouteArgs(r, to), 'table', String(r.table)]);
@@ -129,7 +130,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
 
   /** Remove everything offlink installed on this host: all networks' rules and routes, decapsulation, nft table. */
   flushHost(): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const rules = await readRules(this.runner);
       const batch = new IpBatch();
       for (const k of rules) {
@@ -161,12 +162,6 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
 
   protected async nft(script: string): Promise<void> {
     await this.runner.run(['nft', '-f', '-'], { input: script });
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
-    this.tail = run.catch(() => {});
-    return run;
   }
 }
 

@@ -1,7 +1,7 @@
 // An in-memory kernel for the eBPF backend's unit tests: maps with the kernel's lookup rules (LPM tries
 // match the longest prefix), pins, bpffs mounts, and a `load` that plays iproute2 loading the object
 // (creating the pinned maps, or reusing them). It counts syscalls, so a test can say "no kernel work".
-import { MAP_NAMES, MAP_SHAPES, MAP_TYPE } from './maps.ts';
+import { BpfMaps, MAP_NAMES, MAP_SHAPES, MAP_TYPE, type MapFds, type MapRole } from './maps.ts';
 import type { BpfSyscalls, MapInfo, ProgInfo } from './syscall.ts';
 
 const LPM_TRIE = MAP_TYPE.lpmTrie;
@@ -58,11 +58,12 @@ export class FakeBpf implements BpfSyscalls {
     }
   }
 
-  /** The entries of the map pinned as `name` under `bpffs`, hex key → hex value. */
-  dump(bpffs: string, name: string): Record<string, string> {
-    const id = this.pins.get(`${bpffs}/tc/globals/${name}`);
-    const map = id === undefined ? undefined : this.maps.get(id);
-    return Object.fromEntries([...(map?.entries ?? [])].map(([k, v]) => [k, hex(v)]));
+  /** What a daemon with its bpffs at `bpffs` holds, every map decoded (close() when done). */
+  openMaps(bpffs: string): BpfMaps {
+    const fds = {} as MapFds;
+    for (const [role, name] of Object.entries(MAP_NAMES) as [MapRole, string][])
+      fds[role] = this.objGet(`${bpffs}/tc/globals/${name}`);
+    return new BpfMaps(this, fds, this.cpus);
   }
 
   /** Add to a counter of the map pinned as ofl_stats under `bpffs`, on `cpu`. */

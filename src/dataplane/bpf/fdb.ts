@@ -8,6 +8,7 @@ import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { checkInterfaceName } from '../addr.ts';
 import type { ProcessSpawner, SpawnedProcess } from '../process.ts';
+import { SerialQueue } from '../serial.ts';
 import type { CommandRunner } from '../types.ts';
 import type { FdbEntry, FdbMap } from './maps.ts';
 
@@ -62,7 +63,7 @@ export class FdbMirror {
   private readonly bridges = new Map<string, number>();
   private monitor: SpawnedProcess | undefined;
   private timer: TimerHandle | undefined;
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private stopped = false;
   private readonly clock: Clock;
 
@@ -77,7 +78,7 @@ export class FdbMirror {
   /** Mirror `bridge` from now on (idempotent). */
   watch(bridge: string): Promise<void> {
     checkInterfaceName(bridge);
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       this.stopped = false;
       if (this.bridges.has(bridge)) return;
       this.bridges.set(bridge, await this.ifindex(bridge));
@@ -89,7 +90,7 @@ export class FdbMirror {
 
   /** Stop mirroring `bridge` and forget its entries. */
   unwatch(bridge: string): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const index = this.bridges.get(bridge);
       if (index === undefined) return;
       this.bridges.delete(bridge);
@@ -100,7 +101,7 @@ export class FdbMirror {
   }
 
   stop(): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       this.bridges.clear();
       this.halt();
     });
@@ -119,20 +120,15 @@ export class FdbMirror {
     m?.kill();
   }
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
-    this.tail = run.catch(() => {});
-    return run;
-  }
-
   private schedule(): void {
     if (this.timer || this.stopped) return;
     const ms = this.c.spawner ? (this.o.resyncMs ?? 30_000) : (this.o.pollMs ?? 1_000);
     this.timer = this.clock.setTimer(ms, () => {
       this.timer = undefined;
-      void this.serial(async () => {
-        for (const b of this.bridges.keys()) await this.sync(b);
-      })
+      void this.queue
+        .run(async () => {
+          for (const b of this.bridges.keys()) await this.sync(b);
+        })
         .catch((err) => this.c.logger?.warn({ err }, 'bridge forwarding database resync failed'))
         .finally(() => this.schedule());
     });
@@ -144,9 +140,11 @@ export class FdbMirror {
       onStdoutLine: (line) => {
         const e = parseFdbLine(line);
         if (e && this.bridges.has(e.master))
-          void this.serial(() => this.apply(e)).catch((err) =>
-            this.c.logger?.warn({ err, line }, 'bridge forwarding database event not applied'),
-          );
+          void this.queue
+            .run(() => this.apply(e))
+            .catch((err) =>
+              this.c.logger?.warn({ err, line }, 'bridge forwarding database event not applied'),
+            );
       },
     });
     this.monitor = child;

@@ -10,7 +10,6 @@ import { RecordingRunner } from '../runner.ts';
 import type { TunnelBinding } from '../types.ts';
 import { FakeBpf } from './fake.ts';
 import { BpfHomeAgentDataplane } from './ha.ts';
-import { BpfMaps, MAP_NAMES, type MapFds, type MapRole } from './maps.ts';
 
 const HA = '2001:db8:ffff::1';
 const b1 = (coa: string, prefixes = ['2001:db8:100::/64']): TunnelBinding => ({
@@ -46,10 +45,7 @@ function kernel(fake: FakeBpf): RecordingRunner {
 
 /** Every map's entries, decoded, from the pins under the daemon's bpffs. */
 function contents(fake: FakeBpf, bpffs: string) {
-  const fds = {} as MapFds;
-  for (const [role, name] of Object.entries(MAP_NAMES) as [MapRole, string][])
-    fds[role] = fake.objGet(`${bpffs}/tc/globals/${name}`);
-  const maps = new BpfMaps(fake, fds, fake.cpus);
+  const maps = fake.openMaps(bpffs);
   try {
     return {
       encapDst: Object.fromEntries(maps.encapDst.entries()),

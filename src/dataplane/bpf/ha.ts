@@ -12,6 +12,7 @@ import { RT_PROTO, readRoutes } from '../kernel.ts';
 import { deleteTableScript, HA_TABLE } from '../nft.ts';
 import type { ProcessSpawner } from '../process.ts';
 import { IpBatch } from '../runner.ts';
+import { SerialQueue } from '../serial.ts';
 import type {
   BindingChange,
   CommandRunner,
@@ -48,7 +49,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   private inSync = false;
   /** Routes into the tunnel (canonical prefixes), and their ranges for the coverage check. */
   private routes: Cover = new Cover([]);
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(components: BpfDataplaneComponents, options: HomeAgentDataplaneOptions) {
     this.runner = components.runner;
@@ -66,7 +67,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   init(): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const maps = await this.program.attach();
       maps.local.replace([this.options.haAddress]);
       maps.peers.replace([]);
@@ -78,7 +79,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   reconcile(bindings: readonly TunnelBinding[]): Promise<void> {
-    return this.serial(() =>
+    return this.queue.run(() =>
       this.reconcileAll(
         applyChanges(
           new Map(),
@@ -89,14 +90,14 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   update(changes: readonly BindingChange[]): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       if (!this.inSync) return this.reconcileAll(applyChanges(new Map(this.entries), changes));
       await this.updateSome(changes);
     });
   }
 
   flush(): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       await new IpBatch().add(['route', 'flush', 'table', 'main', 'proto', RT_PROTO]).run(this.runner);
       await this.runner.run(['nft', '-f', '-'], { input: deleteTableScript(HA_TABLE) });
       await this.program.detach();
@@ -114,13 +115,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
 
   /** Resolves once every queued job has run. */
   async settled(): Promise<void> {
-    await this.tail;
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
-    this.tail = run.catch(() => {});
-    return run;
+    await this.queue.settled();
   }
 
   private tunnel(coa: string): Tunnel {

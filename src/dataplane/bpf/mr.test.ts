@@ -8,7 +8,6 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { RecordingRunner } from '../runner.ts';
 import type { MobileRouterRoutes } from '../types.ts';
 import { FakeBpf } from './fake.ts';
-import { BpfMaps, MAP_NAMES, type MapFds, type MapRole } from './maps.ts';
 import { BpfMobileRouterDataplane } from './mr.ts';
 
 const HA = '2001:db8:ffff::1';
@@ -52,10 +51,7 @@ function kernel(fake: FakeBpf, rules: () => string): RecordingRunner {
 }
 
 function contents(fake: FakeBpf, bpffs: string) {
-  const fds = {} as MapFds;
-  for (const [role, name] of Object.entries(MAP_NAMES) as [MapRole, string][])
-    fds[role] = fake.objGet(`${bpffs}/tc/globals/${name}`);
-  const maps = new BpfMaps(fake, fds, fake.cpus);
+  const maps = fake.openMaps(bpffs);
   try {
     return {
       encapSrc: Object.fromEntries(maps.encapSrc.entries()),

@@ -23,6 +23,7 @@ import {
 import { checkRoutes, checkTable, type MobileRouterDataplaneOptions, type MobileRouterHost } from '../mr.ts';
 import { deleteTableScript, MR_TABLE } from '../nft.ts';
 import { IpBatch } from '../runner.ts';
+import { SerialQueue } from '../serial.ts';
 import type { CommandRunner, MobileRouterDataplane, MobileRouterRoutes } from '../types.ts';
 import { clampTableScript } from './clamp.ts';
 import { FdbMirror } from './fdb.ts';
@@ -51,7 +52,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   /** Bridges with the fast path attached. */
   private readonly fastBridges = new Set<string>();
   private readonly fdb: FdbMirror;
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(components: BpfDataplaneComponents, options: MobileRouterDataplaneOptions = {}) {
     this.runner = components.runner;
@@ -78,7 +79,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
       uplink: checkInterfaceName(options.uplink),
       table: checkTable(options.table),
     };
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       if (this.program === undefined || this.host?.uplink !== host.uplink) {
         await this.program?.detach();
         this.program = this.newProgram(host.uplink);
@@ -94,7 +95,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
 
   async activate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const key = routeKey(r);
       if (this.installed.get(r.network) !== key) {
         const batch = new IpBatch(['-6'], this.requireProgram().envPrefix());
@@ -125,7 +126,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
 
   async deactivate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       if (this.program) {
         const { encapSrc, encapDst } = this.program.maps;
         for (const p of r.prefixes) {
@@ -146,7 +147,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   async forward(routes: MobileRouterRoutes, peer: string): Promise<void> {
     const r = checkRoutes(routes);
     const to = canonicalAddress(peer);
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       this.maps().encapDst.setMany(r.prefixes.map((p) => [p, { src: r.coa, dst: to }]));
     });
   }
@@ -154,12 +155,12 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   /** Handover, new host: tunnel packets from `peer` (the old host) are decapsulated as from the HA. */
   async acceptTunnelFrom(_host: { coa: string; table: number }, peer: string): Promise<void> {
     const from = canonicalAddress(peer);
-    return this.serial(async () => this.maps().peers.add(from));
+    return this.queue.run(async () => this.maps().peers.add(from));
   }
 
   /** Remove everything offlink installed on this host. */
   flushHost(): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const rules = await readRules(this.runner);
       const batch = new IpBatch();
       for (const k of rules) {
@@ -217,11 +218,5 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   /** Our rules that belong to this network: those into its table (each network has its own). */
   private inNetwork(k: KernelRule, r: MobileRouterRoutes): boolean {
     return k.protocol === RT_PROTO && k.table === String(r.table);
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
-    this.tail = run.catch(() => {});
-    return run;
   }
 }
