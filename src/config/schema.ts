@@ -3,7 +3,7 @@
 // and with the same words. Imports only protocol/ and errors.ts: it sits just below homeagent/ and
 // mobilerouter/.
 import { z } from 'zod';
-import { canonicalIPv6, parsePrefix } from '../protocol/address.ts';
+import { canonicalIPv6, type Prefix, parsePrefix } from '../protocol/address.ts';
 
 /** Shortest SA key accepted: 128 bits (RFC 2104 §3 recommends at least the hash output; 16 octets is the floor). */
 export const MIN_KEY_BYTES = 16;
@@ -35,19 +35,19 @@ export function prefix(limit?: { longest: number; why: string }) {
       ctx.addIssue({ code: 'custom', message: `${text}: ${message}` });
       return z.NEVER;
     };
-    let parsed: { prefix: string; length: number };
+    let parsed: Prefix;
     try {
       parsed = parsePrefix(text);
     } catch {
       return refuse('not an IPv6 prefix (address/length)');
     }
     const slash = text.indexOf('/');
-    if (canonicalIPv6(text.slice(0, slash)) !== parsed.prefix)
-      return refuse(`host bits set (the network is ${parsed.prefix}/${parsed.length})`);
+    if (canonicalIPv6(text.slice(0, slash)) !== parsed.address)
+      return refuse(`host bits set (the network is ${parsed.address}/${parsed.length})`);
     if (parsed.length < 1) return refuse('a /0 prefix is every address');
     if (limit && parsed.length > limit.longest)
       return refuse(`must be a /${limit.longest} or shorter (${limit.why})`);
-    return `${parsed.prefix}/${parsed.length}`;
+    return `${parsed.address}/${parsed.length}`;
   });
 }
 

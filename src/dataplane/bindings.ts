@@ -1,7 +1,7 @@
 // The home agent data plane's view of bindings, shared by every backend: each binding routes its MNPs and
 // its home address into the tunnel to its CoA, and no destination may belong to two bindings.
 import { OfflinkError } from '../errors.ts';
-import { canonicalAddress, parsePrefix } from './addr.ts';
+import { canonicalIPv6, parseDestination } from '../protocol/address.ts';
 import type { BindingChange, TunnelBinding } from './types.ts';
 
 /** Two bindings claim one destination (MNP or HoA). Nothing was changed. */
@@ -24,11 +24,11 @@ export interface Entry {
 }
 
 export function entryOf(b: TunnelBinding): Entry {
-  const hoa = canonicalAddress(b.hoa);
+  const hoa = canonicalIPv6(b.hoa);
   const own = `${hoa}/128`;
-  const mnps = b.prefixes.map((p) => parsePrefix(p).text);
+  const mnps = b.prefixes.map((p) => parseDestination(p).text);
   const dsts = mnps.includes(own) ? mnps : mnps.concat(own);
-  return { hoa, coa: canonicalAddress(b.coa), id: b.id, dsts };
+  return { hoa, coa: canonicalIPv6(b.coa), id: b.id, dsts };
 }
 
 /** Apply `changes` to `base` (a private copy) and check that no destination has two owners. */

@@ -2,7 +2,7 @@
 // state and checks it after each config). It understands exactly the `ip` and `nft` commands this
 // folder emits, keeps routes, rules, tunnel source, links and nftables elements, and prints them back
 // the way iproute2 6.1 and nft 1.0.6 do (as far as the backends read them). Unknown commands fail loudly.
-import { parsePrefix } from './addr.ts';
+import { parseDestination } from '../protocol/address.ts';
 import type { KernelRule } from './kernel.ts';
 import { RecordingRunner } from './runner.ts';
 import type { RunResult } from './types.ts';
@@ -110,7 +110,7 @@ export class FakeKernel extends RecordingRunner {
           if (table === 'all' || k.startsWith(`${table} `)) this.routes.delete(k);
         return undefined;
       }
-      const dst = parsePrefix(w[2]!).text;
+      const dst = parseDestination(w[2]!).text;
       const key = `${table} ${w[2] === 'default' ? 'default' : dst}`;
       if (verb === 'del') return this.routes.delete(key) ? undefined : 'RTNETLINK answers: No such process';
       if (verb !== 'replace') return `unknown route verb ${verb}`;
@@ -280,7 +280,7 @@ function ruleOf(w: string[]): KernelRule {
     const [k, v] = [w[i]!, w[i + 1]!];
     if (k === 'pref') r['priority'] = Number(v);
     else if (k === 'from' || k === 'to') {
-      const p = parsePrefix(v);
+      const p = parseDestination(v);
       r[k === 'from' ? 'src' : 'dst'] = p.address;
       if (p.length !== 128) r[k === 'from' ? 'srclen' : 'dstlen'] = p.length;
     } else if (k === 'iif') r['iif'] = v;

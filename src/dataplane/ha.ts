@@ -9,8 +9,9 @@
 import type { Clock } from '../clock.ts';
 import { OfflinkError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { canonicalAddress, checkInterfaceName } from './addr.ts';
+import { canonicalIPv6 } from '../protocol/address.ts';
 import { applyChanges, type Entry, touchedBy } from './bindings.ts';
+import { checkInterfaceName } from './ifname.ts';
 import { type KernelRoute, type KernelRule, RT_PROTO, readRoutes, readRules } from './kernel.ts';
 import {
   deleteTableScript,
@@ -70,7 +71,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     checkInterfaceName(options.uplink);
     if (!Number.isInteger(options.table) || options.table <= 0)
       throw new OfflinkError('ERR_CONFIG', `bad table ${options.table}`);
-    this.options = { ...options, haAddress: canonicalAddress(options.haAddress) };
+    this.options = { ...options, haAddress: canonicalIPv6(options.haAddress) };
   }
 
   /** `route replace <dst> …` arguments that send `dst` into the tunnel to `coa`. */

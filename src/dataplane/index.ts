@@ -8,12 +8,12 @@ import type { Backend } from './probe.ts';
 import { Seg6HomeAgentDataplane, Seg6MobileRouterDataplane } from './seg6.ts';
 import type { HomeAgentDataplane, HomeAgentDataplaneOptions, MobileRouterDataplane } from './types.ts';
 
-export * from './addr.ts';
 export { BindingConflictError } from './bindings.ts';
 export { BpfHomeAgentDataplane } from './bpf/ha.ts';
 export { BpfMobileRouterDataplane } from './bpf/mr.ts';
 export * from './fake.ts';
 export { type DataplaneComponents, TunnelHomeAgentDataplane } from './ha.ts';
+export { checkInterfaceName } from './ifname.ts';
 export { RT_PROTO } from './kernel.ts';
 export {
   type MobileRouterDataplaneOptions,

@@ -1,7 +1,7 @@
 // Reading and writing policy rules and routes, shared by the backends. Everything offlink installs carries
 // the routing protocol number RT_PROTO, so reconcile and flush recognise their own routes and rules and
 // never touch anyone else's.
-import { parsePrefix } from './addr.ts';
+import { parseDestination } from '../protocol/address.ts';
 import { CommandError, type IpBatch } from './runner.ts';
 import type { CommandRunner } from './types.ts';
 
@@ -39,8 +39,8 @@ export async function readRules(runner: CommandRunner): Promise<KernelRule[]> {
 
 export function ruleArgs(spec: RuleSpec): string[] {
   const args = ['pref', String(spec.priority)];
-  if (spec.from !== undefined) args.push('from', parsePrefix(spec.from).text);
-  if (spec.to !== undefined) args.push('to', parsePrefix(spec.to).text);
+  if (spec.from !== undefined) args.push('from', parseDestination(spec.from).text);
+  if (spec.to !== undefined) args.push('to', parseDestination(spec.to).text);
   if (spec.iif !== undefined) args.push('iif', spec.iif);
   if (spec.tunnelled) args.push('ipproto', '41');
   args.push('lookup', String(spec.table), 'protocol', RT_PROTO);
@@ -49,7 +49,7 @@ export function ruleArgs(spec: RuleSpec): string[] {
 
 function side(addr: string | undefined, len: number | undefined): string | undefined {
   if (addr === undefined || addr === 'all') return undefined;
-  return parsePrefix(`${addr}/${len ?? 128}`).text;
+  return parseDestination(`${addr}/${len ?? 128}`).text;
 }
 
 /** The kernel rule as a RuleSpec (to compare, or to delete it). */
@@ -144,7 +144,7 @@ export function parseRoutes(text: string): KernelRoute[] {
     // `ip route show table all` may prefix a route type (unicast, local, ...); ours are all unicast
     if (first === 'unicast') first = tokens.shift() ?? '';
     const t = tokens.indexOf('table');
-    routes.push({ dst: parsePrefix(first).text, tokens, ...(t >= 0 ? { table: tokens[t + 1]! } : {}) });
+    routes.push({ dst: parseDestination(first).text, tokens, ...(t >= 0 ? { table: tokens[t + 1]! } : {}) });
   }
   return routes;
 }

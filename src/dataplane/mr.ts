@@ -3,8 +3,9 @@
 // table, whose default route tunnels to the home agent (RFC 3963 §5.4, reverse tunnelling); per host,
 // the decapsulation of what the HA sends to the CoA and TCP MSS clamping.
 import { OfflinkError } from '../errors.ts';
-import { canonicalAddress, checkInterfaceName, parsePrefix } from './addr.ts';
+import { canonicalIPv6, parseDestination } from '../protocol/address.ts';
 import type { DataplaneComponents } from './ha.ts';
+import { checkInterfaceName } from './ifname.ts';
 import {
   type KernelRule,
   RT_PROTO,
@@ -60,8 +61,8 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
 
   async initHost(options: MobileRouterHost): Promise<void> {
     const host = {
-      coa: canonicalAddress(options.coa),
-      haAddress: canonicalAddress(options.haAddress),
+      coa: canonicalIPv6(options.coa),
+      haAddress: canonicalIPv6(options.haAddress),
       uplink: checkInterfaceName(options.uplink),
       table: checkTable(options.table),
     };
@@ -105,7 +106,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
    */
   async forward(routes: MobileRouterRoutes, peer: string): Promise<void> {
     const r = checkRoutes(routes);
-    const to = canonicalAddress(peer);
+    const to = canonicalIPv6(peer);
     return this.queue.run(async () => {
       const batch = new IpBatch();
       for (const p of r.prefixes)
@@ -179,11 +180,11 @@ export function checkRoutes(r: MobileRouterRoutes): MobileRouterRoutes {
   }
   return {
     ...r,
-    haAddress: canonicalAddress(r.haAddress),
-    coa: canonicalAddress(r.coa),
+    haAddress: canonicalIPv6(r.haAddress),
+    coa: canonicalIPv6(r.coa),
     uplink: checkInterfaceName(r.uplink),
     bridge: checkInterfaceName(r.bridge),
-    prefixes: r.prefixes.map((p) => parsePrefix(p).text),
+    prefixes: r.prefixes.map((p) => parseDestination(p).text),
     table: checkTable(r.table),
   };
 }

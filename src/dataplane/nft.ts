@@ -10,7 +10,7 @@
 // Marks: several bindings share one care-of address (a host runs one mobile router per network, all with
 // the host's uplink address as CoA), so the mark names the CoA, not the binding: `coa2id` maps each
 // registered CoA to a small number the data plane allocates, and `allowed_<len>` holds (MNP . that mark).
-import { prefixMask } from './addr.ts';
+import { prefixMask } from '../protocol/address.ts';
 
 export const HA_TABLE = 'offlink';
 export const MR_TABLE = 'offlink-mr';

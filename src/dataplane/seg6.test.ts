@@ -2,7 +2,7 @@
 // lines, and every sequence of desired states, applied in random order, leaves exactly that state.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parsePrefix } from './addr.ts';
+import { parseDestination } from '../protocol/address.ts';
 import { BindingConflictError } from './bindings.ts';
 import { FakeKernel } from './fake-kernel.ts';
 import { Seg6HomeAgentDataplane, Seg6MobileRouterDataplane } from './seg6.ts';
@@ -29,7 +29,7 @@ function assertHolds(kernel: FakeKernel, bindings: readonly TunnelBinding[], lab
   for (const x of bindings) {
     for (const p of [...x.prefixes, `${x.hoa}/128`]) {
       routes.set(
-        parsePrefix(p).text,
+        parseDestination(p).text,
         `encap seg6 mode encap.red segs 1 [ ${x.coa} ] dev up0 metric 1024 pref medium`,
       );
     }
@@ -47,7 +47,7 @@ function assertHolds(kernel: FakeKernel, bindings: readonly TunnelBinding[], lab
   const want = new Map<string, Set<string>>();
   const add = (set: string, e: string) => want.set(set, (want.get(set) ?? new Set()).add(e));
   for (const x of bindings) {
-    for (const p of [...x.prefixes, `${x.hoa}/128`].map(parsePrefix)) {
+    for (const p of [...x.prefixes, `${x.hoa}/128`].map(parseDestination)) {
       add(`allowed_${p.length}`, `${p.address} . ${coa2id.get(x.coa)}`);
       add(`mnp_${p.length}`, p.address);
     }
@@ -426,10 +426,10 @@ describe('Seg6MobileRouterDataplane', () => {
     const kernel = new FakeKernel();
     const mr = new Seg6MobileRouterDataplane({ runner: kernel });
     await assert.rejects(mr.activate({ ...net('n1', 1), bridge: 'br0\nroute flush' }), {
-      code: 'ERR_ADDRESS',
+      code: 'ERR_INVALID_INTERFACE',
     });
     await assert.rejects(mr.activate({ ...net('n1', 1), prefixes: ['2001:db8::/64 dev lo'] }), {
-      code: 'ERR_ADDRESS',
+      code: 'ERR_INVALID_PREFIX',
     });
     await assert.rejects(mr.activate({ ...net('n1', 1), rulePref: 1000 }), { code: 'ERR_CONFIG' });
     assert.deepEqual(kernel.lines(), []);

@@ -18,7 +18,7 @@
 // encapsulation without an ICMPv6 Packet Too Big to its sender (RFC 2473 §7 cannot be honoured); hence
 // the guest MTU of 1460 and TCP MSS clamping (DESIGN §4).
 
-import { canonicalAddress } from './addr.ts';
+import { canonicalIPv6 } from '../protocol/address.ts';
 import { TunnelHomeAgentDataplane } from './ha.ts';
 import {
   type KernelRoute,
@@ -68,7 +68,7 @@ function seg6Target(route: KernelRoute, dev: string): string | undefined {
     return undefined;
   if (tokenAfter(t, 'segs') !== '1') return undefined;
   const seg = tokenAfter(t, '[');
-  return seg === undefined ? undefined : canonicalAddress(seg);
+  return seg === undefined ? undefined : canonicalIPv6(seg);
 }
 
 /** Delete our routes in `table` other than `keep` (e.g. the decapsulation route of a former address). */
@@ -158,8 +158,8 @@ export class Seg6MobileRouterDataplane extends TunnelMobileRouterDataplane {
   async acceptTunnelFrom(host: { coa: string; table: number }, peer: string): Promise<void> {
     const spec = {
       priority: 10,
-      from: canonicalAddress(peer),
-      to: canonicalAddress(host.coa),
+      from: canonicalIPv6(peer),
+      to: canonicalIPv6(host.coa),
       tunnelled: true,
       table: host.table,
     };

@@ -154,8 +154,7 @@ export class PrefixTable {
       return { ok: false, status: BaStatus.INVALID_PREFIX };
     let cidr: string;
     try {
-      const p = parsePrefix(`${prefix}/${length}`);
-      cidr = `${p.prefix}/${p.length}`;
+      cidr = parsePrefix(`${prefix}/${length}`).text;
     } catch {
       return { ok: false, status: BaStatus.INVALID_PREFIX };
     }

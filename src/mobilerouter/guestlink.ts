@@ -52,13 +52,12 @@ export function bridgeMac(network: string): string {
 
 /** The /64 of an MNP that the guest link uses for SLAAC (the MNP itself when it is a /64). */
 export function linkPrefix(mnp: string): string {
-  const { prefix } = parsePrefix(mnp);
-  return `${prefix}/64`;
+  return `${parsePrefix(mnp).address}/64`;
 }
 
 /** Gateway address MNP::1 on the link /64. */
 export function gatewayAddress(mnp: string): string {
-  const bytes = parseIPv6(parsePrefix(mnp).prefix);
+  const bytes = parseIPv6(parsePrefix(mnp).address);
   bytes.fill(0, 8);
   bytes[15] = 1;
   return formatIPv6(bytes);

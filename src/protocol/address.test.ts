@@ -2,12 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { OfflinkError } from '../errors.ts';
 import {
+  aggregatePrefixes,
   canonicalIPv6,
   formatIPv6,
+  parseDestination,
   parseIPv6,
   parsePrefix,
   prefixContains,
   prefixCovers,
+  prefixMask,
 } from './address.ts';
 import { hex } from './testkit.ts';
 
@@ -76,10 +79,22 @@ describe('parseIPv6 / formatIPv6', () => {
 
 describe('prefixes', () => {
   it('parsePrefix canonicalizes and clears host bits', () => {
-    assert.deepEqual(parsePrefix('2001:DB8:0:0:1::1/64'), { prefix: '2001:db8::', length: 64 });
-    assert.deepEqual(parsePrefix('2001:db8:0:1ff::/63'), { prefix: '2001:db8:0:1fe::', length: 63 });
-    assert.deepEqual(parsePrefix('::/0'), { prefix: '::', length: 0 });
-    assert.deepEqual(parsePrefix('2001:db8::1/128'), { prefix: '2001:db8::1', length: 128 });
+    assert.deepEqual(parsePrefix('2001:DB8:0:0:1::1/64'), {
+      address: '2001:db8::',
+      length: 64,
+      text: '2001:db8::/64',
+    });
+    assert.deepEqual(parsePrefix('2001:db8:0:1ff::/63'), {
+      address: '2001:db8:0:1fe::',
+      length: 63,
+      text: '2001:db8:0:1fe::/63',
+    });
+    assert.deepEqual(parsePrefix('::/0'), { address: '::', length: 0, text: '::/0' });
+    assert.deepEqual(parsePrefix('2001:db8::1/128'), {
+      address: '2001:db8::1',
+      length: 128,
+      text: '2001:db8::1/128',
+    });
   });
 
   it('parsePrefix refuses bad text with ERR_INVALID_PREFIX', () => {
@@ -115,4 +130,43 @@ describe('prefixes', () => {
     assert.equal(prefixCovers('2001:db8:100::/64', '2001:db8:100::/64'), true);
     assert.equal(prefixCovers('::/0', '2001:db8::/32'), true);
   });
+});
+
+it('parseDestination clears host bits; a bare address is a /128, default ::/0; masks', () => {
+  assert.deepEqual(parseDestination('2001:db8:100::1/64'), {
+    address: '2001:db8:100::',
+    length: 64,
+    text: '2001:db8:100::/64',
+  });
+  assert.equal(parseDestination('2001:db8::1').text, '2001:db8::1/128');
+  assert.equal(parseDestination('2001:db8:1234::/20').text, '2001::/20');
+  assert.equal(parseDestination('2001:db8:1234::/36').text, '2001:db8:1000::/36');
+  assert.equal(parseDestination('default').text, '::/0');
+  assert.equal(prefixMask(64), 'ffff:ffff:ffff:ffff::');
+  assert.equal(prefixMask(57), 'ffff:ffff:ffff:ff80::');
+  assert.equal(prefixMask(128), 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff');
+  assert.equal(prefixMask(0), '::');
+});
+
+it('aggregatePrefixes: exact cover only (siblings merged, contained dropped, nothing added)', () => {
+  assert.deepEqual(
+    aggregatePrefixes([
+      '2001:db8:0:1::/64',
+      '2001:db8::/64',
+      '2001:db8:0:2::/64',
+      '2001:db8:0:3::/64',
+      '2001:db8:0:3::5/128',
+      '2001:db8:100::/64',
+      '2001:db8:101::/64',
+    ]),
+    ['2001:db8::/62', '2001:db8:100::/64', '2001:db8:101::/64'],
+  );
+  assert.deepEqual(aggregatePrefixes(['2001:db8::1', '2001:db8::']), ['2001:db8::/127']);
+  assert.deepEqual(aggregatePrefixes(['::/1', '8000::/1']), ['::/0']);
+  assert.deepEqual(aggregatePrefixes([]), []);
+});
+
+it('aggregatePrefixes: 65,536 sequential /64s are one /48', () => {
+  const many = Array.from({ length: 65536 }, (_, i) => `2001:db8:7:${i.toString(16)}::/64`);
+  assert.deepEqual(aggregatePrefixes(many), ['2001:db8:7::/48']);
 });

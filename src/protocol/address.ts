@@ -1,11 +1,17 @@
-// IPv6 address and prefix text (RFC 4291 §2.2–2.3) and its canonical form (RFC 5952 §4).
+// IPv6 address and prefix text (RFC 4291 §2.2–2.3) and its canonical form (RFC 5952 §4): the one address
+// module of the project (the wire codec, the configs and the data plane alike). Canonical text is also
+// what iproute2 and nft print (inet_ntop), so the data plane compares what it wants with what they report
+// as text.
 import { OfflinkError } from '../errors.ts';
+
+/** Text that is not an IPv6 address (code ERR_INVALID_ADDRESS) or prefix (ERR_INVALID_PREFIX). */
+export class AddressError extends OfflinkError {}
 
 const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
 const IPV4_OCTET = /^(?:0|[1-9][0-9]{0,2})$/;
 
-function invalidAddress(text: string, why: string): OfflinkError {
-  return new OfflinkError('ERR_INVALID_ADDRESS', `invalid IPv6 address ${JSON.stringify(text)}: ${why}`);
+function invalidAddress(text: string, why: string): AddressError {
+  return new AddressError('ERR_INVALID_ADDRESS', `invalid IPv6 address ${JSON.stringify(text)}: ${why}`);
 }
 
 /** Dotted-quad IPv4 text into 4 octets, or undefined. Leading zeros are refused (octal ambiguity). */
@@ -150,13 +156,17 @@ export function formatIPv6(buf: Uint8Array, offset = 0): string {
   return `${hex(0, bestStart).join(':')}::${hex(bestStart + bestLen, 8).join(':')}`;
 }
 
-/** Any IPv6 text in RFC 5952 canonical form. Throws ERR_INVALID_ADDRESS. */
+/**
+ * Any IPv6 text in RFC 5952 canonical form; the argument itself when it already is (a home agent keeps
+ * 100k of these). Throws ERR_INVALID_ADDRESS.
+ */
 export function canonicalIPv6(text: string): string {
-  return formatIPv6(parseIPv6(text));
+  const canonical = formatIPv6(parseIPv6(text));
+  return canonical === text ? text : canonical;
 }
 
-function invalidPrefix(cidr: string, why: string): OfflinkError {
-  return new OfflinkError('ERR_INVALID_PREFIX', `invalid IPv6 prefix ${JSON.stringify(cidr)}: ${why}`);
+function invalidPrefix(cidr: string, why: string): AddressError {
+  return new AddressError('ERR_INVALID_PREFIX', `invalid IPv6 prefix ${JSON.stringify(cidr)}: ${why}`);
 }
 
 function parsePrefixBytes(cidr: string): { bytes: Uint8Array; length: number } {
@@ -186,10 +196,45 @@ function clearHostBits(bytes: Uint8Array, length: number): void {
   }
 }
 
-/** "2001:DB8::1/64" → { prefix: "2001:db8::", length: 64 }. Throws ERR_INVALID_PREFIX. */
-export function parsePrefix(cidr: string): { prefix: string; length: number } {
+export interface Prefix {
+  /** Network address, host bits cleared, canonical text. */
+  readonly address: string;
+  readonly length: number;
+  /** `address/length`, the form `ip` and nft print and accept. */
+  readonly text: string;
+}
+
+function prefixOf(bytes: Uint8Array, length: number, given: string): Prefix {
+  const address = formatIPv6(bytes);
+  const text = `${address}/${length}`;
+  // Already canonical: keep the caller's string rather than a new copy (the data plane holds many).
+  return text === given
+    ? { address: given.slice(0, given.lastIndexOf('/')), length, text: given }
+    : { address, length, text };
+}
+
+/** "2001:DB8::1/64" → { address: "2001:db8::", length: 64, text: "2001:db8::/64" }. Throws ERR_INVALID_PREFIX. */
+export function parsePrefix(cidr: string): Prefix {
   const { bytes, length } = parsePrefixBytes(cidr);
-  return { prefix: formatIPv6(bytes), length };
+  return prefixOf(bytes, length, cidr);
+}
+
+/**
+ * A route's destination as iproute2 takes and prints it: a prefix, a bare address (a /128) or `default`
+ * (::/0). Throws ERR_INVALID_PREFIX.
+ */
+export function parseDestination(text: string): Prefix {
+  if (text === 'default') return { address: '::', length: 0, text: '::/0' };
+  if (typeof text === 'string' && !text.includes('/')) {
+    let bytes: Uint8Array;
+    try {
+      bytes = parseIPv6(text);
+    } catch (err) {
+      throw invalidPrefix(text, (err as Error).message);
+    }
+    return prefixOf(bytes, 128, `${text}/128`);
+  }
+  return parsePrefix(text);
 }
 
 /** Whether the first `length` bits of a and b are equal. */
@@ -213,4 +258,61 @@ export function prefixCovers(outerCidr: string, innerCidr: string): boolean {
   const outer = parsePrefixBytes(outerCidr);
   const inner = parsePrefixBytes(innerCidr);
   return inner.length >= outer.length && samePrefix(outer.bytes, inner.bytes, outer.length);
+}
+
+/** The netmask of a prefix length as IPv6 text (nftables `ip6 saddr & <mask>`). */
+export function prefixMask(length: number): string {
+  const bytes = new Uint8Array(16);
+  for (let bit = 0; bit < length; bit++) bytes[bit >> 3]! |= 0x80 >> (bit & 7);
+  return formatIPv6(bytes);
+}
+
+function toBigInt(bytes: Uint8Array): bigint {
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  return n;
+}
+
+function fromBigInt(n: bigint): Uint8Array {
+  const bytes = new Uint8Array(16);
+  for (let i = 15; i >= 0; i--) {
+    bytes[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return bytes;
+}
+
+/** The first and last address of a destination (prefix or address), as 128-bit integers. */
+export function prefixRange(text: string): { start: bigint; end: bigint } {
+  const p = parseDestination(text);
+  const start = toBigInt(parseIPv6(p.address));
+  return { start, end: start + (1n << BigInt(128 - p.length)) - 1n };
+}
+
+/**
+ * The fewest prefixes that cover exactly the addresses `prefixes` (destinations) cover: contained
+ * prefixes dropped, sibling halves merged into their parent (2001:db8::/64 + 2001:db8:0:1::/64 =
+ * 2001:db8::/63), never anything more. Canonical text, sorted.
+ */
+export function aggregatePrefixes(prefixes: Iterable<string>): string[] {
+  const items = [...prefixes].map((t) => {
+    const p = parseDestination(t);
+    return { start: toBigInt(parseIPv6(p.address)), length: p.length };
+  });
+  items.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.length - b.length));
+  const out: { start: bigint; length: number }[] = [];
+  for (const item of items) {
+    const last = out[out.length - 1];
+    if (last && item.start < last.start + (1n << BigInt(128 - last.length))) continue; // contained
+    out.push(item);
+    for (;;) {
+      const b = out[out.length - 1]!;
+      const a = out[out.length - 2];
+      if (!a || a.length !== b.length || a.length === 0) break;
+      const size = 1n << BigInt(128 - a.length);
+      if ((a.start & size) !== 0n || b.start !== a.start + size) break;
+      out.splice(out.length - 2, 2, { start: a.start, length: a.length - 1 });
+    }
+  }
+  return out.map((p) => `${formatIPv6(fromBigInt(p.start))}/${p.length}`);
 }

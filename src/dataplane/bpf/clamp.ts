@@ -3,7 +3,7 @@
 // enters or leaves the tunnel as the plain inner packet. No per-binding elements. With `headroom 40` on
 // the tunnel routes the kernel also sends correct Packet Too Big messages; clamping only spares new
 // connections that round trip.
-import { checkInterfaceName } from '../addr.ts';
+import { checkInterfaceName } from '../ifname.ts';
 import { deleteTableScript } from '../nft.ts';
 
 /** The nftables script that (re)creates `table ip6 <name>` clamping SYNs through `uplink` to `mss`. */

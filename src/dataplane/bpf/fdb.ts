@@ -6,7 +6,7 @@
 import { type Clock, systemClock, type TimerHandle } from '../../clock.ts';
 import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import { checkInterfaceName } from '../addr.ts';
+import { checkInterfaceName } from '../ifname.ts';
 import type { ProcessSpawner, SpawnedProcess } from '../process.ts';
 import { SerialQueue } from '../serial.ts';
 import type { CommandRunner } from '../types.ts';

@@ -6,7 +6,7 @@
 // CoA change and deregistration are map updates through bpf(2), no process; a refresh changes nothing.
 import type { Clock } from '../../clock.ts';
 import type { Logger } from '../../log.ts';
-import { aggregatePrefixes, canonicalAddress, prefixRange } from '../addr.ts';
+import { aggregatePrefixes, canonicalIPv6, prefixRange } from '../../protocol/address.ts';
 import { applyChanges, type Entry, touchedBy } from '../bindings.ts';
 import { RT_PROTO, readRoutes } from '../kernel.ts';
 import { deleteTableScript, HA_TABLE } from '../nft.ts';
@@ -54,7 +54,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   constructor(components: BpfDataplaneComponents, options: HomeAgentDataplaneOptions) {
     this.runner = components.runner;
     this.logger = components.logger;
-    this.options = { ...options, haAddress: canonicalAddress(options.haAddress) };
+    this.options = { ...options, haAddress: canonicalIPv6(options.haAddress) };
     this.program = new BpfProgram(
       {
         runner: components.runner,

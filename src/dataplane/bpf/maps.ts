@@ -3,7 +3,7 @@
 // speaks these types; bytes exist only here.
 import { readFileSync } from 'node:fs';
 import { OfflinkError } from '../../errors.ts';
-import { formatIPv6, parseIPv6, parsePrefix } from '../addr.ts';
+import { formatIPv6, parseDestination, parseIPv6 } from '../../protocol/address.ts';
 import { BPF_ANY, type BpfSyscalls } from './syscall.ts';
 
 /** Map names in the program (and so the pin names under `<bpffs>/tc/globals/`). */
@@ -94,7 +94,7 @@ export function encodeKey(prefix: string, out = new Uint8Array(KEY_SIZE), offset
     }
     return out;
   }
-  const p = parsePrefix(prefix);
+  const p = parseDestination(prefix);
   view.setUint32(0, p.length, true);
   out.set(parseIPv6(p.address), offset + 4);
   return out;

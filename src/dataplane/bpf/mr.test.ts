@@ -173,7 +173,7 @@ describe('BpfMobileRouterDataplane', () => {
   test('bad input is refused before anything changes', async () => {
     runner.clear();
     await assert.rejects(dp.activate({ ...routes(), rulePref: 1000 }), /bad rule preference/);
-    await assert.rejects(dp.forward(routes(), 'not-an-address'), /not an IPv6 address/);
+    await assert.rejects(dp.forward(routes(), 'not-an-address'), /invalid IPv6 address/);
     await assert.rejects(dp.initHost({ ...host(), uplink: 'bad name' }), /bad interface name/);
     assert.deepEqual(runner.lines(), []);
   });

@@ -9,7 +9,8 @@
 // bridge's forwarding database mirrored into a map (fdb.ts).
 import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import { canonicalAddress, checkInterfaceName } from '../addr.ts';
+import { canonicalIPv6 } from '../../protocol/address.ts';
+import { checkInterfaceName } from '../ifname.ts';
 import {
   type KernelRule,
   RT_PROTO,
@@ -74,8 +75,8 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
 
   async initHost(options: MobileRouterHost): Promise<void> {
     const host = {
-      coa: canonicalAddress(options.coa),
-      haAddress: canonicalAddress(options.haAddress),
+      coa: canonicalIPv6(options.coa),
+      haAddress: canonicalIPv6(options.haAddress),
       uplink: checkInterfaceName(options.uplink),
       table: checkTable(options.table),
     };
@@ -146,7 +147,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   /** Handover, old host: the network's packets from the HA go on to `peer`, rewritten in place. */
   async forward(routes: MobileRouterRoutes, peer: string): Promise<void> {
     const r = checkRoutes(routes);
-    const to = canonicalAddress(peer);
+    const to = canonicalIPv6(peer);
     return this.queue.run(async () => {
       this.maps().encapDst.setMany(r.prefixes.map((p) => [p, { src: r.coa, dst: to }]));
     });
@@ -154,7 +155,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
 
   /** Handover, new host: tunnel packets from `peer` (the old host) are decapsulated as from the HA. */
   async acceptTunnelFrom(_host: { coa: string; table: number }, peer: string): Promise<void> {
-    const from = canonicalAddress(peer);
+    const from = canonicalIPv6(peer);
     return this.queue.run(async () => this.maps().peers.add(from));
   }
 

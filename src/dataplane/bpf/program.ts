@@ -15,7 +15,7 @@ import { mkdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import { checkInterfaceName } from '../addr.ts';
+import { checkInterfaceName } from '../ifname.ts';
 import type { CommandRunner } from '../types.ts';
 import { BpfMaps, MAP_NAMES, MAP_SHAPES, type MapFds, type MapRole } from './maps.ts';
 import type { BpfSyscalls, ProgInfo } from './syscall.ts';

@@ -252,7 +252,7 @@ export function guestCmdline(o: GuestCmdlineOptions = {}): string {
  * §2.5.1), which is what the guest kernel uses by default (addr_gen_mode eui64).
  */
 export function slaacAddress(prefix: string, mac: string): string {
-  const bytes = parseIPv6(parsePrefix(prefix).prefix);
+  const bytes = parseIPv6(parsePrefix(prefix).address);
   const m = mac.split(':').map((h) => Number.parseInt(h, 16));
   if (m.length !== 6 || m.some((b) => !Number.isInteger(b) || b < 0 || b > 255))
     throw imageError(`"${mac}" is not a MAC address`);
