@@ -55,14 +55,15 @@ for (const backend of backends) {
               rows.push(
                 `${procedure} #${i} ${at}->${to}: gap ${r1.maxGapMs} ms, lost ${r1.lost}/${r1.sent} (${r1.trailingLost} at the end); other network: gap ${r2.maxGapMs} ms, lost ${r2.lost}; ${summary}`,
               );
-              // Loose bounds: the stream comes back within seconds (the report measured ~6 s with ssh).
-              assert.ok(r1.received > 0 && r1.trailingLost === 0 && r1.maxGapMs < 5000, rows.at(-1));
-              if (process.env['STRICT_OTHER'])
-                assert.equal(
-                  r2.lost,
-                  0,
-                  `guest-2 (net2, stays on host-a) lost probes during migration ${i}: ${JSON.stringify(r2)}`,
-                );
+              // The stream is back within a second (measured: ≤ 60 ms make-before-break, ≤ 140 ms paper on
+              // this machine; a neighbour or retransmission stall would be ≥ 1 s; the report saw ~6 s).
+              assert.ok(r1.received > 0 && r1.trailingLost === 0 && r1.maxGapMs < 1000, rows.at(-1));
+              // The other network stays untouched (measured: 0 lost, gaps ≤ 25 ms, i.e. CPU jitter only); a
+              // few probes of slack for a loaded machine, far below what a touched network loses.
+              assert.ok(
+                r2.lost <= 3 && r2.maxGapMs < 250,
+                `guest-2 (net2, stays on host-a) during migration ${i}: ${JSON.stringify(r2)}`,
+              );
               at = to;
             }
             assert.equal(at, 'host-a');

@@ -68,10 +68,14 @@ function checkReport(
   assert.equal(r.procedure, expect.procedure);
   assert.equal(r.guest, expect.guest ?? 'netns');
   assert.equal(r.migrations.length, expect.migrations);
+  // Bounds about 3× the benchmarks' worst p95 (bench/RESULTS.md: netns ≤ 113 ms, QEMU ≤ 294 ms max), so a
+  // stall of a second (a neighbour or retransmission timeout) fails, the machine's noise does not.
+  const qemu = expect.guest === 'qemu';
+  const gapBound = qemu ? 1000 : 400;
   for (const m of r.migrations) {
     assert.ok(m.ok, `migration ${m.index} failed: ${m.error}`);
-    assert.ok(m.gapMs > 0 && m.gapMs < 5000, `migration ${m.index}: gap ${m.gapMs} ms`);
-    assert.ok(m.hypervisorMs !== null && m.hypervisorMs >= 0);
+    assert.ok(m.gapMs > 0 && m.gapMs < gapBound, `migration ${m.index}: gap ${m.gapMs} ms`);
+    assert.ok(m.hypervisorMs !== null && m.hypervisorMs > 0 && m.hypervisorMs < (qemu ? 5000 : 1000));
     assert.notEqual(m.from, m.to);
   }
   assert.deepEqual(
@@ -79,8 +83,9 @@ function checkReport(
     Array.from({ length: expect.migrations }, (_, i) => (i % 2 ? 'host-b' : 'host-a')),
   );
   assert.ok(r.summary.sent > 0, 'probes were sent');
-  assert.ok(r.summary.lost >= 0 && r.summary.lost < r.summary.sent);
-  assert.ok(r.summary.gapMs.max > 0 && r.summary.gapMs.max < 5000);
+  // probes both ways at 1 kHz: a gap of the bound above loses at most 2 × bound per migration
+  assert.ok(r.summary.lost <= 2 * gapBound * expect.migrations, `lost ${r.summary.lost}`);
+  assert.ok(r.summary.gapMs.max > 0 && r.summary.gapMs.max < gapBound);
   assert.ok(r.summary.gapMs.p50 <= r.summary.gapMs.p95 && r.summary.gapMs.p95 <= r.summary.gapMs.max);
   assert.ok(r.summary.stream.received > 0, 'the stream reached the correspondent');
   assert.equal(r.uplinks.length, 2);
