@@ -1,8 +1,8 @@
 // `offlink lab run|up|down`: the report's experiment on this machine, in network namespaces (DESIGN §6).
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BackendChoice } from '../dataplane/probe.ts';
-import { LabRunner } from '../lab/exec.ts';
-import { DEFAULT_STATE_DIR, LabError, labDown } from '../lab/netns.ts';
+import { ExecRunner } from '../dataplane/runner.ts';
+import { DEFAULT_STATE_DIR, LAB_COMMAND_TIMEOUT_MS, LabError, labDown } from '../lab/netns.ts';
 import { labRun, labUp } from '../lab/run.ts';
 
 function positiveInt(v: string): number {
@@ -167,7 +167,7 @@ export function registerLab(program: Command): Command {
           'the lab needs root (it removes network namespaces): run it with sudo',
         );
       }
-      const removed = await labDown(new LabRunner(), DEFAULT_STATE_DIR);
+      const removed = await labDown(new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS }), DEFAULT_STATE_DIR);
       print(removed.length > 0 ? `lab: removed ${removed.join(' ')}` : 'lab: nothing to remove');
     });
   return lab;

@@ -20,7 +20,20 @@ test('ExecRunner runs argv without a shell, feeds input, and reports failures as
     return true;
   });
   assert.equal((await r.run(failing, { allowFailure: true })).exitCode, 3);
-  await assert.rejects(r.run(['/nonexistent/offlink-cmd']), { code: 'ERR_COMMAND' });
+  await assert.rejects(r.run(['/nonexistent/offlink-cmd']), {
+    code: 'ERR_MISSING_COMMAND',
+    message: /\/nonexistent\/offlink-cmd not found/,
+  });
+});
+
+test('ExecRunner kills a command that outlives its timeout', async () => {
+  const started = Date.now();
+  const r = await new ExecRunner({ timeoutMs: 60_000 }).run(['sleep', '5'], {
+    timeoutMs: 200,
+    allowFailure: true,
+  });
+  assert.notEqual(r.exitCode, 0);
+  assert.ok(Date.now() - started < 2000, `killed after ${Date.now() - started} ms`);
 });
 
 test('ExecRunner honours an AbortSignal', async () => {

@@ -24,14 +24,28 @@ export class CommandError extends OfflinkError {
 export interface ExecRunnerOptions {
   /** Run every command inside this network namespace (`ip netns exec <netns> …`). */
   netns?: string;
+  /**
+   * Kill a command that has not finished after this many milliseconds (a hung `ip` must not hang a
+   * daemon or `lab down`). Default 60 s; RunOptions.timeoutMs overrides it per command.
+   */
+  timeoutMs?: number;
 }
 
-/** Runs commands with `child_process.spawn` (no shell). */
+/** A command that is not installed (`spawn` ENOENT). */
+export class MissingCommandError extends OfflinkError {
+  constructor(command: string) {
+    super('ERR_MISSING_COMMAND', `${command} not found: install it (scripts/bootstrap names the package)`);
+  }
+}
+
+/** Runs commands with `child_process.spawn` (no shell): the one runner of one-shot commands. */
 export class ExecRunner implements CommandRunner {
   private readonly prefix: readonly string[];
+  private readonly timeoutMs: number;
 
   constructor(options: ExecRunnerOptions = {}) {
     this.prefix = options.netns ? ['ip', 'netns', 'exec', options.netns] : [];
+    this.timeoutMs = options.timeoutMs ?? 60_000;
   }
 
   run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
@@ -46,8 +60,14 @@ export class ExecRunner implements CommandRunner {
       child.stdout.on('data', (d: Buffer) => out.push(d));
       child.stderr.on('data', (d: Buffer) => err.push(d));
       child.stdin.on('error', () => {}); // the command may exit before reading all of its input
-      child.on('error', (e) => reject(new CommandError(argv, -1, e.message, { cause: e })));
+      const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? this.timeoutMs);
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') reject(new MissingCommandError(full[0]!));
+        else reject(new CommandError(argv, -1, e.message, { cause: e }));
+      });
       child.on('close', (code, signal) => {
+        clearTimeout(timer);
         const result = {
           stdout: Buffer.concat(out).toString(),
           stderr: Buffer.concat(err).toString(),

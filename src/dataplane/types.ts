@@ -11,6 +11,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Do not throw on a non-zero exit status; return it. */
   allowFailure?: boolean;
+  /** Kill the command (SIGKILL) after this many milliseconds; the runner's default otherwise. */
+  timeoutMs?: number;
 }
 export interface RunResult {
   stdout: string;

@@ -4,10 +4,10 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { CommandRunner } from '../dataplane/types.ts';
 import type { AgentStatus, MigrationRecord } from '../migration/messages.ts';
 import type { LabConfigs } from './configs.ts';
 import { CONTROL_PORT, SIGNALING_PORT } from './configs.ts';
-import type { LabRunner } from './exec.ts';
 import { LabError, spawnInNamespace } from './netns.ts';
 import type { HostPlan, Topology } from './topology.ts';
 
@@ -31,7 +31,7 @@ export async function waitFor(
   }
 }
 
-async function listening(runner: LabRunner, ns: string, proto: 'udp' | 'tcp', port: number) {
+async function listening(runner: CommandRunner, ns: string, proto: 'udp' | 'tcp', port: number) {
   const r = await runner.run(
     ['ip', 'netns', 'exec', ns, 'ss', '-Hln', proto === 'udp' ? '-u' : '-t', 'sport', '=', `:${port}`],
     { allowFailure: true },
@@ -39,13 +39,13 @@ async function listening(runner: LabRunner, ns: string, proto: 'udp' | 'tcp', po
   return r.stdout.trim() !== '';
 }
 
-async function linkExists(runner: LabRunner, ns: string, dev: string) {
+async function linkExists(runner: CommandRunner, ns: string, dev: string) {
   const r = await runner.run(['ip', '-n', ns, 'link', 'show', 'dev', dev], { allowFailure: true });
   return r.exitCode === 0;
 }
 
 export interface DaemonStartOptions {
-  runner: LabRunner;
+  runner: CommandRunner;
   configs: LabConfigs;
   logDir: string;
   detached: boolean;
@@ -179,7 +179,7 @@ export function runMigrate(
 
 /** `offlink status --json` of a host's agent, run inside its namespace as a user would. */
 export async function agentStatus(
-  runner: LabRunner,
+  runner: CommandRunner,
   host: HostPlan,
   configs: LabConfigs,
 ): Promise<AgentStatus | undefined> {
@@ -208,7 +208,7 @@ export async function agentStatus(
 
 /** Wait until every network is active on `host` (registered with the home agent). */
 export async function waitActive(
-  runner: LabRunner,
+  runner: CommandRunner,
   host: HostPlan,
   configs: LabConfigs,
   timeoutMs: number,

@@ -13,13 +13,15 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import type { CommandRunner } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
-import type { LabRunner } from './exec.ts';
 
 /** Every namespace of the lab starts with this; nothing else on the machine should. */
 export const LAB_PREFIX = 'ofl-';
 /** Generated configs, keys, logs and the lab's state file. */
 export const DEFAULT_STATE_DIR = '/run/offlink-lab';
+/** A lab command (ip, tc, a daemon's stop) that has not finished by then is killed: `lab down` never hangs. */
+export const LAB_COMMAND_TIMEOUT_MS = 20_000;
 
 export class LabError extends OfflinkError {}
 
@@ -89,7 +91,7 @@ export function writeState(stateDir: string, state: LabState): void {
  * removed and reported through `notice`.
  */
 export async function preflight(
-  runner: LabRunner,
+  runner: CommandRunner,
   stateDir: string,
   notice: (line: string) => void,
 ): Promise<void> {
@@ -123,7 +125,7 @@ export async function preflight(
 }
 
 /** PIDs of the processes inside a namespace. */
-async function namespacePids(runner: LabRunner, ns: string): Promise<number[]> {
+async function namespacePids(runner: CommandRunner, ns: string): Promise<number[]> {
   const r = await runner.run(['ip', 'netns', 'pids', ns], { allowFailure: true, timeoutMs: 5000 });
   return r.stdout
     .split('\n')
@@ -153,7 +155,7 @@ async function waitGone(pids: readonly number[], ms: number): Promise<number[]> 
  * Returns the namespaces removed.
  */
 export async function labDown(
-  runner: LabRunner,
+  runner: CommandRunner,
   stateDir: string,
   options: { killOwner?: boolean } = {},
 ): Promise<string[]> {

@@ -5,13 +5,14 @@ import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { BackendChoice } from '../dataplane/probe.ts';
+import { ExecRunner } from '../dataplane/runner.ts';
+import type { CommandRunner } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { type LabConfigs, writeLabConfigs } from './configs.ts';
 import { runMigrate, startDaemons, waitActive, waitFor } from './daemons.ts';
-import { LabRunner } from './exec.ts';
 import { type MigrationWindow, measure } from './measure.ts';
-import { labDown, preflight, writeState } from './netns.ts';
+import { LAB_COMMAND_TIMEOUT_MS, labDown, preflight, writeState } from './netns.ts';
 import { OnLinkVms } from './onlink-vms.ts';
 import type { GuestKind, LabReport, Procedure, RunData } from './report.ts';
 import { buildReport, writeReport } from './report.ts';
@@ -97,7 +98,7 @@ export function chosenBackend(logFile: string): string | undefined {
 /** Build the lab and start what runs in it; the guest ends up attached to host A. */
 async function bringUp(
   o: LabOptions,
-  runner: LabRunner,
+  runner: CommandRunner,
   logDir: string,
   detached: boolean,
   onVms: (vms: OnLinkVms) => void = () => {},
@@ -160,7 +161,7 @@ export async function labUp(o: LabOptions): Promise<Running> {
       '`lab up` cannot leave an on-link QEMU guest running (the lab process runs it); use `lab run --topology on-link --guest qemu`',
     );
   }
-  const runner = new LabRunner();
+  const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, o.stateDir, (l) => o.print(`lab: ${l}`));
   writeState(o.stateDir, {
     pid: process.pid,
@@ -177,7 +178,7 @@ export async function labUp(o: LabOptions): Promise<Running> {
 }
 
 export async function labRun(o: LabRunOptions): Promise<LabReport> {
-  const runner = new LabRunner();
+  const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, o.stateDir, (l) => o.print(`lab: ${l}`));
   writeState(o.stateDir, {
     pid: process.pid,
@@ -309,7 +310,7 @@ interface MigrationOutcome {
 async function migrateOnce(
   o: LabRunOptions,
   topo: Topology,
-  runner: LabRunner,
+  runner: CommandRunner,
   configs: LabConfigs | undefined,
   vms: OnLinkVms | undefined,
   from: 'host-a' | 'host-b',

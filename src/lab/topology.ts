@@ -17,8 +17,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { CommandRunner } from '../dataplane/types.ts';
 import { slaacAddress } from '../hypervisor/qemu/guest-image.ts';
-import type { LabRunner } from './exec.ts';
 import { LabError, spawnInNamespace } from './netns.ts';
 import type { GuestKind } from './report.ts';
 
@@ -155,7 +155,7 @@ export function planTopology(kind: TopologyKind, guestCount = 1, guestKind: Gues
 }
 
 export interface BuildOptions {
-  runner: LabRunner;
+  runner: CommandRunner;
   /** Where radvd's config, pid and log go. */
   stateDir: string;
   /**
@@ -311,7 +311,7 @@ async function buildGuest(
 }
 
 /** Put a guest's port into `hostNs`'s guest bridge (the moved link arrives down and without master). */
-export async function attachGuest(g: GuestPlan, hostNs: string, runner: LabRunner): Promise<void> {
+export async function attachGuest(g: GuestPlan, hostNs: string, runner: CommandRunner): Promise<void> {
   await runner.run(['ip', '-n', hostNs, 'link', 'set', g.port, 'master', g.bridge, 'up']);
 }
 
@@ -320,7 +320,12 @@ export async function attachGuest(g: GuestPlan, hostNs: string, runner: LabRunne
  * guest's port into `to` and onto its bridge (named by ifindex, as the driver does). Returns the ms
  * that command took.
  */
-export async function moveGuest(g: GuestPlan, from: string, to: string, runner: LabRunner): Promise<number> {
+export async function moveGuest(
+  g: GuestPlan,
+  from: string,
+  to: string,
+  runner: CommandRunner,
+): Promise<number> {
   const r = await runner.run(['ip', '-n', to, '-j', 'link', 'show', 'dev', g.bridge]);
   const index = (JSON.parse(r.stdout) as { ifindex: number }[])[0]?.ifindex;
   if (!index) throw new LabError('ERR_LAB_MOVE', `no bridge ${g.bridge} in ${to}`);
@@ -351,7 +356,7 @@ async function startRadvd(plan: LabPlan, options: BuildOptions): Promise<void> {
 }
 
 /** Wait for a host's uplink to autoconfigure its global address from ofl-inet's router advertisements. */
-async function waitSlaac(runner: LabRunner, h: HostPlan, timeoutMs = 20_000): Promise<string> {
+async function waitSlaac(runner: CommandRunner, h: HostPlan, timeoutMs = 20_000): Promise<string> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const r = await runner.run([
