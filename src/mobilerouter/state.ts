@@ -1,6 +1,5 @@
-// The mobile router's explicit states (DESIGN §2: standby → registering → active → standby) and the
-// transitions allowed between them. Every transition is logged with the network's name and HoA.
-import type { Logger } from '../log.ts';
+// The mobile router's explicit states (standby → registering → active → standby) and the transitions
+// allowed between them (core.ts moves between them; the shell logs every move with network and HoA).
 
 export const MrState = {
   /** Bridge ready, no binding held by this host, no routes, no router advertisements. */
@@ -42,30 +41,9 @@ export interface Transition {
   reason: string;
 }
 
-export class StateMachine {
-  private current: MrStateValue = S.standby;
-
-  constructor(
-    private readonly log: Logger,
-    private readonly onChange: (t: Transition) => void,
-  ) {}
-
-  get state(): MrStateValue {
-    return this.current;
-  }
-
-  is(...states: MrStateValue[]): boolean {
-    return states.includes(this.current);
-  }
-
-  /** Move to `to` (no-op when already there). Logs `from`, `to` and `reason`; the logger carries name + HoA. */
-  go(to: MrStateValue, reason: string): void {
-    const from = this.current;
-    if (from === to) return;
-    if (!ALLOWED[from].includes(to))
-      throw new Error(`mobile router: no transition ${from} → ${to} (${reason})`);
-    this.current = to;
-    this.log.info({ from, to, reason }, `state ${from} → ${to}`);
-    this.onChange({ from, to, reason });
-  }
+/** `to`, if the move from `from` is allowed (staying is); anything else is a bug and throws. */
+export function nextState(from: MrStateValue, to: MrStateValue, reason: string): MrStateValue {
+  if (from !== to && !ALLOWED[from].includes(to))
+    throw new Error(`mobile router: no transition ${from} → ${to} (${reason})`);
+  return to;
 }

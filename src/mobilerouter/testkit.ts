@@ -21,7 +21,8 @@ import type { Datagram } from '../signaling/udp.ts';
 import { StaticCoaSource } from './coa.ts';
 import { type MobileNetworkInput, parseMobileNetwork, parseMobileRouterHost } from './config.ts';
 import type { GuestLinkControl } from './guestlink.ts';
-import { MobileRouter, type SignalingTransport } from './mobilerouter.ts';
+import { buildBindingUpdate, classifyInbound, type Inbound } from './messages.ts';
+import { MobileRouter, type Registration, type SignalingTransport } from './mobilerouter.ts';
 import type { ProcessSpawner, SpawnedProcess, SpawnOptions } from './process.ts';
 
 export const HA = '2001:db8:ffff::1';
@@ -283,4 +284,68 @@ export class FakeProcess implements SpawnedProcess {
   print(line: string): void {
     this.options.onStdoutLine?.(line);
   }
+}
+
+/** Activate and let the first BU go out; returns the activation promise (boxed: an async function would adopt it). */
+export async function activateRig(
+  rig: Rig,
+  options: { lastSequence?: number } = {},
+): Promise<{ p: Promise<Registration> }> {
+  const p = rig.mr.activate(options);
+  p.catch(() => {});
+  await settle();
+  return { p };
+}
+
+/** Activate and answer the first BU with an accepted BA. */
+export async function registeredRig(rig: Rig, spec: AnswerSpec = {}): Promise<Registration> {
+  const { p } = await activateRig(rig);
+  rig.transport.deliver(answer(rig.transport.sent.at(-1)!, spec));
+  await settle();
+  return p;
+}
+
+/** A BU as the core sent it (its `send` action). */
+export interface CoreBu {
+  sequence: number;
+  coa: string;
+  lifetimeSeconds: number;
+  timestampMs: number;
+}
+
+const EXPECT = { haAddress: HA, haPort: SIGNALING_PORT, hoa: HOA };
+
+/** The home agent's answer to a BU the core sent, as the router classifies it (an `inbound` event). */
+export function inboundAnswer(bu: CoreBu, spec: AnswerSpec = {}): { type: 'inbound'; message: Inbound } {
+  const data = buildBindingUpdate({
+    hoa: HOA,
+    haAddress: HA,
+    sa: SA,
+    mode: 'explicit',
+    prefixes: ['2001:db8:100::/64'],
+    ...bu,
+  });
+  const reply = answer({ data, address: HA, port: SIGNALING_PORT, from: bu.coa }, spec);
+  return {
+    type: 'inbound',
+    message: classifyInbound({ data: Buffer.from(reply), address: HA, port: SIGNALING_PORT }, EXPECT),
+  };
+}
+
+/** A Binding Refresh Request (status: a Binding Error) from the home agent, as an `inbound` event. */
+export function inboundFromHa(
+  message: { type: 'bindingRefreshRequest' } | { type: 'bindingError'; status: number },
+): {
+  type: 'inbound';
+  message: Inbound;
+} {
+  const m =
+    message.type === 'bindingError'
+      ? { type: 'bindingError' as const, status: message.status, homeAddress: HOA, options: [] }
+      : { type: 'bindingRefreshRequest' as const, options: [] };
+  const data = encodeSignalingPacket({ src: HA, dst: HOA, message: m });
+  return {
+    type: 'inbound',
+    message: classifyInbound({ data: Buffer.from(data), address: HA, port: SIGNALING_PORT }, EXPECT),
+  };
 }

@@ -1,8 +1,8 @@
 // Binding update list entry (RFC 6275 §11.1, UMIP `bul`): the mobile node's record of one binding it
 // holds at its home agent — the sequence numbers it sent, the retransmission back-off while a BU waits
 // for its BA (§11.8), and the refresh and expiry of the granted lifetime (§11.7.1, §11.7.3).
-// It owns the timers and nothing else: what to send when a timer fires is the caller's business.
-import type { Clock, TimerHandle } from '../clock.ts';
+// Plain data and pure functions: the deadlines are values (`retransmitAt`, `refreshAt`, `expiresAt`);
+// whoever owns the entry arms timers for them and calls back when one is due.
 
 /** Retransmission intervals (RFC 6275 §13: InitialBindackTimeoutFirstReg, INITIAL_BINDACK_TIMEOUT, MAX_BINDACK_TIMEOUT). */
 export interface RetransmitOptions {
@@ -33,7 +33,7 @@ export interface SentBindingUpdate {
   coa: string;
   /** Requested lifetime in seconds; 0 = deregistration. */
   lifetimeSeconds: number;
-  /** clock.now() when sent. */
+  /** Clock ms when sent. */
   sentAt: number;
   /** Retransmission number in its exchange: 0 for the first transmission. */
   attempt: number;
@@ -41,172 +41,143 @@ export interface SentBindingUpdate {
   timestamp?: bigint;
 }
 
-export interface BindingUpdateListHandlers {
-  /** The retransmission timer ran out: send the BU again (with a new sequence number). */
-  retransmit(): void;
-  /** Time to refresh the binding (REFRESH_FRACTION of the lifetime, or the Binding Refresh Advice). */
-  refresh(): void;
-  /** The granted lifetime ended without a newer BA: the HA no longer holds the binding. */
-  expire(): void;
+/** A BU waiting for its BA, and where its back-off stands. */
+export interface Exchange {
+  kind: ExchangeKind;
+  /** The next retransmission interval. */
+  interval: number;
+  /** Retransmissions so far. */
+  attempt: number;
+}
+
+export interface BindingUpdateList {
+  /** Sequence number of the last BU sent (or handed over), undefined before the first. */
+  lastSequence: number | undefined;
+  /** The BUs sent recently (oldest first), to match BAs against. */
+  sent: readonly SentBindingUpdate[];
+  exchange: Exchange | undefined;
+  /** Clock ms when the BU is sent again, while an exchange waits. */
+  retransmitAt: number | undefined;
+  /** Clock ms when the binding is refreshed. */
+  refreshAt: number | undefined;
+  /** Clock ms when the granted lifetime ends. */
+  expiresAt: number | undefined;
 }
 
 /** How many sent BUs are remembered for matching BAs (a retransmitted exchange sends several). */
 const SENT_HISTORY = 32;
 
-export class BindingUpdateListEntry {
-  private lastSequence: number | undefined;
-  private readonly sent: SentBindingUpdate[] = [];
-  private exchange: { kind: ExchangeKind; interval: number; attempt: number } | undefined;
-  private retransmitTimer: TimerHandle | undefined;
-  private refreshTimer: TimerHandle | undefined;
-  private expiryTimer: TimerHandle | undefined;
-  private expiresAt: number | undefined;
-  private refreshAt: number | undefined;
+export function emptyBindingUpdateList(): BindingUpdateList {
+  return {
+    lastSequence: undefined,
+    sent: [],
+    exchange: undefined,
+    retransmitAt: undefined,
+    refreshAt: undefined,
+    expiresAt: undefined,
+  };
+}
 
-  constructor(
-    private readonly clock: Clock,
-    private readonly retransmit: RetransmitOptions,
-    private readonly handlers: BindingUpdateListHandlers,
-  ) {}
+/** Continue from `n`: the next BU carries n + 1 (handover from another host, or a BA 135 resync). */
+export function withLastSequence(l: BindingUpdateList, n: number): BindingUpdateList {
+  return { ...l, lastSequence: n & 0xffff };
+}
 
-  /** Sequence number of the last BU sent (or handed over), undefined before the first. */
-  get sequence(): number | undefined {
-    return this.lastSequence;
-  }
+/** The sequence number for the next BU, recorded as the last one sent. */
+export function allocateSequence(l: BindingUpdateList): [BindingUpdateList, number] {
+  const n = l.lastSequence === undefined ? 0 : (l.lastSequence + 1) & 0xffff;
+  return [{ ...l, lastSequence: n }, n];
+}
 
-  /** Continue from `n`: the next BU carries n + 1 (handover from another host, or a BA 135 resync). */
-  setLastSequence(n: number): void {
-    this.lastSequence = n & 0xffff;
-  }
+/** Start an exchange (a BU is about to be sent and will wait for a BA); replaces one in progress. */
+export function beginExchange(
+  l: BindingUpdateList,
+  kind: ExchangeKind,
+  o: RetransmitOptions,
+): BindingUpdateList {
+  const interval = kind === 'first' ? o.initialFirstMs : o.initialMs;
+  return { ...l, exchange: { kind, interval, attempt: 0 }, retransmitAt: undefined };
+}
 
-  /** The sequence number for the next BU; records it as the last one sent. */
-  allocateSequence(): number {
-    this.lastSequence = this.lastSequence === undefined ? 0 : (this.lastSequence + 1) & 0xffff;
-    return this.lastSequence;
-  }
+/** Record a BU just sent and arm its retransmission with the exchange's current interval. */
+export function recordSent(
+  l: BindingUpdateList,
+  bu: Omit<SentBindingUpdate, 'sentAt' | 'attempt'>,
+  now: number,
+): [BindingUpdateList, SentBindingUpdate] {
+  const entry: SentBindingUpdate = { ...bu, sentAt: now, attempt: l.exchange?.attempt ?? 0 };
+  const sent = [...l.sent, entry].slice(-SENT_HISTORY);
+  return [armRetransmission({ ...l, sent }, now), entry];
+}
 
-  /** Whether a BU is waiting for its BA. */
-  get pending(): boolean {
-    return this.exchange !== undefined;
-  }
+/**
+ * (Re)arm the retransmission with the exchange's current interval without recording a BU: when a BU
+ * could not be sent (no care-of address yet) the exchange keeps its back-off running.
+ */
+export function armRetransmission(l: BindingUpdateList, now: number): BindingUpdateList {
+  return l.exchange ? { ...l, retransmitAt: now + l.exchange.interval } : l;
+}
 
-  /** Kind of the exchange in progress, if any. */
-  get pendingKind(): ExchangeKind | undefined {
-    return this.exchange?.kind;
-  }
+/** The retransmission is due: RFC 6275 §11.8 exponential back-off, capped at MAX_BINDACK_TIMEOUT. */
+export function retransmissionDue(l: BindingUpdateList, o: RetransmitOptions): BindingUpdateList {
+  const ex = l.exchange;
+  if (!ex) return { ...l, retransmitAt: undefined };
+  return {
+    ...l,
+    retransmitAt: undefined,
+    exchange: { ...ex, interval: Math.min(ex.interval * 2, o.maxMs), attempt: ex.attempt + 1 },
+  };
+}
 
-  /** Start an exchange (a BU is about to be sent and will wait for a BA); replaces one in progress. */
-  begin(kind: ExchangeKind): void {
-    this.stopRetransmission();
-    const interval = kind === 'first' ? this.retransmit.initialFirstMs : this.retransmit.initialMs;
-    this.exchange = { kind, interval, attempt: 0 };
-  }
+/** The BU with this sequence number if it was sent (recently). */
+export function findSent(l: BindingUpdateList, sequence: number): SentBindingUpdate | undefined {
+  for (let i = l.sent.length - 1; i >= 0; i--) if (l.sent[i]!.sequence === sequence) return l.sent[i];
+  return undefined;
+}
 
-  /**
-   * Record a BU just sent and (re)arm the retransmission timer with the exchange's current interval.
-   * Returns the recorded entry. Outside an exchange (e.g. a one-shot answer) no timer is armed.
-   */
-  recordSent(bu: Omit<SentBindingUpdate, 'sentAt' | 'attempt'>): SentBindingUpdate {
-    const entry: SentBindingUpdate = {
-      ...bu,
-      sentAt: this.clock.now(),
-      attempt: this.exchange?.attempt ?? 0,
-    };
-    this.sent.push(entry);
-    if (this.sent.length > SENT_HISTORY) this.sent.shift();
-    this.armRetransmission();
-    return entry;
-  }
+export function lastSent(l: BindingUpdateList): SentBindingUpdate | undefined {
+  return l.sent[l.sent.length - 1];
+}
 
-  /**
-   * (Re)arm the retransmission timer with the exchange's current interval without recording a BU: used
-   * when a BU could not be sent (no care-of address yet) so the exchange keeps its back-off running.
-   */
-  armRetransmission(): void {
-    const ex = this.exchange;
-    if (!ex) return;
-    this.retransmitTimer?.cancel();
-    this.retransmitTimer = this.clock.setTimer(ex.interval, () => {
-      this.retransmitTimer = undefined;
-      // RFC 6275 §11.8: exponential back-off, capped at MAX_BINDACK_TIMEOUT.
-      ex.interval = Math.min(ex.interval * 2, this.retransmit.maxMs);
-      ex.attempt += 1;
-      this.handlers.retransmit();
-    });
-  }
+/** End the exchange without a binding (rejected, deregistered, abandoned). Refresh/expiry untouched. */
+export function stopRetransmission(l: BindingUpdateList): BindingUpdateList {
+  return { ...l, exchange: undefined, retransmitAt: undefined };
+}
 
-  /** The BU with this sequence number if it was sent by this entry (recently). */
-  find(sequence: number): SentBindingUpdate | undefined {
-    for (let i = this.sent.length - 1; i >= 0; i--)
-      if (this.sent[i]!.sequence === sequence) return this.sent[i];
-    return undefined;
-  }
+/**
+ * An accepted BA for `bu`: no more retransmission; the binding lives `grantedSeconds` from when `bu` was
+ * sent. Refresh at `refreshSeconds` after the BA when the HA sent a Binding Refresh Advice shorter than
+ * the lifetime (RFC 6275 §11.7.3), else at REFRESH_FRACTION of the lifetime.
+ */
+export function acknowledged(
+  l: BindingUpdateList,
+  bu: SentBindingUpdate,
+  grantedSeconds: number,
+  refreshSeconds: number | undefined,
+  now: number,
+): BindingUpdateList {
+  const byAdvice =
+    refreshSeconds !== undefined && refreshSeconds > 0 && refreshSeconds < grantedSeconds
+      ? now + refreshSeconds * 1000
+      : undefined;
+  return {
+    ...stopRetransmission(l),
+    expiresAt: bu.sentAt + grantedSeconds * 1000,
+    refreshAt: byAdvice ?? bu.sentAt + grantedSeconds * 1000 * REFRESH_FRACTION,
+  };
+}
 
-  /** The most recent BU sent. */
-  get lastSent(): SentBindingUpdate | undefined {
-    return this.sent[this.sent.length - 1];
-  }
+/** Forget the granted lifetime (standby, deregistration, rejection): no refresh, no expiry. */
+export function cancelLifetime(l: BindingUpdateList): BindingUpdateList {
+  return { ...l, refreshAt: undefined, expiresAt: undefined };
+}
 
-  /** End the exchange without a binding (rejected, deregistered, abandoned). Refresh/expiry untouched. */
-  stopRetransmission(): void {
-    this.retransmitTimer?.cancel();
-    this.retransmitTimer = undefined;
-    this.exchange = undefined;
-  }
+/** No exchange and no lifetime; the sequence number is kept (a later activation continues from it). */
+export function cancelAll(l: BindingUpdateList): BindingUpdateList {
+  return cancelLifetime(stopRetransmission(l));
+}
 
-  /**
-   * An accepted BA for `bu`: stop retransmitting; the binding lives `grantedSeconds` from when `bu` was
-   * sent. Refresh at `refreshSeconds` after the BA when the HA sent a Binding Refresh Advice shorter than
-   * the lifetime (RFC 6275 §11.7.3), else at REFRESH_FRACTION of the lifetime.
-   */
-  acknowledged(bu: SentBindingUpdate, grantedSeconds: number, refreshSeconds?: number): void {
-    this.stopRetransmission();
-    this.cancelLifetime();
-    const now = this.clock.now();
-    const expiresAt = bu.sentAt + grantedSeconds * 1000;
-    const byFraction = bu.sentAt + grantedSeconds * 1000 * REFRESH_FRACTION;
-    const byAdvice =
-      refreshSeconds !== undefined && refreshSeconds > 0 && refreshSeconds < grantedSeconds
-        ? now + refreshSeconds * 1000
-        : undefined;
-    const refreshAt = byAdvice ?? byFraction;
-    this.expiresAt = expiresAt;
-    this.refreshAt = refreshAt;
-    this.refreshTimer = this.clock.setTimer(refreshAt - now, () => {
-      this.refreshTimer = undefined;
-      this.refreshAt = undefined;
-      this.handlers.refresh();
-    });
-    this.expiryTimer = this.clock.setTimer(expiresAt - now, () => {
-      this.expiryTimer = undefined;
-      this.expiresAt = undefined;
-      this.handlers.expire();
-    });
-  }
-
-  /** Milliseconds left of the granted lifetime (0 when nothing is registered). */
-  lifetimeRemainingMs(): number {
-    return this.expiresAt === undefined ? 0 : Math.max(0, this.expiresAt - this.clock.now());
-  }
-
-  /** When the next refresh is due (clock ms), if one is scheduled. */
-  get refreshDueAt(): number | undefined {
-    return this.refreshAt;
-  }
-
-  /** Forget the granted lifetime (standby, deregistration, rejection): no refresh, no expiry. */
-  cancelLifetime(): void {
-    this.refreshTimer?.cancel();
-    this.expiryTimer?.cancel();
-    this.refreshTimer = undefined;
-    this.expiryTimer = undefined;
-    this.expiresAt = undefined;
-    this.refreshAt = undefined;
-  }
-
-  /** Cancel every timer. The sequence number is kept (a later activation continues from it). */
-  cancel(): void {
-    this.stopRetransmission();
-    this.cancelLifetime();
-  }
+/** Milliseconds left of the granted lifetime (0 when nothing is registered). */
+export function lifetimeRemainingMs(l: BindingUpdateList, now: number): number {
+  return l.expiresAt === undefined ? 0 : Math.max(0, l.expiresAt - now);
 }
