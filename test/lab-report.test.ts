@@ -134,7 +134,7 @@ describe('lab report page', {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('report.json has exactly the keys of DESIGN §7 (and more)', () => {
+  it('report.json has exactly the keys of docs/architecture.md (and more)', () => {
     const json = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as Record<string, unknown>;
     for (const k of ['procedure', 'topology', 'guest', 'migrations', 'summary']) assert.ok(k in json, k);
     const m = (json['migrations'] as Record<string, unknown>[])[0]!;

@@ -1,7 +1,7 @@
 // Lost messages (root, namespaces, the real daemons): nftables rules in the hosts' namespaces lose the
 // first Binding Updates of a first registration, the destination's first BU of a handover, the first
 // BA, and the handover notification itself; every procedure still completes by retransmission, within
-// the back-off schedule (DESIGN §3: 1.5 s for a first registration, 1 s otherwise, doubling), and the
+// the back-off schedule (docs/architecture.md, signaling: 1.5 s for a first registration, 1 s otherwise, doubling), and the
 // test reports how long each took.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';

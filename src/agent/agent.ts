@@ -1,4 +1,4 @@
-// The host agent (DESIGN §2, §5): one per VM host. It holds the host's mobile networks (one mobile router
+// The host agent (docs/architecture.md): one per VM host. It holds the host's mobile networks (one mobile router
 // each), the hypervisor driver and the control API, runs migrations out of this host (procedure.ts) and
 // answers the destination's side of migrations into it (incoming.ts).
 //

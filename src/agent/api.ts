@@ -1,4 +1,4 @@
-// The agent's control API (DESIGN §5): HTTP + JSON between agents and from the CLI, never ssh.
+// The agent's control API (docs/agent.md): HTTP + JSON between agents and from the CLI, never ssh.
 //   POST /v1/prepare   source → destination: can you take this network? (PrepareRequest → PrepareReply)
 //   POST /v1/abort     source → destination: forget that prepare (after a failed migration)
 //   POST /v1/handover  source → destination: migration completed, here is the binding state

@@ -1,4 +1,4 @@
-// Authentication of the control channel between agents and from the CLI (DESIGN §5): every request
+// Authentication of the control channel between agents and from the CLI (docs/agent.md): every request
 // carries an HMAC-SHA256, under the cluster key, of its method, path, timestamp, a fresh nonce and the
 // SHA-256 of its body, and the authority (address:port) of the agent it is sent to. The receiver checks the
 // signature in constant time against its own address, refuses timestamps outside a window around its own

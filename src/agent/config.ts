@@ -60,7 +60,7 @@ export interface AgentConfig {
   host: string;
   /** Host-level mobile router settings (uplink, HA, decapsulation table). */
   mobileRouter: MobileRouterHostConfig;
-  /** Kernel side of the mobile router: backend and TCP MSS clamp (DESIGN §4). */
+  /** Kernel side of the mobile router: backend and TCP MSS clamp (docs/dataplane.md). */
   dataplane: { backend: BackendChoice; mss: number };
   /** A fixed care-of address instead of tracking the uplink's (tests, unusual setups). */
   careOfAddress: string | undefined;
@@ -247,7 +247,7 @@ function checkNetworks(networks: readonly AgentNetworkConfig[]): void {
     once('bridge', n.bridge, i);
     once('homeAddress', n.homeAddress, i);
     once('spi', n.spi, i);
-    // Each network's egress route lives in its own table (DESIGN §4): two networks sharing one would
+    // Each network's egress route lives in its own table (docs/dataplane.md): two networks sharing one would
     // overwrite each other's default route.
     once('table', n.table, i);
     n.guests.forEach((g, j) => {

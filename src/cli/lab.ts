@@ -1,4 +1,4 @@
-// `offlink lab run|up|down`: the report's experiment on this machine, in network namespaces (DESIGN §6).
+// `offlink lab run|up|down`: the report's experiment on this machine, in network namespaces (docs/lab.md).
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { ExecRunner } from '../dataplane/runner.ts';

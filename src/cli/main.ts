@@ -1,4 +1,4 @@
-// The `offlink` command (DESIGN §7). Each subcommand lives in its own file and is registered here.
+// The `offlink` command (docs/architecture.md). Each subcommand lives in its own file and is registered here.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { OfflinkError } from '../errors.ts';

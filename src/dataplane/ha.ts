@@ -1,4 +1,4 @@
-// The home agent data plane shared by both backends (DESIGN §4): one route per MNP and per home address
+// The home agent data plane shared by both backends (docs/dataplane.md): one route per MNP and per home address
 // towards the binding's CoA, and the nftables checks of RFC 3963 §6.3. The backends differ only in the
 // route's encapsulation and in the per-host decapsulation setup.
 //

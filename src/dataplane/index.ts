@@ -1,4 +1,4 @@
-// The data plane (DESIGN §4): backends, runners, fakes, and the factories the daemons use.
+// The data plane (docs/dataplane.md): backends, runners, fakes, and the factories the daemons use.
 import { OfflinkError } from '../errors.ts';
 import { BpfHomeAgentDataplane } from './bpf/ha.ts';
 import { BpfMobileRouterDataplane } from './bpf/mr.ts';

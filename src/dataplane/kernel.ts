@@ -94,7 +94,7 @@ export function syncRules(
 const noSuchRule = /No such file or directory|No such process/;
 
 /**
- * DESIGN §4: decapsulation rules (pref 10) must run before local delivery, so the `lookup local` rule
+ * docs/dataplane.md: decapsulation rules (pref 10) must run before local delivery, so the `lookup local` rule
  * moves from pref 0 to pref 1000 (ours, so that flush can move it back).
  */
 export function orderLocalRule(batch: IpBatch, installed: readonly KernelRule[]): void {

@@ -1,4 +1,4 @@
-// The mobile router data plane shared by both backends (DESIGN §4, "MR (active)"): per network, policy
+// The mobile router data plane shared by both backends (docs/dataplane.md, "MR (active)"): per network, policy
 // rules send the guests' traffic (source in an MNP, arriving on the network's bridge) to the network's
 // table, whose default route tunnels to the home agent (RFC 3963 §5.4, reverse tunnelling); per host,
 // the decapsulation of what the HA sends to the CoA and TCP MSS clamping.

@@ -1,8 +1,8 @@
-// The home agent's nftables table `ip6 offlink` (DESIGN §4) and the mobile router's `ip6 offlink-mr`.
+// The home agent's nftables table `ip6 offlink` (docs/dataplane.md) and the mobile router's `ip6 offlink-mr`.
 //
 // Per-packet cost does not depend on the number of bindings: each check is one hash lookup per distinct
 // prefix length in use (usually two: the MNPs' /64 and the home addresses' /128). Interval sets
-// (`flags interval`, as first sketched in DESIGN §4) were measured unusable at scale with nft 1.0.6: every
+// (`flags interval`, as the first design had it) were measured unusable at scale with nft 1.0.6: every
 // `nft` command then reads all elements back (~1.3 s per command at 100,000 bindings) and deleting
 // elements from a concatenated interval set is quadratic (3.5 min to flush 200,000). So the MNPs live in
 // hash sets, one per prefix length, looked up with the source address masked to that length.
@@ -69,7 +69,7 @@ export function haTableScript(o: HaTableOptions): string {
     `flush chain ${T} forward_check`,
     `flush chain ${T} clamp_out`,
     ...(o.preRules ?? []).map((r) => `add rule ${T} pre ${r}`),
-    // RFC 3963 §6.3 / DESIGN §4: tunnelled packets only from registered CoAs; the mark names the CoA
+    // RFC 3963 §6.3 / docs/dataplane.md: tunnelled packets only from registered CoAs; the mark names the CoA
     `add rule ${T} pre ip6 daddr ${o.haAddress} meta l4proto ipv6 ip6 saddr != @coa2id counter drop comment "${COUNTER.unregisteredCoa}"`,
     `add rule ${T} pre ip6 daddr ${o.haAddress} meta l4proto ipv6 meta mark set ip6 saddr map @coa2id`,
     // decapsulated packets: the inner source must be a prefix (or the HoA) of a binding with that CoA
@@ -203,7 +203,7 @@ export function parseHaTable(json: string): HaTableState {
 }
 
 /**
- * The mobile router's table: TCP MSS clamping for guests' connections (DESIGN §4 MTU), and optional
+ * The mobile router's table: TCP MSS clamping for guests' connections (docs/dataplane.md MTU), and optional
  * extra prerouting rules (the ip6tnl backend's tunnel source filter). Recreated whole each time (it
  * holds no elements). Clamps SYNs that arrive from anywhere but the uplink (guests' SYNs, before they are
  * encapsulated on input) and forwarded SYNs that came in on the uplink (decapsulated, towards guests):

@@ -1,4 +1,4 @@
-// seg6 backend (DESIGN §4): for kernels without ip6_tunnel, like ours. Tunnelling uses the kernel's SRv6
+// seg6 backend (docs/dataplane.md): for kernels without ip6_tunnel, like ours. Tunnelling uses the kernel's SRv6
 // lightweight tunnels: `encap seg6 mode encap.red` with a single segment puts a plain outer IPv6 header
 // (no routing header) in front of the packet, i.e. RFC 2473 IPv6-in-IPv6, and `seg6local End.DX6`
 // removes it again. So this backend interoperates with the ip6tnl one on the wire.
@@ -16,7 +16,7 @@
 //
 // MTU: seg6 encapsulates on input, before forwarding, so an oversized packet is dropped after
 // encapsulation without an ICMPv6 Packet Too Big to its sender (RFC 2473 §7 cannot be honoured); hence
-// the guest MTU of 1460 and TCP MSS clamping (DESIGN §4).
+// the guest MTU of 1460 and TCP MSS clamping (docs/dataplane.md).
 
 import { canonicalIPv6 } from '../protocol/address.ts';
 import { TunnelHomeAgentDataplane } from './ha.ts';

@@ -29,7 +29,7 @@ export interface TunnelBinding {
   /** Mobile network prefixes in CIDR form ("2001:db8:100::/64"). */
   prefixes: readonly string[];
   /**
-   * Small positive integer that names the binding in the kernel (nftables mark, DESIGN §4). Stable for
+   * Small positive integer that names the binding in the kernel (nftables mark, docs/dataplane.md). Stable for
    * the binding's life; assigned by the home agent, 1..2^31-1.
    */
   id: number;
@@ -37,7 +37,7 @@ export interface TunnelBinding {
 
 export type BindingChange = { op: 'set'; binding: TunnelBinding } | { op: 'delete'; binding: TunnelBinding };
 
-/** Home agent data plane (DESIGN §4). Every method is idempotent. */
+/** Home agent data plane (docs/dataplane.md). Every method is idempotent. */
 export interface HomeAgentDataplane {
   /** Which backend this is (bpf, seg6; absent for fakes). */
   readonly backend?: string;
@@ -74,7 +74,7 @@ export interface HomeAgentDataplaneOptions {
   runDir?: string;
 }
 
-/** What an active mobile router installs for one network (DESIGN §4, "MR (active)"). */
+/** What an active mobile router installs for one network (docs/dataplane.md, "MR (active)"). */
 export interface MobileRouterRoutes {
   network: string;
   haAddress: string;

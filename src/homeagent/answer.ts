@@ -1,6 +1,6 @@
 // What to send back for a datagram that failed to decode: the decoder's DecodeError says (GoBGP style)
 // whether to drop it, answer a Binding Error, or answer a Binding Acknowledgement with a status. The reply
-// goes to the inner source (DESIGN §3) and is unsigned: nothing in a malformed packet can be verified.
+// goes to the inner source (docs/architecture.md, signaling) and is unsigned: nothing in a malformed packet can be verified.
 import { formatIPv6 } from '../protocol/address.ts';
 import { BaFlag, BuFlag, MhType } from '../protocol/constants.ts';
 import type { DecodeAnswer } from '../protocol/errors.ts';

@@ -19,7 +19,7 @@ export interface Binding {
   mode: BindingMode;
   /** Replay Protection timestamp of the last accepted BU (RFC 4285 §6), NTP format. */
   lastTimestamp: bigint;
-  /** Stable small integer naming the binding in the kernel (nftables mark, DESIGN §4). */
+  /** Stable small integer naming the binding in the kernel (nftables mark, docs/dataplane.md). */
   id: number;
   /** Clock ms of the first registration of this binding. */
   registeredAt: number;

@@ -1,5 +1,5 @@
 // Binding Update processing at the home agent (RFC 6275 §9.5.1 and §10.3.1–10.3.2, RFC 3963 §6.1–6.2,
-// RFC 4285 §5–6, DESIGN §3). A pure function (STYLE 4, GoBGP's table): it reads the cache, returns the
+// RFC 4285 §5–6, docs/architecture.md, signaling). A pure function (STYLE 4, GoBGP's table): it reads the cache, returns the
 // BA to send, the data-plane intents and the cache ops, and never touches the OS. Every rejection leaves
 // through `reject()` with exactly one status (UMIP), and a rejected BU changes nothing.
 //
@@ -132,7 +132,7 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
     return reject(BaStatus.MIPV6_AUTH_FAIL, 'wrong authenticator');
   mr = candidate;
 
-  // The SA is bound to one home address (DESIGN §3).
+  // The SA is bound to one home address (docs/architecture.md, signaling).
   if (hoa !== mr.homeAddress) {
     return ctx.table.byHomeAddress(hoa)
       ? reject(BaStatus.MIPV6_AUTH_FAIL, `SPI ${auth.spi} belongs to ${mr.homeAddress}, not ${hoa}`)

@@ -1,4 +1,4 @@
-// The home agent daemon (DESIGN §3–4): UDP signaling on port 4191, BU processing, persistence, the data
+// The home agent daemon (docs/architecture.md): UDP signaling on port 4191, BU processing, persistence, the data
 // plane, expiry, and the status endpoint. All binding changes — BUs and expiry — go through ONE serial
 // queue. The queue drains in groups: every BU of a group is processed against the cache in order, the
 // group's cache ops are committed in one durable transaction, the data plane is updated in one call, and

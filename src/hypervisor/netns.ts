@@ -238,7 +238,7 @@ export class NetnsDriver implements Driver {
 
   async announce(_guest: string, _options: { network: GuestNetwork } & DriverCallOptions): Promise<void> {
     // Nothing to send from the host side: the bridge floods until it learns the guest's MAC from the
-    // guest's first frame, and the gateway's MAC and addresses are the same on every host (DESIGN §4), so
+    // guest's first frame, and the gateway's MAC and addresses are the same on every host (docs/dataplane.md), so
     // the guest's neighbour cache stays valid.
   }
 

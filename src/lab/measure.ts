@@ -1,4 +1,4 @@
-// What one migration cost, from the probes' send and arrival times (DESIGN §7): the gap is the longest
+// What one migration cost, from the probes' send and arrival times (docs/architecture.md): the gap is the longest
 // silence seen by any probe direction around the migration, and a probe is lost when it was sent but
 // never received. Pure functions over numbers, so they are tested on synthetic data.
 

@@ -1,4 +1,4 @@
-// The lab's results: DIR/report.json with exactly DESIGN §7's keys (plus parameters, per-direction
+// The lab's results: DIR/report.json with exactly docs/architecture.md's keys (plus parameters, per-direction
 // numbers, uplink series and machine info), and DIR/index.html, a self-contained page with the Fig. 6
 // chart (report-html.ts).
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -21,7 +21,7 @@ export interface ReportMigration {
   handoverMs: number | null;
   gapMs: number;
   lost: number;
-  // ---- beyond DESIGN §7
+  // ---- beyond docs/architecture.md
   /**
    * The hypervisor's own downtime figure as the agent reported it (QEMU: query-migrate's `downtime`;
    * netns: the link move), beside the measured gap; null where there was none.
@@ -76,7 +76,7 @@ export interface LabReport {
     gapMs: Percentiles;
     lost: number;
     sent: number;
-    // ---- beyond DESIGN §7
+    // ---- beyond docs/architecture.md
     directions: { name: string; sent: number; lost: number }[];
     stream: { sent: number; received: number; receivedKbps: number };
     failed: number;

@@ -1,4 +1,4 @@
-// The report's testbed (its Fig. 4/5) in network namespaces (DESIGN §6).
+// The report's testbed (its Fig. 4/5) in network namespaces (docs/lab.md).
 //
 // Addressing: documentation prefixes (RFC 3849), one row per link or role.
 //
@@ -270,7 +270,7 @@ async function buildOnLink(plan: LabPlan, ip: Ip): Promise<void> {
   }
 }
 
-/** A plain guest bridge as DESIGN §4 describes it (stand-in for the mobile router's guest link). */
+/** A plain guest bridge as docs/dataplane.md describes it (stand-in for the mobile router's guest link). */
 async function makeGuestBridge(ns: string, g: GuestPlan, ip: Ip): Promise<void> {
   await ip('-n', ns, 'link', 'add', g.bridge, 'address', g.bridgeMac, 'mtu', '1460', 'type', 'bridge');
   await ip('-n', ns, 'link', 'set', g.bridge, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');

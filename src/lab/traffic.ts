@@ -1,4 +1,4 @@
-// The report's traffic (DESIGN §6): the guest streams UDP to the correspondent (520 kbit/s, 1316-byte
+// The report's traffic (docs/lab.md): the guest streams UDP to the correspondent (520 kbit/s, 1316-byte
 // payloads ≈ 49.4 packets/s) and both ends send sequence-numbered probes at 1 kHz to each other. Each
 // end is its own process (endpoint.ts) inside its namespace; this side starts them, relays their
 // progress and collects what they recorded.

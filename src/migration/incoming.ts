@@ -1,4 +1,4 @@
-// The destination's side of a migration (DESIGN §5), for one mobile network: answer prepare, take over
+// The destination's side of a migration (docs/agent.md), for one mobile network: answer prepare, take over
 // the registration on the handover notification, and undo either on abort. The agent keeps one
 // IncomingNetwork per network and routes the control API's requests to it.
 import type { Driver } from '../hypervisor/driver.ts';

@@ -1,4 +1,4 @@
-// What agents say to each other and to the CLI about a migration (DESIGN §5), as zod schemas: the
+// What agents say to each other and to the CLI about a migration (docs/agent.md), as zod schemas: the
 // control API validates every body with these, and the procedure builds its requests from the same types.
 // The procedure itself never does HTTP; it talks to the destination through the `Peer` interface.
 import { isIPv6 } from 'node:net';
@@ -42,7 +42,7 @@ export const prepareRequest = z.strictObject({
   procedure: z.enum(PROCEDURES),
   /** The guests that will arrive (names from the config). */
   guests: z.array(name).max(1024),
-  /** The source's care-of address: make-before-break forwards to the destination from it (DESIGN §5). */
+  /** The source's care-of address: make-before-break forwards to the destination from it (docs/agent.md). */
   sourceCoa: ipv6.optional(),
 });
 export type PrepareRequest = z.output<typeof prepareRequest>;
@@ -76,7 +76,7 @@ export type AbortRequest = z.output<typeof abortRequest>;
 
 /**
  * Source → destination, step 3: the report's "migration completed", with the binding state the
- * destination needs to take over the registration at once (sequence last + 1, DESIGN §5).
+ * destination needs to take over the registration at once (sequence last + 1, docs/agent.md).
  */
 export const handoverRequest = z.strictObject({
   migrationId,

@@ -1,4 +1,4 @@
-// The migration of one mobile network, run on the source host (DESIGN §5).
+// The migration of one mobile network, run on the source host (docs/agent.md).
 //
 // make-before-break (default):
 //   1 prepare     destination checks it holds the network, has a CoA, readies the hypervisor side

@@ -3,7 +3,7 @@
 import type { GuestNetwork } from '../hypervisor/driver.ts';
 import type { MobileRouter } from '../mobilerouter/mobilerouter.ts';
 
-/** The operations of a mobile router that a migration uses (DESIGN §5). */
+/** The operations of a mobile router that a migration uses (docs/agent.md). */
 export type RouterControl = Pick<
   MobileRouter,
   'prepare' | 'activate' | 'prepareHandover' | 'forwardTo' | 'standby' | 'deregister' | 'status'

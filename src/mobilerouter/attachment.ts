@@ -1,4 +1,4 @@
-// What an active mobile network holds on its host (DESIGN §4, "MR (active)"): the signaling socket bound
+// What an active mobile network holds on its host (docs/dataplane.md, "MR (active)"): the signaling socket bound
 // to the care-of address, the per-host decapsulation state for that CoA, the network's egress route and
 // rules, and router advertisements on the guest bridge. Each piece is made idempotently and remembered,
 // so it can be re-pointed after a CoA change and removed on standby.

@@ -1,5 +1,5 @@
 // Configuration of a mobile router: the host-level part (uplink, home agent) and one mobile network
-// (DESIGN §1: HoA + MNPs + guest bridge + security association). Validated with zod; every problem
+// (docs/architecture.md: HoA + MNPs + guest bridge + security association). Validated with zod; every problem
 // becomes one ConfigError naming the key (`networks[1].bridge: longer than 15 characters`). Key and
 // name formats match the home agent's config so the same values are pasted into both.
 import { z } from 'zod';
@@ -50,7 +50,7 @@ export interface MobileRouterHostConfig {
   uplink: string;
   haAddress: string;
   haPort: number;
-  /** Routing table of the host's decapsulation route (DESIGN §4, `<T>`). */
+  /** Routing table of the host's decapsulation route (docs/dataplane.md, `<T>`). */
   decapTable: number;
 }
 
@@ -85,7 +85,7 @@ export const networkSchema = z.strictObject({
   table: routingTable.optional(),
   // After `lookup local` (moved to pref 1000 for decapsulation): a guest's packets to the MR's own
   // addresses (its gateway MNP::1) are delivered locally instead of hairpinning through the HA
-  // (docs/dataplane.md). DESIGN §4's example uses 100.
+  // (docs/dataplane.md). docs/dataplane.md's example uses 100.
   rulePref: z.number().int().min(1001).max(32765).default(1100),
 });
 

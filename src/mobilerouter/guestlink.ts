@@ -1,4 +1,4 @@
-// The guest link of one mobile network (DESIGN §4): a bridge with MTU 1460, a MAC derived from the
+// The guest link of one mobile network (docs/dataplane.md): a bridge with MTU 1460, a MAC derived from the
 // network's name, gateway MNP::1 and link-local fe80::1 — identical on every host that may hold the
 // network, so a migrated guest's neighbour cache stays valid — plus router advertisements (radvd) that
 // run only while this host is active. The bridge exists on standby hosts too.
@@ -7,7 +7,7 @@ import { formatIPv6, parseIPv6, parsePrefix } from '../protocol/address.ts';
 import type { HostComponents } from './process.ts';
 import { DEFAULT_RADVD_TIMING, Radvd, type RadvdTiming } from './radvd.ts';
 
-/** seg6 encapsulates on input and cannot send Packet Too Big, so the guest MTU leaves room (DESIGN §4). */
+/** seg6 encapsulates on input and cannot send Packet Too Big, so the guest MTU leaves room (docs/dataplane.md). */
 export const GUEST_MTU = 1460;
 export const GATEWAY_LINK_LOCAL = 'fe80::1';
 

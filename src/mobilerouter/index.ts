@@ -1,4 +1,4 @@
-// The mobile router library (DESIGN §2): one MobileRouter per mobile network, built by the host agent.
+// The mobile router library (docs/architecture.md): one MobileRouter per mobile network, built by the host agent.
 export * from './coa.ts';
 export * from './config.ts';
 export * from './errors.ts';

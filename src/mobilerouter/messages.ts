@@ -1,5 +1,5 @@
 // What the mobile router puts on the wire and how it sorts what comes back (RFC 6275 §11.7.1–11.7.4,
-// RFC 3963 §5, RFC 4285, DESIGN §3). Pure: no timers, no sockets.
+// RFC 3963 §5, RFC 4285, docs/architecture.md, signaling). Pure: no timers, no sockets.
 import { ntpTimestamp } from '../protocol/auth.ts';
 import { BuFlag, LIFETIME_UNIT_SECONDS } from '../protocol/constants.ts';
 import { DecodeError } from '../protocol/errors.ts';

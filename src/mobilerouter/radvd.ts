@@ -1,4 +1,4 @@
-// Router advertisements for a guest link through radvd (DESIGN §4): the MR writes radvd's config for the
+// Router advertisements for a guest link through radvd (docs/dataplane.md): the MR writes radvd's config for the
 // bridge and runs `radvd -n` as a child only while the network is active on this host.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -10,7 +10,7 @@ export const MrState = {
   registering: 'registering',
   /** The HA accepted the binding; refreshes and CoA changes re-register without leaving this state. */
   active: 'active',
-  /** Leaving for another host (DESIGN §5): no more BUs; routes go next, the binding is left to the new host. */
+  /** Leaving for another host (docs/agent.md): no more BUs; routes go next, the binding is left to the new host. */
   handingOver: 'handingOver',
   /** Lifetime-0 BU sent (paper procedure, shutdown), waiting for its BA. */
   deregistering: 'deregistering',

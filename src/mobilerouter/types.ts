@@ -61,7 +61,7 @@ export interface DeregistrationResult {
   buToBaMs: number | undefined;
 }
 
-/** What the new host needs to continue this binding (DESIGN §5 step 3). */
+/** What the new host needs to continue this binding (docs/agent.md step 3). */
 export interface HandoverState {
   network: string;
   homeAddress: string;

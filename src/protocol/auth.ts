@@ -1,4 +1,4 @@
-// MN-HA authentication of Mobility Header messages (RFC 4285 §5, DESIGN §3) and the NTP-format
+// MN-HA authentication of Mobility Header messages (RFC 4285 §5, docs/architecture.md, signaling) and the NTP-format
 // timestamps of the Replay Protection option (RFC 4285 §6, RFC 5905 §6).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { OfflinkError } from '../errors.ts';
@@ -7,7 +7,7 @@ import type { AuthAlgorithm, SecurityAssociation } from './types.ts';
 
 const algorithms: Record<AuthAlgorithm, { hash: string; length: number }> = {
   'hmac-sha1': { hash: 'sha1', length: 12 }, // RFC 4285 §5.2: First(96, HMAC_SHA1(...))
-  'hmac-sha256': { hash: 'sha256', length: 16 }, // DESIGN §3: first 128 bits
+  'hmac-sha256': { hash: 'sha256', length: 16 }, // docs/architecture.md, signaling: first 128 bits
 };
 
 function algorithm(alg: AuthAlgorithm): { hash: string; length: number } {

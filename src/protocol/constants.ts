@@ -1,10 +1,10 @@
-// Wire constants with their IANA values (RFC 6275 §6.1, RFC 3963 §4, RFC 4285 §5–6). DESIGN §3.
+// Wire constants with their IANA values (RFC 6275 §6.1, RFC 3963 §4, RFC 4285 §5–6). docs/architecture.md, signaling.
 
 /** IPv6 next-header value of the Mobility Header (RFC 6275 §6.1). */
 export const IPPROTO_MH = 135;
 /** "No next header": the only legal MH payload proto (RFC 6275 §6.1.1). */
 export const IPPROTO_NONE = 59;
-/** UDP port of the signaling profile (DESIGN §3, the RFC 5555 port). */
+/** UDP port of the signaling profile (docs/architecture.md, signaling, the RFC 5555 port). */
 export const SIGNALING_PORT = 4191;
 /** Lifetime fields count units of 4 seconds (RFC 6275 §6.1.7). */
 export const LIFETIME_UNIT_SECONDS = 4;

@@ -1,4 +1,4 @@
-// The public API of the wire codec (DESIGN §2: protocol/ imports nothing of ours but ../errors.ts).
+// The public API of the wire codec (docs/architecture.md: protocol/ imports nothing of ours but ../errors.ts).
 export * from './address.ts';
 export * from './auth.ts';
 export * from './constants.ts';

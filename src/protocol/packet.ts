@@ -1,4 +1,4 @@
-// The UDP payload of the signaling profile (DESIGN §3): an IPv6 header with next header 135, then the
+// The UDP payload of the signaling profile (docs/architecture.md, signaling): an IPv6 header with next header 135, then the
 // Mobility Header, optionally signed with an MN-HA Mobility Message Authentication option (RFC 4285 §5).
 import { authenticatorLength, computeAuthenticator, verifyAuthenticator } from './auth.ts';
 import { AuthSubtype, IPPROTO_MH } from './constants.ts';
@@ -36,7 +36,7 @@ function findAuthOffset(mh: Uint8Array, message: MobilityMessage): number | unde
 /**
  * Encodes the packet. With `sign`, an MN-HA authentication option with the SA's SPI is appended as the
  * last option, its authenticator computed over the MH with the checksum zeroed, and the checksum filled
- * in afterwards (DESIGN §3).
+ * in afterwards (docs/architecture.md, signaling).
  */
 export function encodeSignalingPacket(p: SignalingPacket, sign?: SignWith): Uint8Array {
   let message = p.message;

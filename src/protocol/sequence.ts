@@ -1,4 +1,4 @@
-// 16-bit sequence numbers of Binding Updates compared as serial numbers (RFC 6275 §9.5.1, DESIGN §3).
+// 16-bit sequence numbers of Binding Updates compared as serial numbers (RFC 6275 §9.5.1, docs/architecture.md, signaling).
 
 const MOD = 0x10000;
 const HALF = 0x8000;

@@ -1,5 +1,5 @@
 // An independent decoder agrees with ours: tshark (Debian package `tshark`) reads a pcap of encoded
-// packets carried as DESIGN §3 says (outer IPv6/UDP to port 4191, payload = inner IPv6 + MH).
+// packets carried as docs/architecture.md, signaling says (outer IPv6/UDP to port 4191, payload = inner IPv6 + MH).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

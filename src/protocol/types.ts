@@ -57,7 +57,7 @@ export interface BindingRefreshRequest {
 export type MobilityMessage = BindingUpdate | BindingAcknowledgement | BindingError | BindingRefreshRequest;
 
 /**
- * The UDP payload of the signaling profile (DESIGN §3): an IPv6 header followed by the Mobility Header.
+ * The UDP payload of the signaling profile (docs/architecture.md, signaling): an IPv6 header followed by the Mobility Header.
  * For a BU: src = home address, dst = HA address. For a BA: the reverse.
  */
 export interface SignalingPacket {
@@ -68,7 +68,7 @@ export interface SignalingPacket {
   message: MobilityMessage;
 }
 
-/** Security association of RFC 4285 (DESIGN §3): SPI → {key, algorithm}, bound to one home address. */
+/** Security association of RFC 4285 (docs/architecture.md, signaling): SPI → {key, algorithm}, bound to one home address. */
 export type AuthAlgorithm = 'hmac-sha1' | 'hmac-sha256';
 export interface SecurityAssociation {
   spi: number;

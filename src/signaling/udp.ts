@@ -1,4 +1,4 @@
-// UDP transport of the signaling profile (DESIGN §3): one IPv6 socket; the payload is inner IPv6 + MH.
+// UDP transport of the signaling profile (docs/architecture.md, signaling): one IPv6 socket; the payload is inner IPv6 + MH.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 
 export interface Datagram {

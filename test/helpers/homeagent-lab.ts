@@ -85,7 +85,7 @@ export async function buildTopology(lab: NetnsLab): Promise<Topology> {
   for (const p of ['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56']) {
     await ip(t.inet, '-6', 'route', 'add', p, 'via', '2001:db8:1::2');
   }
-  // Guests behind each MR, same MNP address, link MTU 1460 (DESIGN §4).
+  // Guests behind each MR, same MNP address, link MTU 1460 (docs/dataplane.md).
   for (const [mr, g] of [
     [t.mra, t.ga],
     [t.mrb, t.gb],

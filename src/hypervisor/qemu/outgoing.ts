@@ -4,7 +4,7 @@
 //
 // `pause-before-switchover` is always on: QEMU stops the guest, sends nothing more and waits in
 // `pre-switchover` for `migrate-continue`. With overlap (the default) the hook (the agent's handover,
-// DESIGN §5) runs there, so the handover overlaps the final stop-and-copy; without overlap we continue at
+// docs/agent.md) runs there, so the handover overlaps the final stop-and-copy; without overlap we continue at
 // once and run the hook after `completed`. Keeping the pause in both cases means no migration can finish
 // while we are not listening: if the QMP connection drops, QEMU waits at `pre-switchover` until we
 // reconnect and cancel.
