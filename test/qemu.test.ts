@@ -58,7 +58,7 @@ const GUEST_ADDR = slaacAddress(MNP, MAC);
 const UPLINK = { a: '2001:db8:a::2', b: '2001:db8:b::2' } as const;
 const CN = '2001:db8:c::2';
 const LAB_ENDPOINT = new URL('../src/lab/endpoint.ts', import.meta.url).pathname;
-const GUEST_ENDPOINT = new URL('../src/hypervisor/qemu/guest-endpoint.ts', import.meta.url).pathname;
+const GUEST_ENDPOINT = new URL('../src/lab/vm-endpoint.ts', import.meta.url).pathname;
 const network: GuestNetwork = { name: 'qnet', bridge: BRIDGE, guests: [GUEST] };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -48,7 +48,7 @@ const PROBE_PORT = 40001;
 const STREAM_PORT = 40000;
 
 const ENDPOINT = fileURLToPath(new URL('./endpoint.ts', import.meta.url));
-const VM_ENDPOINT = fileURLToPath(new URL('../hypervisor/qemu/guest-endpoint.ts', import.meta.url));
+const VM_ENDPOINT = fileURLToPath(new URL('./vm-endpoint.ts', import.meta.url));
 
 interface Running {
   role: 'guest' | 'cn';

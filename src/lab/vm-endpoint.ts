@@ -1,5 +1,5 @@
 // The lab's guest traffic endpoint for a QEMU guest. Same command line, stdin/stdout conversation and
-// result file as src/lab/endpoint.ts (`ip netns exec <ns> node --import tsx guest-endpoint.ts '<json>'`,
+// result file as src/lab/endpoint.ts (`ip netns exec <ns> node --import tsx vm-endpoint.ts '<json>'`,
 // ready/progress/done lines, "stop" on stdin, EndpointResult in `out`), but the packets are sent and
 // received inside the VM by its own services (guest/oflguest.c), which this process drives over the
 // guest's TCP line service from a namespace that routes to the guest (the correspondent's).
@@ -13,8 +13,8 @@ import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { GUEST_PORTS } from '../hypervisor/qemu/guest-image.ts';
 import { type ClockSample, clockSegments, toHostTimes } from './guest-clock.ts';
-import { GUEST_PORTS } from './guest-image.ts';
 
 export interface GuestEndpointOptions {
   role: 'guest';
