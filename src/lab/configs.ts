@@ -58,6 +58,8 @@ export function writeLabConfigs(topo: Topology, dir: string, options: LabConfigO
         listen: { address: topo.ha.address, port: SIGNALING_PORT },
         status: { listen: '127.0.0.1:9180' },
         database: 'ha.sqlite',
+        // the data plane's bpffs mount point lives with the lab's state (removed by `lab down`)
+        runDir: 'run-ha',
         dataplane: { backend: options.dataplane ?? 'auto', table: 200, mss: 1400 },
       },
       mobileRouters: networks,
