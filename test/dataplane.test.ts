@@ -427,7 +427,7 @@ async function scenario(t: test.TestContext, lab: NetnsLab, backend: Backend, ru
   await t.test('reconcile([]) removes the routes and elements of removed bindings', async () => {
     await haDp.reconcile([]);
     if (backend === 'seg6') {
-      assert.equal((await haExec(['ip', '-6', 'route', 'show', 'proto', RT_PROTO])).trim(), '');
+      assert.equal((await haExec(['ip', '-6', 'route', 'show', 'proto', String(RT_PROTO)])).trim(), '');
       const table = await haExec(['nft', 'list', 'table', 'ip6', 'offlink']);
       assert.doesNotMatch(table, /2001:db8:b::2|2001:db8:100::/);
       assert.deepEqual(await udp(lab, ns.cn, GUEST, 64, 1), []);
@@ -444,7 +444,10 @@ async function scenario(t: test.TestContext, lab: NetnsLab, backend: Backend, ru
     await haDp.reconcile([binding(COA2)]);
     await haDp.flush();
     await haDp.flush(); // idempotent
-    assert.equal((await haExec(['ip', '-6', 'route', 'show', 'table', 'all', 'proto', RT_PROTO])).trim(), '');
+    assert.equal(
+      (await haExec(['ip', '-6', 'route', 'show', 'table', 'all', 'proto', String(RT_PROTO)])).trim(),
+      '',
+    );
     const rules = await haExec(['ip', '-6', 'rule', 'show']);
     assert.doesNotMatch(rules, new RegExp(`proto ${RT_PROTO}`));
     assert.match(rules, /^0:\s+from all lookup local/m);
@@ -467,7 +470,7 @@ async function scenario(t: test.TestContext, lab: NetnsLab, backend: Backend, ru
       'table',
       'all',
       'proto',
-      RT_PROTO,
+      String(RT_PROTO),
     ]);
     assert.equal(mrRoutesLeft.stdout.trim(), '');
   });

@@ -12,6 +12,7 @@ import { writeHeapSnapshot } from 'node:v8';
 import { systemClock } from '../../src/clock.ts';
 import { BpfHomeAgentDataplane } from '../../src/dataplane/bpf/ha.ts';
 import type { BpfSyscalls } from '../../src/dataplane/bpf/syscall.ts';
+import { Iproute2Kernel } from '../../src/dataplane/iproute2.ts';
 import type { CommandRunner } from '../../src/dataplane/types.ts';
 import type { HomeAgentConfig } from '../../src/homeagent/config.ts';
 import { HomeAgent } from '../../src/homeagent/daemon.ts';
@@ -114,7 +115,7 @@ async function main(): Promise<void> {
       clock: systemClock,
       logger: createLogger('ha', { destination: openSync('/dev/null', 'w') }),
       dataplane: new BpfHomeAgentDataplane(
-        { runner: nullRunner, sys: nullBpf, object: '/dev/null' },
+        { kernel: new Iproute2Kernel({ runner: nullRunner }), sys: nullBpf, object: '/dev/null' },
         {
           haAddress: HA_ADDRESS,
           uplink: 'lo',

@@ -1,301 +1,336 @@
-// A CommandRunner that plays the kernel for unit tests (STYLE: tailscale's router test keeps a fake OS
-// state and checks it after each config). It understands exactly the `ip` and `nft` commands this
-// folder emits, keeps routes, rules, tunnel source, links and nftables elements, and prints them back
-// the way iproute2 6.1 and nft 1.0.6 do (as far as the backends read them). Unknown commands fail loudly.
-import { parseDestination } from '../protocol/address.ts';
-import type { KernelRule } from './kernel.ts';
-import { RecordingRunner } from './runner.ts';
-import type { RunResult } from './types.ts';
+// A NetKernel that holds routes, rules, nftables tables, tc programs, links and a forwarding database as
+// values, for unit tests (STYLE: tailscale's router test keeps a fake OS state and checks it after each
+// config). It records every call as a value, so tests compare typed operations, never command lines.
+// The semantics it plays are the kernel's as the backends rely on them (idempotent adds and deletes,
+// one nftables transaction all or nothing, an nftables map refusing a second value for a key); the real
+// translation is tested against the kernel in test/kernel.test.ts.
+import { OfflinkError } from '../errors.ts';
+import {
+  type AttachedProgram,
+  type FdbEntry,
+  type FdbEvent,
+  type InstalledEncap,
+  type InstalledRoute,
+  type InstalledRule,
+  KernelOpsError,
+  type Link,
+  type NetKernel,
+  type NetOp,
+  type NftElement,
+  type NftOp,
+  type NftRule,
+  type NftSet,
+  type NftTableState,
+  prefixText,
+  type Route,
+  sameRule,
+  type TableId,
+  type TcProgram,
+  type Watch,
+} from './kernel.ts';
 
-interface NftTable {
-  maps: Map<string, Map<string, string>>;
-  sets: Map<string, Set<string>>;
-  chains: Map<string, string[]>;
+/** One call of the NetKernel interface, as the fake recorded it. */
+export type KernelCall =
+  | { call: 'rules' }
+  | { call: 'routes'; table: TableId | 'all' }
+  | { call: 'apply'; ops: readonly NetOp[] }
+  | { call: 'nft'; ops: readonly NftOp[] }
+  | { call: 'nftTable'; name: string }
+  | { call: 'attachProgram'; program: TcProgram }
+  | { call: 'detachProgram'; dev: string; hook: 'ingress' | 'egress' }
+  | { call: 'programs'; dev: string; hook: 'ingress' | 'egress' }
+  | { call: 'link'; name: string }
+  | { call: 'links'; filter: { type: 'bridge' } | { master: string } }
+  | { call: 'fdb'; bridge: string }
+  | { call: 'watchFdb' }
+  | { call: 'netnsInode' };
+
+interface FakeSet {
+  kind: NftSet['kind'];
+  /** element key (`address` or `address . mark`; a map: `address`) → element */
+  elements: Map<string, NftElement>;
 }
 
-const ok = (stdout = ''): RunResult => ({ stdout, stderr: '', exitCode: 0 });
-const fail = (stderr: string, exitCode = 1): RunResult => ({ stdout: '', stderr, exitCode });
-
-function tableName(t: string): string {
-  return t === '255' ? 'local' : t === '254' ? 'main' : t;
+/** An nftables table as the fake holds it. */
+export interface FakeNftTable {
+  sets: Map<string, FakeSet>;
+  chains: Map<string, readonly NftRule[]>;
 }
 
-export class FakeKernel extends RecordingRunner {
-  /** `${table} ${dst}` → the route as `ip route show` prints it after the destination. */
-  routes = new Map<string, string>();
-  rules: KernelRule[] = [
-    { priority: 0, src: 'all', table: 'local' },
-    { priority: 32766, src: 'all', table: 'main' },
-    { priority: 32767, src: 'all', table: 'default' },
+interface FakeLink extends Link {
+  bridge: boolean;
+  master?: string;
+}
+
+const WRITES = new Set(['apply', 'nft', 'attachProgram', 'detachProgram']);
+
+/** The kernel's IPv6 rules in a fresh namespace (IPv6 has no `lookup default` rule). */
+function kernelRules(): InstalledRule[] {
+  return [
+    { priority: 0, table: 'local', ours: false },
+    { priority: 32766, table: 'main', ours: false },
   ];
-  tunsrc = '::';
-  links = new Set<string>(['lo']);
-  nft = new Map<string, NftTable>();
-  /** Fail the next `ip -batch` this many lines into it (transient ENOMEM if `enomem`). */
-  failBatch: { atLine: number; enomem?: boolean } | undefined;
+}
 
-  constructor() {
-    super((argv, input) => this?.answer(argv, input));
+export class FakeKernel implements NetKernel {
+  readonly calls: KernelCall[] = [];
+  /** `${table} ${dst}` → route */
+  readonly routeTable = new Map<string, InstalledRoute>();
+  ruleList: InstalledRule[] = kernelRules();
+  tunnelSource = '::';
+  readonly nftTables = new Map<string, FakeNftTable>();
+  /** Packets counted by counted nftables rules, by counter name (what nftTable reports). */
+  readonly nftCounters: Record<string, number> = {};
+  /** `${dev} ${hook}` → the attached program */
+  readonly tc = new Map<string, TcProgram & { id: number }>();
+  readonly linkTable = new Map<string, FakeLink>();
+  fdbEntries: FdbEntry[] = [];
+  /** Whether watchFdb works (a real kernel without a process spawner cannot). */
+  canWatchFdb = true;
+  netns = '4026531840';
+  /** Fail the op at this index of the next apply (the others are applied, as `ip -force -batch` does). */
+  failApply: { at: number; message?: string } | undefined;
+  /** Called with the bpffs whenever the eBPF object is loaded (a tc program, a route through it). */
+  onLoad: ((bpffs: string) => void) | undefined;
+  private readonly watchers = new Set<(event: FdbEvent) => void>();
+  private nextProgramId = 1;
+
+  constructor(options: { onLoad?: (bpffs: string) => void } = {}) {
+    this.onLoad = options.onLoad;
+    this.addLink('lo', { index: 1 });
   }
 
-  /** Routes of one table as dst → text (for assertions). */
-  table(t: string | number): Map<string, string> {
-    const out = new Map<string, string>();
-    for (const [k, v] of this.routes) if (k.startsWith(`${t} `)) out.set(k.slice(String(t).length + 1), v);
+  // --- what tests set up and look at
+
+  addLink(name: string, o: { index?: number; bridge?: boolean; master?: string } = {}): this {
+    const index = o.index ?? this.linkTable.size + 1;
+    this.linkTable.set(name, {
+      name,
+      index,
+      bridge: o.bridge ?? false,
+      ...(o.master ? { master: o.master } : {}),
+    });
+    return this;
+  }
+
+  /** Announce a forwarding-database change to the watchers (as `bridge monitor fdb` would). */
+  emitFdb(event: FdbEvent): void {
+    for (const w of this.watchers) w(event);
+  }
+
+  /** The routes of one table, by destination. */
+  table(t: TableId): Map<string, InstalledRoute> {
+    const out = new Map<string, InstalledRoute>();
+    for (const r of this.routeTable.values()) if (String(r.table) === String(t)) out.set(r.dst, r);
     return out;
   }
 
-  private answer(argv: readonly string[], input?: string): RunResult {
-    const a = argv.join(' ');
-    if (a === 'ip -6 -force -batch -') return this.batch(input ?? '');
-    if (a === 'ip -j -6 rule show') return ok(JSON.stringify(this.rules));
-    if (a.startsWith('ip -6 route show table ')) return this.showRoutes(argv[5]!);
-    if (a.startsWith('ip -j link show dev '))
-      return this.links.has(argv[5]!) ? ok('[{}]') : fail(`Device "${argv[5]}" does not exist.`);
-    if (a === 'nft -f -') return this.nftScript(input ?? '');
-    if (a.startsWith('nft -j list table ip6 ')) return this.listTable(argv[5]!);
-    return fail(`FakeKernel: unknown command ${a}`, 127);
+  /** The calls that changed something (apply, nft, attaching and detaching programs). */
+  writes(): KernelCall[] {
+    return this.calls.filter((c) => WRITES.has(c.call));
   }
 
-  private showRoutes(table: string): RunResult {
-    const lines: string[] = [];
-    for (const [k, v] of this.routes) {
-      const [t, dst] = k.split(' ') as [string, string];
-      if (table === 'all')
-        lines.push(
-          `${dst.endsWith('/128') ? dst.slice(0, -4) : dst} ${v}${t === 'main' ? '' : ` table ${t}`}`,
-        );
-      else if (t === table) lines.push(`${dst.endsWith('/128') ? dst.slice(0, -4) : dst} ${v}`);
-    }
-    if (
-      table !== 'all' &&
-      table !== 'main' &&
-      lines.length === 0 &&
-      ![...this.routes.keys()].some((k) => k.startsWith(`${table} `))
-    ) {
-      return fail('Error: ipv6: FIB table does not exist.\nDump terminated', 2);
-    }
-    return ok(lines.map((l) => `${l}\n`).join(''));
+  /** Every NetOp applied since the last clear(), in order. */
+  netOps(): NetOp[] {
+    return this.calls.flatMap((c) => (c.call === 'apply' ? c.ops : []));
   }
 
-  private batch(input: string): RunResult {
-    const errors: string[] = [];
-    const lines = input.split('\n').filter((l) => l !== '');
-    lines.forEach((line, i) => {
-      const failAt = this.failBatch;
-      if (failAt && failAt.atLine === i + 1) {
-        this.failBatch = undefined;
-        errors.push(
-          failAt.enomem ? 'RTNETLINK answers: Cannot allocate memory' : 'RTNETLINK answers: Invalid argument',
-        );
-        errors.push(`Command failed -:${i + 1}`);
+  /** Every NftOp since the last clear(), in order. */
+  nftOps(): NftOp[] {
+    return this.calls.flatMap((c) => (c.call === 'nft' ? c.ops : []));
+  }
+
+  clear(): void {
+    this.calls.length = 0;
+  }
+
+  /** The elements of an nftables set or map, by key (`address`, or `address . mark` for a set of pairs). */
+  elements(table: string, set: string): Map<string, NftElement> | undefined {
+    return this.nftTables.get(table)?.sets.get(set)?.elements;
+  }
+
+  // --- NetKernel
+
+  async rules(): Promise<InstalledRule[]> {
+    this.calls.push({ call: 'rules' });
+    return structuredClone(this.ruleList);
+  }
+
+  async routes(table: TableId | 'all'): Promise<InstalledRoute[]> {
+    this.calls.push({ call: 'routes', table });
+    const all = [...this.routeTable.values()];
+    return structuredClone(table === 'all' ? all : all.filter((r) => String(r.table) === String(table)));
+  }
+
+  async apply(ops: readonly NetOp[]): Promise<{ retried: number }> {
+    this.calls.push({ call: 'apply', ops: structuredClone(ops) });
+    const fail = this.failApply;
+    this.failApply = undefined;
+    const failures: { op: NetOp; message: string }[] = [];
+    ops.forEach((op, i) => {
+      if (fail?.at === i) failures.push({ op, message: fail.message ?? 'Invalid argument' });
+      else this.applyOne(op);
+    });
+    if (failures.length > 0) throw new KernelOpsError(failures);
+    return { retried: 0 };
+  }
+
+  async nft(ops: readonly NftOp[]): Promise<void> {
+    this.calls.push({ call: 'nft', ops: structuredClone(ops) });
+    const next = new Map([...this.nftTables].map(([k, t]) => [k, cloneTable(t)]));
+    for (const op of ops) nftOne(next, op);
+    this.nftTables.clear();
+    for (const [k, t] of next) this.nftTables.set(k, t);
+  }
+
+  async nftTable(name: string): Promise<NftTableState | undefined> {
+    this.calls.push({ call: 'nftTable', name });
+    const t = this.nftTables.get(name);
+    if (!t) return undefined;
+    const sets = new Map([...t.sets].map(([n, s]) => [n, structuredClone([...s.elements.values()])]));
+    const counters: Record<string, number> = {};
+    for (const rules of t.chains.values())
+      for (const r of rules)
+        if (r.counter !== undefined) counters[r.counter] = this.nftCounters[r.counter] ?? 0;
+    return { sets, counters };
+  }
+
+  async attachProgram(program: TcProgram): Promise<void> {
+    this.calls.push({ call: 'attachProgram', program: { ...program } });
+    if (!this.linkTable.has(program.dev))
+      throw new OfflinkError('ERR_COMMAND', `Cannot find device "${program.dev}"`);
+    this.tc.set(`${program.dev} ${program.hook}`, { ...program, id: this.nextProgramId++ });
+    this.onLoad?.(program.bpffs);
+  }
+
+  async detachProgram(dev: string, hook: 'ingress' | 'egress'): Promise<void> {
+    this.calls.push({ call: 'detachProgram', dev, hook });
+    this.tc.delete(`${dev} ${hook}`);
+  }
+
+  async programs(dev: string, hook: 'ingress' | 'egress'): Promise<AttachedProgram[]> {
+    this.calls.push({ call: 'programs', dev, hook });
+    const p = this.tc.get(`${dev} ${hook}`);
+    return p ? [{ id: p.id, name: p.section }] : [];
+  }
+
+  async link(name: string): Promise<Link | undefined> {
+    this.calls.push({ call: 'link', name });
+    const l = this.linkTable.get(name);
+    return l ? { name: l.name, index: l.index } : undefined;
+  }
+
+  async links(filter: { type: 'bridge' } | { master: string }): Promise<Link[]> {
+    this.calls.push({ call: 'links', filter });
+    return [...this.linkTable.values()]
+      .filter((l) => ('type' in filter ? l.bridge : l.master === filter.master))
+      .map((l) => ({ name: l.name, index: l.index }));
+  }
+
+  async fdb(bridge: string): Promise<FdbEntry[]> {
+    this.calls.push({ call: 'fdb', bridge });
+    return structuredClone(this.fdbEntries.filter((e) => e.master === bridge || e.dev === bridge));
+  }
+
+  watchFdb(onEvent: (event: FdbEvent) => void): Watch | undefined {
+    this.calls.push({ call: 'watchFdb' });
+    if (!this.canWatchFdb) return undefined;
+    this.watchers.add(onEvent);
+    let end = () => {};
+    const exited = new Promise<void>((resolve) => {
+      end = resolve;
+    });
+    return {
+      stop: () => {
+        this.watchers.delete(onEvent);
+        end();
+      },
+      exited,
+    };
+  }
+
+  async netnsInode(): Promise<string> {
+    this.calls.push({ call: 'netnsInode' });
+    return this.netns;
+  }
+
+  private applyOne(op: NetOp): void {
+    switch (op.op) {
+      case 'replace-route': {
+        const r = installed(op.route);
+        this.routeTable.set(`${r.table} ${r.dst}`, r);
+        if (op.route.encap.type === 'bpf') this.onLoad?.(op.route.encap.bpffs);
         return;
       }
-      const err = this.ipCommand(line.split(' '));
-      if (err) errors.push(err, `Command failed -:${i + 1}`);
-    });
-    return errors.length === 0 ? ok() : fail(`${errors.join('\n')}\n`);
-  }
-
-  private ipCommand(w: string[]): string | undefined {
-    const [obj, verb] = w;
-    const after = (key: string) => {
-      const i = w.indexOf(key, 2);
-      return i >= 0 ? w[i + 1] : undefined;
-    };
-    if (obj === 'route') {
-      const table = after('table') ?? 'main';
-      if (verb === 'flush') {
-        for (const k of [...this.routes.keys()])
-          if (table === 'all' || k.startsWith(`${table} `)) this.routes.delete(k);
-        return undefined;
+      case 'delete-route':
+        this.routeTable.delete(`${op.table} ${prefixText(op.dst)}`);
+        return;
+      case 'flush-routes':
+        for (const [k, r] of this.routeTable)
+          if (op.table === 'all' || String(r.table) === String(op.table)) this.routeTable.delete(k);
+        return;
+      case 'add-rule': {
+        const ours = op.owner !== 'kernel';
+        if (this.ruleList.some((r) => r.ours === ours && sameRule(r, op.rule))) return;
+        this.ruleList.push({ ...op.rule, ours });
+        this.ruleList.sort((a, b) => a.priority - b.priority);
+        return;
       }
-      const dst = parseDestination(w[2]!).text;
-      const key = `${table} ${w[2] === 'default' ? 'default' : dst}`;
-      if (verb === 'del') return this.routes.delete(key) ? undefined : 'RTNETLINK answers: No such process';
-      if (verb !== 'replace') return `unknown route verb ${verb}`;
-      this.routes.set(key, routeText(w.slice(3)));
-      return undefined;
-    }
-    if (obj === 'rule') {
-      const rule = ruleOf(w.slice(2));
-      const same = (r: KernelRule) => JSON.stringify(r) === JSON.stringify(rule);
-      if (verb === 'add') {
-        if (this.rules.some(same)) return 'RTNETLINK answers: File exists';
-        this.rules.push(rule);
-        this.rules.sort((x, y) => x.priority - y.priority);
-        return undefined;
+      case 'delete-rule': {
+        // `ip rule del` with protocol 241 matches only ours; without (the kernel's rule), any
+        const i = this.ruleList.findIndex((r) => (op.owner === 'kernel' || r.ours) && sameRule(r, op.rule));
+        if (i >= 0) this.ruleList.splice(i, 1);
+        return;
       }
-      const i = this.rules.findIndex((r) => matches(r, rule));
-      if (i < 0) return 'RTNETLINK answers: No such file or directory';
-      this.rules.splice(i, 1);
-      return undefined;
+      case 'set-tunnel-source':
+        this.tunnelSource = op.address;
+        return;
     }
-    if (obj === 'sr' && verb === 'tunsrc' && w[2] === 'set') {
-      this.tunsrc = w[3]!;
-      return undefined;
-    }
-    if (obj === 'link') {
-      const name = verb === 'add' ? after('name')! : w[2]!;
-      if (verb === 'add') {
-        if (this.links.has(name)) return 'RTNETLINK answers: File exists';
-        this.links.add(name);
-        return undefined;
-      }
-      if (verb === 'del') return this.links.delete(name) ? undefined : `Cannot find device "${name}"`;
-      return this.links.has(name) ? undefined : `Cannot find device "${name}"`;
-    }
-    return `unknown ip command ${w.join(' ')}`;
-  }
-
-  private nftScript(script: string): RunResult {
-    const next = new Map([...this.nft].map(([k, t]) => [k, cloneTable(t)]));
-    const lines = script.split('\n');
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!.trim();
-      if (line === '') continue;
-      const block = /^table ip6 (\S+)( \{)?$/.exec(line);
-      if (block) {
-        const t = next.get(block[1]!) ?? { maps: new Map(), sets: new Map(), chains: new Map() };
-        next.set(block[1]!, t);
-        while (block[2] && lines[++i]!.trim() !== '}') {
-          const d = /^(map|set|chain) (\S+) \{/.exec(lines[i]!.trim());
-          if (!d) return fail(`FakeKernel: bad table body line ${lines[i]}`);
-          if (d[1] === 'map' && !t.maps.has(d[2]!)) t.maps.set(d[2]!, new Map());
-          if (d[1] === 'set' && !t.sets.has(d[2]!)) t.sets.set(d[2]!, new Set());
-          if (d[1] === 'chain' && !t.chains.has(d[2]!)) t.chains.set(d[2]!, []);
-        }
-        continue;
-      }
-      const m =
-        /^(delete table|flush chain|add rule|add element|delete element|delete set) ip6 (\S+) ?(\S+)? ?(.*)$/.exec(
-          line,
-        );
-      const t = m ? next.get(m[2]!) : undefined;
-      if (!m || !t) return fail(`Error: No such file or directory\n${line}`);
-      const [, op, name, obj, rest] = m as unknown as [string, string, string, string, string];
-      if (op === 'delete table') next.delete(name);
-      else if (op === 'flush chain' || op === 'add rule') {
-        const chain = t.chains.get(obj);
-        if (!chain) return fail(`Error: No such file or directory\n${line}`);
-        if (op === 'flush chain') chain.length = 0;
-        else chain.push(rest);
-      } else if (op === 'delete set') {
-        if (!t.sets.delete(obj)) return fail(`Error: No such file or directory\n${line}`);
-      } else {
-        const elems = rest.replace(/^\{ | \}$/g, '').split(', ');
-        const map = t.maps.get(obj);
-        const set = t.sets.get(obj);
-        for (const e of elems) {
-          if (map) {
-            const [k, v] = e.split(' : ') as [string, string | undefined];
-            const have = map.get(k);
-            if (op === 'add element' && have !== undefined && have !== v)
-              return fail(`Error: Could not process rule: File exists\n${line}`);
-            if (op === 'delete element' && have === undefined)
-              return fail(`Error: Could not process rule: No such file or directory\n${line}`);
-            if (op === 'add element') map.set(k, v!);
-            else map.delete(k);
-          } else if (set) {
-            if (op === 'delete element' && !set.has(e))
-              return fail(`Error: Could not process rule: No such file or directory\n${line}`);
-            if (op === 'add element') set.add(e);
-            else set.delete(e);
-          } else return fail(`Error: No such file or directory\n${line}`);
-        }
-      }
-    }
-    this.nft = next;
-    return ok();
-  }
-
-  private listTable(name: string): RunResult {
-    const t = this.nft.get(name);
-    if (!t) return fail(`Error: No such file or directory\nlist table ip6 ${name}`);
-    const items: unknown[] = [{ metainfo: { version: '1.0.6' } }, { table: { family: 'ip6', name } }];
-    for (const [n, m] of t.maps)
-      items.push({ map: { name: n, table: name, elem: [...m].map(([k, v]) => [k, Number(v)]) } });
-    for (const [n, s] of t.sets) {
-      const elem = [...s].map((e) =>
-        e.includes(' . ') ? { concat: e.split(' . ').map((x, i) => (i === 1 ? Number(x) : x)) } : e,
-      );
-      items.push({ set: { name: n, table: name, ...(elem.length ? { elem } : {}) } });
-    }
-    for (const [chain, rules] of t.chains) {
-      for (const r of rules) {
-        const comment = /comment "([^"]+)"/.exec(r)?.[1];
-        items.push({
-          rule: {
-            chain,
-            ...(comment ? { comment } : {}),
-            expr: r.includes('counter') ? [{ counter: { packets: 0, bytes: 0 } }] : [],
-          },
-        });
-      }
-    }
-    return ok(JSON.stringify({ nftables: items }));
   }
 }
 
-function cloneTable(t: NftTable): NftTable {
+function installed(route: Route): InstalledRoute {
+  const encap: InstalledEncap = route.encap.type === 'bpf' ? { type: 'bpf' } : { ...route.encap };
+  return { dst: prefixText(route.dst), table: route.table, dev: route.dev, encap };
+}
+
+function cloneTable(t: FakeNftTable): FakeNftTable {
   return {
-    maps: new Map([...t.maps].map(([k, v]) => [k, new Map(v)])),
-    sets: new Map([...t.sets].map(([k, v]) => [k, new Set(v)])),
-    chains: new Map([...t.chains].map(([k, v]) => [k, [...v]])),
+    sets: new Map([...t.sets].map(([k, s]) => [k, { kind: s.kind, elements: new Map(s.elements) }])),
+    chains: new Map(t.chains),
   };
 }
 
-/** `route replace` arguments after the destination → how `ip route show proto 241` prints the route. */
-function routeText(w: string[]): string {
-  const out: string[] = [];
-  for (let i = 0; i < w.length; i++) {
-    const k = w[i]!;
-    if (k === 'proto' || k === 'table') i++;
-    else if (k === 'segs') out.push('segs', '1', '[', w[++i]!, ']');
-    else if (k === 'encap' && w[i + 1] === 'ip6') {
-      const get = (key: string) => w[w.indexOf(key, i) + 1]!;
-      out.push(
-        'encap',
-        'ip6',
-        'id',
-        '0',
-        'src',
-        w.includes('src') ? get('src') : '::',
-        'dst',
-        get('dst'),
-        'hoplimit',
-        '0',
-        'tc',
-        '0',
-      );
-      i = w.indexOf('dev') - 1;
-    } else out.push(k);
-  }
-  return [...out, 'metric', '1024', 'pref', 'medium'].join(' ');
-}
+const nftError = (message: string) => new OfflinkError('ERR_COMMAND', `nft: ${message}`);
 
-function ruleOf(w: string[]): KernelRule {
-  const r: Record<string, unknown> = {};
-  for (let i = 0; i < w.length; i += 2) {
-    const [k, v] = [w[i]!, w[i + 1]!];
-    if (k === 'pref') r['priority'] = Number(v);
-    else if (k === 'from' || k === 'to') {
-      const p = parseDestination(v);
-      r[k === 'from' ? 'src' : 'dst'] = p.address;
-      if (p.length !== 128) r[k === 'from' ? 'srclen' : 'dstlen'] = p.length;
-    } else if (k === 'iif') r['iif'] = v;
-    else if (k === 'ipproto') r['ipproto'] = v === '41' ? 'ipv6' : v;
-    else if (k === 'lookup') r['table'] = tableName(v);
-    else if (k === 'protocol') r['protocol'] = v;
+/** One op of a transaction on the tables (a throw leaves the committed tables untouched). */
+function nftOne(tables: Map<string, FakeNftTable>, op: NftOp): void {
+  if (op.op === 'define-table') {
+    const t = tables.get(op.table.name) ?? { sets: new Map(), chains: new Map() };
+    tables.set(op.table.name, t);
+    for (const s of op.table.sets)
+      if (!t.sets.has(s.name)) t.sets.set(s.name, { kind: s.kind, elements: new Map() });
+    for (const c of op.table.chains) t.chains.set(c.name, [...c.rules]);
+    return;
   }
-  if (r['src'] === undefined) r['src'] = 'all';
-  const order = ['priority', 'src', 'srclen', 'dst', 'dstlen', 'iif', 'ipproto', 'table', 'protocol'];
-  return Object.fromEntries(
-    order.filter((k) => r[k] !== undefined).map((k) => [k, r[k]]),
-  ) as unknown as KernelRule;
-}
-
-/** `ip rule del` matches on the selectors it was given. */
-function matches(have: KernelRule, want: KernelRule): boolean {
-  return Object.entries(want).every(([k, v]) => (have as unknown as Record<string, unknown>)[k] === v);
+  if (op.op === 'delete-table') {
+    tables.delete(op.name);
+    return;
+  }
+  const table = tables.get(op.table);
+  const set = table?.sets.get(op.set);
+  if (!table || !set) throw nftError(`No such file or directory: set ${op.table} ${op.set}`);
+  if (op.op === 'delete-set') {
+    table.sets.delete(op.set);
+    return;
+  }
+  for (const e of op.elements) {
+    const key = set.kind === 'map' || e.mark === undefined ? e.address : `${e.address} . ${e.mark}`;
+    // deletes are written add-then-delete, so for a map both refuse a key that holds another value
+    const held = set.elements.get(key);
+    if (set.kind === 'map' && held !== undefined && held.mark !== e.mark)
+      throw nftError(`File exists: ${op.set} ${key}`);
+    if (op.op === 'delete-elements') set.elements.delete(key);
+    else set.elements.set(key, { ...e });
+  }
 }

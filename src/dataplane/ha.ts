@@ -12,34 +12,23 @@ import type { Logger } from '../log.ts';
 import { canonicalIPv6 } from '../protocol/address.ts';
 import { applyChanges, type Entry, touchedBy } from './bindings.ts';
 import { checkInterfaceName } from './ifname.ts';
-import { type KernelRoute, type KernelRule, RT_PROTO, readRoutes, readRules } from './kernel.ts';
+import type { InstalledRoute, InstalledRule, NetKernel, NetOp, NftOp, Route } from './kernel.ts';
 import {
-  deleteTableScript,
   elementDiff,
-  elementDiffScript,
   emptyElements,
   HA_TABLE,
   type HaElements,
   type HaTableState,
-  haTableScript,
-  parseHaTable,
+  haTable,
+  haTableState,
 } from './nft.ts';
-import type { ProcessSpawner } from './process.ts';
-import { IpBatch } from './runner.ts';
 import { SerialQueue } from './serial.ts';
-import type {
-  BindingChange,
-  CommandRunner,
-  HomeAgentDataplane,
-  HomeAgentDataplaneOptions,
-  TunnelBinding,
-} from './types.ts';
+import type { BindingChange, HomeAgentDataplane, HomeAgentDataplaneOptions, TunnelBinding } from './types.ts';
 
+/** What a backend is built from: the kernel it programs (typed operations), a logger, a clock. */
 export interface DataplaneComponents {
-  runner: CommandRunner;
+  kernel: NetKernel;
   logger?: Logger;
-  /** Long-running processes (the bpf mobile router's `bridge monitor fdb`); without: polling. */
-  spawner?: ProcessSpawner;
   clock?: Clock;
 }
 
@@ -53,7 +42,7 @@ function splitPrefix(text: string): { address: string; length: number } {
 }
 
 export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
-  protected readonly runner: CommandRunner;
+  protected readonly kernel: NetKernel;
   protected readonly options: HomeAgentDataplaneOptions;
   private readonly logger: Logger | undefined;
   private entries = new Map<string, Entry>();
@@ -66,7 +55,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   private readonly queue = new SerialQueue();
 
   constructor(components: DataplaneComponents, options: HomeAgentDataplaneOptions) {
-    this.runner = components.runner;
+    this.kernel = components.kernel;
     this.logger = components.logger;
     checkInterfaceName(options.uplink);
     if (!Number.isInteger(options.table) || options.table <= 0)
@@ -74,24 +63,18 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     this.options = { ...options, haAddress: canonicalIPv6(options.haAddress) };
   }
 
-  /** `route replace <dst> …` arguments that send `dst` into the tunnel to `coa`. */
-  protected abstract routeArgs(dst: string, coa: string): string[];
-  /** The CoA an installed route tunnels to, or undefined if it is not exactly what routeArgs installs. */
-  protected abstract routeCoa(route: KernelRoute): string | undefined;
+  /** The route that sends `dst` into the tunnel to `coa`. */
+  protected abstract route(dst: string, coa: string): Route;
+  /** The CoA an installed route tunnels to, or undefined if it is not exactly what route() installs. */
+  protected abstract routeCoa(route: InstalledRoute): string | undefined;
   /** Per-host state: rule order, tunnel source, decapsulation. */
-  protected abstract hostSetup(batch: IpBatch, rules: readonly KernelRule[]): Promise<void>;
-  protected abstract hostTeardown(batch: IpBatch, rules: readonly KernelRule[]): Promise<void>;
-  /** Extra nftables prerouting rules of the backend. */
-  protected preRules(): string[] {
-    return [];
-  }
+  protected abstract hostSetup(rules: readonly InstalledRule[]): Promise<NetOp[]>;
+  protected abstract hostTeardown(rules: readonly InstalledRule[]): NetOp[];
 
   init(): Promise<void> {
     return this.queue.run(async () => {
-      const batch = new IpBatch();
-      await this.hostSetup(batch, await readRules(this.runner));
-      await batch.run(this.runner);
-      await this.nft(this.tableScript());
+      await this.kernel.apply(await this.hostSetup(await this.kernel.rules()));
+      await this.kernel.nft([this.table()]);
     });
   }
 
@@ -118,11 +101,10 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
 
   flush(): Promise<void> {
     return this.queue.run(async () => {
-      const batch = new IpBatch();
-      batch.add(['route', 'flush', 'table', 'main', 'proto', RT_PROTO]);
-      await this.hostTeardown(batch, await readRules(this.runner));
-      await this.nft(deleteTableScript(HA_TABLE));
-      await batch.run(this.runner);
+      const ops: NetOp[] = [{ op: 'flush-routes', table: 'main' }];
+      ops.push(...this.hostTeardown(await this.kernel.rules()));
+      await this.kernel.nft([{ op: 'delete-table', name: HA_TABLE }]);
+      await this.kernel.apply(ops);
       this.reset(new Map(), new Map());
       this.inSync = false;
     });
@@ -148,32 +130,20 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     return this.queue.settled();
   }
 
-  private async routes(batch: IpBatch): Promise<void> {
-    const { retried } = await batch.run(this.runner);
-    if (retried > 0)
-      this.logger?.info({ lines: batch.size, retried }, 'ip -batch lines retried after ENOMEM');
+  private async routes(ops: readonly NetOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    const { retried } = await this.kernel.apply(ops);
+    if (retried > 0) this.logger?.info({ ops: ops.length, retried }, 'route changes retried after ENOMEM');
   }
 
-  protected async nft(script: string): Promise<void> {
-    await this.runner.run(['nft', '-f', '-'], { input: script });
-  }
-
-  private tableScript(extra: Iterable<number> = []): string {
+  private table(extra: Iterable<number> = []): NftOp {
     const { haAddress, mss } = this.options;
-    return haTableScript({
-      haAddress,
-      mss,
-      lengths: [...new Set([...this.lengths, ...extra])],
-      preRules: this.preRules(),
-    });
+    const lengths = [...new Set([...this.lengths, ...extra])];
+    return { op: 'define-table', table: haTable({ haAddress, mss, lengths }) };
   }
 
   private async readTable(): Promise<HaTableState> {
-    const r = await this.runner.run(['nft', '-j', 'list', 'table', 'ip6', HA_TABLE], { allowFailure: true });
-    if (r.exitCode === 0) return parseHaTable(r.stdout);
-    if (/No such file or directory/.test(r.stderr))
-      return { exists: false, elements: emptyElements(), counters: {}, lengths: [] };
-    throw new OfflinkError('ERR_COMMAND', `nft list table ip6 ${HA_TABLE}: ${r.stderr.trim()}`);
+    return haTableState(await this.kernel.nftTable(HA_TABLE));
   }
 
   private elementsOf(entries: Iterable<Entry>, marks: ReadonlyMap<string, number>): HaElements {
@@ -198,7 +168,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   /** Full diff against what the kernel holds; rebuilds the mirror. */
   private async reconcileAll(desired: Map<string, Entry>): Promise<void> {
     this.inSync = false;
-    const [routes, table] = await Promise.all([readRoutes(this.runner, 'main'), this.readTable()]);
+    const [routes, table] = await Promise.all([this.kernel.routes('main'), this.readTable()]);
     const marks = new Map<string, number>();
     const used = new Set<number>();
     for (const e of desired.values()) {
@@ -221,27 +191,28 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     for (const kind of ['allowed', 'mnp'] as const)
       for (const l of wantLengths) if (!have[kind].has(l)) have[kind].set(l, new Set());
     this.lengths = wantLengths;
-    let script = this.tableScript();
     const staleLengths = table.lengths.filter((l) => !wantLengths.has(l));
     for (const kind of ['allowed', 'mnp'] as const) for (const l of staleLengths) have[kind].delete(l);
-    script += elementDiffScript(have, want);
-    for (const l of staleLengths)
-      script += `delete set ip6 ${HA_TABLE} allowed_${l}\ndelete set ip6 ${HA_TABLE} mnp_${l}\n`;
-    await this.nft(script);
+    const { dels, adds } = elementDiff(have, want);
+    const staleSets: NftOp[] = staleLengths.flatMap((l) => [
+      { op: 'delete-set', table: HA_TABLE, set: `allowed_${l}` } as const,
+      { op: 'delete-set', table: HA_TABLE, set: `mnp_${l}` } as const,
+    ]);
+    await this.kernel.nft([this.table(), ...dels, ...adds, ...staleSets]);
 
     const wantRoutes = new Map<string, string>();
     for (const e of desired.values()) for (const d of e.dsts) wantRoutes.set(d, e.coa);
-    const batch = new IpBatch();
+    const ops: NetOp[] = [];
     const seen = new Set<string>();
     for (const r of routes) {
       seen.add(r.dst);
       const coa = wantRoutes.get(r.dst);
-      if (coa === undefined) batch.add(['route', 'del', r.dst, 'proto', RT_PROTO], /No such process/);
-      else if (this.routeCoa(r) !== coa) batch.add(['route', 'replace', ...this.routeArgs(r.dst, coa)]);
+      if (coa === undefined) ops.push({ op: 'delete-route', dst: r.dst, table: 'main' });
+      else if (this.routeCoa(r) !== coa) ops.push({ op: 'replace-route', route: this.route(r.dst, coa) });
     }
     for (const [dst, coa] of wantRoutes)
-      if (!seen.has(dst)) batch.add(['route', 'replace', ...this.routeArgs(dst, coa)]);
-    await this.routes(batch);
+      if (!seen.has(dst)) ops.push({ op: 'replace-route', route: this.route(dst, coa) });
+    await this.routes(ops);
 
     this.reset(desired, marks);
     this.inSync = true;
@@ -292,27 +263,30 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     to.coa2id = marks;
     const newLengths = [...to.allowed.keys()].filter((l) => !this.lengths.has(l));
     const { adds, dels } = elementDiff(from, to);
-    const script = (newLengths.length > 0 ? this.tableScript(newLengths) : '') + adds;
+    const nftAdds = [...(newLengths.length > 0 ? [this.table(newLengths)] : []), ...adds];
 
     const oldRoutes = new Map<string, string>();
     for (const o of olds) for (const d of o.dsts) oldRoutes.set(d, o.coa);
-    const batch = new IpBatch();
+    const ops: NetOp[] = [];
     const newRoutes = new Set<string>();
     for (const n of news) {
       for (const d of n.dsts) {
         newRoutes.add(d);
-        if (oldRoutes.get(d) !== n.coa) batch.add(['route', 'replace', ...this.routeArgs(d, n.coa)]);
+        if (oldRoutes.get(d) !== n.coa) ops.push({ op: 'replace-route', route: this.route(d, n.coa) });
       }
     }
     for (const dst of oldRoutes.keys())
-      if (!newRoutes.has(dst)) batch.add(['route', 'del', dst, 'proto', RT_PROTO], /No such process/);
+      if (!newRoutes.has(dst)) ops.push({ op: 'delete-route', dst, table: 'main' });
 
     // The elements to add and the routes go in together: neither needs the other (a route towards a CoA
     // whose mark is not in the map yet carries traffic to the MR, which the marks do not check; packets
     // from a CoA not yet in the map are dropped as they were before). What goes away is deleted after
     // this update returns, i.e. after the BA (deferDeletes).
     this.inSync = false;
-    const done = await Promise.allSettled([script === '' ? undefined : this.nft(script), this.routes(batch)]);
+    const done = await Promise.allSettled([
+      nftAdds.length > 0 ? this.kernel.nft(nftAdds) : undefined,
+      this.routes(ops),
+    ]);
     for (const d of done) if (d.status === 'rejected') throw d.reason;
 
     for (const [hoa, { old, neu }] of touched) {
@@ -333,7 +307,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     }
     for (const l of newLengths) this.lengths.add(l);
     this.inSync = true;
-    if (dels !== '') this.deferDeletes(dels);
+    if (dels.length > 0) this.deferDeletes(dels);
   }
 
   /**
@@ -343,9 +317,9 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
    * binding's previous CoA still passes the source check, for a few ms after the BA. A failure makes the
    * next call reconcile.
    */
-  private deferDeletes(script: string): void {
+  private deferDeletes(ops: readonly NftOp[]): void {
     void this.queue.run(() =>
-      this.nft(script).catch((err) => {
+      this.kernel.nft(ops).catch((err) => {
         this.inSync = false;
         this.logger?.warn({ err }, 'deferred nftables deletes failed; the next update reconciles');
       }),

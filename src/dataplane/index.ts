@@ -1,12 +1,22 @@
 // The data plane (docs/dataplane.md): backends, runners, fakes, and the factories the daemons use.
+
+import type { Clock } from '../clock.ts';
 import { OfflinkError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 import { BpfHomeAgentDataplane } from './bpf/ha.ts';
 import { BpfMobileRouterDataplane } from './bpf/mr.ts';
-import type { DataplaneComponents } from './ha.ts';
+import { Iproute2Kernel } from './iproute2.ts';
+import type { NetKernel } from './kernel.ts';
 import type { MobileRouterDataplaneOptions } from './mr.ts';
 import type { Backend } from './probe.ts';
+import type { ProcessSpawner } from './process.ts';
 import { Seg6HomeAgentDataplane, Seg6MobileRouterDataplane } from './seg6.ts';
-import type { HomeAgentDataplane, HomeAgentDataplaneOptions, MobileRouterDataplane } from './types.ts';
+import type {
+  CommandRunner,
+  HomeAgentDataplane,
+  HomeAgentDataplaneOptions,
+  MobileRouterDataplane,
+} from './types.ts';
 
 export { BindingConflictError } from './bindings.ts';
 export { BpfHomeAgentDataplane } from './bpf/ha.ts';
@@ -14,7 +24,8 @@ export { BpfMobileRouterDataplane } from './bpf/mr.ts';
 export * from './fake.ts';
 export { type DataplaneComponents, TunnelHomeAgentDataplane } from './ha.ts';
 export { checkInterfaceName } from './ifname.ts';
-export { RT_PROTO } from './kernel.ts';
+export { Iproute2Kernel } from './iproute2.ts';
+export { type NetKernel, RT_PROTO } from './kernel.ts';
 export {
   type MobileRouterDataplaneOptions,
   type MobileRouterHost,
@@ -35,22 +46,36 @@ export type MobileRouterBackend = MobileRouterDataplane &
     flushHost(): Promise<void>;
   };
 
+/** What the daemons build a data plane from: the host's commands (or a kernel), a logger, a clock. */
+export interface HostComponents {
+  runner: CommandRunner;
+  /** Long-running processes (the bpf mobile router's `bridge monitor fdb`); without: polling. */
+  spawner?: ProcessSpawner;
+  logger?: Logger;
+  clock?: Clock;
+}
+
+function kernelOf(c: HostComponents): { kernel: NetKernel; logger?: Logger; clock?: Clock } {
+  const kernel = new Iproute2Kernel({ runner: c.runner, ...(c.spawner ? { spawner: c.spawner } : {}) });
+  return { kernel, ...(c.logger ? { logger: c.logger } : {}), ...(c.clock ? { clock: c.clock } : {}) };
+}
+
 export function createHomeAgentDataplane(
   backend: Backend,
-  components: DataplaneComponents,
+  components: HostComponents,
   options: HomeAgentDataplaneOptions,
 ): HomeAgentBackend {
-  if (backend === 'bpf') return new BpfHomeAgentDataplane(components, options);
-  if (backend === 'seg6') return new Seg6HomeAgentDataplane(components, options);
+  if (backend === 'bpf') return new BpfHomeAgentDataplane(kernelOf(components), options);
+  if (backend === 'seg6') return new Seg6HomeAgentDataplane(kernelOf(components), options);
   throw new OfflinkError('ERR_CONFIG', `unknown data plane backend ${JSON.stringify(backend)}`);
 }
 
 export function createMobileRouterDataplane(
   backend: Backend,
-  components: DataplaneComponents,
+  components: HostComponents,
   options: MobileRouterDataplaneOptions = {},
 ): MobileRouterBackend {
-  if (backend === 'bpf') return new BpfMobileRouterDataplane(components, options);
-  if (backend === 'seg6') return new Seg6MobileRouterDataplane(components, options);
+  if (backend === 'bpf') return new BpfMobileRouterDataplane(kernelOf(components), options);
+  if (backend === 'seg6') return new Seg6MobileRouterDataplane(kernelOf(components), options);
   throw new OfflinkError('ERR_CONFIG', `unknown data plane backend ${JSON.stringify(backend)}`);
 }

@@ -1,156 +1,313 @@
-// Reading and writing policy rules and routes, shared by the backends. Everything offlink installs carries
-// the routing protocol number RT_PROTO, so reconcile and flush recognise their own routes and rules and
-// never touch anyone else's.
+// The kernel as the data plane backends see it: typed values in, typed values out (STYLE: wireguard-go's
+// tun.Device, tailscale's Router). A backend says which routes, rules, nftables elements and tc programs
+// it wants; `Iproute2Kernel` (iproute2.ts) turns them into `ip`, `tc`, `bridge` and `nft` commands and is
+// tested against the real kernel in namespaces (test/kernel.test.ts); `FakeKernel` (fake-kernel.ts)
+// holds them as values for unit tests and records every operation.
+//
+// Everything offlink installs carries the routing protocol number RT_PROTO, so reading, reconciling and
+// flushing see only offlink's routes and rules and never touch anyone else's.
+import { OfflinkError } from '../errors.ts';
 import { parseDestination } from '../protocol/address.ts';
-import { CommandError, type IpBatch } from './runner.ts';
-import type { CommandRunner } from './types.ts';
 
 /** `proto 241` on every route and rule offlink installs (not in /etc/iproute2/rt_protos: free for local use). */
-export const RT_PROTO = '241';
+export const RT_PROTO = 241;
 
-/** One rule as `ip -j -6 rule show` prints it. */
-export interface KernelRule {
-  priority: number;
-  src?: string;
-  srclen?: number;
-  dst?: string;
-  dstlen?: number;
-  iif?: string;
-  ipproto?: string;
-  table?: string;
-  protocol?: string;
+/** A routing table: a number, or one of the kernel's named tables. */
+export type TableId = number | 'main' | 'local' | 'default';
+
+/** How a route sends packets on. */
+export type Encap =
+  /** `encap seg6 mode encap.red` with one segment: a plain outer IPv6 header (RFC 2473), no routing header. */
+  | { type: 'seg6'; segment: string }
+  /** `encap seg6local action End.DX6`: strip the outer header and route the inner packet. */
+  | { type: 'seg6local'; action: 'End.DX6' }
+  /** `encap bpf xmit`: the eBPF encapsulation program, loaded with this daemon's bpffs. */
+  | { type: 'bpf'; object: string; section: string; headroom: number; bpffs: string };
+
+/** A route offlink installs (always IPv6, always with RT_PROTO). */
+export interface Route {
+  /** Canonical prefix (`::/0`: the default route). */
+  dst: string;
+  table: TableId;
+  dev: string;
+  encap: Encap;
 }
 
-/** A rule offlink wants. `from`/`to` are prefixes or addresses. */
-export interface RuleSpec {
+/** How an installed route sends packets on, as far as it can be read back ('other': not one of ours). */
+export type InstalledEncap =
+  | { type: 'seg6'; segment: string }
+  | { type: 'seg6local'; action: string }
+  | { type: 'bpf' }
+  | { type: 'other' };
+
+/** One of offlink's routes as the kernel holds it. */
+export interface InstalledRoute {
+  /** Canonical prefix (`::/0`: the default route). */
+  dst: string;
+  table: TableId;
+  dev?: string;
+  encap?: InstalledEncap;
+}
+
+/** A policy rule (IPv6). `from`/`to` are canonical prefixes. */
+export interface Rule {
   priority: number;
   from?: string;
   to?: string;
   iif?: string;
   /** Only IPv6-in-IPv6 packets (protocol 41, RFC 2473). */
   tunnelled?: boolean;
-  table: string | number;
+  table: TableId;
 }
 
-export async function readRules(runner: CommandRunner): Promise<KernelRule[]> {
-  const { stdout } = await runner.run(['ip', '-j', '-6', 'rule', 'show']);
-  return stdout.trim() === '' ? [] : (JSON.parse(stdout) as KernelRule[]);
+/** A rule as the kernel holds it; `ours`: it carries RT_PROTO. */
+export interface InstalledRule extends Rule {
+  ours: boolean;
 }
-
-export function ruleArgs(spec: RuleSpec): string[] {
-  const args = ['pref', String(spec.priority)];
-  if (spec.from !== undefined) args.push('from', parseDestination(spec.from).text);
-  if (spec.to !== undefined) args.push('to', parseDestination(spec.to).text);
-  if (spec.iif !== undefined) args.push('iif', spec.iif);
-  if (spec.tunnelled) args.push('ipproto', '41');
-  args.push('lookup', String(spec.table), 'protocol', RT_PROTO);
-  return args;
-}
-
-function side(addr: string | undefined, len: number | undefined): string | undefined {
-  if (addr === undefined || addr === 'all') return undefined;
-  return parseDestination(`${addr}/${len ?? 128}`).text;
-}
-
-/** The kernel rule as a RuleSpec (to compare, or to delete it). */
-export function ruleSpecOf(rule: KernelRule): RuleSpec {
-  const from = side(rule.src, rule.srclen);
-  const to = side(rule.dst, rule.dstlen);
-  return {
-    priority: rule.priority,
-    ...(from ? { from } : {}),
-    ...(to ? { to } : {}),
-    ...(rule.iif ? { iif: rule.iif } : {}),
-    ...(rule.ipproto === 'ipv6' || rule.ipproto === '41' ? { tunnelled: true } : {}),
-    table: rule.table ?? 'main',
-  };
-}
-
-export function sameRule(a: RuleSpec, b: RuleSpec): boolean {
-  return ruleArgs(a).join(' ') === ruleArgs(b).join(' ');
-}
-
-export function isOurs(rule: KernelRule): boolean {
-  return rule.protocol === RT_PROTO;
-}
-
-/** Add the wanted rules that are missing, and delete our rules within `scope` that are not wanted. */
-export function syncRules(
-  batch: IpBatch,
-  installed: readonly KernelRule[],
-  wanted: readonly RuleSpec[],
-  scope: (rule: KernelRule) => boolean,
-): void {
-  const have = installed.filter(isOurs).map((r) => ({ rule: r, spec: ruleSpecOf(r) }));
-  for (const { rule, spec } of have) {
-    if (scope(rule) && !wanted.some((w) => sameRule(w, spec)))
-      batch.add(['rule', 'del', ...ruleArgs(spec)], noSuchRule);
-  }
-  for (const w of wanted) {
-    if (!have.some((h) => sameRule(w, h.spec))) batch.add(['rule', 'add', ...ruleArgs(w)], /File exists/);
-  }
-}
-
-const noSuchRule = /No such file or directory|No such process/;
 
 /**
- * docs/dataplane.md: decapsulation rules (pref 10) must run before local delivery, so the `lookup local` rule
- * moves from pref 0 to pref 1000 (ours, so that flush can move it back).
+ * One change to routes and rules. Each is idempotent: adding what is there, or deleting what is not,
+ * succeeds. `owner: 'kernel'` names the kernel's own rule (`lookup local`), which carries no RT_PROTO.
  */
-export function orderLocalRule(batch: IpBatch, installed: readonly KernelRule[]): void {
+export type NetOp =
+  | { op: 'replace-route'; route: Route }
+  | { op: 'delete-route'; dst: string; table: TableId }
+  | { op: 'flush-routes'; table: TableId | 'all' }
+  | { op: 'add-rule'; rule: Rule; owner?: 'kernel' }
+  | { op: 'delete-rule'; rule: Rule; owner?: 'kernel' }
+  /** The outer source address of seg6 encapsulation ('::': none). */
+  | { op: 'set-tunnel-source'; address: string };
+
+/** A named rule of an nftables chain; `counter` names a counted rule (read back by nftTable). */
+export interface NftRule {
+  statement: string;
+  verdict?: 'accept' | 'drop';
+  counter?: string;
+}
+
+export interface NftChain {
+  name: string;
+  hook: 'prerouting' | 'forward';
+  priority: 'mangle' | 'filter';
+  rules: readonly NftRule[];
+}
+
+/** A set (`ipv6_addr` or `ipv6_addr . mark`) or a map (`ipv6_addr : mark`). */
+export interface NftSet {
+  name: string;
+  kind: 'set' | 'map';
+  type: 'address' | 'address . mark' | 'address : mark';
+}
+
+/** An `ip6` table: its sets and chains, and every chain's rules. */
+export interface NftTable {
+  name: string;
+  sets: readonly NftSet[];
+  chains: readonly NftChain[];
+}
+
+/** An element: an address, with the mark for a concatenated set or a map. */
+export interface NftElement {
+  address: string;
+  mark?: number;
+}
+
+/** One change to nftables; a list of them is one transaction (packets see all of it or none). */
+export type NftOp =
+  /** Create the table, sets and chains that are missing (sets keep their elements); rewrite every chain's rules. */
+  | { op: 'define-table'; table: NftTable }
+  /** Remove the table if it exists. */
+  | { op: 'delete-table'; name: string }
+  | { op: 'add-elements'; table: string; set: string; kind: 'set' | 'map'; elements: readonly NftElement[] }
+  /** Elements that are not there are no error. */
+  | {
+      op: 'delete-elements';
+      table: string;
+      set: string;
+      kind: 'set' | 'map';
+      elements: readonly NftElement[];
+    }
+  | { op: 'delete-set'; table: string; set: string };
+
+/** What a table holds: every set's and map's elements, and the packets each counted rule counted. */
+export interface NftTableState {
+  sets: Map<string, NftElement[]>;
+  counters: Record<string, number>;
+}
+
+/** The eBPF program of `section` of `object` on `dev`'s tc `hook` (clsact), sharing this daemon's maps. */
+export interface TcProgram {
+  dev: string;
+  hook: 'ingress' | 'egress';
+  object: string;
+  section: string;
+  bpffs: string;
+}
+
+/** A tc bpf filter's program as the kernel reports it. */
+export interface AttachedProgram {
+  id: number;
+  name: string;
+}
+
+export interface Link {
+  name: string;
+  index: number;
+}
+
+/** An entry of a bridge's forwarding database. */
+export interface FdbEntry {
+  mac: string;
+  /** The port (or the bridge itself, for its own addresses). */
+  dev: string;
+  master?: string;
+  permanent: boolean;
+  vlan?: number;
+}
+
+/** A change of a forwarding database, as the kernel announces it. */
+export interface FdbEvent {
+  deleted: boolean;
+  mac: string;
+  dev: string;
+  master: string;
+}
+
+/** A running watch; `stop()` ends it, `exited` resolves when it ended (by stop() or on its own). */
+export interface Watch {
+  stop(): void;
+  readonly exited: Promise<unknown>;
+}
+
+/** The network kernel of one namespace. */
+export interface NetKernel {
+  /** Every IPv6 policy rule. */
+  rules(): Promise<InstalledRule[]>;
+  /** offlink's IPv6 routes in `table` (none when the table does not exist). */
+  routes(table: TableId | 'all'): Promise<InstalledRoute[]>;
+  /**
+   * Apply `ops` in order, in one go. Ops that fail for a lack of kernel memory are retried (`retried`
+   * counts them); others throw KernelOpsError naming each failed op.
+   */
+  apply(ops: readonly NetOp[]): Promise<{ retried: number }>;
+  /** One nftables transaction. */
+  nft(ops: readonly NftOp[]): Promise<void>;
+  /** What `ip6` table `name` holds, or undefined if there is none. */
+  nftTable(name: string): Promise<NftTableState | undefined>;
+  /** Attach (or atomically replace) offlink's program on a tc hook. */
+  attachProgram(program: TcProgram): Promise<void>;
+  /** Remove offlink's program from a tc hook, if there; the clsact qdisc too if nothing else uses it. */
+  detachProgram(dev: string, hook: 'ingress' | 'egress'): Promise<void>;
+  /** The eBPF programs on a tc hook (none when the device or the hook has none). */
+  programs(dev: string, hook: 'ingress' | 'egress'): Promise<AttachedProgram[]>;
+  link(name: string): Promise<Link | undefined>;
+  /** Links that are bridges, or the ports of one bridge. */
+  links(filter: { type: 'bridge' } | { master: string }): Promise<Link[]>;
+  fdb(bridge: string): Promise<FdbEntry[]>;
+  /** Follow every forwarding-database change; undefined where it cannot (then: poll fdb()). */
+  watchFdb(onEvent: (event: FdbEvent) => void): Watch | undefined;
+  /** The inode of the network namespace this kernel acts in (names it on this host). */
+  netnsInode(): Promise<string>;
+}
+
+/** Some ops of an `apply` failed; `failures` names each with the kernel's message. */
+export class KernelOpsError extends OfflinkError {
+  readonly failures: readonly { op: NetOp; message: string }[];
+  constructor(failures: readonly { op: NetOp; message: string }[]) {
+    const first = failures.slice(0, 3).map((f) => `${describeOp(f.op)}: ${f.message}`);
+    super('ERR_KERNEL_OPS', `${failures.length} kernel operation(s) failed: ${first.join('; ')}`);
+    this.failures = failures;
+  }
+}
+
+/** An op in a few words, for messages and logs. */
+export function describeOp(op: NetOp): string {
+  switch (op.op) {
+    case 'replace-route':
+      return `route ${op.route.dst} table ${op.route.table} via ${op.route.encap.type} on ${op.route.dev}`;
+    case 'delete-route':
+      return `delete route ${op.dst} table ${op.table}`;
+    case 'flush-routes':
+      return `flush routes table ${op.table}`;
+    case 'add-rule':
+    case 'delete-rule':
+      return `${op.op === 'add-rule' ? 'add' : 'delete'} rule ${ruleKey(op.rule)}`;
+    case 'set-tunnel-source':
+      return `tunnel source ${op.address}`;
+  }
+}
+
+/** A route or rule prefix as canonical text (`2001:db8::1` → `2001:db8::1/128`). */
+export function prefixText(prefix: string): string {
+  return parseDestination(prefix).text;
+}
+
+/** One text per rule, equal for equal rules (to compare). */
+export function ruleKey(rule: Rule): string {
+  return [
+    rule.priority,
+    rule.from ?? '',
+    rule.to ?? '',
+    rule.iif ?? '',
+    rule.tunnelled ? 41 : '',
+    String(rule.table),
+  ].join(' ');
+}
+
+export function sameRule(a: Rule, b: Rule): boolean {
+  return ruleKey(a) === ruleKey(b);
+}
+
+/** The rule without `ours` (to delete it, or to compare). */
+export function ruleOf(rule: InstalledRule): Rule {
+  const { ours: _ours, ...plain } = rule;
+  return plain;
+}
+
+/** Ops that add the wanted rules that are missing and delete our rules within `scope` that are not wanted. */
+export function syncRules(
+  installed: readonly InstalledRule[],
+  wanted: readonly Rule[],
+  scope: (rule: InstalledRule) => boolean,
+): NetOp[] {
+  const ops: NetOp[] = [];
+  const ours = installed.filter((r) => r.ours);
+  for (const rule of ours) {
+    if (scope(rule) && !wanted.some((w) => sameRule(w, rule)))
+      ops.push({ op: 'delete-rule', rule: ruleOf(rule) });
+  }
+  for (const w of wanted) if (!ours.some((h) => sameRule(w, h))) ops.push({ op: 'add-rule', rule: w });
+  return ops;
+}
+
+/**
+ * docs/dataplane.md: decapsulation rules (pref 10) must run before local delivery, so the `lookup local`
+ * rule moves from pref 0 to pref 1000 (ours, so that flush can move it back).
+ */
+export function orderLocalRule(installed: readonly InstalledRule[]): NetOp[] {
   const local = installed.filter((r) => r.table === 'local');
+  const ops: NetOp[] = [];
   if (!local.some((r) => r.priority === 1000))
-    batch.add(['rule', 'add', ...ruleArgs({ priority: 1000, table: 'local' })], /File exists/);
+    ops.push({ op: 'add-rule', rule: { priority: 1000, table: 'local' } });
   if (local.some((r) => r.priority === 0))
-    batch.add(['rule', 'del', 'pref', '0', 'lookup', 'local'], noSuchRule);
+    ops.push({ op: 'delete-rule', rule: { priority: 0, table: 'local' }, owner: 'kernel' });
+  return ops;
 }
 
 /** Undo orderLocalRule: `lookup local` back at pref 0, and our pref-1000 copy gone. */
-export function restoreLocalRule(batch: IpBatch, installed: readonly KernelRule[]): void {
+export function restoreLocalRule(installed: readonly InstalledRule[]): NetOp[] {
   const local = installed.filter((r) => r.table === 'local');
+  const ops: NetOp[] = [];
   if (!local.some((r) => r.priority === 0))
-    batch.add(['rule', 'add', 'pref', '0', 'lookup', 'local'], /File exists/);
-  for (const r of local) {
-    if (r.priority === 1000 && isOurs(r)) batch.add(['rule', 'del', ...ruleArgs(ruleSpecOf(r))], noSuchRule);
-  }
+    ops.push({ op: 'add-rule', rule: { priority: 0, table: 'local' }, owner: 'kernel' });
+  for (const r of local) if (r.priority === 1000 && r.ours) ops.push({ op: 'delete-rule', rule: ruleOf(r) });
+  return ops;
 }
 
-/** One line of `ip -6 route show`: destination (canonical prefix text) and the remaining tokens. */
-export interface KernelRoute {
-  dst: string;
-  tokens: string[];
-  table?: string;
-}
-
-/**
- * Routes with our protocol in `table` ('main', a number or 'all'). Parsed from text, not `-j`: for
- * `encap ip6` routes iproute2 6.1 prints the tunnel's `dst` as a second "dst" key in the JSON object,
- * which hides the route's own destination.
- */
-export async function readRoutes(runner: CommandRunner, table: string | number): Promise<KernelRoute[]> {
-  const argv = ['ip', '-6', 'route', 'show', 'table', String(table), 'proto', RT_PROTO];
-  const r = await runner.run(argv, { allowFailure: true });
-  if (r.exitCode !== 0 && /table does not exist/.test(r.stderr)) return [];
-  if (r.exitCode !== 0) throw new CommandError(argv, r.exitCode, r.stderr);
-  return parseRoutes(r.stdout);
-}
-
-export function parseRoutes(text: string): KernelRoute[] {
-  const routes: KernelRoute[] = [];
-  for (const line of text.split('\n')) {
-    const tokens = line.trim().split(/\s+/);
-    if (tokens[0] === undefined || tokens[0] === '') continue;
-    let first = tokens.shift()!;
-    // `ip route show table all` may prefix a route type (unicast, local, ...); ours are all unicast
-    if (first === 'unicast') first = tokens.shift() ?? '';
-    const t = tokens.indexOf('table');
-    routes.push({ dst: parseDestination(first).text, tokens, ...(t >= 0 ? { table: tokens[t + 1]! } : {}) });
-  }
-  return routes;
-}
-
-/** The token after `key` (first occurrence after `from`), e.g. value(tokens, 'dev'). */
-export function tokenAfter(tokens: readonly string[], key: string, from = 0): string | undefined {
-  const i = tokens.indexOf(key, from);
-  return i >= 0 ? tokens[i + 1] : undefined;
+/** Ops that delete every rule offlink installed (except the moved `lookup local`) and restore the order. */
+export function removeOurRules(installed: readonly InstalledRule[]): NetOp[] {
+  const ops: NetOp[] = installed
+    .filter((r) => r.ours && !(r.table === 'local' && r.priority === 1000))
+    .map((r) => ({ op: 'delete-rule', rule: ruleOf(r) }));
+  return [...ops, ...restoreLocalRule(installed)];
 }

@@ -7,19 +7,17 @@ import { canonicalIPv6, parseDestination } from '../protocol/address.ts';
 import type { DataplaneComponents } from './ha.ts';
 import { checkInterfaceName } from './ifname.ts';
 import {
-  type KernelRule,
-  RT_PROTO,
-  type RuleSpec,
-  readRules,
-  restoreLocalRule,
-  ruleArgs,
-  ruleSpecOf,
+  type Encap,
+  type InstalledRule,
+  type NetKernel,
+  type NetOp,
+  type Rule,
+  removeOurRules,
   syncRules,
 } from './kernel.ts';
-import { deleteTableScript, MR_TABLE, mrTableScript } from './nft.ts';
-import { IpBatch } from './runner.ts';
+import { MR_TABLE, mrTable } from './nft.ts';
 import { SerialQueue } from './serial.ts';
-import type { CommandRunner, MobileRouterDataplane, MobileRouterRoutes } from './types.ts';
+import type { MobileRouterDataplane, MobileRouterRoutes } from './types.ts';
 
 export interface MobileRouterDataplaneOptions {
   /** TCP MSS for guests' SYNs (guest MTU 1460 minus 60); 0 disables clamping. Default 1400. */
@@ -36,28 +34,21 @@ export interface MobileRouterHost {
 }
 
 export abstract class TunnelMobileRouterDataplane implements MobileRouterDataplane {
-  protected readonly runner: CommandRunner;
+  protected readonly kernel: NetKernel;
   protected readonly mss: number;
   private readonly queue = new SerialQueue();
 
   constructor(components: DataplaneComponents, options: MobileRouterDataplaneOptions = {}) {
-    this.runner = components.runner;
+    this.kernel = components.kernel;
     this.mss = options.mss ?? 1400;
   }
 
   /** Per-host setup: rule order, tunnel source, decapsulation for `host.coa` (replacing an older CoA's). */
-  protected abstract hostSetup(
-    batch: IpBatch,
-    rules: readonly KernelRule[],
-    host: MobileRouterHost,
-  ): Promise<void>;
-  protected abstract hostTeardown(batch: IpBatch, rules: readonly KernelRule[]): Promise<void>;
-  /** `route replace default …` arguments (without `table`) that tunnel to the HA. */
-  protected abstract defaultRouteArgs(routes: MobileRouterRoutes): string[];
-  /** Extra prerouting rules for the host's nftables table. */
-  protected preRules(_host: MobileRouterHost): string[] {
-    return [];
-  }
+  protected abstract hostSetup(rules: readonly InstalledRule[], host: MobileRouterHost): Promise<NetOp[]>;
+  /** Per-host state beyond rules and routes (which flushHost removes). */
+  protected abstract hostTeardown(): NetOp[];
+  /** How a route tunnels to `peer` (the HA, or another host's CoA). */
+  protected abstract tunnelTo(peer: string): Encap;
 
   async initHost(options: MobileRouterHost): Promise<void> {
     const host = {
@@ -67,35 +58,30 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
       table: checkTable(options.table),
     };
     return this.queue.run(async () => {
-      const batch = new IpBatch();
-      await this.hostSetup(batch, await readRules(this.runner), host);
-      await batch.run(this.runner);
-      await this.nft(mrTableScript({ uplink: host.uplink, mss: this.mss, preRules: this.preRules(host) }));
+      await this.kernel.apply(await this.hostSetup(await this.kernel.rules(), host));
+      await this.kernel.nft(mrTable({ uplink: host.uplink, mss: this.mss }));
     });
   }
 
   async activate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
     return this.queue.run(async () => {
-      const batch = new IpBatch();
-      const rules = await readRules(this.runner);
+      const rules = await this.kernel.rules();
       // (also ends a forwarding to a peer: its rules are not wanted, and its routes go)
-      syncRules(batch, rules, this.networkRules(r), (k) => this.inNetwork(k, r));
-      if (rules.some((k) => this.inNetwork(k, r) && ruleSpecOf(k).iif === r.uplink))
-        this.flushPrefixRoutes(batch, r);
-      batch.add(['route', 'replace', 'default', ...this.defaultRouteArgs(r), 'table', String(r.table)]);
-      await batch.run(this.runner);
+      const ops = syncRules(rules, this.networkRules(r), (k) => this.inNetwork(k, r));
+      if (rules.some((k) => this.inNetwork(k, r) && k.iif === r.uplink))
+        ops.push(...this.prefixRoutesGone(r));
+      ops.push({ op: 'replace-route', route: this.defaultRoute(r) });
+      await this.kernel.apply(ops);
     });
   }
 
   async deactivate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
     return this.queue.run(async () => {
-      const batch = new IpBatch();
-      syncRules(batch, await readRules(this.runner), [], (k) => this.inNetwork(k, r));
-      batch.add(['route', 'del', 'default', 'proto', RT_PROTO, 'table', String(r.table)], /No such process/);
-      this.flushPrefixRoutes(batch, r);
-      await batch.run(this.runner);
+      const ops = syncRules(await this.kernel.rules(), [], (k) => this.inNetwork(k, r));
+      ops.push({ op: 'delete-route', dst: '::/0', table: r.table }, ...this.prefixRoutesGone(r));
+      await this.kernel.apply(ops);
     });
   }
 
@@ -108,61 +94,45 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
     const r = checkRoutes(routes);
     const to = canonicalIPv6(peer);
     return this.queue.run(async () => {
-      const batch = new IpBatch();
-      for (const p of r.prefixes)
-        batch.add(['route', 'replace', p, ...this.peerRouteArgs(r, to), 'table', String(r.table)]);
-      for (const spec of this.forwardRules(r)) batch.add(['rule', 'add', ...ruleArgs(spec)], /File exists/);
-      await batch.run(this.runner);
+      const ops: NetOp[] = r.prefixes.map((p) => ({
+        op: 'replace-route',
+        route: { dst: p, table: r.table, dev: r.uplink, encap: this.tunnelTo(to) },
+      }));
+      for (const rule of this.forwardRules(r)) ops.push({ op: 'add-rule', rule });
+      await this.kernel.apply(ops);
     });
   }
 
-  /** Tunnel-route arguments (without `table`) towards another host's CoA (for `forward`). */
-  protected abstract peerRouteArgs(routes: MobileRouterRoutes, peer: string): string[];
+  private defaultRoute(r: MobileRouterRoutes) {
+    return { dst: '::/0', table: r.table, dev: r.uplink, encap: this.tunnelTo(r.haAddress) };
+  }
 
-  private forwardRules(r: MobileRouterRoutes): RuleSpec[] {
+  private forwardRules(r: MobileRouterRoutes): Rule[] {
     return r.prefixes.map((p) => ({ priority: r.rulePref, to: p, iif: r.uplink, table: r.table }));
   }
 
-  /** Per-prefix routes of the network's table (what `forward` added). */
-  private flushPrefixRoutes(batch: IpBatch, r: MobileRouterRoutes): void {
-    for (const p of r.prefixes)
-      batch.add(['route', 'del', p, 'proto', RT_PROTO, 'table', String(r.table)], /No such process/);
+  /** Per-prefix routes of the network's table (what `forward` added) go. */
+  private prefixRoutesGone(r: MobileRouterRoutes): NetOp[] {
+    return r.prefixes.map((p) => ({ op: 'delete-route', dst: p, table: r.table }));
   }
 
   /** Remove everything offlink installed on this host: all networks' rules and routes, decapsulation, nft table. */
   flushHost(): Promise<void> {
     return this.queue.run(async () => {
-      const rules = await readRules(this.runner);
-      const batch = new IpBatch();
-      for (const k of rules) {
-        if (k.protocol === RT_PROTO && !(k.table === 'local' && k.priority === 1000)) {
-          batch.add(['rule', 'del', ...ruleArgs(ruleSpecOf(k))], /No such file or directory/);
-        }
-      }
-      restoreLocalRule(batch, rules);
-      batch.add(['route', 'flush', 'table', 'all', 'proto', RT_PROTO]);
-      await this.hostTeardown(batch, rules);
-      await batch.run(this.runner);
-      await this.nft(deleteTableScript(MR_TABLE));
+      const ops = removeOurRules(await this.kernel.rules());
+      ops.push({ op: 'flush-routes', table: 'all' }, ...this.hostTeardown());
+      await this.kernel.apply(ops);
+      await this.kernel.nft([{ op: 'delete-table', name: MR_TABLE }]);
     });
   }
 
-  private networkRules(r: MobileRouterRoutes): RuleSpec[] {
+  private networkRules(r: MobileRouterRoutes): Rule[] {
     return r.prefixes.map((p) => ({ priority: r.rulePref, from: p, iif: r.bridge, table: r.table }));
   }
 
   /** Our non-tunnel rules that belong to this network (its table or its bridge). */
-  private inNetwork(k: KernelRule, r: MobileRouterRoutes): boolean {
-    const spec = ruleSpecOf(k);
-    return (
-      !spec.tunnelled &&
-      k.table !== 'local' &&
-      (String(spec.table) === String(r.table) || spec.iif === r.bridge)
-    );
-  }
-
-  protected async nft(script: string): Promise<void> {
-    await this.runner.run(['nft', '-f', '-'], { input: script });
+  private inNetwork(k: InstalledRule, r: MobileRouterRoutes): boolean {
+    return !k.tunnelled && k.table !== 'local' && (k.table === r.table || k.iif === r.bridge);
   }
 }
 

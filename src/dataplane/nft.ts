@@ -11,6 +11,7 @@
 // the host's uplink address as CoA), so the mark names the CoA, not the binding: `coa2id` maps each
 // registered CoA to a small number the data plane allocates, and `allowed_<len>` holds (MNP . that mark).
 import { prefixMask } from '../protocol/address.ts';
+import type { NftChain, NftElement, NftOp, NftRule, NftTable, NftTableState } from './kernel.ts';
 
 export const HA_TABLE = 'offlink';
 export const MR_TABLE = 'offlink-mr';
@@ -22,7 +23,10 @@ export const COUNTER = {
   reencapsulated: 'reencapsulated',
 };
 
-/** What the HA table holds: CoA → mark, and per prefix length the allowed and clamped prefixes. */
+/**
+ * What the HA table holds: CoA → mark, and per prefix length the allowed (prefix, mark) pairs and the
+ * clamped prefixes. Elements are kept as their keys (`address` or `address . mark`) so that sets compare.
+ */
 export interface HaElements {
   coa2id: Map<string, number>;
   /** length → `${address} . ${mark}` */
@@ -41,126 +45,111 @@ export interface HaTableOptions {
   /** Prefix lengths that get a set pair and lookup rules. */
   lengths: readonly number[];
   /** Backend-specific prerouting rules, run first. */
-  preRules?: readonly string[];
+  preRules?: readonly NftRule[];
 }
 
-const T = `ip6 ${HA_TABLE}`;
+const chain = (name: string, hook: NftChain['hook'], priority: NftChain['priority'], rules: NftRule[]) => ({
+  name,
+  hook,
+  priority,
+  rules,
+});
 
 /**
- * Declares the table, its sets and chains (idempotent: existing sets keep their elements) and rewrites
- * the rules. Run as one `nft -f` transaction, so packets see either the old or the new rules.
+ * The table, its sets and chains (defining it again keeps the sets' elements) with every rule. One
+ * transaction, so packets see either the old or the new rules.
  */
-export function haTableScript(o: HaTableOptions): string {
+export function haTable(o: HaTableOptions): NftTable {
   const lengths = [...o.lengths].sort((a, b) => b - a);
   const lookup = (field: string, len: number) =>
     len === 128 ? `ip6 ${field}` : `ip6 ${field} & ${prefixMask(len)}`;
-  const lines = [
-    `table ${T} {`,
-    '  map coa2id { type ipv6_addr : mark; }',
-    ...lengths.flatMap((l) => [
-      `  set allowed_${l} { type ipv6_addr . mark; }`,
-      `  set mnp_${l} { type ipv6_addr; }`,
-    ]),
-    '  chain pre { type filter hook prerouting priority mangle; policy accept; }',
-    '  chain forward_check { type filter hook forward priority filter; policy accept; }',
-    '  chain clamp_out { type filter hook forward priority mangle; policy accept; }',
-    '}',
-    `flush chain ${T} pre`,
-    `flush chain ${T} forward_check`,
-    `flush chain ${T} clamp_out`,
-    ...(o.preRules ?? []).map((r) => `add rule ${T} pre ${r}`),
+  const tunnelToHa = `ip6 daddr ${o.haAddress} meta l4proto ipv6`;
+  const pre: NftRule[] = [
+    ...(o.preRules ?? []),
     // RFC 3963 §6.3 / docs/dataplane.md: tunnelled packets only from registered CoAs; the mark names the CoA
-    `add rule ${T} pre ip6 daddr ${o.haAddress} meta l4proto ipv6 ip6 saddr != @coa2id counter drop comment "${COUNTER.unregisteredCoa}"`,
-    `add rule ${T} pre ip6 daddr ${o.haAddress} meta l4proto ipv6 meta mark set ip6 saddr map @coa2id`,
-    // decapsulated packets: the inner source must be a prefix (or the HoA) of a binding with that CoA
-    `add rule ${T} forward_check meta mark 0 accept`,
-    // a decapsulated packet for another MNP is re-encapsulated on input and never seen here as itself
-    `add rule ${T} forward_check ip6 saddr ${o.haAddress} meta l4proto ipv6 counter accept comment "${COUNTER.reencapsulated}"`,
-    ...lengths.map(
-      (l) => `add rule ${T} forward_check ${lookup('saddr', l)} . meta mark @allowed_${l} accept`,
-    ),
-    `add rule ${T} forward_check counter drop comment "${COUNTER.innerSource}"`,
+    { statement: `${tunnelToHa} ip6 saddr != @coa2id`, verdict: 'drop', counter: COUNTER.unregisteredCoa },
+    { statement: `${tunnelToHa} meta mark set ip6 saddr map @coa2id` },
   ];
+  const check: NftRule[] = [
+    // decapsulated packets: the inner source must be a prefix (or the HoA) of a binding with that CoA
+    { statement: 'meta mark 0', verdict: 'accept' },
+    // a decapsulated packet for another MNP is re-encapsulated on input and never seen here as itself
+    {
+      statement: `ip6 saddr ${o.haAddress} meta l4proto ipv6`,
+      verdict: 'accept',
+      counter: COUNTER.reencapsulated,
+    },
+    ...lengths.map((l) => ({
+      statement: `${lookup('saddr', l)} . meta mark @allowed_${l}`,
+      verdict: 'accept' as const,
+    })),
+    { statement: '', verdict: 'drop', counter: COUNTER.innerSource },
+  ];
+  const clamp: NftRule[] = [];
   if (o.mss > 0) {
     // into the tunnel: seg6 encapsulates on input, so only prerouting sees the inner SYN
-    for (const l of lengths) {
-      lines.push(
-        `add rule ${T} pre tcp flags syn ${lookup('daddr', l)} @mnp_${l} tcp option maxseg size set ${o.mss}`,
-      );
-    }
+    for (const l of lengths)
+      pre.push({
+        statement: `tcp flags syn ${lookup('daddr', l)} @mnp_${l} tcp option maxseg size set ${o.mss}`,
+      });
     // out of the tunnel: decapsulated packets carry a mark (and have passed forward_check or get dropped)
-    lines.push(`add rule ${T} clamp_out meta mark != 0 tcp flags syn tcp option maxseg size set ${o.mss}`);
+    clamp.push({ statement: `meta mark != 0 tcp flags syn tcp option maxseg size set ${o.mss}` });
   }
-  return `${lines.join('\n')}\n`;
+  return {
+    name: HA_TABLE,
+    sets: [
+      { name: 'coa2id', kind: 'map', type: 'address : mark' },
+      ...lengths.flatMap((l) => [
+        { name: `allowed_${l}`, kind: 'set' as const, type: 'address . mark' as const },
+        { name: `mnp_${l}`, kind: 'set' as const, type: 'address' as const },
+      ]),
+    ],
+    chains: [
+      chain('pre', 'prerouting', 'mangle', pre),
+      chain('forward_check', 'forward', 'filter', check),
+      chain('clamp_out', 'forward', 'mangle', clamp),
+    ],
+  };
 }
 
-/** Remove the table if it exists (add-then-delete: deleting a missing table would fail the transaction). */
-export function deleteTableScript(table: string): string {
-  return `table ip6 ${table}\ndelete table ip6 ${table}\n`;
+const keyOf = (e: NftElement) => (e.mark === undefined ? e.address : `${e.address} . ${e.mark}`);
+function elementOf(key: string): NftElement {
+  const [address, mark] = key.split(' . ') as [string, string | undefined];
+  return mark === undefined ? { address } : { address, mark: Number(mark) };
 }
 
-const CHUNK = 10_000;
-
-function elementLines(verb: 'add' | 'delete', set: string, elements: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < elements.length; i += CHUNK) {
-    out.push(`${verb} element ${T} ${set} { ${elements.slice(i, i + CHUNK).join(', ')} }`);
-  }
-  return out;
+function elementOps(
+  verb: 'add-elements' | 'delete-elements',
+  set: string,
+  kind: 'set' | 'map',
+  elements: readonly NftElement[],
+): NftOp[] {
+  return elements.length === 0 ? [] : [{ op: verb, table: HA_TABLE, set, kind, elements }];
 }
 
 /**
- * The nft statements that turn `from` into `to`. Deletes come first and use add-then-delete, so the
- * transaction does not fail on an element that is already gone.
+ * The changes that turn `from` into `to`, as two lists: what must be added (no deletes) and what must
+ * go. A transaction that deletes set elements waits for an RCU grace period in the kernel (~12 ms here,
+ * docs/dataplane.md), so the home agent applies the adds before its BA and the deletes after.
  */
-export function elementDiffScript(from: HaElements, to: HaElements): string {
-  const { dels, adds } = elementDiff(from, to);
-  return dels + adds;
-}
-
-/**
- * The same diff as two scripts: what must be added (no deletes) and what must go. A transaction that
- * deletes set elements waits for an RCU grace period in the kernel (~12 ms here, docs/dataplane.md), so
- * the home agent applies the adds before its BA and the deletes after.
- */
-export function elementDiff(from: HaElements, to: HaElements): { adds: string; dels: string } {
-  const dels: string[] = [];
-  const adds: string[] = [];
-  const coaGone = [...from.coa2id]
-    .filter(([coa, mark]) => to.coa2id.get(coa) !== mark)
-    .map(([c, m]) => `${c} : ${m}`);
-  const coaNew = [...to.coa2id]
-    .filter(([coa, mark]) => from.coa2id.get(coa) !== mark)
-    .map(([c, m]) => `${c} : ${m}`);
+export function elementDiff(from: HaElements, to: HaElements): { adds: NftOp[]; dels: NftOp[] } {
+  const dels: NftOp[] = [];
+  const adds: NftOp[] = [];
+  const pairs = (m: ReadonlyMap<string, number>, other: ReadonlyMap<string, number>) =>
+    [...m].filter(([coa, mark]) => other.get(coa) !== mark).map(([address, mark]) => ({ address, mark }));
   for (const kind of ['allowed', 'mnp'] as const) {
     const lengths = new Set([...from[kind].keys(), ...to[kind].keys()]);
     for (const len of [...lengths].sort((a, b) => a - b)) {
       const a = from[kind].get(len) ?? new Set<string>();
       const b = to[kind].get(len) ?? new Set<string>();
-      const gone = [...a].filter((e) => !b.has(e));
-      const added = [...b].filter((e) => !a.has(e));
-      dels.push(
-        ...elementLines('add', `${kind}_${len}`, gone),
-        ...elementLines('delete', `${kind}_${len}`, gone),
-      );
-      adds.push(...elementLines('add', `${kind}_${len}`, added));
+      const set = `${kind}_${len}`;
+      dels.push(...elementOps('delete-elements', set, 'set', [...a].filter((e) => !b.has(e)).map(elementOf)));
+      adds.push(...elementOps('add-elements', set, 'set', [...b].filter((e) => !a.has(e)).map(elementOf)));
     }
   }
-  dels.push(...elementLines('add', 'coa2id', coaGone), ...elementLines('delete', 'coa2id', coaGone));
-  adds.unshift(...elementLines('add', 'coa2id', coaNew));
-  const text = (lines: string[]) => lines.map((l) => `${l}\n`).join('');
-  return { dels: text(dels), adds: text(adds) };
-}
-
-type Json = Record<string, unknown>;
-
-function elementText(e: unknown): string {
-  if (typeof e === 'string' || typeof e === 'number') return String(e);
-  const o = e as Json;
-  if (Array.isArray(o['concat'])) return (o['concat'] as unknown[]).map(elementText).join(' . ');
-  if (o['elem']) return elementText((o['elem'] as Json)['val']);
-  if (o['prefix']) return `${(o['prefix'] as Json)['addr']}/${(o['prefix'] as Json)['len']}`;
-  return JSON.stringify(e);
+  dels.push(...elementOps('delete-elements', 'coa2id', 'map', pairs(from.coa2id, to.coa2id)));
+  adds.unshift(...elementOps('add-elements', 'coa2id', 'map', pairs(to.coa2id, from.coa2id)));
+  return { dels, adds };
 }
 
 export interface HaTableState {
@@ -172,61 +161,51 @@ export interface HaTableState {
   lengths: number[];
 }
 
-/** Parse `nft -j list table ip6 offlink`. */
-export function parseHaTable(json: string): HaTableState {
-  const state: HaTableState = { exists: false, elements: emptyElements(), counters: {}, lengths: [] };
-  const items = (JSON.parse(json) as { nftables: Json[] }).nftables;
-  for (const item of items) {
-    if (item['table']) state.exists = true;
-    const map = item['map'] as Json | undefined;
-    if (map?.['name'] === 'coa2id') {
-      for (const e of (map['elem'] as unknown[][] | undefined) ?? []) {
-        state.elements.coa2id.set(elementText(e[0]), Number(elementText(e[1])));
-      }
+/** The HA table's elements by prefix length, from what the kernel holds. */
+export function haTableState(state: NftTableState | undefined): HaTableState {
+  const out: HaTableState = {
+    exists: state !== undefined,
+    elements: emptyElements(),
+    counters: {},
+    lengths: [],
+  };
+  if (!state) return out;
+  out.counters = { ...state.counters };
+  for (const [name, elements] of state.sets) {
+    if (name === 'coa2id') {
+      for (const e of elements) out.elements.coa2id.set(e.address, e.mark ?? 0);
+      continue;
     }
-    const set = item['set'] as Json | undefined;
-    const m = typeof set?.['name'] === 'string' ? /^(allowed|mnp)_(\d+)$/.exec(set['name']) : null;
-    if (set && m) {
-      const len = Number(m[2]);
-      const target = state.elements[m[1] as 'allowed' | 'mnp'];
-      const elems = new Set(((set['elem'] as unknown[] | undefined) ?? []).map(elementText));
-      target.set(len, elems);
-      if (m[1] === 'allowed') state.lengths.push(len);
-    }
-    const rule = item['rule'] as Json | undefined;
-    if (rule && typeof rule['comment'] === 'string') {
-      const counter = (rule['expr'] as Json[]).find((x) => x['counter'])?.['counter'] as Json | undefined;
-      if (counter) state.counters[rule['comment']] = Number(counter['packets']);
-    }
+    const m = /^(allowed|mnp)_(\d+)$/.exec(name);
+    if (!m) continue;
+    const len = Number(m[2]);
+    out.elements[m[1] as 'allowed' | 'mnp'].set(len, new Set(elements.map(keyOf)));
+    if (m[1] === 'allowed') out.lengths.push(len);
   }
-  return state;
+  return out;
 }
 
 /**
- * The mobile router's table: TCP MSS clamping for guests' connections (docs/dataplane.md MTU), and optional
- * extra prerouting rules (the ip6tnl backend's tunnel source filter). Recreated whole each time (it
- * holds no elements). Clamps SYNs that arrive from anywhere but the uplink (guests' SYNs, before they are
- * encapsulated on input) and forwarded SYNs that came in on the uplink (decapsulated, towards guests):
- * every network on the host shares the rule, so activating a network changes nothing here.
+ * The mobile router's table: TCP MSS clamping for guests' connections (docs/dataplane.md MTU). Recreated
+ * whole each time (it holds no elements). Clamps SYNs that arrive from anywhere but the uplink (guests'
+ * SYNs, before they are encapsulated on input) and forwarded SYNs that came in on the uplink
+ * (decapsulated, towards guests): every network on the host shares the rule, so activating a network
+ * changes nothing here.
  */
-export function mrTableScript(o: { uplink: string; mss: number; preRules?: readonly string[] }): string {
-  const t = `ip6 ${MR_TABLE}`;
-  const lines = deleteTableScript(MR_TABLE).trimEnd().split('\n');
-  if (o.mss <= 0 && !o.preRules?.length) return `${lines.join('\n')}\n`;
-  lines.push(
-    `table ${t} {`,
-    '  chain pre { type filter hook prerouting priority mangle; policy accept; }',
-    '  chain clamp_out { type filter hook forward priority mangle; policy accept; }',
-    '}',
-  );
-  for (const r of o.preRules ?? []) lines.push(`add rule ${t} pre ${r}`);
-  if (o.mss > 0) {
-    lines.push(
-      `add rule ${t} pre iifname != "${o.uplink}" tcp flags syn tcp option maxseg size set ${o.mss}`,
-    );
-    lines.push(
-      `add rule ${t} clamp_out iifname "${o.uplink}" tcp flags syn tcp option maxseg size set ${o.mss}`,
-    );
-  }
-  return `${lines.join('\n')}\n`;
+export function mrTable(o: { uplink: string; mss: number }): NftOp[] {
+  const ops: NftOp[] = [{ op: 'delete-table', name: MR_TABLE }];
+  if (o.mss <= 0) return ops;
+  const set = `tcp flags syn tcp option maxseg size set ${o.mss}`;
+  ops.push({
+    op: 'define-table',
+    table: {
+      name: MR_TABLE,
+      sets: [],
+      chains: [
+        chain('pre', 'prerouting', 'mangle', [{ statement: `iifname != "${o.uplink}" ${set}` }]),
+        chain('clamp_out', 'forward', 'mangle', [{ statement: `iifname "${o.uplink}" ${set}` }]),
+      ],
+    },
+  });
+  return ops;
 }

@@ -1,10 +1,13 @@
-// seg6 backend against a fake kernel (STYLE: tailscale's router test): desired state → expected command
-// lines, and every sequence of desired states, applied in random order, leaves exactly that state.
+// seg6 backend against the typed fake kernel (STYLE: tailscale's router test): desired state → expected
+// operations, and every sequence of desired states, applied in random order, leaves exactly that state.
+// (The operations' translation into iproute2 and nft commands: test/kernel.test.ts, on the real kernel.)
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseDestination } from '../protocol/address.ts';
 import { BindingConflictError } from './bindings.ts';
 import { FakeKernel } from './fake-kernel.ts';
+import type { NetOp, NftOp, Route } from './kernel.ts';
+import { ruleText } from './nftables.ts';
 import { Seg6HomeAgentDataplane, Seg6MobileRouterDataplane } from './seg6.ts';
 import type { BindingChange, MobileRouterRoutes, TunnelBinding } from './types.ts';
 
@@ -17,21 +20,40 @@ const b = (n: number, coa: string, prefixes: string[] = [`2001:db8:${100 + n}::/
   id: n,
 });
 
+const tunnel = (dst: string, segment: string, table: Route['table'] = 'main'): NetOp => ({
+  op: 'replace-route',
+  route: { dst, table, dev: 'up0', encap: { type: 'seg6', segment } },
+});
+const decap = (addr: string, table = 200): NetOp => ({
+  op: 'replace-route',
+  route: { dst: `${addr}/128`, table, dev: 'up0', encap: { type: 'seg6local', action: 'End.DX6' } },
+});
+const elements = (
+  verb: 'add-elements' | 'delete-elements',
+  set: string,
+  address: string,
+  mark: number,
+): NftOp => ({
+  op: verb,
+  table: 'offlink',
+  set,
+  kind: set === 'coa2id' ? 'map' : 'set',
+  elements: [{ address, mark }],
+});
+
 function setup() {
   const kernel = new FakeKernel();
-  const ha = new Seg6HomeAgentDataplane({ runner: kernel }, options);
+  const ha = new Seg6HomeAgentDataplane({ kernel }, options);
   return { kernel, ha };
 }
 
 /** What the kernel must hold for `bindings`, checked independently of the implementation. */
 function assertHolds(kernel: FakeKernel, bindings: readonly TunnelBinding[], label: string): void {
-  const routes = new Map<string, string>();
+  const routes = new Map<string, unknown>();
   for (const x of bindings) {
     for (const p of [...x.prefixes, `${x.hoa}/128`]) {
-      routes.set(
-        parseDestination(p).text,
-        `encap seg6 mode encap.red segs 1 [ ${x.coa} ] dev up0 metric 1024 pref medium`,
-      );
+      const dst = parseDestination(p).text;
+      routes.set(dst, { dst, table: 'main', dev: 'up0', encap: { type: 'seg6', segment: x.coa } });
     }
   }
   assert.deepEqual(
@@ -39,9 +61,9 @@ function assertHolds(kernel: FakeKernel, bindings: readonly TunnelBinding[], lab
     new Map([...routes].sort()),
     `${label}: routes`,
   );
-  const t = kernel.nft.get('offlink');
+  const t = kernel.nftTables.get('offlink');
   assert.ok(t, `${label}: table`);
-  const coa2id = t.maps.get('coa2id')!;
+  const coa2id = new Map([...(kernel.elements('offlink', 'coa2id') ?? [])].map(([k, e]) => [k, e.mark]));
   assert.deepEqual(new Set(coa2id.keys()), new Set(bindings.map((x) => x.coa)), `${label}: coa2id`);
   assert.equal(new Set(coa2id.values()).size, coa2id.size, `${label}: one mark per CoA`);
   const want = new Map<string, Set<string>>();
@@ -52,27 +74,40 @@ function assertHolds(kernel: FakeKernel, bindings: readonly TunnelBinding[], lab
       add(`mnp_${p.length}`, p.address);
     }
   }
-  for (const [name, elems] of t.sets)
-    assert.deepEqual(elems, want.get(name) ?? new Set(), `${label}: ${name}`);
+  for (const [name, set] of t.sets) {
+    if (name === 'coa2id') continue;
+    assert.deepEqual(new Set(set.elements.keys()), want.get(name) ?? new Set(), `${label}: ${name}`);
+  }
+}
+
+/** Every rule of the nftables ops' table definitions as `<chain> <rule text>`. */
+function definedRules(ops: readonly NftOp[]): string[] {
+  return ops.flatMap((op) =>
+    op.op === 'define-table'
+      ? op.table.chains.flatMap((c) => c.rules.map((r) => `${c.name} ${ruleText(r)}`))
+      : [],
+  );
 }
 
 describe('Seg6HomeAgentDataplane', () => {
   test('init on a fresh host: rule order, tunnel source, decapsulation, nftables table', async () => {
     const { kernel, ha } = setup();
     await ha.init();
-    const lines = kernel.lines();
-    assert.deepEqual(lines.slice(0, 8), [
-      'ip -j -6 rule show',
-      'ip -6 route show table 200 proto 241',
-      'ip -6 -force -batch -',
-      '  rule add pref 1000 lookup local protocol 241',
-      '  rule del pref 0 lookup local',
-      `  sr tunsrc set ${HA}`,
-      `  rule add pref 10 to ${HA}/128 ipproto 41 lookup 200 protocol 241`,
-      `  route replace ${HA}/128 proto 241 encap seg6local action End.DX6 nh6 :: dev up0 table 200`,
+    assert.deepEqual(kernel.calls.slice(0, 3), [
+      { call: 'rules' },
+      { call: 'routes', table: 200 },
+      {
+        call: 'apply',
+        ops: [
+          { op: 'add-rule', rule: { priority: 1000, table: 'local' } },
+          { op: 'delete-rule', rule: { priority: 0, table: 'local' }, owner: 'kernel' },
+          { op: 'set-tunnel-source', address: HA },
+          { op: 'add-rule', rule: { priority: 10, to: `${HA}/128`, tunnelled: true, table: 200 } },
+          decap(HA),
+        ],
+      },
     ]);
-    assert.equal(lines[8], 'nft -f -');
-    const nft = lines.slice(9).join('\n');
+    const rules = definedRules(kernel.nftOps());
     for (const rule of [
       `pre ip6 daddr ${HA} meta l4proto ipv6 ip6 saddr != @coa2id counter drop comment "unregistered-coa"`,
       `pre ip6 daddr ${HA} meta l4proto ipv6 meta mark set ip6 saddr map @coa2id`,
@@ -82,19 +117,13 @@ describe('Seg6HomeAgentDataplane', () => {
       'pre tcp flags syn ip6 daddr & ffff:ffff:ffff:ffff:: @mnp_64 tcp option maxseg size set 1400',
       'clamp_out meta mark != 0 tcp flags syn tcp option maxseg size set 1400',
     ]) {
-      assert.ok(nft.includes(`add rule ip6 offlink ${rule}`), rule);
+      assert.ok(rules.includes(rule), rule);
     }
     kernel.clear();
     await ha.init();
     assert.deepEqual(
-      kernel.lines().slice(0, 5),
-      [
-        'ip -j -6 rule show',
-        'ip -6 route show table 200 proto 241',
-        'ip -6 -force -batch -',
-        `  sr tunsrc set ${HA}`,
-        `  route replace ${HA}/128 proto 241 encap seg6local action End.DX6 nh6 :: dev up0 table 200`,
-      ],
+      kernel.netOps(),
+      [{ op: 'set-tunnel-source', address: HA }, decap(HA)],
       'a second init adds no rule',
     );
   });
@@ -104,51 +133,70 @@ describe('Seg6HomeAgentDataplane', () => {
     await ha.init();
     kernel.clear();
     await ha.reconcile([b(1, '2001:db8:a::2')]);
-    const lines = kernel.lines();
-    assert.deepEqual(lines.slice(0, 3), [
-      'ip -6 route show table main proto 241',
-      'nft -j list table ip6 offlink',
-      'nft -f -',
+    assert.deepEqual(kernel.calls.slice(0, 2), [
+      { call: 'routes', table: 'main' },
+      { call: 'nftTable', name: 'offlink' },
     ]);
-    assert.deepEqual(lines.slice(-8), [
-      '  add element ip6 offlink coa2id { 2001:db8:a::2 : 1 }',
-      '  add element ip6 offlink allowed_64 { 2001:db8:101:: . 1 }',
-      '  add element ip6 offlink allowed_128 { 2001:db8:ffff::101 . 1 }',
-      '  add element ip6 offlink mnp_64 { 2001:db8:101:: }',
-      '  add element ip6 offlink mnp_128 { 2001:db8:ffff::101 }',
-      'ip -6 -force -batch -',
-      '  route replace 2001:db8:101::/64 proto 241 encap seg6 mode encap.red segs 2001:db8:a::2 dev up0',
-      '  route replace 2001:db8:ffff::101/128 proto 241 encap seg6 mode encap.red segs 2001:db8:a::2 dev up0',
+    assert.deepEqual(kernel.nftOps().slice(1), [
+      elements('add-elements', 'coa2id', '2001:db8:a::2', 1),
+      { ...elements('add-elements', 'allowed_64', '2001:db8:101::', 1) },
+      elements('add-elements', 'allowed_128', '2001:db8:ffff::101', 1),
+      {
+        op: 'add-elements',
+        table: 'offlink',
+        set: 'mnp_64',
+        kind: 'set',
+        elements: [{ address: '2001:db8:101::' }],
+      },
+      {
+        op: 'add-elements',
+        table: 'offlink',
+        set: 'mnp_128',
+        kind: 'set',
+        elements: [{ address: '2001:db8:ffff::101' }],
+      },
+    ]);
+    assert.deepEqual(kernel.netOps(), [
+      tunnel('2001:db8:101::/64', '2001:db8:a::2'),
+      tunnel('2001:db8:ffff::101/128', '2001:db8:a::2'),
     ]);
     kernel.clear();
     await ha.update([{ op: 'set', binding: b(1, '2001:db8:b::2') }]);
     // What the BA waits for: the new CoA's elements and the routes, no deletes (each deleting
     // transaction waits for an RCU grace period in the kernel).
-    assert.deepEqual(kernel.lines(), [
-      'nft -f -',
-      '  add element ip6 offlink coa2id { 2001:db8:b::2 : 2 }',
-      '  add element ip6 offlink allowed_64 { 2001:db8:101:: . 2 }',
-      '  add element ip6 offlink allowed_128 { 2001:db8:ffff::101 . 2 }',
-      'ip -6 -force -batch -',
-      '  route replace 2001:db8:101::/64 proto 241 encap seg6 mode encap.red segs 2001:db8:b::2 dev up0',
-      '  route replace 2001:db8:ffff::101/128 proto 241 encap seg6 mode encap.red segs 2001:db8:b::2 dev up0',
+    assert.deepEqual(kernel.writes(), [
+      {
+        call: 'nft',
+        ops: [
+          elements('add-elements', 'coa2id', '2001:db8:b::2', 2),
+          elements('add-elements', 'allowed_64', '2001:db8:101::', 2),
+          elements('add-elements', 'allowed_128', '2001:db8:ffff::101', 2),
+        ],
+      },
+      {
+        call: 'apply',
+        ops: [
+          tunnel('2001:db8:101::/64', '2001:db8:b::2'),
+          tunnel('2001:db8:ffff::101/128', '2001:db8:b::2'),
+        ],
+      },
     ]);
     kernel.clear();
     await ha.settled();
-    assert.deepEqual(kernel.lines(), [
-      'nft -f -',
-      '  add element ip6 offlink allowed_64 { 2001:db8:101:: . 1 }',
-      '  delete element ip6 offlink allowed_64 { 2001:db8:101:: . 1 }',
-      '  add element ip6 offlink allowed_128 { 2001:db8:ffff::101 . 1 }',
-      '  delete element ip6 offlink allowed_128 { 2001:db8:ffff::101 . 1 }',
-      '  add element ip6 offlink coa2id { 2001:db8:a::2 : 1 }',
-      '  delete element ip6 offlink coa2id { 2001:db8:a::2 : 1 }',
+    assert.deepEqual(kernel.writes(), [
+      {
+        call: 'nft',
+        ops: [
+          elements('delete-elements', 'allowed_64', '2001:db8:101::', 1),
+          elements('delete-elements', 'allowed_128', '2001:db8:ffff::101', 1),
+          elements('delete-elements', 'coa2id', '2001:db8:a::2', 1),
+        ],
+      },
     ]);
-    await ha.settled();
     assertHolds(kernel, [b(1, '2001:db8:b::2')], 'after move');
     kernel.clear();
     await ha.update([{ op: 'set', binding: b(1, '2001:db8:b::2') }]);
-    assert.deepEqual(kernel.lines(), [], 'the same binding again changes nothing');
+    assert.deepEqual(kernel.calls, [], 'the same binding again changes nothing');
   });
 
   test('bindings that share a CoA share its mark; the mark goes with the last of them', async () => {
@@ -191,6 +239,7 @@ describe('Seg6HomeAgentDataplane', () => {
       let current: TunnelBinding[] = [];
       for (let step = 0; step < 8; step++) {
         const next = states[Math.floor(random() * states.length)]!;
+        kernel.clear();
         if (random() < 0.3) await ha.reconcile(next);
         else {
           const changes: BindingChange[] = [
@@ -203,21 +252,30 @@ describe('Seg6HomeAgentDataplane', () => {
         }
         await ha.settled();
         assertHolds(kernel, next, `round ${round} step ${step}`);
-        assert.ok(!kernel.lines().some((l) => / route del .*segs/.test(l)));
-        kernel.clear();
-        await ha.reconcile(next);
+        // a route that stays wanted is replaced in place, never deleted (no gap in forwarding)
+        const wanted = new Set(
+          next.flatMap((x) => [...x.prefixes, `${x.hoa}/128`].map((p) => parseDestination(p).text)),
+        );
+        const deleted = kernel.netOps().flatMap((op) => (op.op === 'delete-route' ? [op.dst] : []));
         assert.deepEqual(
-          kernel.lines().filter((l) => l.startsWith('  ') && (l.includes('route ') || l.includes('element'))),
+          deleted.filter((d) => wanted.has(d)),
           [],
-          're-applying writes nothing',
+          `round ${round} step ${step}: deletes`,
         );
         kernel.clear();
+        await ha.reconcile(next);
+        assert.deepEqual(kernel.netOps(), [], 're-applying changes no route');
+        assert.deepEqual(
+          kernel.nftOps().filter((op) => op.op === 'add-elements' || op.op === 'delete-elements'),
+          [],
+          're-applying changes no element (sets of lengths no longer used may go)',
+        );
         current = next;
       }
     }
   });
 
-  test('a prefix claimed by two bindings is refused before any command', async () => {
+  test('a prefix claimed by two bindings is refused before any kernel call', async () => {
     const { kernel, ha } = setup();
     await ha.init();
     await ha.update([{ op: 'set', binding: b(1, '2001:db8:a::2') }]);
@@ -225,7 +283,7 @@ describe('Seg6HomeAgentDataplane', () => {
     const thief = b(2, '2001:db8:b::2', ['2001:db8:101::/64']);
     await assert.rejects(ha.update([{ op: 'set', binding: thief }]), BindingConflictError);
     await assert.rejects(ha.reconcile([b(1, '2001:db8:a::2'), thief]), BindingConflictError);
-    assert.deepEqual(kernel.lines(), []);
+    assert.deepEqual(kernel.calls, []);
     // but a prefix may move from one binding to another in one batch
     await ha.update([
       { op: 'delete', binding: b(1, '2001:db8:a::2') },
@@ -235,41 +293,35 @@ describe('Seg6HomeAgentDataplane', () => {
     assertHolds(kernel, [thief], 'moved');
   });
 
-  test('after a failed batch the next update reads the kernel and repairs it', async () => {
+  test('after a failed apply the next update reads the kernel and repairs it', async () => {
     const { kernel, ha } = setup();
     await ha.init();
     await ha.update([{ op: 'set', binding: b(1, '2001:db8:a::2') }]);
-    kernel.failBatch = { atLine: 2 };
+    kernel.failApply = { at: 1 };
     await assert.rejects(ha.update([{ op: 'set', binding: b(2, '2001:db8:a::3') }]), {
-      code: 'ERR_IP_BATCH',
+      code: 'ERR_KERNEL_OPS',
     });
     kernel.clear();
     await ha.update([{ op: 'set', binding: b(3, '2001:db8:a::4') }]);
-    assert.ok(kernel.lines().includes('nft -j list table ip6 offlink'), 'full reconcile');
+    assert.ok(
+      kernel.calls.some((c) => c.call === 'nftTable'),
+      'full reconcile',
+    );
     await ha.settled();
     assertHolds(kernel, [b(1, '2001:db8:a::2'), b(3, '2001:db8:a::4')], 'repaired');
   });
 
-  test('transient ENOMEM lines are retried', async () => {
-    const { kernel, ha } = setup();
-    await ha.init();
-    kernel.failBatch = { atLine: 1, enomem: true };
-    await ha.update([{ op: 'set', binding: b(1, '2001:db8:a::2') }]);
-    await ha.settled();
-    assertHolds(kernel, [b(1, '2001:db8:a::2')], 'after retry');
-  });
-
   test('flush removes what it installed and restores the rule order', async () => {
     const { kernel, ha } = setup();
-    const pristine = structuredClone(kernel.rules);
+    const pristine = structuredClone(kernel.ruleList);
     await ha.init();
     await ha.reconcile([b(1, '2001:db8:a::2'), b(2, '2001:db8:a::3')]);
     await ha.flush();
     await ha.flush();
-    assert.deepEqual(kernel.rules, pristine);
-    assert.equal(kernel.routes.size, 0);
-    assert.equal(kernel.nft.size, 0);
-    assert.equal(kernel.tunsrc, '::');
+    assert.deepEqual(kernel.ruleList, pristine);
+    assert.equal(kernel.routeTable.size, 0);
+    assert.equal(kernel.nftTables.size, 0);
+    assert.equal(kernel.tunnelSource, '::');
   });
 });
 
@@ -285,108 +337,120 @@ describe('Seg6MobileRouterDataplane', () => {
     table: 100 + n,
     rulePref: 100 + n,
   });
+  const egressRule = { priority: 101, from: '2001:db8:101::/64', iif: 'ofl-net1', table: 101 };
+  const forwardRule = { priority: 101, to: '2001:db8:101::/64', iif: 'up0', table: 101 };
 
-  test('initHost, activate, deactivate: expected lines', async () => {
+  function setup() {
     const kernel = new FakeKernel();
-    const mr = new Seg6MobileRouterDataplane({ runner: kernel });
+    return { kernel, mr: new Seg6MobileRouterDataplane({ kernel }) };
+  }
+
+  test('initHost, activate, deactivate: the expected operations', async () => {
+    const { kernel, mr } = setup();
     await mr.initHost(host);
-    assert.deepEqual(kernel.lines().slice(2, 8), [
-      'ip -6 -force -batch -',
-      '  rule add pref 1000 lookup local protocol 241',
-      '  rule del pref 0 lookup local',
-      '  sr tunsrc set 2001:db8:a::2',
-      `  rule add pref 10 from ${HA}/128 to 2001:db8:a::2/128 ipproto 41 lookup 200 protocol 241`,
-      '  route replace 2001:db8:a::2/128 proto 241 encap seg6local action End.DX6 nh6 :: dev up0 table 200',
+    assert.deepEqual(kernel.netOps(), [
+      { op: 'add-rule', rule: { priority: 1000, table: 'local' } },
+      { op: 'delete-rule', rule: { priority: 0, table: 'local' }, owner: 'kernel' },
+      { op: 'set-tunnel-source', address: '2001:db8:a::2' },
+      {
+        op: 'add-rule',
+        rule: { priority: 10, from: `${HA}/128`, to: '2001:db8:a::2/128', tunnelled: true, table: 200 },
+      },
+      decap('2001:db8:a::2'),
     ]);
     assert.ok(
-      kernel
-        .lines()
-        .includes(
-          '  add rule ip6 offlink-mr pre iifname != "up0" tcp flags syn tcp option maxseg size set 1400',
-        ),
+      definedRules(kernel.nftOps()).includes(
+        'pre iifname != "up0" tcp flags syn tcp option maxseg size set 1400',
+      ),
     );
     kernel.clear();
     await mr.activate(net('net1', 1));
-    assert.deepEqual(kernel.lines(), [
-      'ip -j -6 rule show',
-      'ip -6 -force -batch -',
-      '  rule add pref 101 from 2001:db8:101::/64 iif ofl-net1 lookup 101 protocol 241',
-      `  route replace default proto 241 encap seg6 mode encap.red segs ${HA} dev up0 table 101`,
+    assert.deepEqual(kernel.calls, [
+      { call: 'rules' },
+      { call: 'apply', ops: [{ op: 'add-rule', rule: egressRule }, tunnel('::/0', HA, 101)] },
     ]);
     kernel.clear();
     await mr.deactivate(net('net1', 1));
-    assert.deepEqual(kernel.lines(), [
-      'ip -j -6 rule show',
-      'ip -6 -force -batch -',
-      '  rule del pref 101 from 2001:db8:101::/64 iif ofl-net1 lookup 101 protocol 241',
-      '  route del default proto 241 table 101',
-      '  route del 2001:db8:101::/64 proto 241 table 101',
+    assert.deepEqual(kernel.calls, [
+      { call: 'rules' },
+      {
+        call: 'apply',
+        ops: [
+          { op: 'delete-rule', rule: egressRule },
+          { op: 'delete-route', dst: '::/0', table: 101 },
+          { op: 'delete-route', dst: '2001:db8:101::/64', table: 101 },
+        ],
+      },
     ]);
   });
 
   test('forward: the prefixes arriving on the uplink go on to the peer; activate and deactivate end it', async () => {
-    const kernel = new FakeKernel();
-    const mr = new Seg6MobileRouterDataplane({ runner: kernel });
+    const { kernel, mr } = setup();
     await mr.initHost(host);
     await mr.activate(net('net1', 1));
     kernel.clear();
     await mr.forward(net('net1', 1), '2001:db8:b:0::2');
-    assert.deepEqual(kernel.lines(), [
-      'ip -6 -force -batch -',
-      '  route replace 2001:db8:101::/64 proto 241 encap seg6 mode encap.red segs 2001:db8:b::2 dev up0 table 101',
-      '  rule add pref 101 to 2001:db8:101::/64 iif up0 lookup 101 protocol 241',
+    assert.deepEqual(kernel.writes(), [
+      {
+        call: 'apply',
+        ops: [tunnel('2001:db8:101::/64', '2001:db8:b::2', 101), { op: 'add-rule', rule: forwardRule }],
+      },
     ]);
     assert.ok(kernel.table(101).has('2001:db8:101::/64'));
     // Coming back (a failed migration): the egress rule and route only.
     kernel.clear();
     await mr.activate(net('net1', 1));
-    assert.deepEqual(kernel.lines().slice(2), [
-      '  rule del pref 101 to 2001:db8:101::/64 iif up0 lookup 101 protocol 241',
-      '  route del 2001:db8:101::/64 proto 241 table 101',
-      `  route replace default proto 241 encap seg6 mode encap.red segs ${HA} dev up0 table 101`,
+    assert.deepEqual(kernel.netOps(), [
+      { op: 'delete-rule', rule: forwardRule },
+      { op: 'delete-route', dst: '2001:db8:101::/64', table: 101 },
+      tunnel('::/0', HA, 101),
     ]);
-    assert.deepEqual([...kernel.table(101).keys()], ['default']);
+    assert.deepEqual([...kernel.table(101).keys()], ['::/0']);
     await mr.forward(net('net1', 1), '2001:db8:b::2');
     await mr.deactivate(net('net1', 1));
     assert.equal(kernel.table(101).size, 0);
-    assert.ok(!kernel.rules.some((r) => r.table === '101'));
+    assert.ok(!kernel.ruleList.some((r) => r.table === 101));
   });
 
   test('acceptTunnelFrom: the decapsulation rule from the peer; the next initHost removes it', async () => {
-    const kernel = new FakeKernel();
-    const mr = new Seg6MobileRouterDataplane({ runner: kernel });
+    const { kernel, mr } = setup();
     await mr.initHost(host);
     kernel.clear();
     await mr.acceptTunnelFrom({ coa: host.coa, table: 200 }, '2001:db8:b::2');
-    assert.deepEqual(kernel.lines(), [
-      'ip -6 -force -batch -',
-      '  rule add pref 10 from 2001:db8:b::2/128 to 2001:db8:a::2/128 ipproto 41 lookup 200 protocol 241',
+    assert.deepEqual(kernel.netOps(), [
+      {
+        op: 'add-rule',
+        rule: {
+          priority: 10,
+          from: '2001:db8:b::2/128',
+          to: '2001:db8:a::2/128',
+          tunnelled: true,
+          table: 200,
+        },
+      },
     ]);
     await mr.initHost(host);
     assert.deepEqual(
-      kernel.rules.filter((r) => r.priority === 10).map((r) => r.src),
-      [HA],
+      kernel.ruleList.filter((r) => r.priority === 10).map((r) => r.from),
+      [`${HA}/128`],
     );
   });
 
   test('initHost with a new CoA replaces the old CoA rule and route', async () => {
-    const kernel = new FakeKernel();
-    const mr = new Seg6MobileRouterDataplane({ runner: kernel });
+    const { kernel, mr } = setup();
     await mr.initHost(host);
     await mr.initHost({ ...host, coa: '2001:db8:b::2' });
     assert.deepEqual([...kernel.table(200).keys()], ['2001:db8:b::2/128']);
-    const decap = kernel.rules.filter((r) => r.priority === 10);
     assert.deepEqual(
-      decap.map((r) => r.dst),
-      ['2001:db8:b::2'],
+      kernel.ruleList.filter((r) => r.priority === 10).map((r) => r.to),
+      ['2001:db8:b::2/128'],
     );
-    assert.equal(kernel.tunsrc, '2001:db8:b::2');
+    assert.equal(kernel.tunnelSource, '2001:db8:b::2');
   });
 
   test('random activate/deactivate sequences converge; flushHost restores the host', async () => {
-    const kernel = new FakeKernel();
-    const pristine = structuredClone(kernel.rules);
-    const mr = new Seg6MobileRouterDataplane({ runner: kernel });
+    const { kernel, mr } = setup();
+    const pristine = structuredClone(kernel.ruleList);
     await mr.initHost(host);
     const nets = [
       net('n1', 1),
@@ -406,8 +470,8 @@ describe('Seg6MobileRouterDataplane', () => {
         active.delete(n.network);
       }
       for (const x of nets) {
-        const rules = kernel.rules.filter((r) => r.table === String(x.table));
-        const route = kernel.table(x.table).get('default');
+        const rules = kernel.ruleList.filter((r) => r.table === x.table);
+        const route = kernel.table(x.table).get('::/0');
         assert.equal(
           rules.length,
           active.has(x.network) ? x.prefixes.length : 0,
@@ -417,14 +481,13 @@ describe('Seg6MobileRouterDataplane', () => {
       }
     }
     await mr.flushHost();
-    assert.deepEqual(kernel.rules, pristine);
-    assert.equal(kernel.routes.size, 0);
-    assert.equal(kernel.nft.size, 0);
+    assert.deepEqual(kernel.ruleList, pristine);
+    assert.equal(kernel.routeTable.size, 0);
+    assert.equal(kernel.nftTables.size, 0);
   });
 
-  test('bad input is refused before any command', async () => {
-    const kernel = new FakeKernel();
-    const mr = new Seg6MobileRouterDataplane({ runner: kernel });
+  test('bad input is refused before any kernel call', async () => {
+    const { kernel, mr } = setup();
     await assert.rejects(mr.activate({ ...net('n1', 1), bridge: 'br0\nroute flush' }), {
       code: 'ERR_INVALID_INTERFACE',
     });
@@ -432,6 +495,6 @@ describe('Seg6MobileRouterDataplane', () => {
       code: 'ERR_INVALID_PREFIX',
     });
     await assert.rejects(mr.activate({ ...net('n1', 1), rulePref: 1000 }), { code: 'ERR_CONFIG' });
-    assert.deepEqual(kernel.lines(), []);
+    assert.deepEqual(kernel.calls, []);
   });
 });

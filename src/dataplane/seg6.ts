@@ -1,7 +1,6 @@
-// seg6 backend (docs/dataplane.md): for kernels without ip6_tunnel, like ours. Tunnelling uses the kernel's SRv6
-// lightweight tunnels: `encap seg6 mode encap.red` with a single segment puts a plain outer IPv6 header
-// (no routing header) in front of the packet, i.e. RFC 2473 IPv6-in-IPv6, and `seg6local End.DX6`
-// removes it again. So this backend interoperates with the ip6tnl one on the wire.
+// seg6 backend (docs/dataplane.md): for kernels with SRv6 lightweight tunnels. `encap seg6 mode encap.red`
+// with a single segment puts a plain outer IPv6 header (no routing header) in front of the packet, i.e.
+// RFC 2473 IPv6-in-IPv6, and `seg6local End.DX6` removes it again: on the wire the same as the bpf backend.
 //
 // Home agent installs (RFC 3963 §6.3: MNP routes point into the bi-directional tunnel to the CoA):
 //   ip -6 rule  pref 1000 lookup local (proto 241), pref 0 removed — decap must run before local delivery
@@ -21,148 +20,104 @@
 import { canonicalIPv6 } from '../protocol/address.ts';
 import { TunnelHomeAgentDataplane } from './ha.ts';
 import {
-  type KernelRoute,
-  type KernelRule,
+  type Encap,
+  type InstalledRoute,
+  type InstalledRule,
+  type NetKernel,
+  type NetOp,
   orderLocalRule,
-  RT_PROTO,
-  readRoutes,
+  type Route,
   restoreLocalRule,
-  ruleArgs,
   syncRules,
-  tokenAfter,
 } from './kernel.ts';
 import { type MobileRouterHost, TunnelMobileRouterDataplane } from './mr.ts';
-import { IpBatch } from './runner.ts';
-import type { MobileRouterRoutes } from './types.ts';
 
-const tunnelled = (k: KernelRule) => k.protocol === RT_PROTO && k.priority === 10 && k.ipproto !== undefined;
+const tunnelled = (k: InstalledRule) => k.ours && k.priority === 10 && k.tunnelled === true;
 
-function decapRoute(addr: string, uplink: string, table: number): string[] {
-  return [
-    'route',
-    'replace',
-    `${addr}/128`,
-    'proto',
-    RT_PROTO,
-    'encap',
-    'seg6local',
-    'action',
-    'End.DX6',
-    'nh6',
-    '::',
-    'dev',
-    uplink,
-    'table',
-    String(table),
-  ];
-}
+const tunnelTo = (segment: string): Encap => ({ type: 'seg6', segment });
 
-/** The single segment of an `encap seg6 mode encap.red` route via `dev`, or undefined. */
-function seg6Target(route: KernelRoute, dev: string): string | undefined {
-  const t = route.tokens;
-  if (
-    tokenAfter(t, 'encap') !== 'seg6' ||
-    tokenAfter(t, 'mode') !== 'encap.red' ||
-    tokenAfter(t, 'dev') !== dev
-  )
-    return undefined;
-  if (tokenAfter(t, 'segs') !== '1') return undefined;
-  const seg = tokenAfter(t, '[');
-  return seg === undefined ? undefined : canonicalIPv6(seg);
+/** The End.DX6 route that decapsulates what is tunnelled to `addr`. */
+function decapRoute(addr: string, uplink: string, table: number): Route {
+  return { dst: `${addr}/128`, table, dev: uplink, encap: { type: 'seg6local', action: 'End.DX6' } };
 }
 
 /** Delete our routes in `table` other than `keep` (e.g. the decapsulation route of a former address). */
-async function dropStaleRoutes(
-  batch: IpBatch,
-  runner: Parameters<typeof readRoutes>[0],
-  table: number,
-  keep: string,
-): Promise<void> {
-  for (const r of await readRoutes(runner, table)) {
-    if (r.dst !== keep)
-      batch.add(['route', 'del', r.dst, 'proto', RT_PROTO, 'table', String(table)], /No such process/);
-  }
+async function staleRoutesGone(kernel: NetKernel, table: number, keep: string): Promise<NetOp[]> {
+  return (await kernel.routes(table))
+    .filter((r) => r.dst !== keep)
+    .map((r) => ({ op: 'delete-route', dst: r.dst, table }));
+}
+
+/** Per host: `lookup local` after the decapsulation rule, seg6's outer source, decapsulation for `addr`. */
+async function decapsulation(
+  kernel: NetKernel,
+  rules: readonly InstalledRule[],
+  host: { addr: string; from?: string; uplink: string; table: number },
+): Promise<NetOp[]> {
+  const { addr, uplink, table } = host;
+  const from = host.from === undefined ? {} : { from: `${host.from}/128` };
+  const rule = { priority: 10, ...from, to: `${addr}/128`, tunnelled: true, table };
+  return [
+    ...orderLocalRule(rules),
+    { op: 'set-tunnel-source', address: addr },
+    ...syncRules(rules, [rule], tunnelled),
+    ...(await staleRoutesGone(kernel, table, `${addr}/128`)),
+    { op: 'replace-route', route: decapRoute(addr, uplink, table) },
+  ];
 }
 
 export class Seg6HomeAgentDataplane extends TunnelHomeAgentDataplane {
   readonly backend = 'seg6' as const;
-  protected routeArgs(dst: string, coa: string): string[] {
-    return [
-      dst,
-      'proto',
-      RT_PROTO,
-      'encap',
-      'seg6',
-      'mode',
-      'encap.red',
-      'segs',
-      coa,
-      'dev',
-      this.options.uplink,
-    ];
+
+  protected route(dst: string, coa: string): Route {
+    return { dst, table: 'main', dev: this.options.uplink, encap: tunnelTo(coa) };
   }
 
-  protected routeCoa(route: KernelRoute): string | undefined {
-    return seg6Target(route, this.options.uplink);
+  protected routeCoa(route: InstalledRoute): string | undefined {
+    if (route.dev !== this.options.uplink || route.encap?.type !== 'seg6') return undefined;
+    return route.encap.segment;
   }
 
-  protected async hostSetup(batch: IpBatch, rules: readonly KernelRule[]): Promise<void> {
+  protected hostSetup(rules: readonly InstalledRule[]): Promise<NetOp[]> {
     const { haAddress, uplink, table } = this.options;
-    orderLocalRule(batch, rules);
-    batch.add(['sr', 'tunsrc', 'set', haAddress]);
-    syncRules(batch, rules, [{ priority: 10, to: haAddress, tunnelled: true, table }], tunnelled);
-    await dropStaleRoutes(batch, this.runner, table, `${haAddress}/128`);
-    batch.add(decapRoute(haAddress, uplink, table));
+    return decapsulation(this.kernel, rules, { addr: haAddress, uplink, table });
   }
 
-  protected async hostTeardown(batch: IpBatch, rules: readonly KernelRule[]): Promise<void> {
-    syncRules(batch, rules, [], tunnelled);
-    batch.add(['route', 'flush', 'table', String(this.options.table), 'proto', RT_PROTO]);
-    restoreLocalRule(batch, rules);
-    batch.add(['sr', 'tunsrc', 'set', '::']);
+  protected hostTeardown(rules: readonly InstalledRule[]): NetOp[] {
+    return [
+      ...syncRules(rules, [], tunnelled),
+      { op: 'flush-routes', table: this.options.table },
+      ...restoreLocalRule(rules),
+      { op: 'set-tunnel-source', address: '::' },
+    ];
   }
 }
 
 export class Seg6MobileRouterDataplane extends TunnelMobileRouterDataplane {
   readonly backend = 'seg6' as const;
-  protected async hostSetup(
-    batch: IpBatch,
-    rules: readonly KernelRule[],
-    host: MobileRouterHost,
-  ): Promise<void> {
-    orderLocalRule(batch, rules);
-    batch.add(['sr', 'tunsrc', 'set', host.coa]);
-    syncRules(
-      batch,
-      rules,
-      [{ priority: 10, from: host.haAddress, to: host.coa, tunnelled: true, table: host.table }],
-      tunnelled,
-    );
-    await dropStaleRoutes(batch, this.runner, host.table, `${host.coa}/128`);
-    batch.add(decapRoute(host.coa, host.uplink, host.table));
+
+  protected hostSetup(rules: readonly InstalledRule[], host: MobileRouterHost): Promise<NetOp[]> {
+    const { coa, haAddress, uplink, table } = host;
+    return decapsulation(this.kernel, rules, { addr: coa, from: haAddress, uplink, table });
   }
 
-  protected async hostTeardown(batch: IpBatch): Promise<void> {
-    batch.add(['sr', 'tunsrc', 'set', '::']);
+  protected hostTeardown(): NetOp[] {
+    return [{ op: 'set-tunnel-source', address: '::' }];
   }
 
-  protected defaultRouteArgs(r: MobileRouterRoutes): string[] {
-    return this.peerRouteArgs(r, r.haAddress);
-  }
-
-  protected peerRouteArgs(r: MobileRouterRoutes, peer: string): string[] {
-    return ['proto', RT_PROTO, 'encap', 'seg6', 'mode', 'encap.red', 'segs', peer, 'dev', r.uplink];
+  protected tunnelTo(peer: string): Encap {
+    return tunnelTo(peer);
   }
 
   /** The HA's decapsulation rule again, from `peer` (the decapsulation route for the CoA is there). */
   async acceptTunnelFrom(host: { coa: string; table: number }, peer: string): Promise<void> {
-    const spec = {
+    const rule = {
       priority: 10,
-      from: canonicalIPv6(peer),
-      to: canonicalIPv6(host.coa),
+      from: `${canonicalIPv6(peer)}/128`,
+      to: `${canonicalIPv6(host.coa)}/128`,
       tunnelled: true,
       table: host.table,
     };
-    await new IpBatch().add(['rule', 'add', ...ruleArgs(spec)], /File exists/).run(this.runner);
+    await this.kernel.apply([{ op: 'add-rule', rule }]);
   }
 }

@@ -4,22 +4,18 @@
 // the tunnel routes the kernel also sends correct Packet Too Big messages; clamping only spares new
 // connections that round trip.
 import { checkInterfaceName } from '../ifname.ts';
-import { deleteTableScript } from '../nft.ts';
+import type { NftOp } from '../kernel.ts';
 
-/** The nftables script that (re)creates `table ip6 <name>` clamping SYNs through `uplink` to `mss`. */
-export function clampTableScript(name: string, uplink: string, mss: number): string {
+/** The nftables changes that (re)create `table ip6 <name>` clamping SYNs through `uplink` to `mss`. */
+export function clampTable(name: string, uplink: string, mss: number): NftOp[] {
   checkInterfaceName(uplink);
-  const lines = deleteTableScript(name).trimEnd().split('\n');
-  if (mss > 0) {
-    const set = `tcp flags syn tcp option maxseg size > ${mss} tcp option maxseg size set ${mss}`;
-    lines.push(
-      `table ip6 ${name} {`,
-      '  chain clamp { type filter hook forward priority mangle; policy accept;',
-      `    oifname "${uplink}" ${set}`,
-      `    iifname "${uplink}" ${set}`,
-      '  }',
-      '}',
-    );
-  }
-  return `${lines.join('\n')}\n`;
+  const ops: NftOp[] = [{ op: 'delete-table', name }];
+  if (mss <= 0) return ops;
+  const set = `tcp flags syn tcp option maxseg size > ${mss} tcp option maxseg size set ${mss}`;
+  const rules = [{ statement: `oifname "${uplink}" ${set}` }, { statement: `iifname "${uplink}" ${set}` }];
+  ops.push({
+    op: 'define-table',
+    table: { name, sets: [], chains: [{ name: 'clamp', hook: 'forward', priority: 'mangle', rules }] },
+  });
+  return ops;
 }

@@ -7,61 +7,21 @@ import { type Clock, systemClock, type TimerHandle } from '../../clock.ts';
 import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { checkInterfaceName } from '../ifname.ts';
-import type { ProcessSpawner, SpawnedProcess } from '../process.ts';
+import type { FdbEvent, NetKernel, Watch } from '../kernel.ts';
 import { SerialQueue } from '../serial.ts';
-import type { CommandRunner } from '../types.ts';
 import type { FdbEntry, FdbMap } from './maps.ts';
 
 export interface FdbMirrorComponents {
-  runner: CommandRunner;
-  /** Runs `bridge monitor fdb`; without one the mirror polls every `pollMs`. */
-  spawner?: ProcessSpawner;
+  /** The kernel; where it cannot watch the forwarding database, the mirror polls every `pollMs`. */
+  kernel: NetKernel;
   clock?: Clock;
   logger?: Logger;
-}
-
-/** One line of `bridge monitor fdb` / `bridge fdb show`, as far as the mirror cares. */
-export interface FdbEvent {
-  deleted: boolean;
-  mac: string;
-  dev: string;
-  master: string;
-}
-
-/**
- * `[Deleted ]<mac> dev <port> [vlan N] master <bridge> [flags]`. Only dynamic entries of a port are
- * guests: the ports' own addresses are `permanent`, the bridge's and multicast ones `self`/no master.
- */
-export function parseFdbLine(line: string): FdbEvent | undefined {
-  const t = line.trim().split(/\s+/);
-  const deleted = t[0] === 'Deleted';
-  if (deleted) t.shift();
-  const mac = t[0];
-  if (!mac || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) return undefined;
-  if (Number.parseInt(mac.slice(0, 2), 16) & 1) return undefined; // multicast
-  const at = (k: string) => {
-    const i = t.indexOf(k);
-    return i > 0 ? t[i + 1] : undefined;
-  };
-  const dev = at('dev');
-  const master = at('master');
-  if (!dev || !master || dev === master || t.includes('permanent') || t.includes('vlan')) return undefined;
-  return { deleted, mac, dev, master };
-}
-
-interface JsonFdb {
-  mac: string;
-  ifname: string;
-  master?: string;
-  state?: string;
-  flags?: string[];
-  vlan?: number;
 }
 
 export class FdbMirror {
   /** bridge name → ifindex */
   private readonly bridges = new Map<string, number>();
-  private monitor: SpawnedProcess | undefined;
+  private monitor: Watch | undefined;
   private timer: TimerHandle | undefined;
   private readonly queue = new SerialQueue();
   private stopped = false;
@@ -117,12 +77,12 @@ export class FdbMirror {
     this.timer = undefined;
     const m = this.monitor;
     this.monitor = undefined;
-    m?.kill();
+    m?.stop();
   }
 
   private schedule(): void {
     if (this.timer || this.stopped) return;
-    const ms = this.c.spawner ? (this.o.resyncMs ?? 30_000) : (this.o.pollMs ?? 1_000);
+    const ms = this.monitor ? (this.o.resyncMs ?? 30_000) : (this.o.pollMs ?? 1_000);
     this.timer = this.clock.setTimer(ms, () => {
       this.timer = undefined;
       void this.queue
@@ -135,18 +95,16 @@ export class FdbMirror {
   }
 
   private ensureMonitor(): void {
-    if (this.monitor || !this.c.spawner || this.stopped) return;
-    const child = this.c.spawner.spawn(['bridge', 'monitor', 'fdb'], {
-      onStdoutLine: (line) => {
-        const e = parseFdbLine(line);
-        if (e && this.bridges.has(e.master))
-          void this.queue
-            .run(() => this.apply(e))
-            .catch((err) =>
-              this.c.logger?.warn({ err, line }, 'bridge forwarding database event not applied'),
-            );
-      },
+    if (this.monitor || this.stopped) return;
+    const child = this.c.kernel.watchFdb((e) => {
+      if (this.bridges.has(e.master))
+        void this.queue
+          .run(() => this.apply(e))
+          .catch((err) =>
+            this.c.logger?.warn({ err, event: e }, 'bridge forwarding database event not applied'),
+          );
     });
+    if (!child) return;
     this.monitor = child;
     void child.exited.then(() => {
       if (this.monitor !== child || this.stopped) return;
@@ -170,20 +128,14 @@ export class FdbMirror {
     const index = this.bridges.get(bridge);
     if (!map || index === undefined) return;
     const [fdb, ports] = await Promise.all([
-      this.c.runner.run(['bridge', '-j', 'fdb', 'show', 'br', bridge]),
-      this.c.runner.run(['ip', '-j', 'link', 'show', 'master', bridge]),
+      this.c.kernel.fdb(bridge),
+      this.c.kernel.links({ master: bridge }),
     ]);
-    const portIndex = new Map(
-      (JSON.parse(ports.stdout || '[]') as { ifname: string; ifindex: number }[]).map((p) => [
-        p.ifname,
-        p.ifindex,
-      ]),
-    );
+    const portIndex = new Map(ports.map((p) => [p.name, p.index]));
     const want = new Map<string, FdbEntry>();
-    for (const e of JSON.parse(fdb.stdout || '[]') as JsonFdb[]) {
-      const port = portIndex.get(e.ifname);
-      const guest =
-        e.master === bridge && e.ifname !== bridge && e.state !== 'permanent' && e.vlan === undefined;
+    for (const e of fdb) {
+      const port = portIndex.get(e.dev);
+      const guest = e.master === bridge && e.dev !== bridge && !e.permanent && e.vlan === undefined;
       if (guest && port !== undefined && !(Number.parseInt(e.mac.slice(0, 2), 16) & 1))
         want.set(e.mac, { bridge: index, mac: e.mac, port });
     }
@@ -197,9 +149,8 @@ export class FdbMirror {
   }
 
   private async ifindex(dev: string): Promise<number> {
-    const { stdout } = await this.c.runner.run(['ip', '-j', 'link', 'show', 'dev', checkInterfaceName(dev)]);
-    const index = (JSON.parse(stdout) as { ifindex: number }[])[0]?.ifindex;
-    if (index === undefined) throw new OfflinkError('ERR_DATAPLANE', `no interface ${dev}`);
-    return index;
+    const link = await this.c.kernel.link(checkInterfaceName(dev));
+    if (link === undefined) throw new OfflinkError('ERR_DATAPLANE', `no interface ${dev}`);
+    return link.index;
   }
 }

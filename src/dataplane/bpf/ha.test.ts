@@ -1,4 +1,4 @@
-// The eBPF home agent data plane against FakeBpf and a recording runner: what goes into the maps for each
+// The eBPF home agent data plane against FakeBpf and the typed fake kernel: what goes into the maps for each
 // binding change, and that binding changes spawn no process (the real kernel: test/dataplane.test.ts).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { BindingConflictError } from '../bindings.ts';
-import { RecordingRunner } from '../runner.ts';
+import { FakeKernel } from '../fake-kernel.ts';
 import type { TunnelBinding } from '../types.ts';
 import { FakeBpf } from './fake.ts';
 import { BpfHomeAgentDataplane } from './ha.ts';
@@ -32,17 +32,6 @@ const TUNNELLED = [
   '2001:db8:ffff::100/126',
 ];
 
-/** The kernel iproute2 plays for the backend: tc/ip loads create or reuse the pinned maps. */
-function kernel(fake: FakeBpf): RecordingRunner {
-  return new RecordingRunner((argv) => {
-    if (argv[0] === 'readlink') return { stdout: 'net:[4026531840]\n' };
-    const env = argv[0] === 'env' ? argv[1]!.replace('TC_BPF_MNT=', '') : undefined;
-    if (env && (argv.includes('replace') || argv.includes('-batch'))) fake.load(env);
-    if (argv.includes('-j') && argv.includes('filter')) return { stdout: '[]' };
-    return undefined;
-  });
-}
-
 /** Every map's entries, decoded, from the pins under the daemon's bpffs. */
 function contents(fake: FakeBpf, bpffs: string) {
   const maps = fake.openMaps(bpffs);
@@ -63,16 +52,16 @@ const tunnel = (coa: string) => ({ src: HA, dst: coa });
 describe('BpfHomeAgentDataplane', () => {
   let dir: string;
   let fake: FakeBpf;
-  let runner: RecordingRunner;
+  let k: FakeKernel;
   let dp: BpfHomeAgentDataplane;
   let bpffs: string;
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'offlink-bpf-ha-'));
     fake = new FakeBpf();
-    runner = kernel(fake);
+    k = new FakeKernel({ onLoad: (mount) => fake.load(mount) }).addLink('ha-up');
     dp = new BpfHomeAgentDataplane(
-      { runner, sys: fake, object: '/x/offlink.bpf.o' },
+      { kernel: k, sys: fake, object: '/x/offlink.bpf.o' },
       { haAddress: HA, uplink: 'ha-up', table: 200, mss: 1400, tunnelled: TUNNELLED, runDir: dir },
     );
     bpffs = join(dir, 'bpf', 'ha-4026531840');
@@ -82,26 +71,30 @@ describe('BpfHomeAgentDataplane', () => {
 
   test('init: own bpffs, decapsulation program on the uplink, one route per aggregate, own address', () => {
     assert.ok(fake.mounts.has(bpffs));
-    const lines = runner.lines();
-    assert.ok(
-      lines.includes(
-        `env TC_BPF_MNT=${bpffs} tc filter replace dev ha-up ingress pref 4191 handle 1 bpf da obj /x/offlink.bpf.o sec tc`,
-      ),
-      lines.join('\n'),
-    );
-    const routes = lines.filter((l) => l.includes('route replace'));
+    assert.deepEqual(k.tc.get('ha-up ingress'), {
+      dev: 'ha-up',
+      hook: 'ingress',
+      object: '/x/offlink.bpf.o',
+      section: 'tc',
+      bpffs,
+      id: 1,
+    });
+    const encap = { type: 'bpf', object: '/x/offlink.bpf.o', section: 'lwt_xmit', headroom: 40, bpffs };
     // (the two 2001:db8:200:… /64s are halves of one /63; 100:: and 101:: are not)
-    assert.deepEqual(routes, [
-      '  route replace 2001:db8:100::/64 proto 241 encap bpf xmit obj /x/offlink.bpf.o section lwt_xmit headroom 40 dev ha-up',
-      '  route replace 2001:db8:101::/64 proto 241 encap bpf xmit obj /x/offlink.bpf.o section lwt_xmit headroom 40 dev ha-up',
-      '  route replace 2001:db8:200::/63 proto 241 encap bpf xmit obj /x/offlink.bpf.o section lwt_xmit headroom 40 dev ha-up',
-      '  route replace 2001:db8:ffff::100/126 proto 241 encap bpf xmit obj /x/offlink.bpf.o section lwt_xmit headroom 40 dev ha-up',
-    ]);
+    assert.deepEqual(
+      k.netOps(),
+      ['2001:db8:100::/64', '2001:db8:101::/64', '2001:db8:200::/63', '2001:db8:ffff::100/126'].map(
+        (dst) => ({
+          op: 'replace-route',
+          route: { dst, table: 'main', dev: 'ha-up', encap },
+        }),
+      ),
+    );
     assert.deepEqual(contents(fake, bpffs), { encapDst: {}, ingress: {}, local: [HA], peers: [] });
   });
 
   test('registration, CoA change and deregistration are map entries only: no process', async () => {
-    runner.clear();
+    k.clear();
     await dp.update([{ op: 'set', binding: b1('2001:db8:a::2') }]);
     assert.deepEqual(contents(fake, bpffs).encapDst, {
       '2001:db8:100::/64': tunnel('2001:db8:a::2'),
@@ -115,7 +108,7 @@ describe('BpfHomeAgentDataplane', () => {
     await dp.update([{ op: 'delete', binding: b1('2001:db8:b::2') }]);
     assert.deepEqual(contents(fake, bpffs).encapDst, {});
     assert.deepEqual(contents(fake, bpffs).ingress, {});
-    assert.deepEqual(runner.lines(), []);
+    assert.deepEqual(k.calls, []);
   });
 
   test('a refresh (the same binding again) writes nothing', async () => {
@@ -167,12 +160,11 @@ describe('BpfHomeAgentDataplane', () => {
   });
 
   test('a destination no configured prefix covers gets a route of its own', async () => {
-    runner.clear();
+    k.clear();
     await dp.update([{ op: 'set', binding: { ...b2('2001:db8:b::2'), prefixes: ['2001:db8:300::/64'] } }]);
-    const routes = runner.lines().filter((l) => l.includes('route replace'));
     // (the home address is inside 2001:db8:ffff::100/126 already)
     assert.deepEqual(
-      routes.map((l) => l.trim().split(' ')[2]),
+      k.netOps().map((op) => (op.op === 'replace-route' ? op.route.dst : op.op)),
       ['2001:db8:300::/64'],
     );
   });
@@ -230,11 +222,10 @@ describe('BpfHomeAgentDataplane', () => {
 
   test('flush: routes, program, maps and bpffs gone', async () => {
     await dp.update([{ op: 'set', binding: b1('2001:db8:a::2') }]);
-    runner.clear();
     await dp.flush();
-    const lines = runner.lines();
-    assert.ok(lines.includes('  route flush table main proto 241'), lines.join('\n'));
-    assert.ok(lines.includes('tc filter del dev ha-up ingress pref 4191'));
+    assert.equal(k.routeTable.size, 0);
+    assert.equal(k.nftTables.size, 0);
+    assert.equal(k.tc.size, 0);
     assert.ok(!fake.mounts.has(bpffs));
     assert.deepEqual(fake.pinned(`${bpffs}/tc/globals`), []);
   });

@@ -4,33 +4,25 @@
 // of routes), and, if asked, TCP MSS clamping. Per binding: map entries only — each destination (MNP,
 // HoA/128) → outer header {HA, CoA} for encapsulation, and → CoA for the source check. Registration,
 // CoA change and deregistration are map updates through bpf(2), no process; a refresh changes nothing.
-import type { Clock } from '../../clock.ts';
 import type { Logger } from '../../log.ts';
 import { aggregatePrefixes, canonicalIPv6, prefixRange } from '../../protocol/address.ts';
 import { applyChanges, type Entry, touchedBy } from '../bindings.ts';
-import { RT_PROTO, readRoutes } from '../kernel.ts';
-import { deleteTableScript, HA_TABLE } from '../nft.ts';
-import type { ProcessSpawner } from '../process.ts';
-import { IpBatch } from '../runner.ts';
+import type { DataplaneComponents } from '../ha.ts';
+import type { NetKernel, NetOp, Route } from '../kernel.ts';
+import { HA_TABLE } from '../nft.ts';
 import { SerialQueue } from '../serial.ts';
 import type {
   BindingChange,
-  CommandRunner,
   HomeAgentDataplane,
   HomeAgentDataplaneOptions,
   TunnelBinding,
 } from '../types.ts';
-import { clampTableScript } from './clamp.ts';
+import { clampTable } from './clamp.ts';
 import type { Counters, Tunnel } from './maps.ts';
 import { BpfProgram } from './program.ts';
 import { type BpfSyscalls, kernelBpf, programObject } from './syscall.ts';
 
-export interface BpfDataplaneComponents {
-  runner: CommandRunner;
-  logger?: Logger;
-  /** Long-running processes (the mobile router's `bridge monitor fdb`); without: polling. */
-  spawner?: ProcessSpawner;
-  clock?: Clock;
+export interface BpfDataplaneComponents extends DataplaneComponents {
   /** bpf(2); default: the addon. */
   sys?: BpfSyscalls;
   /** The compiled program; default: build/offlink.bpf.o. */
@@ -40,7 +32,7 @@ export interface BpfDataplaneComponents {
 export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   readonly backend = 'bpf' as const;
   private readonly program: BpfProgram;
-  private readonly runner: CommandRunner;
+  private readonly kernel: NetKernel;
   private readonly logger: Logger | undefined;
   private readonly options: HomeAgentDataplaneOptions;
   /** Installed bindings by HoA, and destination → HoA. Distrusted after a failure (then: reconcile). */
@@ -52,12 +44,12 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   private readonly queue = new SerialQueue();
 
   constructor(components: BpfDataplaneComponents, options: HomeAgentDataplaneOptions) {
-    this.runner = components.runner;
+    this.kernel = components.kernel;
     this.logger = components.logger;
     this.options = { ...options, haAddress: canonicalIPv6(options.haAddress) };
     this.program = new BpfProgram(
       {
-        runner: components.runner,
+        kernel: components.kernel,
         sys: components.sys ?? kernelBpf(),
         object: components.object ?? programObject(),
         ...(components.logger ? { logger: components.logger } : {}),
@@ -72,9 +64,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
       maps.local.replace([this.options.haAddress]);
       maps.peers.replace([]);
       await this.syncRoutes(aggregatePrefixes(this.options.tunnelled ?? []));
-      await this.runner.run(['nft', '-f', '-'], {
-        input: clampTableScript(HA_TABLE, this.options.uplink, this.options.mss),
-      });
+      await this.kernel.nft(clampTable(HA_TABLE, this.options.uplink, this.options.mss));
     });
   }
 
@@ -98,8 +88,8 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
 
   flush(): Promise<void> {
     return this.queue.run(async () => {
-      await new IpBatch().add(['route', 'flush', 'table', 'main', 'proto', RT_PROTO]).run(this.runner);
-      await this.runner.run(['nft', '-f', '-'], { input: deleteTableScript(HA_TABLE) });
+      await this.kernel.apply([{ op: 'flush-routes', table: 'main' }]);
+      await this.kernel.nft([{ op: 'delete-table', name: HA_TABLE }]);
       await this.program.detach();
       this.entries = new Map();
       this.owners = new Map();
@@ -124,27 +114,26 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
 
   /** Our routes in main are exactly `wanted` (each through the encapsulation program). */
   private async syncRoutes(wanted: readonly string[]): Promise<void> {
-    const have = await readRoutes(this.runner, 'main');
-    const batch = new IpBatch(['-6'], this.program.envPrefix());
+    const have = await this.kernel.routes('main');
     const keep = new Set(wanted);
-    for (const r of have) if (!keep.has(r.dst)) batch.add(['route', 'del', r.dst, 'proto', RT_PROTO]);
+    const ops: NetOp[] = have
+      .filter((r) => !keep.has(r.dst))
+      .map((r) => ({ op: 'delete-route', dst: r.dst, table: 'main' }));
     // replaced even when present: a restart (or an upgrade) attaches the current program to them
-    for (const dst of wanted) batch.add(['route', 'replace', ...this.routeArgs(dst)]);
-    await batch.run(this.runner);
+    for (const dst of wanted) ops.push({ op: 'replace-route', route: this.route(dst) });
+    await this.kernel.apply(ops);
     this.routes = new Cover(wanted);
   }
 
-  private routeArgs(dst: string): string[] {
-    return [dst, 'proto', RT_PROTO, ...this.program.encapRouteArgs()];
+  private route(dst: string): Route {
+    return { dst, table: 'main', dev: this.options.uplink, encap: this.program.encap() };
   }
 
   /** Routes for destinations no route covers yet (outside the configured prefixes). */
   private async cover(dsts: Iterable<string>): Promise<void> {
     const missing = [...dsts].filter((d) => !this.routes.covers(d));
     if (missing.length === 0) return;
-    const batch = new IpBatch(['-6'], this.program.envPrefix());
-    for (const d of missing) batch.add(['route', 'replace', ...this.routeArgs(d)]);
-    await batch.run(this.runner);
+    await this.kernel.apply(missing.map((d) => ({ op: 'replace-route', route: this.route(d) })));
     this.routes.addExact(missing);
     this.logger?.info({ routes: missing.length }, 'routes added for destinations outside the prefix table');
   }

@@ -1,11 +1,11 @@
-// The eBPF mobile router data plane against FakeBpf and a recording runner: a network's rules and route
+// The eBPF mobile router data plane against FakeBpf and the typed fake kernel: a network's rules and route
 // go in once; CoA changes and a handover's forwarding and trust are map entries only.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { RecordingRunner } from '../runner.ts';
+import { FakeKernel } from '../fake-kernel.ts';
 import type { MobileRouterRoutes } from '../types.ts';
 import { FakeBpf } from './fake.ts';
 import { BpfMobileRouterDataplane } from './mr.ts';
@@ -25,30 +25,28 @@ const routes = (coa = COA): MobileRouterRoutes => ({
 });
 const host = (coa = COA) => ({ coa, haAddress: HA, uplink: 'up0', table: 200 });
 
-const LINKS: Record<string, number> = { 'ofl-net1': 5, 'vg-guest': 9 };
-const FDB = [
-  { mac: '52:54:00:00:00:0a', ifname: 'vg-guest', flags: [], master: 'ofl-net1', state: '' },
-  { mac: 'd6:3a:f3:9c:79:17', ifname: 'vg-guest', flags: [], master: 'ofl-net1', state: 'permanent' },
-  { mac: '33:33:00:00:00:01', ifname: 'ofl-net1', flags: ['self'], state: 'permanent' },
-];
-
-function kernel(fake: FakeBpf, rules: () => string): RecordingRunner {
-  return new RecordingRunner((argv) => {
-    if (argv[0] === 'readlink') return { stdout: 'net:[7]\n' };
-    const line = argv.join(' ');
-    const dev = /^ip -j link show dev (\S+)$/.exec(line)?.[1];
-    if (dev) return { stdout: JSON.stringify([{ ifname: dev, ifindex: LINKS[dev] }]) };
-    if (line === 'ip -j link show master ofl-net1')
-      return { stdout: JSON.stringify([{ ifname: 'vg-guest', ifindex: 9 }]) };
-    if (line === 'bridge -j fdb show br ofl-net1') return { stdout: JSON.stringify(FDB) };
-    if (line === 'ip -j link show type bridge') return { stdout: '[{"ifname":"ofl-net1"}]' };
-    const env = argv[0] === 'env' ? argv[1]!.replace('TC_BPF_MNT=', '') : undefined;
-    if (env && (argv.includes('replace') || argv.includes('-batch'))) fake.load(env);
-    if (argv.includes('-j') && argv.includes('filter')) return { stdout: '[]' };
-    if (argv.includes('-j') && argv.includes('rule')) return { stdout: rules() };
-    return undefined;
-  });
+/** The host the mobile router runs on: an uplink, the network's bridge with one guest port. */
+function kernel(fake: FakeBpf): FakeKernel {
+  const k = new FakeKernel({ onLoad: (bpffs) => fake.load(bpffs) });
+  k.netns = '7';
+  k.addLink('up0', { index: 2 })
+    .addLink('ofl-net1', { index: 5, bridge: true })
+    .addLink('vg-guest', { index: 9, master: 'ofl-net1' });
+  k.fdbEntries = [
+    { mac: '52:54:00:00:00:0a', dev: 'vg-guest', master: 'ofl-net1', permanent: false },
+    { mac: 'd6:3a:f3:9c:79:17', dev: 'vg-guest', master: 'ofl-net1', permanent: true },
+    { mac: '33:33:00:00:00:01', dev: 'ofl-net1', permanent: true },
+  ];
+  return k;
 }
+
+const bpfEncap = (bpffs: string) => ({
+  type: 'bpf' as const,
+  object: '/x/o.bpf.o',
+  section: 'lwt_xmit',
+  headroom: 40,
+  bpffs,
+});
 
 function contents(fake: FakeBpf, bpffs: string) {
   const maps = fake.openMaps(bpffs);
@@ -68,18 +66,16 @@ function contents(fake: FakeBpf, bpffs: string) {
 describe('BpfMobileRouterDataplane', () => {
   let dir: string;
   let fake: FakeBpf;
-  let runner: RecordingRunner;
+  let k: FakeKernel;
   let dp: BpfMobileRouterDataplane;
   let bpffs: string;
-  let rules = '[]';
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'offlink-bpf-mr-'));
     fake = new FakeBpf();
-    rules = '[]';
-    runner = kernel(fake, () => rules);
+    k = kernel(fake);
     dp = new BpfMobileRouterDataplane(
-      { runner, sys: fake, object: '/x/o.bpf.o' },
+      { kernel: k, sys: fake, object: '/x/o.bpf.o' },
       { mss: 1400, runDir: dir },
     );
     bpffs = join(dir, 'bpf', 'mr-7');
@@ -95,25 +91,38 @@ describe('BpfMobileRouterDataplane', () => {
       peers: [HA],
       fdb: [],
     });
-    assert.ok(runner.lines().some((l) => l.startsWith(`env TC_BPF_MNT=${bpffs} tc filter replace dev up0`)));
+    assert.deepEqual(k.tc.get('up0 ingress'), {
+      dev: 'up0',
+      hook: 'ingress',
+      object: '/x/o.bpf.o',
+      section: 'tc',
+      bpffs,
+      id: 1,
+    });
   });
 
   test('activate: rule and route once, then the network egress is a map entry', async () => {
-    runner.clear();
+    k.clear();
     await dp.activate(routes());
-    const lines = runner.lines();
-    const batch = lines.indexOf(`env TC_BPF_MNT=${bpffs} ip -6 -force -batch -`);
-    assert.deepEqual(lines.slice(batch, batch + 3), [
-      `env TC_BPF_MNT=${bpffs} ip -6 -force -batch -`,
-      '  rule add pref 2000 from 2001:db8:100::/64 iif ofl-net1 lookup 100 protocol 241',
-      '  route replace default proto 241 encap bpf xmit obj /x/o.bpf.o section lwt_xmit headroom 40 dev up0 table 100',
+    assert.deepEqual(k.writes(), [
+      {
+        call: 'apply',
+        ops: [
+          {
+            op: 'add-rule',
+            rule: { priority: 2000, from: '2001:db8:100::/64', iif: 'ofl-net1', table: 100 },
+          },
+          { op: 'replace-route', route: { dst: '::/0', table: 100, dev: 'up0', encap: bpfEncap(bpffs) } },
+        ],
+      },
+      {
+        call: 'attachProgram',
+        program: { dev: 'ofl-net1', hook: 'egress', object: '/x/o.bpf.o', section: 'tc/bridge', bpffs },
+      },
     ]);
-    assert.ok(
-      lines.includes(
-        `env TC_BPF_MNT=${bpffs} tc filter replace dev ofl-net1 egress pref 4191 handle 1 bpf da obj /x/o.bpf.o sec tc/bridge`,
-      ),
-      lines.join('\n'),
-    );
+    k.clear();
+    await dp.activate(routes());
+    assert.deepEqual(k.writes(), [], 'activating again: no kernel change beyond the maps');
     assert.deepEqual(contents(fake, bpffs).encapSrc, { '2001:db8:100::/64': { src: COA, dst: HA } });
   });
 
@@ -125,14 +134,34 @@ describe('BpfMobileRouterDataplane', () => {
     assert.deepEqual(contents(fake, bpffs).fdb, []);
   });
 
+  test('forwarding-database changes the kernel announces reach the map', async () => {
+    await dp.activate(routes());
+    const settle = async () => {
+      for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    };
+    k.emitFdb({ deleted: false, mac: '52:54:00:00:00:0b', dev: 'vg-guest', master: 'ofl-net1' });
+    k.emitFdb({ deleted: false, mac: '52:54:00:00:00:0c', dev: 'vg-guest', master: 'other-br' });
+    await settle();
+    assert.deepEqual(
+      contents(fake, bpffs)
+        .fdb.map((e) => e.mac)
+        .sort(),
+      ['52:54:00:00:00:0a', '52:54:00:00:00:0b'],
+    );
+    k.emitFdb({ deleted: true, mac: '52:54:00:00:00:0a', dev: 'vg-guest', master: 'ofl-net1' });
+    await settle();
+    assert.deepEqual(contents(fake, bpffs).fdb, [{ bridge: 5, mac: '52:54:00:00:00:0b', port: 9 }]);
+  });
+
   test('a CoA change re-points the entries; no process for the network', async () => {
     await dp.activate(routes());
-    runner.clear();
+    k.clear();
     await dp.initHost(host('2001:db8:c::2'));
     await dp.activate(routes('2001:db8:c::2'));
-    assert.ok(
-      runner.lines().every((l) => !/route|rule|bridge|ofl-net1/.test(l)),
-      runner.lines().join('\n'),
+    // the host's clamping table is rewritten (same content); the network's rule, route and program are not
+    assert.deepEqual(
+      k.writes().map((c) => c.call),
+      ['nft'],
     );
     const c = contents(fake, bpffs);
     assert.deepEqual(c.local, ['2001:db8:c::2']);
@@ -141,10 +170,10 @@ describe('BpfMobileRouterDataplane', () => {
 
   test('handover: the old host forwards, the new one trusts it; all map entries', async () => {
     await dp.activate(routes());
-    runner.clear();
+    k.clear();
     await dp.forward(routes(), NEW_HOST);
     await dp.acceptTunnelFrom({ coa: COA, table: 200 }, '2001:db8:d::2');
-    assert.deepEqual(runner.lines(), []);
+    assert.deepEqual(k.calls, []);
     const c = contents(fake, bpffs);
     assert.deepEqual(c.encapDst, { '2001:db8:100::/64': { src: COA, dst: NEW_HOST } });
     assert.deepEqual(c.peers, ['2001:db8:d::2', HA]);
@@ -157,24 +186,22 @@ describe('BpfMobileRouterDataplane', () => {
 
   test('deactivate: entries, rules and route of the network go', async () => {
     await dp.activate(routes());
-    rules = JSON.stringify([
-      { priority: 2000, src: '2001:db8:100::', srclen: 64, iif: 'ofl-net1', table: '100', protocol: '241' },
-    ]);
-    runner.clear();
+    k.clear();
     await dp.deactivate(routes());
     assert.deepEqual(contents(fake, bpffs).encapSrc, {});
-    assert.deepEqual(runner.lines().slice(1, 4), [
-      'ip -6 -force -batch -',
-      '  rule del pref 2000 from 2001:db8:100::/64 iif ofl-net1 lookup 100 protocol 241',
-      '  route del default proto 241 table 100',
+    assert.deepEqual(k.netOps(), [
+      { op: 'delete-rule', rule: { priority: 2000, from: '2001:db8:100::/64', iif: 'ofl-net1', table: 100 } },
+      { op: 'delete-route', dst: '::/0', table: 100 },
     ]);
+    assert.deepEqual(k.table(100).size, 0);
+    assert.ok(!k.ruleList.some((r) => r.ours && r.table === 100));
   });
 
   test('bad input is refused before anything changes', async () => {
-    runner.clear();
+    k.clear();
     await assert.rejects(dp.activate({ ...routes(), rulePref: 1000 }), /bad rule preference/);
     await assert.rejects(dp.forward(routes(), 'not-an-address'), /invalid IPv6 address/);
     await assert.rejects(dp.initHost({ ...host(), uplink: 'bad name' }), /bad interface name/);
-    assert.deepEqual(runner.lines(), []);
+    assert.deepEqual(k.calls, []);
   });
 });

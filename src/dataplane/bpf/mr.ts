@@ -11,22 +11,12 @@ import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { canonicalIPv6 } from '../../protocol/address.ts';
 import { checkInterfaceName } from '../ifname.ts';
-import {
-  type KernelRule,
-  RT_PROTO,
-  type RuleSpec,
-  readRules,
-  restoreLocalRule,
-  ruleArgs,
-  ruleSpecOf,
-  syncRules,
-} from '../kernel.ts';
+import { type InstalledRule, type NetKernel, type Rule, removeOurRules, syncRules } from '../kernel.ts';
 import { checkRoutes, checkTable, type MobileRouterDataplaneOptions, type MobileRouterHost } from '../mr.ts';
-import { deleteTableScript, MR_TABLE } from '../nft.ts';
-import { IpBatch } from '../runner.ts';
+import { MR_TABLE } from '../nft.ts';
 import { SerialQueue } from '../serial.ts';
-import type { CommandRunner, MobileRouterDataplane, MobileRouterRoutes } from '../types.ts';
-import { clampTableScript } from './clamp.ts';
+import type { MobileRouterDataplane, MobileRouterRoutes } from '../types.ts';
+import { clampTable } from './clamp.ts';
 import { FdbMirror } from './fdb.ts';
 import type { BpfDataplaneComponents } from './ha.ts';
 import type { BpfMaps, Counters } from './maps.ts';
@@ -40,7 +30,7 @@ function routeKey(r: MobileRouterRoutes): string {
 
 export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   readonly backend = 'bpf' as const;
-  private readonly runner: CommandRunner;
+  private readonly kernel: NetKernel;
   private readonly logger: Logger | undefined;
   private readonly sys: BpfSyscalls;
   private readonly object: string;
@@ -56,7 +46,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   private readonly queue = new SerialQueue();
 
   constructor(components: BpfDataplaneComponents, options: MobileRouterDataplaneOptions = {}) {
-    this.runner = components.runner;
+    this.kernel = components.kernel;
     this.logger = components.logger;
     this.sys = components.sys ?? kernelBpf();
     this.object = components.object ?? programObject();
@@ -64,8 +54,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
     this.runDir = options.runDir ?? '/run/offlink';
     this.fdb = new FdbMirror(
       {
-        runner: components.runner,
-        ...(components.spawner ? { spawner: components.spawner } : {}),
+        kernel: components.kernel,
         ...(components.clock ? { clock: components.clock } : {}),
         ...(components.logger ? { logger: components.logger } : {}),
       },
@@ -86,7 +75,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
         this.program = this.newProgram(host.uplink);
         await this.program.attach();
       }
-      await this.runner.run(['nft', '-f', '-'], { input: clampTableScript(MR_TABLE, host.uplink, this.mss) });
+      await this.kernel.nft(clampTable(MR_TABLE, host.uplink, this.mss));
       const maps = this.program.maps;
       maps.local.replace([host.coa]);
       maps.peers.replace([host.haAddress]);
@@ -99,19 +88,10 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
     return this.queue.run(async () => {
       const key = routeKey(r);
       if (this.installed.get(r.network) !== key) {
-        const batch = new IpBatch(['-6'], this.requireProgram().envPrefix());
-        syncRules(batch, await readRules(this.runner), this.networkRules(r), (k) => this.inNetwork(k, r));
-        batch.add([
-          'route',
-          'replace',
-          'default',
-          'proto',
-          RT_PROTO,
-          ...this.requireProgram().encapRouteArgs(),
-          'table',
-          String(r.table),
-        ]);
-        await batch.run(this.runner);
+        const ops = syncRules(await this.kernel.rules(), this.networkRules(r), (k) => this.inNetwork(k, r));
+        const encap = this.requireProgram().encap();
+        ops.push({ op: 'replace-route', route: { dst: '::/0', table: r.table, dev: r.uplink, encap } });
+        await this.kernel.apply(ops);
         this.installed.set(r.network, key);
       }
       if (!this.fastBridges.has(r.bridge)) {
@@ -135,10 +115,9 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
           encapDst.delete(p);
         }
       }
-      const batch = new IpBatch();
-      syncRules(batch, await readRules(this.runner), [], (k) => this.inNetwork(k, r));
-      batch.add(['route', 'del', 'default', 'proto', RT_PROTO, 'table', String(r.table)], /No such process/);
-      await batch.run(this.runner);
+      const ops = syncRules(await this.kernel.rules(), [], (k) => this.inNetwork(k, r));
+      ops.push({ op: 'delete-route', dst: '::/0', table: r.table });
+      await this.kernel.apply(ops);
       this.installed.delete(r.network);
       await this.fdb.unwatch(r.bridge);
     });
@@ -162,23 +141,17 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   /** Remove everything offlink installed on this host. */
   flushHost(): Promise<void> {
     return this.queue.run(async () => {
-      const rules = await readRules(this.runner);
-      const batch = new IpBatch();
-      for (const k of rules) {
-        if (k.protocol === RT_PROTO && !(k.table === 'local' && k.priority === 1000))
-          batch.add(['rule', 'del', ...ruleArgs(ruleSpecOf(k))], /No such file or directory/);
-      }
-      restoreLocalRule(batch, rules);
-      batch.add(['route', 'flush', 'table', 'all', 'proto', RT_PROTO]);
-      await batch.run(this.runner);
-      await this.runner.run(['nft', '-f', '-'], { input: deleteTableScript(MR_TABLE) });
+      const ops = removeOurRules(await this.kernel.rules());
+      ops.push({ op: 'flush-routes', table: 'all' });
+      await this.kernel.apply(ops);
+      await this.kernel.nft([{ op: 'delete-table', name: MR_TABLE }]);
       await this.fdb.stop();
       const uplink = this.host?.uplink;
       const program = this.program ?? (uplink ? this.newProgram(uplink) : undefined);
       // the fast path on every bridge (also those of an earlier run, which this process did not attach)
-      const { stdout } = await this.runner.run(['ip', '-j', 'link', 'show', 'type', 'bridge']);
-      const bridges = (JSON.parse(stdout || '[]') as { ifname: string }[]).map((b) => b.ifname);
-      for (const b of bridges) await program?.detachFrom(b, 'egress');
+      if (program)
+        for (const b of await this.kernel.links({ type: 'bridge' }))
+          await this.kernel.detachProgram(b.name, 'egress');
       this.fastBridges.clear();
       await program?.detach();
       this.program = undefined;
@@ -194,7 +167,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   private newProgram(uplink: string): BpfProgram {
     return new BpfProgram(
       {
-        runner: this.runner,
+        kernel: this.kernel,
         sys: this.sys,
         object: this.object,
         ...(this.logger ? { logger: this.logger } : {}),
@@ -212,12 +185,12 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
     return this.requireProgram().maps;
   }
 
-  private networkRules(r: MobileRouterRoutes): RuleSpec[] {
+  private networkRules(r: MobileRouterRoutes): Rule[] {
     return r.prefixes.map((p) => ({ priority: r.rulePref, from: p, iif: r.bridge, table: r.table }));
   }
 
   /** Our rules that belong to this network: those into its table (each network has its own). */
-  private inNetwork(k: KernelRule, r: MobileRouterRoutes): boolean {
-    return k.protocol === RT_PROTO && k.table === String(r.table);
+  private inNetwork(k: InstalledRule, r: MobileRouterRoutes): boolean {
+    return k.ours && k.table === r.table;
   }
 }

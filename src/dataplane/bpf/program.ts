@@ -16,12 +16,10 @@ import { join } from 'node:path';
 import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { checkInterfaceName } from '../ifname.ts';
-import type { CommandRunner } from '../types.ts';
+import type { Encap, NetKernel } from '../kernel.ts';
 import { BpfMaps, MAP_NAMES, MAP_SHAPES, type MapFds, type MapRole } from './maps.ts';
 import type { BpfSyscalls, ProgInfo } from './syscall.ts';
 
-/** tc filter preference of the decapsulation program (the signaling port, for recognisability). */
-export const TC_PREF = '4191';
 /** Name of the decapsulation program as the kernel reports it. */
 export const DECAP_PROGRAM = 'ofl_decap';
 /** Name of the encapsulation program (on the routes into the tunnel). */
@@ -30,7 +28,7 @@ export const ENCAP_PROGRAM = 'ofl_encap';
 export const BRIDGE_PROGRAM = 'ofl_bridge';
 
 export interface BpfProgramComponents {
-  runner: CommandRunner;
+  kernel: NetKernel;
   sys: BpfSyscalls;
   /** Path of the compiled object (build/offlink.bpf.o). */
   object: string;
@@ -42,11 +40,6 @@ export interface BpfProgramOptions {
   uplink: string;
   /** The daemon's bpffs is mounted under `<runDir>/bpf/`. */
   runDir: string;
-}
-
-interface TcFilter {
-  kind?: string;
-  options?: { prog?: { id?: number; name?: string } };
 }
 
 export class BpfProgram {
@@ -72,25 +65,12 @@ export class BpfProgram {
     return this.mounted;
   }
 
-  /** Run `ip`/`tc` with this daemon's bpffs: argv to put in front of the command. */
-  envPrefix(): string[] {
-    return ['env', `TC_BPF_MNT=${this.bpffs}`];
-  }
-
-  /** Route arguments after the destination: into the tunnel through the encapsulation program. */
-  encapRouteArgs(): string[] {
-    return [
-      'encap',
-      'bpf',
-      'xmit',
-      'obj',
-      this.c.object,
-      'section',
-      'lwt_xmit',
-      'headroom',
-      '40',
-      'dev',
-    ].concat(this.o.uplink);
+  /**
+   * Into the tunnel through the encapsulation program (with this daemon's maps). `headroom 40` makes the
+   * kernel send a correct Packet Too Big for what no longer fits once encapsulated.
+   */
+  encap(): Encap {
+    return { type: 'bpf', object: this.c.object, section: 'lwt_xmit', headroom: 40, bpffs: this.bpffs };
   }
 
   /**
@@ -105,28 +85,13 @@ export class BpfProgram {
     const globals = join(dir, 'tc', 'globals');
     mkdirSync(globals, { recursive: true });
     this.adopt(globals, await this.attachedProgram());
-    const { runner } = this.c;
-    const uplink = this.o.uplink;
-    await runner.run(['tc', 'qdisc', 'replace', 'dev', uplink, 'clsact']);
-    await runner.run([
-      ...this.envPrefix(),
-      'tc',
-      'filter',
-      'replace',
-      'dev',
-      uplink,
-      'ingress',
-      'pref',
-      TC_PREF,
-      'handle',
-      '1',
-      'bpf',
-      'da',
-      'obj',
-      this.c.object,
-      'sec',
-      'tc',
-    ]);
+    await this.c.kernel.attachProgram({
+      dev: this.o.uplink,
+      hook: 'ingress',
+      object: this.c.object,
+      section: 'tc',
+      bpffs: dir,
+    });
     this.opened?.close();
     const fds = {} as MapFds;
     for (const [role, name] of Object.entries(MAP_NAMES) as [MapRole, string][])
@@ -137,35 +102,18 @@ export class BpfProgram {
 
   /** The bridge fast path on a mobile network's bridge (tc egress), sharing this daemon's maps. */
   async attachBridge(bridge: string): Promise<void> {
-    checkInterfaceName(bridge);
-    await this.c.runner.run(['tc', 'qdisc', 'replace', 'dev', bridge, 'clsact']);
-    await this.c.runner.run([
-      ...this.envPrefix(),
-      ...['tc', 'filter', 'replace', 'dev', bridge, 'egress', 'pref', TC_PREF, 'handle', '1'],
-      ...['bpf', 'da', 'obj', this.c.object, 'sec', 'tc/bridge'],
-    ]);
-  }
-
-  /** Our filter off `dev`'s `hook` (and the clsact qdisc if nothing else uses it). */
-  async detachFrom(dev: string, hook: 'ingress' | 'egress'): Promise<void> {
-    const { runner } = this.c;
-    const del = await runner.run(['tc', 'filter', 'del', 'dev', dev, hook, 'pref', TC_PREF], {
-      allowFailure: true,
+    await this.c.kernel.attachProgram({
+      dev: checkInterfaceName(bridge),
+      hook: 'egress',
+      object: this.c.object,
+      section: 'tc/bridge',
+      bpffs: this.bpffs,
     });
-    if (del.exitCode !== 0) {
-      if (/No such|Cannot find|not found|Invalid handle|Parent Qdisc/i.test(del.stderr)) return; // none of ours
-      throw new OfflinkError('ERR_COMMAND', `tc filter del dev ${dev}: ${del.stderr.trim()}`);
-    }
-    const left = await Promise.all(
-      ['ingress', 'egress'].map((h) => this.filters(h, dev).catch(() => [] as TcFilter[])),
-    );
-    if (left.every((f) => f.length === 0))
-      await runner.run(['tc', 'qdisc', 'del', 'dev', dev, 'clsact'], { allowFailure: true });
   }
 
   /** Remove the decapsulation program (and the clsact qdisc if nothing else uses it), the pins, the bpffs. */
   async detach(): Promise<void> {
-    await this.detachFrom(this.o.uplink, 'ingress');
+    await this.c.kernel.detachProgram(this.o.uplink, 'ingress');
     this.opened?.close();
     this.opened = undefined;
     const dir = this.mounted ?? join(this.o.runDir, 'bpf', `${this.o.role}-${await this.netnsInode()}`);
@@ -180,24 +128,15 @@ export class BpfProgram {
     } catch {}
   }
 
-  /** `net:[4026532280]` → 4026532280: names the namespace the runner's commands act in. */
-  private async netnsInode(): Promise<string> {
-    const { stdout } = await this.c.runner.run(['readlink', '/proc/self/ns/net']);
-    const m = /^net:\[(\d+)\]$/.exec(stdout.trim());
-    if (!m) throw new OfflinkError('ERR_DATAPLANE', `unexpected network namespace link ${stdout.trim()}`);
-    return m[1]!;
-  }
-
-  private async filters(hook: string, dev = this.o.uplink): Promise<TcFilter[]> {
-    const { stdout } = await this.c.runner.run(['tc', '-j', 'filter', 'show', 'dev', dev, hook]);
-    return stdout.trim() === '' ? [] : (JSON.parse(stdout) as TcFilter[]);
+  /** Names the network namespace the kernel acts in (the bpffs is per daemon and namespace). */
+  private netnsInode(): Promise<string> {
+    return this.c.kernel.netnsInode();
   }
 
   /** The id of our decapsulation program on the uplink, if one is there. */
   private async attachedProgram(): Promise<number | undefined> {
-    const filters = await this.filters('ingress').catch(() => [] as TcFilter[]);
-    return filters.find((f) => f.kind === 'bpf' && f.options?.prog?.name === DECAP_PROGRAM)?.options?.prog
-      ?.id;
+    const programs = await this.c.kernel.programs(this.o.uplink, 'ingress');
+    return programs.find((p) => p.name === DECAP_PROGRAM)?.id;
   }
 
   /**

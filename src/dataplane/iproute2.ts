@@ -1,0 +1,476 @@
+// NetKernel through the system's tools: routes and rules as one `ip -force -batch -` process per apply,
+// tc programs through `tc`, links and the forwarding database through `ip -j`/`bridge -j`, nftables
+// through nftables.ts. Every command is an argv array (never a shell string); values are checked before
+// they reach a command line. Tested against the real kernel in namespaces (test/kernel.test.ts).
+import { OfflinkError } from '../errors.ts';
+import { canonicalIPv6, parseDestination } from '../protocol/address.ts';
+import { checkInterfaceName } from './ifname.ts';
+import {
+  type AttachedProgram,
+  type Encap,
+  type FdbEntry,
+  type FdbEvent,
+  type InstalledEncap,
+  type InstalledRoute,
+  type InstalledRule,
+  KernelOpsError,
+  type Link,
+  type NetKernel,
+  type NetOp,
+  type NftOp,
+  type NftTableState,
+  RT_PROTO,
+  type Rule,
+  type TableId,
+  type TcProgram,
+  type Watch,
+} from './kernel.ts';
+import { nftScript, parseNftTable } from './nftables.ts';
+import type { ProcessSpawner } from './process.ts';
+import { CommandError } from './runner.ts';
+import type { CommandRunner } from './types.ts';
+
+/** tc filter preference of offlink's programs (the signaling port, for recognisability). */
+export const TC_PREF = '4191';
+
+export interface Iproute2KernelComponents {
+  runner: CommandRunner;
+  /** Runs `bridge monitor fdb` for watchFdb; without one, watchFdb returns undefined. */
+  spawner?: ProcessSpawner;
+}
+
+export interface Iproute2KernelOptions {
+  /** How often to retry ops that failed for a lack of kernel memory (docs/dataplane.md). Default 12. */
+  retries?: number;
+  /** Injected for tests. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export class Iproute2Kernel implements NetKernel {
+  constructor(
+    private readonly c: Iproute2KernelComponents,
+    private readonly o: Iproute2KernelOptions = {},
+  ) {}
+
+  async rules(): Promise<InstalledRule[]> {
+    const { stdout } = await this.c.runner.run(['ip', '-j', '-6', 'rule', 'show']);
+    return stdout.trim() === '' ? [] : (JSON.parse(stdout) as JsonRule[]).map(ruleFromJson);
+  }
+
+  /**
+   * Parsed from text, not `-j`: for `encap ip6` routes iproute2 6.1 prints the tunnel's `dst` as a second
+   * "dst" key in the JSON object, which hides the route's own destination.
+   */
+  async routes(table: TableId | 'all'): Promise<InstalledRoute[]> {
+    const argv = ['ip', '-6', 'route', 'show', 'table', String(table), 'proto', String(RT_PROTO)];
+    const r = await this.c.runner.run(argv, { allowFailure: true });
+    if (r.exitCode !== 0 && /table does not exist/.test(r.stderr)) return [];
+    if (r.exitCode !== 0) throw new CommandError(argv, r.exitCode, r.stderr);
+    return parseRoutes(r.stdout, table === 'all' ? 'main' : table);
+  }
+
+  /**
+   * One `ip -force -batch -` process (a spawned `ip` costs ~2 ms; 200,000 routes in one batch take ~5 s).
+   * With `-force`, ip goes on after a failing line and reports each failure on stderr as the message
+   * followed by `Command failed -:<line>`. Lines that fail with ENOMEM are retried after a pause: seg6
+   * routes allocate per-CPU memory atomically, and the kernel's atomic per-CPU pool runs dry during a
+   * burst until its background refill catches up. A retried line runs after the lines that followed it,
+   * so a batch must not hold two ops on the same object (the backends' diffs never do).
+   */
+  async apply(ops: readonly NetOp[]): Promise<{ retried: number }> {
+    const lines = ops.map((op) => ({ op, args: batchLine(op), ignore: ignorable(op) }));
+    const argv = [...bpffsPrefix(ops), 'ip', '-6', '-force', '-batch', '-'];
+    return retryTransient(
+      lines,
+      async (pending) => {
+        const input = pending.map((l) => `${l.args.join(' ')}\n`).join('');
+        const result = await this.c.runner.run(argv, { input, allowFailure: true });
+        if (result.exitCode === 0) return [];
+        const failures = parseBatchErrors(result.stderr);
+        if (result.exitCode !== 1 || failures.length === 0)
+          throw new CommandError(argv, result.exitCode, result.stderr);
+        return failures;
+      },
+      this.o,
+    );
+  }
+
+  async nft(ops: readonly NftOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    await this.c.runner.run(['nft', '-f', '-'], { input: nftScript(ops) });
+  }
+
+  async nftTable(name: string): Promise<NftTableState | undefined> {
+    const argv = ['nft', '-j', 'list', 'table', 'ip6', checkName(name)];
+    const r = await this.c.runner.run(argv, { allowFailure: true });
+    if (r.exitCode === 0) return parseNftTable(r.stdout);
+    if (/No such file or directory/.test(r.stderr)) return undefined;
+    throw new CommandError(argv, r.exitCode, r.stderr);
+  }
+
+  async attachProgram(p: TcProgram): Promise<void> {
+    const dev = checkInterfaceName(p.dev);
+    await this.c.runner.run(['tc', 'qdisc', 'replace', 'dev', dev, 'clsact']);
+    await this.c.runner.run([
+      ...envPrefix(p.bpffs),
+      ...['tc', 'filter', 'replace', 'dev', dev, p.hook, 'pref', TC_PREF, 'handle', '1'],
+      ...['bpf', 'da', 'obj', checkPath(p.object), 'sec', checkName(p.section)],
+    ]);
+  }
+
+  async detachProgram(dev: string, hook: 'ingress' | 'egress'): Promise<void> {
+    checkInterfaceName(dev);
+    const del = await this.c.runner.run(['tc', 'filter', 'del', 'dev', dev, hook, 'pref', TC_PREF], {
+      allowFailure: true,
+    });
+    if (del.exitCode !== 0) {
+      if (/No such|Cannot find|not found|Invalid handle|Parent Qdisc/i.test(del.stderr)) return; // none of ours
+      throw new OfflinkError('ERR_COMMAND', `tc filter del dev ${dev}: ${del.stderr.trim()}`);
+    }
+    const left = await Promise.all(
+      (['ingress', 'egress'] as const).map((h) => this.filters(dev, h).catch(() => [] as JsonFilter[])),
+    );
+    if (left.every((f) => f.length === 0))
+      await this.c.runner.run(['tc', 'qdisc', 'del', 'dev', dev, 'clsact'], { allowFailure: true });
+  }
+
+  async programs(dev: string, hook: 'ingress' | 'egress'): Promise<AttachedProgram[]> {
+    const filters = await this.filters(checkInterfaceName(dev), hook).catch(() => [] as JsonFilter[]);
+    const out: AttachedProgram[] = [];
+    for (const f of filters) {
+      const prog = f.options?.prog;
+      if (f.kind === 'bpf' && prog?.id !== undefined) out.push({ id: prog.id, name: prog.name ?? '' });
+    }
+    return out;
+  }
+
+  async link(name: string): Promise<Link | undefined> {
+    const argv = ['ip', '-j', 'link', 'show', 'dev', checkInterfaceName(name)];
+    const r = await this.c.runner.run(argv, { allowFailure: true });
+    if (r.exitCode !== 0 && /does not exist/.test(r.stderr)) return undefined;
+    if (r.exitCode !== 0) throw new CommandError(argv, r.exitCode, r.stderr);
+    return linksFromJson(r.stdout)[0];
+  }
+
+  async links(filter: { type: 'bridge' } | { master: string }): Promise<Link[]> {
+    const select = 'type' in filter ? ['type', 'bridge'] : ['master', checkInterfaceName(filter.master)];
+    const { stdout } = await this.c.runner.run(['ip', '-j', 'link', 'show', ...select]);
+    return linksFromJson(stdout);
+  }
+
+  async fdb(bridge: string): Promise<FdbEntry[]> {
+    const argv = ['bridge', '-j', 'fdb', 'show', 'br', checkInterfaceName(bridge)];
+    const { stdout } = await this.c.runner.run(argv);
+    return (JSON.parse(stdout || '[]') as JsonFdb[]).map((e) => ({
+      mac: e.mac,
+      dev: e.ifname,
+      ...(e.master !== undefined ? { master: e.master } : {}),
+      permanent: e.state === 'permanent',
+      ...(e.vlan !== undefined ? { vlan: e.vlan } : {}),
+    }));
+  }
+
+  watchFdb(onEvent: (event: FdbEvent) => void): Watch | undefined {
+    const spawner = this.c.spawner;
+    if (!spawner) return undefined;
+    const child = spawner.spawn(['bridge', 'monitor', 'fdb'], {
+      onStdoutLine: (line) => {
+        const event = parseFdbLine(line);
+        if (event) onEvent(event);
+      },
+    });
+    return { stop: () => child.kill(), exited: child.exited };
+  }
+
+  async netnsInode(): Promise<string> {
+    const { stdout } = await this.c.runner.run(['readlink', '/proc/self/ns/net']);
+    const m = /^net:\[(\d+)\]$/.exec(stdout.trim());
+    if (!m) throw new OfflinkError('ERR_DATAPLANE', `unexpected network namespace link ${stdout.trim()}`);
+    return m[1]!;
+  }
+
+  private async filters(dev: string, hook: 'ingress' | 'egress'): Promise<JsonFilter[]> {
+    const { stdout } = await this.c.runner.run(['tc', '-j', 'filter', 'show', 'dev', dev, hook]);
+    return stdout.trim() === '' ? [] : (JSON.parse(stdout) as JsonFilter[]);
+  }
+}
+
+const transientError = /Cannot allocate memory|No buffer space available/;
+
+/** Values that reach a command line must be one plain word (no spaces, quotes or comment marks). */
+function checkWord(value: string, what: string): string {
+  if (!/^[^\s"'\\#;{}]+$/.test(value))
+    throw new OfflinkError('ERR_COMMAND', `unsafe ${what} ${JSON.stringify(value)}`);
+  return value;
+}
+const checkPath = (p: string) => checkWord(p, 'path');
+const checkName = (n: string) => checkWord(n, 'name');
+
+function envPrefix(bpffs: string): string[] {
+  return ['env', `TC_BPF_MNT=${checkPath(bpffs)}`];
+}
+
+/** `env TC_BPF_MNT=<bpffs>` when the batch loads the eBPF object (one daemon: one bpffs). */
+function bpffsPrefix(ops: readonly NetOp[]): string[] {
+  const mounts = new Set<string>();
+  for (const op of ops)
+    if (op.op === 'replace-route' && op.route.encap.type === 'bpf') mounts.add(op.route.encap.bpffs);
+  if (mounts.size > 1)
+    throw new OfflinkError('ERR_DATAPLANE', `one batch, several bpffs: ${[...mounts].join(', ')}`);
+  const [bpffs] = mounts;
+  return bpffs === undefined ? [] : envPrefix(bpffs);
+}
+
+const destination = (prefix: string) => {
+  const text = parseDestination(prefix).text;
+  return text === '::/0' ? 'default' : text;
+};
+const table = (t: TableId | 'all') => {
+  if (typeof t === 'number' && (!Number.isInteger(t) || t <= 0))
+    throw new OfflinkError('ERR_CONFIG', `bad routing table ${t}`);
+  return String(t);
+};
+
+function ruleArgs(rule: Rule, owner: 'kernel' | undefined): string[] {
+  const args = ['pref', String(rule.priority)];
+  if (rule.from !== undefined) args.push('from', parseDestination(rule.from).text);
+  if (rule.to !== undefined) args.push('to', parseDestination(rule.to).text);
+  if (rule.iif !== undefined) args.push('iif', checkInterfaceName(rule.iif));
+  if (rule.tunnelled) args.push('ipproto', '41');
+  args.push('lookup', table(rule.table));
+  if (owner !== 'kernel') args.push('protocol', String(RT_PROTO));
+  return args;
+}
+
+function encapArgs(encap: Encap): string[] {
+  switch (encap.type) {
+    case 'seg6':
+      return ['encap', 'seg6', 'mode', 'encap.red', 'segs', canonicalIPv6(encap.segment)];
+    case 'seg6local':
+      return ['encap', 'seg6local', 'action', 'End.DX6', 'nh6', '::'];
+    case 'bpf':
+      return [
+        ...['encap', 'bpf', 'xmit', 'obj', checkPath(encap.object), 'section', checkName(encap.section)],
+        ...['headroom', String(encap.headroom)],
+      ];
+  }
+}
+
+/** The `ip -6` batch line (argv after `ip -6`) of one op. */
+export function batchLine(op: NetOp): string[] {
+  const proto = ['proto', String(RT_PROTO)];
+  switch (op.op) {
+    case 'replace-route': {
+      const r = op.route;
+      const dev = checkInterfaceName(r.dev);
+      return [
+        'route',
+        'replace',
+        destination(r.dst),
+        ...proto,
+        ...encapArgs(r.encap),
+        'dev',
+        dev,
+        'table',
+        table(r.table),
+      ];
+    }
+    case 'delete-route':
+      return ['route', 'del', destination(op.dst), ...proto, 'table', table(op.table)];
+    case 'flush-routes':
+      return ['route', 'flush', 'table', table(op.table), ...proto];
+    case 'add-rule':
+      return ['rule', 'add', ...ruleArgs(op.rule, op.owner)];
+    case 'delete-rule':
+      return ['rule', 'del', ...ruleArgs(op.rule, op.owner)];
+    case 'set-tunnel-source':
+      return ['sr', 'tunsrc', 'set', canonicalIPv6(op.address)];
+  }
+}
+
+/** Messages that mean an op's goal is already reached. */
+function ignorable(op: NetOp): RegExp | undefined {
+  if (op.op === 'add-rule') return /File exists/;
+  if (op.op === 'delete-rule') return /No such file or directory|No such process/;
+  if (op.op === 'delete-route') return /No such process/;
+  return undefined;
+}
+
+/** A batch line that failed (1-based) and the kernel's message for it. */
+export interface BatchFailure {
+  line: number;
+  message: string;
+}
+
+/** One op of a batch: `ignore` matches the messages that mean its goal is already reached. */
+export interface BatchLine {
+  op: NetOp;
+  ignore?: RegExp | undefined;
+}
+
+/**
+ * Run `lines` through `runBatch` (which returns the lines that failed) until none fails for a lack of
+ * kernel memory, with a growing pause between rounds; any other failure, or running out of retries,
+ * throws KernelOpsError naming the failed ops.
+ */
+export async function retryTransient<L extends BatchLine>(
+  lines: readonly L[],
+  runBatch: (pending: readonly L[]) => Promise<BatchFailure[]>,
+  options: Iproute2KernelOptions = {},
+): Promise<{ retried: number }> {
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  let pending = lines;
+  let retried = 0;
+  for (let attempt = 0; pending.length > 0; attempt++) {
+    const failed: { line: L; message: string }[] = [];
+    for (const f of await runBatch(pending)) {
+      const line = pending[f.line - 1];
+      if (line && !line.ignore?.test(f.message)) failed.push({ line, message: f.message });
+    }
+    if (failed.length === 0) break;
+    const transient = failed.every((f) => transientError.test(f.message));
+    if (!transient || attempt >= (options.retries ?? 12))
+      throw new KernelOpsError(failed.map((f) => ({ op: f.line.op, message: f.message })));
+    pending = failed.map((f) => f.line);
+    retried += pending.length;
+    await sleep(Math.min(5 * 2 ** attempt, 500));
+  }
+  return { retried };
+}
+
+/** Split `ip -force -batch` stderr into one failure per `Command failed -:<line>` marker. */
+export function parseBatchErrors(stderr: string): BatchFailure[] {
+  const failures: BatchFailure[] = [];
+  let message: string[] = [];
+  for (const text of stderr.split('\n')) {
+    const m = /^Command failed .*:(\d+)$/.exec(text);
+    if (m) {
+      failures.push({ line: Number(m[1]), message: message.join('; ') });
+      message = [];
+    } else if (text.trim() !== '') {
+      message.push(text.trim());
+    }
+  }
+  return failures;
+}
+
+interface JsonRule {
+  priority: number;
+  src?: string;
+  srclen?: number;
+  dst?: string;
+  dstlen?: number;
+  iif?: string;
+  ipproto?: string;
+  table?: string;
+  protocol?: string;
+}
+
+function tableId(text: string | undefined): TableId {
+  if (text === undefined || text === 'main') return 'main';
+  if (text === 'local' || text === 'default') return text;
+  const n = Number(text);
+  if (!Number.isInteger(n)) throw new OfflinkError('ERR_DATAPLANE', `unknown routing table ${text}`);
+  return n === 254 ? 'main' : n === 255 ? 'local' : n === 253 ? 'default' : n;
+}
+
+function side(addr: string | undefined, len: number | undefined): string | undefined {
+  if (addr === undefined || addr === 'all') return undefined;
+  return parseDestination(`${addr}/${len ?? 128}`).text;
+}
+
+/** A rule of `ip -j -6 rule show`. */
+export function ruleFromJson(j: JsonRule): InstalledRule {
+  const from = side(j.src, j.srclen);
+  const to = side(j.dst, j.dstlen);
+  return {
+    priority: j.priority,
+    ...(from ? { from } : {}),
+    ...(to ? { to } : {}),
+    ...(j.iif ? { iif: j.iif } : {}),
+    ...(j.ipproto === 'ipv6' || j.ipproto === '41' ? { tunnelled: true } : {}),
+    table: tableId(j.table),
+    ours: j.protocol === String(RT_PROTO),
+  };
+}
+
+/** Lines of `ip -6 route show … proto 241` (routes without a `table` word are in `defaultTable`). */
+export function parseRoutes(text: string, defaultTable: TableId): InstalledRoute[] {
+  const routes: InstalledRoute[] = [];
+  for (const line of text.split('\n')) {
+    const tokens = line.trim().split(/\s+/);
+    let first = tokens.shift();
+    if (first === undefined || first === '') continue;
+    // `ip route show table all` may prefix a route type (unicast, local, ...); ours are all unicast
+    if (first === 'unicast') first = tokens.shift() ?? '';
+    const tableText = tokenAfter(tokens, 'table');
+    const dev = tokenAfter(tokens, 'dev');
+    const encap = encapOf(tokens);
+    routes.push({
+      dst: parseDestination(first).text,
+      table: tableText === undefined ? defaultTable : tableId(tableText),
+      ...(dev !== undefined ? { dev } : {}),
+      ...(encap ? { encap } : {}),
+    });
+  }
+  return routes;
+}
+
+function encapOf(tokens: readonly string[]): InstalledEncap | undefined {
+  const type = tokenAfter(tokens, 'encap');
+  if (type === undefined) return undefined;
+  if (type === 'seg6local') return { type, action: tokenAfter(tokens, 'action') ?? '' };
+  if (type === 'bpf') return { type };
+  if (type !== 'seg6') return { type: 'other' };
+  const seg = tokenAfter(tokens, '[');
+  if (tokenAfter(tokens, 'mode') !== 'encap.red' || tokenAfter(tokens, 'segs') !== '1' || seg === undefined)
+    return { type: 'other' };
+  return { type, segment: canonicalIPv6(seg) };
+}
+
+function tokenAfter(tokens: readonly string[], key: string): string | undefined {
+  const i = tokens.indexOf(key);
+  return i >= 0 ? tokens[i + 1] : undefined;
+}
+
+interface JsonFilter {
+  kind?: string;
+  options?: { prog?: { id?: number; name?: string } };
+}
+
+function linksFromJson(stdout: string): Link[] {
+  return (JSON.parse(stdout || '[]') as { ifname: string; ifindex: number }[]).map((l) => ({
+    name: l.ifname,
+    index: l.ifindex,
+  }));
+}
+
+interface JsonFdb {
+  mac: string;
+  ifname: string;
+  master?: string;
+  state?: string;
+  vlan?: number;
+}
+
+/**
+ * A line of `bridge monitor fdb`: `[Deleted ]<mac> dev <port> [vlan N] master <bridge> [flags]`. Only
+ * dynamic entries of a port are guests: the ports' own addresses are `permanent`, the bridge's and
+ * multicast ones `self`/no master; VLAN entries are not mirrored.
+ */
+export function parseFdbLine(line: string): FdbEvent | undefined {
+  const t = line.trim().split(/\s+/);
+  const deleted = t[0] === 'Deleted';
+  if (deleted) t.shift();
+  const mac = t[0];
+  if (!mac || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) return undefined;
+  if (Number.parseInt(mac.slice(0, 2), 16) & 1) return undefined; // multicast
+  const at = (k: string) => {
+    const i = t.indexOf(k);
+    return i > 0 ? t[i + 1] : undefined;
+  };
+  const dev = at('dev');
+  const master = at('master');
+  if (!dev || !master || dev === master || t.includes('permanent') || t.includes('vlan')) return undefined;
+  return { deleted, mac, dev, master };
+}
