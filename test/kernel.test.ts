@@ -295,4 +295,48 @@ describe('Iproute2Kernel on the real kernel', { skip }, () => {
       'without a spawner: no watch (the caller polls)',
     );
   });
+  test('guest bridges and addresses: created once, adopted after, addresses read back oldest first', async () => {
+    const spec = { name: 'kgl', mac: '02:00:5e:10:00:01', mtu: 1460 };
+    assert.equal(await kernel.ensureBridge(spec), true);
+    assert.equal(await kernel.ensureBridge({ ...spec, mtu: 1400 }), false, 'the second time adopts it');
+    const { stdout } = await lab.exec(ns, ['ip', '-d', '-j', 'link', 'show', 'dev', 'kgl']);
+    const [link] = JSON.parse(stdout) as { address: string; mtu: number; linkinfo: { info_kind: string } }[];
+    assert.deepEqual([link?.address, link?.mtu, link?.linkinfo.info_kind], [spec.mac, 1400, 'bridge']);
+    await kernel.setUp('kgl');
+    assert.deepEqual(await kernel.addresses('kgl', 'link'), [], 'no kernel-made link-local');
+
+    const changes: number[] = [];
+    const watch = kernel.watchAddresses(() => changes.push(Date.now()));
+    assert.ok(watch);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await kernel.replaceAddress('kgl', 'fe80::1', 64);
+      await kernel.replaceAddress('kgl', '2001:db8:100::1', 64);
+      await kernel.replaceAddress('kgl', '2001:db8:200::1', 64);
+      await kernel.replaceAddress('kgl', '2001:db8:200::1', 64);
+      assert.deepEqual(await kernel.addresses('kgl', 'link'), [
+        { address: 'fe80::1', prefixLength: 64, scope: 'link', flags: [] },
+      ]);
+      assert.deepEqual(
+        (await kernel.addresses('kgl', 'global')).map((a) => a.address),
+        ['2001:db8:100::1', '2001:db8:200::1'],
+      );
+      for (let i = 0; i < 50 && changes.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(changes.length > 0, 'the watch saw the new addresses');
+    } finally {
+      watch.stop();
+    }
+    await kernel.deleteAddress('kgl', '2001:db8:100::1', 64);
+    await kernel.deleteAddress('kgl', '2001:db8:100::1', 64);
+    assert.deepEqual(
+      (await kernel.addresses('kgl', 'global')).map((a) => a.address),
+      ['2001:db8:200::1'],
+    );
+    await kernel.flushNeighbours('kgl');
+    await kernel.deleteLink('kgl');
+    await kernel.deleteLink('kgl');
+    await kernel.flushNeighbours('kgl');
+    assert.equal(await kernel.link('kgl'), undefined);
+    assert.deepEqual(await kernel.addresses('kgl', 'global'), [], 'no device: no addresses');
+  });
 });

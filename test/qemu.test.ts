@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { systemClock } from '../src/clock.ts';
+import { Iproute2Kernel } from '../src/dataplane/iproute2.ts';
 import { ExecRunner } from '../src/dataplane/runner.ts';
 import type { DriverMigrationResult, DriverProgress, GuestNetwork } from '../src/hypervisor/driver.ts';
 import { QemuDriver } from '../src/hypervisor/qemu/driver.ts';
@@ -102,8 +103,9 @@ async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
   const peers = new Map<string, QemuDriver>();
   const host = (name: Host['name'], ns: string, uplink: string): Host => {
     const runner = new ExecRunner({ netns: ns });
+    const kernel = new Iproute2Kernel({ runner, spawner: netnsSpawner(ns) });
     const link = new GuestLink(
-      { runner, spawner: netnsSpawner(ns), clock: systemClock, logger: silentLogger() },
+      { kernel, spawner: netnsSpawner(ns), clock: systemClock, logger: silentLogger() },
       { network: network.name, bridge: BRIDGE, prefixes: [MNP], runDir: join(dir, name, 'radvd') },
     );
     const driver = new QemuDriver({

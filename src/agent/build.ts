@@ -2,7 +2,7 @@
 // address tracking, data plane, per network a signaling socket + guest link + mobile router, the
 // hypervisor driver, and the peers' control API clients.
 import { type Clock, systemClock } from '../clock.ts';
-import { type Backend, createMobileRouterDataplane, ExecRunner } from '../dataplane/index.ts';
+import { type Backend, createMobileRouterDataplane, ExecRunner, Iproute2Kernel } from '../dataplane/index.ts';
 import type { CommandRunner } from '../dataplane/types.ts';
 import type { Driver } from '../hypervisor/driver.ts';
 import { NetnsDriver } from '../hypervisor/netns.ts';
@@ -30,13 +30,11 @@ export function buildAgent(
   const clock = options.clock ?? systemClock;
   const logger = options.logger;
   const runner = options.runner ?? new ExecRunner();
+  const kernel = new Iproute2Kernel({ runner, spawner: nodeSpawner });
   const coa =
     config.careOfAddress !== undefined
       ? new StaticCoaSource(config.careOfAddress)
-      : new CoaTracker(
-          { runner, spawner: nodeSpawner, clock, logger },
-          { uplink: config.mobileRouter.uplink },
-        );
+      : new CoaTracker({ kernel, clock, logger }, { uplink: config.mobileRouter.uplink });
   const dataplane = createMobileRouterDataplane(
     options.backend,
     { runner, logger, spawner: nodeSpawner, clock },
@@ -46,7 +44,7 @@ export function buildAgent(
   const guestLinks: GuestLink[] = [];
   for (const network of config.networks) {
     const guestLink = new GuestLink(
-      { runner, spawner: nodeSpawner, clock, logger },
+      { kernel, spawner: nodeSpawner, clock, logger },
       { network: network.name, bridge: network.bridge, prefixes: network.prefixes, runDir: config.runDir },
     );
     guestLinks.push(guestLink);

@@ -7,13 +7,16 @@
 import { OfflinkError } from '../errors.ts';
 import {
   type AttachedProgram,
+  type BridgeSpec,
   type FdbEntry,
   type FdbEvent,
   type InstalledEncap,
   type InstalledRoute,
   type InstalledRule,
+  type InterfaceAddress,
   KernelOpsError,
   type Link,
+  type LinkKernel,
   type NetKernel,
   type NetOp,
   type NftElement,
@@ -43,7 +46,15 @@ export type KernelCall =
   | { call: 'links'; filter: { type: 'bridge' } | { master: string } }
   | { call: 'fdb'; bridge: string }
   | { call: 'watchFdb' }
-  | { call: 'netnsInode' };
+  | { call: 'netnsInode' }
+  | { call: 'ensureBridge'; spec: BridgeSpec }
+  | { call: 'setUp'; name: string }
+  | { call: 'deleteLink'; name: string }
+  | { call: 'addresses'; dev: string; scope: 'global' | 'link' }
+  | { call: 'replaceAddress'; dev: string; address: string; prefixLength: number }
+  | { call: 'deleteAddress'; dev: string; address: string; prefixLength: number }
+  | { call: 'flushNeighbours'; dev: string }
+  | { call: 'watchAddresses' };
 
 interface FakeSet {
   kind: NftSet['kind'];
@@ -57,12 +68,29 @@ export interface FakeNftTable {
   chains: Map<string, readonly NftRule[]>;
 }
 
-interface FakeLink extends Link {
+/** A link as the fake holds it. */
+export interface FakeLink extends Link {
   bridge: boolean;
   master?: string;
+  up: boolean;
+  mac?: string;
+  mtu?: number;
+  /** IPv6 addresses, oldest first. */
+  addresses: InterfaceAddress[];
 }
 
-const WRITES = new Set(['apply', 'nft', 'attachProgram', 'detachProgram']);
+const WRITES = new Set([
+  'apply',
+  'nft',
+  'attachProgram',
+  'detachProgram',
+  'ensureBridge',
+  'setUp',
+  'deleteLink',
+  'replaceAddress',
+  'deleteAddress',
+  'flushNeighbours',
+]);
 
 /** The kernel's IPv6 rules in a fresh namespace (IPv6 has no `lookup default` rule). */
 function kernelRules(): InstalledRule[] {
@@ -72,7 +100,7 @@ function kernelRules(): InstalledRule[] {
   ];
 }
 
-export class FakeKernel implements NetKernel {
+export class FakeKernel implements NetKernel, LinkKernel {
   readonly calls: KernelCall[] = [];
   /** `${table} ${dst}` → route */
   readonly routeTable = new Map<string, InstalledRoute>();
@@ -85,14 +113,16 @@ export class FakeKernel implements NetKernel {
   readonly tc = new Map<string, TcProgram & { id: number }>();
   readonly linkTable = new Map<string, FakeLink>();
   fdbEntries: FdbEntry[] = [];
-  /** Whether watchFdb works (a real kernel without a process spawner cannot). */
-  canWatchFdb = true;
+  /** Whether watchFdb and watchAddresses work (a real kernel without a process spawner cannot). */
+  canWatch = true;
   netns = '4026531840';
   /** Fail the op at this index of the next apply (the others are applied, as `ip -force -batch` does). */
   failApply: { at: number; message?: string } | undefined;
   /** Called with the bpffs whenever the eBPF object is loaded (a tc program, a route through it). */
   onLoad: ((bpffs: string) => void) | undefined;
   private readonly watchers = new Set<(event: FdbEvent) => void>();
+  private readonly addressWatchers = new Set<() => void>();
+  private readonly watchEnds = new Set<() => void>();
   private nextProgramId = 1;
 
   constructor(options: { onLoad?: (bpffs: string) => void } = {}) {
@@ -102,15 +132,28 @@ export class FakeKernel implements NetKernel {
 
   // --- what tests set up and look at
 
-  addLink(name: string, o: { index?: number; bridge?: boolean; master?: string } = {}): this {
+  addLink(
+    name: string,
+    o: { index?: number; bridge?: boolean; master?: string; addresses?: InterfaceAddress[] } = {},
+  ): this {
     const index = o.index ?? this.linkTable.size + 1;
     this.linkTable.set(name, {
       name,
       index,
       bridge: o.bridge ?? false,
+      up: true,
+      addresses: o.addresses ?? [],
       ...(o.master ? { master: o.master } : {}),
     });
     return this;
+  }
+
+  /** Give `dev` these addresses (oldest first) and tell the address watchers, as the kernel would. */
+  setAddresses(dev: string, addresses: InterfaceAddress[]): void {
+    const link = this.linkTable.get(dev);
+    if (!link) throw new Error(`FakeKernel: no link ${dev}`);
+    link.addresses = addresses;
+    for (const w of this.addressWatchers) w();
   }
 
   /** Announce a forwarding-database change to the watchers (as `bridge monitor fdb` would). */
@@ -234,24 +277,87 @@ export class FakeKernel implements NetKernel {
 
   watchFdb(onEvent: (event: FdbEvent) => void): Watch | undefined {
     this.calls.push({ call: 'watchFdb' });
-    if (!this.canWatchFdb) return undefined;
-    this.watchers.add(onEvent);
-    let end = () => {};
-    const exited = new Promise<void>((resolve) => {
-      end = resolve;
-    });
-    return {
-      stop: () => {
-        this.watchers.delete(onEvent);
-        end();
-      },
-      exited,
-    };
+    return this.canWatch ? this.watch(this.watchers, onEvent) : undefined;
+  }
+
+  async ensureBridge(spec: BridgeSpec): Promise<boolean> {
+    this.calls.push({ call: 'ensureBridge', spec: { ...spec } });
+    const have = this.linkTable.get(spec.name);
+    if (have) {
+      Object.assign(have, { bridge: true, mac: spec.mac, mtu: spec.mtu });
+      return false;
+    }
+    this.addLink(spec.name, { bridge: true });
+    Object.assign(this.linkTable.get(spec.name) ?? {}, { mac: spec.mac, mtu: spec.mtu, up: false });
+    return true;
+  }
+
+  async setUp(name: string): Promise<void> {
+    this.calls.push({ call: 'setUp', name });
+    const link = this.linkTable.get(name);
+    if (!link) throw new OfflinkError('ERR_COMMAND', `Cannot find device "${name}"`);
+    link.up = true;
+  }
+
+  async deleteLink(name: string): Promise<void> {
+    this.calls.push({ call: 'deleteLink', name });
+    this.linkTable.delete(name);
+  }
+
+  async addresses(dev: string, scope: 'global' | 'link'): Promise<InterfaceAddress[]> {
+    this.calls.push({ call: 'addresses', dev, scope });
+    return structuredClone((this.linkTable.get(dev)?.addresses ?? []).filter((a) => a.scope === scope));
+  }
+
+  async replaceAddress(dev: string, address: string, prefixLength: number): Promise<void> {
+    this.calls.push({ call: 'replaceAddress', dev, address, prefixLength });
+    const link = this.linkTable.get(dev);
+    if (!link) throw new OfflinkError('ERR_COMMAND', `Cannot find device "${dev}"`);
+    if (link.addresses.some((a) => a.address === address && a.prefixLength === prefixLength)) return;
+    const scope = address.startsWith('fe80:') ? 'link' : 'global';
+    link.addresses.push({ address, prefixLength, scope, flags: [] });
+  }
+
+  async deleteAddress(dev: string, address: string, prefixLength: number): Promise<void> {
+    this.calls.push({ call: 'deleteAddress', dev, address, prefixLength });
+    const link = this.linkTable.get(dev);
+    if (link)
+      link.addresses = link.addresses.filter(
+        (a) => !(a.address === address && a.prefixLength === prefixLength),
+      );
+  }
+
+  async flushNeighbours(dev: string): Promise<void> {
+    this.calls.push({ call: 'flushNeighbours', dev });
+  }
+
+  watchAddresses(onChange: () => void): Watch | undefined {
+    this.calls.push({ call: 'watchAddresses' });
+    return this.canWatch ? this.watch(this.addressWatchers, onChange) : undefined;
+  }
+
+  /** End every watch as if its process died (the watcher must notice and start again). */
+  killWatches(): void {
+    for (const end of [...this.watchEnds]) end();
   }
 
   async netnsInode(): Promise<string> {
     this.calls.push({ call: 'netnsInode' });
     return this.netns;
+  }
+
+  private watch<F>(set: Set<F>, listener: F): Watch {
+    set.add(listener);
+    let end = () => {};
+    const exited = new Promise<void>((resolve) => {
+      end = () => {
+        set.delete(listener);
+        this.watchEnds.delete(end);
+        resolve();
+      };
+    });
+    this.watchEnds.add(end);
+    return { stop: () => end(), exited };
   }
 
   private applyOne(op: NetOp): void {

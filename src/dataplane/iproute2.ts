@@ -6,15 +6,19 @@ import { OfflinkError } from '../errors.ts';
 import { canonicalIPv6, parseDestination } from '../protocol/address.ts';
 import { checkInterfaceName } from './ifname.ts';
 import {
+  type AddressFlag,
   type AttachedProgram,
+  type BridgeSpec,
   type Encap,
   type FdbEntry,
   type FdbEvent,
   type InstalledEncap,
   type InstalledRoute,
   type InstalledRule,
+  type InterfaceAddress,
   KernelOpsError,
   type Link,
+  type LinkKernel,
   type NetKernel,
   type NetOp,
   type NftOp,
@@ -46,7 +50,7 @@ export interface Iproute2KernelOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-export class Iproute2Kernel implements NetKernel {
+export class Iproute2Kernel implements NetKernel, LinkKernel {
   constructor(
     private readonly c: Iproute2KernelComponents,
     private readonly o: Iproute2KernelOptions = {},
@@ -187,6 +191,76 @@ export class Iproute2Kernel implements NetKernel {
     const m = /^net:\[(\d+)\]$/.exec(stdout.trim());
     if (!m) throw new OfflinkError('ERR_DATAPLANE', `unexpected network namespace link ${stdout.trim()}`);
     return m[1]!;
+  }
+
+  async ensureBridge(spec: BridgeSpec): Promise<boolean> {
+    const name = checkInterfaceName(spec.name);
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(spec.mac))
+      throw new OfflinkError('ERR_CONFIG', `bad MAC ${spec.mac}`);
+    const settings = ['address', spec.mac, 'mtu', String(spec.mtu), 'type', 'bridge'];
+    const bridge = [...settings, 'forward_delay', '0', 'stp_state', '0'];
+    const exists = (await this.link(name)) !== undefined;
+    if (exists) await this.c.runner.run(['ip', 'link', 'set', 'dev', name, ...bridge]);
+    else await this.c.runner.run(['ip', 'link', 'add', name, ...bridge]);
+    // no kernel-made link-local: the gateway's link-local is the same on every host
+    await this.c.runner.run(['ip', 'link', 'set', 'dev', name, 'addrgenmode', 'none']);
+    return !exists;
+  }
+
+  async setUp(name: string): Promise<void> {
+    await this.c.runner.run(['ip', 'link', 'set', 'dev', checkInterfaceName(name), 'up']);
+  }
+
+  async deleteLink(name: string): Promise<void> {
+    const argv = ['ip', 'link', 'del', 'dev', checkInterfaceName(name)];
+    const r = await this.c.runner.run(argv, { allowFailure: true });
+    if (r.exitCode !== 0 && !/Cannot find device|does not exist/.test(r.stderr))
+      throw new CommandError(argv, r.exitCode, r.stderr);
+  }
+
+  async addresses(dev: string, scope: 'global' | 'link'): Promise<InterfaceAddress[]> {
+    const argv = ['ip', '-j', '-6', 'addr', 'show', 'dev', checkInterfaceName(dev), 'scope', scope];
+    const r = await this.c.runner.run(argv, { allowFailure: true });
+    if (r.exitCode !== 0 && /does not exist/.test(r.stderr)) return [];
+    if (r.exitCode !== 0) throw new CommandError(argv, r.exitCode, r.stderr);
+    return addressesFromJson(r.stdout);
+  }
+
+  async replaceAddress(dev: string, address: string, prefixLength: number): Promise<void> {
+    const cidr = `${canonicalIPv6(address)}/${prefixLength}`;
+    await this.c.runner.run(['ip', '-6', 'addr', 'replace', cidr, 'dev', checkInterfaceName(dev), 'nodad']);
+  }
+
+  async deleteAddress(dev: string, address: string, prefixLength: number): Promise<void> {
+    const argv = [
+      'ip',
+      '-6',
+      'addr',
+      'del',
+      `${canonicalIPv6(address)}/${prefixLength}`,
+      'dev',
+      checkInterfaceName(dev),
+    ];
+    const r = await this.c.runner.run(argv, { allowFailure: true });
+    if (
+      r.exitCode !== 0 &&
+      !/address not found|Cannot assign requested address|Cannot find device/.test(r.stderr)
+    )
+      throw new CommandError(argv, r.exitCode, r.stderr);
+  }
+
+  async flushNeighbours(dev: string): Promise<void> {
+    const argv = ['ip', '-6', 'neigh', 'flush', 'dev', checkInterfaceName(dev)];
+    const r = await this.c.runner.run(argv, { allowFailure: true });
+    if (r.exitCode !== 0 && !/Cannot find device|does not exist/.test(r.stderr))
+      throw new CommandError(argv, r.exitCode, r.stderr);
+  }
+
+  watchAddresses(onChange: () => void): Watch | undefined {
+    const spawner = this.c.spawner;
+    if (!spawner) return undefined;
+    const child = spawner.spawn(['ip', '-6', 'monitor', 'address'], { onStdoutLine: () => onChange() });
+    return { stop: () => child.kill(), exited: child.exited };
   }
 
   private async filters(dev: string, hook: 'ingress' | 'egress'): Promise<JsonFilter[]> {
@@ -473,4 +547,35 @@ export function parseFdbLine(line: string): FdbEvent | undefined {
   const master = at('master');
   if (!dev || !master || dev === master || t.includes('permanent') || t.includes('vlan')) return undefined;
   return { deleted, mac, dev, master };
+}
+
+interface JsonAddress {
+  family?: string;
+  local?: string;
+  prefixlen?: number;
+  scope?: string;
+  tentative?: boolean;
+  deprecated?: boolean;
+  dadfailed?: boolean;
+  temporary?: boolean;
+}
+
+const FLAGS: readonly AddressFlag[] = ['tentative', 'deprecated', 'dadfailed', 'temporary'];
+
+/** `ip -j -6 addr show`: every IPv6 address, oldest first (iproute2 lists the newest first). */
+export function addressesFromJson(json: string): InterfaceAddress[] {
+  const links = JSON.parse(json || '[]') as { addr_info?: JsonAddress[] }[];
+  const out: InterfaceAddress[] = [];
+  for (const a of links.flatMap((l) => l.addr_info ?? [])) {
+    // iproute2 ends addr_info with an empty object
+    if (!a.local || a.family !== 'inet6') continue;
+    const scope = a.scope === 'global' || a.scope === 'link' || a.scope === 'host' ? a.scope : 'other';
+    out.push({
+      address: canonicalIPv6(a.local),
+      prefixLength: a.prefixlen ?? 128,
+      scope,
+      flags: FLAGS.filter((f) => a[f] === true),
+    });
+  }
+  return out.reverse();
 }

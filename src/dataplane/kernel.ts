@@ -237,6 +237,47 @@ export function describeOp(op: NetOp): string {
   }
 }
 
+/** An address flag that makes an address unfit to register (RFC 4862 states, RFC 8981 temporary). */
+export type AddressFlag = 'tentative' | 'deprecated' | 'dadfailed' | 'temporary';
+
+/** An IPv6 address of an interface. */
+export interface InterfaceAddress {
+  address: string;
+  prefixLength: number;
+  scope: 'global' | 'link' | 'host' | 'other';
+  flags: readonly AddressFlag[];
+}
+
+/** A mobile network's guest bridge: no STP, no forwarding delay, no kernel-made link-local. */
+export interface BridgeSpec {
+  name: string;
+  mac: string;
+  mtu: number;
+}
+
+/**
+ * The host side of a mobile router: its guest bridges, their addresses and neighbours, and the uplink's
+ * addresses (the care-of address). Every change is idempotent.
+ */
+export interface LinkKernel {
+  /** Create the bridge, or give an existing one the MAC and MTU; true when it was created. */
+  ensureBridge(spec: BridgeSpec): Promise<boolean>;
+  /** Bring a link up. */
+  setUp(name: string): Promise<void>;
+  /** Remove a link (none: no error). */
+  deleteLink(name: string): Promise<void>;
+  /** The IPv6 addresses of `dev` in `scope`, oldest first; none when there is no such device. */
+  addresses(dev: string, scope: 'global' | 'link'): Promise<InterfaceAddress[]>;
+  /** Add (or refresh) an address, without duplicate address detection. */
+  replaceAddress(dev: string, address: string, prefixLength: number): Promise<void>;
+  /** Remove an address (absent: no error). */
+  deleteAddress(dev: string, address: string, prefixLength: number): Promise<void>;
+  /** Forget the IPv6 neighbours learnt on `dev` (no such device: no error). */
+  flushNeighbours(dev: string): Promise<void>;
+  /** Call `onChange` whenever any IPv6 address changes; undefined where it cannot (then: poll). */
+  watchAddresses(onChange: () => void): Watch | undefined;
+}
+
 /** A route or rule prefix as canonical text (`2001:db8::1` → `2001:db8::1/128`). */
 export function prefixText(prefix: string): string {
   return parseDestination(prefix).text;

@@ -1,127 +1,127 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { CommandRunner, RunOptions, RunResult } from '../dataplane/types.ts';
 import { HypervisorError } from './driver.ts';
+import type { LinkControl, LinkState } from './links.ts';
 import { NetnsDriver } from './netns.ts';
 
-// A tiny model of the kernel's links per namespace that understands exactly the `ip` commands the driver
-// uses, with the kernel's behaviour on a failed move (namespace changed, then master fails: the link stays
-// in the destination, detached).
-interface Link {
-  ifindex: number;
-  ifname: string;
-  up: boolean;
-  master?: string;
-  kind?: string;
-}
+// A model of the kernel's links per namespace behind the driver's typed seam, with the kernel's behaviour
+// on a failed move (namespace changed, then master fails: the link stays in the destination, detached).
+// The real thing: test/netns-driver.test.ts.
 const CURRENT = '(current)';
 
-class FakeIp implements CommandRunner {
-  readonly calls: string[][] = [];
-  readonly ns = new Map<string, Link[]>();
+type LinkCall =
+  | { call: 'list'; namespace: string }
+  | { call: 'move'; port: string; from: string; to: string; masterIndex: number }
+  | { call: 'attach'; namespace: string; port: string; bridge: string }
+  | { call: 'flushNeighbours'; namespace: string; dev: string };
+
+class FakeLinks implements LinkControl {
+  readonly calls: LinkCall[] = [];
+  readonly ns = new Map<string, LinkState[]>();
   private nextIndex = 10;
-  /** Make the next move command fail the way this says. */
+  /** Make the next move fail the way this says. */
   failMove: 'name-clash' | 'bad-master' | undefined;
 
-  add(ns: string, link: Omit<Link, 'ifindex'> & { ifindex?: number }): Link {
-    const l = { ifindex: link.ifindex ?? this.nextIndex++, ...link };
-    if (!this.ns.has(ns)) this.ns.set(ns, []);
-    this.ns.get(ns)!.push(l);
+  add(
+    ns: string,
+    link: Omit<LinkState, 'index' | 'bridge'> & { index?: number; bridge?: boolean },
+  ): LinkState {
+    const l = { index: link.index ?? this.nextIndex++, bridge: false, ...link };
+    this.in(ns).push(l);
     return l;
   }
 
-  where(ifname: string): { ns: string; link: Link } | undefined {
+  where(name: string): { ns: string; link: LinkState } | undefined {
     for (const [ns, links] of this.ns) {
-      const link = links.find((l) => l.ifname === ifname);
+      const link = links.find((l) => l.name === name);
       if (link) return { ns, link };
     }
     return undefined;
   }
 
-  async run(argv: readonly string[], _options?: RunOptions): Promise<RunResult> {
-    this.calls.push([...argv]);
-    let args = argv.slice(1);
-    let ns = CURRENT;
-    if (args[0] === '-n') {
-      ns = args[1]!;
-      args = args.slice(2);
-    }
+  /** The calls that change something. */
+  changes(): LinkCall[] {
+    return this.calls.filter((c) => c.call === 'move' || c.call === 'attach');
+  }
+
+  async list(namespace: string | undefined): Promise<LinkState[]> {
+    this.calls.push({ call: 'list', namespace: namespace ?? CURRENT });
+    return structuredClone(this.ns.get(namespace ?? CURRENT) ?? []);
+  }
+
+  async move(
+    port: string,
+    from: string | undefined,
+    to: string | undefined,
+    masterIndex: number,
+  ): Promise<void> {
+    const [src, dst] = [from ?? CURRENT, to ?? CURRENT];
+    this.calls.push({ call: 'move', port, from: src, to: dst, masterIndex });
+    const link = this.in(src).find((l) => l.name === port);
+    if (!link) throw new Error(`Cannot find device "${port}"`);
+    const failure = this.failMove;
+    this.failMove = undefined;
+    if (failure === 'name-clash')
+      throw new Error('An interface with the same name exists in the target netns.');
+    this.ns.set(
+      src,
+      this.in(src).filter((l) => l !== link),
+    );
+    this.in(dst).push(link);
+    link.up = false;
+    delete link.master;
+    if (failure === 'bad-master') throw new Error('Invalid argument');
+    const master = this.in(dst).find((l) => l.index === masterIndex);
+    if (!master?.bridge) throw new Error('Invalid argument');
+    link.master = master.name;
+    link.up = true;
+  }
+
+  async attach(namespace: string | undefined, port: string, bridge: string): Promise<void> {
+    const ns = namespace ?? CURRENT;
+    this.calls.push({ call: 'attach', namespace: ns, port, bridge });
+    const link = this.in(ns).find((l) => l.name === port);
+    const master = this.in(ns).find((l) => l.name === bridge);
+    if (!link) throw new Error(`Cannot find device "${port}"`);
+    if (!master?.bridge) throw new Error('Invalid argument');
+    link.master = bridge;
+    link.up = true;
+  }
+
+  async flushNeighbours(namespace: string | undefined, dev: string): Promise<void> {
+    this.calls.push({ call: 'flushNeighbours', namespace: namespace ?? CURRENT, dev });
+  }
+
+  private in(ns: string): LinkState[] {
     const links = this.ns.get(ns) ?? [];
-    if (args.join(' ') === '-d -j link show') {
-      const json = links.map((l) => ({
-        ifindex: l.ifindex,
-        ifname: l.ifname,
-        flags: l.up ? ['BROADCAST', 'UP'] : ['BROADCAST'],
-        ...(l.master ? { master: l.master } : {}),
-        ...(l.kind ? { linkinfo: { info_kind: l.kind } } : {}),
-      }));
-      return ok(JSON.stringify(json));
-    }
-    if (args[0] === 'link' && args[1] === 'set') return this.linkSet(ns, links, args.slice(2));
-    if (args[0] === 'neigh' && args[1] === 'flush') return ok('');
-    return fail(`fake ip: unknown command ${args.join(' ')}`);
-  }
-
-  private linkSet(ns: string, links: Link[], args: string[]): RunResult {
-    const link = links.find((l) => l.ifname === args[0]);
-    if (!link) return fail(`Cannot find device "${args[0]}"`);
-    let at = ns;
-    for (let i = 1; i < args.length; i++) {
-      const word = args[i];
-      if (word === 'netns') {
-        const target = /^\d+$/.test(args[i + 1]!) ? CURRENT : args[i + 1]!;
-        i++;
-        const failure = this.failMove;
-        if (failure === 'name-clash') {
-          this.failMove = undefined;
-          return fail('Error: An interface with the same name exists in the target netns.');
-        }
-        this.ns.set(
-          at,
-          (this.ns.get(at) ?? []).filter((l) => l !== link),
-        );
-        if (!this.ns.has(target)) this.ns.set(target, []);
-        this.ns.get(target)!.push(link);
-        link.up = false;
-        delete link.master;
-        at = target;
-        if (failure === 'bad-master') {
-          this.failMove = undefined;
-          return fail('RTNETLINK answers: Invalid argument');
-        }
-      } else if (word === 'master') {
-        const ref = args[++i]!;
-        const there = this.ns.get(at) ?? [];
-        const m = /^if(\d+)$/.exec(ref);
-        const master = there.find((l) => (m ? l.ifindex === Number(m[1]) : l.ifname === ref));
-        if (master?.kind !== 'bridge') return fail('RTNETLINK answers: Invalid argument');
-        link.master = master.ifname;
-      } else if (word === 'up') {
-        link.up = true;
-      } else return fail(`fake ip: unknown word ${word}`);
-    }
-    return ok('');
+    this.ns.set(ns, links);
+    return links;
   }
 }
 
-function ok(stdout: string): RunResult {
-  return { stdout, stderr: '', exitCode: 0 };
-}
-function fail(stderr: string): RunResult {
-  return { stdout: '', stderr, exitCode: 2 };
-}
+const driver = (host: string, namespaces: Record<string, string>, links: FakeLinks) =>
+  new NetnsDriver({
+    host,
+    namespaces,
+    links,
+    runner: {
+      run: () => {
+        throw new Error('the driver reached for a command');
+      },
+    },
+  });
 
 const NET = { name: 'net1', bridge: 'ofl-net1', guests: ['guest-1'] };
 
 function setup() {
-  const ip = new FakeIp();
-  ip.add('ns-a', { ifname: 'ofl-net1', up: true, kind: 'bridge', ifindex: 4 });
-  ip.add('ns-b', { ifname: 'dummy', up: true, ifindex: 4 });
-  ip.add('ns-b', { ifname: 'ofl-net1', up: true, kind: 'bridge', ifindex: 7 });
-  ip.add('ns-a', { ifname: 'vg-guest-1', up: true, master: 'ofl-net1' });
+  const ip = new FakeLinks();
+  ip.add('ns-a', { name: 'ofl-net1', up: true, bridge: true, index: 4 });
+  ip.add('ns-b', { name: 'dummy', up: true, index: 4 });
+  ip.add('ns-b', { name: 'ofl-net1', up: true, bridge: true, index: 7 });
+  ip.add('ns-a', { name: 'vg-guest-1', up: true, master: 'ofl-net1' });
   const namespaces = { 'host-a': 'ns-a', 'host-b': 'ns-b' };
-  const a = new NetnsDriver({ host: 'host-a', namespaces, runner: ip });
-  const b = new NetnsDriver({ host: 'host-b', namespaces, runner: ip });
+  const a = driver('host-a', namespaces, ip);
+  const b = driver('host-b', namespaces, ip);
   return { ip, a, b };
 }
 
@@ -151,7 +151,7 @@ describe('NetnsDriver', () => {
       bridge: 'ofl-net1',
       bridgeIndex: 7,
     });
-    assert.deepEqual(ip.calls, [['ip', '-n', 'ns-b', '-d', '-j', 'link', 'show']]);
+    assert.deepEqual(ip.calls, [{ call: 'list', namespace: 'ns-b' }]);
   });
 
   it('prepareIncoming refuses a missing or down bridge and a port name clash', async () => {
@@ -161,12 +161,12 @@ describe('NetnsDriver', () => {
       b.prepareIncoming('guest-1', { network: other, source: 'host-a' }),
       /no bridge ofl-net9/,
     );
-    ip.add('ns-b', { ifname: 'ofl-net9', up: true });
+    ip.add('ns-b', { name: 'ofl-net9', up: true });
     await assert.rejects(
       b.prepareIncoming('guest-1', { network: other, source: 'host-a' }),
       /no bridge ofl-net9/,
     );
-    for (const l of ip.ns.get('ns-b')!) if (l.ifname === 'ofl-net1') l.up = false;
+    for (const l of ip.ns.get('ns-b') ?? []) if (l.name === 'ofl-net1') l.up = false;
     await assert.rejects(b.prepareIncoming('guest-1', { network: NET, source: 'host-a' }), /is down/);
     await assert.rejects(
       a.prepareIncoming('guest-1', { network: NET, source: 'host-b' }),
@@ -180,14 +180,13 @@ describe('NetnsDriver', () => {
     const result = await moveAtoB(a, b, async () => {
       order.push(`hook while on ${ip.where('vg-guest-1')!.ns}`);
     });
-    const moves = ip.calls.filter((c) => c.includes('set'));
-    assert.deepEqual(moves, [
-      ['ip', '-n', 'ns-a', 'link', 'set', 'vg-guest-1', 'netns', 'ns-b', 'master', 'if7', 'up'],
+    assert.deepEqual(ip.changes(), [
+      { call: 'move', port: 'vg-guest-1', from: 'ns-a', to: 'ns-b', masterIndex: 7 },
     ]);
     assert.deepEqual(order, ['hook while on ns-a']);
     // The destination's neighbour cache is flushed once the guest is there (beside the check).
-    const afterMove = ip.calls.slice(ip.calls.findIndex((c) => c.includes('set')) + 1);
-    assert.deepEqual(afterMove.at(0), ['ip', '-n', 'ns-b', 'neigh', 'flush', 'dev', 'ofl-net1']);
+    const afterMove = ip.calls.slice(ip.calls.findIndex((c) => c.call === 'move') + 1);
+    assert.deepEqual(afterMove.at(0), { call: 'flushNeighbours', namespace: 'ns-b', dev: 'ofl-net1' });
     const at = ip.where('vg-guest-1')!;
     assert.equal(at.ns, 'ns-b');
     assert.equal(at.link.master, 'ofl-net1');
@@ -206,22 +205,15 @@ describe('NetnsDriver', () => {
   });
 
   it('runs in its own namespace when its host has no namespace name', async () => {
-    const ip = new FakeIp();
-    ip.add(CURRENT, { ifname: 'ofl-net1', up: true, kind: 'bridge', ifindex: 3 });
-    ip.add(CURRENT, { ifname: 'vg-guest-1', up: true, master: 'ofl-net1' });
-    ip.add('ns-b', { ifname: 'ofl-net1', up: true, kind: 'bridge', ifindex: 9 });
-    const a = new NetnsDriver({ host: 'host-a', namespaces: { 'host-b': 'ns-b' }, runner: ip });
+    const ip = new FakeLinks();
+    ip.add(CURRENT, { name: 'ofl-net1', up: true, bridge: true, index: 3 });
+    ip.add(CURRENT, { name: 'vg-guest-1', up: true, master: 'ofl-net1' });
+    ip.add('ns-b', { name: 'ofl-net1', up: true, bridge: true, index: 9 });
+    const a = driver('host-a', { 'host-b': 'ns-b' }, ip);
     await a.migrate('guest-1', { host: 'host-b', incoming: { bridgeIndex: 9 } }, { network: NET });
-    assert.deepEqual(ip.calls[1], [
-      'ip',
-      'link',
-      'set',
-      'vg-guest-1',
-      'netns',
-      'ns-b',
-      'master',
-      'if9',
-      'up',
+    assert.deepEqual(ip.calls.slice(0, 2), [
+      { call: 'list', namespace: CURRENT },
+      { call: 'move', port: 'vg-guest-1', from: CURRENT, to: 'ns-b', masterIndex: 9 },
     ]);
   });
 
@@ -244,26 +236,19 @@ describe('NetnsDriver', () => {
     await assert.rejects(moveAtoB(a, b), /Invalid argument.*rolled back/);
     const at = ip.where('vg-guest-1')!;
     assert.deepEqual([at.ns, at.link.master, at.link.up], ['ns-a', 'ofl-net1', true]);
-    const back = ip.calls.filter((c) => c.includes('set')).at(-1);
-    assert.deepEqual(back, [
-      'ip',
-      '-n',
-      'ns-b',
-      'link',
-      'set',
-      'vg-guest-1',
-      'netns',
-      'ns-a',
-      'master',
-      'if4',
-      'up',
-    ]);
+    assert.deepEqual(ip.changes().at(-1), {
+      call: 'move',
+      port: 'vg-guest-1',
+      from: 'ns-b',
+      to: 'ns-a',
+      masterIndex: 4,
+    });
     assert.deepEqual(await b.listGuests(NET), []);
   });
 
   it('a stale bridge index (bridge recreated after prepare) is caught and rolled back', async () => {
     const { ip, a } = setup();
-    ip.add('ns-b', { ifname: 'other-br', up: true, kind: 'bridge', ifindex: 8 });
+    ip.add('ns-b', { name: 'other-br', up: true, bridge: true, index: 8 });
     await assert.rejects(
       a.migrate(
         'guest-1',
@@ -285,7 +270,7 @@ describe('NetnsDriver', () => {
       /switchover hook failed: peer said no/,
     );
     assert.equal(ip.where('vg-guest-1')!.ns, 'ns-a');
-    assert.equal(ip.calls.filter((c) => c.includes('set')).length, 0);
+    assert.deepEqual(ip.changes(), []);
   });
 
   it('refuses unknown destinations, absent guests and bad port names', async () => {
@@ -302,7 +287,7 @@ describe('NetnsDriver', () => {
       a.migrate('guest-1', { host: 'host-b', incoming: {} }, { network: NET }),
       /sent no bridge index/,
     );
-    const long = new NetnsDriver({ host: 'h', namespaces: {}, runner: new FakeIp() });
+    const long = driver('h', {}, new FakeLinks());
     assert.throws(
       () => long.portOf('a-very-long-guest-name'),
       /hypervisor.guests.a-very-long-guest-name.port/,

@@ -20,6 +20,7 @@
 // in the lab, and `ip -n NAME` works from inside any namespace as long as /run/netns is shared (it is
 // with `ip netns exec`, whose mount namespace is a slave of the root one).
 import { performance } from 'node:perf_hooks';
+import { CommandError } from '../dataplane/runner.ts';
 import type { CommandRunner } from '../dataplane/types.ts';
 import {
   type Driver,
@@ -33,6 +34,7 @@ import {
   type MigrationDestination,
   type PrepareIncomingOptions,
 } from './driver.ts';
+import { IprouteLinks, type LinkControl, type LinkState } from './links.ts';
 
 export interface NetnsDriverOptions {
   /** This host's name (as in the agent config). */
@@ -44,7 +46,10 @@ export interface NetnsDriverOptions {
   namespaces: Readonly<Record<string, string>>;
   /** Per-guest settings; a guest not listed uses the defaults. */
   guests?: Readonly<Record<string, { port?: string }>>;
+  /** Runs `ip -n …` for the links (IprouteLinks). */
   runner: CommandRunner;
+  /** The links seam itself, instead of `ip` through the runner (unit tests). */
+  links?: LinkControl;
   /** Path of `ip` (default: `ip` from PATH). */
   ip?: string;
   /** Monotonic milliseconds, for timings (default performance.now). */
@@ -59,22 +64,16 @@ export function defaultPortName(guest: string): string {
 /** Linux interface names: 1–15 bytes, no '/', ':', or whitespace. */
 const IFNAME = /^[^/:\s]{1,15}$/;
 
-interface LinkJson {
-  ifindex: number;
-  ifname: string;
-  flags?: string[];
-  master?: string;
-  linkinfo?: { info_kind?: string };
-}
-
 export class NetnsDriver implements Driver {
   readonly kind = 'netns';
   private readonly opts: NetnsDriverOptions;
   private readonly now: () => number;
+  private readonly control: LinkControl;
 
   constructor(options: NetnsDriverOptions) {
     this.opts = options;
     this.now = options.now ?? (() => performance.now());
+    this.control = options.links ?? new IprouteLinks(options.runner, options.ip);
   }
 
   /** The port (host end of the guest's veth) of `guest`. */
@@ -95,16 +94,16 @@ export class NetnsDriver implements Driver {
     const out: GuestInfo[] = [];
     for (const guest of network.guests) {
       const port = this.portOf(guest);
-      const link = links.find((l) => l.ifname === port);
+      const link = links.find((l) => l.name === port);
       if (!link) continue;
-      const attached = link.master === network.bridge && isUp(link);
+      const attached = link.master === network.bridge && link.up;
       out.push({
         name: guest,
         network: network.name,
         state: attached ? 'running' : 'detached',
         detail: attached
           ? `port ${port} on ${network.bridge}`
-          : `port ${port} ${link.master ? `on ${link.master}` : 'on no bridge'}${isUp(link) ? '' : ', down'}`,
+          : `port ${port} ${link.master ? `on ${link.master}` : 'on no bridge'}${link.up ? '' : ', down'}`,
       });
     }
     return out;
@@ -114,27 +113,27 @@ export class NetnsDriver implements Driver {
     const port = this.portOf(guest);
     const bridgeName = options.network.bridge;
     const links = await this.links(this.ownNamespace(), options.signal);
-    const bridge = links.find((l) => l.ifname === bridgeName);
-    if (bridge?.linkinfo?.info_kind !== 'bridge') {
+    const bridge = links.find((l) => l.name === bridgeName);
+    if (!bridge?.bridge) {
       throw new HypervisorError(
         'ERR_HYPERVISOR',
         `host ${this.opts.host} has no bridge ${bridgeName} for network ${options.network.name}`,
         { guest },
       );
     }
-    if (!isUp(bridge)) {
+    if (!bridge.up) {
       throw new HypervisorError('ERR_HYPERVISOR', `bridge ${bridgeName} on host ${this.opts.host} is down`, {
         guest,
       });
     }
-    if (links.some((l) => l.ifname === port)) {
+    if (links.some((l) => l.name === port)) {
       throw new HypervisorError(
         'ERR_HYPERVISOR',
         `host ${this.opts.host} already has a link named ${port} (guest ${guest} is here already?)`,
         { guest },
       );
     }
-    return { bridge: bridgeName, bridgeIndex: bridge.ifindex };
+    return { bridge: bridgeName, bridgeIndex: bridge.index };
   }
 
   async cancelIncoming(_guest: string, _options: PrepareIncomingOptions): Promise<void> {
@@ -159,8 +158,8 @@ export class NetnsDriver implements Driver {
     }
     const srcNs = this.ownNamespace();
     const here = await this.links(srcNs, options.signal);
-    const link = here.find((l) => l.ifname === port);
-    const srcBridge = here.find((l) => l.ifname === bridge);
+    const link = here.find((l) => l.name === port);
+    const srcBridge = here.find((l) => l.name === bridge);
     if (!link) {
       throw new HypervisorError('ERR_HYPERVISOR', `guest ${guest} is not on host ${this.opts.host}`, {
         guest,
@@ -192,16 +191,10 @@ export class NetnsDriver implements Driver {
     options.onProgress?.({ guest, phase: 'switchover' });
     const stopped = this.now();
     // From here on the signal is ignored: a move is completed or rolled back, never left halfway.
-    const moved = await this.ip(srcNs, [
-      'link',
-      'set',
-      port,
-      'netns',
-      dstNs,
-      'master',
-      `if${dstIndex}`,
-      'up',
-    ]);
+    const moved = await this.control.move(port, srcNs, dstNs, dstIndex).then(
+      () => undefined,
+      (err: unknown) => reason(err),
+    );
     const resumed = this.now();
     let failure: string | undefined;
     // The destination may have tried to reach the guest before it arrived (the handover overlaps the
@@ -211,18 +204,20 @@ export class NetnsDriver implements Driver {
     // the check, not after it: each is an `ip` process, and the flush is on the guest's way back
     // (bench/profiles/outage.md).
     const flushed =
-      moved.exitCode === 0 ? this.ip(dstNs, ['neigh', 'flush', 'dev', String(dstBridge)]) : undefined;
-    if (moved.exitCode !== 0) {
-      failure = `moving ${port} to ${destination.host} failed: ${moved.stderr.trim()}`;
+      moved === undefined
+        ? this.control.flushNeighbours(dstNs, String(dstBridge)).catch(() => {})
+        : undefined;
+    if (moved !== undefined) {
+      failure = `moving ${port} to ${destination.host} failed: ${moved}`;
     } else {
-      const there = (await this.links(dstNs)).find((l) => l.ifname === port);
-      if (!there || there.master !== dstBridge || !isUp(there)) {
+      const there = (await this.links(dstNs)).find((l) => l.name === port);
+      if (!there || there.master !== dstBridge || !there.up) {
         failure = `${port} arrived on ${destination.host} ${there ? `attached to ${there.master ?? 'nothing'}` : 'missing'}, not to ${String(dstBridge)}`;
       }
     }
     if (failure !== undefined) {
       options.onProgress?.({ guest, phase: 'rollback' });
-      await this.rollback(guest, port, dstNs, srcNs, bridge, srcBridge.ifindex, failure);
+      await this.rollback(guest, port, dstNs, srcNs, bridge, srcBridge.index, failure);
       throw new HypervisorError(
         'ERR_HYPERVISOR',
         `guest ${guest}: ${failure}; rolled back to ${this.opts.host}`,
@@ -254,24 +249,19 @@ export class NetnsDriver implements Driver {
   ): Promise<void> {
     // Look here first: a link of the same name on the destination (what made the move fail, say) is
     // not the guest's port, and cannot be moved anyway.
-    const here = (await this.links(srcNs)).some((l) => l.ifname === port);
-    const result = !here
-      ? await this.ip(dstNs, [
-          'link',
-          'set',
-          port,
-          'netns',
-          srcNs ?? String(process.pid),
-          'master',
-          `if${srcIndex}`,
-          'up',
-        ])
-      : await this.ip(srcNs, ['link', 'set', port, 'master', bridge, 'up']);
-    const back = (await this.links(srcNs)).find((l) => l.ifname === port);
-    if (result.exitCode !== 0 || !back || back.master !== bridge || !isUp(back)) {
+    const here = (await this.links(srcNs)).some((l) => l.name === port);
+    const refused = await (here
+      ? this.control.attach(srcNs, port, bridge)
+      : this.control.move(port, dstNs, srcNs, srcIndex)
+    ).then(
+      () => undefined,
+      (err: unknown) => reason(err),
+    );
+    const back = (await this.links(srcNs)).find((l) => l.name === port);
+    if (refused !== undefined || !back || back.master !== bridge || !back.up) {
       throw new HypervisorError(
         'ERR_HYPERVISOR_ROLLBACK',
-        `guest ${guest}: ${failure}; rollback to ${this.opts.host} FAILED (${result.stderr.trim() || 'port not on bridge'}): the guest is unreachable`,
+        `guest ${guest}: ${failure}; rollback to ${this.opts.host} FAILED (${refused ?? 'port not on bridge'}): the guest is unreachable`,
         { guest },
       );
     }
@@ -292,29 +282,25 @@ export class NetnsDriver implements Driver {
     return ns;
   }
 
-  private ip(ns: string | undefined, args: readonly string[], signal?: AbortSignal) {
-    const argv = [this.opts.ip ?? 'ip', ...(ns === undefined ? [] : ['-n', ns]), ...args];
-    return this.opts.runner.run(argv, { allowFailure: true, ...(signal ? { signal } : {}) });
-  }
-
-  private async links(ns: string | undefined, signal?: AbortSignal): Promise<LinkJson[]> {
-    const r = await this.ip(ns, ['-d', '-j', 'link', 'show'], signal);
-    if (r.exitCode !== 0) {
+  private async links(ns: string | undefined, signal?: AbortSignal): Promise<LinkState[]> {
+    try {
+      return await this.control.list(ns, signal);
+    } catch (err) {
       throw new HypervisorError(
         'ERR_HYPERVISOR',
-        `listing links${ns ? ` in ${ns}` : ''} failed: ${r.stderr.trim()}`,
+        `listing links${ns ? ` in ${ns}` : ''} failed: ${reason(err)}`,
+        {
+          cause: err,
+        },
       );
-    }
-    try {
-      return JSON.parse(r.stdout) as LinkJson[];
-    } catch (err) {
-      throw new HypervisorError('ERR_HYPERVISOR', `ip -j link show: unreadable output`, { cause: err });
     }
   }
 }
 
-function isUp(link: LinkJson): boolean {
-  return link.flags?.includes('UP') ?? false;
+/** What the kernel said (a command's stderr), or the error's message. */
+function reason(err: unknown): string {
+  if (err instanceof CommandError) return err.stderr.trim() || err.message;
+  return errText(err);
 }
 
 function errText(err: unknown): string {

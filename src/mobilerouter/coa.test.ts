@@ -1,33 +1,32 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../clock.ts';
-import type { RunResult } from '../dataplane/types.ts';
+import { FakeKernel } from '../dataplane/fake-kernel.ts';
+import type { AddressFlag, InterfaceAddress } from '../dataplane/kernel.ts';
 import { silentLogger } from '../log.ts';
 import { CoaTracker, selectCoa, usableAddresses } from './coa.ts';
-import { FakeSpawner, settle } from './testkit.ts';
+import { settle } from './testkit.ts';
 
-function addrJson(addrs: Array<Record<string, unknown>>): string {
-  return JSON.stringify([
-    {
-      ifname: 'up0',
-      addr_info: [...addrs.map((a) => ({ family: 'inet6', scope: 'global', prefixlen: 64, ...a })), {}],
-    },
-  ]);
-}
+const global = (address: string, ...flags: AddressFlag[]): InterfaceAddress => ({
+  address,
+  prefixLength: 64,
+  scope: 'global',
+  flags,
+});
 
 describe('care-of address selection', () => {
-  it('skips tentative, deprecated, dadfailed and temporary addresses; oldest first', () => {
-    const json = addrJson([
-      { local: '2001:db8::9' },
-      { local: '2001:db8::8', tentative: true },
-      { local: '2001:db8::7', deprecated: true },
-      { local: '2001:db8::6', dadfailed: true },
-      { local: '2001:db8::5', temporary: true },
-      { local: '2001:db8::4' },
-    ]);
-    assert.deepEqual(usableAddresses(json), ['2001:db8::4', '2001:db8::9']);
-    assert.deepEqual(usableAddresses('not json'), []);
-    assert.deepEqual(usableAddresses('[]'), []);
+  it('skips tentative, deprecated, dadfailed and temporary addresses and other scopes', () => {
+    const addresses = [
+      global('2001:db8::4'),
+      global('2001:db8::5', 'temporary'),
+      global('2001:db8::6', 'dadfailed'),
+      global('2001:db8::7', 'deprecated'),
+      global('2001:db8::8', 'tentative'),
+      { ...global('fe80::1'), scope: 'link' as const },
+      global('2001:db8::9'),
+    ];
+    assert.deepEqual(usableAddresses(addresses), ['2001:db8::4', '2001:db8::9']);
+    assert.deepEqual(usableAddresses([]), []);
   });
 
   it('keeps the current address while it is usable', () => {
@@ -39,71 +38,67 @@ describe('care-of address selection', () => {
 
 describe('CoaTracker', () => {
   function rig() {
-    let reply: Partial<RunResult> = { exitCode: 1, stdout: '' };
-    const commands: string[] = [];
-    const runner = {
-      run: async (argv: readonly string[]) => {
-        commands.push(argv.join(' '));
-        return { stdout: '', stderr: '', exitCode: 0, ...reply };
-      },
-    };
-    const spawner = new FakeSpawner();
+    const kernel = new FakeKernel();
     const clock = new FakeClock();
     const tracker = new CoaTracker(
-      { runner, spawner, clock, logger: silentLogger() },
+      { kernel, clock, logger: silentLogger() },
       { uplink: 'up0', pollMs: 5000 },
     );
     const changes: Array<string | undefined> = [];
     tracker.onChange((c) => changes.push(c));
-    return { set: (r: Partial<RunResult>) => (reply = r), commands, spawner, clock, tracker, changes };
+    const reads = () => kernel.calls.filter((c) => c.call === 'addresses').length;
+    const watching = () => kernel.calls.filter((c) => c.call === 'watchAddresses').length;
+    return { kernel, clock, tracker, changes, reads, watching };
   }
 
-  it('reads the uplink, follows monitor events and the poll, and reports changes once', async () => {
+  it('reads the uplink, follows the kernel’s announcements and the poll, and reports changes once', async () => {
     const r = rig();
-    r.set({ exitCode: 1 });
     await r.tracker.start();
     assert.equal(r.tracker.coa, undefined, 'no uplink yet: no CoA, no error');
-    assert.deepEqual(r.spawner.running(), ['ip -6 monitor address']);
-    assert.equal(r.commands[0], 'ip -j -6 addr show dev up0 scope global');
+    assert.equal(r.watching(), 1);
+    assert.deepEqual(
+      r.kernel.calls.find((c) => c.call === 'addresses'),
+      {
+        call: 'addresses',
+        dev: 'up0',
+        scope: 'global',
+      },
+    );
 
     const waiting = r.tracker.waitForCoa();
-    r.set({ exitCode: 0, stdout: addrJson([{ local: '2001:db8:a::2' }]) });
-    const monitor = r.spawner.spawned[0]!.process;
-    monitor.print('3: up0    inet6 2001:db8:a::2/64 scope global');
-    monitor.print('       valid_lft forever preferred_lft forever');
+    r.kernel.addLink('up0');
+    r.kernel.setAddresses('up0', [global('2001:db8:a::2')]);
     r.clock.advance(20);
     assert.equal(await waiting, '2001:db8:a::2');
     assert.deepEqual(r.changes, ['2001:db8:a::2']);
-    const reads = r.commands.length;
+    const reads = r.reads();
 
-    // the poll re-reads without events; no change, no callback
+    // the poll re-reads without announcements; no change, no callback
     r.clock.advance(5000);
     await settle();
-    assert.equal(r.commands.length, reads + 1);
+    assert.equal(r.reads(), reads + 1);
     assert.deepEqual(r.changes, ['2001:db8:a::2']);
 
     // renumbering: new address added, old one deprecated
-    r.set({
-      exitCode: 0,
-      stdout: addrJson([{ local: '2001:db8:b::2' }, { local: '2001:db8:a::2', deprecated: true }]),
-    });
-    monitor.print('change');
+    r.kernel.setAddresses('up0', [global('2001:db8:a::2', 'deprecated'), global('2001:db8:b::2')]);
     r.clock.advance(20);
     await settle();
     assert.deepEqual(r.changes, ['2001:db8:a::2', '2001:db8:b::2']);
 
     await r.tracker.stop();
-    assert.deepEqual(r.spawner.running(), []);
+    r.kernel.setAddresses('up0', [global('2001:db8:c::2')]);
+    r.clock.advance(5000);
+    await settle();
+    assert.deepEqual(r.changes, ['2001:db8:a::2', '2001:db8:b::2'], 'stopped: no more reads');
   });
 
-  it('restarts the monitor if it dies', async () => {
+  it('watches again if the watch ends', async () => {
     const r = rig();
     await r.tracker.start();
-    r.spawner.spawned[0]!.process.exit(1);
+    r.kernel.killWatches();
     await settle();
     r.clock.advance(1000);
-    assert.deepEqual(r.spawner.running(), ['ip -6 monitor address']);
-    assert.equal(r.spawner.spawned.length, 2);
+    assert.equal(r.watching(), 2);
     await r.tracker.stop();
   });
 });

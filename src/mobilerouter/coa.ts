@@ -1,10 +1,11 @@
 // Care-of address tracking (RFC 6275 §11.5 movement detection, reduced to what a host needs): the CoA is
-// the uplink's global IPv6 address that is neither tentative nor deprecated. It is read with
-// `ip -j -6 addr show dev <uplink> scope global` and re-read whenever a long-running
-// `ip -6 monitor address` prints anything (plus a slow poll, in case the monitor dies unnoticed).
+// the uplink's global IPv6 address that is neither tentative nor deprecated. It is read from the kernel
+// and re-read whenever the kernel announces an address change (`ip -6 monitor address`), plus a slow
+// poll, in case the watch dies unnoticed.
 // One tracker per host serves every mobile network on it.
-import type { TimerHandle } from '../clock.ts';
-import type { HostComponents, SpawnedProcess } from './process.ts';
+import type { Clock, TimerHandle } from '../clock.ts';
+import type { InterfaceAddress, LinkKernel, Watch } from '../dataplane/kernel.ts';
+import type { Logger } from '../log.ts';
 
 /** What a mobile router needs to know about its care-of address. */
 export interface CoaSource {
@@ -14,36 +15,10 @@ export interface CoaSource {
   onChange(listener: (coa: string | undefined) => void): () => void;
 }
 
-interface AddrInfo {
-  family?: string;
-  local?: string;
-  scope?: string;
-  tentative?: boolean;
-  deprecated?: boolean;
-  dadfailed?: boolean;
-  temporary?: boolean;
-}
-
-/** Usable CoA candidates from `ip -j -6 addr show` output, oldest first. */
-export function usableAddresses(json: string): string[] {
-  let links: Array<{ addr_info?: AddrInfo[] }>;
-  try {
-    links = JSON.parse(json);
-  } catch {
-    return [];
-  }
-  if (!Array.isArray(links)) return [];
-  const out: string[] = [];
-  for (const link of links) {
-    for (const a of link.addr_info ?? []) {
-      // iproute2 emits an empty object at the end of addr_info; privacy addresses are not ours to register.
-      if (!a.local || a.family !== 'inet6' || a.scope !== 'global') continue;
-      if (a.tentative || a.deprecated || a.dadfailed || a.temporary) continue;
-      out.push(a.local);
-    }
-  }
-  // iproute2 lists the newest address first; the oldest is the most stable choice.
-  return out.reverse();
+/** Usable CoA candidates, oldest first (the most stable choice): global, settled, not temporary. */
+export function usableAddresses(addresses: readonly InterfaceAddress[]): string[] {
+  // privacy (temporary) addresses are not ours to register
+  return addresses.filter((a) => a.scope === 'global' && a.flags.length === 0).map((a) => a.address);
 }
 
 /** Keep the current CoA while it stays usable (no needless re-registration), else take the oldest. */
@@ -63,7 +38,7 @@ export interface CoaTrackerOptions {
 export class CoaTracker implements CoaSource {
   private current: string | undefined;
   private readonly listeners = new Set<(coa: string | undefined) => void>();
-  private monitor: SpawnedProcess | undefined;
+  private monitor: Watch | undefined;
   private pollTimer: TimerHandle | undefined;
   private debounceTimer: TimerHandle | undefined;
   private running = false;
@@ -71,7 +46,7 @@ export class CoaTracker implements CoaSource {
   private readAgain = false;
 
   constructor(
-    private readonly components: HostComponents,
+    private readonly components: { kernel: LinkKernel; clock: Clock; logger: Logger },
     private readonly options: CoaTrackerOptions,
   ) {}
 
@@ -100,7 +75,7 @@ export class CoaTracker implements CoaSource {
     const m = this.monitor;
     this.monitor = undefined;
     if (m) {
-      m.kill('SIGTERM');
+      m.stop();
       await m.exited;
     }
     await this.reading;
@@ -145,14 +120,8 @@ export class CoaTracker implements CoaSource {
 
   private async readOnce(): Promise<void> {
     const { uplink } = this.options;
-    const res = await this.components.runner.run(
-      ['ip', '-j', '-6', 'addr', 'show', 'dev', uplink, 'scope', 'global'],
-      {
-        allowFailure: true,
-      },
-    );
     // A missing uplink is "no address yet", not an error: registration waits for it.
-    const candidates = res.exitCode === 0 ? usableAddresses(res.stdout) : [];
+    const candidates = usableAddresses(await this.components.kernel.addresses(uplink, 'global'));
     const next = selectCoa(candidates, this.current);
     if (next === this.current) return;
     const previous = this.current;
@@ -165,15 +134,14 @@ export class CoaTracker implements CoaSource {
   }
 
   private startMonitor(): void {
-    const child = this.components.spawner.spawn(['ip', '-6', 'monitor', 'address'], {
-      onStdoutLine: () => this.kick(),
-    });
+    const child = this.components.kernel.watchAddresses(() => this.kick());
+    if (!child) return;
     this.monitor = child;
     void child.exited.then(() => {
       if (this.monitor !== child) return;
       this.monitor = undefined;
       if (!this.running) return;
-      this.components.logger.warn('ip monitor exited; restarting it');
+      this.components.logger.warn('address watch ended; restarting it');
       this.components.clock.setTimer(1000, () => {
         if (this.running && !this.monitor) {
           this.startMonitor();

@@ -4,30 +4,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../clock.ts';
+import { FakeKernel } from '../dataplane/fake-kernel.ts';
 import { silentLogger } from '../log.ts';
 import { bridgeMac, GuestLink, gatewayAddress, linkPrefix } from './guestlink.ts';
 import { renderRadvdConfig } from './radvd.ts';
-import { FakeSpawner, ScriptedRunner, settle } from './testkit.ts';
+import { FakeSpawner, settle } from './testkit.ts';
 
 function rig(options: { exists?: boolean; linkLocals?: string[] } = {}) {
   const runDir = mkdtempSync(join(tmpdir(), 'offlink-gl-'));
-  const addrJson = JSON.stringify([
-    {
-      ifname: 'ofl-net1',
-      addr_info: (options.linkLocals ?? []).map((a) => ({ local: a, prefixlen: 64, scope: 'link' })),
-    },
-  ]);
-  const runner = new ScriptedRunner([
-    ['ip link show dev ofl-net1', { exitCode: options.exists ? 0 : 1 }],
-    ['ip -j -6 addr show dev ofl-net1 scope link', { stdout: addrJson }],
-  ]);
+  const kernel = new FakeKernel();
+  if (options.exists) {
+    const linkLocal = (address: string) => ({ address, prefixLength: 64, scope: 'link' as const, flags: [] });
+    kernel.addLink('ofl-net1', { bridge: true, addresses: (options.linkLocals ?? []).map(linkLocal) });
+  }
   const spawner = new FakeSpawner();
   const clock = new FakeClock();
   const link = new GuestLink(
-    { runner, spawner, clock, logger: silentLogger() },
+    { kernel, spawner, clock, logger: silentLogger() },
     { network: 'net1', bridge: 'ofl-net1', prefixes: ['2001:db8:100::/64', '2001:db8:200::/56'], runDir },
   );
-  return { runDir, runner, spawner, clock, link };
+  return { runDir, kernel, spawner, clock, link };
 }
 
 describe('guest link', () => {
@@ -48,27 +44,39 @@ describe('guest link', () => {
   });
 
   it('creates the bridge with MTU 1460, no STP, no auto link-local, fe80::1 and the gateways', async () => {
-    const { runner, link } = rig();
+    const { kernel, link } = rig();
     await link.ensure();
-    const mac = bridgeMac('net1');
-    assert.deepEqual(runner.commands, [
-      'ip link show dev ofl-net1',
-      `ip link add ofl-net1 address ${mac} mtu 1460 type bridge forward_delay 0 stp_state 0`,
-      'ip link set dev ofl-net1 addrgenmode none',
-      'ip -j -6 addr show dev ofl-net1 scope link',
-      'ip -6 addr replace fe80::1/64 dev ofl-net1 nodad',
-      'ip -6 addr replace 2001:db8:100::1/64 dev ofl-net1 nodad',
-      'ip -6 addr replace 2001:db8:200::1/64 dev ofl-net1 nodad',
-      'ip link set dev ofl-net1 up',
+    const address = (a: string) => ({
+      call: 'replaceAddress',
+      dev: 'ofl-net1',
+      address: a,
+      prefixLength: 64,
+    });
+    assert.deepEqual(kernel.writes(), [
+      { call: 'ensureBridge', spec: { name: 'ofl-net1', mac: bridgeMac('net1'), mtu: 1460 } },
+      address('fe80::1'),
+      address('2001:db8:100::1'),
+      address('2001:db8:200::1'),
+      { call: 'setUp', name: 'ofl-net1' },
     ]);
+    const bridge = kernel.linkTable.get('ofl-net1');
+    assert.equal(bridge?.up, true);
+    assert.deepEqual(
+      bridge?.addresses.map((a) => a.address),
+      ['fe80::1', '2001:db8:100::1', '2001:db8:200::1'],
+    );
   });
 
   it('adopts an existing bridge and removes a kernel link-local', async () => {
-    const { runner, link } = rig({ exists: true, linkLocals: ['fe80::1', 'fe80::aa:bbff:fecc:dd'] });
+    const { kernel, link } = rig({ exists: true, linkLocals: ['fe80::1', 'fe80::aa:bbff:fecc:dd'] });
     await link.ensure();
-    assert.ok(runner.commands.some((c) => c.startsWith('ip link set dev ofl-net1 address')));
-    assert.ok(runner.commands.includes('ip -6 addr del fe80::aa:bbff:fecc:dd/64 dev ofl-net1'));
-    assert.ok(!runner.commands.includes('ip -6 addr del fe80::1/64 dev ofl-net1'));
+    assert.deepEqual(
+      kernel.writes().filter((c) => c.call === 'deleteAddress'),
+      [{ call: 'deleteAddress', dev: 'ofl-net1', address: 'fe80::aa:bbff:fecc:dd', prefixLength: 64 }],
+    );
+    assert.equal(kernel.linkTable.get('ofl-net1')?.mac, bridgeMac('net1'));
+    await link.destroy();
+    assert.equal(kernel.linkTable.has('ofl-net1'), false, 'an adopted bridge goes with destroy() too');
   });
 
   it('runs radvd only while advertising', async () => {
@@ -110,18 +118,18 @@ describe('guest link', () => {
   });
 
   it('flushes the bridge’s neighbour entries', async () => {
-    const { runner, link } = rig();
+    const { kernel, link } = rig();
     await link.flushNeighbours();
-    assert.deepEqual(runner.commands, ['ip -6 neigh flush dev ofl-net1']);
+    assert.deepEqual(kernel.writes(), [{ call: 'flushNeighbours', dev: 'ofl-net1' }]);
   });
 
   it('destroy() stops radvd and deletes the bridge', async () => {
-    const { runner, spawner, link } = rig();
+    const { kernel, spawner, link } = rig();
     await link.ensure();
     await link.startAdvertising();
     await link.destroy();
     assert.equal(spawner.running().length, 0);
-    assert.equal(runner.commands.at(-1), 'ip link del dev ofl-net1');
+    assert.equal(kernel.linkTable.has('ofl-net1'), false);
   });
 
   it('renders the radvd config with MTU 1460, short intervals and SLAAC prefixes', () => {

@@ -63,12 +63,6 @@ export function gatewayAddress(mnp: string): string {
   return formatIPv6(bytes);
 }
 
-interface AddrInfo {
-  local?: string;
-  prefixlen?: number;
-  scope?: string;
-}
-
 export class GuestLink implements GuestLinkControl {
   private readonly radvd: Radvd;
   private readonly mtu: number;
@@ -96,66 +90,21 @@ export class GuestLink implements GuestLinkControl {
     return this.radvd.running;
   }
 
-  private run(argv: readonly string[], allowFailure = false) {
-    return this.components.runner.run(argv, { allowFailure });
-  }
-
   async ensure(): Promise<void> {
+    const { kernel } = this.components;
     const br = this.options.bridge;
-    const mtu = String(this.mtu);
-    const exists = (await this.run(['ip', 'link', 'show', 'dev', br], true)).exitCode === 0;
-    const bridgeArgs = [
-      'address',
-      this.mac,
-      'mtu',
-      mtu,
-      'type',
-      'bridge',
-      'forward_delay',
-      '0',
-      'stp_state',
-      '0',
-    ];
-    if (exists) {
-      await this.run(['ip', 'link', 'set', 'dev', br, ...bridgeArgs]);
-    } else {
-      await this.run(['ip', 'link', 'add', br, ...bridgeArgs]);
-      this.undo.push({ what: `bridge ${br}`, fn: () => this.deleteBridge() });
-    }
-    // No kernel-generated link-local: the gateway's link-local is fe80::1 on every host.
-    await this.run(['ip', 'link', 'set', 'dev', br, 'addrgenmode', 'none']);
-    await this.removeStrayLinkLocals();
-    await this.run(['ip', '-6', 'addr', 'replace', `${GATEWAY_LINK_LOCAL}/64`, 'dev', br, 'nodad']);
-    for (const p of new Set(this.options.prefixes)) {
-      await this.run(['ip', '-6', 'addr', 'replace', `${gatewayAddress(p)}/64`, 'dev', br, 'nodad']);
-    }
-    await this.run(['ip', 'link', 'set', 'dev', br, 'up']);
-  }
-
-  /** A bridge that was up before addrgenmode none still carries its EUI-64 link-local. */
-  private async removeStrayLinkLocals(): Promise<void> {
-    const br = this.options.bridge;
-    const out = await this.run(['ip', '-j', '-6', 'addr', 'show', 'dev', br, 'scope', 'link'], true);
-    if (out.exitCode !== 0 || out.stdout.trim() === '') return;
-    let parsed: Array<{ addr_info?: AddrInfo[] }>;
-    try {
-      parsed = JSON.parse(out.stdout);
-    } catch {
-      return;
-    }
-    for (const a of parsed.flatMap((l) => l.addr_info ?? [])) {
-      if (a.local && a.local !== GATEWAY_LINK_LOCAL) {
-        await this.run(['ip', '-6', 'addr', 'del', `${a.local}/${a.prefixlen ?? 64}`, 'dev', br], true);
-      }
-    }
-  }
-
-  private async deleteBridge(): Promise<void> {
-    await this.run(['ip', 'link', 'del', 'dev', this.options.bridge], true);
+    if (await kernel.ensureBridge({ name: br, mac: this.mac, mtu: this.mtu }))
+      this.undo.push({ what: `bridge ${br}`, fn: () => kernel.deleteLink(br) });
+    // a bridge that was up before it lost its kernel-made link-local still carries its EUI-64 one
+    for (const a of await kernel.addresses(br, 'link'))
+      if (a.address !== GATEWAY_LINK_LOCAL) await kernel.deleteAddress(br, a.address, a.prefixLength);
+    await kernel.replaceAddress(br, GATEWAY_LINK_LOCAL, 64);
+    for (const p of new Set(this.options.prefixes)) await kernel.replaceAddress(br, gatewayAddress(p), 64);
+    await kernel.setUp(br);
   }
 
   async flushNeighbours(): Promise<void> {
-    await this.run(['ip', '-6', 'neigh', 'flush', 'dev', this.options.bridge], true);
+    await this.components.kernel.flushNeighbours(this.options.bridge);
   }
 
   startAdvertising(): Promise<void> {
@@ -168,8 +117,7 @@ export class GuestLink implements GuestLinkControl {
 
   async destroy(): Promise<void> {
     await this.radvd.stop();
-    while (this.undo.length > 0) {
-      const u = this.undo.pop()!;
+    for (let u = this.undo.pop(); u !== undefined; u = this.undo.pop()) {
       try {
         await u.fn();
       } catch (err) {
@@ -177,6 +125,6 @@ export class GuestLink implements GuestLinkControl {
       }
     }
     // A bridge adopted from an earlier run has no undo entry; destroy() removes it all the same.
-    await this.deleteBridge();
+    await this.components.kernel.deleteLink(this.options.bridge);
   }
 }

@@ -1,8 +1,8 @@
 // Long-running child processes (radvd, `ip monitor`): the seam lives in the data plane layer (which runs
 // `bridge monitor` itself); re-exported here for the mobile router's parts.
 import type { Clock } from '../clock.ts';
+import type { LinkKernel } from '../dataplane/kernel.ts';
 import type { ProcessSpawner } from '../dataplane/process.ts';
-import type { CommandRunner } from '../dataplane/types.ts';
 import type { Logger } from '../log.ts';
 
 export {
@@ -13,9 +13,10 @@ export {
   type SpawnOptions,
 } from '../dataplane/process.ts';
 
-/** What a part that runs commands and long-running processes on the host (CoA tracking, guest link) needs. */
+/** What the parts that work on the host (CoA tracking, the guest link) need: its links, its processes. */
 export interface HostComponents {
-  runner: CommandRunner;
+  kernel: LinkKernel;
+  /** radvd. */
   spawner: ProcessSpawner;
   clock: Clock;
   logger: Logger;

@@ -1,13 +1,7 @@
 // Fakes for mobile router unit tests: a transport that captures datagrams, a data plane and guest link that
 // record calls, a scripted home agent that answers captured BUs, and a builder for the whole object graph.
 import { FakeClock } from '../clock.ts';
-import type {
-  CommandRunner,
-  MobileRouterDataplane,
-  MobileRouterRoutes,
-  RunOptions,
-  RunResult,
-} from '../dataplane/types.ts';
+import type { MobileRouterDataplane, MobileRouterRoutes } from '../dataplane/types.ts';
 import { silentLogger } from '../log.ts';
 import { ntpTimestamp } from '../protocol/auth.ts';
 import { BaFlag, LIFETIME_UNIT_SECONDS, SIGNALING_PORT } from '../protocol/constants.ts';
@@ -229,20 +223,6 @@ export function makeRig(options: { network?: Partial<MobileNetworkInput>; coa?: 
 /** Let queued promise work (the router's serial queue, fake I/O) run. */
 export async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-/** A CommandRunner that records argv and answers from a table of prefixes. */
-export class ScriptedRunner implements CommandRunner {
-  readonly commands: string[] = [];
-  constructor(private readonly answers: Array<[prefix: string, result: Partial<RunResult>]> = []) {}
-  async run(argv: readonly string[], _options?: RunOptions): Promise<RunResult> {
-    const line = argv.join(' ');
-    this.commands.push(line);
-    for (const [prefix, result] of this.answers) {
-      if (line.startsWith(prefix)) return { stdout: '', stderr: '', exitCode: 0, ...result };
-    }
-    return { stdout: '', stderr: '', exitCode: 0 };
-  }
 }
 
 /** A ProcessSpawner whose processes run until killed, and can print lines or die on request. */
