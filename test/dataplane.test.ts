@@ -14,15 +14,9 @@ import {
   createMobileRouterDataplane,
 } from '../src/dataplane/index.ts';
 import { RT_PROTO } from '../src/dataplane/kernel.ts';
-import { ExecRunner } from '../src/dataplane/runner.ts';
-import type {
-  CommandRunner,
-  HomeAgentDataplaneOptions,
-  MobileRouterRoutes,
-  RunOptions,
-  RunResult,
-  TunnelBinding,
-} from '../src/dataplane/types.ts';
+import type { HomeAgentDataplaneOptions, MobileRouterRoutes, TunnelBinding } from '../src/dataplane/types.ts';
+import type { CommandRunner, RunOptions, RunResult } from '../src/system/runner.ts';
+import { ExecRunner } from '../src/system/runner.ts';
 import { type NetnsLab, withNetns } from './helpers/netns.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 

@@ -17,8 +17,8 @@ import {
   removeOurRules,
 } from '../src/dataplane/kernel.ts';
 import { haTable } from '../src/dataplane/nft.ts';
-import { netnsSpawner } from '../src/dataplane/process.ts';
-import { ExecRunner } from '../src/dataplane/runner.ts';
+import { netnsSpawner } from '../src/system/process.ts';
+import { ExecRunner } from '../src/system/runner.ts';
 import { NetnsLab, removeStaleNamespaces, sh } from './helpers/netns.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 

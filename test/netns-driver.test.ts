@@ -11,8 +11,9 @@ import { IncomingNetwork } from '../src/migration/incoming.ts';
 import type { Peer } from '../src/migration/messages.ts';
 import { runMigration } from '../src/migration/procedure.ts';
 import { FakeBinding, FakeRouter } from '../src/migration/testkit.ts';
+import { ExecRunner } from '../src/system/runner.ts';
 import { type NetnsLab, sh, withNetns } from './helpers/netns.ts';
-import { execRunner, Procs } from './helpers/procs.ts';
+import { Procs } from './helpers/procs.ts';
 import { needsRoot } from './helpers/requirements.ts';
 
 const MNP_GW = '2001:db8:100::1';
@@ -57,12 +58,12 @@ describe('netns driver (namespaces)', { skip: needsRoot() }, () => {
           'host-a': new NetnsDriver({
             host: 'host-a',
             namespaces,
-            runner: execRunner(['ip', 'netns', 'exec', ha]),
+            runner: new ExecRunner({ netns: ha }),
           }),
           'host-b': new NetnsDriver({
             host: 'host-b',
             namespaces,
-            runner: execRunner(['ip', 'netns', 'exec', hb]),
+            runner: new ExecRunner({ netns: hb }),
           }),
         };
         const peerVia = { 'host-a': '2001:db8:a::1', 'host-b': '2001:db8:b::1' };
@@ -138,7 +139,7 @@ describe('netns driver (namespaces)', { skip: needsRoot() }, () => {
       }
       const namespaces = { 'host-a': ha, 'host-b': hb };
       const driver = (host: 'host-a' | 'host-b', ns: string) =>
-        new NetnsDriver({ host, namespaces, runner: execRunner(['ip', 'netns', 'exec', ns]) });
+        new NetnsDriver({ host, namespaces, runner: new ExecRunner({ netns: ns }) });
       const [driverA, driverB] = [driver('host-a', ha), driver('host-b', hb)];
       const binding = new FakeBinding();
       const routerA = new FakeRouter(binding, '2001:db8:a::2');

@@ -16,7 +16,6 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { systemClock } from '../src/clock.ts';
 import { Iproute2Kernel } from '../src/dataplane/iproute2.ts';
-import { ExecRunner } from '../src/dataplane/runner.ts';
 import type { DriverMigrationResult, DriverProgress, GuestNetwork } from '../src/hypervisor/driver.ts';
 import { QemuDriver } from '../src/hypervisor/qemu/driver.ts';
 import {
@@ -31,6 +30,7 @@ import { series } from '../src/lab/traffic.ts';
 import { silentLogger } from '../src/log.ts';
 import { GuestLink } from '../src/mobilerouter/guestlink.ts';
 import { nodeSpawner, type ProcessSpawner } from '../src/mobilerouter/process.ts';
+import { ExecRunner } from '../src/system/runner.ts';
 import { type NetnsLab, sh, withNetns } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
 import { isRoot, skipUnless } from './helpers/requirements.ts';

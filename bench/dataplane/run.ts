@@ -19,7 +19,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Backend, ExecRunner, probeBackends } from '../../src/dataplane/index.ts';
+import { type Backend, probeBackends } from '../../src/dataplane/index.ts';
+import { ExecRunner } from '../../src/system/runner.ts';
 import { build } from '../../test/helpers/agent-lab.ts';
 import { ADDR } from '../../test/helpers/homeagent-lab.ts';
 import { canUseNetns, type NetnsLab, sh, withNetns } from '../../test/helpers/netns.ts';

@@ -2,8 +2,7 @@
 // address tracking, data plane, per network a signaling socket + guest link + mobile router, the
 // hypervisor driver, and the peers' control API clients.
 import { type Clock, systemClock } from '../clock.ts';
-import { type Backend, createMobileRouterDataplane, ExecRunner, Iproute2Kernel } from '../dataplane/index.ts';
-import type { CommandRunner } from '../dataplane/types.ts';
+import { type Backend, createMobileRouterDataplane, Iproute2Kernel } from '../dataplane/index.ts';
 import type { Driver } from '../hypervisor/driver.ts';
 import { NetnsDriver } from '../hypervisor/netns.ts';
 import { bootGuestsHere, createQemuDriver, QemuDriver } from '../hypervisor/qemu/index.ts';
@@ -13,6 +12,8 @@ import { GuestLink } from '../mobilerouter/guestlink.ts';
 import { MobileRouter } from '../mobilerouter/mobilerouter.ts';
 import { nodeSpawner } from '../mobilerouter/process.ts';
 import { UdpTransport } from '../signaling/udp.ts';
+import type { CommandRunner } from '../system/runner.ts';
+import { ExecRunner } from '../system/runner.ts';
 import { Agent, type ManagedRouter } from './agent.ts';
 import { ControlClient, peerOf } from './client.ts';
 import type { AgentConfig } from './config.ts';

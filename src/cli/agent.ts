@@ -12,7 +12,7 @@ import { buildAgent } from '../agent/build.ts';
 import { ControlClient, MigrationFailed } from '../agent/client.ts';
 import { loadAgentConfig } from '../agent/config.ts';
 import { systemClock } from '../clock.ts';
-import { ExecRunner, resolveBackend } from '../dataplane/index.ts';
+import { resolveBackend } from '../dataplane/index.ts';
 import { OfflinkError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import {
@@ -21,6 +21,7 @@ import {
   type MigrationRecord,
   PROCEDURES,
 } from '../migration/messages.ts';
+import { ExecRunner } from '../system/runner.ts';
 
 export interface AgentTarget {
   agent?: string;

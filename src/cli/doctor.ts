@@ -4,12 +4,12 @@ import type { Command } from 'commander';
 import {
   BACKENDS,
   chooseBackend,
-  ExecRunner,
   NoBackendError,
   probeBackends,
   REQUIRED_OPTIONS,
 } from '../dataplane/index.ts';
 import { OfflinkError } from '../errors.ts';
+import { ExecRunner } from '../system/runner.ts';
 
 export function registerDoctor(program: Command): Command {
   return program

@@ -2,19 +2,14 @@
 // `offlink ha flush --config FILE`: remove every kernel object the home agent installed.
 import type { Command } from 'commander';
 import { systemClock } from '../clock.ts';
-import {
-  type Backend,
-  createHomeAgentDataplane,
-  ExecRunner,
-  probeBackends,
-  resolveBackend,
-} from '../dataplane/index.ts';
+import { type Backend, createHomeAgentDataplane, probeBackends, resolveBackend } from '../dataplane/index.ts';
 import type { HomeAgentDataplane } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
 import { type HomeAgentConfig, loadHomeAgent, loadHomeAgentConfig } from '../homeagent/config.ts';
 import { HomeAgent } from '../homeagent/daemon.ts';
 import type { PrefixTable } from '../homeagent/prefixtable.ts';
 import { createLogger, type Logger } from '../log.ts';
+import { ExecRunner } from '../system/runner.ts';
 import { collectGarbage } from './heap.ts';
 
 function dataplaneFor(

@@ -1,9 +1,9 @@
 // `offlink lab run|up|down`: the report's experiment on this machine, in network namespaces (docs/lab.md).
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BackendChoice } from '../dataplane/probe.ts';
-import { ExecRunner } from '../dataplane/runner.ts';
 import { DEFAULT_STATE_DIR, LAB_COMMAND_TIMEOUT_MS, LabError, labDown } from '../lab/netns.ts';
 import { labRun, labUp } from '../lab/run.ts';
+import { ExecRunner } from '../system/runner.ts';
 
 function positiveInt(v: string): number {
   const n = Number(v);

@@ -3,20 +3,16 @@
 import type { Clock } from '../clock.ts';
 import { OfflinkError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { ProcessSpawner } from '../system/process.ts';
+import type { CommandRunner } from '../system/runner.ts';
 import { BpfHomeAgentDataplane } from './bpf/ha.ts';
 import { BpfMobileRouterDataplane } from './bpf/mr.ts';
 import { Iproute2Kernel } from './iproute2.ts';
 import type { NetKernel } from './kernel.ts';
 import type { MobileRouterDataplaneOptions } from './mr.ts';
 import type { Backend } from './probe.ts';
-import type { ProcessSpawner } from './process.ts';
 import { Seg6HomeAgentDataplane, Seg6MobileRouterDataplane } from './seg6.ts';
-import type {
-  CommandRunner,
-  HomeAgentDataplane,
-  HomeAgentDataplaneOptions,
-  MobileRouterDataplane,
-} from './types.ts';
+import type { HomeAgentDataplane, HomeAgentDataplaneOptions, MobileRouterDataplane } from './types.ts';
 
 export { BindingConflictError } from './bindings.ts';
 export { BpfHomeAgentDataplane } from './bpf/ha.ts';
@@ -33,7 +29,6 @@ export {
 } from './mr.ts';
 export { COUNTER, HA_TABLE, MR_TABLE } from './nft.ts';
 export * from './probe.ts';
-export * from './runner.ts';
 export * from './seg6.ts';
 export type * from './types.ts';
 

@@ -4,6 +4,9 @@
 // they reach a command line. Tested against the real kernel in namespaces (test/kernel.test.ts).
 import { OfflinkError } from '../errors.ts';
 import { canonicalIPv6, parseDestination } from '../protocol/address.ts';
+import type { ProcessSpawner } from '../system/process.ts';
+import type { CommandRunner } from '../system/runner.ts';
+import { CommandError } from '../system/runner.ts';
 import { checkInterfaceName } from './ifname.ts';
 import {
   type AddressFlag,
@@ -30,9 +33,6 @@ import {
   type Watch,
 } from './kernel.ts';
 import { nftScript, parseNftTable } from './nftables.ts';
-import type { ProcessSpawner } from './process.ts';
-import { CommandError } from './runner.ts';
-import type { CommandRunner } from './types.ts';
 
 /** tc filter preference of offlink's programs (the signaling port, for recognisability). */
 export const TC_PREF = '4191';

@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { OfflinkError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { CommandRunner } from '../system/runner.ts';
 import { type BpfSyscalls, kernelBpf, programObject } from './bpf/syscall.ts';
-import type { CommandRunner } from './types.ts';
 
 export const BACKENDS = ['bpf', 'seg6'] as const;
 export type Backend = (typeof BACKENDS)[number];

@@ -1,25 +1,6 @@
 // The kernel side, as small interfaces (STYLE: wireguard-go's tun.Device, tailscale's Router.Set).
 // Core code (homeagent/, mobilerouter/) depends only on these; backends: seg6 (works here), ip6tnl, fake.
 
-/** Runs one command given as argv (never a shell string). Tests replace it with a recording fake. */
-export interface CommandRunner {
-  run(argv: readonly string[], options?: RunOptions): Promise<RunResult>;
-}
-export interface RunOptions {
-  /** Written to the command's standard input (e.g. `nft -f -`, `ip -batch -`). */
-  input?: string;
-  signal?: AbortSignal;
-  /** Do not throw on a non-zero exit status; return it. */
-  allowFailure?: boolean;
-  /** Kill the command (SIGKILL) after this many milliseconds; the runner's default otherwise. */
-  timeoutMs?: number;
-}
-export interface RunResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-}
-
 /** One home registration as the HA's data plane sees it. */
 export interface TunnelBinding {
   /** Home address (the binding's key). */

@@ -1,8 +1,9 @@
 // The links the netns driver moves guests' ports between, as typed values: what a namespace holds, and
 // the three changes the driver makes. `IprouteLinks` does them with `ip -n <namespace>` (tested against the
 // kernel in test/netns-driver.test.ts); the driver's unit tests use a model of the same interface.
-import { CommandError } from '../dataplane/runner.ts';
-import type { CommandRunner } from '../dataplane/types.ts';
+
+import type { CommandRunner } from '../system/runner.ts';
+import { CommandError } from '../system/runner.ts';
 
 /** A link of a namespace and its state. */
 export interface LinkState {

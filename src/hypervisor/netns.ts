@@ -20,8 +20,8 @@
 // in the lab, and `ip -n NAME` works from inside any namespace as long as /run/netns is shared (it is
 // with `ip netns exec`, whose mount namespace is a slave of the root one).
 import { performance } from 'node:perf_hooks';
-import { CommandError } from '../dataplane/runner.ts';
-import type { CommandRunner } from '../dataplane/types.ts';
+import type { CommandRunner } from '../system/runner.ts';
+import { CommandError } from '../system/runner.ts';
 import {
   type Driver,
   type DriverCallOptions,

@@ -4,8 +4,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CommandRunner } from '../dataplane/types.ts';
 import type { AgentStatus, MigrationRecord } from '../migration/messages.ts';
+import type { CommandRunner } from '../system/runner.ts';
 import type { LabConfigs } from './configs.ts';
 import { CONTROL_PORT, SIGNALING_PORT } from './configs.ts';
 import { LabError, spawnInNamespace } from './netns.ts';

@@ -13,8 +13,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import type { CommandRunner } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
+import type { CommandRunner } from '../system/runner.ts';
 
 /** Every namespace of the lab starts with this; nothing else on the machine should. */
 export const LAB_PREFIX = 'ofl-';

@@ -7,11 +7,11 @@
 // the two differ only in what offlink adds.
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { CommandRunner } from '../dataplane/types.ts';
 import type { DriverMigrationResult, GuestNetwork } from '../hypervisor/driver.ts';
 import { QemuDriver } from '../hypervisor/qemu/driver.ts';
 import { guestCmdline } from '../hypervisor/qemu/guest-image.ts';
 import type { Logger } from '../log.ts';
+import type { CommandRunner } from '../system/runner.ts';
 import type { HostName, Topology } from './topology.ts';
 
 export class OnLinkVms {

@@ -17,8 +17,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { CommandRunner } from '../dataplane/types.ts';
 import { slaacAddress } from '../hypervisor/qemu/guest-image.ts';
+import type { CommandRunner } from '../system/runner.ts';
 import { LabError, spawnInNamespace } from './netns.ts';
 import type { GuestKind } from './report.ts';
 

@@ -2,8 +2,8 @@
 // `bridge monitor` itself); re-exported here for the mobile router's parts.
 import type { Clock } from '../clock.ts';
 import type { LinkKernel } from '../dataplane/kernel.ts';
-import type { ProcessSpawner } from '../dataplane/process.ts';
 import type { Logger } from '../log.ts';
+import type { ProcessSpawner } from '../system/process.ts';
 
 export {
   nodeSpawner,
@@ -11,7 +11,7 @@ export {
   type ProcessSpawner,
   type SpawnedProcess,
   type SpawnOptions,
-} from '../dataplane/process.ts';
+} from '../system/process.ts';
 
 /** What the parts that work on the host (CoA tracking, the guest link) need: its links, its processes. */
 export interface HostComponents {

@@ -18,9 +18,9 @@ import { kernelBpf } from '../../src/dataplane/bpf/syscall.ts';
 import {
   type Backend,
   createMobileRouterDataplane,
-  ExecRunner,
   type MobileRouterBackend,
 } from '../../src/dataplane/index.ts';
+import { ExecRunner } from '../../src/system/runner.ts';
 import type { WireSpec } from './homeagent-mr-agent.ts';
 import type { NetnsLab } from './netns.ts';
 

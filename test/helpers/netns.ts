@@ -1,48 +1,25 @@
 // Network-namespace harness for integration tests (root). Every namespace a test makes is named
 // `t<pid>-<name>`, so a crashed run's leftovers are recognisable: `removeStaleNamespaces()` deletes
 // those whose creating process is gone, without touching namespaces of tests running concurrently.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Backend } from '../../src/dataplane/probe.ts';
 import { pidAlive } from '../../src/lab/netns.ts';
-
-const execFileP = promisify(execFile);
+import { ExecRunner } from '../../src/system/runner.ts';
 
 export interface ExecResult {
   stdout: string;
   stderr: string;
 }
 
-/** Run argv (no shell). Throws with the command's stderr on failure. */
+const runner = new ExecRunner({ timeoutMs: 120_000 });
+
+/** Run argv (no shell) through the product's runner. Throws CommandError (argv, exit, stderr) on failure. */
 export async function sh(argv: readonly string[], input?: string): Promise<ExecResult> {
-  if (input === undefined) {
-    try {
-      const { stdout, stderr } = await execFileP(argv[0]!, argv.slice(1), { maxBuffer: 64 << 20 });
-      return { stdout, stderr };
-    } catch (err) {
-      const e = err as { stderr?: string; message: string };
-      throw new Error(`${argv.join(' ')}: ${e.stderr?.trim() || e.message}`);
-    }
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve({ stdout, stderr }) : reject(new Error(`${argv.join(' ')}: ${stderr.trim()}`)),
-    );
-    child.stdin.end(input);
-  });
+  const { stdout, stderr } = await runner.run(argv, input === undefined ? {} : { input });
+  return { stdout, stderr };
 }
 
 /** Delete `t<pid>-*` namespaces whose creating process no longer exists (a crashed earlier run). */

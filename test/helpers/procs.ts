@@ -1,33 +1,9 @@
-// Processes with a stdin/stdout conversation, started inside namespaces by integration tests, and a
-// plain argv runner. Every process is killed by `killAll()` (call it in `finally`).
-import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
+// Processes with a stdin/stdout conversation, started inside namespaces by integration tests (one-shot
+// commands go through the product's ExecRunner). Every process is killed by `killAll()` (call it in `finally`).
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { CommandRunner, RunOptions, RunResult } from '../../src/dataplane/types.ts';
 
 export const GUEST_APPS = new URL('../fixtures/guest-apps.mjs', import.meta.url).pathname;
-
-/** Runs argv with execFile; with `prefix` (e.g. `ip netns exec NS`), from inside that namespace. */
-export function execRunner(prefix: readonly string[] = []): CommandRunner {
-  return {
-    run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-      const full = [...prefix, ...argv];
-      return new Promise((resolve, reject) => {
-        const child = execFile(
-          full[0]!,
-          full.slice(1),
-          { maxBuffer: 64 << 20, ...(options.signal ? { signal: options.signal } : {}) },
-          (err, stdout, stderr) => {
-            const exitCode = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-            if (exitCode !== 0 && !options.allowFailure) {
-              reject(new Error(`${full.join(' ')}: ${stderr.trim() || err?.message}`));
-            } else resolve({ stdout, stderr, exitCode });
-          },
-        );
-        if (options.input !== undefined) child.stdin?.end(options.input);
-      });
-    },
-  };
-}
 
 /** A child process whose stdout lines can be awaited. */
 export class Proc {

@@ -3,7 +3,7 @@
 // named after the requirement fails), so a CI machine that lacks something can never pass by skipping.
 import { test } from 'node:test';
 import { type Backend, type ProbeResult, probeBackends } from '../../src/dataplane/probe.ts';
-import { ExecRunner } from '../../src/dataplane/runner.ts';
+import { ExecRunner } from '../../src/system/runner.ts';
 
 export const inCI = process.env['CI'] === 'true';
 

@@ -8,8 +8,9 @@
 //     migration: { downtimeLimitMs: 300, overlap: true }
 // `bootOn` names the host whose agent boots the guest when it starts (before it decides which networks
 // are here, so the network registers there).
-import type { CommandRunner } from '../../dataplane/types.ts';
+
 import type { Logger } from '../../log.ts';
+import type { CommandRunner } from '../../system/runner.ts';
 import type { GuestInfo, GuestNetwork } from '../driver.ts';
 import { QemuDriver } from './driver.ts';
 import type { QemuGuestConfig, QemuMigrationSettings } from './types.ts';

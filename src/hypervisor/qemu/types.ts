@@ -1,6 +1,7 @@
 // The qemu driver's configuration types (driver.ts uses them; index.ts maps the agent config onto them).
-import type { CommandRunner } from '../../dataplane/types.ts';
+
 import type { Logger } from '../../log.ts';
+import type { CommandRunner } from '../../system/runner.ts';
 import type { GuestImage } from './guest-image.ts';
 
 export interface QemuGuestConfig {

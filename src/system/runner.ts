@@ -2,7 +2,25 @@
 // Commands are argv arrays handed to the kernel's execve, never to a shell.
 import { spawn } from 'node:child_process';
 import { OfflinkError } from '../errors.ts';
-import type { CommandRunner, RunOptions, RunResult } from './types.ts';
+
+/** Runs one command given as argv (never a shell string). Tests replace it with a recording fake. */
+export interface CommandRunner {
+  run(argv: readonly string[], options?: RunOptions): Promise<RunResult>;
+}
+export interface RunOptions {
+  /** Written to the command's standard input (e.g. `nft -f -`, `ip -batch -`). */
+  input?: string;
+  signal?: AbortSignal;
+  /** Do not throw on a non-zero exit status; return it. */
+  allowFailure?: boolean;
+  /** Kill the command (SIGKILL) after this many milliseconds; the runner's default otherwise. */
+  timeoutMs?: number;
+}
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
 
 /** A command exited non-zero (or could not start). */
 export class CommandError extends OfflinkError {
