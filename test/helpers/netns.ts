@@ -170,6 +170,15 @@ export async function withNetns<T>(
   }
 }
 
+/**
+ * A fresh NetnsLab for a fixture shared by several test cases (`before` opens it, `after` calls
+ * `cleanup()`); removes a crashed run's leftovers first.
+ */
+export async function openNetns(options: { backend?: Backend } = {}): Promise<NetnsLab> {
+  await removeStaleNamespaces();
+  return new NetnsLab(options);
+}
+
 /** withNetns for a test that runs on the data plane `backend`. */
 export function withNetnsOn<T>(backend: Backend, fn: (lab: NetnsLab) => Promise<T>): Promise<T> {
   return withNetns(fn, { backend });
