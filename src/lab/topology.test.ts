@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ADDRESSING, planTopology } from './topology.ts';
+import { ADDRESSING, labNetSpec, planTopology } from './topology.ts';
 
 describe('lab topology plan', () => {
   it('uses documentation prefixes and valid interface names', () => {
@@ -49,6 +49,49 @@ describe('lab topology plan', () => {
     assert.deepEqual(
       on.hosts.map((h) => h.trafficDev),
       ['lan0', 'lan0'],
+    );
+  });
+
+  it('describes the lab as one network spec: every link end in a namespace of the plan, uplinks down for radvd', () => {
+    for (const kind of ['off-link', 'on-link'] as const) {
+      const plan = planTopology(kind, 2);
+      const spec = labNetSpec(plan, 'lab');
+      const namespaces = new Set(spec.namespaces?.map((n) => n.name));
+      assert.deepEqual([...namespaces], [...plan.namespaces]);
+      for (const v of spec.veths ?? []) {
+        for (const end of [v.a, v.b]) {
+          assert.ok(namespaces.has(end.ns), `${end.dev} in ${end.ns}`);
+          assert.ok(end.dev.length <= 15, end.dev);
+        }
+      }
+      for (const h of plan.hosts) {
+        const uplink = spec.veths?.find((v) => v.b.ns === h.ns && v.b.dev === h.uplink);
+        assert.equal(uplink?.b.up, false, `${h.name}'s uplink waits for radvd`);
+        assert.equal(uplink?.b.mac, h.uplinkMac);
+        assert.equal(uplink?.b.addresses, undefined, 'the care-of address comes by SLAAC');
+      }
+      const forwarding = spec.namespaces?.filter((n) => n.forwarding).map((n) => n.name);
+      assert.deepEqual(forwarding, ['ofl-inet', 'ofl-ha', 'ofl-host-a', 'ofl-host-b']);
+    }
+  });
+
+  it('off-link: one guest bridge per network on each host when the lab makes them, none when the agents do', () => {
+    const plan = planTopology('off-link', 2);
+    assert.deepEqual(
+      labNetSpec(plan, 'lab').bridges?.map((b) => [b.ns, b.name, b.mtu, b.addresses]),
+      [
+        ['ofl-host-a', 'ofl-net1', 1460, ['2001:db8:100::1/64', 'fe80::1/64']],
+        ['ofl-host-a', 'ofl-net2', 1460, ['2001:db8:101::1/64', 'fe80::1/64']],
+        ['ofl-host-b', 'ofl-net1', 1460, ['2001:db8:100::1/64', 'fe80::1/64']],
+        ['ofl-host-b', 'ofl-net2', 1460, ['2001:db8:101::1/64', 'fe80::1/64']],
+      ],
+    );
+    const byAgents = labNetSpec(plan, 'agent');
+    assert.deepEqual(byAgents.bridges, []);
+    // ofl-inet routes each MNP to the HA
+    assert.deepEqual(
+      byAgents.routes?.filter((r) => r.ns === 'ofl-inet').map((r) => r.to),
+      ['2001:db8:f::/64', '2001:db8:100::/64', '2001:db8:101::/64'],
     );
   });
 });

@@ -19,6 +19,14 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { slaacAddress } from '../hypervisor/qemu/guest-image.ts';
 import type { CommandRunner } from '../system/runner.ts';
+import {
+  type AddressSpec,
+  buildNet,
+  type NetBridgeSpec,
+  type NetSpec,
+  type RouteSpec,
+  type VethSpec,
+} from './netbuild.ts';
 import { LabError, spawnInNamespace } from './netns.ts';
 import type { GuestKind } from './report.ts';
 
@@ -168,146 +176,121 @@ export interface BuildOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * The lab's network as values (netbuild.ts): everything but radvd and what SLAAC gives. The hosts'
+ * uplinks stay down, so that their first router solicitation, sent when `buildTopology` brings them up
+ * after radvd runs, is answered.
+ */
+export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): NetSpec {
+  const { inet, ha, cn } = plan;
+  const routers = new Set([inet.ns, ha.ns, ...plan.hosts.map((h) => h.ns)]);
+  const hostSysctls = new Map(
+    plan.hosts.map((h) => [
+      h.ns,
+      [`net.ipv6.conf.${h.uplink}.accept_ra=2`, `net.ipv6.conf.${h.uplink}.autoconf=1`],
+    ]),
+  );
+  const spec = {
+    namespaces: plan.namespaces.map((name) => ({
+      name,
+      forwarding: routers.has(name),
+    })),
+    bridges: [] as NetBridgeSpec[],
+    veths: [
+      // ofl-inet ↔ ofl-ha; the HA address and home prefix are reached through the HA
+      {
+        a: { ns: inet.ns, dev: 'to-ha', addresses: [`${ADDRESSING.haLink.inet}/64`] },
+        b: { ns: ha.ns, dev: ha.uplink, addresses: [`${ha.linkAddress}/64`] },
+      },
+      {
+        a: { ns: inet.ns, dev: 'to-cn', addresses: [`${ADDRESSING.cn.inet}/64`] },
+        b: { ns: cn.ns, dev: cn.dev, addresses: [`${cn.address}/64`] },
+      },
+      // the hosts' uplinks: addresses by SLAAC, fixed MACs so they are the same on every run
+      ...plan.hosts.map((h) => ({
+        a: { ns: inet.ns, dev: h.inetDev, addresses: [`${h.prefix.replace('::/64', '::1')}/64`] },
+        b: { ns: h.ns, dev: h.uplink, mac: h.uplinkMac, up: false, ipv6: { accept_ra: 2, autoconf: 1 } },
+      })),
+    ] as VethSpec[],
+    addresses: [{ ns: ha.ns, dev: 'lo', address: `${ha.address}/128` }] as AddressSpec[],
+    routes: [
+      { ns: ha.ns, to: 'default', via: ADDRESSING.haLink.inet, dev: ha.uplink },
+      { ns: inet.ns, to: ADDRESSING.home.prefix, via: ha.linkAddress },
+      { ns: cn.ns, to: 'default', via: ADDRESSING.cn.inet, dev: cn.dev },
+    ] as RouteSpec[],
+  };
+  if (plan.kind === 'on-link') {
+    // ofl-lan is one switch joining ofl-inet and each host's plain guest bridge (its lan0 port)
+    const lan = plan.lan;
+    if (!lan) throw new LabError('ERR_LAB_PLAN', 'an on-link plan has a LAN');
+    spec.bridges.push({ ns: lan.ns, name: lan.bridge });
+    spec.veths.push({
+      a: { ns: inet.ns, dev: 'to-lan', addresses: [`${ADDRESSING.onLink.inet}/64`, 'fe80::1/64'] },
+      b: { ns: lan.ns, dev: 'inet', master: lan.bridge },
+    });
+    for (const h of plan.hosts) {
+      spec.bridges.push({ ns: h.ns, name: 'br-lan' });
+      spec.veths.push({
+        a: { ns: h.ns, dev: 'lan0', master: 'br-lan' },
+        b: { ns: lan.ns, dev: h.name, master: lan.bridge },
+      });
+    }
+  } else {
+    for (const g of plan.guests) spec.routes.push({ ns: inet.ns, to: g.prefix, via: ha.linkAddress });
+    // plain guest bridges as docs/dataplane.md describes them, standing in for the mobile routers' guest links
+    if (bridges === 'lab')
+      for (const h of plan.hosts)
+        for (const g of plan.guests)
+          spec.bridges.push({
+            ns: h.ns,
+            name: g.bridge,
+            mac: g.bridgeMac,
+            mtu: 1460,
+            addresses: [`${g.prefix.replace('::/64', '::1')}/64`, 'fe80::1/64'],
+          });
+  }
+  if (plan.guestKind === 'netns') {
+    const mtu = plan.kind === 'on-link' ? 1500 : 1460;
+    for (const g of plan.guests) {
+      // The netns driver moves the guest's peer between hosts, so the guest's link loses carrier for a few
+      // ms, which a VM's link never does; a flushed neighbour cache would then cost a 1 s NS retransmit.
+      // A roaming device's setting keeps the cache (the gateway's MAC is the same on every host).
+      spec.veths.push({
+        a: {
+          ns: g.ns,
+          dev: g.dev,
+          mac: g.mac,
+          mtu,
+          addresses: [`${g.address}/64`],
+          ipv6: { accept_ra: 0, ndisc_evict_nocarrier: 0 },
+        },
+        // the port is attached to a bridge by attachGuest (which bridge depends on who makes them)
+        b: { ns: plan.hosts[0].ns, dev: g.port, mtu, up: false },
+      });
+      spec.routes.push({ ns: g.ns, to: 'default', via: g.gateway, dev: g.dev });
+    }
+  }
+  return spec;
+}
+
 /** Build the lab. On failure, what was made stays for the caller's `labDown` to remove. */
 export async function buildTopology(plan: LabPlan, options: BuildOptions): Promise<Topology> {
-  const ip = (...argv: string[]) => options.runner.run(['ip', ...argv], { signal: options.signal });
-  const sysctl = (ns: string, ...settings: string[]) =>
-    options.runner.run(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', ...settings], { signal: options.signal });
-  const veth = async (nsA: string, a: string, nsB: string, b: string) =>
-    ip('link', 'add', a, 'netns', nsA, 'type', 'veth', 'peer', 'name', b, 'netns', nsB);
-
-  for (const ns of plan.namespaces) {
-    const r = await options.runner.run(['ip', 'netns', 'add', ns], { allowFailure: true });
-    if (r.exitCode !== 0) {
-      throw new LabError(
-        'ERR_LAB_BUSY',
-        `namespace ${ns} exists (${r.stderr.trim()}): run \`offlink lab down\``,
-      );
-    }
-    await ip('-n', ns, 'link', 'set', 'lo', 'up');
-    await sysctl(ns, 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0');
-  }
-  const { inet, ha, cn } = plan;
-  for (const ns of [inet.ns, ha.ns, ...plan.hosts.map((h) => h.ns)]) {
-    await sysctl(ns, 'net.ipv6.conf.all.forwarding=1');
-  }
-
-  // ofl-inet ↔ ofl-ha; the HA address and home prefix are reached through the HA
-  await veth(inet.ns, 'to-ha', ha.ns, ha.uplink);
-  await ip('-n', inet.ns, 'addr', 'add', `${ADDRESSING.haLink.inet}/64`, 'dev', 'to-ha', 'nodad');
-  await ip('-n', ha.ns, 'addr', 'add', `${ha.linkAddress}/64`, 'dev', ha.uplink, 'nodad');
-  await ip('-n', ha.ns, 'addr', 'add', `${ha.address}/128`, 'dev', 'lo');
-  await ip('-n', inet.ns, 'link', 'set', 'to-ha', 'up');
-  await ip('-n', ha.ns, 'link', 'set', ha.uplink, 'up');
-  await ip('-n', ha.ns, '-6', 'route', 'add', 'default', 'via', ADDRESSING.haLink.inet, 'dev', ha.uplink);
-  await ip('-n', inet.ns, '-6', 'route', 'add', ADDRESSING.home.prefix, 'via', ha.linkAddress);
-
-  // ofl-inet ↔ ofl-cn
-  await veth(inet.ns, 'to-cn', cn.ns, cn.dev);
-  await ip('-n', inet.ns, 'addr', 'add', `${ADDRESSING.cn.inet}/64`, 'dev', 'to-cn', 'nodad');
-  await ip('-n', cn.ns, 'addr', 'add', `${cn.address}/64`, 'dev', cn.dev, 'nodad');
-  await ip('-n', inet.ns, 'link', 'set', 'to-cn', 'up');
-  await ip('-n', cn.ns, 'link', 'set', cn.dev, 'up');
-  await ip('-n', cn.ns, '-6', 'route', 'add', 'default', 'via', ADDRESSING.cn.inet, 'dev', cn.dev);
-
-  // ofl-inet ↔ hosts; the host side stays down until radvd runs, so its first RS is answered
-  for (const h of plan.hosts) {
-    await veth(inet.ns, h.inetDev, h.ns, h.uplink);
-    await ip(
-      '-n',
-      inet.ns,
-      'addr',
-      'add',
-      `${h.prefix.replace('::/64', '::1')}/64`,
-      'dev',
-      h.inetDev,
-      'nodad',
-    );
-    await ip('-n', inet.ns, 'link', 'set', h.inetDev, 'up');
-    await ip('-n', h.ns, 'link', 'set', h.uplink, 'address', h.uplinkMac);
-    await sysctl(h.ns, `net.ipv6.conf.${h.uplink}.accept_ra=2`, `net.ipv6.conf.${h.uplink}.autoconf=1`);
-  }
+  await buildNet(labNetSpec(plan, options.bridges), options.runner, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    onNamespaceExists: (ns, stderr) =>
+      new LabError('ERR_LAB_BUSY', `namespace ${ns} exists (${stderr.trim()}): run \`offlink lab down\``),
+  });
   await startRadvd(plan, options);
-  for (const h of plan.hosts) await ip('-n', h.ns, 'link', 'set', h.uplink, 'up');
-
-  if (plan.kind === 'on-link') await buildOnLink(plan, ip);
-  else
-    for (const g of plan.guests)
-      await ip('-n', inet.ns, '-6', 'route', 'add', g.prefix, 'via', ha.linkAddress);
-
-  if (plan.guestKind === 'netns') for (const g of plan.guests) await buildGuest(plan, g, ip, sysctl);
-  if (options.bridges === 'lab' && plan.kind === 'off-link') {
-    for (const h of plan.hosts) for (const g of plan.guests) await makeGuestBridge(h.ns, g, ip);
-  }
+  for (const h of plan.hosts)
+    await options.runner.run(['ip', '-n', h.ns, 'link', 'set', h.uplink, 'up'], {
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   if ((options.bridges === 'lab' || plan.kind === 'on-link') && plan.guestKind === 'netns') {
     for (const g of plan.guests) await attachGuest(g, plan.hosts[0].ns, options.runner);
   }
   const careOf = {} as Record<HostName, string>;
   for (const h of plan.hosts) careOf[h.name] = await waitSlaac(options.runner, h);
   return { ...plan, careOf };
-}
-
-type Ip = (...argv: string[]) => Promise<unknown>;
-
-async function buildOnLink(plan: LabPlan, ip: Ip): Promise<void> {
-  const lan = plan.lan!;
-  await ip('-n', lan.ns, 'link', 'add', lan.bridge, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
-  await ip('-n', lan.ns, 'link', 'set', lan.bridge, 'up');
-  const port = async (ns: string, dev: string, lanPort: string) => {
-    await ip('link', 'add', dev, 'netns', ns, 'type', 'veth', 'peer', 'name', lanPort, 'netns', lan.ns);
-    await ip('-n', lan.ns, 'link', 'set', lanPort, 'master', lan.bridge, 'up');
-  };
-  await port(plan.inet.ns, 'to-lan', 'inet');
-  await ip('-n', plan.inet.ns, 'addr', 'add', `${ADDRESSING.onLink.inet}/64`, 'dev', 'to-lan', 'nodad');
-  await ip('-n', plan.inet.ns, 'addr', 'add', 'fe80::1/64', 'dev', 'to-lan', 'nodad');
-  await ip('-n', plan.inet.ns, 'link', 'set', 'to-lan', 'up');
-  for (const h of plan.hosts) {
-    // each host's guest bridge is plain L2 here; its lan0 port joins it to the shared segment
-    await port(h.ns, 'lan0', h.name);
-    await ip('-n', h.ns, 'link', 'add', 'br-lan', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
-    await ip('-n', h.ns, 'link', 'set', 'lan0', 'master', 'br-lan', 'up');
-    await ip('-n', h.ns, 'link', 'set', 'br-lan', 'up');
-  }
-}
-
-/** A plain guest bridge as docs/dataplane.md describes it (stand-in for the mobile router's guest link). */
-async function makeGuestBridge(ns: string, g: GuestPlan, ip: Ip): Promise<void> {
-  await ip('-n', ns, 'link', 'add', g.bridge, 'address', g.bridgeMac, 'mtu', '1460', 'type', 'bridge');
-  await ip('-n', ns, 'link', 'set', g.bridge, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
-  await ip('-n', ns, 'addr', 'add', `${g.prefix.replace('::/64', '::1')}/64`, 'dev', g.bridge, 'nodad');
-  await ip('-n', ns, 'addr', 'add', 'fe80::1/64', 'dev', g.bridge, 'nodad');
-  await ip('-n', ns, 'link', 'set', g.bridge, 'up');
-}
-
-async function buildGuest(
-  plan: LabPlan,
-  g: GuestPlan,
-  ip: Ip,
-  sysctl: (ns: string, ...s: string[]) => Promise<unknown>,
-): Promise<void> {
-  const mtu = plan.kind === 'on-link' ? '1500' : '1460';
-  await ip(
-    'link',
-    'add',
-    g.dev,
-    'netns',
-    g.ns,
-    'type',
-    'veth',
-    'peer',
-    'name',
-    g.port,
-    'netns',
-    plan.hosts[0].ns,
-  );
-  // The netns driver moves the guest's peer between hosts, so the guest's link loses carrier for a few
-  // ms, which a VM's link never does; a flushed neighbour cache would then cost a 1 s NS retransmit.
-  // A roaming device's setting keeps the cache (the gateway's MAC is the same on every host).
-  await sysctl(g.ns, `net.ipv6.conf.${g.dev}.accept_ra=0`, `net.ipv6.conf.${g.dev}.ndisc_evict_nocarrier=0`);
-  await ip('-n', g.ns, 'link', 'set', g.dev, 'address', g.mac, 'mtu', mtu, 'up');
-  await ip('-n', g.ns, 'addr', 'add', `${g.address}/64`, 'dev', g.dev, 'nodad');
-  await ip('-n', g.ns, '-6', 'route', 'add', 'default', 'via', g.gateway, 'dev', g.dev);
-  await ip('-n', plan.hosts[0].ns, 'link', 'set', g.port, 'mtu', mtu);
 }
 
 /** Put a guest's port into `hostNs`'s guest bridge (the moved link arrives down and without master). */

@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Backend } from '../../src/dataplane/probe.ts';
+import { buildNet, type NamespaceSpec, type NetSpec, renameNamespaces } from '../../src/lab/netbuild.ts';
 import { pidAlive } from '../../src/lab/netns.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
 
@@ -63,42 +64,46 @@ export class NetnsLab {
     return this.dir;
   }
 
+  /** The full name of this lab's namespace `name` (`<tag>-<name>`); a full name stays as it is. */
+  name(name: string): string {
+    return name.startsWith(`${this.tag}-`) ? name : `${this.tag}-${name}`;
+  }
+
+  /**
+   * Build `spec` (src/lab/netbuild.ts, the builder the lab uses too) with this lab's namespace names:
+   * every `ns` in it is a short name (`ha`) or one of this lab's full names. Returns the full names of
+   * the namespaces it made, by short name. They are removed on cleanup, also when the build fails.
+   */
+  async build<N extends string>(
+    spec: NetSpec & { namespaces?: readonly (NamespaceSpec & { name: N })[] },
+  ): Promise<Record<N, string>> {
+    const made = {} as Record<N, string>;
+    for (const n of spec.namespaces ?? []) {
+      made[n.name] = this.name(n.name);
+      this.namespaces.push(made[n.name]);
+    }
+    await buildNet(
+      renameNamespaces(spec, (ns) => this.name(ns)),
+      runner,
+    );
+    return made;
+  }
+
   /** Create namespace `<tag>-<name>` with lo up and DAD off; returns its full name. */
   async ns(name: string, options: { forwarding?: boolean } = {}): Promise<string> {
-    const full = `${this.tag}-${name}`;
-    await sh(['ip', 'netns', 'add', full]);
-    this.namespaces.push(full);
-    await sh(['ip', '-n', full, 'link', 'set', 'lo', 'up']);
-    await this.exec(full, [
-      'sysctl',
-      '-qw',
-      'net.ipv6.conf.all.accept_dad=0',
-      'net.ipv6.conf.default.accept_dad=0',
-      `net.ipv6.conf.all.forwarding=${options.forwarding ? 1 : 0}`,
-    ]);
-    return full;
+    await this.build({ namespaces: [{ name, forwarding: options.forwarding ?? false }] });
+    return this.name(name);
   }
 
   /** A veth pair between two namespaces, both ends up. Interface names must be ≤ 15 characters. */
   async veth(nsA: string, ifA: string, nsB: string, ifB: string, mtu?: number): Promise<void> {
-    await sh(['ip', 'link', 'add', ifA, 'netns', nsA, 'type', 'veth', 'peer', 'name', ifB, 'netns', nsB]);
-    for (const [ns, dev] of [
-      [nsA, ifA],
-      [nsB, ifB],
-    ] as const) {
-      const args = ['ip', '-n', ns, 'link', 'set', dev, 'up'];
-      if (mtu) args.push('mtu', String(mtu));
-      await sh(args);
-    }
+    const end = (ns: string, dev: string) => ({ ns, dev, ...(mtu ? { mtu } : {}) });
+    await this.build({ veths: [{ a: end(nsA, ifA), b: end(nsB, ifB) }] });
   }
 
   /** A bridge as the mobile router's guest link makes one (no STP, no forwarding delay), up. */
   async bridge(ns: string, name: string, options: { mac?: string; mtu?: number } = {}): Promise<void> {
-    const args = ['ip', '-n', ns, 'link', 'add', name];
-    if (options.mac) args.push('address', options.mac);
-    if (options.mtu) args.push('mtu', String(options.mtu));
-    await sh([...args, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
-    await sh(['ip', '-n', ns, 'link', 'set', name, 'up']);
+    await this.build({ bridges: [{ ns, name, ...options }] });
   }
 
   /** A guest's link: `ifGuest` in `guestNs`, its peer `port` in `hostNs` on `bridge`, both up. */
@@ -110,13 +115,15 @@ export class NetnsLab {
     bridge: string,
     mtu?: number,
   ): Promise<void> {
-    await this.veth(guestNs, ifGuest, hostNs, port, mtu);
-    await sh(['ip', '-n', hostNs, 'link', 'set', port, 'master', bridge]);
+    const m = mtu ? { mtu } : {};
+    await this.build({
+      veths: [{ a: { ns: guestNs, dev: ifGuest, ...m }, b: { ns: hostNs, dev: port, master: bridge, ...m } }],
+    });
   }
 
   /** Add an address without DAD. */
   async addr(ns: string, dev: string, cidr: string): Promise<void> {
-    await sh(['ip', '-n', ns, 'addr', 'add', cidr, 'dev', dev, 'nodad']);
+    await this.build({ addresses: [{ ns, dev, address: cidr }] });
   }
 
   exec(ns: string, argv: readonly string[], input?: string): Promise<ExecResult> {
