@@ -1,11 +1,12 @@
 // Handover outage benchmark (issue 9): `offlink lab run` with a streaming guest, in one run, for
-// off-link make-before-break, off-link paper and the on-link baseline (ordinary same-subnet migration,
+// off-link make-before-break, off-link break-before-make and the on-link baseline (ordinary same-subnet migration,
 // no NEMO), interleaved in rounds so all three see the same machine load. Reports gap p50/p95/max,
-// probes lost per migration and per-phase timings; headline ratios off-link ÷ on-link and paper ÷
-// make-before-break.
+// probes lost per migration and per-phase timings; headline ratios off-link ÷ on-link and
+// break-before-make ÷ make-before-break. ("paper" is break-before-make's former name; --configs still takes
+// it for bbm.)
 //
 //   node --import tsx bench/outage/run.ts [--migrations 20] [--rounds 2] [--interval 2] [--guest netns|qemu]
-//                                         [--configs mbb,paper,onlink | overlap,no-overlap,onlink] [--json FILE]
+//                                         [--configs mbb,bbm,onlink | overlap,no-overlap,onlink] [--json FILE]
 //                                         [--qemu-priority N]
 //
 // --qemu-priority N (a diagnosis, not the headline): every QEMU thread on the machine runs at nice N
@@ -101,11 +102,28 @@ const ALL_CONFIGS: Config[] =
           topology: 'off-link',
           procedure: 'make-before-break',
         },
-        { key: 'paper', name: 'off-link paper', topology: 'off-link', procedure: 'paper' },
+        {
+          key: 'bbm',
+          name: 'off-link break-before-make',
+          topology: 'off-link',
+          procedure: 'break-before-make',
+        },
         { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
       ];
 
-const only = args.get('configs')?.split(',');
+/** Former --configs keys, still accepted. */
+const CONFIG_ALIASES: ReadonlyMap<string, string> = new Map([['paper', 'bbm']]);
+const only = args
+  .get('configs')
+  ?.split(',')
+  .map((key) => CONFIG_ALIASES.get(key) ?? key);
+const unknownConfigs = only?.filter((key) => !ALL_CONFIGS.some((config) => config.key === key)) ?? [];
+if (unknownConfigs.length > 0) {
+  console.error(
+    `--configs: unknown ${unknownConfigs.join(', ')}; expected some of ${ALL_CONFIGS.map((config) => config.key).join(', ')}`,
+  );
+  process.exit(2);
+}
 const CONFIGS = only ? ALL_CONFIGS.filter((c) => only.includes(c.key)) : ALL_CONFIGS;
 
 /** One migration as measured by the lab, plus what the daemons' logs say about it. */
@@ -156,7 +174,7 @@ function logPhases(logDir: string, from: number, to: number): Record<string, num
   const ha = readLog(join(logDir, 'ha.log')).filter(
     (l) => within(l) && /^binding (move|register|deregister)$/.test(l.msg),
   );
-  // make-before-break: one `move`; paper: `deregister` at the source, then `register` from the destination
+  // make-before-break: one `move`; break-before-make: `deregister` at the source, then `register` from the destination
   for (const l of ha) {
     const event = l.msg.slice('binding '.length);
     out[`ha.${event}.dataplaneMs`] = l['dataplaneMs'] as number;
@@ -331,11 +349,11 @@ async function main(): Promise<void> {
   const ratios: Record<string, number> = {};
   if (GUEST === 'netns' && CONFIGS.length === 3) {
     const mbb = by('off-link make-before-break');
-    const paper = by('off-link paper');
+    const bbm = by('off-link break-before-make');
     const onLink = by('on-link baseline');
     ratios['offLinkOverOnLinkGapP50'] = mbb.gapMs.p50 / onLink.gapMs.p50;
     ratios['offLinkOverOnLinkLost'] = mbb.lostPerMigration.mean / onLink.lostPerMigration.mean;
-    ratios['paperOverMbbGapP50'] = paper.gapMs.p50 / mbb.gapMs.p50;
+    ratios['bbmOverMbbGapP50'] = bbm.gapMs.p50 / mbb.gapMs.p50;
     targets.push(
       {
         what: 'off-link ÷ on-link, p50 gap',
@@ -350,9 +368,9 @@ async function main(): Promise<void> {
         met: ratios['offLinkOverOnLinkLost'] <= 1.2,
       },
       {
-        what: 'paper ÷ make-before-break, p50 gap',
+        what: 'break-before-make ÷ make-before-break, p50 gap',
         target: '(report)',
-        measured: `${ratios['paperOverMbbGapP50'].toFixed(2)} (${paper.gapMs.p50.toFixed(1)} / ${mbb.gapMs.p50.toFixed(1)} ms)`,
+        measured: `${ratios['bbmOverMbbGapP50'].toFixed(2)} (${bbm.gapMs.p50.toFixed(1)} / ${mbb.gapMs.p50.toFixed(1)} ms)`,
       },
     );
   } else if (GUEST === 'qemu') {

@@ -117,13 +117,17 @@ describe('agent', () => {
     assert.ok(events.some((e) => e.type === 'phase' && e.phase === 'hypervisor' && e.state === 'done'));
     assert.equal(events.at(-1)?.type, 'result');
 
-    const back = await clients['host-b']!.migrate({ network: 'net1', to: 'host-a', procedure: 'paper' });
+    const back = await clients['host-b']!.migrate({
+      network: 'net1',
+      to: 'host-a',
+      procedure: 'break-before-make',
+    });
     assert.equal(back.outcome, 'succeeded');
     assert.equal(bindings.net1.coa, '2001:db8:a::2');
     assert.equal(routers['host-b'].get('net1')!.state, 'standby');
     const statusB = await clients['host-b']!.status();
     assert.equal(statusB.migrations[0]?.id, back.id);
-    assert.equal(statusB.migrations[0]?.procedure, 'paper');
+    assert.equal(statusB.migrations[0]?.procedure, 'break-before-make');
   });
 
   it('refuses: unknown network 404, unknown peer 404, network not active here 409, itself 409', async () => {
@@ -155,7 +159,7 @@ describe('agent', () => {
         migrationId: 'mig-00000099',
         network: 'net9',
         source: 'host-a',
-        procedure: 'paper',
+        procedure: 'break-before-make',
         guests: [],
       }),
       404,

@@ -33,8 +33,12 @@ class FakeHandlers implements ControlHandlers {
   calls: string[] = [];
   migrateOutcome: 'ok' | 'refuse' | 'fail-midway' | 'fail-record' = 'ok';
 
-  async prepare(req: { network: string; guests: string[] }) {
+  /** The procedure of every prepare and handover, as the handler received it. */
+  procedures: string[] = [];
+
+  async prepare(req: { network: string; procedure: string; guests: string[] }) {
     this.calls.push(`prepare ${req.network}`);
+    this.procedures.push(req.procedure);
     if (req.network !== 'net1') throw unknownNetwork('host-b', req.network);
     return {
       host: 'host-b',
@@ -48,6 +52,7 @@ class FakeHandlers implements ControlHandlers {
   }
   async handover(req: HandoverRequest) {
     this.calls.push(`handover ${req.network} ${req.lastSequence}`);
+    this.procedures.push(req.procedure);
     if (req.network === 'busy') throw new ControlError(409, 'ERR_NETWORK_STATE', 'net busy is migrating');
     return {
       host: 'host-b',
@@ -111,6 +116,7 @@ describe('control API', () => {
   after(() => server.close());
   beforeEach(() => {
     handlers.calls = [];
+    handlers.procedures = [];
     handlers.migrateOutcome = 'ok';
     logged.length = 0;
   });
@@ -139,7 +145,7 @@ describe('control API', () => {
       migrationId: ID,
       network: 'net1',
       source: 'host-a',
-      procedure: 'paper',
+      procedure: 'break-before-make',
       hoa: '2001:db8:ffff::101',
       prefixes: ['2001:db8:100::/64'],
       lastSequence: 65535,
@@ -212,7 +218,11 @@ describe('control API', () => {
     const cases: Array<[string, string, RegExp]> = [
       ['/v1/migrate', '{"network":"net1"}', /^to: /],
       ['/v1/migrate', '{"network":"net 1","to":"host-b"}', /^network: a name/],
-      ['/v1/migrate', '{"network":"net1","to":"host-b","procedure":"teleport"}', /^procedure: /],
+      [
+        '/v1/migrate',
+        '{"network":"net1","to":"host-b","procedure":"teleport"}',
+        /^procedure: unknown procedure "teleport": expected make-before-break or break-before-make/,
+      ],
       ['/v1/migrate', '{"network":"net1","to":"host-b","extra":1}', /^extra: unknown field/],
       ['/v1/migrate', 'not json', /body is not JSON/],
       ['/v1/migrate', '', /^body: /],
@@ -222,7 +232,7 @@ describe('control API', () => {
           migrationId: ID,
           network: 'net1',
           source: 'host-a',
-          procedure: 'paper',
+          procedure: 'break-before-make',
           hoa: 'nope',
           prefixes: ['2001:db8:100::/64'],
           lastSequence: 1,
@@ -236,7 +246,7 @@ describe('control API', () => {
           migrationId: ID,
           network: 'net1',
           source: 'host-a',
-          procedure: 'paper',
+          procedure: 'break-before-make',
           hoa: '2001:db8::1',
           prefixes: ['2001:db8:100::/64'],
           lastSequence: 65536,
@@ -250,7 +260,7 @@ describe('control API', () => {
           migrationId: 'x',
           network: 'net1',
           source: 'host-a',
-          procedure: 'paper',
+          procedure: 'break-before-make',
           guests: [],
         }),
         /^migrationId: /,
@@ -287,9 +297,46 @@ describe('control API', () => {
     assert.deepEqual(handlers.calls, []);
   });
 
+  it('accepts "paper", the former name, from older agents and scripts; handlers see break-before-make', async () => {
+    /** The HTTP status of a signed POST (the migrate stream is NDJSON, so no JSON parsing here). */
+    const send = async (path: string, body: object) => {
+      const text = JSON.stringify(body);
+      const headers = signRequest(KEY, { method: 'POST', path, body: text, authority }, systemClock);
+      const res = await fetch(`${base}${path}`, { method: 'POST', headers, body: text });
+      await res.text();
+      return res;
+    };
+    const from = { migrationId: ID, network: 'net1', source: 'host-a', procedure: 'paper' };
+    assert.equal(
+      (await send('/v1/migrate', { network: 'net1', to: 'host-b', procedure: 'paper' })).status,
+      200,
+    );
+    assert.equal((await send('/v1/prepare', { ...from, guests: ['guest-1'] })).status, 200);
+    const handover = {
+      ...from,
+      hoa: '2001:db8:ffff::101',
+      prefixes: ['2001:db8:100::/64'],
+      lastSequence: 1,
+      lifetimeRemaining: 0,
+    };
+    assert.equal((await send('/v1/handover', handover)).status, 200);
+    assert.deepEqual(handlers.calls, [
+      'migrate net1 host-b break-before-make',
+      'prepare net1',
+      'handover net1 1',
+    ]);
+    assert.deepEqual(handlers.procedures, ['break-before-make', 'break-before-make']);
+  });
+
   it('maps handler refusals to 404 / 409 with their message', async () => {
     await assert.rejects(
-      client.prepare({ migrationId: ID, network: 'net9', source: 'host-a', procedure: 'paper', guests: [] }),
+      client.prepare({
+        migrationId: ID,
+        network: 'net9',
+        source: 'host-a',
+        procedure: 'break-before-make',
+        guests: [],
+      }),
       (err: unknown) => {
         assert.ok(err instanceof ControlError);
         assert.equal(err.status, 404);
@@ -309,15 +356,16 @@ describe('control API', () => {
 
   it('streams migration progress as NDJSON, ending with the result', async () => {
     const events: MigrationEvent[] = [];
-    const record = await client.migrate({ network: 'net1', to: 'host-b', procedure: 'paper' }, (e) =>
-      events.push(e),
+    const record = await client.migrate(
+      { network: 'net1', to: 'host-b', procedure: 'break-before-make' },
+      (e) => events.push(e),
     );
     assert.deepEqual(record, RECORD);
     assert.deepEqual(
       events.map((e) => (e.type === 'phase' ? `${e.phase} ${e.state}` : e.type)),
       ['prepare start', 'prepare done', 'result'],
     );
-    assert.deepEqual(handlers.calls, ['migrate net1 host-b paper']);
+    assert.deepEqual(handlers.calls, ['migrate net1 host-b break-before-make']);
   });
 
   it('a migration that fails after it started ends the stream with an error line', async () => {

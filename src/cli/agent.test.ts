@@ -3,8 +3,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { Command } from 'commander';
 import type { MigrationRecord } from '../migration/messages.ts';
-import { clientFor, formatAgentStatus, formatEvent, formatSummary } from './agent.ts';
+import { clientFor, formatAgentStatus, formatEvent, formatSummary, procedureOption } from './agent.ts';
 
 const RECORD: MigrationRecord = {
   id: '0b6f2f8e-1111-2222-3333-444455556666',
@@ -116,5 +117,39 @@ hypervisor: { driver: netns }
       /not a hex key of at least 32 bytes/,
     );
     assert.throws(() => clientFor({ keyFile: join(dir, 'k') }), /give --agent URL/);
+  });
+});
+
+describe('--procedure (offlink migrate, offlink lab run)', () => {
+  /** Parse `args` with a command that has only --procedure; its value, or the error commander reports. */
+  function parse(args: string[]): { procedure?: string; error?: string } {
+    let error: string | undefined;
+    const cmd = new Command()
+      .exitOverride()
+      .configureOutput({ writeErr: (text) => (error = text), writeOut: () => {} })
+      .addOption(procedureOption());
+    try {
+      cmd.parse(args, { from: 'user' });
+    } catch {
+      return { ...(error !== undefined ? { error } : {}) };
+    }
+    return { procedure: cmd.opts()['procedure'] as string };
+  }
+
+  it('takes the current names, make-before-break by default', () => {
+    assert.deepEqual(parse([]), { procedure: 'make-before-break' });
+    assert.deepEqual(parse(['--procedure', 'break-before-make']), { procedure: 'break-before-make' });
+    assert.deepEqual(parse(['--procedure', 'make-before-break']), { procedure: 'make-before-break' });
+  });
+
+  it('accepts "paper", the former name, as break-before-make', () => {
+    assert.deepEqual(parse(['--procedure', 'paper']), { procedure: 'break-before-make' });
+  });
+
+  it('refuses an unknown procedure with a clear error', () => {
+    assert.match(
+      parse(['--procedure', 'teleport']).error ?? '',
+      /--procedure <p>' argument 'teleport' is invalid\. unknown procedure "teleport": expected make-before-break or break-before-make/,
+    );
   });
 });

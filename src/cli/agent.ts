@@ -6,7 +6,7 @@
 // Which agent and which key: `--agent URL` and `--key-file FILE` (or OFFLINK_CLUSTER_KEY as hex), or
 // `--config FILE`, an agent config whose control address and cluster key are used.
 import { readFileSync } from 'node:fs';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { MIN_CLUSTER_KEY_BYTES } from '../agent/auth.ts';
 import { buildAgent } from '../agent/build.ts';
 import { ControlClient, MigrationFailed } from '../agent/client.ts';
@@ -20,6 +20,9 @@ import {
   type MigrationEvent,
   type MigrationRecord,
   PROCEDURES,
+  type Procedure,
+  procedureNamed,
+  unknownProcedureMessage,
 } from '../migration/messages.ts';
 import { ExecRunner } from '../system/runner.ts';
 
@@ -54,15 +57,10 @@ export function registerAgent(program: Command): void {
     .description('move a mobile network (its guests and its registration) to another host')
     .argument('<network>', 'network name')
     .requiredOption('--to <host>', 'destination host name (a peer of the source agent)')
-    .addOption(
-      new Option('--procedure <p>', 'migration procedure').choices(PROCEDURES).default('make-before-break'),
-    )
+    .addOption(procedureOption())
     .option('--json', 'print the migration record as JSON at the end');
   targetOptions(migrate).action(
-    async (
-      network: string,
-      opts: AgentTarget & { to: string; procedure: (typeof PROCEDURES)[number]; json?: boolean },
-    ) => {
+    async (network: string, opts: AgentTarget & { to: string; procedure: Procedure; json?: boolean }) => {
       const client = clientFor(opts);
       const out = (line: string) => process.stdout.write(`${line}\n`);
       out(`migrating ${network} to ${opts.to} (${opts.procedure}) via ${client.baseUrl}`);
@@ -87,6 +85,21 @@ export function registerAgent(program: Command): void {
       if (opts.json) out(JSON.stringify(record, null, 2));
     },
   );
+}
+
+/**
+ * `--procedure`, for `migrate` and `lab run`. The help lists the current names; the former name "paper" is
+ * still accepted and becomes break-before-make here, so the rest of the program only sees current names.
+ */
+export function procedureOption(): Option {
+  return new Option('--procedure <p>', 'migration procedure')
+    .choices(PROCEDURES)
+    .argParser((name: string): Procedure => {
+      const procedure = procedureNamed(name);
+      if (procedure === undefined) throw new InvalidArgumentError(unknownProcedureMessage(name));
+      return procedure;
+    })
+    .default('make-before-break');
 }
 
 /** Add --agent / --key-file / --config to a command. */

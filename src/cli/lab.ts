@@ -2,8 +2,10 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { DEFAULT_STATE_DIR, LAB_COMMAND_TIMEOUT_MS, LabError, labDown } from '../lab/netns.ts';
+import type { Procedure } from '../lab/report.ts';
 import { labRun, labUp } from '../lab/run.ts';
 import { ExecRunner } from '../system/runner.ts';
+import { procedureOption } from './agent.ts';
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -64,11 +66,7 @@ export function registerLab(program: Command): Command {
     .description('build the lab, migrate a streaming guest back and forth, measure, tear down, report')
     .option('--migrations <n>', 'how many migrations', positiveInt, 6)
     .option('--interval <s>', 'seconds between migrations', positiveNumber, 5)
-    .addOption(
-      new Option('--procedure <p>', 'migration procedure')
-        .choices(['make-before-break', 'paper'])
-        .default('make-before-break'),
-    )
+    .addOption(procedureOption())
     .addOption(topologyOption())
     .addOption(guestOption())
     .addOption(dataplaneOption())
@@ -83,7 +81,7 @@ export function registerLab(program: Command): Command {
         migrations: number;
         overlap: boolean;
         interval: number;
-        procedure: 'make-before-break' | 'paper';
+        procedure: Procedure;
         topology: 'off-link' | 'on-link';
         guest: 'netns' | 'qemu';
         dataplane: BackendChoice;

@@ -4,11 +4,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, type as osType, version as osVersion, release, totalmem } from 'node:os';
 import { join } from 'node:path';
+import type { Procedure } from '../migration/messages.ts';
 import type { Measurement, Percentiles } from './measure.ts';
 import { renderHtml } from './report-html.ts';
 import type { UplinkSeries } from './uplink.ts';
 
-export type Procedure = 'make-before-break' | 'paper';
+export type { Procedure };
 export type TopologyKind = 'off-link' | 'on-link';
 export type GuestKind = 'netns' | 'qemu';
 

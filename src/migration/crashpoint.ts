@@ -3,7 +3,7 @@
 // reaches one of those points — what a power cut or the OOM killer does at the worst moment. Nothing
 // is cleaned up, nothing is flushed. Unset (always, outside tests), a point costs one lookup.
 export const CRASH_POINTS = [
-  /** Source: the guests have moved, before the deregistration (paper) or the notification's answer. */
+  /** Source: the guests have moved, before the deregistration (break-before-make) or the notification's answer. */
   'source-after-hypervisor',
   /** Destination: the handover notification arrived, before the first Binding Update. */
   'destination-before-bu',

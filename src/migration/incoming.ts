@@ -29,13 +29,13 @@ export interface IncomingContext {
    * Take the network over without a notification when the prepared guests have arrived and none came
    * (the source died, or cannot reach us, after moving them). Every `pollMs` the driver is asked
    * whether the guests run here; once they have for `graceMs`, this host registers. `graceMs` must
-   * outlast the source's deregistration in the paper procedure (its BU with lifetime 0 must not arrive
+   * outlast the source's deregistration in break-before-make (its BU with lifetime 0 must not arrive
    * after ours). Watching stops after `giveUpMs` (default 10 min). Off when undefined.
    */
   orphanTakeover?: { pollMs: number; graceMs: number; giveUpMs?: number };
 }
 
-/** What the agent uses: the paper procedure's deregistration waits up to 10 s for its BA. */
+/** What the agent uses: break-before-make's deregistration waits up to 10 s for its BA. */
 export const ORPHAN_TAKEOVER = { pollMs: 500, graceMs: 12_000, giveUpMs: 600_000 };
 
 interface Prepared {

@@ -6,8 +6,43 @@ import { z } from 'zod';
 import { OfflinkError } from '../errors.ts';
 import type { GuestInfo, IncomingSpec } from '../hypervisor/driver.ts';
 
-export const PROCEDURES = ['make-before-break', 'paper'] as const;
+/**
+ * make-before-break (the default): the destination registers while the source still holds the binding.
+ * break-before-make: the source deregisters first, the destination registers after (the 2009 report's
+ * order, for comparison). docs/agent.md
+ */
+export const PROCEDURES = ['make-before-break', 'break-before-make'] as const;
 export type Procedure = (typeof PROCEDURES)[number];
+
+/**
+ * Former names, still accepted wherever a user or an agent names a procedure (CLI, control API), so older
+ * agents and scripts keep working; what is recorded and shown is always the current name.
+ */
+const PROCEDURE_ALIASES: ReadonlyMap<string, Procedure> = new Map([['paper', 'break-before-make']]);
+
+/** The procedure `name` stands for (a former name gives the current one), or undefined. */
+export function procedureNamed(name: string): Procedure | undefined {
+  return PROCEDURES.find((p) => p === name) ?? PROCEDURE_ALIASES.get(name);
+}
+
+export function unknownProcedureMessage(name: string): string {
+  return `unknown procedure "${name}": expected ${PROCEDURES.join(' or ')} ("paper" is the former name of break-before-make)`;
+}
+
+/** `name` as a procedure; throws ERR_UNKNOWN_PROCEDURE for a name that is neither current nor former. */
+export function parseProcedure(name: string): Procedure {
+  const procedure = procedureNamed(name);
+  if (procedure === undefined) throw new OfflinkError('ERR_UNKNOWN_PROCEDURE', unknownProcedureMessage(name));
+  return procedure;
+}
+
+/** A procedure in a request body: a former name is normalised to the current one here, at the boundary. */
+const procedure = z.string().transform((name, ctx): Procedure => {
+  const known = procedureNamed(name);
+  if (known !== undefined) return known;
+  ctx.addIssue({ code: 'custom', message: unknownProcedureMessage(name) });
+  return z.NEVER;
+});
 
 const name = z
   .string()
@@ -29,7 +64,7 @@ const prefix = z.string().refine((s) => {
 export const migrateRequest = z.strictObject({
   network: name,
   to: name,
-  procedure: z.enum(PROCEDURES).default('make-before-break'),
+  procedure: procedure.default('make-before-break'),
 });
 export type MigrateRequest = z.output<typeof migrateRequest>;
 
@@ -39,7 +74,7 @@ export const prepareRequest = z.strictObject({
   network: name,
   /** The source's host name. */
   source: name,
-  procedure: z.enum(PROCEDURES),
+  procedure,
   /** The guests that will arrive (names from the config). */
   guests: z.array(name).max(1024),
   /** The source's care-of address: make-before-break forwards to the destination from it (docs/agent.md). */
@@ -82,12 +117,12 @@ export const handoverRequest = z.strictObject({
   migrationId,
   network: name,
   source: name,
-  procedure: z.enum(PROCEDURES),
+  procedure,
   hoa: ipv6,
   prefixes: z.array(prefix).min(1).max(64),
   /** Sequence number of the source's last accepted BU (16-bit). */
   lastSequence: z.number().int().min(0).max(0xffff),
-  /** Seconds left of the binding the HA granted the source (0 after a paper-procedure deregistration). */
+  /** Seconds left of the binding the HA granted the source (0 after a break-before-make deregistration). */
   lifetimeRemaining: z
     .number()
     .min(0)
@@ -143,7 +178,7 @@ export interface MigrationTimings {
   downtimeMs?: number;
   /** Handover notification: sent until the destination answered. */
   notificationMs?: number;
-  /** Paper procedure: the source's deregistration BU until its BA. */
+  /** break-before-make: the source's deregistration BU until its BA. */
   deregistrationMs?: number;
   /** The destination's BU until the accepting BA (measured on the destination). */
   buToBaMs?: number;

@@ -144,9 +144,9 @@ describe('migration procedure (source side, with the destination side in-process
     assert.ok(world.log.includes('host-b: announce guest-1'));
   });
 
-  it('paper: the source deregisters and waits for the BA, then the destination registers', async () => {
+  it('break-before-make: the source deregisters and waits for the BA, then the destination registers', async () => {
     const { binding, a, b, events, migrate } = await setup();
-    const record = await migrate('paper');
+    const record = await migrate('break-before-make');
     assert.equal(record.outcome, 'succeeded', record.error);
     assert.equal(binding.log.length, 2);
     assert.match(binding.log[0]!, /^deregister/);
@@ -184,7 +184,7 @@ describe('migration procedure (source side, with the destination side in-process
         migrationId: 'mig-00000002',
         network: 'net1',
         source: 'host-a',
-        procedure: 'paper',
+        procedure: 'break-before-make',
         guests: ['guest-9'],
       }),
       /guest guest-9 is not in network net1 on host-b/,
@@ -209,7 +209,7 @@ describe('migration procedure (source side, with the destination side in-process
 
     const s4 = await setup();
     s4.b.state = 'active';
-    const r4 = await s4.migrate('paper');
+    const r4 = await s4.migrate('break-before-make');
     assert.match(r4.error!, /network net1 is active on host-b, not standby/);
     assert.equal(s4.a.state, 'active');
   });
@@ -333,7 +333,7 @@ describe('migration procedure (source side, with the destination side in-process
       migrationId: req.migrationId,
       network: 'net1',
       source: 'host-a',
-      procedure: 'paper',
+      procedure: 'break-before-make',
       guests: [],
     });
     await assert.rejects(incoming.handover({ ...req, hoa: '2001:db8:ffff::999' }), /does not match net1/);
@@ -447,7 +447,7 @@ describe('destination: guests that arrive without a handover notification', () =
     migrationId: 'mig-00000042',
     network: 'net1',
     source: 'host-a',
-    procedure: 'paper' as const,
+    procedure: 'break-before-make' as const,
     guests: ['guest-1'],
   };
   function destination(graceMs: number) {
@@ -481,7 +481,7 @@ describe('destination: guests that arrive without a handover notification', () =
     assert.equal(binding.coa, COA_B);
     const late = await incoming.handover({
       ...PREPARE,
-      procedure: 'paper',
+      procedure: 'break-before-make',
       hoa: NET.homeAddress,
       prefixes: [...NET.prefixes],
       lastSequence: 3,

@@ -8,7 +8,7 @@
 //                 the binding state; the destination sends BU(last + 1) at once, the HA replaces the
 //                 binding's CoA in place, and the reply comes after the BA
 //   4 standby     the source leaves without deregistering
-// paper (the report's order, for comparison):
+// break-before-make (the report's order, for comparison):
 //   1 prepare, 2 hypervisor, 3 deregistration (lifetime 0, wait for BA: the network is nowhere
 //   registered from here), 4 notification (the destination registers; reply after its BA)
 //
@@ -134,7 +134,7 @@ class Migration {
       this.destinationCoa = prepared.coa;
       await this.moveGuests(guests, prepared);
       crashPoint('source-after-hypervisor');
-      if (ctx.procedure === 'paper') await this.paperHandover();
+      if (ctx.procedure === 'break-before-make') await this.breakBeforeMakeHandover();
       else await this.makeBeforeBreakHandover();
       record.outcome = record.outcome === 'running' ? 'succeeded' : record.outcome;
     } catch (err) {
@@ -284,8 +284,8 @@ class Migration {
     this.checkRegistered(reply);
   }
 
-  /** Steps 3–4 of the paper procedure. */
-  private async paperHandover(): Promise<void> {
+  /** Steps 3–4 of break-before-make. */
+  private async breakBeforeMakeHandover(): Promise<void> {
     const { ctx, record } = this;
     const dereg = await this.phase('deregistration', 'deregistrationMs', async () => {
       const r = await ctx.router.deregister();
@@ -313,7 +313,7 @@ class Migration {
     this.handoverStartedAt = ctx.now();
     this.emit('notification', 'start');
     this.handover = (async () => {
-      const state = ctx.procedure === 'paper' ? undefined : await ctx.router.prepareHandover();
+      const state = ctx.procedure === 'break-before-make' ? undefined : await ctx.router.prepareHandover();
       if (state && this.destinationCoa) this.forward(this.destinationCoa);
       const status = ctx.router.status();
       const req = {
@@ -386,7 +386,7 @@ class Migration {
     } catch (err) {
       this.emit('notification', 'failed', this.ctx.now() - this.handoverStartedAt, message(err));
       record.recovery =
-        this.ctx.procedure === 'paper'
+        this.ctx.procedure === 'break-before-make'
           ? `guests are on ${record.to}; the network is registered nowhere until ${record.to} registers`
           : `guests are on ${record.to}; ${record.from} stopped refreshing the binding`;
       throw new PhaseError('notification', err);

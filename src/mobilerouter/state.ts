@@ -12,7 +12,7 @@ export const MrState = {
   active: 'active',
   /** Leaving for another host (docs/agent.md): no more BUs; routes go next, the binding is left to the new host. */
   handingOver: 'handingOver',
-  /** Lifetime-0 BU sent (paper procedure, shutdown), waiting for its BA. */
+  /** Lifetime-0 BU sent (break-before-make, shutdown), waiting for its BA. */
   deregistering: 'deregistering',
   /** The HA rejected the registration; the status is in `lastBaStatus`. Retried after retransmit.maxMs. */
   failed: 'failed',
