@@ -1,8 +1,9 @@
 // The mobile router against the real home agent's BU processing, over real UDP on ::1 (no root, no
 // namespaces): both sides of the signaling profile agree byte for byte, including authentication, replay
-// protection, 135 resync, rejections and deregistration. The kernel sides are recording fakes.
+// protection, 135 resync, rejections and deregistration. The kernel sides are recording fakes. Every case
+// starts its own HA and MRs (in-process and cheap), so each fails on its own.
 import assert from 'node:assert/strict';
-import { after, afterEach, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { systemClock } from '../src/clock.ts';
 import type { BindingChange, HomeAgentDataplane, TunnelBinding } from '../src/dataplane/types.ts';
 import type { HomeAgentConfig } from '../src/homeagent/config.ts';
@@ -23,6 +24,12 @@ import {
 import { UdpTransport } from '../src/signaling/udp.ts';
 
 const LOOPBACK = '::1';
+
+// bench/RESULTS.md (2026-11-26): BU→BA at the destination p95 39 ms, with the kernel data plane; about 3×.
+// Here the data plane is a fake, so this catches a slow HA or MR, not the kernel.
+const BU_TO_BA_BOUND_MS = 120;
+// The first exchange also warms up (JIT, the store's first statements): 13–36 ms measured here.
+const FIRST_BU_TO_BA_BOUND_MS = 250;
 
 class NullHaDataplane implements HomeAgentDataplane {
   readonly updates: BindingChange[][] = [];
@@ -67,7 +74,6 @@ const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-after(() => {});
 
 async function startHa(over: Partial<HomeAgentConfig['homeAgent']> = {}) {
   const dp = new NullHaDataplane();
@@ -101,13 +107,14 @@ function makeMr(haPort: number, network: Parameters<typeof baseNetwork>[0] = {})
 }
 
 describe('mobile router ↔ home agent over UDP on ::1', () => {
-  it('registers: the HA accepts the BU and the MR verifies the BA', async () => {
+  it('registers: the HA accepts the BU and the MR verifies the BA; BU→BA within bounds', async (t) => {
     const { ha } = await startHa();
     const { mr, dataplane, guestLink } = makeMr(ha.port);
     const reg = await mr.activate();
     assert.equal(mr.state, 'active');
-    assert.ok(reg.buToBaMs < 1000, `BU→BA ${reg.buToBaMs} ms`);
-    const b = ha.snapshot().bindings[0]!;
+    assert.ok(reg.buToBaMs <= FIRST_BU_TO_BA_BOUND_MS, `BU→BA ${reg.buToBaMs} ms`);
+    const [b] = ha.snapshot().bindings;
+    assert.ok(b, 'a binding at the HA');
     assert.equal(b.hoa, HOA);
     assert.equal(b.coa, LOOPBACK);
     assert.deepEqual(b.prefixes, ['2001:db8:100::/64']);
@@ -125,38 +132,46 @@ describe('mobile router ↔ home agent over UDP on ::1', () => {
       last = r.sequence;
       times.push(r.buToBaMs);
     }
-    console.log(
-      `# BU→BA over ::1 (HA daemon, fake kernel side, :memory: store): first ${reg.buToBaMs} ms, then ${times.join(', ')} ms`,
+    t.diagnostic(
+      `BU→BA over ::1 (HA daemon, fake kernel side, :memory: store): first ${reg.buToBaMs} ms, then ${times.join(', ')} ms`,
     );
+    assert.ok(Math.max(...times) <= BU_TO_BA_BOUND_MS, `BU→BA after warm-up ${times.join(', ')} ms`);
   });
 
   it('implicit mode registers the HA table’s prefixes', async () => {
     const { ha } = await startHa();
     const { mr } = makeMr(ha.port, { mode: 'implicit' });
     await mr.activate();
-    assert.deepEqual(ha.snapshot().bindings[0]!.prefixes, ['2001:db8:100::/64']);
-    assert.equal(ha.snapshot().bindings[0]!.mode, 'implicit');
+    assert.deepEqual(ha.snapshot().bindings[0]?.prefixes, ['2001:db8:100::/64']);
+    assert.equal(ha.snapshot().bindings[0]?.mode, 'implicit');
   });
 
-  it('a handover continues the sequence without a 135; a stale sequence gets one and resyncs', async () => {
+  it('a handover continues the sequence (last + 1) without a 135', async () => {
     const { ha } = await startHa();
     const a = makeMr(ha.port);
     const regA = await a.mr.activate();
     const h = await a.mr.standby();
+    assert.equal(h.lastSequence, regA.sequence);
     const b = makeMr(ha.port);
-    const regB = await b.mr.activate({ lastSequence: h.lastSequence! });
+    const regB = await b.mr.activate({ lastSequence: regA.sequence });
     assert.equal(regB.sequence, (regA.sequence + 1) & 0xffff);
     assert.equal(b.mr.status().counters.baSequenceResync, 0);
+    assert.equal(ha.snapshot().bindings[0]?.sequence, regB.sequence);
+  });
+
+  it('a router starting from a stale sequence gets a 135 and resyncs to the stored number + 1', async () => {
+    const { ha } = await startHa();
+    const b = makeMr(ha.port);
+    const regB = await b.mr.activate();
     await b.mr.standby();
-    // a third router starting from an old number: 135, then stored + 1
     const c = makeMr(ha.port);
     const regC = await c.mr.activate({ lastSequence: (regB.sequence - 100) & 0xffff });
     assert.equal(c.mr.status().counters.baSequenceResync, 1);
     assert.equal(regC.sequence, (regB.sequence + 1) & 0xffff);
-    assert.equal(ha.snapshot().bindings[0]!.sequence, regC.sequence);
+    assert.equal(ha.snapshot().bindings[0]?.sequence, regC.sequence);
   });
 
-  it('the HA’s Binding Refresh Advice is honoured', async () => {
+  it('the HA’s Binding Refresh Advice (4 s) is honoured: the MR refreshes after 3.5–5 s', async () => {
     const { ha } = await startHa({ refreshAdviceSeconds: 4 });
     const { mr } = makeMr(ha.port);
     const first = await mr.activate();
