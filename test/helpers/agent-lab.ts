@@ -9,6 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { authorityOf, signRequest } from '../../src/agent/auth.ts';
 import type { Backend } from '../../src/dataplane/probe.ts';
+import { site } from '../../src/lab/netbuild.ts';
 import type { AgentStatus, MigrationRecord } from '../../src/migration/messages.ts';
 import { ADDR, KEY, KEY2, SPI, SPI2, startHa } from './homeagent-lab.ts';
 import { type NetnsLab, sh } from './netns.ts';
@@ -59,42 +60,47 @@ export async function build(
   dir: string,
   options: BuildOptions = {},
 ): Promise<Lab> {
-  const ns = {
-    ha: await lab.ns('ha', { forwarding: true }),
-    inet: await lab.ns('inet', { forwarding: true }),
-    cn: await lab.ns('cn'),
-    'host-a': await lab.ns('a', { forwarding: true }),
-    'host-b': await lab.ns('b', { forwarding: true }),
-    g1: await lab.ns('g1'),
-    g2: await lab.ns('g2'),
-  };
-  const ip = (n: string, ...args: string[]) => sh(['ip', '-n', n, ...args]);
-  const links: Array<[string, string, string, string, string]> = [
-    [ns.ha, 'ha-up', 'inet-ha', '2001:db8:1::2/64', '2001:db8:1::1/64'],
-    [ns['host-a'], 'up0', 'inet-a', `${HOSTS['host-a']}/64`, '2001:db8:a::1/64'],
-    [ns['host-b'], 'up0', 'inet-b', `${HOSTS['host-b']}/64`, '2001:db8:b::1/64'],
-    [ns.cn, 'cn0', 'inet-cn', `${ADDR.cn}/64`, '2001:db8:c::1/64'],
+  const sites = [
+    site({ ns: 'ha', dev: 'ha-up', router: 'inet', routerDev: 'inet-ha', subnet: '2001:db8:1::' }),
+    site({ ns: 'a', dev: 'up0', router: 'inet', routerDev: 'inet-a', subnet: '2001:db8:a::' }),
+    site({ ns: 'b', dev: 'up0', router: 'inet', routerDev: 'inet-b', subnet: '2001:db8:b::' }),
+    site({ ns: 'cn', dev: 'cn0', router: 'inet', routerDev: 'inet-cn', subnet: '2001:db8:c::' }),
   ];
-  for (const [n, dev, peer, addr, peerAddr] of links) {
-    await lab.veth(n, dev, ns.inet, peer);
-    await lab.addr(n, dev, addr);
-    await lab.addr(ns.inet, peer, peerAddr);
-    await ip(n, '-6', 'route', 'add', 'default', 'via', peerAddr.split('/')[0]!);
-  }
-  await ip(ns.ha, 'addr', 'add', `${ADDR.ha}/128`, 'dev', 'lo');
-  for (const p of ['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56']) {
-    await ip(ns.inet, '-6', 'route', 'add', p, 'via', '2001:db8:1::2');
-  }
   // The guests start on host-a, on bridges made ahead of the agent (the agent adopts and configures them).
-  for (const [g, name, net, addr] of [
-    [ns.g1, 'guest-1', 'net1', GUESTS['guest-1'].addr],
-    [ns.g2, 'guest-2', 'net2', GUESTS['guest-2'].addr],
-  ] as const) {
-    await lab.bridge(ns['host-a'], `ofl-${net}`, { mtu: 1460 });
-    await lab.guestPort(g, 'g0', ns['host-a'], `vg-${name}`, `ofl-${net}`, 1460);
-    await lab.addr(g, 'g0', `${addr}/64`);
-    await ip(g, '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'g0');
-  }
+  const guests = [
+    { ns: 'g1', name: 'guest-1', ...GUESTS['guest-1'] },
+    { ns: 'g2', name: 'guest-2', ...GUESTS['guest-2'] },
+  ] as const;
+  const made = await lab.build({
+    namespaces: [
+      { name: 'ha', forwarding: true },
+      { name: 'inet', forwarding: true },
+      { name: 'cn' },
+      { name: 'a', forwarding: true },
+      { name: 'b', forwarding: true },
+      { name: 'g1' },
+      { name: 'g2' },
+    ],
+    bridges: guests.map((g) => ({ ns: 'a', name: `ofl-${g.net}`, mtu: 1460 })),
+    veths: [
+      ...sites.map((s) => s.veth),
+      ...guests.map((g) => ({
+        a: { ns: g.ns, dev: 'g0', mtu: 1460, addresses: [`${g.addr}/64`] },
+        b: { ns: 'a', dev: `vg-${g.name}`, mtu: 1460, master: `ofl-${g.net}` },
+      })),
+    ],
+    addresses: [{ ns: 'ha', dev: 'lo', address: `${ADDR.ha}/128` }],
+    routes: [
+      ...sites.map((s) => s.route),
+      ...['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56'].map((to) => ({
+        ns: 'inet',
+        to,
+        via: '2001:db8:1::2',
+      })),
+      ...guests.map((g) => ({ ns: g.ns, to: 'default', via: 'fe80::1', dev: 'g0' })),
+    ],
+  });
+  const ns = { ...made, 'host-a': made.a, 'host-b': made.b };
 
   // The HA answers from its own address (bound), so BAs come from where the MRs sent their BUs.
   // Its database on tmpfs when there is one: a BA waits for the binding's fsync, which costs 30-70 ms on

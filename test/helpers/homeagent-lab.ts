@@ -20,6 +20,7 @@ import {
   createMobileRouterDataplane,
   type MobileRouterBackend,
 } from '../../src/dataplane/index.ts';
+import { site } from '../../src/lab/netbuild.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
 import type { WireSpec } from './homeagent-mr-agent.ts';
 import type { NetnsLab } from './netns.ts';
@@ -57,48 +58,44 @@ export interface Topology {
 const ROOT = new URL('../../', import.meta.url).pathname;
 
 export async function buildTopology(lab: NetnsLab): Promise<Topology> {
-  const t: Topology = {
-    ha: await lab.ns('ha', { forwarding: true }),
-    inet: await lab.ns('inet', { forwarding: true }),
-    mra: await lab.ns('mra', { forwarding: true }),
-    mrb: await lab.ns('mrb', { forwarding: true }),
-    ga: await lab.ns('ga'),
-    gb: await lab.ns('gb'),
-    cn: await lab.ns('cn'),
-  };
-  const ip = (ns: string, ...args: string[]) => lab.exec(ns, ['ip', ...args]);
   // inet is the routed network between the sites
-  const links: [string, string, string, string, string][] = [
-    [t.ha, 'ha-up', 'inet-ha', '2001:db8:1::2/64', '2001:db8:1::1/64'],
-    [t.mra, 'up0', 'inet-a', '2001:db8:a::2/64', '2001:db8:a::1/64'],
-    [t.mrb, 'up0', 'inet-b', '2001:db8:b::2/64', '2001:db8:b::1/64'],
-    [t.cn, 'cn0', 'inet-cn', '2001:db8:c::2/64', '2001:db8:c::1/64'],
+  const sites = [
+    site({ ns: 'ha', dev: 'ha-up', router: 'inet', routerDev: 'inet-ha', subnet: '2001:db8:1::' }),
+    site({ ns: 'mra', dev: 'up0', router: 'inet', routerDev: 'inet-a', subnet: '2001:db8:a::' }),
+    site({ ns: 'mrb', dev: 'up0', router: 'inet', routerDev: 'inet-b', subnet: '2001:db8:b::' }),
+    site({ ns: 'cn', dev: 'cn0', router: 'inet', routerDev: 'inet-cn', subnet: '2001:db8:c::' }),
   ];
-  for (const [ns, dev, peer, addr, peerAddr] of links) {
-    await lab.veth(ns, dev, t.inet, peer);
-    await lab.addr(ns, dev, addr);
-    await lab.addr(t.inet, peer, peerAddr);
-    await ip(ns, '-6', 'route', 'add', 'default', 'via', peerAddr.split('/')[0]!);
-  }
-  // The home network: the HA address and every MNP are routed to the HA.
-  await ip(t.ha, 'addr', 'add', `${ADDR.ha}/128`, 'dev', 'lo');
-  for (const p of ['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56']) {
-    await ip(t.inet, '-6', 'route', 'add', p, 'via', '2001:db8:1::2');
-  }
-  // Guests behind each MR, same MNP address, link MTU 1460 (docs/dataplane.md).
-  for (const [mr, g] of [
-    [t.mra, t.ga],
-    [t.mrb, t.gb],
-  ] as const) {
-    await lab.veth(mr, 'mr-g', g, 'g0', 1460);
-    // The worst case: a guest that ignores the 1460 MTU of the router advertisements. It then offers
-    // MSS 1440, and only the home agent's MSS clamp keeps TCP through the tunnel working.
-    await ip(g, 'link', 'set', 'g0', 'mtu', '1500');
-    await lab.addr(mr, 'mr-g', `${ADDR.gw}/64`);
-    await lab.addr(g, 'g0', `${ADDR.guest}/64`);
-    await ip(g, '-6', 'route', 'add', 'default', 'via', ADDR.gw);
-  }
-  return t;
+  // Guests behind each MR, same MNP address. The worst case: a guest whose link MTU is 1500 although
+  // the MR's side is 1460 (docs/dataplane.md), as one that ignores the router advertisements' MTU. It
+  // then offers MSS 1440, and only the home agent's MSS clamp keeps TCP through the tunnel working.
+  const guestLink = (mr: 'mra' | 'mrb', guest: 'ga' | 'gb') => ({
+    a: { ns: mr, dev: 'mr-g', mtu: 1460, addresses: [`${ADDR.gw}/64`] },
+    b: { ns: guest, dev: 'g0', mtu: 1500, addresses: [`${ADDR.guest}/64`] },
+  });
+  return lab.build({
+    namespaces: [
+      { name: 'ha', forwarding: true },
+      { name: 'inet', forwarding: true },
+      { name: 'mra', forwarding: true },
+      { name: 'mrb', forwarding: true },
+      { name: 'ga' },
+      { name: 'gb' },
+      { name: 'cn' },
+    ],
+    veths: [...sites.map((s) => s.veth), guestLink('mra', 'ga'), guestLink('mrb', 'gb')],
+    // The home network: the HA address and every MNP are routed to the HA.
+    addresses: [{ ns: 'ha', dev: 'lo', address: `${ADDR.ha}/128` }],
+    routes: [
+      ...sites.map((s) => s.route),
+      ...['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56'].map((to) => ({
+        ns: 'inet',
+        to,
+        via: '2001:db8:1::2',
+      })),
+      { ns: 'ga', to: 'default', via: ADDR.gw },
+      { ns: 'gb', to: 'default', via: ADDR.gw },
+    ],
+  });
 }
 
 /**

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Backend } from '../../src/dataplane/probe.ts';
+import { site } from '../../src/lab/netbuild.ts';
 import type { NetnsLab } from './netns.ts';
 import { Procs } from './procs.ts';
 
@@ -52,36 +53,33 @@ export interface Topology {
 
 /** Namespaces, links, addresses and static routes. The guest hangs off host-a's port vg1 (not yet bridged). */
 export async function buildTopology(lab: NetnsLab): Promise<Topology> {
-  const t: Topology = {
-    inet: await lab.ns('inet', { forwarding: true }),
-    ha: await lab.ns('ha', { forwarding: true }),
-    hostA: await lab.ns('hosta', { forwarding: true }),
-    hostB: await lab.ns('hostb', { forwarding: true }),
-    cn: await lab.ns('cn'),
-    guest: await lab.ns('guest'),
-  };
-  await lab.veth(t.inet, 'i-ha', t.ha, 'ha-up');
-  await lab.veth(t.inet, 'i-a', t.hostA, 'up0');
-  await lab.veth(t.inet, 'i-b', t.hostB, 'up0');
-  await lab.veth(t.inet, 'i-cn', t.cn, 'cn0');
-  await lab.veth(t.guest, 'g0', t.hostA, 'vg1', 1460);
-  await lab.addr(t.inet, 'i-ha', `${A.inetHa}/64`);
-  await lab.addr(t.ha, 'ha-up', `${A.haUp}/64`);
-  await lab.addr(t.ha, 'lo', `${A.haAddress}/128`);
-  await lab.addr(t.inet, 'i-a', `${A.hostA.inet}/64`);
-  await lab.addr(t.hostA, 'up0', `${A.hostA.coa}/64`);
-  await lab.addr(t.inet, 'i-b', `${A.hostB.inet}/64`);
-  await lab.addr(t.hostB, 'up0', `${A.hostB.coa}/64`);
-  await lab.addr(t.inet, 'i-cn', `${A.cn.inet}/64`);
-  await lab.addr(t.cn, 'cn0', `${A.cn.addr}/64`);
-  const route = (ns: string, ...args: string[]) => lab.exec(ns, ['ip', '-6', 'route', 'add', ...args]);
-  await route(t.inet, A.home, 'via', A.haUp);
-  await route(t.inet, A.mnp, 'via', A.haUp);
-  await route(t.ha, 'default', 'via', A.inetHa);
-  await route(t.hostA, 'default', 'via', A.hostA.inet);
-  await route(t.hostB, 'default', 'via', A.hostB.inet);
-  await route(t.cn, 'default', 'via', A.cn.inet);
-  return t;
+  const sites = [
+    site({ ns: 'ha', dev: 'ha-up', router: 'inet', routerDev: 'i-ha', subnet: '2001:db8:1::' }),
+    site({ ns: 'hosta', dev: 'up0', router: 'inet', routerDev: 'i-a', subnet: '2001:db8:a::' }),
+    site({ ns: 'hostb', dev: 'up0', router: 'inet', routerDev: 'i-b', subnet: '2001:db8:b::' }),
+    site({ ns: 'cn', dev: 'cn0', router: 'inet', routerDev: 'i-cn', subnet: '2001:db8:c::' }),
+  ];
+  const ns = await lab.build({
+    namespaces: [
+      { name: 'inet', forwarding: true },
+      { name: 'ha', forwarding: true },
+      { name: 'hosta', forwarding: true },
+      { name: 'hostb', forwarding: true },
+      { name: 'cn' },
+      { name: 'guest' },
+    ],
+    veths: [
+      ...sites.map((s) => s.veth),
+      { a: { ns: 'guest', dev: 'g0', mtu: 1460 }, b: { ns: 'hosta', dev: 'vg1', mtu: 1460 } },
+    ],
+    addresses: [{ ns: 'ha', dev: 'lo', address: `${A.haAddress}/128` }],
+    routes: [
+      ...sites.map((s) => s.route),
+      { ns: 'inet', to: A.home, via: A.haUp },
+      { ns: 'inet', to: A.mnp, via: A.haUp },
+    ],
+  });
+  return { inet: ns.inet, ha: ns.ha, hostA: ns.hosta, hostB: ns.hostb, cn: ns.cn, guest: ns.guest };
 }
 
 /** The guest's SLAAC address in the MNP, once it has one (polls). Returns it and how long it took. */
