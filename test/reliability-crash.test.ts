@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { test } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import {
   agentStatus,
   build,
@@ -29,7 +29,7 @@ import {
 } from './helpers/agent-lab.ts';
 import { waitUntil } from './helpers/faults.ts';
 import { ADDR, ECHO_PORT, haMetric, haRoutes, haStatus, killHard } from './helpers/homeagent-lab.ts';
-import { type NetnsLab, withNetnsOn } from './helpers/netns.ts';
+import { type NetnsLab, openNetns } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
@@ -38,106 +38,178 @@ const other = (h: Host): Host => (h === 'host-a' ? 'host-b' : 'host-a');
 const backends = await dataplaneBackends();
 
 for (const backend of backends) {
-  test(`crashes of the home agent and of either agent mid-migration: one active host, the guest reachable [${backend}]`, {
+  describe(`crashes of the home agent and of either agent mid-migration [${backend}]`, {
     skip: needsRoot(),
-    timeout: 240_000,
-  }, async (t) => {
-    const procs = new Procs();
-    const dir = mkdtempSync(join(tmpdir(), 'offlink-crash-it-'));
-    try {
-      await withNetnsOn(backend, async (netns) => {
-        const lab = await build(netns, procs, dir, {
-          env: { 'host-a': { OFFLINK_TEST_CRASH_AT: 'source-after-hypervisor' } },
-        });
-        await procs.app(lab.ns.cn, ['udp-echo', ADDR.cn, String(ECHO_PORT)]);
-        const pinger = await procs.app(lab.ns.g1, ['udp-pinger', ADDR.cn, String(ECHO_PORT), '10']);
-        await flows(pinger);
+    timeout: 300_000,
+  }, () => {
+    let procs: Procs | undefined;
+    let dir: string | undefined;
+    let netns: NetnsLab | undefined;
+    let lab: Lab;
+    let pinger: Proc;
+    /** The crash point each agent was started with (OFFLINK_TEST_CRASH_AT). */
+    const armed: Record<Host, string | undefined> = {
+      'host-a': 'source-after-hypervisor',
+      'host-b': undefined,
+    };
+    let haKilled = false;
+    let whileDown: ProbeReport | undefined;
+    let killedAt = 0;
+    let beforeKill: { binding: unknown; routes: string; mrSequence: number | undefined } | undefined;
 
-        // A: kill -9 of the HA mid-stream.
-        const binding = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa)!;
-        const routes = await haRoutes(netns, lab.ns.ha, ADDR.mnp);
-        const mrSequence = (await agentStatus(lab, 'host-a')).networks.find(
-          (n) => n.name === 'net1',
-        )!.sequence;
-        await report(pinger);
-        const killedAt = Date.now();
-        await killHard(lab.ha.child);
-        await new Promise((r) => setTimeout(r, 1000));
-        const whileDown = await report(pinger);
-        await startLabHa(netns, lab);
-        const restartMs = Date.now() - killedAt;
-        const restored = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa);
-        assert.deepEqual(
-          { ...restored, remainingSeconds: 0 },
-          { ...binding, remainingSeconds: 0 },
-          'binding restored from SQLite',
-        );
-        assert.equal(await haRoutes(netns, lab.ns.ha, ADDR.mnp), routes, 'routes as before');
-        const after = await flows(pinger);
-        assert.equal(
-          await haMetric(netns, lab.ns.ha, 'offlink_ha_binding_updates_total'),
-          0,
-          'no BU reached the restarted HA: nothing re-registered',
-        );
-        assert.equal(
-          (await agentStatus(lab, 'host-a')).networks.find((n) => n.name === 'net1')!.sequence,
-          mrSequence,
-        );
-        t.diagnostic(
-          `A  HA kill -9: serving again after ${restartMs} ms; stream while it was down ${whileDown.received}/${whileDown.sent} answered; across the restart lost ${after.lost}/${after.sent}, max gap ${Math.max(whileDown.maxGapMs, after.maxGapMs)} ms; BUs at the new HA: 0`,
-        );
-        assert.ok(
-          whileDown.received > 0 && whileDown.lost === 0,
-          `forwarding while the HA is down: ${JSON.stringify(whileDown)}`,
-        );
+    before(async () => {
+      procs = new Procs();
+      dir = mkdtempSync(join(tmpdir(), 'offlink-crash-it-'));
+      netns = await openNetns({ backend });
+      lab = await build(netns, procs, dir, { env: { 'host-a': { OFFLINK_TEST_CRASH_AT: armed['host-a'] } } });
+      await procs.app(lab.ns.cn, ['udp-echo', ADDR.cn, String(ECHO_PORT)]);
+      pinger = await procs.app(lab.ns.g1, ['udp-pinger', ADDR.cn, String(ECHO_PORT), '10']);
+      await flows(pinger);
+    });
 
-        // B: paper a → b, the source dies right after moving the guest.
-        await crashMigration(t, netns, lab, procs, pinger, {
-          name: 'B  source kill -9 after the hypervisor step (paper)',
-          from: 'host-a',
-          procedure: 'paper',
-          crashed: 'host-a',
-          restartEnv: { OFFLINK_TEST_CRASH_AT: 'destination-before-bu' },
-        });
+    after(async () => {
+      await procs?.killAll();
+      await netns?.cleanup();
+      if (dir) {
+        rmSync(dir, { recursive: true, force: true });
+        for (const f of ['', '-wal', '-shm'])
+          rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
+      }
+    });
 
-        // C: make-before-break b → a, the destination (host-a) dies on the notification, before its BU.
-        await crashMigration(t, netns, lab, procs, pinger, {
-          name: 'C  destination kill -9 before its BU (make-before-break)',
-          from: 'host-b',
-          procedure: 'make-before-break',
-          crashed: 'host-a',
-          restartEnv: { OFFLINK_TEST_CRASH_AT: 'source-after-hypervisor' },
-        });
+    it('A  HA kill -9: forwarding goes on while it is down, none lost', async () => {
+      assert.ok(netns);
+      const binding = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa);
+      assert.ok(binding, 'precondition: net1 is registered');
+      const routes = await haRoutes(netns, lab.ns.ha, ADDR.mnp);
+      const mrSequence = (await agentStatus(lab, 'host-a')).networks.find((n) => n.name === 'net1')?.sequence;
+      beforeKill = { binding, routes, mrSequence };
+      await report(pinger);
+      killedAt = Date.now();
+      await killHard(lab.ha.child);
+      haKilled = true;
+      await new Promise((r) => setTimeout(r, 1000));
+      whileDown = await report(pinger);
+      assert.ok(
+        whileDown.received > 0 && whileDown.lost === 0,
+        `forwarding while the HA is down: ${JSON.stringify(whileDown)}`,
+      );
+    });
 
-        // D: make-before-break a → b, the source dies right after moving the guest.
-        await crashMigration(t, netns, lab, procs, pinger, {
-          name: 'D  source kill -9 after the hypervisor step (make-before-break)',
-          from: 'host-a',
-          procedure: 'make-before-break',
-          crashed: 'host-a',
-          restartEnv: {},
-        });
+    it('A  the restarted HA restores binding and routes from SQLite; no BU reaches it, the MR does not re-register', async (t) => {
+      assert.ok(netns);
+      assert.ok(haKilled && beforeKill && whileDown, 'precondition: the HA was killed mid-stream');
+      await startLabHa(netns, lab);
+      const restartMs = Date.now() - killedAt;
+      const restored = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa);
+      assert.deepEqual(
+        { ...restored, remainingSeconds: 0 },
+        { ...(beforeKill.binding as object), remainingSeconds: 0 },
+        'binding restored from SQLite',
+      );
+      assert.equal(await haRoutes(netns, lab.ns.ha, ADDR.mnp), beforeKill.routes, 'routes as before');
+      const after = await flows(pinger);
+      assert.equal(
+        await haMetric(netns, lab.ns.ha, 'offlink_ha_binding_updates_total'),
+        0,
+        'no BU reached the restarted HA: nothing re-registered',
+      );
+      assert.equal(
+        (await agentStatus(lab, 'host-a')).networks.find((n) => n.name === 'net1')?.sequence,
+        beforeKill.mrSequence,
+      );
+      t.diagnostic(
+        `A  HA kill -9: serving again after ${restartMs} ms; stream while it was down ${whileDown.received}/${whileDown.sent} answered; across the restart lost ${after.lost}/${after.sent}, max gap ${Math.max(whileDown.maxGapMs, after.maxGapMs)} ms; BUs at the new HA: 0`,
+      );
+    });
+
+    it('B  source kill -9 after the hypervisor step (paper): the destination takes the network over', async (t) => {
+      // a → b, the source dies right after moving the guest.
+      await crashMigration(t, {
+        name: 'B  source kill -9 after the hypervisor step (paper)',
+        from: 'host-a',
+        procedure: 'paper',
+        crashed: 'host-a',
+        crashAt: 'source-after-hypervisor',
+        restartEnv: { OFFLINK_TEST_CRASH_AT: 'destination-before-bu' },
       });
-    } finally {
-      await procs.killAll();
-      rmSync(dir, { recursive: true, force: true });
-      for (const f of ['', '-wal', '-shm'])
-        rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
+    });
+
+    it('C  destination kill -9 before its BU (make-before-break): restarted, it registers; the source stands by', async (t) => {
+      // b → a, the destination (host-a) dies on the notification, before its BU.
+      await crashMigration(t, {
+        name: 'C  destination kill -9 before its BU (make-before-break)',
+        from: 'host-b',
+        procedure: 'make-before-break',
+        crashed: 'host-a',
+        crashAt: 'destination-before-bu',
+        restartEnv: { OFFLINK_TEST_CRASH_AT: 'source-after-hypervisor' },
+      });
+    });
+
+    it('D  source kill -9 after the hypervisor step (make-before-break): the destination takes the network over', async (t) => {
+      // a → b, the source dies right after moving the guest.
+      await crashMigration(t, {
+        name: 'D  source kill -9 after the hypervisor step (make-before-break)',
+        from: 'host-a',
+        procedure: 'make-before-break',
+        crashed: 'host-a',
+        crashAt: 'source-after-hypervisor',
+        restartEnv: {},
+      });
+    });
+
+    /**
+     * Migrate net1 `from` → the other host while `crashed`'s agent is set to die at `crashAt`; restart
+     * it (with `restartEnv`) once it is gone; wait until exactly one host is active, the binding points
+     * at it and the stream flows. Reports the times.
+     */
+    async function crashMigration(
+      t: { diagnostic(s: string): void },
+      o: {
+        name: string;
+        from: Host;
+        procedure: string;
+        crashed: Host;
+        crashAt: string;
+        restartEnv: NodeJS.ProcessEnv;
+      },
+    ): Promise<void> {
+      assert.ok(netns && procs);
+      assert.equal(
+        armed[o.crashed],
+        o.crashAt,
+        `precondition: ${o.crashed}'s agent is set to crash at ${o.crashAt}`,
+      );
+      const from = (await agentStatus(lab, o.from)).networks.find((n) => n.name === 'net1')?.state;
+      assert.equal(from, 'active', `precondition: net1 is active on ${o.from}`);
+      await crashAndRecover(t, netns, lab, procs, pinger, {
+        ...o,
+        onRestarted: () => {
+          armed[o.crashed] = o.restartEnv['OFFLINK_TEST_CRASH_AT'];
+        },
+      });
     }
   });
 
   /**
-   * Migrate net1 `from` → the other host while `crashed`'s agent is set to die at a crash point; restart
-   * it (with `restartEnv`) once it is gone; wait until exactly one host is active, the binding points at
-   * it and the stream flows. Reports the times.
+   * The crash itself: migrate, wait for the victim to die, restart it, wait until exactly one host is
+   * active, the binding points at it and the stream flows.
    */
-  async function crashMigration(
+  async function crashAndRecover(
     t: { diagnostic(s: string): void },
     netns: NetnsLab,
     lab: Lab,
     procs: Procs,
     pinger: Proc,
-    o: { name: string; from: Host; procedure: string; crashed: Host; restartEnv: NodeJS.ProcessEnv },
+    o: {
+      name: string;
+      from: Host;
+      procedure: string;
+      crashed: Host;
+      restartEnv: NodeJS.ProcessEnv;
+      onRestarted: () => void;
+    },
   ): Promise<void> {
     const to = other(o.from);
     await report(pinger);
@@ -156,6 +228,7 @@ for (const backend of backends) {
     ).catch(() => radvdOf(join(lab.dir, `run-${o.crashed}`)));
     assert.equal(leftover, true, `${o.name}: radvd left running after the agent died: ${leftover}`);
     await startAgent(lab, procs, o.crashed, o.restartEnv);
+    o.onRestarted();
     const restartedAt = Date.now();
     const res = await migration;
     let seen = '';
@@ -171,10 +244,9 @@ for (const backend of backends) {
         const active = (['host-a', 'host-b'] as const).filter((_, i) => states[i] === 'active');
         const binding = (await haStatus(netns, lab.ns.ha)).bindings.find((b) => b.hoa === ADDR.hoa);
         seen = `host-a ${states[0]}, host-b ${states[1]}, binding → ${binding?.coa}`;
-        return active.length === 1 &&
-          states.every((s) => s === 'active' || s === 'standby') &&
-          binding?.coa === HOSTS[active[0]!]
-          ? active[0]
+        const only = active.length === 1 ? active[0] : undefined;
+        return only && states.every((s) => s === 'active' || s === 'standby') && binding?.coa === HOSTS[only]
+          ? only
           : undefined;
       },
       60_000,
