@@ -126,7 +126,7 @@ class AgentMetrics {
 
 export class Agent implements ControlHandlers {
   readonly host: string;
-  private readonly c: AgentComponents;
+  private readonly components: AgentComponents;
   private readonly config: AgentConfig;
   private readonly log: Logger;
   private readonly now: () => number;
@@ -137,7 +137,7 @@ export class Agent implements ControlHandlers {
   private address: { host: string; port: number } | undefined;
 
   constructor(components: AgentComponents, config: AgentConfig) {
-    this.c = components;
+    this.components = components;
     this.config = config;
     this.host = config.host;
     this.log = components.logger.child({ host: config.host });
@@ -182,7 +182,7 @@ export class Agent implements ControlHandlers {
   async start(): Promise<void> {
     for (const n of this.networks.values()) await n.router.start();
     const verifier = new RequestVerifier(this.config.control.key, {
-      clock: this.c.clock,
+      clock: this.components.clock,
       windowMs: this.config.control.clockSkewMs,
     });
     this.server = new ControlServer({
@@ -207,12 +207,12 @@ export class Agent implements ControlHandlers {
         .stop()
         .catch((err) => this.log.warn({ err, network: n.config.name }, 'stopping the router failed'));
     }
-    await this.c.driver.close?.();
+    await this.components.driver.close?.();
     this.log.info('agent stopped');
   }
 
   private async activateIfHere(n: NetworkEntry): Promise<void> {
-    const here = await this.c.driver.listGuests(n.view).catch((err) => {
+    const here = await this.components.driver.listGuests(n.view).catch((err) => {
       this.log.warn({ err, network: n.config.name }, 'listing guests failed');
       return [] as GuestInfo[];
     });
@@ -244,7 +244,7 @@ export class Agent implements ControlHandlers {
     const n = this.network(req.network);
     if (req.to === this.host)
       throw new ControlError(409, 'ERR_NETWORK_STATE', `${req.network} is on ${this.host} already`);
-    const peer = this.c.peer(req.to);
+    const peer = this.components.peer(req.to);
     if (!peer) throw new ControlError(404, 'ERR_UNKNOWN_PEER', `${req.to} is not a peer of ${this.host}`);
     this.checkIdle(n);
     const state = n.router.status().state;
@@ -264,11 +264,11 @@ export class Agent implements ControlHandlers {
         from: this.host,
         network: n.view,
         router: n.router,
-        driver: this.c.driver,
+        driver: this.components.driver,
         peer,
         log: this.log.child({ network: n.config.name, hoa: n.config.homeAddress, migrationId: id }),
         now: this.now,
-        wallClock: () => this.c.clock.now(),
+        wallClock: () => this.components.clock.now(),
         onEvent: onProgress,
         signal,
       });
@@ -305,7 +305,7 @@ export class Agent implements ControlHandlers {
     for (const n of this.networks.values()) {
       const s = n.router.status();
       coa ??= s.coa;
-      const guests = await this.c.driver.listGuests(n.view).catch(() => [] as GuestInfo[]);
+      const guests = await this.components.driver.listGuests(n.view).catch(() => [] as GuestInfo[]);
       networks.push({
         name: n.config.name,
         state: s.state,
@@ -319,7 +319,7 @@ export class Agent implements ControlHandlers {
         ...(s.lastError ? { lastError: s.lastError } : {}),
       });
     }
-    const backend = this.c.dataplane?.backend;
+    const backend = this.components.dataplane?.backend;
     return {
       host: this.host,
       ...(coa ? { coa } : {}),

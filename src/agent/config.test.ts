@@ -59,32 +59,32 @@ function edit(fn: (d: Doc) => void): Record<string, unknown> {
 
 describe('agent config', () => {
   it('parses the example', () => {
-    const c = loadAgentConfig(new URL('../../examples/agent.yaml', import.meta.url).pathname);
-    assert.equal(c.host, 'host-a');
-    assert.equal(c.networks.length, 2);
+    const config = loadAgentConfig(new URL('../../examples/agent.yaml', import.meta.url).pathname);
+    assert.equal(config.host, 'host-a');
+    assert.equal(config.networks.length, 2);
     assert.deepEqual(
-      c.networks.map((n) => n.guests),
+      config.networks.map((n) => n.guests),
       [['guest-1'], ['guest-2']],
     );
-    assert.equal(c.control.key.length, 32);
+    assert.equal(config.control.key.length, 32);
   });
 
   it('fills defaults and resolves the host-level mobile router settings', () => {
-    const c = parse(base());
-    assert.deepEqual(c.mobileRouter, {
+    const config = parse(base());
+    assert.deepEqual(config.mobileRouter, {
       uplink: 'up0',
       haAddress: '2001:db8:ffff::1',
       haPort: 4191,
       decapTable: 200,
     });
-    assert.deepEqual(c.control.listen, { host: '2001:db8:a::2', port: 7400 });
-    assert.equal(c.control.clockSkewMs, 30_000);
-    assert.equal(c.careOfAddress, undefined);
-    const n = c.networks[0]!;
+    assert.deepEqual(config.control.listen, { host: '2001:db8:a::2', port: 7400 });
+    assert.equal(config.control.clockSkewMs, 30_000);
+    assert.equal(config.careOfAddress, undefined);
+    const n = config.networks[0]!;
     assert.equal(n.activeOnStart, true);
     assert.equal(n.algorithm, 'hmac-sha1');
     assert.equal(n.key.length, 20);
-    assert.deepEqual(c.hypervisor.guests, {});
+    assert.deepEqual(config.hypervisor.guests, {});
   });
 
   it('one network per guest and one network per host are both expressible', () => {
@@ -99,16 +99,16 @@ describe('agent config', () => {
         guests: [`guest-${i}`],
       }));
     });
-    const c = parse(perGuest);
+    const config = parse(perGuest);
     assert.deepEqual(
-      c.networks.map((n) => [n.name, n.guests, n.activeOnStart]),
+      config.networks.map((n) => [n.name, n.guests, n.activeOnStart]),
       [
         ['g1', ['guest-1'], false],
         ['g2', ['guest-2'], false],
         ['g3', ['guest-3'], false],
       ],
     );
-    assert.equal(new Set(c.networks.map((n) => n.table)).size, 3);
+    assert.equal(new Set(config.networks.map((n) => n.table)).size, 3);
   });
 
   it('reads key files relative to the config', () => {
@@ -121,9 +121,9 @@ describe('agent config', () => {
       d.networks[0].keyFile = 'net1.key';
     });
     writeFileSync(join(dir, 'agent.yaml'), stringify(doc));
-    const c = loadAgentConfig(join(dir, 'agent.yaml'));
-    assert.equal(c.control.key.toString('hex'), CLUSTER);
-    assert.equal(c.networks[0]!.key.toString('hex'), NETKEY);
+    const config = loadAgentConfig(join(dir, 'agent.yaml'));
+    assert.equal(config.control.key.toString('hex'), CLUSTER);
+    assert.equal(config.networks[0]!.key.toString('hex'), NETKEY);
     writeFileSync(join(dir, 'cluster.key'), 'ab'.repeat(16));
     assert.throws(
       () => loadAgentConfig(join(dir, 'agent.yaml')),
@@ -252,14 +252,14 @@ describe('agent config', () => {
       guests: { 'guest-1': { mac: '52:54:00:00:00:01', bootOn: 'host-a' } },
       migration: { downtimeLimitMs: 100, overlap: false },
     };
-    const c = parse(d);
-    assert.equal(c.hypervisor.driver, 'qemu');
-    assert.deepEqual(c.hypervisor.guests['guest-1'], {
+    const config = parse(d);
+    assert.equal(config.hypervisor.driver, 'qemu');
+    assert.deepEqual(config.hypervisor.guests['guest-1'], {
       mac: '52:54:00:00:00:01',
       memoryMiB: 128,
       bootOn: 'host-a',
     });
-    assert.deepEqual(c.hypervisor.driver === 'qemu' && c.hypervisor.migration, {
+    assert.deepEqual(config.hypervisor.driver === 'qemu' && config.hypervisor.migration, {
       downtimeLimitMs: 100,
       overlap: false,
     });

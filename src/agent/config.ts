@@ -185,9 +185,16 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
     }
   }
   if (raw.hypervisor.driver === 'qemu') {
-    for (const [g, c] of Object.entries(raw.hypervisor.guests)) {
-      if (c.bootOn !== undefined && c.bootOn !== raw.host && raw.peers[c.bootOn] === undefined)
-        throw new ConfigError(`hypervisor.guests.${g}.bootOn`, `${c.bootOn} is neither this host nor a peer`);
+    for (const [g, guestConfig] of Object.entries(raw.hypervisor.guests)) {
+      if (
+        guestConfig.bootOn !== undefined &&
+        guestConfig.bootOn !== raw.host &&
+        raw.peers[guestConfig.bootOn] === undefined
+      )
+        throw new ConfigError(
+          `hypervisor.guests.${g}.bootOn`,
+          `${guestConfig.bootOn} is neither this host nor a peer`,
+        );
     }
   }
   const known = new Set(networks.flatMap((n) => n.guests));

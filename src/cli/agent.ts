@@ -183,7 +183,7 @@ function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((cells) =>
     cells
-      .map((c, i) => c.padEnd(widths[i]!))
+      .map((cell, i) => cell.padEnd(widths[i]!))
       .join('  ')
       .trimEnd(),
   );

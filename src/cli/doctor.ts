@@ -37,7 +37,7 @@ export function registerDoctor(program: Command): Command {
         out(`kernel ${result.kernelRelease}`);
         if (result.kernelOptions) {
           for (const b of BACKENDS) {
-            const opts = REQUIRED_OPTIONS[b].map((o) => `${o}=${result.kernelOptions![o]}`);
+            const opts = REQUIRED_OPTIONS[b].map((option) => `${option}=${result.kernelOptions![option]}`);
             out(`  ${b} needs: ${opts.join(' ')}`);
           }
         } else out('  (no /proc/config.gz: kernel options not shown)');

@@ -58,7 +58,7 @@ export function formatBindingCache(status: HomeAgentStatus): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>
     cells
-      .map((c, i) => c.padEnd(widths[i]!))
+      .map((cell, i) => cell.padEnd(widths[i]!))
       .join('  ')
       .trimEnd();
   const n = status.bindings.length;

@@ -36,9 +36,9 @@ export function applyChanges(
   base: Map<string, Entry>,
   changes: readonly BindingChange[],
 ): Map<string, Entry> {
-  for (const c of changes) {
-    const e = entryOf(c.binding);
-    if (c.op === 'delete') base.delete(e.hoa);
+  for (const change of changes) {
+    const e = entryOf(change.binding);
+    if (change.op === 'delete') base.delete(e.hoa);
     else base.set(e.hoa, e);
   }
   const owner = new Map<string, string>();
@@ -66,9 +66,9 @@ export function touchedBy(
   owners: ReadonlyMap<string, string>,
 ): Touched {
   const touched: Touched = new Map();
-  for (const c of changes) {
-    const e = entryOf(c.binding);
-    touched.set(e.hoa, { old: entries.get(e.hoa), neu: c.op === 'set' ? e : undefined });
+  for (const change of changes) {
+    const e = entryOf(change.binding);
+    touched.set(e.hoa, { old: entries.get(e.hoa), neu: change.op === 'set' ? e : undefined });
   }
   const claim = new Map<string, string | null>();
   for (const { old } of touched.values()) for (const d of old?.dsts ?? []) claim.set(d, null);

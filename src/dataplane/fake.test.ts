@@ -23,7 +23,7 @@ test('FakeHomeAgentDataplane holds bindings, records calls and fails on request 
   await dp.reconcile([binding]);
   await dp.flush();
   assert.deepEqual(
-    dp.calls.map((c) => c.method),
+    dp.calls.map((call) => call.method),
     ['init', 'update', 'update', 'update', 'reconcile', 'flush'],
   );
   assert.equal(dp.initialized, false);

@@ -69,9 +69,9 @@ export class FakeHomeAgentDataplane implements HomeAgentDataplane {
 
   async update(changes: readonly BindingChange[]): Promise<void> {
     this.begin('update', [changes]);
-    for (const c of changes) {
-      if (c.op === 'set') this.bindings.set(c.binding.hoa, c.binding);
-      else this.bindings.delete(c.binding.hoa);
+    for (const change of changes) {
+      if (change.op === 'set') this.bindings.set(change.binding.hoa, change.binding);
+      else this.bindings.delete(change.binding.hoa);
     }
   }
 

@@ -258,7 +258,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     const to = this.elementsOf(news, marks);
     // coa2id: compare only CoAs whose reference count changed
     from.coa2id = new Map(
-      [...refs.keys()].filter((c) => this.marks.has(c)).map((c) => [c, this.marks.get(c)!]),
+      [...refs.keys()].filter((coa) => this.marks.has(coa)).map((coa) => [coa, this.marks.get(coa)!]),
     );
     to.coa2id = marks;
     const newLengths = [...to.allowed.keys()].filter((l) => !this.lengths.has(l));
@@ -266,7 +266,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     const nftAdds = [...(newLengths.length > 0 ? [this.table(newLengths)] : []), ...adds];
 
     const oldRoutes = new Map<string, string>();
-    for (const o of olds) for (const d of o.dsts) oldRoutes.set(d, o.coa);
+    for (const oldEntry of olds) for (const d of oldEntry.dsts) oldRoutes.set(d, oldEntry.coa);
     const ops: NetOp[] = [];
     const newRoutes = new Set<string>();
     for (const n of news) {

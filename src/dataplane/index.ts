@@ -50,9 +50,16 @@ export interface HostComponents {
   clock?: Clock;
 }
 
-function kernelOf(c: HostComponents): { kernel: NetKernel; logger?: Logger; clock?: Clock } {
-  const kernel = new Iproute2Kernel({ runner: c.runner, ...(c.spawner ? { spawner: c.spawner } : {}) });
-  return { kernel, ...(c.logger ? { logger: c.logger } : {}), ...(c.clock ? { clock: c.clock } : {}) };
+function kernelOf(components: HostComponents): { kernel: NetKernel; logger?: Logger; clock?: Clock } {
+  const kernel = new Iproute2Kernel({
+    runner: components.runner,
+    ...(components.spawner ? { spawner: components.spawner } : {}),
+  });
+  return {
+    kernel,
+    ...(components.logger ? { logger: components.logger } : {}),
+    ...(components.clock ? { clock: components.clock } : {}),
+  };
 }
 
 export function createHomeAgentDataplane(

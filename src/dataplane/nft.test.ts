@@ -78,14 +78,14 @@ test('elementDiff: what goes and what comes, per set; nothing for equal states',
 test('haTable: one lookup per prefix length, longest first; no clamping with mss 0', () => {
   const t = haTable({ haAddress: '2001:db8:ffff::1', mss: 0, lengths: [64, 48, 128] });
   const lookups = t.chains
-    .flatMap((c) => c.rules.map((r) => `${c.name} ${ruleText(r)}`))
+    .flatMap((chain) => chain.rules.map((r) => `${chain.name} ${ruleText(r)}`))
     .filter((l) => l.includes('@allowed_'));
   assert.deepEqual(lookups, [
     'forward_check ip6 saddr . meta mark @allowed_128 accept',
     'forward_check ip6 saddr & ffff:ffff:ffff:ffff:: . meta mark @allowed_64 accept',
     'forward_check ip6 saddr & ffff:ffff:ffff:: . meta mark @allowed_48 accept',
   ]);
-  assert.ok(t.chains.every((c) => c.rules.every((r) => !r.statement.includes('maxseg'))));
+  assert.ok(t.chains.every((chain) => chain.rules.every((r) => !r.statement.includes('maxseg'))));
   assert.deepEqual(
     t.sets.map((s) => s.name),
     ['coa2id', 'allowed_128', 'mnp_128', 'allowed_64', 'mnp_64', 'allowed_48', 'mnp_48'],
@@ -98,7 +98,7 @@ test('mrTable: recreated whole; removed when there is nothing to do', () => {
   assert.deepEqual(drop, { op: 'delete-table', name: 'offlink-mr' });
   assert.ok(define?.op === 'define-table');
   assert.deepEqual(
-    define.table.chains.map((c) => `${c.name} ${c.rules.map(ruleText).join('; ')}`),
+    define.table.chains.map((chain) => `${chain.name} ${chain.rules.map(ruleText).join('; ')}`),
     [
       'pre iifname != "up0" tcp flags syn tcp option maxseg size set 1400',
       'clamp_out iifname "up0" tcp flags syn tcp option maxseg size set 1400',

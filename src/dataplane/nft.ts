@@ -59,13 +59,13 @@ const chain = (name: string, hook: NftChain['hook'], priority: NftChain['priorit
  * The table, its sets and chains (defining it again keeps the sets' elements) with every rule. One
  * transaction, so packets see either the old or the new rules.
  */
-export function haTable(o: HaTableOptions): NftTable {
-  const lengths = [...o.lengths].sort((a, b) => b - a);
+export function haTable(options: HaTableOptions): NftTable {
+  const lengths = [...options.lengths].sort((a, b) => b - a);
   const lookup = (field: string, len: number) =>
     len === 128 ? `ip6 ${field}` : `ip6 ${field} & ${prefixMask(len)}`;
-  const tunnelToHa = `ip6 daddr ${o.haAddress} meta l4proto ipv6`;
+  const tunnelToHa = `ip6 daddr ${options.haAddress} meta l4proto ipv6`;
   const pre: NftRule[] = [
-    ...(o.preRules ?? []),
+    ...(options.preRules ?? []),
     // RFC 3963 §6.3 / docs/dataplane.md: tunnelled packets only from registered CoAs; the mark names the CoA
     { statement: `${tunnelToHa} ip6 saddr != @coa2id`, verdict: 'drop', counter: COUNTER.unregisteredCoa },
     { statement: `${tunnelToHa} meta mark set ip6 saddr map @coa2id` },
@@ -75,7 +75,7 @@ export function haTable(o: HaTableOptions): NftTable {
     { statement: 'meta mark 0', verdict: 'accept' },
     // a decapsulated packet for another MNP is re-encapsulated on input and never seen here as itself
     {
-      statement: `ip6 saddr ${o.haAddress} meta l4proto ipv6`,
+      statement: `ip6 saddr ${options.haAddress} meta l4proto ipv6`,
       verdict: 'accept',
       counter: COUNTER.reencapsulated,
     },
@@ -86,14 +86,14 @@ export function haTable(o: HaTableOptions): NftTable {
     { statement: '', verdict: 'drop', counter: COUNTER.innerSource },
   ];
   const clamp: NftRule[] = [];
-  if (o.mss > 0) {
+  if (options.mss > 0) {
     // into the tunnel: seg6 encapsulates on input, so only prerouting sees the inner SYN
     for (const l of lengths)
       pre.push({
-        statement: `tcp flags syn ${lookup('daddr', l)} @mnp_${l} tcp option maxseg size set ${o.mss}`,
+        statement: `tcp flags syn ${lookup('daddr', l)} @mnp_${l} tcp option maxseg size set ${options.mss}`,
       });
     // out of the tunnel: decapsulated packets carry a mark (and have passed forward_check or get dropped)
-    clamp.push({ statement: `meta mark != 0 tcp flags syn tcp option maxseg size set ${o.mss}` });
+    clamp.push({ statement: `meta mark != 0 tcp flags syn tcp option maxseg size set ${options.mss}` });
   }
   return {
     name: HA_TABLE,
@@ -192,18 +192,18 @@ export function haTableState(state: NftTableState | undefined): HaTableState {
  * (decapsulated, towards guests): every network on the host shares the rule, so activating a network
  * changes nothing here.
  */
-export function mrTable(o: { uplink: string; mss: number }): NftOp[] {
+export function mrTable(options: { uplink: string; mss: number }): NftOp[] {
   const ops: NftOp[] = [{ op: 'delete-table', name: MR_TABLE }];
-  if (o.mss <= 0) return ops;
-  const set = `tcp flags syn tcp option maxseg size set ${o.mss}`;
+  if (options.mss <= 0) return ops;
+  const set = `tcp flags syn tcp option maxseg size set ${options.mss}`;
   ops.push({
     op: 'define-table',
     table: {
       name: MR_TABLE,
       sets: [],
       chains: [
-        chain('pre', 'prerouting', 'mangle', [{ statement: `iifname != "${o.uplink}" ${set}` }]),
-        chain('clamp_out', 'forward', 'mangle', [{ statement: `iifname "${o.uplink}" ${set}` }]),
+        chain('pre', 'prerouting', 'mangle', [{ statement: `iifname != "${options.uplink}" ${set}` }]),
+        chain('clamp_out', 'forward', 'mangle', [{ statement: `iifname "${options.uplink}" ${set}` }]),
       ],
     },
   });

@@ -39,11 +39,12 @@ function tableLines(t: NftTable): string[] {
     `table ${table} {`,
     ...t.sets.map((s) => `  ${s.kind} ${name(s.name)} { type ${TYPES[s.type]}; }`),
     ...t.chains.map(
-      (c) => `  chain ${name(c.name)} { type filter hook ${c.hook} priority ${c.priority}; policy accept; }`,
+      (chain) =>
+        `  chain ${name(chain.name)} { type filter hook ${chain.hook} priority ${chain.priority}; policy accept; }`,
     ),
     '}',
-    ...t.chains.map((c) => `flush chain ${table} ${c.name}`),
-    ...t.chains.flatMap((c) => c.rules.map((r) => `add rule ${table} ${c.name} ${ruleText(r)}`)),
+    ...t.chains.map((chain) => `flush chain ${table} ${chain.name}`),
+    ...t.chains.flatMap((chain) => chain.rules.map((r) => `add rule ${table} ${chain.name} ${ruleText(r)}`)),
   ];
 }
 
@@ -94,12 +95,12 @@ type Json = Record<string, unknown>;
 
 function elementOf(e: unknown): NftElement {
   if (typeof e === 'string') return { address: e };
-  const o = e as Json;
-  if (Array.isArray(o['concat'])) {
-    const [address, mark] = o['concat'] as [string, number];
+  const fields = e as Json;
+  if (Array.isArray(fields['concat'])) {
+    const [address, mark] = fields['concat'] as [string, number];
     return { address, mark: Number(mark) };
   }
-  if (o['elem']) return elementOf((o['elem'] as Json)['val']);
+  if (fields['elem']) return elementOf((fields['elem'] as Json)['val']);
   throw new OfflinkError('ERR_DATAPLANE', `unexpected nftables element ${JSON.stringify(e)}`);
 }
 

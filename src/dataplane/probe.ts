@@ -51,7 +51,7 @@ export class NoBackendError extends OfflinkError {
   constructor(result: ProbeResult) {
     const missing = result.backends.map((b) => {
       const off = REQUIRED_OPTIONS[b.backend].filter(
-        (o) => result.kernelOptions && !/^[ym]$/.test(result.kernelOptions[o] ?? ''),
+        (option) => result.kernelOptions && !/^[ym]$/.test(result.kernelOptions[option] ?? ''),
       );
       return `${b.backend}: ${off.length > 0 ? `kernel lacks ${off.join(', ')}` : b.reason}`;
     });
@@ -72,7 +72,7 @@ export function kernelOptions(path = '/proc/config.gz'): Record<string, string> 
   }
   const wanted = new Set(Object.values(REQUIRED_OPTIONS).flat());
   const out: Record<string, string> = {};
-  for (const o of wanted) out[o] = 'n';
+  for (const option of wanted) out[option] = 'n';
   for (const line of text.split('\n')) {
     const m = /^(CONFIG_\w+)=(.*)$/.exec(line);
     if (m && wanted.has(m[1]!)) out[m[1]!] = m[2]!;
@@ -120,37 +120,37 @@ function staleProbes(): string[] {
  * Try every backend in a throwaway namespace `ofl-probe-<pid>-<random>`, removed afterwards (and a killed
  * probe's namespace by the next probe).
  */
-export async function probeBackends(c: ProbeComponents): Promise<ProbeResult> {
+export async function probeBackends(components: ProbeComponents): Promise<ProbeResult> {
   for (const stale of staleProbes())
-    await c.runner.run(['ip', 'netns', 'del', stale], { allowFailure: true });
+    await components.runner.run(['ip', 'netns', 'del', stale], { allowFailure: true });
   const ns = `ofl-probe-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const run = (argv: string[]) => c.runner.run(['ip', 'netns', 'exec', ns, ...argv]);
+  const run = (argv: string[]) => components.runner.run(['ip', 'netns', 'exec', ns, ...argv]);
   const result: ProbeResult = {
     backends: [],
     kernelRelease: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
   };
   const options = kernelOptions();
   if (options) result.kernelOptions = options;
-  await c.runner.run(['ip', 'netns', 'add', ns]);
+  await components.runner.run(['ip', 'netns', 'add', ns]);
   try {
     await run(['ip', 'link', 'set', 'lo', 'up']);
-    result.backends.push(await probeBpf(c, run));
+    result.backends.push(await probeBpf(components, run));
     result.backends.push(await probeSeg6(run));
   } finally {
-    await c.runner.run(['ip', 'netns', 'del', ns], { allowFailure: true });
+    await components.runner.run(['ip', 'netns', 'del', ns], { allowFailure: true });
   }
   return result;
 }
 
 async function probeBpf(
-  c: ProbeComponents,
+  components: ProbeComponents,
   run: (argv: string[]) => Promise<unknown>,
 ): Promise<BackendProbe> {
   let sys: BpfSyscalls;
   let object: string;
   try {
-    sys = (c.sys ?? kernelBpf)();
-    object = (c.object ?? programObject)();
+    sys = (components.sys ?? kernelBpf)();
+    object = (components.object ?? programObject)();
   } catch (err) {
     return { backend: 'bpf', usable: false, reason: message(err) };
   }
@@ -238,11 +238,11 @@ export function chooseBackend(choice: BackendChoice, result: ProbeResult): { bac
 /** Probe, choose, and log the choice with its reason. */
 export async function resolveBackend(
   choice: BackendChoice,
-  c: ProbeComponents & { logger?: Logger },
+  components: ProbeComponents & { logger?: Logger },
 ): Promise<Backend> {
-  const result = await probeBackends(c);
+  const result = await probeBackends(components);
   const { backend, why } = chooseBackend(choice, result);
-  c.logger?.info(
+  components.logger?.info(
     {
       backend,
       why,

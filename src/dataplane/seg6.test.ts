@@ -84,7 +84,7 @@ function assertHolds(kernel: FakeKernel, bindings: readonly TunnelBinding[], lab
 function definedRules(ops: readonly NftOp[]): string[] {
   return ops.flatMap((op) =>
     op.op === 'define-table'
-      ? op.table.chains.flatMap((c) => c.rules.map((r) => `${c.name} ${ruleText(r)}`))
+      ? op.table.chains.flatMap((chain) => chain.rules.map((r) => `${chain.name} ${ruleText(r)}`))
       : [],
   );
 }
@@ -244,7 +244,7 @@ describe('Seg6HomeAgentDataplane', () => {
         else {
           const changes: BindingChange[] = [
             ...current
-              .filter((c) => !next.some((n) => n.hoa === c.hoa))
+              .filter((binding) => !next.some((n) => n.hoa === binding.hoa))
               .map((binding) => ({ op: 'delete' as const, binding })),
             ...next.map((binding) => ({ op: 'set' as const, binding })),
           ];
@@ -304,7 +304,7 @@ describe('Seg6HomeAgentDataplane', () => {
     kernel.clear();
     await ha.update([{ op: 'set', binding: b(3, '2001:db8:a::4') }]);
     assert.ok(
-      kernel.calls.some((c) => c.call === 'nftTable'),
+      kernel.calls.some((call) => call.call === 'nftTable'),
       'full reconcile',
     );
     await ha.settled();

@@ -172,10 +172,10 @@ export class BindingCache implements BindingCacheView {
       const l = 2 * i + 1;
       if (l >= h.length) break;
       const r = l + 1;
-      const c = r < h.length && h[r]!.expiresAt < h[l]!.expiresAt ? r : l;
-      if (h[c]!.expiresAt >= e.expiresAt) break;
-      h[i] = h[c]!;
-      i = c;
+      const child = r < h.length && h[r]!.expiresAt < h[l]!.expiresAt ? r : l;
+      if (h[child]!.expiresAt >= e.expiresAt) break;
+      h[i] = h[child]!;
+      i = child;
     }
     h[i] = e;
   }

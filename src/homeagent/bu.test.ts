@@ -281,7 +281,7 @@ describe('processBindingUpdate', () => {
       if (row.baLifetime !== undefined) assert.equal(ba.lifetime, row.baLifetime);
       if (row.status !== 0) assert.equal(ba.lifetime, 0);
       if (row.bra !== undefined) {
-        const bra = ba.options.find((o) => o.type === 'bindingRefreshAdvice');
+        const bra = ba.options.find((option) => option.type === 'bindingRefreshAdvice');
         assert.equal(bra?.type === 'bindingRefreshAdvice' ? bra.interval : null, row.bra);
       }
       if (row.signed !== undefined) assert.equal(reply.sign !== undefined, row.signed);
@@ -292,7 +292,7 @@ describe('processBindingUpdate', () => {
         assert.ok(verifyPacketAuth(decoded, reply.sign.sa, row.source ?? spec.coa, spec.hoa));
         // RFC 3963 §4.2: the BA's R flag mirrors the BU's.
         assert.equal(ba.flags & BaFlag.R, ((spec.flags ?? BuFlag.R) & BuFlag.R) !== 0 ? BaFlag.R : 0);
-        const replay = ba.options.find((o) => o.type === 'replayProtection');
+        const replay = ba.options.find((option) => option.type === 'replayProtection');
         assert.ok(replay, 'a signed BA carries replay protection');
       }
       if (row.intents) {
@@ -310,10 +310,10 @@ describe('processBindingUpdate', () => {
 
   test('accepted BA echoes the BU timestamp; 144 carries the HA clock', () => {
     const ok = run({ name: '', bu: { timestampMs: NOW - 3000 }, status: 0 }).result;
-    const r1 = ok.reply!.packet.message.options.find((o) => o.type === 'replayProtection');
+    const r1 = ok.reply!.packet.message.options.find((option) => option.type === 'replayProtection');
     assert.equal(r1?.type === 'replayProtection' && r1.timestamp, ntpTimestamp(NOW - 3000));
     const bad = run({ name: '', bu: { timestampMs: NOW - 30_000 }, status: 144 }).result;
-    const r2 = bad.reply!.packet.message.options.find((o) => o.type === 'replayProtection');
+    const r2 = bad.reply!.packet.message.options.find((option) => option.type === 'replayProtection');
     assert.equal(r2?.type === 'replayProtection' && r2.timestamp, ntpTimestamp(NOW));
   });
 

@@ -140,7 +140,7 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
   }
 
   // RFC 4285 §6: timestamp within the window of our clock and newer than the last accepted one.
-  const replay = bu.options.find((o) => o.type === 'replayProtection');
+  const replay = bu.options.find((option) => option.type === 'replayProtection');
   if (replay?.type !== 'replayProtection')
     return reject(BaStatus.MIPV6_MESG_ID_REQD, 'no replay protection option');
   timestamp = replay.timestamp;
@@ -192,11 +192,11 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
   }
 
   // RFC 3963 §6.1: explicit mode authorizes each Mobile Network Prefix option; implicit uses the table.
-  const mnps = bu.options.filter((o) => o.type === 'mobileNetworkPrefix');
+  const mnps = bu.options.filter((option) => option.type === 'mobileNetworkPrefix');
   const prefixes: string[] = [];
-  for (const o of mnps) {
-    const check = ctx.table.authorize(mr, o.prefix, o.prefixLength);
-    if (!check.ok) return reject(check.status, `prefix ${o.prefix}/${o.prefixLength} refused`);
+  for (const mnp of mnps) {
+    const check = ctx.table.authorize(mr, mnp.prefix, mnp.prefixLength);
+    if (!check.ok) return reject(check.status, `prefix ${mnp.prefix}/${mnp.prefixLength} refused`);
     if (!prefixes.includes(check.prefix)) prefixes.push(check.prefix);
   }
   const mode = mnps.length > 0 ? 'explicit' : 'implicit';

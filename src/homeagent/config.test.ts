@@ -150,25 +150,25 @@ const cases: [string, (d: Doc) => void, RegExp][] = [
 
 describe('home agent config', () => {
   test('defaults and normalisation', () => {
-    const c = parse(base());
-    assert.deepEqual(c.homeAgent.listen, { address: '2001:db8:ffff::1', port: 4191 });
-    assert.deepEqual(c.homeAgent.status, { host: '127.0.0.1', port: 9180 });
-    assert.deepEqual(c.homeAgent.dataplane, { backend: 'auto', table: 200, mss: 1400 });
-    assert.equal(c.homeAgent.database, join(dir, 'ha.sqlite'));
-    assert.equal(c.homeAgent.replayWindowSeconds, 7);
-    assert.equal(c.homeAgent.retainOnStop, true);
-    assert.equal(c.mobileRouters[0]!.algorithm, 'hmac-sha1');
-    assert.deepEqual(new Uint8Array(c.mobileRouters[0]!.key), new Uint8Array(Buffer.from(KEY, 'hex')));
-    assert.equal(c.mobileRouters[1]!.key.length, 32);
+    const config = parse(base());
+    assert.deepEqual(config.homeAgent.listen, { address: '2001:db8:ffff::1', port: 4191 });
+    assert.deepEqual(config.homeAgent.status, { host: '127.0.0.1', port: 9180 });
+    assert.deepEqual(config.homeAgent.dataplane, { backend: 'auto', table: 200, mss: 1400 });
+    assert.equal(config.homeAgent.database, join(dir, 'ha.sqlite'));
+    assert.equal(config.homeAgent.replayWindowSeconds, 7);
+    assert.equal(config.homeAgent.retainOnStop, true);
+    assert.equal(config.mobileRouters[0]!.algorithm, 'hmac-sha1');
+    assert.deepEqual(new Uint8Array(config.mobileRouters[0]!.key), new Uint8Array(Buffer.from(KEY, 'hex')));
+    assert.equal(config.mobileRouters[1]!.key.length, 32);
   });
 
   test('addresses are canonicalised', () => {
     const d = base();
     d['homeAgent'].address = '2001:DB8:FFFF:0:0:0:0:1';
     d['mobileRouters'][0].prefixes = ['2001:0DB8:0100::/64'];
-    const c = parse(d);
-    assert.equal(c.homeAgent.address, '2001:db8:ffff::1');
-    assert.deepEqual(c.mobileRouters[0]!.prefixes, ['2001:db8:100::/64']);
+    const config = parse(d);
+    assert.equal(config.homeAgent.address, '2001:db8:ffff::1');
+    assert.deepEqual(config.mobileRouters[0]!.prefixes, ['2001:db8:100::/64']);
   });
 
   test('status on [::1] and disabled', () => {
@@ -181,8 +181,8 @@ describe('home agent config', () => {
 
   test('the example config is valid', () => {
     const text = readFileSync(new URL('../../examples/ha.yaml', import.meta.url), 'utf8');
-    const c = parseHomeAgentConfig(text, dir);
-    assert.ok(c.mobileRouters.length > 0);
+    const config = parseHomeAgentConfig(text, dir);
+    assert.ok(config.mobileRouters.length > 0);
   });
 
   for (const [name, mutate, re] of cases) {
@@ -240,9 +240,9 @@ describe('home agent config, a large one (sliced)', () => {
   test('the same config as the whole document gives', () => {
     const [sliced, whole] = both(large());
     assert.deepEqual(sliced, whole);
-    const c = sliced as HomeAgentConfig;
-    assert.equal(c.mobileRouters.length, FILLERS + 2);
-    assert.equal(c.mobileRouters[FILLERS + 1]!.key.length, 32);
+    const config = sliced as HomeAgentConfig;
+    assert.equal(config.mobileRouters.length, FILLERS + 2);
+    assert.equal(config.mobileRouters[FILLERS + 1]!.key.length, 32);
     const { table } = parseHomeAgent(stringify(large()), dir);
     assert.equal(table.size, FILLERS + 2);
     assert.equal(table.bySpi(1002)!.name, 'mr2');

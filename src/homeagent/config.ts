@@ -144,7 +144,7 @@ export function parseHomeAgent(text: string, baseDir = process.cwd()): LoadedHom
     const loader = new MobileRouterLoader(baseDir);
     for (const slice of slices) loader.add(slice);
     if (unknownKey) throw unknownKey;
-    const table = loader.finish();
+    const table = loader.build();
     return { config: settings(parsed.data!.homeAgent, baseDir), table };
   });
 }
@@ -256,7 +256,7 @@ class MobileRouterLoader {
     });
   }
 
-  finish(): PrefixTable {
+  build(): PrefixTable {
     if (this.keyError) throw this.keyError;
     if (this.duplicate) throw this.duplicate;
     this.table.trim();
@@ -293,7 +293,7 @@ function checkOverlaps(table: PrefixTable): void {
   const open: number[] = [];
   for (const y of order) {
     while (open.length > 0 && !prefixCovers(text(open[open.length - 1]!), text(y))) open.pop();
-    const x = open.find((o) => owner[o] !== owner[y]);
+    const x = open.find((candidate) => owner[candidate] !== owner[y]);
     if (x !== undefined) {
       const [first, second] = owner[x]! < owner[y]! ? [x, y] : [y, x];
       throw new ConfigError(

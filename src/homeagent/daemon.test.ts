@@ -239,7 +239,7 @@ async function client(r: Rig, hoa: string, sa: SecurityAssociation): Promise<MrC
 }
 const clients: MrClient[] = [];
 afterEach(() => {
-  for (const c of clients.splice(0)) c.close();
+  for (const client of clients.splice(0)) client.close();
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -436,7 +436,7 @@ describe('HomeAgent daemon', () => {
     assert.equal(res.ba.status, 146);
     assert.equal(res.authentic, false);
     assert.deepEqual(
-      res.ba.options.filter((o) => o.type !== 'padN' && o.type !== 'pad1'),
+      res.ba.options.filter((option) => option.type !== 'padN' && option.type !== 'pad1'),
       [],
     );
     assert.equal(r.ha.cache.get(HOA)!.sequence, 1);

@@ -108,7 +108,7 @@ export class HomeAgent {
   private open: Group = emptyGroup();
   /** Submitted to the store; its data plane update and BAs follow its commit. */
   private committing: Group | undefined;
-  private fillScheduled = false;
+  private queuePassScheduled = false;
   /** Datagrams handed to the socket and not yet sent. */
   private sending = 0;
   private allSent: (() => void) | undefined;
@@ -306,12 +306,12 @@ export class HomeAgent {
     this.queue.push(job);
     if (!this.draining) {
       this.draining = this.drain().finally(() => (this.draining = undefined));
-    } else if (this.committing && !this.fillScheduled) {
+    } else if (this.committing && !this.queuePassScheduled) {
       // Process arrivals while the commit runs (coalesced: one pass per turn of the event loop).
-      this.fillScheduled = true;
+      this.queuePassScheduled = true;
       setImmediate(() => {
-        this.fillScheduled = false;
-        if (this.committing) this.fill();
+        this.queuePassScheduled = false;
+        if (this.committing) this.processQueue();
       });
     }
   }
@@ -322,15 +322,15 @@ export class HomeAgent {
     // Committed and applied; its BAs go out while the next group commits.
     let done: { group: Group; timing: Timing } | undefined;
     while (this.state !== 'stopped') {
-      if (this.open.jobs === 0) this.fill();
+      if (this.open.jobs === 0) this.processQueue();
       const group = this.open;
       if (group.jobs === 0) break;
       this.open = emptyGroup();
       this.committing = group;
-      const settled = this.settle(group);
-      if (done) this.answer(done.group, done.timing);
+      const settled = this.commitGroup(group);
+      if (done) this.replyToGroup(done.group, done.timing);
       done = undefined;
-      this.fill();
+      this.processQueue();
       try {
         done = { group, timing: await settled };
       } catch (err) {
@@ -338,11 +338,11 @@ export class HomeAgent {
       }
       this.committing = undefined;
     }
-    if (done) this.answer(done.group, done.timing);
+    if (done) this.replyToGroup(done.group, done.timing);
   }
 
   /** Process queued jobs into the open group, as far as the pipeline allows. */
-  private fill(): void {
+  private processQueue(): void {
     // On top of a group whose data plane update may still fail, or before a pending reconcile, nothing.
     // (The open group itself takes any number of data plane changes: they are applied in one update.)
     if (this.committing && (this.committing.barrier || this.needsReconcile)) return;
@@ -395,7 +395,7 @@ export class HomeAgent {
    * Commit a group, then apply its data plane changes. Durable first: an accepting BA is never sent for a
    * binding that is not on disk.
    */
-  private async settle(group: Group): Promise<Timing> {
+  private async commitGroup(group: Group): Promise<Timing> {
     const t0 = performance.now();
     try {
       await this.store!.write(group.ops);
@@ -417,7 +417,7 @@ export class HomeAgent {
       ...group.expiryIntents,
       ...group.items.filter((i) => i.status === 0).flatMap((i) => i.result.intents),
     ];
-    // Only when nothing uncommitted is in the cache (fill() waits for it while needsReconcile is set).
+    // Only when nothing uncommitted is in the cache (processQueue() waits for it while needsReconcile is set).
     if (this.needsReconcile && this.open.jobs === 0) await this.reconcile();
     if (intents.length > 0) {
       try {
@@ -438,8 +438,8 @@ export class HomeAgent {
     return { batch: group.jobs, storeMs: round(t1 - t0), dataplaneMs: round(performance.now() - t1) };
   }
 
-  private answer(group: Group, timing: Timing): void {
-    for (const item of group.items) this.finish(item, timing);
+  private replyToGroup(group: Group, timing: Timing): void {
+    for (const item of group.items) this.replyTo(item, timing);
     this.scheduleExpiry();
   }
 
@@ -467,7 +467,7 @@ export class HomeAgent {
     }
   }
 
-  private finish(item: Item, timing: Timing): void {
+  private replyTo(item: Item, timing: Timing): void {
     const { result, job } = item;
     const status = item.status;
     this.metrics.countStatus(status);
@@ -492,7 +492,7 @@ export class HomeAgent {
     let reply: BaReply = result.reply;
     if (status !== result.status) {
       const m = reply.packet.message;
-      const options = m.options.filter((o) => o.type === 'replayProtection');
+      const options = m.options.filter((option) => option.type === 'replayProtection');
       reply = { ...reply, packet: { ...reply.packet, message: { ...m, status, lifetime: 0, options } } };
     }
     // Answers to unauthenticated BUs (unsigned) are rate-limited; so are rejection log lines, since a

@@ -67,7 +67,7 @@ describe('BindingStore', () => {
   test('WAL mode and synchronous FULL', () => {
     const path = join(dir, 'pragma.sqlite');
     const s = new BindingStore(path);
-    const db = (s as unknown as { db: { pragma(q: string, o: object): unknown } }).db;
+    const db = (s as unknown as { db: { pragma(q: string, options: object): unknown } }).db;
     assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
     assert.equal(db.pragma('synchronous', { simple: true }), 2);
     s.close();

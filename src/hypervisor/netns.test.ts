@@ -41,7 +41,7 @@ class FakeLinks implements LinkControl {
 
   /** The calls that change something. */
   changes(): LinkCall[] {
-    return this.calls.filter((c) => c.call === 'move' || c.call === 'attach');
+    return this.calls.filter((call) => call.call === 'move' || call.call === 'attach');
   }
 
   async list(namespace: string | undefined): Promise<LinkState[]> {
@@ -185,7 +185,7 @@ describe('NetnsDriver', () => {
     ]);
     assert.deepEqual(order, ['hook while on ns-a']);
     // The destination's neighbour cache is flushed once the guest is there (beside the check).
-    const afterMove = ip.calls.slice(ip.calls.findIndex((c) => c.call === 'move') + 1);
+    const afterMove = ip.calls.slice(ip.calls.findIndex((call) => call.call === 'move') + 1);
     assert.deepEqual(afterMove.at(0), { call: 'flushNeighbours', namespace: 'ns-b', dev: 'ofl-net1' });
     const at = ip.where('vg-guest-1')!;
     assert.equal(at.ns, 'ns-b');

@@ -24,7 +24,7 @@ export interface ChartOptions {
 }
 
 export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  return s.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }
 
 /** A round step (1, 2 or 5 × 10^k) that splits `span` into about `count` intervals. */
@@ -38,9 +38,13 @@ export function niceStep(span: number, count: number): number {
 
 const fmt = (v: number) => (Math.abs(v) >= 10 || v === 0 ? v.toFixed(0) : String(Number(v.toPrecision(2))));
 
-export function lineChart(series: readonly ChartSeries[], markers: readonly ChartMarker[], o: ChartOptions) {
-  const width = o.width ?? 960;
-  const height = o.height ?? 380;
+export function lineChart(
+  series: readonly ChartSeries[],
+  markers: readonly ChartMarker[],
+  options: ChartOptions,
+) {
+  const width = options.width ?? 960;
+  const height = options.height ?? 380;
   const m = { top: 58, right: 20, bottom: 46, left: 64 };
   const w = width - m.left - m.right;
   const h = height - m.top - m.bottom;
@@ -55,7 +59,7 @@ export function lineChart(series: readonly ChartSeries[], markers: readonly Char
 
   const parts: string[] = [];
   parts.push(
-    `<svg id="fig6" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(o.title)}">`,
+    `<svg id="fig6" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(options.title)}">`,
     `<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" class="plot"/>`,
   );
   for (let y = 0; y <= yMax + 1e-9; y += yStep) {
@@ -97,8 +101,8 @@ export function lineChart(series: readonly ChartSeries[], markers: readonly Char
     );
   });
   parts.push(
-    `<text class="axis" x="${m.left + w / 2}" y="${height - 8}" text-anchor="middle">${escapeXml(o.xLabel)}</text>`,
-    `<text class="axis" transform="translate(16 ${m.top + h / 2}) rotate(-90)" text-anchor="middle">${escapeXml(o.yLabel)}</text>`,
+    `<text class="axis" x="${m.left + w / 2}" y="${height - 8}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`,
+    `<text class="axis" transform="translate(16 ${m.top + h / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}</text>`,
     '</svg>',
   );
   return parts.join('\n');

@@ -56,14 +56,14 @@ export interface DaemonStartOptions {
  * Start the home agent, then both host agents; resolves when they listen and every guest bridge exists.
  * A daemon that exits early is reported with the last line of its log.
  */
-export async function startDaemons(topo: Topology, o: DaemonStartOptions): Promise<void> {
+export async function startDaemons(topo: Topology, options: DaemonStartOptions): Promise<void> {
   const env = { ...process.env, OFFLINK_LOG_LEVEL: process.env['OFFLINK_LOG_LEVEL'] ?? 'info' };
   const start = (ns: string, name: string, args: string[]) => {
-    const logFile = join(o.logDir, `${name}.log`);
+    const logFile = join(options.logDir, `${name}.log`);
     const child = spawnInNamespace(ns, [process.execPath, OFFLINK_BIN, ...args], {
       logFile,
       env,
-      detached: o.detached,
+      detached: options.detached,
     });
     let exited: string | undefined;
     child.once('exit', (code, sig) => {
@@ -73,28 +73,28 @@ export async function startDaemons(topo: Topology, o: DaemonStartOptions): Promi
       if (exited) throw new LabError('ERR_LAB_DAEMON', exited);
     };
   };
-  const haAlive = start(topo.ha.ns, 'ha', ['ha', '--config', o.configs.ha]);
+  const haAlive = start(topo.ha.ns, 'ha', ['ha', '--config', options.configs.ha]);
   await waitFor(
     async () => {
       haAlive();
-      return listening(o.runner, topo.ha.ns, 'udp', SIGNALING_PORT);
+      return listening(options.runner, topo.ha.ns, 'udp', SIGNALING_PORT);
     },
     60_000,
-    `the home agent did not listen on UDP ${SIGNALING_PORT} within 60 s; see ${o.logDir}/ha.log`,
-    o.signal,
+    `the home agent did not listen on UDP ${SIGNALING_PORT} within 60 s; see ${options.logDir}/ha.log`,
+    options.signal,
   );
   for (const h of topo.hosts) {
-    const alive = start(h.ns, `agent-${h.name}`, ['agent', '--config', o.configs.hosts[h.name]]);
+    const alive = start(h.ns, `agent-${h.name}`, ['agent', '--config', options.configs.hosts[h.name]]);
     await waitFor(
       async () => {
         alive();
-        if (!(await listening(o.runner, h.ns, 'tcp', CONTROL_PORT))) return false;
-        for (const g of topo.guests) if (!(await linkExists(o.runner, h.ns, g.bridge))) return false;
+        if (!(await listening(options.runner, h.ns, 'tcp', CONTROL_PORT))) return false;
+        for (const g of topo.guests) if (!(await linkExists(options.runner, h.ns, g.bridge))) return false;
         return true;
       },
       60_000,
-      `the agent of ${h.name} did not come up within 60 s; see ${o.logDir}/agent-${h.name}.log`,
-      o.signal,
+      `the agent of ${h.name} did not come up within 60 s; see ${options.logDir}/agent-${h.name}.log`,
+      options.signal,
     );
   }
 }

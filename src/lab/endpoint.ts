@@ -101,11 +101,11 @@ export function udpRcvbufErrors(): number {
   }
 }
 
-export async function runEndpoint(o: EndpointOptions): Promise<void> {
-  const probeSocket = await bind(o.bind, o.probePort);
-  const streamSocket = await bind(o.bind, o.streamPort);
+export async function runEndpoint(options: EndpointOptions): Promise<void> {
+  const probeSocket = await bind(options.bind, options.probePort);
+  const streamSocket = await bind(options.bind, options.streamPort);
   const result: EndpointResult = {
-    role: o.role,
+    role: options.role,
     probe: { sent: 0, sendErrors: 0, sendTimes: [] },
     received: { seq: [], at: [] },
     stream: { sent: 0, received: 0, receivedBytes: 0 },
@@ -127,23 +127,23 @@ export async function runEndpoint(o: EndpointOptions): Promise<void> {
   const onSendError = (err: Error | null) => {
     if (err) result.probe.sendErrors++;
   };
-  const probes = new Schedule(o.probeRate, (seq) => {
+  const probes = new Schedule(options.probeRate, (seq) => {
     const buf = Buffer.alloc(16);
     buf.writeUInt32BE(PROBE_MAGIC, 0);
     buf.writeUInt32BE(seq, 4);
     const t = now();
     buf.writeDoubleBE(t, 8);
     result.probe.sendTimes.push(t);
-    probeSocket.send(buf, o.probePort, o.peer, onSendError);
+    probeSocket.send(buf, options.probePort, options.peer, onSendError);
   });
-  const payload = Buffer.alloc(o.streamPayload, 0x5a);
+  const payload = Buffer.alloc(options.streamPayload, 0x5a);
   payload.writeUInt32BE(STREAM_MAGIC, 0);
-  const stream = new Schedule((o.streamKbps * 1000) / (o.streamPayload * 8), (n) => {
+  const stream = new Schedule((options.streamKbps * 1000) / (options.streamPayload * 8), (n) => {
     payload.writeUInt32BE(n, 4);
-    streamSocket.send(payload, o.streamPort, o.peer, () => {});
+    streamSocket.send(payload, options.streamPort, options.peer, () => {});
   });
   probes.start();
-  if (o.streamKbps > 0) stream.start();
+  if (options.streamKbps > 0) stream.start();
 
   const progress = setInterval(() => {
     const p: EndpointProgress = {
@@ -168,11 +168,11 @@ export async function runEndpoint(o: EndpointOptions): Promise<void> {
       result.probe.sent = probes.count;
       result.stream.sent = stream.count;
       result.rcvbufErrors = udpRcvbufErrors() - rcvbufErrorsAtStart;
-      writeFileSync(o.out, JSON.stringify(result));
+      writeFileSync(options.out, JSON.stringify(result));
       probeSocket.close();
       streamSocket.close();
       process.stdout.write(`${JSON.stringify({ type: 'done' })}\n`, () => process.exit(0));
-    }, o.graceMs);
+    }, options.graceMs);
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

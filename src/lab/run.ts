@@ -97,31 +97,31 @@ export function chosenBackend(logFile: string): string | undefined {
 
 /** Build the lab and start what runs in it; the guest ends up attached to host A. */
 async function bringUp(
-  o: LabOptions,
+  options: LabOptions,
   runner: CommandRunner,
   logDir: string,
   detached: boolean,
   onVms: (vms: OnLinkVms) => void = () => {},
 ): Promise<Running> {
   const t0 = now();
-  o.print(`lab: building the ${o.topology} testbed in network namespaces ...`);
-  const topo = await buildTopology(planTopology(o.topology, 1, o.guest), {
+  options.print(`lab: building the ${options.topology} testbed in network namespaces ...`);
+  const topo = await buildTopology(planTopology(options.topology, 1, options.guest), {
     runner,
-    stateDir: o.stateDir,
-    bridges: o.topology === 'off-link' ? 'agent' : 'lab',
+    stateDir: options.stateDir,
+    bridges: options.topology === 'off-link' ? 'agent' : 'lab',
     detached,
-    ...(o.signal ? { signal: o.signal } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
   });
-  o.print(
+  options.print(
     `lab: built in ${((now() - t0) / 1000).toFixed(1)} s; ${topo.hosts.map((h) => `host ${h.label} ${topo.careOf[h.name]}`).join(', ')}`,
   );
-  if (o.topology === 'off-link') {
-    const configs = writeLabConfigs(topo, o.stateDir, {
-      overlap: o.overlap ?? true,
-      dataplane: o.dataplane ?? 'auto',
+  if (options.topology === 'off-link') {
+    const configs = writeLabConfigs(topo, options.stateDir, {
+      overlap: options.overlap ?? true,
+      dataplane: options.dataplane ?? 'auto',
     });
-    if (o.guest === 'qemu') o.print("lab: host A's agent boots the QEMU guest (TCG: ~10 s) ...");
-    o.print(
+    if (options.guest === 'qemu') options.print("lab: host A's agent boots the QEMU guest (TCG: ~10 s) ...");
+    options.print(
       `lab: starting offlink ha (${topo.ha.ns}) and offlink agent (${topo.hosts.map((h) => h.ns).join(', ')}) ...`,
     );
     await startDaemons(topo, {
@@ -129,71 +129,72 @@ async function bringUp(
       configs,
       logDir,
       detached,
-      ...(o.signal ? { signal: o.signal } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
-    if (o.guest === 'netns') for (const g of topo.guests) await attachGuest(g, topo.hosts[0].ns, runner);
-    await waitActive(runner, topo.hosts[0], configs, 60_000, o.signal);
+    if (options.guest === 'netns')
+      for (const g of topo.guests) await attachGuest(g, topo.hosts[0].ns, runner);
+    await waitActive(runner, topo.hosts[0], configs, 60_000, options.signal);
     const backend = chosenBackend(join(logDir, 'ha.log'));
-    o.print(
+    options.print(
       `lab: ${topo.guests.map((g) => g.network).join(', ')} active on host A (registered with the home agent; data plane ${backend ?? '?'})`,
     );
     return { topo, configs, ...(backend ? { backend } : {}) };
   }
-  if (o.guest === 'qemu') {
+  if (options.guest === 'qemu') {
     // On-link: ordinary QEMU live migration on one segment, driven by this process (onlink-vms.ts).
     // The drivers' own log lines (boot, "qemu migration completed" with QEMU's figures), as the agents'
     // logs hold them off-link.
     const logger = createLogger('lab-qemu', { destination: openSync(join(logDir, 'qemu.log'), 'a') });
     const vms = new OnLinkVms(topo, runner, join(logDir, 'qemu'), logger);
     onVms(vms);
-    o.print('lab: booting the QEMU guest on host A (TCG: ~10 s) ...');
-    await vms.boot(o.signal);
+    options.print('lab: booting the QEMU guest on host A (TCG: ~10 s) ...');
+    await vms.boot(options.signal);
     return { topo, vms };
   }
   return { topo };
 }
 
-export async function labUp(o: LabOptions): Promise<Running> {
+export async function labUp(options: LabOptions): Promise<Running> {
   // The on-link QEMU guest is a child of the lab process: it cannot outlive `lab up`.
-  if (o.guest === 'qemu' && o.topology === 'on-link') {
+  if (options.guest === 'qemu' && options.topology === 'on-link') {
     throw new OfflinkError(
       'ERR_LAB_OPTIONS',
       '`lab up` cannot leave an on-link QEMU guest running (the lab process runs it); use `lab run --topology on-link --guest qemu`',
     );
   }
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
-  await preflight(runner, o.stateDir, (l) => o.print(`lab: ${l}`));
-  writeState(o.stateDir, {
+  await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
+  writeState(options.stateDir, {
     pid: process.pid,
     mode: 'up',
-    topology: o.topology,
+    topology: options.topology,
     startedAt: new Date().toISOString(),
   });
   try {
-    return await bringUp(o, runner, o.stateDir, true);
+    return await bringUp(options, runner, options.stateDir, true);
   } catch (err) {
-    await labDown(runner, o.stateDir, { killOwner: false });
+    await labDown(runner, options.stateDir, { killOwner: false });
     throw err;
   }
 }
 
-export async function labRun(o: LabRunOptions): Promise<LabReport> {
+export async function labRun(options: LabRunOptions): Promise<LabReport> {
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
-  await preflight(runner, o.stateDir, (l) => o.print(`lab: ${l}`));
-  writeState(o.stateDir, {
+  await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
+  writeState(options.stateDir, {
     pid: process.pid,
     mode: 'run',
-    topology: o.topology,
+    topology: options.topology,
     startedAt: new Date().toISOString(),
   });
-  const out = resolve(o.out);
+  const out = resolve(options.out);
   const logDir = join(out, 'logs');
   let traffic: Traffic | undefined;
   let sampler: UplinkSampler | undefined;
   let vms: OnLinkVms | undefined;
   try {
     mkdirSync(logDir, { recursive: true });
-    const { topo, configs, backend } = await bringUp(o, runner, logDir, false, (v) => {
+    const { topo, configs, backend } = await bringUp(options, runner, logDir, false, (v) => {
       vms = v;
     });
     const guest = topo.guests[0]!;
@@ -205,32 +206,34 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
     const startedAt = now();
     const flow = new FlowMonitor();
     traffic = new Traffic({
-      guest: { ns: guest.ns, address: guest.address, vm: o.guest === 'qemu' },
+      guest: { ns: guest.ns, address: guest.address, vm: options.guest === 'qemu' },
       cn: topo.cn,
       // raw send and arrival times of every probe, kept beside the report for analysis
       dir: logDir,
       onProgress: (p) => flow.add(p),
     });
-    o.print('lab: traffic: UDP stream 520 kbit/s guest → correspondent, probes 1 kHz both ways ...');
+    options.print('lab: traffic: UDP stream 520 kbit/s guest → correspondent, probes 1 kHz both ways ...');
     await traffic.start();
     await waitFor(
       async () => flow.flowing(TRAFFIC_DEFAULTS.probeRate),
       60_000,
       `probes do not flow both ways after 60 s (${flow.describe()}); see ${logDir}`,
-      o.signal,
+      options.signal,
     );
-    o.print(`lab: traffic flows (${flow.describe()}); migrating ${o.migrations}× every ${o.intervalS} s`);
+    options.print(
+      `lab: traffic flows (${flow.describe()}); migrating ${options.migrations}× every ${options.intervalS} s`,
+    );
 
     const from = now();
     const windows: MigrationWindow[] = [];
     const migrations: RunData['migrations'] = [];
     let at = 0;
-    for (let i = 1; i <= o.migrations; i++) {
-      await sleepUntil(from + i * o.intervalS * 1000, o.signal);
+    for (let i = 1; i <= options.migrations; i++) {
+      await sleepUntil(from + i * options.intervalS * 1000, options.signal);
       const src = topo.hosts[at]!;
       const dst = topo.hosts[1 - at]!;
       const start = now();
-      const { window, ...m } = await migrateOnce(o, topo, runner, configs, vms, src.name, dst.name);
+      const { window, ...m } = await migrateOnce(options, topo, runner, configs, vms, src.name, dst.name);
       const end = now();
       const [mStart, mEnd] = window ?? [start, end];
       windows.push({ index: i, start: mStart, end: mEnd });
@@ -244,11 +247,11 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
         ...m,
       });
       if (m.ok) at = 1 - at;
-      o.print(
+      options.print(
         `  #${i} ${src.label} → ${dst.label}  ${m.ok ? 'ok' : `FAILED: ${m.error}`}  hypervisor ${fmt(m.hypervisorMs)}  handover ${fmt(m.handoverMs)}  (command ${(end - start).toFixed(0)} ms; ${flow.describe()})`,
       );
     }
-    await sleepUntil(now() + o.intervalS * 1000, o.signal);
+    await sleepUntil(now() + options.intervalS * 1000, options.signal);
     const to = now();
     const result = await traffic.stop();
     traffic = undefined;
@@ -256,21 +259,23 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
     sampler = undefined;
     const measurement = measure(result.directions, windows, { from, to });
     const report = buildReport({
-      procedure: o.procedure,
-      topology: o.topology,
-      guest: o.guest,
+      procedure: options.procedure,
+      topology: options.topology,
+      guest: options.guest,
       dataplane: {
         backend: backend ?? null,
-        requested: o.topology === 'off-link' ? (o.dataplane ?? 'auto') : null,
+        requested: options.topology === 'off-link' ? (options.dataplane ?? 'auto') : null,
       },
       parameters: {
-        migrations: o.migrations,
-        intervalS: o.intervalS,
+        migrations: options.migrations,
+        intervalS: options.intervalS,
         probeRate: result.probeRate,
         streamKbps: result.stream.kbps,
         streamPayload: result.stream.payload,
         uplinkSampleMs: UPLINK_SAMPLE_MS,
-        ...(o.guest === 'qemu' && o.topology === 'off-link' ? { overlap: o.overlap ?? true } : {}),
+        ...(options.guest === 'qemu' && options.topology === 'off-link'
+          ? { overlap: options.overlap ?? true }
+          : {}),
       },
       startedAt,
       endedAt: to,
@@ -282,16 +287,18 @@ export async function labRun(o: LabRunOptions): Promise<LabReport> {
       receiverDrops: Object.fromEntries(result.directions.map((d) => [d.name, d.rcvbufErrors])),
     });
     const files = writeReport(out, report);
-    if (o.json) writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
-    o.print(formatSummary(report));
-    o.print(`report: ${files.html}\n        ${files.json}${o.json ? `\n        ${resolve(o.json)}` : ''}`);
+    if (options.json) writeFileSync(options.json, `${JSON.stringify(report, null, 2)}\n`);
+    options.print(formatSummary(report));
+    options.print(
+      `report: ${files.html}\n        ${files.json}${options.json ? `\n        ${resolve(options.json)}` : ''}`,
+    );
     return report;
   } finally {
     traffic?.kill();
     sampler?.stop();
-    o.print('lab: tearing down ...');
+    options.print('lab: tearing down ...');
     await vms?.close();
-    await labDown(runner, o.stateDir, { killOwner: false });
+    await labDown(runner, options.stateDir, { killOwner: false });
   }
 }
 
@@ -308,7 +315,7 @@ interface MigrationOutcome {
 }
 
 async function migrateOnce(
-  o: LabRunOptions,
+  options: LabRunOptions,
   topo: Topology,
   runner: CommandRunner,
   configs: LabConfigs | undefined,
@@ -321,7 +328,7 @@ async function migrateOnce(
   if (vms) {
     // The on-link baseline with a VM: QEMU's live migration and nothing else.
     try {
-      const r = await vms.migrate(from, to, o.signal);
+      const r = await vms.migrate(from, to, options.signal);
       return { ok: true, hypervisorMs: round(r.hypervisorMs), handoverMs: null, phases: roundAll(r.phases) };
     } catch (err) {
       return { ok: false, error: (err as Error).message, hypervisorMs: null, handoverMs: null };
@@ -337,7 +344,7 @@ async function migrateOnce(
       return { ok: false, error: (err as Error).message, hypervisorMs: null, handoverMs: null };
     }
   }
-  const r = await runMigrate(src, topo.guests[0]!.network, to, o.procedure, configs);
+  const r = await runMigrate(src, topo.guests[0]!.network, to, options.procedure, configs);
   const t = r.record?.timings ?? {};
   const handover =
     t.notificationMs === undefined ? null : round(t.notificationMs + (t.deregistrationMs ?? 0));
@@ -359,8 +366,8 @@ async function migrateOnce(
 }
 
 const round = (v: number) => Math.round(v * 10) / 10;
-const roundAll = (o: Record<string, number>) =>
-  Object.fromEntries(Object.entries(o).map(([k, v]) => [k, round(v)]));
+const roundAll = (values: Record<string, number>) =>
+  Object.fromEntries(Object.entries(values).map(([k, v]) => [k, round(v)]));
 
 /** Follows the endpoints' once-a-second progress: are probes arriving both ways, at what rate? */
 class FlowMonitor {
@@ -374,8 +381,8 @@ class FlowMonitor {
 
   flowing(probeRate: number): boolean {
     const g = this.last.get('guest');
-    const c = this.last.get('cn');
-    return !!g && !!c && g.rate > probeRate * 0.8 && c.rate > probeRate * 0.8;
+    const cn = this.last.get('cn');
+    return !!g && !!cn && g.rate > probeRate * 0.8 && cn.rate > probeRate * 0.8;
   }
 
   describe(): string {

@@ -184,12 +184,6 @@ export interface BuildOptions {
 export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): NetSpec {
   const { inet, ha, cn } = plan;
   const routers = new Set([inet.ns, ha.ns, ...plan.hosts.map((h) => h.ns)]);
-  const hostSysctls = new Map(
-    plan.hosts.map((h) => [
-      h.ns,
-      [`net.ipv6.conf.${h.uplink}.accept_ra=2`, `net.ipv6.conf.${h.uplink}.autoconf=1`],
-    ]),
-  );
   const spec = {
     namespaces: plan.namespaces.map((name) => ({
       name,

@@ -63,29 +63,29 @@ export class Traffic {
 
   /** Start the correspondent, then the guest; resolves when both are sending. */
   async start(): Promise<void> {
-    const o = this.options;
+    const options = this.options;
     const common = {
       probePort: PROBE_PORT,
       streamPort: STREAM_PORT,
-      probeRate: o.probeRate ?? TRAFFIC_DEFAULTS.probeRate,
-      streamPayload: o.streamPayload ?? TRAFFIC_DEFAULTS.streamPayload,
+      probeRate: options.probeRate ?? TRAFFIC_DEFAULTS.probeRate,
+      streamPayload: options.streamPayload ?? TRAFFIC_DEFAULTS.streamPayload,
       graceMs: 400,
     };
-    await this.startOne('cn', o.cn.ns, {
+    await this.startOne('cn', options.cn.ns, {
       ...common,
       role: 'cn',
-      bind: o.cn.address,
-      peer: o.guest.address,
+      bind: options.cn.address,
+      peer: options.guest.address,
       streamKbps: 0,
-      out: join(o.dir, 'traffic-cn.json'),
+      out: join(options.dir, 'traffic-cn.json'),
     });
-    await this.startOne('guest', o.guest.vm ? o.cn.ns : o.guest.ns, {
+    await this.startOne('guest', options.guest.vm ? options.cn.ns : options.guest.ns, {
       ...common,
       role: 'guest',
-      bind: o.guest.address,
-      peer: o.cn.address,
-      streamKbps: o.streamKbps ?? TRAFFIC_DEFAULTS.streamKbps,
-      out: join(o.dir, 'traffic-guest.json'),
+      bind: options.guest.address,
+      peer: options.cn.address,
+      streamKbps: options.streamKbps ?? TRAFFIC_DEFAULTS.streamKbps,
+      out: join(options.dir, 'traffic-guest.json'),
     });
   }
 

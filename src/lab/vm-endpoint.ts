@@ -43,7 +43,7 @@ interface GuestDump {
 }
 
 const now = () => performance.timeOrigin + performance.now();
-const emit = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+const emit = (message: unknown) => process.stdout.write(`${JSON.stringify(message)}\n`);
 
 /** A line conversation over one TCP connection: `ask` sends a line and resolves with the next line. */
 class LineConn {
@@ -113,8 +113,8 @@ interface GuestState {
   monotonic: boolean;
 }
 
-export async function runGuestEndpoint(o: GuestEndpointOptions): Promise<void> {
-  const conn = await connectGuest(o.bind, o.connectTimeoutMs ?? 90_000);
+export async function runGuestEndpoint(options: GuestEndpointOptions): Promise<void> {
+  const conn = await connectGuest(options.bind, options.connectTimeoutMs ?? 90_000);
   const samples: ClockSample[] = [];
   let last = { sent: 0, recv: 0, ssent: 0, srecv: 0 };
   const state: GuestState = { bootIds: [], counterFirst: -1, counterLast: -1, monotonic: true };
@@ -133,7 +133,9 @@ export async function runGuestEndpoint(o: GuestEndpointOptions): Promise<void> {
     last = { sent: Number(m[4]), recv: Number(m[5]), ssent: Number(m[6]), srecv: Number(m[7]) };
   };
   for (let i = 0; i < 5; i++) await sample();
-  const ok = await conn.ask(`traffic ${o.peer} ${o.probeRate} ${o.streamKbps} ${o.streamPayload}`);
+  const ok = await conn.ask(
+    `traffic ${options.peer} ${options.probeRate} ${options.streamKbps} ${options.streamPayload}`,
+  );
   if (!ok.startsWith('ok')) throw new Error(`guest refused the traffic: ${ok}`);
 
   let sampling = false;
@@ -145,7 +147,7 @@ export async function runGuestEndpoint(o: GuestEndpointOptions): Promise<void> {
       .finally(() => {
         sampling = false;
       });
-  }, o.sampleMs ?? 200);
+  }, options.sampleMs ?? 200);
   const progress = setInterval(() => {
     emit({
       type: 'progress',
@@ -167,7 +169,7 @@ export async function runGuestEndpoint(o: GuestEndpointOptions): Promise<void> {
     let result: unknown;
     try {
       await conn.ask('stop');
-      await new Promise((r) => setTimeout(r, o.graceMs));
+      await new Promise((r) => setTimeout(r, options.graceMs));
       for (let i = 0; i < 5; i++) await sample();
       const dump = JSON.parse(await conn.ask('dump')) as GuestDump;
       const segments = clockSegments(samples, dump.received.at);
@@ -194,7 +196,7 @@ export async function runGuestEndpoint(o: GuestEndpointOptions): Promise<void> {
       };
     }
     clearInterval(progress);
-    writeFileSync(o.out, JSON.stringify(result));
+    writeFileSync(options.out, JSON.stringify(result));
     conn.socket.end();
     process.stdout.write(`${JSON.stringify({ type: 'done' })}\n`, () => process.exit(0));
   };

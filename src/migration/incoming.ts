@@ -161,9 +161,9 @@ export class IncomingNetwork {
 
   /** The orphan watchdog of `prepared` (see IncomingContext.orphanTakeover); ends when it is consumed. */
   private watch(prepared: Prepared): void {
-    const o = this.ctx.orphanTakeover;
+    const takeover = this.ctx.orphanTakeover;
     clearTimeout(this.watchdog);
-    if (!o || prepared.guests.length === 0) return;
+    if (!takeover || prepared.guests.length === 0) return;
     const started = this.ctx.now();
     let arrivedAt: number | undefined;
     const tick = async () => {
@@ -175,14 +175,14 @@ export class IncomingNetwork {
         if (this.prepared !== prepared) return;
         if (!all) arrivedAt = undefined;
         else if (arrivedAt === undefined) arrivedAt = this.ctx.now();
-        else if (this.ctx.now() - arrivedAt >= o.graceMs) return this.takeOverOrphan(prepared);
+        else if (this.ctx.now() - arrivedAt >= takeover.graceMs) return this.takeOverOrphan(prepared);
       } catch (err) {
         this.ctx.log.warn({ err: message(err) }, 'orphan watchdog: listing guests failed');
       }
-      if (this.ctx.now() - started < (o.giveUpMs ?? 600_000))
-        this.watchdog = setTimeout(() => void tick(), o.pollMs).unref();
+      if (this.ctx.now() - started < (takeover.giveUpMs ?? 600_000))
+        this.watchdog = setTimeout(() => void tick(), takeover.pollMs).unref();
     };
-    this.watchdog = setTimeout(() => void tick(), o.pollMs).unref();
+    this.watchdog = setTimeout(() => void tick(), takeover.pollMs).unref();
   }
 
   private takeOverOrphan(prepared: Prepared): void {

@@ -299,7 +299,7 @@ describe('migration procedure (source side, with the destination side in-process
       overlap: false,
       sleep: async (ms) => void slept.push(ms),
     });
-    assert.equal(peerCalls.filter((c) => c === 'handover').length, 8);
+    assert.equal(peerCalls.filter((call) => call === 'handover').length, 8);
     assert.deepEqual(slept, [250, 500, 1000, 2000, 4000, 4000, 4000]);
     assert.equal(record.failedPhase, 'notification');
     assert.match(record.error!, /ECONNREFUSED/);

@@ -16,12 +16,12 @@ export class HostAttachment {
   private forwardingTo: string | undefined;
 
   constructor(
-    private readonly c: {
+    private readonly components: {
       transport: SignalingTransport;
       dataplane: MobileRouterDataplane;
       guestLink: GuestLinkControl;
     },
-    private readonly o: { network: MobileNetworkConfig; host: MobileRouterHostConfig },
+    private readonly options: { network: MobileNetworkConfig; host: MobileRouterHostConfig },
     private readonly onDatagram: (d: Datagram) => void,
   ) {}
 
@@ -38,21 +38,21 @@ export class HostAttachment {
   async ensureSocket(coa: string): Promise<void> {
     if (this.listening === coa) return;
     await this.closeSocket();
-    await this.c.transport.listen(coa, 0, this.onDatagram);
+    await this.components.transport.listen(coa, 0, this.onDatagram);
     this.listening = coa;
   }
 
   async closeSocket(): Promise<void> {
     if (this.listening === undefined) return;
     this.listening = undefined;
-    await this.c.transport.close();
+    await this.components.transport.close();
   }
 
   /** Per-host state for this CoA (shared by every network on the host; the data plane is idempotent). */
   async ensureHost(coa: string): Promise<void> {
     if (this.hostInitFor === coa) return;
-    const { host } = this.o;
-    await this.c.dataplane.initHost({
+    const { host } = this.options;
+    await this.components.dataplane.initHost({
       coa,
       haAddress: host.haAddress,
       uplink: host.uplink,
@@ -65,24 +65,24 @@ export class HostAttachment {
   async install(coa: string): Promise<void> {
     // prepare() may have done it; a forwarding to another host ends here (the guests are back).
     if (this.routes?.coa !== coa || this.forwardingTo !== undefined) await this.installRoutes(coa);
-    await this.c.guestLink.startAdvertising();
+    await this.components.guestLink.startAdvertising();
   }
 
   /** Decapsulate what `peer` tunnels to `coa` (the old host of a handover, forwarding). */
   async acceptTunnelFrom(coa: string, peer: string): Promise<void> {
-    await this.c.dataplane.acceptTunnelFrom?.({ coa, table: this.o.host.decapTable }, peer);
+    await this.components.dataplane.acceptTunnelFrom?.({ coa, table: this.options.host.decapTable }, peer);
   }
 
   /** Tunnel what arrives for the network's prefixes on to `peer`; false where nothing can be. */
   async forward(peer: string): Promise<boolean> {
-    if (!this.routes || !this.c.dataplane.forward) return false;
-    await this.c.dataplane.forward(this.routes, peer);
+    if (!this.routes || !this.components.dataplane.forward) return false;
+    await this.components.dataplane.forward(this.routes, peer);
     this.forwardingTo = peer;
     return true;
   }
 
   async installRoutes(coa: string): Promise<void> {
-    const { network: n, host } = this.o;
+    const { network: n, host } = this.options;
     const routes: MobileRouterRoutes = {
       network: n.name,
       haAddress: host.haAddress,
@@ -93,18 +93,18 @@ export class HostAttachment {
       table: n.table,
       rulePref: n.rulePref,
     };
-    await this.c.dataplane.activate(routes);
+    await this.components.dataplane.activate(routes);
     this.routes = routes;
     this.forwardingTo = undefined;
   }
 
   /** Stop advertisements and remove the egress route; the socket and the bridge stay. */
   async removeRoutes(): Promise<void> {
-    await this.c.guestLink.stopAdvertising();
+    await this.components.guestLink.stopAdvertising();
     const routes = this.routes;
     this.routes = undefined;
     this.forwardingTo = undefined;
-    if (routes) await this.c.dataplane.deactivate(routes);
+    if (routes) await this.components.dataplane.deactivate(routes);
   }
 
   /** Everything activation made, except the bridge. */

@@ -5,7 +5,7 @@ import { FakeKernel } from '../dataplane/fake-kernel.ts';
 import type { AddressFlag, InterfaceAddress } from '../dataplane/kernel.ts';
 import { silentLogger } from '../log.ts';
 import { CoaTracker, selectCoa, usableAddresses } from './coa.ts';
-import { settle } from './testkit.ts';
+import { runPendingWork } from './testkit.ts';
 
 const global = (address: string, ...flags: AddressFlag[]): InterfaceAddress => ({
   address,
@@ -45,9 +45,9 @@ describe('CoaTracker', () => {
       { uplink: 'up0', pollMs: 5000 },
     );
     const changes: Array<string | undefined> = [];
-    tracker.onChange((c) => changes.push(c));
-    const reads = () => kernel.calls.filter((c) => c.call === 'addresses').length;
-    const watching = () => kernel.calls.filter((c) => c.call === 'watchAddresses').length;
+    tracker.onChange((change) => changes.push(change));
+    const reads = () => kernel.calls.filter((call) => call.call === 'addresses').length;
+    const watching = () => kernel.calls.filter((call) => call.call === 'watchAddresses').length;
     return { kernel, clock, tracker, changes, reads, watching };
   }
 
@@ -57,7 +57,7 @@ describe('CoaTracker', () => {
     assert.equal(r.tracker.coa, undefined, 'no uplink yet: no CoA, no error');
     assert.equal(r.watching(), 1);
     assert.deepEqual(
-      r.kernel.calls.find((c) => c.call === 'addresses'),
+      r.kernel.calls.find((call) => call.call === 'addresses'),
       {
         call: 'addresses',
         dev: 'up0',
@@ -75,20 +75,20 @@ describe('CoaTracker', () => {
 
     // the poll re-reads without announcements; no change, no callback
     r.clock.advance(5000);
-    await settle();
+    await runPendingWork();
     assert.equal(r.reads(), reads + 1);
     assert.deepEqual(r.changes, ['2001:db8:a::2']);
 
     // renumbering: new address added, old one deprecated
     r.kernel.setAddresses('up0', [global('2001:db8:a::2', 'deprecated'), global('2001:db8:b::2')]);
     r.clock.advance(20);
-    await settle();
+    await runPendingWork();
     assert.deepEqual(r.changes, ['2001:db8:a::2', '2001:db8:b::2']);
 
     await r.tracker.stop();
     r.kernel.setAddresses('up0', [global('2001:db8:c::2')]);
     r.clock.advance(5000);
-    await settle();
+    await runPendingWork();
     assert.deepEqual(r.changes, ['2001:db8:a::2', '2001:db8:b::2'], 'stopped: no more reads');
   });
 
@@ -96,7 +96,7 @@ describe('CoaTracker', () => {
     const r = rig();
     await r.tracker.start();
     r.kernel.killWatches();
-    await settle();
+    await runPendingWork();
     r.clock.advance(1000);
     assert.equal(r.watching(), 2);
     await r.tracker.stop();

@@ -105,7 +105,7 @@ export type MobileRouterHostInput = z.input<typeof hostSchema>;
  */
 export function defaultTable(name: string): number {
   let h = 0x811c9dc5;
-  for (const c of Buffer.from(name, 'utf8')) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+  for (const byte of Buffer.from(name, 'utf8')) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
   return 10000 + (h % 1_000_000);
 }
 

@@ -100,7 +100,7 @@ export function transition(model: MrModel, event: MrEvent, s: MrSettings, env: M
       t.count('sendErrors');
       break;
   }
-  return t.finish();
+  return t.toTransition();
 }
 
 /** From standby / failed / waitingForCoa: the state for registering now, or for waiting for a CoA. */

@@ -8,7 +8,7 @@ import { FakeKernel } from '../dataplane/fake-kernel.ts';
 import { silentLogger } from '../log.ts';
 import { bridgeMac, GuestLink, gatewayAddress, linkPrefix } from './guestlink.ts';
 import { renderRadvdConfig } from './radvd.ts';
-import { FakeSpawner, settle } from './testkit.ts';
+import { FakeSpawner, runPendingWork } from './testkit.ts';
 
 function rig(options: { exists?: boolean; linkLocals?: string[] } = {}) {
   const runDir = mkdtempSync(join(tmpdir(), 'offlink-gl-'));
@@ -71,7 +71,7 @@ describe('guest link', () => {
     const { kernel, link } = rig({ exists: true, linkLocals: ['fe80::1', 'fe80::aa:bbff:fecc:dd'] });
     await link.ensure();
     assert.deepEqual(
-      kernel.writes().filter((c) => c.call === 'deleteAddress'),
+      kernel.writes().filter((call) => call.call === 'deleteAddress'),
       [{ call: 'deleteAddress', dev: 'ofl-net1', address: 'fe80::aa:bbff:fecc:dd', prefixLength: 64 }],
     );
     assert.equal(kernel.linkTable.get('ofl-net1')?.mac, bridgeMac('net1'));
@@ -109,7 +109,7 @@ describe('guest link', () => {
     const { spawner, link, clock } = rig();
     await link.startAdvertising();
     spawner.spawned[0]!.process.exit(1);
-    await settle();
+    await runPendingWork();
     assert.equal(spawner.running().length, 0);
     clock.advance(1000);
     assert.equal(spawner.running().length, 1);

@@ -121,12 +121,12 @@ export function classifyInbound(
 
 /** The Replay Protection timestamp of a message, if it carries one. */
 export function replayTimestamp(options: readonly MobilityOption[]): bigint | undefined {
-  const o = options.find((x) => x.type === 'replayProtection');
-  return o?.type === 'replayProtection' ? o.timestamp : undefined;
+  const option = options.find((x) => x.type === 'replayProtection');
+  return option?.type === 'replayProtection' ? option.timestamp : undefined;
 }
 
 /** Binding Refresh Advice interval in seconds, if present (RFC 6275 §6.2.4). */
 export function refreshAdviceSeconds(options: readonly MobilityOption[]): number | undefined {
-  const o = options.find((x) => x.type === 'bindingRefreshAdvice');
-  return o?.type === 'bindingRefreshAdvice' ? o.interval * LIFETIME_UNIT_SECONDS : undefined;
+  const option = options.find((x) => x.type === 'bindingRefreshAdvice');
+  return option?.type === 'bindingRefreshAdvice' ? option.interval * LIFETIME_UNIT_SECONDS : undefined;
 }

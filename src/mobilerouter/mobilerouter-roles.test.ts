@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { ntpTimestamp } from '../protocol/auth.ts';
 import { BaStatus } from '../protocol/constants.ts';
 import { RegistrationRejectedError } from './errors.ts';
-import { activateRig, answer, COA, makeRig, registeredRig, settle } from './testkit.ts';
+import { activateRig, bindingAckFor, COA, makeRig, registeredRig, runPendingWork } from './testkit.ts';
 
 const activate = activateRig;
 const registered = registeredRig;
@@ -16,13 +16,16 @@ describe('MobileRouter failures', () => {
     rig.mr.on('registrationFailed', (e) => failures.push(e as RegistrationRejectedError));
     const { p } = await activate(rig);
     rig.transport.deliver(
-      answer(rig.transport.sent[0]!, { status: BaStatus.NOT_AUTHORIZED_FOR_PREFIX, lifetimeSeconds: 0 }),
+      bindingAckFor(rig.transport.sent[0]!, {
+        status: BaStatus.NOT_AUTHORIZED_FOR_PREFIX,
+        lifetimeSeconds: 0,
+      }),
     );
     await assert.rejects(
       p,
       (e: unknown) => e instanceof RegistrationRejectedError && e.statusName === 'NOT_AUTHORIZED_FOR_PREFIX',
     );
-    await settle();
+    await runPendingWork();
     assert.equal(rig.mr.state, 'failed');
     assert.equal(failures[0]?.status, 142);
     assert.match(rig.mr.status().lastError ?? '', /NOT_AUTHORIZED_FOR_PREFIX \(142\)/);
@@ -31,10 +34,10 @@ describe('MobileRouter failures', () => {
     assert.equal(rig.guestLink.advertising, false);
     const n = rig.transport.sent.length;
     rig.clock.advance(31_999);
-    await settle();
+    await runPendingWork();
     assert.equal(rig.transport.sent.length, n);
     rig.clock.advance(1);
-    await settle();
+    await runPendingWork();
     assert.equal(rig.transport.sent.length, n + 1);
     assert.equal(rig.mr.state, 'registering');
   });
@@ -42,7 +45,7 @@ describe('MobileRouter failures', () => {
   it('a BA without the R flag is a failure (RFC 3963 §5.3)', async () => {
     const rig = makeRig();
     const { p } = await activate(rig);
-    rig.transport.deliver(answer(rig.transport.sent[0]!, { flags: 0 }));
+    rig.transport.deliver(bindingAckFor(rig.transport.sent[0]!, { flags: 0 }));
     await assert.rejects(p, /MOBILE_ROUTER_OPERATION_NOT_PERMITTED/);
   });
 
@@ -51,7 +54,7 @@ describe('MobileRouter failures', () => {
     rig.dataplane.failActivate = true;
     const p = rig.mr.activate();
     await assert.rejects(p, /setting up failed/);
-    await settle();
+    await runPendingWork();
     assert.equal(rig.mr.state, 'failed');
   });
 });
@@ -69,7 +72,7 @@ describe('MobileRouter roles', () => {
     assert.equal(rig.dataplane.active.size, 0);
     assert.equal(rig.transport.listening, false);
     rig.clock.advance(1_000_000);
-    await settle();
+    await runPendingWork();
     assert.equal(rig.transport.sent.length, n);
     assert.equal(rig.clock.pending, 0);
   });
@@ -96,7 +99,7 @@ describe('MobileRouter roles', () => {
     const { p } = await activate(b, { lastSequence: h.lastSequence! });
     assert.equal(b.transport.last().bu.sequence, (h.lastSequence! + 1) & 0xffff);
     assert.equal(b.transport.last().from, '2001:db8:b::2');
-    b.transport.deliver(answer(b.transport.sent[0]!));
+    b.transport.deliver(bindingAckFor(b.transport.sent[0]!));
     const reg = await p;
     assert.equal(reg.kind, 'reregistration');
     await a.mr.standby();
@@ -106,13 +109,13 @@ describe('MobileRouter roles', () => {
     const rig = makeRig();
     await registered(rig);
     const d = rig.mr.deregister();
-    await settle();
+    await runPendingWork();
     const { bu } = rig.transport.last();
     assert.equal(bu.lifetime, 0);
     assert.equal(rig.mr.state, 'deregistering');
     assert.equal(rig.dataplane.active.size, 0, 'routes go while waiting');
     rig.clock.advance(3);
-    rig.transport.deliver(answer(rig.transport.sent.at(-1)!));
+    rig.transport.deliver(bindingAckFor(rig.transport.sent.at(-1)!));
     const r = await d;
     assert.deepEqual(r, { acknowledged: true, status: 0, sequence: bu.sequence, buToBaMs: 3 });
     assert.equal(rig.mr.state, 'standby');
@@ -124,7 +127,7 @@ describe('MobileRouter roles', () => {
     await registered(rig);
     const n = rig.transport.sent.length;
     const d = rig.mr.deregister({ timeoutMs: 5000 });
-    await settle();
+    await runPendingWork();
     rig.clock.advance(5000);
     const r = await d;
     assert.equal(r.acknowledged, false);
@@ -140,9 +143,9 @@ describe('MobileRouter roles', () => {
     rig.clock.advance(100_000);
     assert.equal(rig.transport.sent.length, 0);
     rig.coa.set(COA);
-    await settle();
+    await runPendingWork();
     assert.equal(rig.transport.sent.length, 1);
-    rig.transport.deliver(answer(rig.transport.sent[0]!));
+    rig.transport.deliver(bindingAckFor(rig.transport.sent[0]!));
     await p;
     assert.equal(rig.mr.state, 'active');
   });
@@ -153,12 +156,12 @@ describe('MobileRouter roles', () => {
     const n = rig.transport.sent.length;
     const next = rig.mr.whenRegistered({ acceptCurrent: false });
     rig.coa.set('2001:db8:a::77');
-    await settle();
+    await runPendingWork();
     assert.equal(rig.transport.sent.length, n + 1);
     assert.equal(rig.transport.last().from, '2001:db8:a::77');
     assert.ok(rig.dataplane.calls.includes('initHost 2001:db8:a::77'));
     assert.equal(rig.dataplane.active.get('net1')?.coa, '2001:db8:a::77');
-    rig.transport.deliver(answer(rig.transport.sent.at(-1)!));
+    rig.transport.deliver(bindingAckFor(rig.transport.sent.at(-1)!));
     const reg = await next;
     assert.equal(reg.coa, '2001:db8:a::77');
     assert.equal(reg.kind, 'reregistration');
@@ -168,8 +171,12 @@ describe('MobileRouter roles', () => {
   it('replay timestamps strictly increase even within one millisecond', async () => {
     const rig = makeRig();
     await activate(rig, { lastSequence: 1 });
-    rig.transport.deliver(answer(rig.transport.sent[0]!, { status: 135, sequence: 50, lifetimeSeconds: 0 }));
-    const [a, b] = rig.transport.bus().map((x) => x.bu.options.find((o) => o.type === 'replayProtection'));
+    rig.transport.deliver(
+      bindingAckFor(rig.transport.sent[0]!, { status: 135, sequence: 50, lifetimeSeconds: 0 }),
+    );
+    const [a, b] = rig.transport
+      .bus()
+      .map((x) => x.bu.options.find((option) => option.type === 'replayProtection'));
     assert.ok(a?.type === 'replayProtection' && b?.type === 'replayProtection');
     assert.ok(b.timestamp > a.timestamp);
     void ntpTimestamp;
@@ -183,7 +190,7 @@ describe('MobileRouter roles', () => {
     assert.equal(rig.transport.listening, true);
     assert.equal(rig.mr.state, 'standby');
     rig.coa.set('2001:db8:a::9');
-    await settle();
+    await runPendingWork();
     assert.equal(rig.transport.listening, false);
     assert.equal(rig.dataplane.calls.at(-1), `deactivate net1 ${COA}`);
     await rig.mr.prepare();
@@ -198,13 +205,13 @@ describe('MobileRouter roles', () => {
     const rig = makeRig();
     await rig.mr.prepare();
     const before = rig.dataplane.calls.length;
-    const flushes = rig.guestLink.calls.filter((c) => c === 'flushNeighbours').length;
+    const flushes = rig.guestLink.calls.filter((call) => call === 'flushNeighbours').length;
     const reg = rig.mr.activate({ lastSequence: 10 });
-    await settle();
+    await runPendingWork();
     assert.equal(rig.transport.sent.length, 1);
     assert.deepEqual(rig.dataplane.calls.slice(before), []);
-    assert.equal(rig.guestLink.calls.filter((c) => c === 'flushNeighbours').length, flushes);
-    rig.transport.deliver(answer(rig.transport.sent[0]!));
+    assert.equal(rig.guestLink.calls.filter((call) => call === 'flushNeighbours').length, flushes);
+    rig.transport.deliver(bindingAckFor(rig.transport.sent[0]!));
     assert.equal((await reg).sequence, 11);
   });
 

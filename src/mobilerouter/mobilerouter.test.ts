@@ -5,15 +5,15 @@ import { BaStatus, BuFlag, SIGNALING_PORT } from '../protocol/constants.ts';
 import { verifyPacketAuth } from '../protocol/packet.ts';
 import {
   activateRig,
-  answer,
+  bindingAckFor,
   COA,
   HA,
   HOA,
   makeRig,
   type Rig,
   registeredRig,
+  runPendingWork,
   SA,
-  settle,
 } from './testkit.ts';
 
 const activate = activateRig;
@@ -34,10 +34,10 @@ describe('MobileRouter registration', () => {
     assert.equal(bu.flags, BuFlag.A | BuFlag.H | BuFlag.R);
     assert.equal(bu.lifetime, 100);
     assert.deepEqual(
-      bu.options.filter((o) => o.type === 'mobileNetworkPrefix'),
+      bu.options.filter((option) => option.type === 'mobileNetworkPrefix'),
       [{ type: 'mobileNetworkPrefix', prefix: '2001:db8:100::', prefixLength: 64 }],
     );
-    const replay = bu.options.find((o) => o.type === 'replayProtection');
+    const replay = bu.options.find((option) => option.type === 'replayProtection');
     assert.ok(replay?.type === 'replayProtection');
     assert.equal(Math.round(ntpTimestampToMs(replay.timestamp)), rig.clock.now());
     assert.equal(bu.options.at(-1)?.type, 'auth');
@@ -53,7 +53,7 @@ describe('MobileRouter registration', () => {
     assert.deepEqual(rig.dataplane.calls, [`initHost ${COA}`, `activate net1 ${COA}`]);
     assert.deepEqual(rig.guestLink.calls, ['ensure', 'flushNeighbours', 'startAdvertising']);
     rig.clock.advance(7);
-    rig.transport.deliver(answer(rig.transport.sent[0]!, { lifetimeSeconds: 200 }));
+    rig.transport.deliver(bindingAckFor(rig.transport.sent[0]!, { lifetimeSeconds: 200 }));
     const reg = await p;
     assert.equal(reg.buToBaMs, 7);
     assert.equal(reg.lifetimeSeconds, 200);
@@ -70,7 +70,10 @@ describe('MobileRouter registration', () => {
   it('implicit mode sends no MNP options', async () => {
     const rig = makeRig({ network: { mode: 'implicit' } });
     await activate(rig);
-    assert.equal(rig.transport.last().bu.options.filter((o) => o.type === 'mobileNetworkPrefix').length, 0);
+    assert.equal(
+      rig.transport.last().bu.options.filter((option) => option.type === 'mobileNetworkPrefix').length,
+      0,
+    );
   });
 
   it('retransmits a first registration after 1.5, 3, 6, 12, 24 s and then every 32 s, each with a new sequence', async () => {
@@ -95,7 +98,7 @@ describe('MobileRouter registration', () => {
   it('accepts a BA whose outer source is not the HA address (an HA on :: answers from its uplink)', async () => {
     const rig = makeRig();
     const { p } = await activate(rig);
-    rig.transport.deliver(answer(rig.transport.sent[0]!), '2001:db8:1::2');
+    rig.transport.deliver(bindingAckFor(rig.transport.sent[0]!), '2001:db8:1::2');
     await p;
     assert.equal(rig.mr.state, 'active');
   });
@@ -105,14 +108,14 @@ describe('MobileRouter registration', () => {
     const { p } = await activate(rig);
     rig.clock.advance(1500);
     assert.equal(rig.transport.sent.length, 2);
-    rig.transport.deliver(answer(rig.transport.sent[0]!));
+    rig.transport.deliver(bindingAckFor(rig.transport.sent[0]!));
     const reg = await p;
     assert.equal(reg.retransmissions, 0);
     assert.equal(reg.exchangeMs, 1500);
     assert.equal(rig.mr.state, 'active');
     // the answer to the retransmission arrives later: extends the binding, no new BU
-    rig.transport.deliver(answer(rig.transport.sent[1]!));
-    await settle();
+    rig.transport.deliver(bindingAckFor(rig.transport.sent[1]!));
+    await runPendingWork();
     assert.equal(rig.transport.sent.length, 2);
     assert.equal(rig.mr.status().counters.ignoredStale, 0);
   });
@@ -139,8 +142,8 @@ describe('MobileRouter registration', () => {
     rig.clock.advance(5000);
     assert.equal(rig.mr.state, 'registering');
     assert.equal(rig.dataplane.active.size, 1, 'routes stay while re-registering');
-    rig.transport.deliver(answer(rig.transport.sent.at(-1)!));
-    await settle();
+    rig.transport.deliver(bindingAckFor(rig.transport.sent.at(-1)!));
+    await runPendingWork();
     assert.equal(rig.mr.state, 'active');
   });
 
@@ -154,7 +157,7 @@ describe('MobileRouter registration', () => {
     assert.equal(rig.transport.sent.length, n + 1);
     const reg = rig.transport.sent.at(-1)!;
     const registeredAgain = rig.mr.whenRegistered();
-    rig.transport.deliver(answer(reg, { lifetimeSeconds: 400, refreshAdviceSeconds: 40 }));
+    rig.transport.deliver(bindingAckFor(reg, { lifetimeSeconds: 400, refreshAdviceSeconds: 40 }));
     const r = await registeredAgain;
     assert.equal(r.refreshAdviceSeconds, 40);
     assert.equal(r.kind, 'reregistration');
@@ -165,7 +168,7 @@ describe('MobileRouter registration', () => {
     const { p } = await activate(rig, { lastSequence: 10 });
     assert.equal(rig.transport.last().bu.sequence, 11);
     rig.transport.deliver(
-      answer(rig.transport.sent[0]!, {
+      bindingAckFor(rig.transport.sent[0]!, {
         status: BaStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW,
         sequence: 5000,
         lifetimeSeconds: 0,
@@ -174,7 +177,7 @@ describe('MobileRouter registration', () => {
     assert.equal(rig.transport.sent.length, 2);
     assert.equal(rig.transport.last().bu.sequence, 5001);
     assert.equal(rig.mr.state, 'registering');
-    rig.transport.deliver(answer(rig.transport.sent[1]!));
+    rig.transport.deliver(bindingAckFor(rig.transport.sent[1]!));
     const reg = await p;
     assert.equal(reg.sequence, 5001);
     assert.equal(rig.mr.status().counters.baSequenceResync, 1);
@@ -234,17 +237,17 @@ describe('MobileRouter registration', () => {
     const { p } = await activate(rig);
     const haNow = rig.clock.now() + 60_000;
     rig.transport.deliver(
-      answer(rig.transport.sent[0]!, {
+      bindingAckFor(rig.transport.sent[0]!, {
         status: BaStatus.MIPV6_ID_MISMATCH,
         timestamp: haNow,
         lifetimeSeconds: 0,
       }),
     );
     assert.equal(rig.transport.sent.length, 2);
-    const replay = rig.transport.last().bu.options.find((o) => o.type === 'replayProtection');
+    const replay = rig.transport.last().bu.options.find((option) => option.type === 'replayProtection');
     assert.ok(replay?.type === 'replayProtection');
     assert.ok(Math.abs(ntpTimestampToMs(replay.timestamp) - haNow) < 2);
-    rig.transport.deliver(answer(rig.transport.sent[1]!));
+    rig.transport.deliver(bindingAckFor(rig.transport.sent[1]!));
     await p;
   });
 });
@@ -254,35 +257,37 @@ describe('MobileRouter ignores bad input and counts it, state unchanged', () => 
     [
       'a BA signed with another key',
       (r) =>
-        r.transport.deliver(answer(r.transport.sent[0]!, { signWith: { ...SA, key: Buffer.alloc(16, 7) } })),
+        r.transport.deliver(
+          bindingAckFor(r.transport.sent[0]!, { signWith: { ...SA, key: Buffer.alloc(16, 7) } }),
+        ),
       'ignoredAuth',
     ],
     [
       'an unsigned BA',
-      (r) => r.transport.deliver(answer(r.transport.sent[0]!, { signWith: null })),
+      (r) => r.transport.deliver(bindingAckFor(r.transport.sent[0]!, { signWith: null })),
       'ignoredAuth',
     ],
     [
       'an unsigned 146',
-      (r) => r.transport.deliver(answer(r.transport.sent[0]!, { status: 146, signWith: null })),
+      (r) => r.transport.deliver(bindingAckFor(r.transport.sent[0]!, { status: 146, signWith: null })),
       'ignoredAuth',
     ],
     [
       'a BA for a sequence never sent',
       (r) =>
         r.transport.deliver(
-          answer(r.transport.sent[0]!, { sequence: (r.transport.last().bu.sequence + 100) & 0xffff }),
+          bindingAckFor(r.transport.sent[0]!, { sequence: (r.transport.last().bu.sequence + 100) & 0xffff }),
         ),
       'ignoredUnsolicited',
     ],
     [
       'a BA not echoing the BU timestamp (replayed)',
-      (r) => r.transport.deliver(answer(r.transport.sent[0]!, { timestamp: 1 })),
+      (r) => r.transport.deliver(bindingAckFor(r.transport.sent[0]!, { timestamp: 1 })),
       'ignoredReplay',
     ],
     [
       'a BA authenticated for another CoA',
-      (r) => r.transport.deliver(answer(r.transport.sent[0]!, { coa: '2001:db8:b::9' })),
+      (r) => r.transport.deliver(bindingAckFor(r.transport.sent[0]!, { coa: '2001:db8:b::9' })),
       'ignoredAuth',
     ],
     [
@@ -292,24 +297,24 @@ describe('MobileRouter ignores bad input and counts it, state unchanged', () => 
     ],
     [
       'a truncated BA',
-      (r) => r.transport.deliver(answer(r.transport.sent[0]!).subarray(0, 50)),
+      (r) => r.transport.deliver(bindingAckFor(r.transport.sent[0]!).subarray(0, 50)),
       'ignoredMalformed',
     ],
     [
       'a BA whose inner source is not the HA',
-      (r) => r.transport.deliver(answer(r.transport.sent[0]!, { innerSrc: '2001:db8:bad::1' })),
+      (r) => r.transport.deliver(bindingAckFor(r.transport.sent[0]!, { innerSrc: '2001:db8:bad::1' })),
       'ignoredForeign',
     ],
     [
       'a BA from another port',
-      (r) => r.transport.deliver(answer(r.transport.sent[0]!), HA, 4444),
+      (r) => r.transport.deliver(bindingAckFor(r.transport.sent[0]!), HA, 4444),
       'ignoredForeign',
     ],
     [
       'a 135 signed with another key',
       (r) =>
         r.transport.deliver(
-          answer(r.transport.sent[0]!, {
+          bindingAckFor(r.transport.sent[0]!, {
             status: 135,
             sequence: 9,
             signWith: { ...SA, key: Buffer.alloc(16, 1) },
@@ -324,7 +329,7 @@ describe('MobileRouter ignores bad input and counts it, state unchanged', () => 
       await activate(rig);
       const sentBefore = rig.transport.sent.length;
       deliver(rig);
-      await settle();
+      await runPendingWork();
       const st = rig.mr.status();
       assert.equal(st.state, 'registering');
       assert.equal((st.counters as unknown as Record<string, number>)[counter], 1);
@@ -332,8 +337,8 @@ describe('MobileRouter ignores bad input and counts it, state unchanged', () => 
       assert.equal(st.counters.baAccepted, 0);
       assert.equal(st.lastBaStatus, undefined);
       // and the genuine answer still works afterwards
-      rig.transport.deliver(answer(rig.transport.sent[0]!));
-      await settle();
+      rig.transport.deliver(bindingAckFor(rig.transport.sent[0]!));
+      await runPendingWork();
       assert.equal(rig.mr.state, 'active');
     });
   }
@@ -341,7 +346,7 @@ describe('MobileRouter ignores bad input and counts it, state unchanged', () => 
   it('a genuine BA while standby is ignored as unsolicited', async () => {
     const rig = makeRig();
     await activate(rig);
-    const ba = answer(rig.transport.sent[0]!);
+    const ba = bindingAckFor(rig.transport.sent[0]!);
     const deliver = (() => {
       // capture the handler before standby closes the socket
       const t = rig.transport as unknown as { handler: (d: unknown) => void };

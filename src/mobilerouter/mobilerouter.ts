@@ -103,7 +103,7 @@ export class MobileRouter extends MobileRouterRuntime {
           if (options.lastSequence !== undefined)
             this.log.warn({ state }, 'already active: lastSequence ignored');
           const current = this.currentRegistration();
-          if (current) this.settle(current);
+          if (current) this.resolveWaiters(current);
           return;
         }
         this.apply({ type: 'setSequence', lastSequence: options.lastSequence, random: randomInt(0x10000) });

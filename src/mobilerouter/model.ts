@@ -272,7 +272,7 @@ export class Step {
     this.actions.push({ type: 'registered', registration: reg });
   }
 
-  finish(): Transition {
+  toTransition(): Transition {
     return { model: this.m, actions: this.actions };
   }
 }

@@ -33,19 +33,19 @@ export interface RadvdConfigInput {
 }
 
 /** radvd.conf text for one guest bridge. */
-export function renderRadvdConfig(c: RadvdConfigInput): string {
-  const prefixes = c.linkPrefixes
+export function renderRadvdConfig(input: RadvdConfigInput): string {
+  const prefixes = input.linkPrefixes
     .map((p) => `  prefix ${p} {\n    AdvOnLink on;\n    AdvAutonomous on;\n    AdvRouterAddr off;\n  };\n`)
     .join('');
   return (
-    `# Written by offlink for ${c.bridge}; regenerated on every activation.\n` +
-    `interface ${c.bridge} {\n` +
+    `# Written by offlink for ${input.bridge}; regenerated on every activation.\n` +
+    `interface ${input.bridge} {\n` +
     '  AdvSendAdvert on;\n' +
     '  IgnoreIfMissing on;\n' +
-    `  MinRtrAdvInterval ${c.timing.minIntervalSeconds};\n` +
-    `  MaxRtrAdvInterval ${c.timing.maxIntervalSeconds};\n` +
-    `  AdvDefaultLifetime ${c.timing.defaultLifetimeSeconds};\n` +
-    `  AdvLinkMTU ${c.mtu};\n` +
+    `  MinRtrAdvInterval ${input.timing.minIntervalSeconds};\n` +
+    `  MaxRtrAdvInterval ${input.timing.maxIntervalSeconds};\n` +
+    `  AdvDefaultLifetime ${input.timing.defaultLifetimeSeconds};\n` +
+    `  AdvLinkMTU ${input.mtu};\n` +
     `${prefixes}` +
     '};\n'
   );

@@ -1,5 +1,5 @@
 // The machinery between the mobile router's pure core (core.ts) and the world: it feeds events in
-// (`apply`), performs the actions that come out (send a BU, settle or fail the waiters, log, emit), arms a
+// (`apply`), performs the actions that come out (send a BU, resolve or fail the waiters, log, emit), arms a
 // timer for each deadline of the model, and answers status. MobileRouter (mobilerouter.ts) adds the
 // operations and the host side on top.
 import { EventEmitter } from 'node:events';
@@ -168,7 +168,7 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
         this.emit('ignored', { counter: a.counter, reason: a.reason });
         return;
       case 'registered':
-        this.settle(a.registration);
+        this.resolveWaiters(a.registration);
         return;
       case 'failWaiters':
         this.failWaiters(a.error);
@@ -253,7 +253,7 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
     return new RegistrationAbandonedError(code, `${this.name}: ${what}`);
   }
 
-  protected settle(reg: Registration): void {
+  protected resolveWaiters(reg: Registration): void {
     for (const w of [...this.waiters]) w.resolve(reg);
     this.waiters.clear();
     this.emit('registered', reg);

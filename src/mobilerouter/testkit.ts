@@ -88,8 +88,8 @@ export class RecordingMrDataplane implements MobileRouterDataplane {
   readonly active = new Map<string, MobileRouterRoutes>();
   failActivate = false;
 
-  async initHost(o: { coa: string; haAddress: string; uplink: string; table: number }): Promise<void> {
-    this.calls.push(`initHost ${o.coa}`);
+  async initHost(host: { coa: string; haAddress: string; uplink: string; table: number }): Promise<void> {
+    this.calls.push(`initHost ${host.coa}`);
   }
   async activate(r: MobileRouterRoutes): Promise<void> {
     this.calls.push(`activate ${r.network} ${r.coa}`);
@@ -124,7 +124,7 @@ export class FakeGuestLink implements GuestLinkControl {
   }
 }
 
-export interface AnswerSpec {
+export interface BindingAckSpec {
   status?: number;
   /** Granted lifetime in seconds (default: what the BU asked for). */
   lifetimeSeconds?: number;
@@ -143,7 +143,7 @@ export interface AnswerSpec {
 }
 
 /** A BA answering a captured BU, built like the real home agent builds it. */
-export function answer(to: SentDatagram, spec: AnswerSpec = {}): Uint8Array {
+export function bindingAckFor(to: SentDatagram, spec: BindingAckSpec = {}): Uint8Array {
   const packet = decodeSignalingPacket(to.data);
   const bu = packet.message as BindingUpdate;
   const options: MobilityOption[] = [];
@@ -155,8 +155,8 @@ export function answer(to: SentDatagram, spec: AnswerSpec = {}): Uint8Array {
   }
   const ts = spec.timestamp ?? 'echo';
   if (ts === 'echo') {
-    const o = bu.options.find((x) => x.type === 'replayProtection');
-    if (o) options.push(o);
+    const replay = bu.options.find((x) => x.type === 'replayProtection');
+    if (replay) options.push(replay);
   } else if (ts !== 'none') {
     options.push({ type: 'replayProtection', timestamp: ntpTimestamp(ts) });
   }
@@ -221,7 +221,7 @@ export function makeRig(options: { network?: Partial<MobileNetworkInput>; coa?: 
 }
 
 /** Let queued promise work (the router's serial queue, fake I/O) run. */
-export async function settle(): Promise<void> {
+export async function runPendingWork(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
 }
 
@@ -273,15 +273,15 @@ export async function activateRig(
 ): Promise<{ p: Promise<Registration> }> {
   const p = rig.mr.activate(options);
   p.catch(() => {});
-  await settle();
+  await runPendingWork();
   return { p };
 }
 
 /** Activate and answer the first BU with an accepted BA. */
-export async function registeredRig(rig: Rig, spec: AnswerSpec = {}): Promise<Registration> {
+export async function registeredRig(rig: Rig, spec: BindingAckSpec = {}): Promise<Registration> {
   const { p } = await activateRig(rig);
-  rig.transport.deliver(answer(rig.transport.sent.at(-1)!, spec));
-  await settle();
+  rig.transport.deliver(bindingAckFor(rig.transport.sent.at(-1)!, spec));
+  await runPendingWork();
   return p;
 }
 
@@ -296,7 +296,7 @@ export interface CoreBu {
 const EXPECT = { haAddress: HA, haPort: SIGNALING_PORT, hoa: HOA };
 
 /** The home agent's answer to a BU the core sent, as the router classifies it (an `inbound` event). */
-export function inboundAnswer(bu: CoreBu, spec: AnswerSpec = {}): { type: 'inbound'; message: Inbound } {
+export function inboundAnswer(bu: CoreBu, spec: BindingAckSpec = {}): { type: 'inbound'; message: Inbound } {
   const data = buildBindingUpdate({
     hoa: HOA,
     haAddress: HA,
@@ -305,7 +305,7 @@ export function inboundAnswer(bu: CoreBu, spec: AnswerSpec = {}): { type: 'inbou
     prefixes: ['2001:db8:100::/64'],
     ...bu,
   });
-  const reply = answer({ data, address: HA, port: SIGNALING_PORT, from: bu.coa }, spec);
+  const reply = bindingAckFor({ data, address: HA, port: SIGNALING_PORT, from: bu.coa }, spec);
   return {
     type: 'inbound',
     message: classifyInbound({ data: Buffer.from(reply), address: HA, port: SIGNALING_PORT }, EXPECT),

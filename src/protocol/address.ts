@@ -68,8 +68,15 @@ function parseIPv6Fast(text: string): Uint8Array | undefined {
     let v = 0;
     let digits = 0;
     while (i < len) {
-      const c = text.charCodeAt(i);
-      const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+      const code = text.charCodeAt(i);
+      const d =
+        code >= 48 && code <= 57
+          ? code - 48
+          : code >= 97 && code <= 102
+            ? code - 87
+            : code >= 65 && code <= 70
+              ? code - 55
+              : -1;
       if (d < 0) break;
       v = v * 16 + d;
       digits++;
@@ -132,8 +139,8 @@ export function formatIPv6(buf: Uint8Array, offset = 0): string {
   for (let i = 0; i < 8; i++) g.push((buf[offset + i * 2]! << 8) | buf[offset + i * 2 + 1]!);
   // RFC 5952 §5: IPv4-mapped addresses (::ffff:0:0/96) are written in mixed notation.
   if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
-    const o = offset + 12;
-    return `::ffff:${buf[o]}.${buf[o + 1]}.${buf[o + 2]}.${buf[o + 3]}`;
+    const ipv4At = offset + 12;
+    return `::ffff:${buf[ipv4At]}.${buf[ipv4At + 1]}.${buf[ipv4At + 2]}.${buf[ipv4At + 3]}`;
   }
   // RFC 5952 §4.2: compress the longest run of two or more zero groups, the first one on a tie.
   let bestStart = -1;

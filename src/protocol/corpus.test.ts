@@ -31,9 +31,9 @@ function packet(message: MobilityMessage, edit?: (buf: Uint8Array) => Uint8Array
   buf = edit?.(buf) ?? buf;
   const mh = buf.subarray(40);
   if (mh.length >= 6) {
-    const c = mhChecksum(mh, SRC, DST);
-    mh[4] = c >> 8;
-    mh[5] = c & 0xff;
+    const checksum = mhChecksum(mh, SRC, DST);
+    mh[4] = checksum >> 8;
+    mh[5] = checksum & 0xff;
   }
   return buf;
 }
@@ -186,13 +186,13 @@ describe('bad packet corpus', () => {
 
   it('bad bounds given to the MH decoder', () => {
     const mh = good.subarray(40);
-    for (const [o, e] of [
+    for (const [offset, e] of [
       [-1, 8],
       [0, mh.length + 1],
       [5, 4],
       [0.5, 8],
     ] as const) {
-      assert.throws(() => mobilityHeader.decode(mh, o, e), DecodeError, `${o}..${e}`);
+      assert.throws(() => mobilityHeader.decode(mh, offset, e), DecodeError, `${offset}..${e}`);
     }
   });
 });

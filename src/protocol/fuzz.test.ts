@@ -63,9 +63,9 @@ function repair(b: Uint8Array): void {
   const n = b.length - 40;
   b[4] = (n >> 8) & 0xff;
   b[5] = n & 0xff;
-  const c = mhChecksum(b.subarray(40), b.subarray(8, 24), b.subarray(24, 40));
-  b[44] = c >> 8;
-  b[45] = c & 0xff;
+  const checksum = mhChecksum(b.subarray(40), b.subarray(8, 24), b.subarray(24, 40));
+  b[44] = checksum >> 8;
+  b[45] = checksum & 0xff;
 }
 
 it(`${MUTANTS} mutated packets: decode returns or throws DecodeError`, () => {
@@ -76,7 +76,7 @@ it(`${MUTANTS} mutated packets: decode returns or throws DecodeError`, () => {
     const bases = Array.from({ length: 300 }, (_, i) => {
       const p = gen.packet(rng);
       if (i % 2 === 0) return encodeSignalingPacket(p);
-      p.message.options = p.message.options.filter((o) => o.type !== 'auth');
+      p.message.options = p.message.options.filter((option) => option.type !== 'auth');
       const sa = gen.securityAssociation(rng);
       sas.push(sa);
       return encodeSignalingPacket(p, { sa, coa: gen.address(rng), hoa: p.src });

@@ -41,9 +41,9 @@ function seal(mh: Uint8Array, authenticatorAt: number, src: Uint8Array, dst: Uin
     .update(HOA_BYTES)
     .update(out.subarray(0, authenticatorAt));
   out.set(mac.digest().subarray(0, 12), authenticatorAt);
-  const c = referenceChecksum(src, dst, out);
-  out[4] = c >> 8;
-  out[5] = c & 0xff;
+  const checksum = referenceChecksum(src, dst, out);
+  out[4] = checksum >> 8;
+  out[5] = checksum & 0xff;
   return out;
 }
 

@@ -41,7 +41,7 @@ function findAuthOffset(mh: Uint8Array, message: MobilityMessage): number | unde
 export function encodeSignalingPacket(p: SignalingPacket, sign?: SignWith): Uint8Array {
   let message = p.message;
   if (sign) {
-    if (message.options.some((o) => o.type === 'auth')) {
+    if (message.options.some((option) => option.type === 'auth')) {
       throw new EncodeError('message to sign already carries an authentication option');
     }
     const placeholder = new Uint8Array(authenticatorLength(sign.sa.algorithm));

@@ -40,8 +40,9 @@ describe('encode → decode → encode is byte-exact', () => {
         const pseudo = { src: gen.address(rng), dst: gen.address(rng) };
         const codec = {
           encodingLength: (m: MobilityMessage) => mobilityHeader.encodingLength(m),
-          encode: (m: MobilityMessage, b: Uint8Array, o: number) => mobilityHeader.encode(m, b, o, pseudo),
-          decode: (b: Uint8Array, o: number, e: number) => mobilityHeader.decode(b, o, e, pseudo),
+          encode: (m: MobilityMessage, b: Uint8Array, offset: number) =>
+            mobilityHeader.encode(m, b, offset, pseudo),
+          decode: (b: Uint8Array, offset: number, e: number) => mobilityHeader.decode(b, offset, e, pseudo),
         };
         const msg = gen.message(rng);
         const len = codec.encodingLength(msg);
@@ -59,7 +60,7 @@ describe('signed signaling packets', () => {
       const rng = mulberry32(seed);
       for (let i = 0; i < 500; i++) {
         const p = gen.packet(rng);
-        p.message.options = p.message.options.filter((o) => o.type !== 'auth');
+        p.message.options = p.message.options.filter((option) => option.type !== 'auth');
         const sa = gen.securityAssociation(rng);
         const coa = gen.address(rng);
         const bytes = encodeSignalingPacket(p, { sa, coa, hoa: p.src });

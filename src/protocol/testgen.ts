@@ -105,4 +105,4 @@ export function securityAssociation(rng: Rng): SecurityAssociation {
 
 /** The non-padding options, which survive a round trip unchanged (padding may be added). */
 export const withoutPadding = (opts: readonly MobilityOption[]): MobilityOption[] =>
-  opts.filter((o) => o.type !== 'pad1' && o.type !== 'padN');
+  opts.filter((option) => option.type !== 'pad1' && option.type !== 'padN');

@@ -98,9 +98,15 @@ describe('binding update list entry', () => {
     assert.equal(a.sequence, 10);
     assert.equal(findSent(l, 10), a);
     assert.equal(findSent(l, 11), undefined);
-    const c = cancelAll(acknowledged(l, a, 100, undefined, 0));
+    const cancelled = cancelAll(acknowledged(l, a, 100, undefined, 0));
     assert.deepEqual(
-      [c.retransmitAt, c.refreshAt, c.expiresAt, c.exchange, c.lastSequence],
+      [
+        cancelled.retransmitAt,
+        cancelled.refreshAt,
+        cancelled.expiresAt,
+        cancelled.exchange,
+        cancelled.lastSequence,
+      ],
       [undefined, undefined, undefined, undefined, 10],
     );
   });

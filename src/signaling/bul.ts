@@ -93,9 +93,9 @@ export function allocateSequence(l: BindingUpdateList): [BindingUpdateList, numb
 export function beginExchange(
   l: BindingUpdateList,
   kind: ExchangeKind,
-  o: RetransmitOptions,
+  options: RetransmitOptions,
 ): BindingUpdateList {
-  const interval = kind === 'first' ? o.initialFirstMs : o.initialMs;
+  const interval = kind === 'first' ? options.initialFirstMs : options.initialMs;
   return { ...l, exchange: { kind, interval, attempt: 0 }, retransmitAt: undefined };
 }
 
@@ -119,13 +119,13 @@ export function armRetransmission(l: BindingUpdateList, now: number): BindingUpd
 }
 
 /** The retransmission is due: RFC 6275 §11.8 exponential back-off, capped at MAX_BINDACK_TIMEOUT. */
-export function retransmissionDue(l: BindingUpdateList, o: RetransmitOptions): BindingUpdateList {
+export function retransmissionDue(l: BindingUpdateList, options: RetransmitOptions): BindingUpdateList {
   const ex = l.exchange;
   if (!ex) return { ...l, retransmitAt: undefined };
   return {
     ...l,
     retransmitAt: undefined,
-    exchange: { ...ex, interval: Math.min(ex.interval * 2, o.maxMs), attempt: ex.attempt + 1 },
+    exchange: { ...ex, interval: Math.min(ex.interval * 2, options.maxMs), attempt: ex.attempt + 1 },
   };
 }
 

@@ -28,11 +28,11 @@ export class FdbMirror {
   private readonly clock: Clock;
 
   constructor(
-    private readonly c: FdbMirrorComponents,
+    private readonly components: FdbMirrorComponents,
     private readonly map: () => FdbMap | undefined,
-    private readonly o: { resyncMs?: number; pollMs?: number } = {},
+    private readonly options: { resyncMs?: number; pollMs?: number } = {},
   ) {
-    this.clock = c.clock ?? systemClock;
+    this.clock = components.clock ?? systemClock;
   }
 
   /** Mirror `bridge` from now on (idempotent). */
@@ -82,26 +82,26 @@ export class FdbMirror {
 
   private schedule(): void {
     if (this.timer || this.stopped) return;
-    const ms = this.monitor ? (this.o.resyncMs ?? 30_000) : (this.o.pollMs ?? 1_000);
+    const ms = this.monitor ? (this.options.resyncMs ?? 30_000) : (this.options.pollMs ?? 1_000);
     this.timer = this.clock.setTimer(ms, () => {
       this.timer = undefined;
       void this.queue
         .run(async () => {
           for (const b of this.bridges.keys()) await this.sync(b);
         })
-        .catch((err) => this.c.logger?.warn({ err }, 'bridge forwarding database resync failed'))
+        .catch((err) => this.components.logger?.warn({ err }, 'bridge forwarding database resync failed'))
         .finally(() => this.schedule());
     });
   }
 
   private ensureMonitor(): void {
     if (this.monitor || this.stopped) return;
-    const child = this.c.kernel.watchFdb((e) => {
+    const child = this.components.kernel.watchFdb((e) => {
       if (this.bridges.has(e.master))
         void this.queue
           .run(() => this.apply(e))
           .catch((err) =>
-            this.c.logger?.warn({ err, event: e }, 'bridge forwarding database event not applied'),
+            this.components.logger?.warn({ err, event: e }, 'bridge forwarding database event not applied'),
           );
     });
     if (!child) return;
@@ -109,7 +109,7 @@ export class FdbMirror {
     void child.exited.then(() => {
       if (this.monitor !== child || this.stopped) return;
       this.monitor = undefined;
-      this.c.logger?.warn('bridge monitor exited; restarting it');
+      this.components.logger?.warn('bridge monitor exited; restarting it');
       this.clock.setTimer(1000, () => this.ensureMonitor());
     });
   }
@@ -128,8 +128,8 @@ export class FdbMirror {
     const index = this.bridges.get(bridge);
     if (!map || index === undefined) return;
     const [fdb, ports] = await Promise.all([
-      this.c.kernel.fdb(bridge),
-      this.c.kernel.links({ master: bridge }),
+      this.components.kernel.fdb(bridge),
+      this.components.kernel.links({ master: bridge }),
     ]);
     const portIndex = new Map(ports.map((p) => [p.name, p.index]));
     const want = new Map<string, FdbEntry>();
@@ -149,7 +149,7 @@ export class FdbMirror {
   }
 
   private async ifindex(dev: string): Promise<number> {
-    const link = await this.c.kernel.link(checkInterfaceName(dev));
+    const link = await this.components.kernel.link(checkInterfaceName(dev));
     if (link === undefined) throw new OfflinkError('ERR_DATAPLANE', `no interface ${dev}`);
     return link.index;
   }

@@ -116,7 +116,7 @@ describe('BpfHomeAgentDataplane', () => {
     fake.calls.length = 0;
     await dp.update([{ op: 'set', binding: b1('2001:db8:a::2') }]);
     assert.deepEqual(
-      fake.calls.filter((c) => c !== 'mapLookup'),
+      fake.calls.filter((call) => call !== 'mapLookup'),
       [],
     );
   });
@@ -215,9 +215,9 @@ describe('BpfHomeAgentDataplane', () => {
   test('counters are summed over CPUs', async () => {
     fake.count(bpffs, 5, 3, 0);
     fake.count(bpffs, 5, 4, 1);
-    const c = await dp.packetCounters();
-    assert.equal(c.decapWrongSource, 7);
-    assert.equal(c.decapOk, 0);
+    const counters = await dp.packetCounters();
+    assert.equal(counters.decapWrongSource, 7);
+    assert.equal(counters.decapOk, 0);
   });
 
   test('flush: routes, program, maps and bpffs gone', async () => {

@@ -79,7 +79,7 @@ export function encodeKey(prefix: string, out = new Uint8Array(KEY_SIZE), offset
     const octets = addr!.split('.').map(Number);
     if (
       octets.length !== 4 ||
-      octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255) ||
+      octets.some((octet) => !Number.isInteger(octet) || octet < 0 || octet > 255) ||
       !/^\d{1,2}$/.test(len) ||
       length > 32
     )
@@ -307,7 +307,7 @@ export class BpfMaps {
       new DataView(key.buffer).setUint32(0, i, true);
       const v = this.sys.mapLookup(this.fds.stats, key, 8 * this.cpus);
       let sum = 0n;
-      if (v) for (let c = 0; c < this.cpus; c++) sum += v.readBigUInt64LE(8 * c);
+      if (v) for (let cpu = 0; cpu < this.cpus; cpu++) sum += v.readBigUInt64LE(8 * cpu);
       out[name] = Number(sum);
     });
     return out;

@@ -136,12 +136,12 @@ describe('BpfMobileRouterDataplane', () => {
 
   test('forwarding-database changes the kernel announces reach the map', async () => {
     await dp.activate(routes());
-    const settle = async () => {
+    const runPendingWork = async () => {
       for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
     };
     k.emitFdb({ deleted: false, mac: '52:54:00:00:00:0b', dev: 'vg-guest', master: 'ofl-net1' });
     k.emitFdb({ deleted: false, mac: '52:54:00:00:00:0c', dev: 'vg-guest', master: 'other-br' });
-    await settle();
+    await runPendingWork();
     assert.deepEqual(
       contents(fake, bpffs)
         .fdb.map((e) => e.mac)
@@ -149,7 +149,7 @@ describe('BpfMobileRouterDataplane', () => {
       ['52:54:00:00:00:0a', '52:54:00:00:00:0b'],
     );
     k.emitFdb({ deleted: true, mac: '52:54:00:00:00:0a', dev: 'vg-guest', master: 'ofl-net1' });
-    await settle();
+    await runPendingWork();
     assert.deepEqual(contents(fake, bpffs).fdb, [{ bridge: 5, mac: '52:54:00:00:00:0b', port: 9 }]);
   });
 
@@ -160,12 +160,12 @@ describe('BpfMobileRouterDataplane', () => {
     await dp.activate(routes('2001:db8:c::2'));
     // the host's clamping table is rewritten (same content); the network's rule, route and program are not
     assert.deepEqual(
-      k.writes().map((c) => c.call),
+      k.writes().map((call) => call.call),
       ['nft'],
     );
-    const c = contents(fake, bpffs);
-    assert.deepEqual(c.local, ['2001:db8:c::2']);
-    assert.deepEqual(c.encapSrc, { '2001:db8:100::/64': { src: '2001:db8:c::2', dst: HA } });
+    const maps = contents(fake, bpffs);
+    assert.deepEqual(maps.local, ['2001:db8:c::2']);
+    assert.deepEqual(maps.encapSrc, { '2001:db8:100::/64': { src: '2001:db8:c::2', dst: HA } });
   });
 
   test('handover: the old host forwards, the new one trusts it; all map entries', async () => {
@@ -174,9 +174,9 @@ describe('BpfMobileRouterDataplane', () => {
     await dp.forward(routes(), NEW_HOST);
     await dp.acceptTunnelFrom({ coa: COA, table: 200 }, '2001:db8:d::2');
     assert.deepEqual(k.calls, []);
-    const c = contents(fake, bpffs);
-    assert.deepEqual(c.encapDst, { '2001:db8:100::/64': { src: COA, dst: NEW_HOST } });
-    assert.deepEqual(c.peers, ['2001:db8:d::2', HA]);
+    const maps = contents(fake, bpffs);
+    assert.deepEqual(maps.encapDst, { '2001:db8:100::/64': { src: COA, dst: NEW_HOST } });
+    assert.deepEqual(maps.peers, ['2001:db8:d::2', HA]);
     // the guests come back: activation ends the forwarding; the next initHost the extra trust
     await dp.activate(routes());
     await dp.initHost(host());

@@ -47,10 +47,10 @@ export class BpfProgram {
   private opened: BpfMaps | undefined;
 
   constructor(
-    private readonly c: BpfProgramComponents,
-    private readonly o: BpfProgramOptions,
+    private readonly components: BpfProgramComponents,
+    private readonly options: BpfProgramOptions,
   ) {
-    checkInterfaceName(o.uplink);
+    checkInterfaceName(options.uplink);
   }
 
   /** The maps (after attach). */
@@ -70,7 +70,13 @@ export class BpfProgram {
    * kernel send a correct Packet Too Big for what no longer fits once encapsulated.
    */
   encap(): Encap {
-    return { type: 'bpf', object: this.c.object, section: 'lwt_xmit', headroom: 40, bpffs: this.bpffs };
+    return {
+      type: 'bpf',
+      object: this.components.object,
+      section: 'lwt_xmit',
+      headroom: 40,
+      bpffs: this.bpffs,
+    };
   }
 
   /**
@@ -78,34 +84,34 @@ export class BpfProgram {
    * decapsulation program onto the uplink (replacing an older one atomically) and open the maps.
    */
   async attach(): Promise<BpfMaps> {
-    const dir = join(this.o.runDir, 'bpf', `${this.o.role}-${await this.netnsInode()}`);
+    const dir = join(this.options.runDir, 'bpf', `${this.options.role}-${await this.netnsInode()}`);
     mkdirSync(dir, { recursive: true });
-    if (!this.c.sys.isBpffs(dir)) this.c.sys.mountBpffs(dir);
+    if (!this.components.sys.isBpffs(dir)) this.components.sys.mountBpffs(dir);
     this.mounted = dir;
     const globals = join(dir, 'tc', 'globals');
     mkdirSync(globals, { recursive: true });
     this.adopt(globals, await this.attachedProgram());
-    await this.c.kernel.attachProgram({
-      dev: this.o.uplink,
+    await this.components.kernel.attachProgram({
+      dev: this.options.uplink,
       hook: 'ingress',
-      object: this.c.object,
+      object: this.components.object,
       section: 'tc',
       bpffs: dir,
     });
     this.opened?.close();
     const fds = {} as MapFds;
     for (const [role, name] of Object.entries(MAP_NAMES) as [MapRole, string][])
-      fds[role] = this.c.sys.objGet(join(globals, name));
-    this.opened = new BpfMaps(this.c.sys, fds);
+      fds[role] = this.components.sys.objGet(join(globals, name));
+    this.opened = new BpfMaps(this.components.sys, fds);
     return this.opened;
   }
 
   /** The bridge fast path on a mobile network's bridge (tc egress), sharing this daemon's maps. */
   async attachBridge(bridge: string): Promise<void> {
-    await this.c.kernel.attachProgram({
+    await this.components.kernel.attachProgram({
       dev: checkInterfaceName(bridge),
       hook: 'egress',
-      object: this.c.object,
+      object: this.components.object,
       section: 'tc/bridge',
       bpffs: this.bpffs,
     });
@@ -113,15 +119,16 @@ export class BpfProgram {
 
   /** Remove the decapsulation program (and the clsact qdisc if nothing else uses it), the pins, the bpffs. */
   async detach(): Promise<void> {
-    await this.c.kernel.detachProgram(this.o.uplink, 'ingress');
+    await this.components.kernel.detachProgram(this.options.uplink, 'ingress');
     this.opened?.close();
     this.opened = undefined;
-    const dir = this.mounted ?? join(this.o.runDir, 'bpf', `${this.o.role}-${await this.netnsInode()}`);
+    const dir =
+      this.mounted ?? join(this.options.runDir, 'bpf', `${this.options.role}-${await this.netnsInode()}`);
     this.mounted = undefined;
-    if (this.c.sys.isBpffs(dir)) {
+    if (this.components.sys.isBpffs(dir)) {
       const globals = join(dir, 'tc', 'globals');
-      for (const name of this.c.sys.pinned(globals)) this.c.sys.unpin(join(globals, name));
-      this.c.sys.unmount(dir);
+      for (const name of this.components.sys.pinned(globals)) this.components.sys.unpin(join(globals, name));
+      this.components.sys.unmount(dir);
     }
     try {
       rmdirSync(dir);
@@ -130,12 +137,12 @@ export class BpfProgram {
 
   /** Names the network namespace the kernel acts in (the bpffs is per daemon and namespace). */
   private netnsInode(): Promise<string> {
-    return this.c.kernel.netnsInode();
+    return this.components.kernel.netnsInode();
   }
 
   /** The id of our decapsulation program on the uplink, if one is there. */
   private async attachedProgram(): Promise<number | undefined> {
-    const programs = await this.c.kernel.programs(this.o.uplink, 'ingress');
+    const programs = await this.components.kernel.programs(this.options.uplink, 'ingress');
     return programs.find((p) => p.name === DECAP_PROGRAM)?.id;
   }
 
@@ -146,7 +153,7 @@ export class BpfProgram {
    * (the loaded programs named ofl_encap that share its maps) hold the rest.
    */
   private adopt(globals: string, progId: number | undefined): void {
-    const { sys } = this.c;
+    const { sys } = this.components;
     const names = new Set<string>(Object.values(MAP_NAMES));
     const live = progId === undefined ? new Map<string, number>() : liveMaps(sys, progId);
     for (const name of names) {
@@ -157,7 +164,7 @@ export class BpfProgram {
         // an older build's map: the loader cannot reuse it (its contents come back from the daemon)
         sys.unpin(path);
         pinned = undefined;
-        this.c.logger?.warn({ map: name }, 'eBPF map of another layout unpinned; a new one is made');
+        this.components.logger?.warn({ map: name }, 'eBPF map of another layout unpinned; a new one is made');
         if (id !== undefined && !sameShape(sys, id, name)) continue;
       }
       if (id !== undefined && pinned !== id) {
@@ -168,7 +175,7 @@ export class BpfProgram {
         } finally {
           sys.close(fd);
         }
-        this.c.logger?.info({ map: name, path }, 'eBPF map of the running program pinned again');
+        this.components.logger?.info({ map: name, path }, 'eBPF map of the running program pinned again');
       } else if (id === undefined && pinned !== undefined && progId === undefined) {
         sys.unpin(path);
       }

@@ -56,14 +56,14 @@ export class QemuDriver implements Driver {
   private imagePromise: Promise<GuestImage> | undefined;
   private migration: QemuMigrationSettings;
 
-  constructor(private readonly o: QemuDriverOptions) {
-    mkdirSync(o.runDir, { recursive: true });
-    this.migration = { ...o.migration };
+  constructor(private readonly options: QemuDriverOptions) {
+    mkdirSync(options.runDir, { recursive: true });
+    this.migration = { ...options.migration };
   }
 
   private config(guest: string): QemuGuestConfig {
-    const c = this.o.guests[guest];
-    if (!c)
+    const guestConfig = this.options.guests[guest];
+    if (!guestConfig)
       throw new HypervisorError(
         'ERR_HYPERVISOR_CONFIG',
         `qemu driver: no guest ${guest} (hypervisor.guests.${guest})`,
@@ -71,17 +71,17 @@ export class QemuDriver implements Driver {
           guest,
         },
       );
-    if (!MAC.test(c.mac))
+    if (!MAC.test(guestConfig.mac))
       throw new HypervisorError(
         'ERR_HYPERVISOR_CONFIG',
-        `guest ${guest}: mac "${c.mac}" is not a MAC address`,
+        `guest ${guest}: mac "${guestConfig.mac}" is not a MAC address`,
         { guest },
       );
-    return c;
+    return guestConfig;
   }
 
   tapOf(guest: string): string {
-    const tap = this.o.guests[guest]?.tap ?? `qt-${guest}`.slice(0, 15);
+    const tap = this.options.guests[guest]?.tap ?? `qt-${guest}`.slice(0, 15);
     if (!IFNAME.test(tap))
       throw new HypervisorError(
         'ERR_HYPERVISOR_CONFIG',
@@ -94,11 +94,11 @@ export class QemuDriver implements Driver {
   }
 
   private async machine(guest: string): Promise<QemuMachine> {
-    const c = this.config(guest);
-    let kernel = c.kernel;
-    let initrd = c.initrd;
+    const guestConfig = this.config(guest);
+    let kernel = guestConfig.kernel;
+    let initrd = guestConfig.initrd;
     if (kernel === undefined || initrd === undefined) {
-      this.imagePromise ??= (this.o.image ?? (() => buildGuestImage()))();
+      this.imagePromise ??= (this.options.image ?? (() => buildGuestImage()))();
       const image = await this.imagePromise.catch((err: unknown) => {
         this.imagePromise = undefined;
         throw err;
@@ -107,18 +107,18 @@ export class QemuDriver implements Driver {
       initrd ??= image.initrd;
     }
     return {
-      memoryMiB: c.memoryMiB ?? 128,
+      memoryMiB: guestConfig.memoryMiB ?? 128,
       kernel,
       initrd,
-      append: c.append ?? guestCmdline(),
-      mac: c.mac.toLowerCase(),
-      ...(c.extraArgs ? { extraArgs: c.extraArgs } : {}),
+      append: guestConfig.append ?? guestCmdline(),
+      mac: guestConfig.mac.toLowerCase(),
+      ...(guestConfig.extraArgs ? { extraArgs: guestConfig.extraArgs } : {}),
     };
   }
 
   private ip(args: readonly string[], signal?: AbortSignal) {
-    const argv = ['ip', ...(this.o.netns ? ['-n', this.o.netns] : []), ...args];
-    return this.o.runner.run(argv, { allowFailure: true, ...(signal ? { signal } : {}) });
+    const argv = ['ip', ...(this.options.netns ? ['-n', this.options.netns] : []), ...args];
+    return this.options.runner.run(argv, { allowFailure: true, ...(signal ? { signal } : {}) });
   }
 
   private async checkBridge(guest: string, bridge: string, signal?: AbortSignal): Promise<void> {
@@ -128,9 +128,13 @@ export class QemuDriver implements Driver {
         ? (JSON.parse(r.stdout) as { linkinfo?: { info_kind?: string }; flags?: string[] }[])[0]
         : undefined;
     if (link?.linkinfo?.info_kind !== 'bridge' || !link.flags?.includes('UP'))
-      throw new HypervisorError('ERR_HYPERVISOR', `host ${this.o.host} has no bridge ${bridge} that is up`, {
-        guest,
-      });
+      throw new HypervisorError(
+        'ERR_HYPERVISOR',
+        `host ${this.options.host} has no bridge ${bridge} that is up`,
+        {
+          guest,
+        },
+      );
   }
 
   /** Make the guest's tap and attach it to the bridge (a leftover tap of a crashed run is replaced). */
@@ -156,7 +160,7 @@ export class QemuDriver implements Driver {
 
   private async spawn(guest: string, network: GuestNetwork, role: VmRole, signal?: AbortSignal): Promise<Vm> {
     if (this.vms.has(guest))
-      throw new HypervisorError('ERR_HYPERVISOR', `guest ${guest} is already on host ${this.o.host}`, {
+      throw new HypervisorError('ERR_HYPERVISOR', `guest ${guest} is already on host ${this.options.host}`, {
         guest,
       });
     const machine = await this.machine(guest);
@@ -165,16 +169,16 @@ export class QemuDriver implements Driver {
     const suffix = role === 'incoming' ? 'in' : 'vm';
     const paths = {
       // The host's name too: agents on one machine (the lab) may share a run directory.
-      qmp: join(this.o.runDir, `${guest}.${this.o.host}.${suffix}.qmp`),
-      serial: join(this.o.runDir, `${guest}.${this.o.host}.${suffix}.serial.log`),
+      qmp: join(this.options.runDir, `${guest}.${this.options.host}.${suffix}.qmp`),
+      serial: join(this.options.runDir, `${guest}.${this.options.host}.${suffix}.serial.log`),
       tap,
     };
     let proc: QemuProcess;
     try {
       proc = await QemuProcess.start(
         {
-          binary: this.o.qemu ?? 'qemu-system-x86_64',
-          ...(this.o.netns ? { netns: this.o.netns } : {}),
+          binary: this.options.qemu ?? 'qemu-system-x86_64',
+          ...(this.options.netns ? { netns: this.options.netns } : {}),
           args: qemuArgs(guest, machine, paths, role === 'incoming' ? 'defer' : undefined),
           paths,
           guest,
@@ -205,7 +209,7 @@ export class QemuDriver implements Driver {
       if (this.vms.get(guest) === vm) this.vms.delete(guest);
       await this.ip(['link', 'del', 'dev', tap]).catch(() => {});
       if (!vm.leaving && vm.role !== 'incoming')
-        this.o.logger?.warn({ guest, exit: proc.describeExit() }, 'qemu guest exited');
+        this.options.logger?.warn({ guest, exit: proc.describeExit() }, 'qemu guest exited');
     });
     return vm;
   }
@@ -218,10 +222,10 @@ export class QemuDriver implements Driver {
     const t0 = performance.now();
     const vm = await this.spawn(guest, options.network, 'booting', options.signal);
     try {
-      if (this.o.ready !== null) {
+      if (this.options.ready !== null) {
         const m = await vm.proc.waitForConsole(
-          this.o.ready ?? GUEST_READY,
-          this.o.bootTimeoutMs ?? 120_000,
+          this.options.ready ?? GUEST_READY,
+          this.options.bootTimeoutMs ?? 120_000,
           options.signal,
         );
         if (m[1]) vm.bootId = m[1];
@@ -233,8 +237,8 @@ export class QemuDriver implements Driver {
       throw err;
     }
     vm.role = 'running';
-    this.o.logger?.info(
-      { guest, host: this.o.host, bootMs: Math.round(performance.now() - t0), pid: vm.proc.pid },
+    this.options.logger?.info(
+      { guest, host: this.options.host, bootMs: Math.round(performance.now() - t0), pid: vm.proc.pid },
       'qemu guest booted',
     );
     return this.info(vm, 'running');
@@ -304,11 +308,11 @@ export class QemuDriver implements Driver {
   }
 
   async prepareIncoming(guest: string, options: PrepareIncomingOptions): Promise<IncomingSpec> {
-    const address = await this.o.incomingAddress();
+    const address = await this.options.incomingAddress();
     if (!address)
       throw new HypervisorError(
         'ERR_HYPERVISOR',
-        `host ${this.o.host} has no address to receive ${guest} on`,
+        `host ${this.options.host} has no address to receive ${guest} on`,
         { guest },
       );
     const vm = await this.spawn(guest, options.network, 'incoming', options.signal);
@@ -332,7 +336,7 @@ export class QemuDriver implements Driver {
         .then(() => {
           vm.role = 'running';
           void within(vm.resumed, 2_000, undefined).then((resumedAt) =>
-            this.o.logger?.info({ guest, from: vm.source, resumedAt }, 'qemu guest migrated in'),
+            this.options.logger?.info({ guest, from: vm.source, resumedAt }, 'qemu guest migrated in'),
           );
         })
         .catch(() => {})
@@ -371,9 +375,13 @@ export class QemuDriver implements Driver {
   ): Promise<DriverMigrationResult> {
     const vm = this.vms.get(guest);
     if (vm?.role !== 'running')
-      throw new HypervisorError('ERR_HYPERVISOR', `guest ${guest} is not running on host ${this.o.host}`, {
-        guest,
-      });
+      throw new HypervisorError(
+        'ERR_HYPERVISOR',
+        `guest ${guest} is not running on host ${this.options.host}`,
+        {
+          guest,
+        },
+      );
     const uri = destination.incoming['uri'];
     if (typeof uri !== 'string' || !uri.startsWith('tcp:'))
       throw new HypervisorError(
@@ -382,7 +390,7 @@ export class QemuDriver implements Driver {
         { guest },
       );
     const m = this.migration;
-    const peer = this.o.peerResumedAt;
+    const peer = this.options.peerResumedAt;
     const result = await new OutgoingMigration(vm.proc, {
       guest,
       uri,
@@ -395,14 +403,14 @@ export class QemuDriver implements Driver {
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(peer ? { resumedAt: () => peer(destination.host, guest) } : {}),
-      ...(this.o.logger ? { logger: this.o.logger } : {}),
+      ...(this.options.logger ? { logger: this.options.logger } : {}),
     }).run();
     // A QEMU in postmigrate still holds its tap: quit it now (before the guest may come back here).
     vm.leaving = true;
     await vm.proc.quit();
     await vm.gone;
     const { info: _info, ...out } = result;
-    this.o.logger?.info({ guest, to: destination.host, ...out.figures }, 'qemu migration completed');
+    this.options.logger?.info({ guest, to: destination.host, ...out.figures }, 'qemu migration completed');
     return out;
   }
 

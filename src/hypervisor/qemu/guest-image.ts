@@ -233,13 +233,13 @@ export interface GuestCmdlineOptions {
  * The guest kernel's command line. `init_on_free=1` zeroes freed pages, which shrinks the RAM a
  * migration sends (73 → 56 MB in the notes) and with it the downtime.
  */
-export function guestCmdline(o: GuestCmdlineOptions = {}): string {
+export function guestCmdline(options: GuestCmdlineOptions = {}): string {
   const params: string[] = [];
-  if (o.address) params.push(`offlink.addr=${o.address}`);
-  if (o.gateway) params.push(`offlink.gw=${o.gateway}`);
-  if (o.mtu) params.push(`offlink.mtu=${o.mtu}`);
-  if (o.slaacWaitS !== undefined) params.push(`offlink.wait=${o.slaacWaitS}`);
-  params.push(...(o.extra ?? []));
+  if (options.address) params.push(`offlink.addr=${options.address}`);
+  if (options.gateway) params.push(`offlink.gw=${options.gateway}`);
+  if (options.mtu) params.push(`offlink.mtu=${options.mtu}`);
+  if (options.slaacWaitS !== undefined) params.push(`offlink.wait=${options.slaacWaitS}`);
+  params.push(...(options.extra ?? []));
   for (const p of params) {
     if (p === '' || /\s/.test(p))
       throw imageError(`kernel parameter ${JSON.stringify(p)} is empty or contains whitespace`);

@@ -49,19 +49,19 @@ export interface QemuDriverComponents {
 }
 
 /** The driver an agent builds from its config. */
-export function createQemuDriver(config: QemuHypervisorConfig, c: QemuDriverComponents): QemuDriver {
+export function createQemuDriver(config: QemuHypervisorConfig, components: QemuDriverComponents): QemuDriver {
   const guests: Record<string, QemuGuestConfig> = {};
   for (const [name, { bootOn: _bootOn, ...g }] of Object.entries(config.guests)) guests[name] = g;
   return new QemuDriver({
-    host: c.host,
-    runDir: `${c.runDir}/qemu`,
+    host: components.host,
+    runDir: `${components.runDir}/qemu`,
     guests,
-    incomingAddress: () => c.coa.coa,
-    runner: c.runner,
+    incomingAddress: () => components.coa.coa,
+    runner: components.runner,
     ...(config.qemu ? { qemu: config.qemu } : {}),
     ...(config.bootTimeoutSeconds ? { bootTimeoutMs: config.bootTimeoutSeconds * 1000 } : {}),
     ...(config.migration ? { migration: config.migration } : {}),
-    ...(c.logger ? { logger: c.logger } : {}),
+    ...(components.logger ? { logger: components.logger } : {}),
   });
 }
 

@@ -61,8 +61,8 @@ class FakeQemu {
     return new Promise((r) => this.server.close(() => r()));
   }
 
-  private send(o: unknown): void {
-    this.socket?.write(`${JSON.stringify(o)}\r\n`);
+  private send(message: unknown): void {
+    this.socket?.write(`${JSON.stringify(message)}\r\n`);
   }
 
   private event(event: string, data: Record<string, unknown> = {}): void {
@@ -80,14 +80,15 @@ class FakeQemu {
     setTimeout(fn, ms);
   }
 
-  private handle(c: Cmd): unknown {
-    const ok = (ret: unknown = {}) => this.send({ return: ret, id: c.id });
-    if (!['query-migrate', 'query-status', 'qmp_capabilities'].includes(c.execute)) this.log.push(c.execute);
-    switch (c.execute) {
+  private handle(command: Cmd): unknown {
+    const ok = (ret: unknown = {}) => this.send({ return: ret, id: command.id });
+    if (!['query-migrate', 'query-status', 'qmp_capabilities'].includes(command.execute))
+      this.log.push(command.execute);
+    switch (command.execute) {
       case 'qmp_capabilities':
         return ok();
       case 'migrate-set-capabilities': {
-        const caps = c.arguments?.['capabilities'] as { capability: string; state: boolean }[];
+        const caps = command.arguments?.['capabilities'] as { capability: string; state: boolean }[];
         this.pauseBeforeSwitchover = caps.some((x) => x.capability === 'pause-before-switchover' && x.state);
         return ok();
       }
@@ -154,8 +155,8 @@ class FakeQemu {
         return ok();
       default:
         this.send({
-          error: { class: 'CommandNotFound', desc: `The command ${c.execute} has not been found` },
-          id: c.id,
+          error: { class: 'CommandNotFound', desc: `The command ${command.execute} has not been found` },
+          id: command.id,
         });
     }
   }

@@ -81,7 +81,7 @@ function fail(guest: string, message: string, cause?: unknown, code = 'ERR_HYPER
 const text = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 export class OutgoingMigration {
-  private readonly o: OutgoingOptions;
+  private readonly options: OutgoingOptions;
   private events: QmpEventListener | undefined;
   private stoppedAt: number | undefined;
   private switchoverWaitMs: number | undefined;
@@ -92,7 +92,7 @@ export class OutgoingMigration {
     private readonly vm: MigratingVm,
     options: OutgoingOptions,
   ) {
-    this.o = options;
+    this.options = options;
   }
 
   private get qmp() {
@@ -100,11 +100,11 @@ export class OutgoingMigration {
   }
 
   async run(): Promise<DriverMigrationResult & { info: MigrateInfo }> {
-    const { guest } = this.o;
+    const { guest } = this.options;
     const started = performance.now();
-    const timeout = AbortSignal.timeout(this.o.timeoutMs);
-    const signal = this.o.signal ? AbortSignal.any([this.o.signal, timeout]) : timeout;
-    this.o.signal?.throwIfAborted();
+    const timeout = AbortSignal.timeout(this.options.timeoutMs);
+    const signal = this.options.signal ? AbortSignal.any([this.options.signal, timeout]) : timeout;
+    this.options.signal?.throwIfAborted();
     this.subscribe();
     try {
       await this.qmp.execute('migrate-set-capabilities', {
@@ -114,17 +114,19 @@ export class OutgoingMigration {
         ],
       });
       await this.qmp.execute('migrate-set-parameters', {
-        ...(this.o.downtimeLimitMs !== undefined ? { 'downtime-limit': this.o.downtimeLimitMs } : {}),
-        ...(this.o.maxBandwidth !== undefined ? { 'max-bandwidth': this.o.maxBandwidth } : {}),
+        ...(this.options.downtimeLimitMs !== undefined
+          ? { 'downtime-limit': this.options.downtimeLimitMs }
+          : {}),
+        ...(this.options.maxBandwidth !== undefined ? { 'max-bandwidth': this.options.maxBandwidth } : {}),
       });
-      this.o.onProgress?.({ guest, phase: 'start', transferredBytes: 0 });
-      await this.qmp.execute('migrate', { uri: this.o.uri });
+      this.options.onProgress?.({ guest, phase: 'start', transferredBytes: 0 });
+      await this.qmp.execute('migrate', { uri: this.options.uri });
       this.startProgress();
       const info = await this.follow(signal);
-      const result = await this.finish(info, started);
-      if (!this.o.overlap && this.o.onSwitchover) {
+      const result = await this.migrationResult(info, started);
+      if (!this.options.overlap && this.options.onSwitchover) {
         try {
-          await this.o.onSwitchover();
+          await this.options.onSwitchover();
         } catch (err) {
           throw fail(
             guest,
@@ -157,12 +159,15 @@ export class OutgoingMigration {
       }
       if (e.event !== 'MIGRATION') continue;
       const status = String(e.data['status']);
-      this.o.logger?.debug({ guest: this.o.guest, status }, 'qemu migration status');
+      this.options.logger?.debug({ guest: this.options.guest, status }, 'qemu migration status');
       if (status === 'pre-switchover') await this.switchover(signal);
       else if (FINAL.has(status)) {
         const info = await this.qmp.execute<MigrateInfo>('query-migrate');
         if (status === 'completed') return this.completedInfo(info);
-        throw fail(this.o.guest, `migration ${status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
+        throw fail(
+          this.options.guest,
+          `migration ${status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`,
+        );
       }
     }
   }
@@ -183,12 +188,12 @@ export class OutgoingMigration {
     const at = performance.now();
     // The guest is stopped from here until the destination runs it: nothing but the hook in between.
     this.stopProgress();
-    this.o.onProgress?.({ guest: this.o.guest, phase: 'switchover' });
-    if (this.o.overlap && this.o.onSwitchover) {
+    this.options.onProgress?.({ guest: this.options.guest, phase: 'switchover' });
+    if (this.options.overlap && this.options.onSwitchover) {
       try {
-        await this.o.onSwitchover();
+        await this.options.onSwitchover();
       } catch (err) {
-        throw fail(this.o.guest, `switchover hook failed: ${text(err)}`, err);
+        throw fail(this.options.guest, `switchover hook failed: ${text(err)}`, err);
       }
     }
     signal.throwIfAborted();
@@ -196,11 +201,11 @@ export class OutgoingMigration {
     this.switchoverWaitMs = performance.now() - at;
   }
 
-  private async finish(
+  private async migrationResult(
     info: MigrateInfo,
     started: number,
   ): Promise<DriverMigrationResult & { info: MigrateInfo }> {
-    const resumedAt = await this.o.resumedAt?.().catch(() => undefined);
+    const resumedAt = await this.options.resumedAt?.().catch(() => undefined);
     const pausedMs =
       resumedAt !== undefined && this.stoppedAt !== undefined ? round(resumedAt - this.stoppedAt) : undefined;
     const ram = info.ram ?? {};
@@ -217,8 +222,8 @@ export class OutgoingMigration {
     put('mbps', ram.mbps);
     put('switchoverWaitMs', this.switchoverWaitMs === undefined ? undefined : round(this.switchoverWaitMs));
     put('pausedMs', pausedMs);
-    this.o.onProgress?.({
-      guest: this.o.guest,
+    this.options.onProgress?.({
+      guest: this.options.guest,
       phase: 'resumed',
       ...(ram.transferred !== undefined ? { transferredBytes: ram.transferred } : {}),
     });
@@ -233,8 +238,8 @@ export class OutgoingMigration {
   }
 
   private startProgress(): void {
-    if (!this.o.onProgress) return;
-    this.progressTimer = setInterval(() => void this.progressOnce(), this.o.progressIntervalMs ?? 250);
+    if (!this.options.onProgress) return;
+    this.progressTimer = setInterval(() => void this.progressOnce(), this.options.progressIntervalMs ?? 250);
   }
 
   private stopProgress(): void {
@@ -243,15 +248,15 @@ export class OutgoingMigration {
   }
 
   private async progressOnce(): Promise<void> {
-    if (!this.o.onProgress || this.polling || this.qmp.state !== 'running') return;
+    if (!this.options.onProgress || this.polling || this.qmp.state !== 'running') return;
     this.polling = true;
     try {
       const info = await this.qmp.execute<MigrateInfo>('query-migrate');
       const ram = info.ram;
       if (!ram || info.status !== 'active') return;
       const rate = (ram['dirty-pages-rate'] ?? 0) * (ram['page-size'] ?? 4096);
-      this.o.onProgress({
-        guest: this.o.guest,
+      this.options.onProgress({
+        guest: this.options.guest,
         phase: 'transfer',
         ...(ram.transferred !== undefined ? { transferredBytes: ram.transferred } : {}),
         ...(ram.remaining !== undefined ? { remainingBytes: ram.remaining } : {}),
@@ -270,11 +275,11 @@ export class OutgoingMigration {
    * doing (reconnecting QMP if it dropped), wait for the final status, and restart the guest if needed.
    */
   private async recover(err: unknown, signal: AbortSignal): Promise<HypervisorError> {
-    const { guest } = this.o;
+    const { guest } = this.options;
     let reason: string;
-    if (this.o.signal?.aborted) reason = `migration aborted (${text(this.o.signal.reason)})`;
+    if (this.options.signal?.aborted) reason = `migration aborted (${text(this.options.signal.reason)})`;
     else if (signal.aborted)
-      reason = `migration did not finish within ${Math.round(this.o.timeoutMs / 1000)} s`;
+      reason = `migration did not finish within ${Math.round(this.options.timeoutMs / 1000)} s`;
     else if (err instanceof QmpDisconnectedError)
       reason = `QMP connection lost mid-migration (${err.message})`;
     else reason = err instanceof HypervisorError ? err.message.replace(`guest ${guest}: `, '') : text(err);
@@ -321,7 +326,7 @@ export class OutgoingMigration {
         'ERR_HYPERVISOR_ROLLBACK',
       );
     }
-    this.o.onProgress?.({ guest, phase: 'rollback' });
+    this.options.onProgress?.({ guest, phase: 'rollback' });
     return fail(guest, `${reason}; the guest keeps running on the source`, err);
   }
 

@@ -100,9 +100,9 @@ describe('QmpClient', () => {
     const qmp = new QmpClient();
     await assert.rejects(qmp.execute('query-status'), QmpStateError);
     const fake = new FakeQmp();
-    const c = await connected(fake);
-    await assert.rejects(c.connect(fake.path), QmpStateError);
-    await c.close();
+    const connectedQmp = await connected(fake);
+    await assert.rejects(connectedQmp.connect(fake.path), QmpStateError);
+    await connectedQmp.close();
     await fake.close();
   });
 
@@ -111,7 +111,8 @@ describe('QmpClient', () => {
     const held: Received[] = [];
     fake.onCommand = (cmd, f) => {
       held.push(cmd);
-      if (held.length === 3) for (const c of held.reverse()) f.reply(c.id, { echo: c.arguments?.['x'] });
+      if (held.length === 3)
+        for (const command of held.reverse()) f.reply(command.id, { echo: command.arguments?.['x'] });
     };
     const qmp = await connected(fake);
     const results = await Promise.all([1, 2, 3].map((x) => qmp.execute('echo', { x })));
@@ -193,7 +194,7 @@ describe('QmpClient', () => {
     const waiting = listener.next();
     await new Promise((r) => setTimeout(r, 20));
     fake.socket?.destroy();
-    for (const c of calls) await assert.rejects(c, QmpDisconnectedError);
+    for (const call of calls) await assert.rejects(call, QmpDisconnectedError);
     await assert.rejects(waiting, QmpDisconnectedError);
     assert.equal(qmp.state, 'idle');
     assert.ok(qmp.lastError instanceof QmpDisconnectedError);
@@ -257,8 +258,8 @@ describe('QmpClient', () => {
 
     const slam = new FakeQmp({ greeting: null });
     await slam.listen();
-    const c = new QmpClient();
-    const p = c.connect(slam.path);
+    const qmp = new QmpClient();
+    const p = qmp.connect(slam.path);
     await new Promise((r) => setTimeout(r, 20));
     slam.socket?.destroy();
     await assert.rejects(p, QmpDisconnectedError);

@@ -29,5 +29,5 @@ export const messageCodecs: Record<MobilityMessage['type'], MessageCodec> = {
 
 /** By MH type octet; a type missing here is answered with Binding Error status 2 (RFC 6275 §9.2). */
 export const messageCodecsByMhType: ReadonlyMap<number, MessageCodec> = new Map(
-  Object.values(messageCodecs).map((c) => [c.mhType, c]),
+  Object.values(messageCodecs).map((codec) => [codec.mhType, codec]),
 );

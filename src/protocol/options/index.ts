@@ -39,8 +39,8 @@ const alignments: Partial<Record<MobilityOptionType, Alignment>> = {
 
 const mod = (a: number, m: number) => ((a % m) + m) % m;
 
-export function optionLength(o: MobilityOption): number {
-  return (codecs[o.type] as OptionCodec<MobilityOption>).encodingLength(o);
+export function optionLength(option: MobilityOption): number {
+  return (codecs[option.type] as OptionCodec<MobilityOption>).encodingLength(option);
 }
 
 /**
@@ -48,11 +48,11 @@ export function optionLength(o: MobilityOption): number {
  * is placed so that it also ends the 8-octet-aligned MH, so nothing follows it (RFC 4285 §5: it is the
  * last option, and the authenticator then covers everything before it).
  */
-function padBefore(o: MobilityOption, pos: number, isLast: boolean): number {
-  const a = alignments[o.type];
+function padBefore(option: MobilityOption, pos: number, isLast: boolean): number {
+  const a = alignments[option.type];
   if (!a) return 0;
-  if (o.type === 'auth' && isLast) {
-    const len = optionLength(o);
+  if (option.type === 'auth' && isLast) {
+    const len = optionLength(option);
     for (let d = 0; d < 8; d++) if (mod(pos + d, 4) === 1 && mod(pos + d + len, 8) === 0) return d;
   }
   return mod(a.plus - pos, a.multiple);
@@ -74,8 +74,8 @@ function writePadding(buf: Uint8Array, at: number, n: number): void {
  */
 export function optionsEncodingLength(options: readonly MobilityOption[], at: number): number {
   let pos = at;
-  options.forEach((o, i) => {
-    pos += padBefore(o, pos, i === options.length - 1) + optionLength(o);
+  options.forEach((option, i) => {
+    pos += padBefore(option, pos, i === options.length - 1) + optionLength(option);
   });
   return pos + mod(-pos, 8) - at;
 }
@@ -89,12 +89,12 @@ export function encodeOptions(
 ): Uint8Array {
   const base = at - offset;
   let pos = offset;
-  options.forEach((o, i) => {
-    const d = padBefore(o, pos + base, i === options.length - 1);
+  options.forEach((option, i) => {
+    const d = padBefore(option, pos + base, i === options.length - 1);
     writePadding(buf, pos, d);
     pos += d;
-    (codecs[o.type] as OptionCodec<MobilityOption>).encode(o, buf, pos);
-    pos += optionLength(o);
+    (codecs[option.type] as OptionCodec<MobilityOption>).encode(option, buf, pos);
+    pos += optionLength(option);
   });
   writePadding(buf, pos, mod(-(pos + base), 8));
   return buf;
