@@ -15,8 +15,8 @@ import {
 } from '../src/dataplane/index.ts';
 import { RT_PROTO } from '../src/dataplane/kernel.ts';
 import type { HomeAgentDataplaneOptions, MobileRouterRoutes, TunnelBinding } from '../src/dataplane/types.ts';
-import type { CommandRunner, RunOptions, RunResult } from '../src/system/runner.ts';
-import { ExecRunner } from '../src/system/runner.ts';
+import { site } from '../src/lab/netbuild.ts';
+import { type CommandRunner, ExecRunner, type RunOptions, type RunResult } from '../src/system/runner.ts';
 import { type NetnsLab, withNetns } from './helpers/netns.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
@@ -117,42 +117,51 @@ async function iperf(
 }
 
 async function topology(lab: NetnsLab) {
-  const [g, g2, mr, mr2, r, ha, cn] = [
-    await lab.ns('g'),
-    await lab.ns('g2'),
-    await lab.ns('mr', { forwarding: true }),
-    await lab.ns('mr2', { forwarding: true }),
-    await lab.ns('r', { forwarding: true }),
-    await lab.ns('ha', { forwarding: true }),
-    await lab.ns('cn'),
-  ];
-  // the HA's one uplink ha-up, to the router r that both MRs' subnets hang off
-  await lab.veth(ha, 'ha-up', r, 'r-ha');
-  await lab.addr(ha, 'ha-up', '2001:db8:1::1/64');
-  await lab.addr(r, 'r-ha', '2001:db8:1::2/64');
-  await lab.exec(ha, ['ip', 'route', 'add', 'default', 'via', '2001:db8:1::2']);
-  for (const p of [`${HA}/128`, '2001:db8:c::/64'])
-    await lab.exec(r, ['ip', 'route', 'add', p, 'via', '2001:db8:1::1']);
-  for (const [guest, router, coa, rSide, subnet] of [
-    [g, mr, COA1, 'r-mr', '2001:db8:a::'],
-    [g2, mr2, COA2, 'r-mr2', '2001:db8:b::'],
-  ] as const) {
-    await lab.bridge(router, 'ofl-net1', { mac: '02:00:5e:10:00:01' });
-    await lab.guestPort(guest, 'g0', router, 'br-port', 'ofl-net1');
-    await lab.addr(router, 'ofl-net1', '2001:db8:100::1/64');
-    await lab.addr(guest, 'g0', `${GUEST}/64`);
-    await lab.exec(guest, ['ip', 'route', 'add', 'default', 'via', '2001:db8:100::1']);
-    await lab.veth(router, 'up0', r, rSide);
-    await lab.addr(router, 'up0', `${coa}/64`);
-    await lab.addr(r, rSide, `${subnet}1/64`);
-    await lab.exec(router, ['ip', 'route', 'add', 'default', 'via', `${subnet}1`]);
-  }
-  await lab.veth(ha, 'ha-cn', cn, 'cn0');
-  await lab.addr(ha, 'ha-cn', '2001:db8:c::1/64');
-  await lab.addr(cn, 'cn0', `${CN}/64`);
-  await lab.exec(cn, ['ip', 'route', 'add', 'default', 'via', '2001:db8:c::1']);
-  await lab.exec(ha, ['ip', 'addr', 'add', `${HA}/128`, 'dev', 'lo']);
-  return { g, g2, mr, mr2, r, ha, cn };
+  // the HA's one uplink ha-up, to the router r that both MRs' subnets hang off; the correspondent
+  // behind the HA on its own link
+  const mrSite = (mr: 'mr' | 'mr2', rSide: string, subnet: string) =>
+    site({ ns: mr, dev: 'up0', router: 'r', routerDev: rSide, subnet });
+  const sites = [mrSite('mr', 'r-mr', '2001:db8:a::'), mrSite('mr2', 'r-mr2', '2001:db8:b::')];
+  const haSite = site({ ns: 'r', dev: 'r-ha', router: 'ha', routerDev: 'ha-up', subnet: '2001:db8:1::' });
+  const cnSite = site({ ns: 'cn', dev: 'cn0', router: 'ha', routerDev: 'ha-cn', subnet: '2001:db8:c::' });
+  const guestSide = (guest: 'g' | 'g2', mr: 'mr' | 'mr2') => ({
+    a: { ns: guest, dev: 'g0', addresses: [`${GUEST}/64`] },
+    b: { ns: mr, dev: 'br-port', master: 'ofl-net1' },
+  });
+  return lab.build({
+    namespaces: [
+      { name: 'g' },
+      { name: 'g2' },
+      { name: 'mr', forwarding: true },
+      { name: 'mr2', forwarding: true },
+      { name: 'r', forwarding: true },
+      { name: 'ha', forwarding: true },
+      { name: 'cn' },
+    ],
+    bridges: (['mr', 'mr2'] as const).map((ns) => ({
+      ns,
+      name: 'ofl-net1',
+      mac: '02:00:5e:10:00:01',
+      addresses: ['2001:db8:100::1/64'],
+    })),
+    veths: [
+      haSite.veth,
+      cnSite.veth,
+      ...sites.map((s) => s.veth),
+      guestSide('g', 'mr'),
+      guestSide('g2', 'mr2'),
+    ],
+    addresses: [{ ns: 'ha', dev: 'lo', address: `${HA}/128` }],
+    routes: [
+      { ns: 'ha', to: 'default', via: '2001:db8:1::2' },
+      { ns: 'r', to: `${HA}/128`, via: '2001:db8:1::1' },
+      { ns: 'r', to: '2001:db8:c::/64', via: '2001:db8:1::1' },
+      ...sites.map((s) => s.route),
+      cnSite.route,
+      { ns: 'g', to: 'default', via: '2001:db8:100::1' },
+      { ns: 'g2', to: 'default', via: '2001:db8:100::1' },
+    ],
+  });
 }
 
 const mrRoutes = (coa: string): MobileRouterRoutes => ({

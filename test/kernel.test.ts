@@ -19,7 +19,7 @@ import {
 import { haTable } from '../src/dataplane/nft.ts';
 import { netnsSpawner } from '../src/system/process.ts';
 import { ExecRunner } from '../src/system/runner.ts';
-import { NetnsLab, removeStaleNamespaces, sh } from './helpers/netns.ts';
+import { type NetnsLab, openNetns, sh } from './helpers/netns.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const skip = needsRoot();
@@ -33,15 +33,16 @@ describe('Iproute2Kernel on the real kernel', { skip }, () => {
   let bpffs: string;
 
   before(async () => {
-    await removeStaleNamespaces();
-    lab = new NetnsLab();
-    ns = await lab.ns('k');
-    const peer = await lab.ns('p');
-    const guest = await lab.ns('g');
-    await lab.veth(ns, 'up0', peer, 'pu0');
-    await lab.addr(ns, 'up0', '2001:db8:a::2/64');
-    await lab.bridge(ns, 'kbr');
-    await lab.guestPort(guest, 'eth0', ns, 'kp0', 'kbr');
+    lab = await openNetns();
+    // k: the namespace under test, with an uplink to p and a guest bridge with g's port on it
+    ({ k: ns } = await lab.build({
+      namespaces: [{ name: 'k' }, { name: 'p' }, { name: 'g' }],
+      bridges: [{ ns: 'k', name: 'kbr' }],
+      veths: [
+        { a: { ns: 'k', dev: 'up0', addresses: ['2001:db8:a::2/64'] }, b: { ns: 'p', dev: 'pu0' } },
+        { a: { ns: 'g', dev: 'eth0' }, b: { ns: 'k', dev: 'kp0', master: 'kbr' } },
+      ],
+    }));
     kernel = new Iproute2Kernel({ runner: new ExecRunner({ netns: ns }), spawner: netnsSpawner(ns) });
     bpffs = join(lab.runDir, 'bpffs');
     mkdirSync(bpffs, { recursive: true });

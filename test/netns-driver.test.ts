@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NetnsDriver } from '../src/hypervisor/netns.ts';
+import { type NamespaceSpec, type NetSpec, site } from '../src/lab/netbuild.ts';
 import { silentLogger } from '../src/log.ts';
 import { IncomingNetwork } from '../src/migration/incoming.ts';
 import type { Peer } from '../src/migration/messages.ts';
@@ -17,34 +18,53 @@ import { Procs } from './helpers/procs.ts';
 import { needsRoot } from './helpers/requirements.ts';
 
 const MNP_GW = '2001:db8:100::1';
-const GUEST = '2001:db8:100::10';
 const PEER = '2001:db8:c::1';
 const NET = { name: 'net1', bridge: 'ofl-net1', guests: ['guest-1'] };
 
+/** Two hosts with the network's bridge, `guests` on host `ha`'s; guest i has 2001:db8:100::1i. */
+function hostsAndGuests<G extends string>(
+  guests: readonly G[],
+): NetSpec & { namespaces: (NamespaceSpec & { name: 'ha' | 'hb' | G })[] } {
+  return {
+    namespaces: [
+      { name: 'ha', forwarding: true },
+      { name: 'hb', forwarding: true },
+      ...guests.map((name) => ({ name })),
+    ],
+    bridges: ['ha', 'hb'].map((ns) => ({
+      ns,
+      name: NET.bridge,
+      mac: '02:00:5e:10:00:01',
+      mtu: 1460,
+      addresses: [`${MNP_GW}/64`],
+    })),
+    veths: guests.map((g, i) => ({
+      a: { ns: g, dev: 'g0', mtu: 1460, addresses: [`2001:db8:100::1${i}/64`] },
+      b: { ns: 'ha', dev: `vg-guest-${i + 1}`, mtu: 1460, master: NET.bridge },
+    })),
+    routes: guests.map((g) => ({ ns: g, to: 'default', via: MNP_GW })),
+  };
+}
+
 async function build(lab: NetnsLab) {
-  const ha = await lab.ns('ha', { forwarding: true });
-  const hb = await lab.ns('hb', { forwarding: true });
-  const g = await lab.ns('g');
-  const p = await lab.ns('p');
-  for (const h of [ha, hb]) {
-    await lab.bridge(h, NET.bridge, { mac: '02:00:5e:10:00:01', mtu: 1460 });
-    await lab.addr(h, NET.bridge, `${MNP_GW}/64`);
-  }
-  await lab.guestPort(g, 'g0', ha, 'vg-guest-1', NET.bridge, 1460);
-  await lab.addr(g, 'g0', `${GUEST}/64`);
-  await sh(['ip', '-n', g, 'route', 'add', 'default', 'via', MNP_GW]);
+  const base = hostsAndGuests(['g']);
   // The peer is reachable from both hosts; its route to the MNP is switched by hand after each move.
-  await lab.veth(p, 'pa', ha, 'ap');
-  await lab.veth(p, 'pb', hb, 'bp');
-  await lab.addr(p, 'pa', '2001:db8:a::2/64');
-  await lab.addr(ha, 'ap', '2001:db8:a::1/64');
-  await lab.addr(p, 'pb', '2001:db8:b::2/64');
-  await lab.addr(hb, 'bp', '2001:db8:b::1/64');
-  await lab.addr(p, 'lo', `${PEER}/128`);
-  await sh(['ip', '-n', ha, 'route', 'add', `${PEER}/128`, 'via', '2001:db8:a::2']);
-  await sh(['ip', '-n', hb, 'route', 'add', `${PEER}/128`, 'via', '2001:db8:b::2']);
-  await sh(['ip', '-n', p, 'route', 'add', '2001:db8:100::/64', 'via', '2001:db8:a::1']);
-  return { ha, hb, g, p };
+  const [toA, toB] = [
+    site({ ns: 'p', dev: 'pa', router: 'ha', routerDev: 'ap', subnet: '2001:db8:a::' }),
+    site({ ns: 'p', dev: 'pb', router: 'hb', routerDev: 'bp', subnet: '2001:db8:b::' }),
+  ];
+  return lab.build({
+    ...base,
+    namespaces: [...base.namespaces, { name: 'p' }],
+    veths: [...(base.veths ?? []), toA.veth, toB.veth],
+    addresses: [{ ns: 'p', dev: 'lo', address: `${PEER}/128` }],
+    routes: [
+      ...(base.routes ?? []),
+      { ns: 'ha', to: `${PEER}/128`, via: toA.address },
+      { ns: 'hb', to: `${PEER}/128`, via: toB.address },
+      { ns: 'p', to: '2001:db8:100::/64', via: '2001:db8:a::1' },
+    ],
+  });
 }
 
 describe('netns driver (namespaces)', { skip: needsRoot() }, () => {
@@ -120,23 +140,14 @@ describe('netns driver (namespaces)', { skip: needsRoot() }, () => {
 
   it('a two-guest network whose second move fails: the first guest comes back, both run on the source', async () => {
     await withNetns(async (lab) => {
-      const ha = await lab.ns('ha', { forwarding: true });
-      const hb = await lab.ns('hb', { forwarding: true });
+      const { ha, hb, g1, g2 } = await lab.build(hostsAndGuests(['g1', 'g2']));
+      const guests = [g1, g2];
       const net = {
         ...NET,
         guests: ['guest-1', 'guest-2'],
         homeAddress: '2001:db8:ffff::101',
         prefixes: ['2001:db8:100::/64'],
       };
-      for (const h of [ha, hb]) {
-        await lab.bridge(h, net.bridge, { mac: '02:00:5e:10:00:01', mtu: 1460 });
-        await lab.addr(h, net.bridge, `${MNP_GW}/64`);
-      }
-      const guests = [await lab.ns('g1'), await lab.ns('g2')];
-      for (const [i, g] of guests.entries()) {
-        await lab.guestPort(g, 'g0', ha, `vg-guest-${i + 1}`, net.bridge, 1460);
-        await lab.addr(g, 'g0', `2001:db8:100::1${i}/64`);
-      }
       const namespaces = { 'host-a': ha, 'host-b': hb };
       const driver = (host: 'host-a' | 'host-b', ns: string) =>
         new NetnsDriver({ host, namespaces, runner: new ExecRunner({ netns: ns }) });

@@ -26,10 +26,11 @@ import {
 } from '../src/hypervisor/qemu/guest-image.ts';
 import type { EndpointResult } from '../src/lab/endpoint.ts';
 import { measure } from '../src/lab/measure.ts';
+import { site } from '../src/lab/netbuild.ts';
 import { series } from '../src/lab/traffic.ts';
 import { silentLogger } from '../src/log.ts';
 import { GuestLink } from '../src/mobilerouter/guestlink.ts';
-import { nodeSpawner, type ProcessSpawner } from '../src/mobilerouter/process.ts';
+import { netnsSpawner } from '../src/system/process.ts';
 import { ExecRunner } from '../src/system/runner.ts';
 import { type NetnsLab, sh, withNetns } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
@@ -73,32 +74,23 @@ interface Host {
   driver: QemuDriver;
 }
 
-function netnsSpawner(ns: string): ProcessSpawner {
-  return { spawn: (argv, o) => nodeSpawner.spawn(['ip', 'netns', 'exec', ns, ...argv], o) };
-}
-
 async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
-  const r = await lab.ns('r', { forwarding: true });
-  const a = await lab.ns('a', { forwarding: true });
-  const b = await lab.ns('b', { forwarding: true });
-  const cn = await lab.ns('cn');
-  await lab.veth(r, 'r-a', a, 'up0');
-  await lab.veth(r, 'r-b', b, 'up0');
-  await lab.veth(r, 'r-c', cn, 'up0');
-  await lab.addr(r, 'r-a', '2001:db8:a::1/64');
-  await lab.addr(r, 'r-b', '2001:db8:b::1/64');
-  await lab.addr(r, 'r-c', '2001:db8:c::1/64');
-  await lab.addr(a, 'up0', `${UPLINK.a}/64`);
-  await lab.addr(b, 'up0', `${UPLINK.b}/64`);
-  await lab.addr(cn, 'up0', `${CN}/64`);
-  for (const [ns, gw] of [
-    [a, '2001:db8:a::1'],
-    [b, '2001:db8:b::1'],
-    [cn, '2001:db8:c::1'],
-  ] as const) {
-    await sh(['ip', '-n', ns, '-6', 'route', 'add', 'default', 'via', gw]);
-  }
-  await sh(['ip', '-n', r, '-6', 'route', 'add', MNP, 'via', UPLINK.a]);
+  // a router r with the two hosts and the correspondent on their own /64s; r routes the MNP to host a
+  const sites = [
+    site({ ns: 'a', dev: 'up0', router: 'r', routerDev: 'r-a', subnet: '2001:db8:a::' }),
+    site({ ns: 'b', dev: 'up0', router: 'r', routerDev: 'r-b', subnet: '2001:db8:b::' }),
+    site({ ns: 'cn', dev: 'up0', router: 'r', routerDev: 'r-c', subnet: '2001:db8:c::' }),
+  ];
+  const { r, a, b, cn } = await lab.build({
+    namespaces: [
+      { name: 'r', forwarding: true },
+      { name: 'a', forwarding: true },
+      { name: 'b', forwarding: true },
+      { name: 'cn' },
+    ],
+    veths: sites.map((s) => s.veth),
+    routes: [...sites.map((s) => s.route), { ns: 'r', to: MNP, via: UPLINK.a }],
+  });
 
   const peers = new Map<string, QemuDriver>();
   const host = (name: Host['name'], ns: string, uplink: string): Host => {

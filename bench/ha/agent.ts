@@ -115,13 +115,20 @@ async function main(): Promise<void> {
   let agent: Daemon | undefined;
   try {
     const result = await withNetns(async (lab) => {
-      const nsHa = await lab.ns('ha', { forwarding: true });
-      const nsHost = await lab.ns('host', { forwarding: true });
-      await lab.veth(nsHa, 'ha-up', nsHost, 'up0');
-      await lab.addr(nsHa, 'ha-up', `${LINK.ha}/64`);
-      await lab.addr(nsHost, 'up0', `${LINK.host}/64`);
-      execFileSync('ip', ['-n', nsHa, 'addr', 'add', `${HA}/128`, 'dev', 'lo']);
-      execFileSync('ip', ['-n', nsHost, '-6', 'route', 'add', '2001:db8:ffff::/48', 'via', LINK.ha]);
+      const { ha: nsHa, host: nsHost } = await lab.build({
+        namespaces: [
+          { name: 'ha', forwarding: true },
+          { name: 'host', forwarding: true },
+        ],
+        veths: [
+          {
+            a: { ns: 'ha', dev: 'ha-up', addresses: [`${LINK.ha}/64`] },
+            b: { ns: 'host', dev: 'up0', addresses: [`${LINK.host}/64`] },
+          },
+        ],
+        addresses: [{ ns: 'ha', dev: 'lo', address: `${HA}/128` }],
+        routes: [{ ns: 'host', to: '2001:db8:ffff::/48', via: LINK.ha }],
+      });
       ha = await startDaemon(nsHa, ['ha', '--config', cfg.ha], {
         log: join(dir, 'ha.log'),
         ready: 'home agent started',

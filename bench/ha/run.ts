@@ -67,11 +67,16 @@ interface RefreshResult {
 const log = (msg: string) => console.error(`[bench/ha] ${msg}`);
 
 async function buildNamespaces(lab: NetnsLab): Promise<{ ha: string; lg: string }> {
-  const ha = await lab.ns('ha', { forwarding: true });
-  const lg = await lab.ns('lg');
-  await lab.veth(ha, 'ha-up', lg, 'lg0');
-  await lab.addr(ha, 'ha-up', `${HA_LINK.ha}/64`);
-  await lab.addr(lg, 'lg0', `${HA_LINK.lg}/64`);
+  const { ha, lg } = await lab.build({
+    namespaces: [{ name: 'ha', forwarding: true }, { name: 'lg' }],
+    veths: [
+      {
+        a: { ns: 'ha', dev: 'ha-up', addresses: [`${HA_LINK.ha}/64`] },
+        b: { ns: 'lg', dev: 'lg0', addresses: [`${HA_LINK.lg}/64`] },
+      },
+    ],
+  });
+  // the load generator's many CoAs and the HA's routes to them in one batch each (faster than a spec)
   const batch = (ns: string, lines: string[]) =>
     execFileSync('ip', ['-6', '-n', ns, '-batch', '-'], { input: `${lines.join('\n')}\n` });
   batch(ha, [`addr add ${HA_ADDRESS}/128 dev lo`, `route add ${COA_PREFIX} via ${HA_LINK.lg} dev ha-up`]);

@@ -4,7 +4,7 @@
 // run only while this host is active. The bridge exists on standby hosts too.
 import { createHash } from 'node:crypto';
 import { formatIPv6, parseIPv6, parsePrefix } from '../protocol/address.ts';
-import type { HostComponents } from './process.ts';
+import type { HostComponents } from './components.ts';
 import { DEFAULT_RADVD_TIMING, Radvd, type RadvdTiming } from './radvd.ts';
 
 /** seg6 encapsulates on input and cannot send Packet Too Big, so the guest MTU leaves room (docs/dataplane.md). */

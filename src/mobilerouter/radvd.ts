@@ -4,7 +4,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import type { ProcessSpawner, SpawnedProcess } from './process.ts';
+import type { ProcessSpawner, SpawnedProcess } from '../system/process.ts';
 
 export interface RadvdTiming {
   /**

@@ -12,12 +12,12 @@ import {
 } from '../protocol/packet.ts';
 import type { BindingUpdate, MobilityOption, SecurityAssociation } from '../protocol/types.ts';
 import type { Datagram } from '../signaling/udp.ts';
+import type { ProcessSpawner, SpawnedProcess, SpawnOptions } from '../system/process.ts';
 import { StaticCoaSource } from './coa.ts';
 import { type MobileNetworkInput, parseMobileNetwork, parseMobileRouterHost } from './config.ts';
 import type { GuestLinkControl } from './guestlink.ts';
 import { buildBindingUpdate, classifyInbound, type Inbound } from './messages.ts';
 import { MobileRouter, type Registration, type SignalingTransport } from './mobilerouter.ts';
-import type { ProcessSpawner, SpawnedProcess, SpawnOptions } from './process.ts';
 
 export const HA = '2001:db8:ffff::1';
 export const HOA = '2001:db8:ffff::100';

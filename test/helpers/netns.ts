@@ -95,32 +95,6 @@ export class NetnsLab {
     return this.name(name);
   }
 
-  /** A veth pair between two namespaces, both ends up. Interface names must be ≤ 15 characters. */
-  async veth(nsA: string, ifA: string, nsB: string, ifB: string, mtu?: number): Promise<void> {
-    const end = (ns: string, dev: string) => ({ ns, dev, ...(mtu ? { mtu } : {}) });
-    await this.build({ veths: [{ a: end(nsA, ifA), b: end(nsB, ifB) }] });
-  }
-
-  /** A bridge as the mobile router's guest link makes one (no STP, no forwarding delay), up. */
-  async bridge(ns: string, name: string, options: { mac?: string; mtu?: number } = {}): Promise<void> {
-    await this.build({ bridges: [{ ns, name, ...options }] });
-  }
-
-  /** A guest's link: `ifGuest` in `guestNs`, its peer `port` in `hostNs` on `bridge`, both up. */
-  async guestPort(
-    guestNs: string,
-    ifGuest: string,
-    hostNs: string,
-    port: string,
-    bridge: string,
-    mtu?: number,
-  ): Promise<void> {
-    const m = mtu ? { mtu } : {};
-    await this.build({
-      veths: [{ a: { ns: guestNs, dev: ifGuest, ...m }, b: { ns: hostNs, dev: port, master: bridge, ...m } }],
-    });
-  }
-
   /** Add an address without DAD. */
   async addr(ns: string, dev: string, cidr: string): Promise<void> {
     await this.build({ addresses: [{ ns, dev, address: cidr }] });
