@@ -134,10 +134,10 @@ describe('offlink lab', { skip: needsRoot() }, () => {
       assert.deepEqual(labNamespaces(), [], 'torn down');
     });
 
-  it('runs the paper procedure and the on-link baseline', async () => {
+  it('runs the break-before-make procedure and the on-link baseline', async () => {
     for (const [topology, procedure] of [
       ['on-link', 'make-before-break'],
-      ['off-link', 'paper'],
+      ['off-link', 'break-before-make'],
     ] as const) {
       const json = join(dir, `${topology}-${procedure}.json`);
       const r = await offlink([

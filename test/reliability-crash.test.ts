@@ -1,7 +1,7 @@
 // Crashes (root, namespaces, the real daemons), while guest-1 streams UDP probes to the correspondent:
 //   A  kill -9 of the home agent: forwarding goes on, the restarted HA restores bindings and routes from
 //      SQLite without any BU (its BU counter stays 0), the MR never re-registers;
-//   B  kill -9 of the source agent right after the hypervisor step of a `paper` migration (before it
+//   B  kill -9 of the source agent right after the hypervisor step of a `break-before-make` migration (before it
 //      deregistered or notified): the destination notices the guests arrived without a notification and
 //      takes the network over;
 //   C  kill -9 of the destination agent before its BU (it had the notification): restarted, it finds the
@@ -123,12 +123,12 @@ for (const backend of backends) {
       );
     });
 
-    it('B  source kill -9 after the hypervisor step (paper): the destination takes the network over', async (t) => {
+    it('B  source kill -9 after the hypervisor step (break-before-make): the destination takes the network over', async (t) => {
       // a → b, the source dies right after moving the guest.
       await crashMigration(t, {
-        name: 'B  source kill -9 after the hypervisor step (paper)',
+        name: 'B  source kill -9 after the hypervisor step (break-before-make)',
         from: 'host-a',
-        procedure: 'paper',
+        procedure: 'break-before-make',
         crashed: 'host-a',
         crashAt: 'source-after-hypervisor',
         restartEnv: { OFFLINK_TEST_CRASH_AT: 'destination-before-bu' },

@@ -2,7 +2,7 @@
 // payload length 16, next header 8, hop limit 8, source 128, destination 128.
 import { formatIPv6, parseIPv6 } from './address.ts';
 import { DecodeError } from './errors.ts';
-import { checkRoom, checkUint, readU16, writeU16 } from './wire.ts';
+import { checkRoom, checkUint, readU8, readU16, writeU16 } from './wire.ts';
 
 export const IPV6_HEADER_LENGTH = 40;
 
@@ -45,14 +45,14 @@ export function decode(buf: Uint8Array, offset: number, end: number): Ipv6Header
   if (end - offset < IPV6_HEADER_LENGTH || end > buf.length || offset < 0) {
     throw new DecodeError('shorter than an IPv6 header');
   }
-  const version = buf[offset]! >> 4;
+  const version = readU8(buf, offset) >> 4;
   if (version !== 6) throw new DecodeError(`IP version ${version} is not 6`);
   return {
-    trafficClass: ((buf[offset]! & 0xf) << 4) | (buf[offset + 1]! >> 4),
-    flowLabel: ((buf[offset + 1]! & 0xf) << 16) | readU16(buf, offset + 2),
+    trafficClass: ((readU8(buf, offset) & 0xf) << 4) | (readU8(buf, offset + 1) >> 4),
+    flowLabel: ((readU8(buf, offset + 1) & 0xf) << 16) | readU16(buf, offset + 2),
     payloadLength: readU16(buf, offset + 4),
-    nextHeader: buf[offset + 6]!,
-    hopLimit: buf[offset + 7]!,
+    nextHeader: readU8(buf, offset + 6),
+    hopLimit: readU8(buf, offset + 7),
     src: formatIPv6(buf, offset + 8),
     dst: formatIPv6(buf, offset + 24),
   };

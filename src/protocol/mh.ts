@@ -6,7 +6,7 @@ import { IPPROTO_MH, IPPROTO_NONE } from './constants.ts';
 import { DecodeError, EncodeError } from './errors.ts';
 import { messageCodecs, messageCodecsByMhType } from './messages/index.ts';
 import type { MobilityMessage } from './types.ts';
-import { checkRoom, readU16, writeU16 } from './wire.ts';
+import { checkRoom, readU8, readU16, writeU16 } from './wire.ts';
 
 /** Octets before the message data. */
 export const MH_HEADER_LENGTH = 6;
@@ -29,8 +29,8 @@ function addressBytes(a: string | Uint8Array): Uint8Array {
 function sumWords(buf: Uint8Array, start: number, end: number): number {
   let s = 0;
   let i = start;
-  for (; i + 1 < end; i += 2) s += (buf[i]! << 8) | buf[i + 1]!;
-  if (i < end) s += buf[i]! << 8;
+  for (; i + 1 < end; i += 2) s += (readU8(buf, i) << 8) | readU8(buf, i + 1);
+  if (i < end) s += readU8(buf, i) << 8;
   return s;
 }
 
@@ -101,14 +101,14 @@ export const mobilityHeader = {
     }
     const available = end - offset;
     if (available < 8) throw new DecodeError(`Mobility Header of ${available} octets is shorter than 8`);
-    const len = (buf[offset + 1]! + 1) * 8;
+    const len = (readU8(buf, offset + 1) + 1) * 8;
     if (len !== available) {
       throw new DecodeError(`MH header length says ${len} octets but ${available} are there`);
     }
     const mh = buf.subarray(offset, end);
     if (pseudo && !checksumValid(mh, pseudo)) throw new DecodeError('MH checksum mismatch');
     if (buf[offset] !== IPPROTO_NONE) throw new DecodeError(`MH payload proto ${buf[offset]} is not 59`);
-    const mhType = buf[offset + 2]!;
+    const mhType = readU8(buf, offset + 2);
     const codec = messageCodecsByMhType.get(mhType);
     if (!codec) throw new DecodeError(`unrecognized MH type ${mhType}`, { kind: 'bindingError', status: 2 });
     if (len < MH_HEADER_LENGTH + codec.FIXED_LENGTH) {

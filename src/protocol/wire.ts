@@ -1,8 +1,15 @@
 // Big-endian field access (network byte order, RFC 791 Appendix B) and encoder range checks.
-import { EncodeError } from './errors.ts';
+import { DecodeError, EncodeError } from './errors.ts';
+
+/** The octet at `at`. Past the end is a truncated message: DecodeError, never `undefined` arithmetic. */
+export function readU8(buf: Uint8Array, at: number): number {
+  const octet = buf[at];
+  if (octet === undefined) throw new DecodeError(`truncated: no octet at ${at} of ${buf.length}`);
+  return octet;
+}
 
 export function readU16(buf: Uint8Array, at: number): number {
-  return (buf[at]! << 8) | buf[at + 1]!;
+  return (readU8(buf, at) << 8) | readU8(buf, at + 1);
 }
 
 export function writeU16(buf: Uint8Array, at: number, v: number): void {
@@ -11,7 +18,7 @@ export function writeU16(buf: Uint8Array, at: number, v: number): void {
 }
 
 export function readU32(buf: Uint8Array, at: number): number {
-  return ((buf[at]! << 24) >>> 0) + ((buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!);
+  return ((readU8(buf, at) << 24) >>> 0) + ((readU8(buf, at + 1) << 16) | readU16(buf, at + 2));
 }
 
 export function writeU32(buf: Uint8Array, at: number, v: number): void {

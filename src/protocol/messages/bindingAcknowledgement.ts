@@ -4,7 +4,7 @@
 import { DecodeError } from '../errors.ts';
 import { decodeOptions, encodeOptions, optionsEncodingLength } from '../options/index.ts';
 import type { BindingAcknowledgement } from '../types.ts';
-import { checkUint, readU16, writeU16 } from '../wire.ts';
+import { checkUint, readU8, readU16, writeU16 } from '../wire.ts';
 
 export const FIXED_LENGTH = 6;
 export const OPTIONS_AT = 6 + FIXED_LENGTH;
@@ -30,8 +30,8 @@ export function decode(buf: Uint8Array, offset: number, end: number): BindingAck
     throw new DecodeError('Binding Acknowledgement shorter than its fixed fields');
   return {
     type: 'bindingAcknowledgement',
-    status: buf[offset]!,
-    flags: buf[offset + 1]!,
+    status: readU8(buf, offset),
+    flags: readU8(buf, offset + 1),
     sequence: readU16(buf, offset + 2),
     lifetime: readU16(buf, offset + 4),
     options: decodeOptions(buf, offset + FIXED_LENGTH, end, OPTIONS_AT),

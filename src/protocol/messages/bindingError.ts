@@ -4,7 +4,7 @@ import { formatIPv6, parseIPv6 } from '../address.ts';
 import { DecodeError } from '../errors.ts';
 import { decodeOptions, encodeOptions, optionsEncodingLength } from '../options/index.ts';
 import type { BindingError } from '../types.ts';
-import { checkUint } from '../wire.ts';
+import { checkUint, readU8 } from '../wire.ts';
 
 export const FIXED_LENGTH = 18;
 export const OPTIONS_AT = 6 + FIXED_LENGTH;
@@ -26,7 +26,7 @@ export function decode(buf: Uint8Array, offset: number, end: number): BindingErr
   if (end - offset < FIXED_LENGTH) throw new DecodeError('Binding Error shorter than its fixed fields');
   return {
     type: 'bindingError',
-    status: buf[offset]!,
+    status: readU8(buf, offset),
     homeAddress: formatIPv6(buf, offset + 2),
     options: decodeOptions(buf, offset + FIXED_LENGTH, end, OPTIONS_AT),
   };

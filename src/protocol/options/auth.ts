@@ -3,7 +3,7 @@
 import { OptionType } from '../constants.ts';
 import { DecodeError, EncodeError } from '../errors.ts';
 import type { MobilityOption } from '../types.ts';
-import { checkUint, copyBytes, readU32, writeU32 } from '../wire.ts';
+import { checkUint, copyBytes, readU8, readU32, writeU32 } from '../wire.ts';
 
 export type Auth = Extract<MobilityOption, { type: 'auth' }>;
 
@@ -33,7 +33,7 @@ export function decode(buf: Uint8Array, offset: number, end: number): Auth {
   if (end - offset - 2 < 5) throw new DecodeError('Mobility Message Authentication option shorter than 5');
   return {
     type: 'auth',
-    subtype: buf[offset + 2]!,
+    subtype: readU8(buf, offset + 2),
     spi: readU32(buf, offset + 3),
     authenticator: copyBytes(buf, offset + AUTHENTICATOR_OFFSET, end),
   };

@@ -2,6 +2,7 @@
 // Offsets for alignment are reckoned from the start of the Mobility Header (RFC 6275 §6.2: "xn+y").
 import { DecodeError } from '../errors.ts';
 import type { MobilityOption, MobilityOptionType } from '../types.ts';
+import { readU8 } from '../wire.ts';
 import * as auth from './auth.ts';
 import * as bindingRefreshAdvice from './bindingRefreshAdvice.ts';
 import * as mobileNetworkPrefix from './mobileNetworkPrefix.ts';
@@ -104,7 +105,7 @@ export function encodeOptions(
 function optionBounds(buf: Uint8Array, pos: number, end: number): number {
   if (buf[pos] === 0) return pos + 1;
   if (pos + 2 > end) throw new DecodeError(`option at ${pos} overruns the message`);
-  const next = pos + 2 + buf[pos + 1]!;
+  const next = pos + 2 + readU8(buf, pos + 1);
   if (next > end) throw new DecodeError(`option at ${pos} overruns the message`);
   return next;
 }
@@ -118,7 +119,7 @@ export function decodeOptions(buf: Uint8Array, offset: number, end: number, at: 
   const out: MobilityOption[] = [];
   for (let pos = offset; pos < end; ) {
     const next = optionBounds(buf, pos, end);
-    const type = byCode.get(buf[pos]!) ?? 'raw';
+    const type = byCode.get(readU8(buf, pos)) ?? 'raw';
     const a = alignments[type];
     if (a && mod(pos + base, a.multiple) !== a.plus) {
       throw new DecodeError(

@@ -4,6 +4,7 @@ import { formatIPv6, parseIPv6 } from '../address.ts';
 import { OptionType } from '../constants.ts';
 import { DecodeError, EncodeError } from '../errors.ts';
 import type { MobilityOption } from '../types.ts';
+import { readU8 } from '../wire.ts';
 
 export type MobileNetworkPrefix = Extract<MobilityOption, { type: 'mobileNetworkPrefix' }>;
 
@@ -29,7 +30,7 @@ export function encode(v: MobileNetworkPrefix, buf: Uint8Array, offset: number):
 
 export function decode(buf: Uint8Array, offset: number, end: number): MobileNetworkPrefix {
   if (end - offset - 2 !== DATA_LENGTH) throw new DecodeError('Mobile Network Prefix length is not 18');
-  const prefixLength = buf[offset + 3]!;
+  const prefixLength = readU8(buf, offset + 3);
   // A length over 128 is RFC 3963 §6.1.2's "invalid prefix"; the HA may answer 141, the codec drops.
   if (prefixLength > 128) throw new DecodeError(`Mobile Network Prefix length ${prefixLength} > 128`);
   return { type: 'mobileNetworkPrefix', prefix: formatIPv6(buf, offset + 4), prefixLength };

@@ -3,7 +3,7 @@
 import { OptionType } from '../constants.ts';
 import { EncodeError } from '../errors.ts';
 import type { MobilityOption } from '../types.ts';
-import { checkUint, copyBytes } from '../wire.ts';
+import { checkUint, copyBytes, readU8 } from '../wire.ts';
 
 export type RawOption = Extract<MobilityOption, { type: 'raw' }>;
 
@@ -23,5 +23,5 @@ export function encode(v: RawOption, buf: Uint8Array, offset: number): Uint8Arra
 }
 
 export function decode(buf: Uint8Array, offset: number, end: number): RawOption {
-  return { type: 'raw', code: buf[offset]!, data: copyBytes(buf, offset + 2, end) };
+  return { type: 'raw', code: readU8(buf, offset), data: copyBytes(buf, offset + 2, end) };
 }

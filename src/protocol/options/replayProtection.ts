@@ -2,6 +2,7 @@
 import { OptionType } from '../constants.ts';
 import { DecodeError, EncodeError } from '../errors.ts';
 import type { MobilityOption } from '../types.ts';
+import { readU8 } from '../wire.ts';
 
 export type ReplayProtection = Extract<MobilityOption, { type: 'replayProtection' }>;
 
@@ -30,6 +31,6 @@ export function encode(v: ReplayProtection, buf: Uint8Array, offset: number): Ui
 export function decode(buf: Uint8Array, offset: number, end: number): ReplayProtection {
   if (end - offset - 2 !== DATA_LENGTH) throw new DecodeError('Replay Protection option length is not 8');
   let t = 0n;
-  for (let i = 0; i < 8; i++) t = (t << 8n) | BigInt(buf[offset + 2 + i]!);
+  for (let i = 0; i < 8; i++) t = (t << 8n) | BigInt(readU8(buf, offset + 2 + i));
   return { type: 'replayProtection', timestamp: t };
 }
