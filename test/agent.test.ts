@@ -5,26 +5,24 @@
 // same host must not notice. Forged, stale and replayed control requests are refused. One fixture per
 // backend; each case says what it checks and asserts where net1 is before it starts.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { authorityOf, signRequest } from '../src/agent/auth.ts';
 import {
+  type AgentRig,
   agentStatus,
-  build,
   CLUSTER_KEY,
   HOSTS,
   type Host,
   type Lab,
   migrate,
   OFFLINK,
+  openAgentRig,
   report,
   url,
 } from './helpers/agent-lab.ts';
 import { ADDR, ECHO_PORT } from './helpers/homeagent-lab.ts';
-import { type NetnsLab, openNetns, sh } from './helpers/netns.ts';
-import { type Proc, Procs } from './helpers/procs.ts';
+import { sh } from './helpers/netns.ts';
+import type { Proc, Procs } from './helpers/procs.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 // The stream is back within this (measured here: ≤ 60 ms make-before-break, ≤ 140 ms break-before-make; docs/lab.md
@@ -39,31 +37,23 @@ const backends = await dataplaneBackends();
 
 for (const backend of backends) {
   describe(`host agents (namespaces, real HA) [${backend}]`, { skip: needsRoot(), timeout: 300_000 }, () => {
-    let procs: Procs | undefined;
-    let dir: string | undefined;
-    let netns: NetnsLab | undefined;
+    let rig: AgentRig | undefined;
+    let procs: Procs;
     let lab: Lab;
     let p1: Proc;
     let p2: Proc;
 
     before(async () => {
-      procs = new Procs();
-      dir = mkdtempSync(join(tmpdir(), 'offlink-agent-it-'));
-      netns = await openNetns({ backend });
-      lab = await build(netns, procs, dir);
+      const opened = await openAgentRig(backend, 'agent-it');
+      rig = opened;
+      ({ procs, lab } = opened);
       await procs.app(lab.ns.cn, ['udp-echo', ADDR.cn, String(ECHO_PORT)]);
       p1 = await procs.app(lab.ns.g1, ['udp-pinger', ADDR.cn, String(ECHO_PORT), '1']);
       p2 = await procs.app(lab.ns.g2, ['udp-pinger', ADDR.cn, String(ECHO_PORT), '1']);
     });
 
     after(async () => {
-      await procs?.killAll();
-      await netns?.cleanup();
-      if (dir) {
-        rmSync(dir, { recursive: true, force: true });
-        for (const f of ['', '-wal', '-shm'])
-          rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
-      }
+      await rig?.close();
     });
 
     /** Where net1 is active (asked of both agents). */

@@ -11,17 +11,17 @@
 // correspondent again; the time to recovery is reported. The agents crash at named points through
 // OFFLINK_TEST_CRASH_AT (src/migration/crashpoint.ts).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
+  type AgentRig,
   agentStatus,
-  build,
   HOSTS,
   type Host,
   type Lab,
   migrateRecord,
+  openAgentRig,
   type ProbeReport,
   report,
   startAgent,
@@ -29,8 +29,8 @@ import {
 } from './helpers/agent-lab.ts';
 import { waitUntil } from './helpers/faults.ts';
 import { ADDR, ECHO_PORT, haMetric, haRoutes, haStatus, killHard } from './helpers/homeagent-lab.ts';
-import { type NetnsLab, openNetns } from './helpers/netns.ts';
-import { type Proc, Procs } from './helpers/procs.ts';
+import type { NetnsLab } from './helpers/netns.ts';
+import type { Proc, Procs } from './helpers/procs.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const other = (h: Host): Host => (h === 'host-a' ? 'host-b' : 'host-a');
@@ -42,9 +42,9 @@ for (const backend of backends) {
     skip: needsRoot(),
     timeout: 300_000,
   }, () => {
-    let procs: Procs | undefined;
-    let dir: string | undefined;
-    let netns: NetnsLab | undefined;
+    let rig: AgentRig | undefined;
+    let procs: Procs;
+    let netns: NetnsLab;
     let lab: Lab;
     let pinger: Proc;
     /** The crash point each agent was started with (OFFLINK_TEST_CRASH_AT). */
@@ -58,23 +58,18 @@ for (const backend of backends) {
     let beforeKill: { binding: unknown; routes: string; mrSequence: number | undefined } | undefined;
 
     before(async () => {
-      procs = new Procs();
-      dir = mkdtempSync(join(tmpdir(), 'offlink-crash-it-'));
-      netns = await openNetns({ backend });
-      lab = await build(netns, procs, dir, { env: { 'host-a': { OFFLINK_TEST_CRASH_AT: armed['host-a'] } } });
+      const opened = await openAgentRig(backend, 'crash-it', {
+        env: { 'host-a': { OFFLINK_TEST_CRASH_AT: armed['host-a'] } },
+      });
+      rig = opened;
+      ({ procs, netns, lab } = opened);
       await procs.app(lab.ns.cn, ['udp-echo', ADDR.cn, String(ECHO_PORT)]);
       pinger = await procs.app(lab.ns.g1, ['udp-pinger', ADDR.cn, String(ECHO_PORT), '10']);
       await flows(pinger);
     });
 
     after(async () => {
-      await procs?.killAll();
-      await netns?.cleanup();
-      if (dir) {
-        rmSync(dir, { recursive: true, force: true });
-        for (const f of ['', '-wal', '-shm'])
-          rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
-      }
+      await rig?.close();
     });
 
     it('A  HA kill -9: forwarding goes on while it is down, none lost', async () => {

@@ -5,15 +5,12 @@
 // says so and the log has the expiry; net1 on the same host is untouched. The MR goes back to
 // registering; once its BUs pass again it registers within its retransmission schedule.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { agentStatus, build, type Lab, report } from './helpers/agent-lab.ts';
+import { type AgentRig, agentStatus, type Lab, openAgentRig, report } from './helpers/agent-lab.ts';
 import { DropFirst, hexAddress, waitUntil } from './helpers/faults.ts';
 import { ADDR, type BindingView, ECHO_PORT, haMetric, haRoutes, haStatus } from './helpers/homeagent-lab.ts';
-import { type NetnsLab, openNetns } from './helpers/netns.ts';
-import { type Proc, Procs } from './helpers/procs.ts';
+import type { NetnsLab } from './helpers/netns.ts';
+import type { Proc, Procs } from './helpers/procs.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const LIFETIME_S = 8;
@@ -30,8 +27,8 @@ for (const backend of backends) {
     skip: needsRoot(),
     timeout: 120_000,
   }, () => {
-    let procs: Procs | undefined;
-    let dir: string | undefined;
+    let rig: AgentRig | undefined;
+    let procs: Procs;
     let netns: NetnsLab;
     let lab: Lab;
     let pinger: Proc;
@@ -40,24 +37,17 @@ for (const backend of backends) {
     let net1Before: { binding: BindingView; routes: string } | undefined;
 
     before(async () => {
-      procs = new Procs();
-      dir = mkdtempSync(join(tmpdir(), 'offlink-expiry-it-'));
-      netns = await openNetns({ backend });
-      lab = await build(netns, procs, dir, {
+      const opened = await openAgentRig(backend, 'expiry-it', {
         net2: `lifetimeSeconds: ${LIFETIME_S}, retransmit: { maxMs: 4000 }`,
       });
+      rig = opened;
+      ({ procs, netns, lab } = opened);
       await procs.app(lab.ns.cn, ['udp-echo', ADDR.cn, String(ECHO_PORT)]);
       pinger = await procs.app(lab.ns.g2, ['udp-pinger', ADDR.cn, String(ECHO_PORT), '10']);
     });
 
     after(async () => {
-      await procs?.killAll();
-      await netns?.cleanup();
-      if (dir) {
-        rmSync(dir, { recursive: true, force: true });
-        for (const f of ['', '-wal', '-shm'])
-          rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
-      }
+      await rig?.close();
     });
 
     it('before the fault: guest-2 reaches the correspondent, net2 is tunnelled', async () => {

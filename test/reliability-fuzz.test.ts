@@ -11,15 +11,11 @@
 //
 // OFFLINK_SOAK=1: 10,000,000 packets at the same rate (about ten minutes) — see docs/security.md.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { agentStatus, build, ROOT, report } from './helpers/agent-lab.ts';
+import { agentStatus, ROOT, report, withAgentRig } from './helpers/agent-lab.ts';
 import { udp6Counters } from './helpers/faults.ts';
 import { ADDR, ECHO_PORT, haMetric, haRoutes, haStatus, KEY, SPI } from './helpers/homeagent-lab.ts';
-import { withNetnsOn } from './helpers/netns.ts';
-import { Procs } from './helpers/procs.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const SOAK = process.env['OFFLINK_SOAK'] === '1';
@@ -44,14 +40,14 @@ for (const backend of backends) {
     skip: needsRoot(),
     timeout: SOAK ? 1_800_000 : 240_000,
   }, async (t) => {
-    const procs = new Procs();
-    const dir = mkdtempSync(join(tmpdir(), 'offlink-fuzz-it-'));
-    try {
-      await withNetnsOn(backend, async (netns) => {
-        const lab = await build(netns, procs, dir, {
-          net1: 'lifetimeSeconds: 12',
-          mobileRouters: `  - { name: canary, homeAddress: "${CANARY.hoa}", prefixes: ["${CANARY.prefix}"], spi: ${CANARY.spi}, key: ${CANARY.key} }`,
-        });
+    await withAgentRig(
+      backend,
+      'fuzz-it',
+      {
+        net1: 'lifetimeSeconds: 12',
+        mobileRouters: `  - { name: canary, homeAddress: "${CANARY.hoa}", prefixes: ["${CANARY.prefix}"], spi: ${CANARY.spi}, key: ${CANARY.key} }`,
+      },
+      async ({ netns, procs, lab }) => {
         await procs.app(lab.ns.cn, ['udp-echo', ADDR.cn, String(ECHO_PORT)]);
         const pinger = await procs.app(lab.ns.g1, ['udp-pinger', ADDR.cn, String(ECHO_PORT), '10']);
         await new Promise((r) => setTimeout(r, 1500));
@@ -176,12 +172,7 @@ for (const backend of backends) {
           loss(during) <= loss(base) + LOSS_BOUND_PP,
           `loss during the fuzz ${loss(during).toFixed(2)}% > baseline ${loss(base).toFixed(2)}% + ${LOSS_BOUND_PP}`,
         );
-      });
-    } finally {
-      await procs.killAll();
-      rmSync(dir, { recursive: true, force: true });
-      for (const f of ['', '-wal', '-shm'])
-        rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
-    }
+      },
+    );
   });
 }

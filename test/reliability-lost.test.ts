@@ -4,13 +4,9 @@
 // the back-off schedule (docs/architecture.md, signaling: 1.5 s for a first registration, 1 s otherwise, doubling), and the
 // test reports how long each took.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import {
   agentStatus,
-  build,
   HOSTS,
   type Host,
   type Lab,
@@ -19,12 +15,12 @@ import {
   migrateRecord,
   type ProbeReport,
   report,
+  withAgentRig,
 } from './helpers/agent-lab.ts';
 import { DropFirst, hexAddress, waitUntil } from './helpers/faults.ts';
 import { ADDR, ECHO_PORT, haStatus } from './helpers/homeagent-lab.ts';
-import { type NetnsLab, withNetnsOn } from './helpers/netns.ts';
+import type { NetnsLab } from './helpers/netns.ts';
 import type { Proc } from './helpers/procs.ts';
-import { Procs } from './helpers/procs.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 // UDP payload = inner IPv6 header + MH: the inner source (a BU's HoA) starts 8 bytes into it, the inner
@@ -40,21 +36,21 @@ for (const backend of backends) {
     skip: needsRoot(),
     timeout: 180_000,
   }, async (t) => {
-    const procs = new Procs();
-    const dir = mkdtempSync(join(tmpdir(), 'offlink-lost-it-'));
-    try {
-      await withNetnsOn(backend, async (netns) => {
-        // 1. The first two BUs of net1's first registration are lost: registered at the third, 1.5 + 3 s later.
-        let firstBus: DropFirst | undefined;
-        const lab = await build(netns, procs, dir, {
-          beforeAgents: async (ns) => {
-            firstBus = await DropFirst.install(netns, ns['host-a'], {
-              hook: 'output',
-              match: NET1_BU,
-              count: 2,
-            });
-          },
-        });
+    // 1. The first two BUs of net1's first registration are lost: registered at the third, 1.5 + 3 s later.
+    let firstBus: DropFirst | undefined;
+    await withAgentRig(
+      backend,
+      'lost-it',
+      (netns) => ({
+        beforeAgents: async (ns) => {
+          firstBus = await DropFirst.install(netns, ns['host-a'], {
+            hook: 'output',
+            match: NET1_BU,
+            count: 2,
+          });
+        },
+      }),
+      async ({ netns, procs, lab }) => {
         const a = lab.agents['host-a'];
         const net1 = [/"network":"net1"/];
         // from the first BU (setting the host up before it — the data plane's programs — is not the schedule)
@@ -121,13 +117,8 @@ for (const backend of backends) {
         assert.equal(await reset.dropped(), 3);
         assert.ok(m5 >= 250 + 500 + 1000 && m5 < 1750 + 2000, `notification answered after ${m5} ms`);
         await reset.remove();
-      });
-    } finally {
-      await procs.killAll();
-      rmSync(dir, { recursive: true, force: true });
-      for (const f of ['', '-wal', '-shm'])
-        rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
-    }
+      },
+    );
   });
 
   /** Answer the first `count` handover requests arriving in `ns` with a TCP reset. */

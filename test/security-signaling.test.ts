@@ -9,12 +9,10 @@
 // documented 50 unsigned answers a second (no reflection), and the MR and its guest notice nothing.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { encodeSignalingPacket } from '../src/protocol/packet.ts';
-import { agentStatus, build, HOSTS, report } from './helpers/agent-lab.ts';
+import { agentStatus, HOSTS, report, withAgentRig } from './helpers/agent-lab.ts';
 import { captureUdp, hexAddress } from './helpers/faults.ts';
 import {
   ADDR,
@@ -28,8 +26,7 @@ import {
   SPI2,
 } from './helpers/homeagent-lab.ts';
 import { type BuSpec, makeBindingUpdate } from './helpers/homeagent-mr.ts';
-import { type NetnsLab, withNetnsOn } from './helpers/netns.ts';
-import { Procs } from './helpers/procs.ts';
+import type { NetnsLab } from './helpers/netns.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const NET1_SA = { spi: SPI, key: Buffer.from(KEY, 'hex'), algorithm: 'hmac-sha1' as const };
@@ -48,22 +45,22 @@ for (const backend of backends) {
     skip: needsRoot(),
     timeout: 120_000,
   }, async (t) => {
-    const procs = new Procs();
-    const dir = mkdtempSync(join(tmpdir(), 'offlink-sec-sig-'));
-    try {
-      await withNetnsOn(backend, async (netns) => {
-        // An attacker on the path records host-a's first Binding Updates (net1 and net2).
-        let recording: Awaited<ReturnType<typeof captureUdp>> | undefined;
-        const lab = await build(netns, procs, dir, {
-          beforeAgents: async (ns) => {
-            recording = await captureUdp(netns, ns.inet, {
-              iface: 'inet-a',
-              filter: 'udp dst port 4191',
-              count: 2,
-              file: join(dir, 'bu.pcap'),
-            });
-          },
-        });
+    // An attacker on the path records host-a's first Binding Updates (net1 and net2).
+    let recording: Awaited<ReturnType<typeof captureUdp>> | undefined;
+    await withAgentRig(
+      backend,
+      'sec-sig',
+      (netns, dir) => ({
+        beforeAgents: async (ns) => {
+          recording = await captureUdp(netns, ns.inet, {
+            iface: 'inet-a',
+            filter: 'udp dst port 4191',
+            count: 2,
+            file: join(dir, 'bu.pcap'),
+          });
+        },
+      }),
+      async ({ netns, procs, lab }) => {
         const captured = (await recording!.datagrams()).find(
           (d) => d.src === COA && d.payload.subarray(8, 24).equals(Buffer.from(hexAddress(ADDR.hoa), 'hex')),
         );
@@ -280,12 +277,7 @@ for (const backend of backends) {
         } finally {
           await Promise.all([attacker.close(), spoofer.close()]);
         }
-      });
-    } finally {
-      await procs.killAll();
-      rmSync(dir, { recursive: true, force: true });
-      for (const f of ['', '-wal', '-shm'])
-        rmSync(`/dev/shm/${basename(dir)}-ha.sqlite${f}`, { force: true });
-    }
+      },
+    );
   });
 }

@@ -31,6 +31,14 @@ export function entryOf(b: TunnelBinding): Entry {
   return { hoa, coa: canonicalIPv6(b.coa), id: b.id, dsts };
 }
 
+/** The entries for exactly `bindings` (a full reconcile), checked as applyChanges checks them. */
+export function entriesOf(bindings: readonly TunnelBinding[]): Map<string, Entry> {
+  return applyChanges(
+    new Map(),
+    bindings.map((binding) => ({ op: 'set', binding })),
+  );
+}
+
 /** Apply `changes` to `base` (a private copy) and check that no destination has two owners. */
 export function applyChanges(
   base: Map<string, Entry>,

@@ -10,7 +10,7 @@ import type { Clock } from '../clock.ts';
 import { OfflinkError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { canonicalIPv6 } from '../protocol/address.ts';
-import { applyChanges, type Entry, touchedBy } from './bindings.ts';
+import { applyChanges, type Entry, entriesOf, touchedBy } from './bindings.ts';
 import { checkInterfaceName } from './ifname.ts';
 import type { InstalledRoute, InstalledRule, NetKernel, NetOp, NftOp, Route } from './kernel.ts';
 import {
@@ -79,14 +79,7 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   reconcile(bindings: readonly TunnelBinding[]): Promise<void> {
-    return this.queue.run(() =>
-      this.reconcileAll(
-        applyChanges(
-          new Map(),
-          bindings.map((b) => ({ op: 'set', binding: b })),
-        ),
-      ),
-    );
+    return this.queue.run(() => this.reconcileAll(entriesOf(bindings)));
   }
 
   update(changes: readonly BindingChange[]): Promise<void> {

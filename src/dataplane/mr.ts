@@ -51,12 +51,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
   protected abstract tunnelTo(peer: string): Encap;
 
   async initHost(options: MobileRouterHost): Promise<void> {
-    const host = {
-      coa: canonicalIPv6(options.coa),
-      haAddress: canonicalIPv6(options.haAddress),
-      uplink: checkInterfaceName(options.uplink),
-      table: checkTable(options.table),
-    };
+    const host = checkHost(options);
     return this.queue.run(async () => {
       await this.kernel.apply(await this.hostSetup(await this.kernel.rules(), host));
       await this.kernel.nft(mrTable({ uplink: host.uplink, mss: this.mss }));
@@ -134,6 +129,16 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
   private inNetwork(k: InstalledRule, r: MobileRouterRoutes): boolean {
     return !k.tunnelled && k.table !== 'local' && (k.table === r.table || k.iif === r.bridge);
   }
+}
+
+/** `host` with its addresses canonical; a bad address, interface name or table throws. */
+export function checkHost(host: MobileRouterHost): MobileRouterHost {
+  return {
+    coa: canonicalIPv6(host.coa),
+    haAddress: canonicalIPv6(host.haAddress),
+    uplink: checkInterfaceName(host.uplink),
+    table: checkTable(host.table),
+  };
 }
 
 export function checkTable(table: number): number {

@@ -5,15 +5,15 @@
 //   g2 ─┴ ofl-net2  host-a (2001:db8:a::2) ──┐   │
 //                   host-b (2001:db8:b::2) ──┴── inet ── cn (2001:db8:c::2, UDP echo)
 import { type ChildProcess, execFile } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { authorityOf, signRequest } from '../../src/agent/auth.ts';
 import type { Backend } from '../../src/dataplane/probe.ts';
-import { site } from '../../src/lab/netbuild.ts';
 import type { AgentStatus, MigrationRecord } from '../../src/migration/messages.ts';
-import { ADDR, KEY, KEY2, SPI, SPI2, startHa } from './homeagent-lab.ts';
-import { type NetnsLab, sh } from './netns.ts';
-import type { Proc, Procs } from './procs.ts';
+import { ADDR, HOME_PREFIXES, KEY, KEY2, SPI, SPI2, startHa } from './homeagent-lab.ts';
+import { backbone, type NetnsLab, openNetns, sh } from './netns.ts';
+import { type Proc, Procs } from './procs.ts';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const OFFLINK = join(ROOT, 'bin/offlink.js');
@@ -54,51 +54,91 @@ export interface BuildOptions {
   beforeAgents?: (ns: Lab['ns']) => Promise<void>;
 }
 
+/** The HA's database of the rig in `dir`: on tmpfs when there is one (see build). */
+function haDatabase(dir: string): string {
+  return join(existsSync('/dev/shm') ? '/dev/shm' : dir, `${basename(dir)}-ha.sqlite`);
+}
+
+/** One built rig and what it runs: a fixture shared by the cases of a file. */
+export interface AgentRig {
+  netns: NetnsLab;
+  procs: Procs;
+  dir: string;
+  lab: Lab;
+  /** Kills the processes, removes the namespaces, the directory and the HA's database. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the rig on `backend` in a new directory named after `name`. Open it in `before` and close it in
+ * `after` (or use withAgentRig); if building fails, what was made is removed before the error is thrown.
+ */
+export async function openAgentRig(
+  backend: Backend,
+  name: string,
+  options: BuildOptions | ((netns: NetnsLab, dir: string) => BuildOptions) = {},
+): Promise<AgentRig> {
+  const procs = new Procs();
+  const dir = mkdtempSync(join(tmpdir(), `offlink-${name}-`));
+  const netns = await openNetns({ backend });
+  const close = async () => {
+    await procs.killAll();
+    await netns.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+    for (const f of ['', '-wal', '-shm']) rmSync(`${haDatabase(dir)}${f}`, { force: true });
+  };
+  try {
+    const lab = await build(netns, procs, dir, typeof options === 'function' ? options(netns, dir) : options);
+    return { netns, procs, dir, lab, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** openAgentRig for the length of `fn`, closed in `finally`. */
+export async function withAgentRig<T>(
+  backend: Backend,
+  name: string,
+  options: BuildOptions | ((netns: NetnsLab, dir: string) => BuildOptions),
+  fn: (rig: AgentRig) => Promise<T>,
+): Promise<T> {
+  const rig = await openAgentRig(backend, name, options);
+  try {
+    return await fn(rig);
+  } finally {
+    await rig.close();
+  }
+}
+
 export async function build(
   lab: NetnsLab,
   procs: Procs,
   dir: string,
   options: BuildOptions = {},
 ): Promise<Lab> {
-  const sites = [
-    site({ ns: 'ha', dev: 'ha-up', router: 'inet', routerDev: 'inet-ha', subnet: '2001:db8:1::' }),
-    site({ ns: 'a', dev: 'up0', router: 'inet', routerDev: 'inet-a', subnet: '2001:db8:a::' }),
-    site({ ns: 'b', dev: 'up0', router: 'inet', routerDev: 'inet-b', subnet: '2001:db8:b::' }),
-    site({ ns: 'cn', dev: 'cn0', router: 'inet', routerDev: 'inet-cn', subnet: '2001:db8:c::' }),
-  ];
+  const net = backbone({
+    hosts: ['a', 'b'],
+    haAddress: ADDR.ha,
+    homePrefixes: HOME_PREFIXES,
+  });
   // The guests start on host-a, on bridges made ahead of the agent (the agent adopts and configures them).
   const guests = [
     { ns: 'g1', name: 'guest-1', ...GUESTS['guest-1'] },
     { ns: 'g2', name: 'guest-2', ...GUESTS['guest-2'] },
   ] as const;
   const made = await lab.build({
-    namespaces: [
-      { name: 'ha', forwarding: true },
-      { name: 'inet', forwarding: true },
-      { name: 'cn' },
-      { name: 'a', forwarding: true },
-      { name: 'b', forwarding: true },
-      { name: 'g1' },
-      { name: 'g2' },
-    ],
+    namespaces: [...net.namespaces, { name: 'g1' }, { name: 'g2' }],
     bridges: guests.map((g) => ({ ns: 'a', name: `ofl-${g.net}`, mtu: 1460 })),
     veths: [
-      ...sites.map((s) => s.veth),
+      ...net.veths,
       ...guests.map((g) => ({
         a: { ns: g.ns, dev: 'g0', mtu: 1460, addresses: [`${g.addr}/64`] },
         b: { ns: 'a', dev: `vg-${g.name}`, mtu: 1460, master: `ofl-${g.net}` },
       })),
     ],
-    addresses: [{ ns: 'ha', dev: 'lo', address: `${ADDR.ha}/128` }],
-    routes: [
-      ...sites.map((s) => s.route),
-      ...['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56'].map((to) => ({
-        ns: 'inet',
-        to,
-        via: '2001:db8:1::2',
-      })),
-      ...guests.map((g) => ({ ns: g.ns, to: 'default', via: 'fe80::1', dev: 'g0' })),
-    ],
+    addresses: net.addresses,
+    routes: [...net.routes, ...guests.map((g) => ({ ns: g.ns, to: 'default', via: 'fe80::1', dev: 'g0' }))],
   });
   const ns = { ...made, 'host-a': made.a, 'host-b': made.b };
 
@@ -106,15 +146,7 @@ export async function build(
   // Its database on tmpfs when there is one: a BA waits for the binding's fsync, which costs 30-70 ms on
   // this kind of disk and would dominate every gap measured here.
   const haConfig = join(dir, 'ha.yaml');
-  writeFileSync(
-    haConfig,
-    haYaml(
-      join(existsSync('/dev/shm') ? '/dev/shm' : dir, `${basename(dir)}-ha.sqlite`),
-      join(dir, 'run-ha'),
-      lab.backend,
-      options,
-    ),
-  );
+  writeFileSync(haConfig, haYaml(haDatabase(dir), join(dir, 'run-ha'), lab.backend, options));
   const ha = await startHa(lab, ns.ha, haConfig);
   const keyFile = join(dir, 'cluster.key');
   writeFileSync(keyFile, `${CLUSTER_KEY}\n`);

@@ -20,10 +20,9 @@ import {
   createMobileRouterDataplane,
   type MobileRouterBackend,
 } from '../../src/dataplane/index.ts';
-import { site } from '../../src/lab/netbuild.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
 import type { WireSpec } from './homeagent-mr-agent.ts';
-import type { NetnsLab } from './netns.ts';
+import { backbone, type NetnsLab } from './netns.ts';
 
 export const ADDR = {
   ha: '2001:db8:ffff::1',
@@ -44,6 +43,8 @@ export const KEY2 = 'aa'.repeat(32);
 export const SPI2 = 1002;
 export const STATUS = 'http://127.0.0.1:9180';
 export const ECHO_PORT = 7007;
+/** What the Internet routes to the HA: the home addresses and both networks' MNP blocks. */
+export const HOME_PREFIXES = ['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56'];
 
 export interface Topology {
   ha: string;
@@ -58,13 +59,11 @@ export interface Topology {
 const ROOT = new URL('../../', import.meta.url).pathname;
 
 export async function buildTopology(lab: NetnsLab): Promise<Topology> {
-  // inet is the routed network between the sites
-  const sites = [
-    site({ ns: 'ha', dev: 'ha-up', router: 'inet', routerDev: 'inet-ha', subnet: '2001:db8:1::' }),
-    site({ ns: 'mra', dev: 'up0', router: 'inet', routerDev: 'inet-a', subnet: '2001:db8:a::' }),
-    site({ ns: 'mrb', dev: 'up0', router: 'inet', routerDev: 'inet-b', subnet: '2001:db8:b::' }),
-    site({ ns: 'cn', dev: 'cn0', router: 'inet', routerDev: 'inet-cn', subnet: '2001:db8:c::' }),
-  ];
+  const net = backbone({
+    hosts: ['mra', 'mrb'],
+    haAddress: ADDR.ha,
+    homePrefixes: HOME_PREFIXES,
+  });
   // Guests behind each MR, same MNP address. The worst case: a guest whose link MTU is 1500 although
   // the MR's side is 1460 (docs/dataplane.md), as one that ignores the router advertisements' MTU. It
   // then offers MSS 1440, and only the home agent's MSS clamp keeps TCP through the tunnel working.
@@ -73,25 +72,11 @@ export async function buildTopology(lab: NetnsLab): Promise<Topology> {
     b: { ns: guest, dev: 'g0', mtu: 1500, addresses: [`${ADDR.guest}/64`] },
   });
   return lab.build({
-    namespaces: [
-      { name: 'ha', forwarding: true },
-      { name: 'inet', forwarding: true },
-      { name: 'mra', forwarding: true },
-      { name: 'mrb', forwarding: true },
-      { name: 'ga' },
-      { name: 'gb' },
-      { name: 'cn' },
-    ],
-    veths: [...sites.map((s) => s.veth), guestLink('mra', 'ga'), guestLink('mrb', 'gb')],
-    // The home network: the HA address and every MNP are routed to the HA.
-    addresses: [{ ns: 'ha', dev: 'lo', address: `${ADDR.ha}/128` }],
+    namespaces: [...net.namespaces, { name: 'ga' }, { name: 'gb' }],
+    veths: [...net.veths, guestLink('mra', 'ga'), guestLink('mrb', 'gb')],
+    addresses: net.addresses,
     routes: [
-      ...sites.map((s) => s.route),
-      ...['2001:db8:ffff::/48', '2001:db8:100::/56', '2001:db8:200::/56'].map((to) => ({
-        ns: 'inet',
-        to,
-        via: '2001:db8:1::2',
-      })),
+      ...net.routes,
       { ns: 'ga', to: 'default', via: ADDR.gw },
       { ns: 'gb', to: 'default', via: ADDR.gw },
     ],

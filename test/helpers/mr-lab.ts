@@ -18,8 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Backend } from '../../src/dataplane/probe.ts';
-import { site } from '../../src/lab/netbuild.ts';
-import type { NetnsLab } from './netns.ts';
+import { backbone, type NetnsLab } from './netns.ts';
 import { Procs } from './procs.ts';
 
 export const A = {
@@ -53,31 +52,15 @@ export interface Topology {
 
 /** Namespaces, links, addresses and static routes. The guest hangs off host-a's port vg1 (not yet bridged). */
 export async function buildTopology(lab: NetnsLab): Promise<Topology> {
-  const sites = [
-    site({ ns: 'ha', dev: 'ha-up', router: 'inet', routerDev: 'i-ha', subnet: '2001:db8:1::' }),
-    site({ ns: 'hosta', dev: 'up0', router: 'inet', routerDev: 'i-a', subnet: '2001:db8:a::' }),
-    site({ ns: 'hostb', dev: 'up0', router: 'inet', routerDev: 'i-b', subnet: '2001:db8:b::' }),
-    site({ ns: 'cn', dev: 'cn0', router: 'inet', routerDev: 'i-cn', subnet: '2001:db8:c::' }),
-  ];
+  const net = backbone({ hosts: ['hosta', 'hostb'], haAddress: A.haAddress, homePrefixes: [A.home, A.mnp] });
   const ns = await lab.build({
-    namespaces: [
-      { name: 'inet', forwarding: true },
-      { name: 'ha', forwarding: true },
-      { name: 'hosta', forwarding: true },
-      { name: 'hostb', forwarding: true },
-      { name: 'cn' },
-      { name: 'guest' },
-    ],
+    namespaces: [...net.namespaces, { name: 'guest' }],
     veths: [
-      ...sites.map((s) => s.veth),
+      ...net.veths,
       { a: { ns: 'guest', dev: 'g0', mtu: 1460 }, b: { ns: 'hosta', dev: 'vg1', mtu: 1460 } },
     ],
-    addresses: [{ ns: 'ha', dev: 'lo', address: `${A.haAddress}/128` }],
-    routes: [
-      ...sites.map((s) => s.route),
-      { ns: 'inet', to: A.home, via: A.haUp },
-      { ns: 'inet', to: A.mnp, via: A.haUp },
-    ],
+    addresses: net.addresses,
+    routes: net.routes,
   });
   return { inet: ns.inet, ha: ns.ha, hostA: ns.hosta, hostB: ns.hostb, cn: ns.cn, guest: ns.guest };
 }

@@ -6,7 +6,16 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Backend } from '../../src/dataplane/probe.ts';
-import { buildNet, type NamespaceSpec, type NetSpec, renameNamespaces } from '../../src/lab/netbuild.ts';
+import {
+  type AddressSpec,
+  buildNet,
+  type NamespaceSpec,
+  type NetSpec,
+  type RouteSpec,
+  renameNamespaces,
+  site,
+  type VethSpec,
+} from '../../src/lab/netbuild.ts';
 import { pidAlive } from '../../src/lab/netns.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
 
@@ -37,6 +46,46 @@ export async function removeStaleNamespaces(): Promise<string[]> {
   });
   for (const n of stale) await sh(['ip', 'netns', 'del', n]).catch(() => {});
   return stale;
+}
+
+/**
+ * The routed network every integration rig shares: a router `inet` and four sites around it — the home
+ * agent `ha` (2001:db8:1::2, uplink ha-up), the two hosts (2001:db8:a::2 and 2001:db8:b::2, uplink up0)
+ * and the correspondent `cn` (2001:db8:c::2, cn0). The HA's address is on its loopback, and `inet`
+ * routes the home prefixes to the HA. A rig adds its guests and any routes of its own to these parts.
+ */
+export function backbone<A extends string, B extends string>(o: {
+  hosts: readonly [A, B];
+  haAddress: string;
+  homePrefixes: readonly string[];
+}): {
+  namespaces: (NamespaceSpec & { name: 'inet' | 'ha' | 'cn' | A | B })[];
+  veths: VethSpec[];
+  addresses: AddressSpec[];
+  routes: RouteSpec[];
+} {
+  const [a, b] = o.hosts;
+  const sites = [
+    site({ ns: 'ha', dev: 'ha-up', router: 'inet', routerDev: 'inet-ha', subnet: '2001:db8:1::' }),
+    site({ ns: a, dev: 'up0', router: 'inet', routerDev: 'inet-a', subnet: '2001:db8:a::' }),
+    site({ ns: b, dev: 'up0', router: 'inet', routerDev: 'inet-b', subnet: '2001:db8:b::' }),
+    site({ ns: 'cn', dev: 'cn0', router: 'inet', routerDev: 'inet-cn', subnet: '2001:db8:c::' }),
+  ];
+  return {
+    namespaces: [
+      { name: 'inet', forwarding: true },
+      { name: 'ha', forwarding: true },
+      { name: a, forwarding: true },
+      { name: b, forwarding: true },
+      { name: 'cn' },
+    ],
+    veths: sites.map((s) => s.veth),
+    addresses: [{ ns: 'ha', dev: 'lo', address: `${o.haAddress}/128` }],
+    routes: [
+      ...sites.map((s) => s.route),
+      ...o.homePrefixes.map((to) => ({ ns: 'inet', to, via: '2001:db8:1::2' })),
+    ],
+  };
 }
 
 /**

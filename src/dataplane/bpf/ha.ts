@@ -6,7 +6,7 @@
 // CoA change and deregistration are map updates through bpf(2), no process; a refresh changes nothing.
 import type { Logger } from '../../log.ts';
 import { aggregatePrefixes, canonicalIPv6, prefixRange } from '../../protocol/address.ts';
-import { applyChanges, type Entry, touchedBy } from '../bindings.ts';
+import { applyChanges, type Entry, entriesOf, touchedBy } from '../bindings.ts';
 import type { DataplaneComponents } from '../ha.ts';
 import type { NetKernel, NetOp, Route } from '../kernel.ts';
 import { HA_TABLE } from '../nft.ts';
@@ -69,14 +69,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   reconcile(bindings: readonly TunnelBinding[]): Promise<void> {
-    return this.queue.run(() =>
-      this.reconcileAll(
-        applyChanges(
-          new Map(),
-          bindings.map((b) => ({ op: 'set', binding: b })),
-        ),
-      ),
-    );
+    return this.queue.run(() => this.reconcileAll(entriesOf(bindings)));
   }
 
   update(changes: readonly BindingChange[]): Promise<void> {

@@ -10,9 +10,8 @@
 import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { canonicalIPv6 } from '../../protocol/address.ts';
-import { checkInterfaceName } from '../ifname.ts';
 import { type InstalledRule, type NetKernel, type Rule, removeOurRules, syncRules } from '../kernel.ts';
-import { checkRoutes, checkTable, type MobileRouterDataplaneOptions, type MobileRouterHost } from '../mr.ts';
+import { checkHost, checkRoutes, type MobileRouterDataplaneOptions, type MobileRouterHost } from '../mr.ts';
 import { MR_TABLE } from '../nft.ts';
 import { SerialQueue } from '../serial.ts';
 import type { MobileRouterDataplane, MobileRouterRoutes } from '../types.ts';
@@ -63,12 +62,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   }
 
   async initHost(options: MobileRouterHost): Promise<void> {
-    const host = {
-      coa: canonicalIPv6(options.coa),
-      haAddress: canonicalIPv6(options.haAddress),
-      uplink: checkInterfaceName(options.uplink),
-      table: checkTable(options.table),
-    };
+    const host = checkHost(options);
     return this.queue.run(async () => {
       if (this.program === undefined || this.host?.uplink !== host.uplink) {
         await this.program?.detach();
