@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -35,6 +35,7 @@ mobileRouters:
   for (const args of [
     ['ha', '--config', path],
     ['ha', 'flush', '--config', path],
+    ['ha', 'check-config', '--config', path],
   ]) {
     const r = await offlink(...args);
     assert.notEqual(r.code, 0);
@@ -43,6 +44,24 @@ mobileRouters:
       'offlink: mobileRouters[1].prefixes[1]: nope: not an IPv6 prefix (address/length)\n',
     );
   }
+});
+
+test('offlink ha check-config: a good config is one ok line, exit 0; nothing is started', async () => {
+  const path = join(dir, 'good.yaml');
+  writeFileSync(
+    path,
+    `homeAgent: { address: "2001:db8::1", uplink: eth0, database: ${join(dir, 'never.sqlite')} }
+mobileRouters:
+  - { name: a, homeAddress: "2001:db8::101", prefixes: ["2001:db8:1::/64"], spi: 300, key: "${'11'.repeat(20)}" }
+`,
+  );
+  const r = await offlink('ha', 'check-config', '--config', path);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(
+    r.stdout,
+    `${path}: ok — home agent 2001:db8::1 on eth0, 1 mobile router, database ${join(dir, 'never.sqlite')}, data plane auto\n`,
+  );
+  assert.equal(existsSync(join(dir, 'never.sqlite')), false, 'no database made');
 });
 
 test('offlink ha without --config and with a missing file', async () => {

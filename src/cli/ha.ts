@@ -1,4 +1,5 @@
-// `offlink ha --config FILE`: the home agent daemon, until SIGINT/SIGTERM.
+// `offlink ha --config FILE`: the home agent daemon, until SIGINT/SIGTERM; SIGHUP reloads its config.
+// `offlink ha check-config --config FILE`: validate a config without running anything.
 // `offlink ha flush --config FILE`: remove every kernel object the home agent installed.
 import type { Command } from 'commander';
 import { systemClock } from '../clock.ts';
@@ -52,13 +53,37 @@ function configPath(opts: { config?: string }): string {
   return opts.config;
 }
 
+/**
+ * SIGHUP: read the config file again and apply what a reload may change (homeagent/reload.ts). A bad file
+ * or a refused change is logged and leaves the daemon on the config it runs; reloads run one at a time.
+ */
+function reloadOnHangup(agent: HomeAgent, path: string, logger: Logger): () => void {
+  let reloading = Promise.resolve();
+  const onHangup = () => {
+    reloading = reloading.then(async () => {
+      try {
+        const result = await agent.reload(loadHomeAgent(path));
+        logger.info({ config: path, ...result }, 'config reloaded');
+      } catch (err) {
+        logger.error({ err, config: path }, 'config not reloaded');
+      }
+    });
+  };
+  process.on('SIGHUP', onHangup);
+  return () => process.off('SIGHUP', onHangup);
+}
+
 export function registerHomeAgent(program: Command): Command {
   const ha = program
     .command('ha')
-    .description('run the NEMO Basic Support home agent (until SIGINT/SIGTERM)')
+    .description('run the NEMO Basic Support home agent (until SIGINT/SIGTERM; SIGHUP reloads the config)')
     .option('-c, --config <file>', 'home agent config (YAML, see examples/ha.yaml)')
     .action(async (opts: { config?: string }) => {
-      const loaded = loadHomeAgent(configPath(opts));
+      const path = configPath(opts);
+      // Until the reload handler is in place a SIGHUP must not end the daemon (Node's default).
+      const early = () => {};
+      process.on('SIGHUP', early);
+      const loaded = loadHomeAgent(path);
       const logger = createLogger('ha');
       const backend = await resolveBackend(loaded.config.homeAgent.dataplane.backend, {
         runner: new ExecRunner(),
@@ -67,12 +92,28 @@ export function registerHomeAgent(program: Command): Command {
       const { agent } = buildHomeAgent(loaded, backend, logger);
       await agent.start();
       collectGarbage(); // the config's parse garbage (bench/profiles/ha-memory.md)
+      const stopReloading = reloadOnHangup(agent, path, logger);
+      process.off('SIGHUP', early);
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
       logger.info({ signal }, 'stopping');
+      stopReloading();
       await agent.stop();
+    });
+  ha.command('check-config')
+    .description(
+      'validate a home agent config (schema, addresses, prefixes, keys and key files); exit 1 if it is bad',
+    )
+    .option('-c, --config <file>', 'home agent config (YAML)')
+    .action((opts: { config?: string }, cmd: Command) => {
+      const path = configPath({ ...cmd.parent?.opts(), ...opts });
+      const { config, table } = loadHomeAgent(path);
+      const ha = config.homeAgent;
+      console.log(
+        `${path}: ok — home agent ${ha.address} on ${ha.uplink}, ${table.size} mobile router${table.size === 1 ? '' : 's'}, database ${ha.database}, data plane ${ha.dataplane.backend}`,
+      );
     });
   ha.command('flush')
     .description('remove all kernel state (routes, rules, nftables) the home agent installed')

@@ -19,6 +19,7 @@ import { UdpTransport } from '../signaling/udp.ts';
 import type { CacheOp } from './bcache.ts';
 import type { HomeAgentConfig } from './config.ts';
 import { HomeAgent } from './daemon.ts';
+import { PrefixTable } from './prefixtable.ts';
 import { BindingStore, type BindingStoreLike, WorkerBindingStore } from './store.ts';
 
 const HA = '2001:db8:ffff::1';
@@ -638,5 +639,72 @@ describe('HomeAgent commit path (durability order)', () => {
     mr.opts.haPort = ha2.port;
     assert.equal((await mr.bu({ sequence: 2, timestampMs: ts + 1, prefixes: P1 })).ba.status, 0);
     await ha2.stop();
+  });
+});
+
+describe('HomeAgent reload (SIGHUP)', () => {
+  const reloaded = (
+    over: Partial<HomeAgentConfig['homeAgent']>,
+    mobileRouters: HomeAgentConfig['mobileRouters'],
+  ) => {
+    const next = { ...config(':memory:', over), mobileRouters };
+    return { config: next, table: new PrefixTable(next.mobileRouters) };
+  };
+  const mr1 = config(':memory:').mobileRouters[0]!;
+  const SA1_NEW: SecurityAssociation = { spi: 1011, key: Buffer.alloc(20, 0x33), algorithm: 'hmac-sha1' };
+
+  test('a removed MR loses its binding; a rotated key keeps the binding untouched and signs from now on', async () => {
+    const r = await rig();
+    assert.equal((await r.bu({ sequence: 1 })).ba.status, 0);
+    const mr2 = await client(r, HOA2, SA2);
+    const at = r.clock.now();
+    assert.equal(
+      (await mr2.bu({ sequence: 1, timestampMs: at, prefixes: ['2001:db8:200::/64'] })).ba.status,
+      0,
+    );
+    const before = r.ha.cache.get(HOA);
+    const updates = r.dp.updates.length;
+
+    const result = await r.ha.reload(reloaded({}, [{ ...mr1, ...SA1_NEW }]));
+
+    assert.deepEqual(result, { mobileRouters: 1, removed: 1, kept: 1 });
+    assert.equal(r.ha.cache.get(HOA2), undefined, "mr2's binding removed");
+    assert.deepEqual(r.ha.cache.get(HOA), before, "mr1's binding untouched");
+    assert.deepEqual(r.dp.updates.slice(updates), [
+      [{ op: 'delete', binding: { hoa: HOA2, coa: '::1', prefixes: ['2001:db8:200::/64'], id: 2 } }],
+    ]);
+    assert.deepEqual(
+      r.store.load().bindings.map((b) => b.hoa),
+      [HOA],
+    );
+    assert.equal(await counter(r.ha, 'offlink_ha_config_reloads_total'), 1);
+    // The old key is refused, the new one accepted.
+    assert.equal((await r.bu({ sequence: 2 })).ba.status, 146);
+    assert.equal((await r.bu({ sequence: 2, sa: SA1_NEW })).ba.status, 0);
+  });
+
+  test('a prefix taken from an MR removes its binding; lifetimes apply from the next BU', async () => {
+    const r = await rig();
+    assert.equal((await r.bu({ sequence: 1, prefixes: ['2001:db8:101::/64'] })).ba.status, 0);
+    const result = await r.ha.reload(
+      reloaded({ maxLifetimeSeconds: 8 }, [{ ...mr1, prefixes: ['2001:db8:100::/64'] }]),
+    );
+    assert.deepEqual(result, { mobileRouters: 1, removed: 1, kept: 0 });
+    const { ba } = await r.bu({ sequence: 2, lifetime: 100 });
+    assert.equal(ba.status, 0);
+    assert.equal(ba.lifetime, 2, 'lifetime capped by the reloaded maxLifetimeSeconds (8 s = 2 units)');
+  });
+
+  test('a setting only a restart changes is refused, naming it, and nothing changes', async () => {
+    const r = await rig();
+    assert.equal((await r.bu({ sequence: 1 })).ba.status, 0);
+    await assert.rejects(
+      r.ha.reload(reloaded({ address: '2001:db8:ffff::9', uplink: 'other0' }, [])),
+      (err: Error & { code?: string }) =>
+        err.code === 'ERR_RELOAD' && /homeAgent\.address, homeAgent\.uplink changed/.test(err.message),
+    );
+    assert.ok(r.ha.cache.get(HOA), 'binding kept');
+    assert.equal((await r.bu({ sequence: 2 })).ba.status, 0, 'the old MRs and keys still apply');
+    assert.equal(await counter(r.ha, 'offlink_ha_config_reloads_total'), 0);
   });
 });

@@ -17,6 +17,7 @@ import { performance } from 'node:perf_hooks';
 import type { Clock, TimerHandle } from '../clock.ts';
 import { registerDataplaneMetrics } from '../dataplane/metrics.ts';
 import type { BindingChange, HomeAgentDataplane } from '../dataplane/types.ts';
+import { OfflinkError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { BaStatus, baStatusName } from '../protocol/constants.ts';
 import { DecodeError } from '../protocol/errors.ts';
@@ -30,11 +31,12 @@ import { type Datagram, UdpTransport } from '../signaling/udp.ts';
 import { decodeErrorReply } from './answer.ts';
 import { type Binding, BindingCache, type CacheOp, toTunnelBinding } from './bcache.ts';
 import { type BaReply, type BuContext, type BuResult, processBindingUpdate } from './bu.ts';
-import type { HomeAgentConfig } from './config.ts';
+import type { HomeAgentConfig, LoadedHomeAgent } from './config.ts';
 import { StatusServer } from './http.ts';
 import { HomeAgentMetrics } from './metrics.ts';
 import { PrefixTable } from './prefixtable.ts';
 import { TokenBucket } from './ratelimit.ts';
+import { checkReloadable, type ReloadResult } from './reload.ts';
 import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
 export type { BindingStatus, HomeAgentStatus } from './status.ts';
@@ -56,7 +58,8 @@ export interface HomeAgentComponents {
 
 type Job =
   | { kind: 'bu'; packet: DecodedSignalingPacket; source: string; port: number; receivedAt: number }
-  | { kind: 'expire' };
+  | { kind: 'expire' }
+  | { kind: 'reload'; next: LoadedHomeAgent; done: (r: ReloadResult) => void };
 
 interface Item {
   job: Extract<Job, { kind: 'bu' }>;
@@ -71,7 +74,7 @@ interface Item {
 interface Group {
   items: Item[];
   ops: CacheOp[];
-  /** Data plane changes of expired bindings (accepted BUs' changes are taken from their items). */
+  /** Data plane changes of expired or unauthorized bindings (accepted BUs' are taken from their items). */
   expiryIntents: BindingChange[];
   jobs: number;
   /** Has data plane changes: nothing is processed on top of it until its BAs are out. */
@@ -95,7 +98,7 @@ const REJECTION_LOGS_PER_SECOND = 20;
 export class HomeAgent {
   readonly cache = new BindingCache();
   readonly metrics: HomeAgentMetrics;
-  private readonly table: PrefixTable;
+  private table: PrefixTable;
   private readonly ctx: BuContext;
   private readonly log: Logger;
   private readonly transport: UdpTransport;
@@ -119,7 +122,7 @@ export class HomeAgent {
   private readonly logBudget = new TokenBucket(REJECTION_LOGS_PER_SECOND);
 
   /** The config without its mobile routers: the prefix table holds those, compactly. */
-  private readonly config: HomeAgentConfig;
+  private config: HomeAgentConfig;
 
   constructor(
     private readonly components: HomeAgentComponents,
@@ -354,6 +357,7 @@ export class HomeAgent {
       const job = queue[taken++]!;
       group.jobs++;
       if (job.kind === 'expire') this.expire(group, now);
+      else if (job.kind === 'reload') this.applyReload(group, job);
       else this.process(group, job, now);
     }
     queue.splice(0, taken);
@@ -361,14 +365,56 @@ export class HomeAgent {
 
   private expire(group: Group, now: number): void {
     for (const b of this.cache.expired(now)) {
-      const op: CacheOp = { op: 'delete', hoa: b.hoa };
-      this.cache.apply(op);
-      group.ops.push(op);
-      group.expiryIntents.push({ op: 'delete', binding: toTunnelBinding(b) });
-      group.barrier = true;
+      this.remove(group, b);
       this.metrics.expired.inc();
       this.log.info({ hoa: b.hoa, coa: b.coa, id: b.id, event: 'expire' }, 'binding expired');
     }
+  }
+
+  /** Remove `b` in `group`: from the cache, the store and the data plane (no BA: nobody asked). */
+  private remove(group: Group, b: Binding): void {
+    const op: CacheOp = { op: 'delete', hoa: b.hoa };
+    this.cache.apply(op);
+    group.ops.push(op);
+    group.expiryIntents.push({ op: 'delete', binding: toTunnelBinding(b) });
+    group.barrier = true;
+  }
+
+  /**
+   * Re-read config (SIGHUP): the new mobile routers and binding policy apply from the next BU on; what
+   * they no longer authorize is removed; every other binding stays as it is. Refused (ERR_RELOAD, nothing
+   * changed) when a setting only a restart can change differs (reload.ts).
+   */
+  async reload(next: LoadedHomeAgent): Promise<ReloadResult> {
+    if (this.state !== 'running')
+      throw new OfflinkError('ERR_RELOAD', `reload refused: home agent is ${this.state}`);
+    checkReloadable(this.config.homeAgent, next.config.homeAgent);
+    const result = await new Promise<ReloadResult>((done) => this.enqueue({ kind: 'reload', next, done }));
+    await this.idle(); // committed, and the data plane updated
+    return result;
+  }
+
+  private applyReload(group: Group, job: Extract<Job, { kind: 'reload' }>): void {
+    const { config, table } = job.next;
+    const ha = config.homeAgent;
+    this.config = { ...config, mobileRouters: [] };
+    this.table = table;
+    this.ctx.table = table;
+    this.ctx.maxLifetimeSeconds = ha.maxLifetimeSeconds;
+    this.ctx.refreshAdviceSeconds = ha.refreshAdviceSeconds;
+    this.ctx.replayWindowSeconds = ha.replayWindowSeconds;
+    let removed = 0;
+    for (const b of this.cache.all()) {
+      if (this.authorized(b)) continue;
+      this.remove(group, b);
+      removed++;
+      this.log.info(
+        { hoa: b.hoa, coa: b.coa, id: b.id, event: 'unauthorized' },
+        'binding removed: not in the reloaded config',
+      );
+    }
+    this.metrics.reloads.inc();
+    job.done({ mobileRouters: table.size, removed, kept: this.cache.size });
   }
 
   private process(group: Group, job: Extract<Job, { kind: 'bu' }>, now: number): void {

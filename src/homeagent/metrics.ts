@@ -13,6 +13,7 @@ export class HomeAgentMetrics {
   readonly authFailures: Counter;
   readonly unexpected: Counter<'type'>;
   readonly expired: Counter;
+  readonly reloads: Counter;
   readonly dataplaneErrors: Counter;
   readonly storeBatch: Histogram;
   readonly storeCommit: Histogram;
@@ -63,6 +64,11 @@ export class HomeAgentMetrics {
     this.expired = new Counter({
       name: 'offlink_ha_expired_bindings_total',
       help: 'Bindings removed because their lifetime ended',
+      registers,
+    });
+    this.reloads = new Counter({
+      name: 'offlink_ha_config_reloads_total',
+      help: 'Configs applied on SIGHUP (refused reloads are not counted)',
       registers,
     });
     this.dataplaneErrors = new Counter({
