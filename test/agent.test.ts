@@ -5,12 +5,14 @@
 // same host must not notice. Forged, stale and replayed control requests are refused. One fixture per
 // backend; each case says what it checks and asserts where net1 is before it starts.
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { authorityOf, signRequest } from '../src/agent/auth.ts';
 import {
   type AgentRig,
   agentStatus,
   CLUSTER_KEY,
+  controlRequest,
   HOSTS,
   type Host,
   type Lab,
@@ -18,7 +20,9 @@ import {
   OFFLINK,
   openAgentRig,
   report,
+  signFor,
   url,
+  waitForLog,
 } from './helpers/agent-lab.ts';
 import { ADDR, ECHO_PORT } from './helpers/homeagent-lab.ts';
 import { sh } from './helpers/netns.ts';
@@ -222,6 +226,53 @@ for (const backend of backends) {
       const after = await report(p1);
       assert.ok(after.received > 0 && after.lost === 0, JSON.stringify(after));
       assert.equal(await net1Host(), where);
+    });
+
+    it('SIGHUP: a new cluster key applies at once on both agents; the old one is refused; migration works', async () => {
+      const start = await net1Host();
+      assert.ok(start, 'precondition: net1 is active on a host');
+      const NEW_KEY = 'c1'.repeat(32);
+      const originals = { 'host-a': '', 'host-b': '' };
+      const hangup = async (host: Host) => {
+        const seen = lab.agents[host].stderr.length;
+        lab.agents[host].child.kill('SIGHUP');
+        await waitForLog(
+          lab.agents[host],
+          (l) => l.includes('"msg":"config reloaded"') && lab.agents[host].stderr.indexOf(l) >= seen,
+          `${host} reload`,
+        );
+      };
+      try {
+        for (const host of ['host-a', 'host-b'] as const) {
+          originals[host] = readFileSync(lab.agentConfigs[host], 'utf8');
+          assert.ok(originals[host].includes(`key: ${CLUSTER_KEY}`));
+          writeFileSync(
+            lab.agentConfigs[host],
+            originals[host].replace(`key: ${CLUSTER_KEY}`, `key: ${NEW_KEY}`),
+          );
+          await hangup(host);
+        }
+        const req = { method: 'GET', path: '/v1/status' } as const;
+        assert.equal((await controlRequest(lab, 'host-b', 'host-a', req)).status, 401, 'old key refused');
+        const signed = signFor('host-a', req, undefined, Buffer.from(NEW_KEY, 'hex'));
+        assert.equal(
+          (await controlRequest(lab, 'host-b', 'host-a', req, signed)).status,
+          200,
+          'new key accepted',
+        );
+        writeFileSync(lab.keyFile, `${NEW_KEY}\n`);
+        const to: Host = start === 'host-a' ? 'host-b' : 'host-a';
+        const out = await migrate(lab, 'net1', start, to, 'make-before-break');
+        assert.match(out, /migration \S+ succeeded: net1/, out);
+      } finally {
+        writeFileSync(lab.keyFile, `${CLUSTER_KEY}\n`);
+        for (const host of ['host-a', 'host-b'] as const) {
+          if (!originals[host]) continue;
+          writeFileSync(lab.agentConfigs[host], originals[host]);
+          await hangup(host);
+        }
+      }
+      assert.notEqual(await net1Host(), start, 'net1 moved (asked with the first key, reloaded back)');
     });
   });
 }

@@ -5,6 +5,7 @@ import { systemClock } from '../clock.ts';
 import { silentLogger } from '../log.ts';
 import { ControlError, type MigrationEvent } from '../migration/messages.ts';
 import { FakeBinding, FakeDriver, FakeRouter, FakeWorld } from '../migration/testkit.ts';
+import type { SecurityAssociation } from '../protocol/types.ts';
 import { Agent, type ManagedRouter } from './agent.ts';
 import { signRequest } from './auth.ts';
 import { ControlClient, MigrationFailed, peerOf } from './client.ts';
@@ -46,7 +47,11 @@ function config(host: string, peer: string): AgentConfig {
 }
 
 class TestRouter extends FakeRouter implements ManagedRouter {
+  readonly keys: SecurityAssociation[] = [];
   async start(): Promise<void> {}
+  rekey(sa: SecurityAssociation): void {
+    this.keys.push(sa);
+  }
   async stop(): Promise<void> {
     this.state = 'stopped';
   }
@@ -213,5 +218,39 @@ describe('agent', () => {
       await clients['host-b']!.migrate({ network: 'net1', to: 'host-a' });
     }
     assert.equal((await clients['host-a']!.status()).migrations.length, 3);
+  });
+
+  it('reload: a new cluster key and network key apply at once; a refused change leaves all as it was', async () => {
+    const a = agents['host-a']!;
+    const running = config('host-a', 'host-b');
+    const newKey = Buffer.alloc(32, 0x5c);
+    const net1 = { ...running.networks[0]!, spi: 4242, key: Buffer.alloc(20, 0x42) };
+    const next = {
+      ...running,
+      control: { ...running.control, key: newKey },
+      networks: [net1, running.networks[1]!],
+    };
+    assert.deepEqual(a.reload(next), { peers: 1, rekeyed: ['net1'], clusterKeyChanged: true });
+    assert.deepEqual(routers['host-a'].get('net1')!.keys, [
+      { spi: 4242, key: net1.key, algorithm: net1.algorithm },
+    ]);
+    assert.deepEqual(routers['host-a'].get('net2')!.keys, [], 'net2 untouched');
+    await assert.rejects(
+      clients['host-a']!.status(),
+      /401|refused|signature/i,
+      'the old cluster key is refused',
+    );
+    const fresh = new ControlClient(url('host-a'), { key: newKey });
+    assert.equal((await fresh.status()).host, 'host-a');
+
+    const moved = { ...next, mobileRouter: { ...next.mobileRouter, uplink: 'eth9' }, networks: [net1] };
+    assert.throws(
+      () => a.reload(moved),
+      (err: Error & { code?: string }) =>
+        err.code === 'ERR_RELOAD' && /networks removed \(net2\), mobileRouter changed/.test(err.message),
+    );
+    assert.equal((await fresh.status()).host, 'host-a', 'the reloaded key still applies');
+    assert.equal(a.reload(running).clusterKeyChanged, true, 'back to the first key');
+    assert.equal((await clients['host-a']!.status()).host, 'host-a');
   });
 });

@@ -34,9 +34,10 @@ import type { MobileRouter } from '../mobilerouter/mobilerouter.ts';
 import { type ControlHandlers, ControlServer } from './api.ts';
 import { RequestVerifier } from './auth.ts';
 import type { AgentConfig, AgentNetworkConfig } from './config.ts';
+import { type AgentReloadResult, checkReloadable, rekeyedNetworks } from './reload.ts';
 
 /** A mobile router as the agent drives it: the migration's operations plus its life cycle. */
-export type ManagedRouter = RouterControl & Pick<MobileRouter, 'start' | 'stop'>;
+export type ManagedRouter = RouterControl & Pick<MobileRouter, 'start' | 'stop' | 'rekey'>;
 
 export interface AgentComponents {
   clock: Clock;
@@ -127,7 +128,8 @@ class AgentMetrics {
 export class Agent implements ControlHandlers {
   readonly host: string;
   private readonly components: AgentComponents;
-  private readonly config: AgentConfig;
+  private config: AgentConfig;
+  private verifier: RequestVerifier | undefined;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly networks = new Map<string, NetworkEntry>();
@@ -185,6 +187,7 @@ export class Agent implements ControlHandlers {
       clock: this.components.clock,
       windowMs: this.config.control.clockSkewMs,
     });
+    this.verifier = verifier;
     this.server = new ControlServer({
       handlers: this,
       verifier,
@@ -196,6 +199,25 @@ export class Agent implements ControlHandlers {
     this.address = { host: bound.address, port: bound.port };
     this.log.info({ listen: this.address, networks: [...this.networks.keys()] }, 'agent started');
     for (const n of this.networks.values()) await this.activateIfHere(n);
+  }
+
+  /**
+   * Apply a reloaded config (SIGHUP): the cluster key and clock window, the history length, and the
+   * networks' security associations (reload.ts says what else is refused). Peers are the caller's: the
+   * `peer` lookup of the components reads them. Nothing registered, routed or migrating is touched.
+   */
+  reload(next: AgentConfig): AgentReloadResult {
+    checkReloadable(this.config, next);
+    const rekeyed = rekeyedNetworks(this.config, next);
+    for (const net of rekeyed) {
+      const entry = this.networks.get(net.name);
+      entry?.router.rekey({ spi: net.spi, key: net.key, algorithm: net.algorithm });
+      if (entry) entry.config = net;
+    }
+    const clusterKeyChanged = !this.config.control.key.equals(next.control.key);
+    this.verifier?.rekey(next.control.key, next.control.clockSkewMs);
+    this.config = next;
+    return { peers: Object.keys(next.peers).length, rekeyed: rekeyed.map((n) => n.name), clusterKeyChanged };
   }
 
   async stop(): Promise<void> {

@@ -100,21 +100,34 @@ export interface RequestToVerify extends RequestToSign {
   headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
+function checkClusterKey(key: Uint8Array): Uint8Array {
+  if (key.length < MIN_CLUSTER_KEY_BYTES)
+    throw new RangeError(`cluster key shorter than ${MIN_CLUSTER_KEY_BYTES} bytes`);
+  return key;
+}
+
 export class RequestVerifier {
-  private readonly key: Uint8Array;
+  private key: Uint8Array;
   private readonly clock: Clock;
-  private readonly windowMs: number;
+  private windowMs: number;
   private readonly maxNonces: number;
   /** nonce → time (our clock) after which its timestamp is outside the window and it can be forgotten. */
   private readonly nonces = new Map<string, number>();
 
   constructor(key: Uint8Array, options: RequestVerifierOptions) {
-    if (key.length < MIN_CLUSTER_KEY_BYTES)
-      throw new RangeError(`cluster key shorter than ${MIN_CLUSTER_KEY_BYTES} bytes`);
-    this.key = key;
+    this.key = checkClusterKey(key);
     this.clock = options.clock;
     this.windowMs = options.windowMs ?? 30_000;
     this.maxNonces = options.maxNonces ?? 100_000;
+  }
+
+  /**
+   * Verify with `key` from now on (a reloaded config), and with a new clock window. The nonces seen stay
+   * remembered: a request captured before the change is still a replay after it.
+   */
+  rekey(key: Uint8Array, windowMs = this.windowMs): void {
+    this.key = checkClusterKey(key);
+    this.windowMs = windowMs;
   }
 
   /** Nonces currently remembered. */

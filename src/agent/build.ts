@@ -17,11 +17,14 @@ import { ExecRunner } from '../system/runner.ts';
 import { Agent, type ManagedRouter } from './agent.ts';
 import { ControlClient, peerOf } from './client.ts';
 import type { AgentConfig } from './config.ts';
+import type { AgentReloadResult } from './reload.ts';
 
 export interface RunningAgent {
   agent: Agent;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Apply a reloaded config: peers here, the rest in Agent.reload (refused there before anything changes). */
+  reload(next: AgentConfig): AgentReloadResult;
 }
 
 export function buildAgent(
@@ -66,12 +69,14 @@ export function buildAgent(
           guests: config.hypervisor.guests,
           runner,
         });
-  const peers = new Map(
-    Object.entries(config.peers).map(([host, url]) => [
-      host,
-      peerOf(host, new ControlClient(url, { key: config.control.key, clock })),
-    ]),
-  );
+  const peersOf = (c: AgentConfig) =>
+    new Map(
+      Object.entries(c.peers).map(([host, url]) => [
+        host,
+        peerOf(host, new ControlClient(url, { key: c.control.key, clock })),
+      ]),
+    );
+  let peers = peersOf(config);
   const agent = new Agent(
     { clock, logger, driver, routers, peer: (host) => peers.get(host), dataplane },
     config,
@@ -95,6 +100,11 @@ export function buildAgent(
     async stop() {
       await agent.stop();
       if (coa instanceof CoaTracker) await coa.stop();
+    },
+    reload(next) {
+      const result = agent.reload(next);
+      peers = peersOf(next);
+      return result;
     },
   };
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -151,5 +152,33 @@ describe('--procedure (offlink migrate, offlink lab run)', () => {
       parse(['--procedure', 'teleport']).error ?? '',
       /--procedure <p>' argument 'teleport' is invalid\. unknown procedure "teleport": expected make-before-break or break-before-make/,
     );
+  });
+});
+
+describe('offlink agent check-config', () => {
+  const bin = new URL('../../bin/offlink.js', import.meta.url).pathname;
+  const example = new URL('../../examples/agent.yaml', import.meta.url).pathname;
+  const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+
+  it('a good config: one ok line naming what it found, exit 0', () => {
+    const r = run('agent', 'check-config', '--config', example);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      `${example}: ok — host host-a on eth0, home agent 2001:db8:ffff::1, networks net1, net2, 1 peer, hypervisor netns\n`,
+    );
+  });
+
+  it('a bad config or none: one error line, exit 1', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'offlink-cli-agent-'));
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, readFileSync(example, 'utf8').replace('host: host-a', 'host: 12'));
+    const r = run('agent', 'check-config', '--config', bad);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^offlink: host: /);
+    assert.equal(r.stderr.split('\n').length, 2, r.stderr);
+    const none = run('agent', 'check-config');
+    assert.equal(none.status, 1);
+    assert.equal(none.stderr, 'offlink: agent: --config FILE is required\n');
   });
 });

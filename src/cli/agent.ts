@@ -1,4 +1,5 @@
-// `offlink agent --config FILE`: the host agent daemon, until SIGINT/SIGTERM.
+// `offlink agent --config FILE`: the host agent daemon, until SIGINT/SIGTERM; SIGHUP reloads keys and peers.
+// `offlink agent check-config --config FILE`: validate a config without running anything.
 // `offlink migrate NETWORK --to HOST [--procedure P]`: move a mobile network, showing its phases live;
 //   exits non-zero when the migration fails.
 // The agent's side of `offlink status` (`--agent URL`) is `showAgentStatus` below.
@@ -25,6 +26,7 @@ import {
   unknownProcedureMessage,
 } from '../migration/messages.ts';
 import { ExecRunner } from '../system/runner.ts';
+import { holdHangup, reloadOnHangup } from './reload.ts';
 
 export interface AgentTarget {
   agent?: string;
@@ -32,13 +34,22 @@ export interface AgentTarget {
   config?: string;
 }
 
+function agentConfigPath(opts: { config?: string }): string {
+  if (!opts.config) throw new OfflinkError('ERR_USAGE', 'agent: --config FILE is required');
+  return opts.config;
+}
+
 export function registerAgent(program: Command): void {
-  program
+  const agent = program
     .command('agent')
-    .description('run the host agent: mobile networks, hypervisor driver, control API (until SIGINT/SIGTERM)')
-    .requiredOption('-c, --config <file>', 'agent config (YAML, see examples/agent.yaml)')
-    .action(async (opts: { config: string }) => {
-      const config = loadAgentConfig(opts.config);
+    .description(
+      'run the host agent: mobile networks, hypervisor driver, control API (until SIGINT/SIGTERM; SIGHUP reloads keys and peers)',
+    )
+    .option('-c, --config <file>', 'agent config (YAML, see examples/agent.yaml)')
+    .action(async (opts: { config?: string }) => {
+      const path = agentConfigPath(opts);
+      const releaseHangup = holdHangup();
+      const config = loadAgentConfig(path);
       const logger = createLogger('agent');
       const backend = await resolveBackend(config.dataplane.backend, { runner: new ExecRunner(), logger });
       const running = buildAgent(config, { logger, clock: systemClock, backend });
@@ -47,9 +58,26 @@ export function registerAgent(program: Command): void {
         process.once('SIGTERM', resolve);
       });
       await running.start();
+      const stopReloading = reloadOnHangup(path, (p) => running.reload(loadAgentConfig(p)), logger);
+      releaseHangup();
       const signal = await stopping;
       logger.info({ signal }, 'stopping');
+      stopReloading();
       await running.stop();
+    });
+  agent
+    .command('check-config')
+    .description(
+      'validate an agent config (schema, addresses, keys and key files, peers); exit 1 if it is bad',
+    )
+    .option('-c, --config <file>', 'agent config (YAML)')
+    .action((opts: { config?: string }, cmd: Command) => {
+      const path = agentConfigPath({ ...cmd.parent?.opts(), ...opts });
+      const c = loadAgentConfig(path);
+      const networks = c.networks.map((n) => n.name).join(', ') || 'none';
+      console.log(
+        `${path}: ok — host ${c.host} on ${c.mobileRouter.uplink}, home agent ${c.mobileRouter.haAddress}, networks ${networks}, ${Object.keys(c.peers).length} peer${Object.keys(c.peers).length === 1 ? '' : 's'}, hypervisor ${c.hypervisor.driver}`,
+      );
     });
 
   const migrate = program

@@ -12,6 +12,7 @@ import type { PrefixTable } from '../homeagent/prefixtable.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { ExecRunner } from '../system/runner.ts';
 import { collectGarbage } from './heap.ts';
+import { holdHangup, reloadOnHangup } from './reload.ts';
 
 function dataplaneFor(
   config: HomeAgentConfig,
@@ -53,26 +54,6 @@ function configPath(opts: { config?: string }): string {
   return opts.config;
 }
 
-/**
- * SIGHUP: read the config file again and apply what a reload may change (homeagent/reload.ts). A bad file
- * or a refused change is logged and leaves the daemon on the config it runs; reloads run one at a time.
- */
-function reloadOnHangup(agent: HomeAgent, path: string, logger: Logger): () => void {
-  let reloading = Promise.resolve();
-  const onHangup = () => {
-    reloading = reloading.then(async () => {
-      try {
-        const result = await agent.reload(loadHomeAgent(path));
-        logger.info({ config: path, ...result }, 'config reloaded');
-      } catch (err) {
-        logger.error({ err, config: path }, 'config not reloaded');
-      }
-    });
-  };
-  process.on('SIGHUP', onHangup);
-  return () => process.off('SIGHUP', onHangup);
-}
-
 export function registerHomeAgent(program: Command): Command {
   const ha = program
     .command('ha')
@@ -80,9 +61,7 @@ export function registerHomeAgent(program: Command): Command {
     .option('-c, --config <file>', 'home agent config (YAML, see examples/ha.yaml)')
     .action(async (opts: { config?: string }) => {
       const path = configPath(opts);
-      // Until the reload handler is in place a SIGHUP must not end the daemon (Node's default).
-      const early = () => {};
-      process.on('SIGHUP', early);
+      const releaseHangup = holdHangup();
       const loaded = loadHomeAgent(path);
       const logger = createLogger('ha');
       const backend = await resolveBackend(loaded.config.homeAgent.dataplane.backend, {
@@ -92,8 +71,8 @@ export function registerHomeAgent(program: Command): Command {
       const { agent } = buildHomeAgent(loaded, backend, logger);
       await agent.start();
       collectGarbage(); // the config's parse garbage (bench/profiles/ha-memory.md)
-      const stopReloading = reloadOnHangup(agent, path, logger);
-      process.off('SIGHUP', early);
+      const stopReloading = reloadOnHangup(path, (p) => agent.reload(loadHomeAgent(p)), logger);
+      releaseHangup();
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);

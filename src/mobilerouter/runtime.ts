@@ -7,6 +7,7 @@ import type { TimerHandle } from '../clock.ts';
 import { SerialQueue } from '../dataplane/serial.ts';
 import type { Logger } from '../log.ts';
 import { baStatusName } from '../protocol/constants.ts';
+import type { SecurityAssociation } from '../protocol/types.ts';
 import { lifetimeRemainingMs } from '../signaling/bul.ts';
 import type { Datagram } from '../signaling/udp.ts';
 import { HostAttachment } from './attachment.ts';
@@ -72,6 +73,16 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
 
   get state(): MrStateValue {
     return this.model.state;
+  }
+
+  /**
+   * Sign and verify with `sa` from the next message on (a reloaded config): the binding, routes and
+   * sequence numbers stay as they are; a BA to a BU sent with the old key fails to verify and the BU is
+   * retransmitted with the new one.
+   */
+  rekey(sa: SecurityAssociation): void {
+    this.settings.sa = sa;
+    this.log.info({ spi: sa.spi, algorithm: sa.algorithm }, 'security association replaced');
   }
 
   /** Remove what activation installed (the failure of a registration does). */
