@@ -7,7 +7,7 @@
 // fixed for the life of the process: a change there is refused with the names of the settings, and the
 // agent runs on as it was.
 import { isDeepStrictEqual } from 'node:util';
-import { OfflinkError } from '../errors.ts';
+import { refuseRestartOnly } from '../config/reload.ts';
 import type { AgentConfig, AgentNetworkConfig } from './config.ts';
 
 /** The config with what a reload applies left out: two configs with equal skeletons differ only there. */
@@ -43,13 +43,7 @@ export function restartOnlyChanges(running: AgentConfig, next: AgentConfig): str
 
 /** Throws ERR_RELOAD naming what needs a restart; returns when `next` can be applied by a reload. */
 export function checkReloadable(running: AgentConfig, next: AgentConfig): void {
-  const changed = restartOnlyChanges(running, next);
-  if (changed.length > 0) {
-    throw new OfflinkError(
-      'ERR_RELOAD',
-      `reload refused: ${changed.join(', ')} changed, which only a restart applies; still running on the previous config`,
-    );
-  }
+  refuseRestartOnly(restartOnlyChanges(running, next));
 }
 
 /** The networks whose security association `next` changes. */

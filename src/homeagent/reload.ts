@@ -8,7 +8,7 @@
 // for the life of the process: a change there is refused with the names of the settings, and the daemon
 // keeps running on the config it has.
 import { isDeepStrictEqual } from 'node:util';
-import { OfflinkError } from '../errors.ts';
+import { refuseRestartOnly } from '../config/reload.ts';
 import type { HomeAgentConfig } from './config.ts';
 
 type Settings = HomeAgentConfig['homeAgent'];
@@ -33,13 +33,7 @@ export function restartOnlyChanges(running: Settings, next: Settings): string[] 
 
 /** Throws ERR_RELOAD naming what needs a restart; returns when `next` can be applied by a reload. */
 export function checkReloadable(running: Settings, next: Settings): void {
-  const changed = restartOnlyChanges(running, next);
-  if (changed.length > 0) {
-    throw new OfflinkError(
-      'ERR_RELOAD',
-      `reload refused: ${changed.join(', ')} changed, which only a restart applies; still running on the previous config`,
-    );
-  }
+  refuseRestartOnly(restartOnlyChanges(running, next));
 }
 
 /** What a reload did. */
