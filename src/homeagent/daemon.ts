@@ -26,6 +26,7 @@ import {
   encodeSignalingPacket,
 } from '../protocol/packet.ts';
 import type { SignalingPacket } from '../protocol/types.ts';
+import { TokenBucket } from '../ratelimit.ts';
 import { type Datagram, UdpTransport } from '../signaling/udp.ts';
 import { decodeErrorReply } from './answer.ts';
 import { type Binding, BindingCache, type CacheOp, toTunnelBinding } from './bcache.ts';
@@ -34,7 +35,6 @@ import type { HomeAgentConfig } from './config.ts';
 import { StatusServer } from './http.ts';
 import { HomeAgentMetrics } from './metrics.ts';
 import { PrefixTable } from './prefixtable.ts';
-import { TokenBucket } from './ratelimit.ts';
 import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
 export type { BindingStatus, HomeAgentStatus } from './status.ts';
