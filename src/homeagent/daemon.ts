@@ -55,7 +55,15 @@ export interface HomeAgentComponents {
 }
 
 type Job =
-  | { kind: 'bu'; packet: DecodedSignalingPacket; source: string; port: number; receivedAt: number }
+  | {
+      kind: 'bu';
+      packet: DecodedSignalingPacket;
+      source: string;
+      port: number;
+      receivedAt: number;
+      /** What the decoder refused in this BU, answered once it authenticates (bu.ts). */
+      refusal?: { status: number; reason: string };
+    }
   | { kind: 'expire' };
 
 interface Item {
@@ -276,7 +284,7 @@ export class HomeAgent {
       try {
         packet = decodeSignalingPacket(d.data);
       } catch (err) {
-        this.onMalformed(d, err);
+        this.onMalformed(d, err, receivedAt);
         return;
       }
       if (packet.message.type !== 'bindingUpdate') {
@@ -290,14 +298,29 @@ export class HomeAgent {
     }
   }
 
-  private onMalformed(d: Datagram, err: unknown): void {
+  private onMalformed(d: Datagram, err: unknown, receivedAt: number): void {
     this.metrics.malformed.inc();
     if (!(err instanceof DecodeError)) {
       this.log.error({ err, source: d.address }, 'decoder threw something other than DecodeError');
       return;
     }
     this.log.debug({ source: d.address, reason: err.message }, 'malformed packet');
-    const packet = decodeErrorReply(d.data, err.answer, this.ctx.haAddress);
+    const { answer } = err;
+    if (answer.kind === 'authenticatedRefusal') {
+      // A whole BU with an invalid value: through BU processing, so it is authenticated before the
+      // signed refusal (an unauthenticated one gets the unsigned 146 like any other BU).
+      const refusal = { status: answer.status, reason: err.message };
+      this.enqueue({
+        kind: 'bu',
+        packet: answer.packet,
+        source: d.address,
+        port: d.port,
+        receivedAt,
+        refusal,
+      });
+      return;
+    }
+    const packet = decodeErrorReply(d.data, answer, this.ctx.haAddress);
     if (!packet || !this.takeToken()) return;
     this.send(packet, undefined, d.address, d.port);
   }
