@@ -3,7 +3,8 @@
 // in host-a's) sends Binding Updates without authentication, with a wrong key, an unknown or another MR's
 // SPI, a genuine BU captured on the path and resent byte for byte, and — as a holder of net1's key, to
 // reach the checks behind authentication — an old timestamp, an old sequence number, a prefix net1 may
-// not claim, another MR's home address and an unknown one. Each gets the status docs/homeagent.md
+// not claim, an MNP option with prefix length 129 (141; unsigned 146 with a wrong key), another MR's
+// home address and an unknown one. Each gets the status docs/homeagent.md
 // documents (or is dropped silently where it says so), the binding cache is unchanged (GET /status
 // before and after), and the attempt is logged and counted. An unauthenticated flood gets at most the
 // documented 50 unsigned answers a second (no reflection), and the MR and its guest notice nothing.
@@ -146,6 +147,20 @@ for (const backend of backends) {
               bytes: bu({ prefixes: [ADDR.mnp2] }),
               status: 142,
               signed: true,
+            },
+            // RFC 3963 §6.1.2 (issue 18): the codec cannot hold it, yet it is answered, and signed only
+            // when it authenticates.
+            {
+              name: 'an MNP option with prefix length 129',
+              bytes: bu({ prefixes: [`${ADDR.mnp.split('/')[0]}/129`] }),
+              status: 141,
+              signed: true,
+            },
+            {
+              name: 'an MNP option with prefix length 129, wrong key',
+              bytes: bu({ prefixes: [`${ADDR.mnp.split('/')[0]}/129`], signWith: wrong }),
+              status: 146,
+              signed: false,
             },
             {
               name: "another MR's home address (net2's, with net1's SA)",

@@ -12,7 +12,8 @@ export function decodeErrorReply(
   answer: DecodeAnswer,
   haAddress: string,
 ): SignalingPacket | undefined {
-  if (answer.kind === 'drop' || data.length < 48) return undefined;
+  // An authenticatedRefusal is answered signed, after authentication, by BU processing; never from here.
+  if (answer.kind === 'drop' || answer.kind === 'authenticatedRefusal' || data.length < 48) return undefined;
   const peer = formatIPv6(data, 8);
   if (answer.kind === 'bindingError') {
     // RFC 6275 §6.1.9: the Home Address field is unspecified when there is no Home Address option.

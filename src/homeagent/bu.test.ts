@@ -3,10 +3,11 @@ import { describe, test } from 'node:test';
 import { type BuSpec, makeBindingUpdate } from '../../test/helpers/homeagent-mr.ts';
 import { ntpTimestamp } from '../protocol/auth.ts';
 import { BaFlag, BuFlag } from '../protocol/constants.ts';
+import { DecodeError } from '../protocol/errors.ts';
 import { decodeSignalingPacket, encodeSignalingPacket, verifyPacketAuth } from '../protocol/packet.ts';
 import type { SecurityAssociation } from '../protocol/types.ts';
 import { type Binding, BindingCache } from './bcache.ts';
-import { type BuContext, processBindingUpdate } from './bu.ts';
+import { type BuContext, type BuInput, processBindingUpdate } from './bu.ts';
 import { PrefixTable } from './prefixtable.ts';
 
 const NOW = 1_700_000_000_000;
@@ -226,7 +227,46 @@ const rows: Row[] = [
     source: '2001:db8:100::99',
     status: 129,
   },
+  // RFC 3963 §6.1.2: the decoder hands over a BU with an invalid MNP; refused (signed) once authentic.
+  {
+    name: 'MNP prefix length 129 → 141, signed, the binding untouched',
+    cache: [existing()],
+    bu: { prefixes: ['2001:db8:100::/129'] },
+    status: 141,
+    signed: true,
+  },
+  {
+    name: 'MNP prefix length 129, wrong key → unsigned 146 (no signed answer to the unauthenticated)',
+    cache: [existing()],
+    bu: { prefixes: ['2001:db8:100::/129'], signWith: WRONG },
+    status: 146,
+    signed: false,
+  },
+  {
+    name: 'MNP prefix length 129 in a deregistration → 141, the binding kept',
+    cache: [existing()],
+    bu: { prefixes: ['2001:db8:100::/129'], lifetime: 0 },
+    status: 141,
+    signed: true,
+  },
+  {
+    name: 'MNP prefix length 129 with a stale timestamp → 144 (replay is checked first)',
+    cache: [existing()],
+    bu: { prefixes: ['2001:db8:100::/129'], timestampMs: NOW - 60_000 },
+    status: 144,
+    signed: true,
+  },
 ];
+
+/** The BU as the daemon hands it over: decoded, or whole but refused by the decoder (authenticatedRefusal). */
+function buInput(data: Uint8Array, source: string): BuInput {
+  try {
+    return { packet: decodeSignalingPacket(data), source };
+  } catch (err) {
+    if (!(err instanceof DecodeError) || err.answer.kind !== 'authenticatedRefusal') throw err;
+    return { packet: err.answer.packet, source, refusal: { status: err.answer.status, reason: err.message } };
+  }
+}
 
 function run(row: Row) {
   const cache = new BindingCache();
@@ -249,9 +289,9 @@ function run(row: Row) {
     replayWindowSeconds: 7,
     ...row.ctx,
   };
-  const packet = decodeSignalingPacket(makeBindingUpdate(spec));
+  const input = buInput(makeBindingUpdate(spec), row.source ?? spec.coa);
   const before = JSON.stringify(cache.all(), (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-  const result = processBindingUpdate(ctx, { packet, source: row.source ?? spec.coa }, NOW);
+  const result = processBindingUpdate(ctx, input, NOW);
   return { result, spec, cache, before };
 }
 

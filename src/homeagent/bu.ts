@@ -44,6 +44,11 @@ export interface BuInput {
   packet: DecodedSignalingPacket;
   /** Outer source address of the UDP datagram: the care-of address. */
   source: string;
+  /**
+   * What the decoder found invalid in this otherwise whole BU (DecodeError `authenticatedRefusal`, e.g.
+   * RFC 3963 §6.1.2's MNP longer than 128): refused with that status once the BU authenticates.
+   */
+  refusal?: { status: number; reason: string } | undefined;
 }
 
 export type BuEvent = 'register' | 'refresh' | 'move' | 'update' | 'deregister' | 'reject';
@@ -172,6 +177,10 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
   if (existing && !hasR)
     return reject(BaStatus.REGISTRATION_TYPE_CHANGE_DISALLOWED, 'R flag cleared on an existing binding');
   if (!hasR) return reject(BaStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED, 'R flag not set');
+
+  // The decoder's refusal (an invalid prefix: 141), here where the RFC 3963 §6.1 checks begin, and before
+  // a deregistration could be taken from a malformed BU.
+  if (input.refusal) return reject(input.refusal.status, input.refusal.reason);
 
   // RFC 6275 §9.5.1: lifetime 0, or CoA equal to the HoA, is a deregistration.
   if (bu.lifetime === 0 || coa === hoa) {

@@ -444,6 +444,29 @@ describe('HomeAgent daemon', () => {
     const m = await r.ha.metrics.registry.getSingleMetricAsString('offlink_ha_auth_failures_total');
     assert.match(m, / 1$/m);
   });
+
+  test('an MNP with prefix length 129: signed BA 141 to its MR, unsigned 146 when forged; nothing changes', async () => {
+    const r = await rig();
+    await r.bu({ sequence: 1 });
+    const before = r.ha.cache.get(HOA);
+    const calls = r.dp.calls.length;
+    const invalid = await r.bu({ sequence: 2, prefixes: ['2001:db8:100::/129'] });
+    assert.equal(invalid.ba.status, 141);
+    assert.equal(invalid.authentic, true);
+    assert.equal(invalid.ba.sequence, 2);
+    const forged = await r.bu({
+      sequence: 3,
+      prefixes: ['2001:db8:100::/129'],
+      signWith: { ...SA, key: Buffer.alloc(20, 7) },
+    });
+    assert.equal(forged.ba.status, 146);
+    assert.equal(forged.authentic, false);
+    assert.deepEqual(r.ha.cache.get(HOA), before);
+    assert.equal(r.dp.calls.length, calls);
+    assert.equal(await counter(r.ha, 'offlink_ha_malformed_packets_total'), 2);
+    // neither consumed the sequence number or the replay timestamp: the next genuine BU is accepted
+    assert.equal((await r.bu({ sequence: 2 })).ba.status, 0);
+  });
 });
 
 describe('HomeAgent commit path (durability order)', () => {

@@ -27,6 +27,7 @@ import {
   encodeSignalingPacket,
 } from '../protocol/packet.ts';
 import type { SignalingPacket } from '../protocol/types.ts';
+import { TokenBucket } from '../ratelimit.ts';
 import { type Datagram, UdpTransport } from '../signaling/udp.ts';
 import { decodeErrorReply } from './answer.ts';
 import { type Binding, BindingCache, type CacheOp, toTunnelBinding } from './bcache.ts';
@@ -35,7 +36,6 @@ import type { HomeAgentConfig, LoadedHomeAgent } from './config.ts';
 import { StatusServer } from './http.ts';
 import { HomeAgentMetrics } from './metrics.ts';
 import { PrefixTable } from './prefixtable.ts';
-import { TokenBucket } from './ratelimit.ts';
 import { checkReloadable, type ReloadResult } from './reload.ts';
 import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
@@ -57,7 +57,15 @@ export interface HomeAgentComponents {
 }
 
 type Job =
-  | { kind: 'bu'; packet: DecodedSignalingPacket; source: string; port: number; receivedAt: number }
+  | {
+      kind: 'bu';
+      packet: DecodedSignalingPacket;
+      source: string;
+      port: number;
+      receivedAt: number;
+      /** What the decoder refused in this BU, answered once it authenticates (bu.ts). */
+      refusal?: { status: number; reason: string };
+    }
   | { kind: 'expire' }
   | { kind: 'reload'; next: LoadedHomeAgent; done: (r: ReloadResult) => void };
 
@@ -279,7 +287,7 @@ export class HomeAgent {
       try {
         packet = decodeSignalingPacket(d.data);
       } catch (err) {
-        this.onMalformed(d, err);
+        this.onMalformed(d, err, receivedAt);
         return;
       }
       if (packet.message.type !== 'bindingUpdate') {
@@ -293,14 +301,29 @@ export class HomeAgent {
     }
   }
 
-  private onMalformed(d: Datagram, err: unknown): void {
+  private onMalformed(d: Datagram, err: unknown, receivedAt: number): void {
     this.metrics.malformed.inc();
     if (!(err instanceof DecodeError)) {
       this.log.error({ err, source: d.address }, 'decoder threw something other than DecodeError');
       return;
     }
     this.log.debug({ source: d.address, reason: err.message }, 'malformed packet');
-    const packet = decodeErrorReply(d.data, err.answer, this.ctx.haAddress);
+    const { answer } = err;
+    if (answer.kind === 'authenticatedRefusal') {
+      // A whole BU with an invalid value: through BU processing, so it is authenticated before the
+      // signed refusal (an unauthenticated one gets the unsigned 146 like any other BU).
+      const refusal = { status: answer.status, reason: err.message };
+      this.enqueue({
+        kind: 'bu',
+        packet: answer.packet,
+        source: d.address,
+        port: d.port,
+        receivedAt,
+        refusal,
+      });
+      return;
+    }
+    const packet = decodeErrorReply(d.data, answer, this.ctx.haAddress);
     if (!packet || !this.takeToken()) return;
     this.send(packet, undefined, d.address, d.port);
   }

@@ -4,53 +4,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BaStatus, BeStatus } from '../protocol/constants.ts';
 import { DEFAULT_RETRANSMIT } from '../signaling/bul.ts';
-import {
-  deadlines,
-  initialModel,
-  type MrAction,
-  type MrEnv,
-  type MrEvent,
-  type MrModel,
-  transition,
-} from './core.ts';
+import { deadlines, initialModel, type MrAction, type MrEnv, type MrEvent, type MrModel } from './core.ts';
 import { MrState, type MrStateValue } from './state.ts';
-import { COA, HOA, inboundAnswer, inboundFromHa, SA } from './testkit.ts';
-
-const settings = {
-  name: 'net1',
-  homeAddress: HOA,
-  sa: SA,
-  lifetimeSeconds: 100,
-  retransmit: DEFAULT_RETRANSMIT,
-};
-const T0 = 1_000_000;
-const env = (over: Partial<MrEnv> = {}): MrEnv => ({ now: T0, coa: COA, listening: COA, ...over });
-
-/** Run events in order (each with its own env); returns the final model and every action. */
-function run(model: MrModel, steps: [MrEvent, Partial<MrEnv>?][]): { model: MrModel; actions: MrAction[] } {
-  const actions: MrAction[] = [];
-  for (const [event, over] of steps) {
-    const t = transition(model, event, settings, env(over));
-    model = t.model;
-    actions.push(...t.actions);
-  }
-  return { model, actions };
-}
-
-const kinds = (actions: MrAction[]) => actions.map((a) => a.type).filter((t) => t !== 'log');
-const sends = (actions: MrAction[]) => actions.flatMap((a) => (a.type === 'send' ? [a.bu] : []));
-
-/** A router that sent its first BU (sequence 41, registering, routes up unless said otherwise). */
-function registering(routesReady = true): { model: MrModel; bu: Extract<MrAction, { type: 'send' }>['bu'] } {
-  const steps: [MrEvent, Partial<MrEnv>?][] = [
-    [{ type: 'setSequence', lastSequence: 40, random: 0 }],
-    [{ type: 'startRegistration', kind: 'first', reason: 'test' }],
-    [{ type: 'readyToSend' }],
-  ];
-  if (routesReady) steps.push([{ type: 'routesInstalled' }]);
-  const { model, actions } = run(initialModel(), steps);
-  return { model, bu: sends(actions)[0]! };
-}
+import { inboundAnswer, inboundFromHa, kinds, registering, run, sends, T0 } from './testkit.ts';
 
 const ba = inboundAnswer;
 const brr = (): MrEvent => inboundFromHa({ type: 'bindingRefreshRequest' });

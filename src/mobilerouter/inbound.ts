@@ -10,7 +10,8 @@ import type { BindingAcknowledgement, BindingError } from '../protocol/types.ts'
 import {
   acknowledged,
   findSent,
-  lastSent,
+  inExchange,
+  outstanding,
   type SentBindingUpdate,
   stopRetransmission,
   withLastSequence,
@@ -77,33 +78,73 @@ function bindingAck(t: Step, packet: DecodedSignalingPacket, ba: BindingAcknowle
   }
 }
 
-function matchAck(
-  t: Step,
-  packet: DecodedSignalingPacket,
-  ba: BindingAcknowledgement,
-): { sent: SentBindingUpdate } | { counter: keyof MrCounters; reason: string } {
+type Match = { sent: SentBindingUpdate } | { counter: keyof MrCounters; reason: string };
+
+function matchAck(t: Step, packet: DecodedSignalingPacket, ba: BindingAcknowledgement): Match {
   const what = `BA ${baStatusName(ba.status)} seq ${ba.sequence}`;
   if (!is(t.m, MrState.registering, MrState.active, MrState.deregistering))
     return { counter: 'ignoredUnsolicited', reason: `${what} in state ${t.m.state}` };
-  // A 135 carries the HA's stored number, not ours: it answers the exchange in progress.
   const resync = isResync(ba.status);
-  const sent =
-    resync === 'sequence'
-      ? t.m.bul.exchange
-        ? lastSent(t.m.bul)
-        : undefined
-      : findSent(t.m.bul, ba.sequence);
+  if (resync) return matchResync(t, packet, ba, resync, what);
+  const sent = findSent(t.m.bul, ba.sequence);
   if (!sent) return { counter: 'ignoredUnsolicited', reason: `${what}: no such BU sent` };
-  if (!verifyPacketAuth(packet, t.s.sa, sent.coa, t.s.homeAddress)) {
-    const how = packet.authOffset === undefined ? 'unsigned' : 'fails MN-HA authentication';
-    const hint =
-      ba.status === BaStatus.MIPV6_AUTH_FAIL ? ' (the HA could not verify our BU: check spi/key)' : '';
-    return { counter: 'ignoredAuth', reason: `${what} ${how}${hint}` };
-  }
-  // RFC 4285 §6: the HA echoes the BU's timestamp, except when it tells us its own clock (144/145).
-  if (resync !== 'clock' && resync !== 'sequence' && replayTimestamp(ba.options) !== sent.timestamp)
+  const forged = checkAuth(t, packet, ba, sent, what);
+  if (forged) return forged;
+  // RFC 4285 §6: the HA echoes the BU's timestamp.
+  if (replayTimestamp(ba.options) !== sent.timestamp)
     return { counter: 'ignoredReplay', reason: `${what} does not echo the BU's timestamp` };
+  // A BA for a BU of an earlier exchange (a recorded refusal, say) answers nothing while another is open.
+  if (t.m.bul.exchange && !inExchange(t.m.bul, sent))
+    return { counter: 'ignoredStale', reason: `${what} answers an earlier exchange` };
   return { sent };
+}
+
+/**
+ * A resync (135, 144, 145) makes the next BU carry what the BA says, so it must answer the BU outstanding
+ * now: a recorded one replayed later would otherwise force resyncs, and after MAX_RESYNCS a refusal
+ * (routes gone for retransmit.maxMs). A 135 carries the HA's stored number, not ours, so the timestamp it
+ * echoes (RFC 4285 §6) names the BU; a 144/145 carries the HA's clock instead, so its sequence does.
+ */
+function matchResync(
+  t: Step,
+  packet: DecodedSignalingPacket,
+  ba: BindingAcknowledgement,
+  resync: 'sequence' | 'clock',
+  what: string,
+): Match {
+  const sent = outstanding(t.m.bul);
+  if (!sent) return { counter: 'ignoredUnsolicited', reason: `${what}: no BU outstanding` };
+  const forged = checkAuth(t, packet, ba, sent, what);
+  if (forged) return forged;
+  if (resync === 'sequence' && replayTimestamp(ba.options) !== sent.timestamp)
+    return {
+      counter: 'ignoredReplay',
+      reason: `${what} does not echo the timestamp of the outstanding BU (seq ${sent.sequence})`,
+    };
+  if (resync === 'clock' && ba.sequence !== sent.sequence) {
+    return findSent(t.m.bul, ba.sequence)
+      ? {
+          counter: 'ignoredStale',
+          reason: `${what} answers a BU no longer outstanding (seq ${sent.sequence} is)`,
+        }
+      : { counter: 'ignoredUnsolicited', reason: `${what}: no such BU sent` };
+  }
+  return { sent };
+}
+
+/** RFC 4285 §5: the authenticator covers the CoA the BU was sent from; undefined when it verifies. */
+function checkAuth(
+  t: Step,
+  packet: DecodedSignalingPacket,
+  ba: BindingAcknowledgement,
+  sent: SentBindingUpdate,
+  what: string,
+): { counter: 'ignoredAuth'; reason: string } | undefined {
+  if (verifyPacketAuth(packet, t.s.sa, sent.coa, t.s.homeAddress)) return undefined;
+  const how = packet.authOffset === undefined ? 'unsigned' : 'fails MN-HA authentication';
+  const hint =
+    ba.status === BaStatus.MIPV6_AUTH_FAIL ? ' (the HA could not verify our BU: check spi/key)' : '';
+  return { counter: 'ignoredAuth', reason: `${what} ${how}${hint}` };
 }
 
 /** A BA after its exchange ended: a later retransmission's answer extends the binding, anything else is stale. */

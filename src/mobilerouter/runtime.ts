@@ -8,6 +8,7 @@ import { SerialQueue } from '../dataplane/serial.ts';
 import type { Logger } from '../log.ts';
 import { baStatusName } from '../protocol/constants.ts';
 import type { SecurityAssociation } from '../protocol/types.ts';
+import { TokenBucket } from '../ratelimit.ts';
 import { lifetimeRemainingMs } from '../signaling/bul.ts';
 import type { Datagram } from '../signaling/udp.ts';
 import { HostAttachment } from './attachment.ts';
@@ -35,6 +36,9 @@ import type {
   Registration,
 } from './types.ts';
 
+/** Log lines a second about ignored messages, per network (status().counters counts every one). */
+export const IGNORED_LOGS_PER_SECOND = 5;
+
 type Waiter = { resolve: (r: Registration) => void; reject: (e: Error) => void };
 
 export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvents> {
@@ -51,6 +55,9 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
   /** The timer armed for each of the core's deadlines. */
   private readonly timers = new Map<TimerName, { at: number; handle: TimerHandle }>();
   private readonly waiters = new Set<Waiter>();
+  private readonly ignoredLogBudget = new TokenBucket(IGNORED_LOGS_PER_SECOND);
+  /** Ignored messages left out of the log since the last line about one. */
+  private ignoredUnlogged = 0;
   protected answerDeregistration: ((r: DeregistrationResult) => void) | undefined;
 
   constructor(components: MobileRouterComponents, options: MobileRouterOptions) {
@@ -175,7 +182,7 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
         this.log[a.level](a.fields ?? {}, a.msg);
         return;
       case 'ignored':
-        this.log.warn({ counter: a.counter, reason: a.reason }, 'message ignored');
+        this.logIgnored(a.counter, a.reason);
         this.emit('ignored', { counter: a.counter, reason: a.reason });
         return;
       case 'registered':
@@ -194,6 +201,17 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
         this.answerDeregistration?.(a.result);
         return;
     }
+  }
+
+  /** Rate-limited: a flood of forged or replayed messages is counted in full but cannot flood the log. */
+  private logIgnored(counter: string, reason: string): void {
+    if (!this.ignoredLogBudget.take(this.components.clock.now())) {
+      this.ignoredUnlogged++;
+      return;
+    }
+    const suppressed = this.ignoredUnlogged > 0 ? { suppressed: this.ignoredUnlogged } : {};
+    this.ignoredUnlogged = 0;
+    this.log.warn({ counter, reason, ...suppressed }, 'message ignored');
   }
 
   private send(bu: {

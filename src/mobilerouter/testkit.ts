@@ -2,7 +2,7 @@
 // record calls, a scripted home agent that answers captured BUs, and a builder for the whole object graph.
 import { FakeClock } from '../clock.ts';
 import type { MobileRouterDataplane, MobileRouterRoutes } from '../dataplane/types.ts';
-import { silentLogger } from '../log.ts';
+import { type Logger, silentLogger } from '../log.ts';
 import { ntpTimestamp } from '../protocol/auth.ts';
 import { BaFlag, LIFETIME_UNIT_SECONDS, SIGNALING_PORT } from '../protocol/constants.ts';
 import {
@@ -11,10 +11,20 @@ import {
   encodeSignalingPacket,
 } from '../protocol/packet.ts';
 import type { BindingUpdate, MobilityOption, SecurityAssociation } from '../protocol/types.ts';
+import { DEFAULT_RETRANSMIT } from '../signaling/bul.ts';
 import type { Datagram } from '../signaling/udp.ts';
 import type { ProcessSpawner, SpawnedProcess, SpawnOptions } from '../system/process.ts';
 import { StaticCoaSource } from './coa.ts';
 import { type MobileNetworkInput, parseMobileNetwork, parseMobileRouterHost } from './config.ts';
+import {
+  initialModel,
+  type MrAction,
+  type MrEnv,
+  type MrEvent,
+  type MrModel,
+  type MrSettings,
+  transition,
+} from './core.ts';
 import type { GuestLinkControl } from './guestlink.ts';
 import { buildBindingUpdate, classifyInbound, type Inbound } from './messages.ts';
 import { MobileRouter, type Registration, type SignalingTransport } from './mobilerouter.ts';
@@ -204,14 +214,16 @@ export interface Rig {
   mr: MobileRouter;
 }
 
-export function makeRig(options: { network?: Partial<MobileNetworkInput>; coa?: string | null } = {}): Rig {
+export function makeRig(
+  options: { network?: Partial<MobileNetworkInput>; coa?: string | null; logger?: Logger } = {},
+): Rig {
   const clock = new FakeClock();
   const transport = new FakeTransport();
   const dataplane = new RecordingMrDataplane();
   const guestLink = new FakeGuestLink();
   const coa = new StaticCoaSource(options.coa === null ? undefined : (options.coa ?? COA));
   const mr = new MobileRouter(
-    { clock, logger: silentLogger(), transport, dataplane, guestLink, coa },
+    { clock, logger: options.logger ?? silentLogger(), transport, dataplane, guestLink, coa },
     {
       network: parseMobileNetwork(baseNetwork(options.network)),
       host: parseMobileRouterHost({ uplink: 'up0', haAddress: HA }),
@@ -328,4 +340,50 @@ export function inboundFromHa(
     type: 'inbound',
     message: classifyInbound({ data: Buffer.from(data), address: HA, port: SIGNALING_PORT }, EXPECT),
   };
+}
+
+// The core's table tests (core.test.ts, inbound.test.ts): events through transition(), no shell.
+
+/** The settings the core table tests run with. */
+export const coreSettings: MrSettings = {
+  name: 'net1',
+  homeAddress: HOA,
+  sa: SA,
+  lifetimeSeconds: 100,
+  retransmit: DEFAULT_RETRANSMIT,
+};
+/** The clock of the core table tests. */
+export const T0 = 1_000_000;
+export const coreEnv = (over: Partial<MrEnv> = {}): MrEnv => ({ now: T0, coa: COA, listening: COA, ...over });
+
+/** Run events in order (each with its own env); returns the final model and every action. */
+export function run(
+  model: MrModel,
+  steps: [MrEvent, Partial<MrEnv>?][],
+): { model: MrModel; actions: MrAction[] } {
+  const actions: MrAction[] = [];
+  for (const [event, over] of steps) {
+    const t = transition(model, event, coreSettings, coreEnv(over));
+    model = t.model;
+    actions.push(...t.actions);
+  }
+  return { model, actions };
+}
+
+export const kinds = (actions: MrAction[]) => actions.map((a) => a.type).filter((t) => t !== 'log');
+export const sends = (actions: MrAction[]) => actions.flatMap((a) => (a.type === 'send' ? [a.bu] : []));
+
+/** A router that sent its first BU (sequence 41, registering, routes up unless said otherwise). */
+export function registering(routesReady = true): {
+  model: MrModel;
+  bu: Extract<MrAction, { type: 'send' }>['bu'];
+} {
+  const steps: [MrEvent, Partial<MrEnv>?][] = [
+    [{ type: 'setSequence', lastSequence: 40, random: 0 }],
+    [{ type: 'startRegistration', kind: 'first', reason: 'test' }],
+    [{ type: 'readyToSend' }],
+  ];
+  if (routesReady) steps.push([{ type: 'routesInstalled' }]);
+  const { model, actions } = run(initialModel(), steps);
+  return { model, bu: sends(actions)[0]! };
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type DecodeAnswer, DecodeError } from './errors.ts';
 import { mhChecksum, mobilityHeader } from './mh.ts';
-import { decodeSignalingPacket, encodeSignalingPacket } from './packet.ts';
+import { decodeSignalingPacket, encodeSignalingPacket, verifyPacketAuth } from './packet.ts';
 import type { MobilityMessage, MobilityOption, SecurityAssociation } from './types.ts';
 
 const SRC = '2001:db8:ffff::100';
@@ -149,7 +149,43 @@ describe('bad packet corpus', () => {
     rejects(packet(bu([raw(2, 3)])), DROP, 'BRA length 3', /length|shorter/);
     rejects(packet(bu([{ type: 'padN', length: 4 }, raw(10, 7)])), DROP, 'replay length 7', /length|shorter/);
     rejects(packet(bu([{ type: 'pad1' }, raw(9, 4)])), DROP, 'auth length 4', /length|shorter/);
-    rejects(packet(bu([raw(6, [0, 129, ...new Uint8Array(16)])])), DROP, 'MNP prefix length 129', /> 128/);
+  });
+
+  it('an MNP with prefix length 129: the whole BU, to be refused with 141 once it authenticates (RFC 3963 §6.1.2)', () => {
+    const invalid = raw(6, [0, 129, ...new Uint8Array(16)]);
+    const message = bu([invalid, { type: 'replayProtection', timestamp: 5n }]);
+    const signed = encodeSignalingPacket(
+      { src: SRC, dst: DST, message },
+      { sa, coa: '2001:db8:a::2', hoa: SRC },
+    );
+    assert.throws(
+      () => decodeSignalingPacket(signed),
+      (err: unknown) => {
+        assert.ok(err instanceof DecodeError, String(err));
+        assert.match(err.message, /> 128/);
+        const answer = err.answer;
+        assert.ok(answer.kind === 'authenticatedRefusal', answer.kind);
+        assert.equal(answer.status, 141);
+        // the message as sent, the invalid option kept as its octets, the authenticator verifiable
+        assert.equal(answer.packet.message.type, 'bindingUpdate');
+        assert.deepEqual(answer.packet.message.options.slice(0, 1), [invalid]);
+        assert.deepEqual(answer.packet.mh, signed.subarray(40));
+        assert.ok(verifyPacketAuth(answer.packet, sa, '2001:db8:a::2', SRC));
+        return true;
+      },
+    );
+  });
+
+  it('an MNP with prefix length 129 in a BA (the MR receives no MNPs): dropped', () => {
+    const ba: MobilityMessage = {
+      type: 'bindingAcknowledgement',
+      status: 0,
+      flags: 0,
+      sequence: 1,
+      lifetime: 1,
+      options: [raw(6, [0, 129, ...new Uint8Array(16)])],
+    };
+    rejects(packet(ba), DROP, 'MNP prefix length 129 in a BA', /> 128/);
   });
 
   it('unknown MH types are answered with Binding Error status 2', () => {

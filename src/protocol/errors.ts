@@ -1,5 +1,6 @@
 // Errors of the wire codec (STYLE §3, GoBGP): a decode error already carries what to answer.
 import { OfflinkError } from '../errors.ts';
+import type { DecodedSignalingPacket } from './packet.ts';
 
 /**
  * What the receiver should do about a message that failed to decode. RFC 6275 §9.2: a bad checksum or
@@ -9,7 +10,14 @@ import { OfflinkError } from '../errors.ts';
 export type DecodeAnswer =
   | { kind: 'drop' }
   | { kind: 'bindingError'; status: number }
-  | { kind: 'bindingAcknowledgement'; status: number };
+  | { kind: 'bindingAcknowledgement'; status: number }
+  /**
+   * A whole Binding Update with a value its receiver must refuse (RFC 3963 §6.1.2: a Mobile Network
+   * Prefix longer than 128 → 141). `packet` is the message as sent, the offending option kept as its
+   * octets (`raw`), so its authentication can be verified. The answer is a signed BA with `status`, and
+   * only once that verifies: an unauthenticated BU gets what any does (an unsigned 146).
+   */
+  | { kind: 'authenticatedRefusal'; status: number; packet: DecodedSignalingPacket };
 
 /** The only error decoding ever throws. */
 export class DecodeError extends OfflinkError {
@@ -19,6 +27,26 @@ export class DecodeError extends OfflinkError {
     super('ERR_DECODE', message);
     this.answer = answer;
   }
+}
+
+/**
+ * An option whose octets are well formed but whose value is invalid (`status` says why, as a BA status).
+ * The option list keeps such an option raw when its caller collects them (`InvalidValue[]`), so the
+ * packet decoder can hand a BU over whole (`authenticatedRefusal`); anywhere else it is dropped.
+ */
+export class InvalidValueError extends DecodeError {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+/** An invalid value found while decoding (InvalidValueError), collected instead of thrown. */
+export interface InvalidValue {
+  status: number;
+  reason: string;
 }
 
 /** A value that cannot be put on the wire (out-of-range field, message too long). A caller bug. */

@@ -3,7 +3,7 @@
 // (RFC 2460 §8.1) with next header 135.
 import { parseIPv6 } from './address.ts';
 import { IPPROTO_MH, IPPROTO_NONE } from './constants.ts';
-import { DecodeError, EncodeError } from './errors.ts';
+import { DecodeError, EncodeError, type InvalidValue } from './errors.ts';
 import { messageCodecs, messageCodecsByMhType } from './messages/index.ts';
 import type { MobilityMessage } from './types.ts';
 import { checkRoom, readU8, readU16, writeU16 } from './wire.ts';
@@ -87,7 +87,13 @@ export const mobilityHeader = {
    * Decodes the MH that fills `offset..end` exactly. With `pseudo` the checksum is verified. Follows
    * RFC 6275 §9.2: bad length, checksum or payload proto → drop; unknown MH type → Binding Error 2.
    */
-  decode(buf: Uint8Array, offset: number, end: number, pseudo?: PseudoHeader): MobilityMessage {
+  decode(
+    buf: Uint8Array,
+    offset: number,
+    end: number,
+    pseudo?: PseudoHeader,
+    invalid?: InvalidValue[],
+  ): MobilityMessage {
     if (
       !(
         Number.isInteger(offset) &&
@@ -114,6 +120,6 @@ export const mobilityHeader = {
     if (len < MH_HEADER_LENGTH + codec.FIXED_LENGTH) {
       throw new DecodeError(`MH header length ${len} is too small for MH type ${mhType}`);
     }
-    return codec.decode(buf, offset + MH_HEADER_LENGTH, end);
+    return codec.decode(buf, offset + MH_HEADER_LENGTH, end, invalid);
   },
 };

@@ -2,7 +2,7 @@
 // Mobility Header, optionally signed with an MN-HA Mobility Message Authentication option (RFC 4285 §5).
 import { authenticatorLength, computeAuthenticator, verifyAuthenticator } from './auth.ts';
 import { AuthSubtype, IPPROTO_MH } from './constants.ts';
-import { DecodeError, EncodeError } from './errors.ts';
+import { DecodeError, EncodeError, type InvalidValue } from './errors.ts';
 import * as ipv6 from './ipv6.ts';
 import { messageCodecs } from './messages/index.ts';
 import { mhChecksum, mobilityHeader } from './mh.ts';
@@ -77,7 +77,9 @@ export function encodeSignalingPacket(p: SignalingPacket, sign?: SignWith): Uint
 
 /**
  * Decodes a UDP payload: IPv6 version 6, next header 135, payload length equal to the octets that follow
- * (trailing octets → drop), MH checksum over the inner addresses. Throws only DecodeError.
+ * (trailing octets → drop), MH checksum over the inner addresses. Throws only DecodeError; a BU that is
+ * whole but carries an invalid value comes back in it (`authenticatedRefusal`) for its receiver to
+ * authenticate and refuse.
  */
 export function decodeSignalingPacket(buf: Uint8Array): DecodedSignalingPacket {
   const header = ipv6.decode(buf, 0, buf.length);
@@ -87,9 +89,10 @@ export function decodeSignalingPacket(buf: Uint8Array): DecodedSignalingPacket {
     throw new DecodeError(`IPv6 payload length ${header.payloadLength} but ${available} octets follow`);
   }
   const pseudo = { src: buf.subarray(8, 24), dst: buf.subarray(24, 40) };
-  const message = mobilityHeader.decode(buf, ipv6.IPV6_HEADER_LENGTH, buf.length, pseudo);
+  const invalid: InvalidValue[] = [];
+  const message = mobilityHeader.decode(buf, ipv6.IPV6_HEADER_LENGTH, buf.length, pseudo, invalid);
   const mh = copyBytes(buf, ipv6.IPV6_HEADER_LENGTH, buf.length);
-  return {
+  const packet = {
     src: header.src,
     dst: header.dst,
     hopLimit: header.hopLimit,
@@ -97,6 +100,11 @@ export function decodeSignalingPacket(buf: Uint8Array): DecodedSignalingPacket {
     mh,
     authOffset: findAuthOffset(mh, message),
   };
+  const first = invalid[0];
+  if (!first) return packet;
+  // Only a BU is answered (RFC 3963 §6.1.2); anything else with an invalid value is dropped.
+  if (message.type !== 'bindingUpdate') throw new DecodeError(first.reason);
+  throw new DecodeError(first.reason, { kind: 'authenticatedRefusal', status: first.status, packet });
 }
 
 /**

@@ -39,10 +39,14 @@ export interface SentBindingUpdate {
   attempt: number;
   /** Replay Protection timestamp it carried (RFC 4285 §6); the HA echoes it in the BA. */
   timestamp?: bigint;
+  /** The exchange it was sent in (`Exchange.id`): a BA for a BU of an earlier exchange answers nothing now. */
+  exchange?: number;
 }
 
 /** A BU waiting for its BA, and where its back-off stands. */
 export interface Exchange {
+  /** Numbers the exchanges of this list, so a BA can be told to answer this one or an earlier one. */
+  id: number;
   kind: ExchangeKind;
   /** The next retransmission interval. */
   interval: number;
@@ -56,6 +60,8 @@ export interface BindingUpdateList {
   /** The BUs sent recently (oldest first), to match BAs against. */
   sent: readonly SentBindingUpdate[];
   exchange: Exchange | undefined;
+  /** Exchanges begun so far (the last one's id). */
+  exchanges: number;
   /** Clock ms when the BU is sent again, while an exchange waits. */
   retransmitAt: number | undefined;
   /** Clock ms when the binding is refreshed. */
@@ -72,6 +78,7 @@ export function emptyBindingUpdateList(): BindingUpdateList {
     lastSequence: undefined,
     sent: [],
     exchange: undefined,
+    exchanges: 0,
     retransmitAt: undefined,
     refreshAt: undefined,
     expiresAt: undefined,
@@ -96,7 +103,8 @@ export function beginExchange(
   options: RetransmitOptions,
 ): BindingUpdateList {
   const interval = kind === 'first' ? options.initialFirstMs : options.initialMs;
-  return { ...l, exchange: { kind, interval, attempt: 0 }, retransmitAt: undefined };
+  const id = l.exchanges + 1;
+  return { ...l, exchange: { id, kind, interval, attempt: 0 }, exchanges: id, retransmitAt: undefined };
 }
 
 /** Record a BU just sent and arm its retransmission with the exchange's current interval. */
@@ -105,7 +113,12 @@ export function recordSent(
   bu: Omit<SentBindingUpdate, 'sentAt' | 'attempt'>,
   now: number,
 ): [BindingUpdateList, SentBindingUpdate] {
-  const entry: SentBindingUpdate = { ...bu, sentAt: now, attempt: l.exchange?.attempt ?? 0 };
+  const entry: SentBindingUpdate = {
+    ...bu,
+    sentAt: now,
+    attempt: l.exchange?.attempt ?? 0,
+    exchange: l.exchange?.id,
+  };
   const sent = [...l.sent, entry].slice(-SENT_HISTORY);
   return [armRetransmission({ ...l, sent }, now), entry];
 }
@@ -135,8 +148,15 @@ export function findSent(l: BindingUpdateList, sequence: number): SentBindingUpd
   return undefined;
 }
 
-export function lastSent(l: BindingUpdateList): SentBindingUpdate | undefined {
-  return l.sent[l.sent.length - 1];
+/** Whether `bu` was sent in the exchange in progress. */
+export function inExchange(l: BindingUpdateList, bu: SentBindingUpdate): boolean {
+  return l.exchange !== undefined && bu.exchange === l.exchange.id;
+}
+
+/** The BU waiting for its BA: the last one sent in the exchange in progress, if any was. */
+export function outstanding(l: BindingUpdateList): SentBindingUpdate | undefined {
+  const last = l.sent.at(-1);
+  return last && inExchange(l, last) ? last : undefined;
 }
 
 /** End the exchange without a binding (rejected, deregistered, abandoned). Refresh/expiry untouched. */

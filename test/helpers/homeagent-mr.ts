@@ -1,8 +1,9 @@
 // A minimal mobile-router client for home agent tests, built only from the wire codec: it makes signed
 // Binding Updates and sends them over real UDP, and decodes and verifies the Binding Acknowledgements.
 import { createSocket, type Socket } from 'node:dgram';
+import { parseIPv6 } from '../../src/protocol/address.ts';
 import { ntpTimestamp } from '../../src/protocol/auth.ts';
-import { BuFlag, SIGNALING_PORT } from '../../src/protocol/constants.ts';
+import { BuFlag, OptionType, SIGNALING_PORT } from '../../src/protocol/constants.ts';
 import {
   type DecodedSignalingPacket,
   decodeSignalingPacket,
@@ -27,7 +28,10 @@ export interface BuSpec {
   flags?: number;
   /** Units of 4 s. */
   lifetime?: number;
-  /** Explicit mode MNPs as CIDR; [] = implicit. */
+  /**
+   * Explicit mode MNPs as CIDR; [] = implicit. A length over 128 (RFC 3963 §6.1.2's invalid prefix) is
+   * sent as the same octets in a raw option, which only the first option's position aligns (8n+4).
+   */
   prefixes?: string[];
   /** Unix ms for the replay timestamp; null = no replay option. */
   timestampMs?: number | null;
@@ -40,7 +44,16 @@ export function makeBindingUpdate(s: BuSpec): Uint8Array {
   const options: MobilityOption[] = [];
   for (const p of s.prefixes ?? []) {
     const [prefix, len] = p.split('/');
-    options.push({ type: 'mobileNetworkPrefix', prefix: prefix!, prefixLength: Number(len) });
+    const prefixLength = Number(len);
+    options.push(
+      prefixLength > 128
+        ? {
+            type: 'raw',
+            code: OptionType.MobileNetworkPrefix,
+            data: Uint8Array.of(0, prefixLength, ...parseIPv6(prefix!)),
+          }
+        : { type: 'mobileNetworkPrefix', prefix: prefix!, prefixLength },
+    );
   }
   options.push(...(s.extraOptions ?? []));
   if (s.timestampMs !== null) {

@@ -1,5 +1,6 @@
 // Message data codecs by MH type (RFC 6275 §6.1.1: the MH type selects the message data format).
 import { MhType } from '../constants.ts';
+import type { InvalidValue } from '../errors.ts';
 import type { MobilityMessage } from '../types.ts';
 import * as bindingAcknowledgement from './bindingAcknowledgement.ts';
 import * as bindingError from './bindingError.ts';
@@ -14,7 +15,8 @@ export interface MessageCodec {
   readonly OPTIONS_AT: number;
   encodingLength(m: MobilityMessage): number;
   encode(m: MobilityMessage, buf: Uint8Array, offset: number): Uint8Array;
-  decode(buf: Uint8Array, offset: number, end: number): MobilityMessage;
+  /** With `invalid`, options with an invalid value are collected there (and kept raw) instead of thrown. */
+  decode(buf: Uint8Array, offset: number, end: number, invalid?: InvalidValue[]): MobilityMessage;
 }
 
 const entry = (mhType: number, codec: object) => ({ mhType, ...codec }) as MessageCodec;

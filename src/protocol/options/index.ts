@@ -1,6 +1,6 @@
 // A list of mobility options (RFC 6275 §6.2): alignment padding on encode, validation on decode.
 // Offsets for alignment are reckoned from the start of the Mobility Header (RFC 6275 §6.2: "xn+y").
-import { DecodeError } from '../errors.ts';
+import { DecodeError, type InvalidValue, InvalidValueError } from '../errors.ts';
 import type { MobilityOption, MobilityOptionType } from '../types.ts';
 import { readU8 } from '../wire.ts';
 import * as auth from './auth.ts';
@@ -112,9 +112,17 @@ function optionBounds(buf: Uint8Array, pos: number, end: number): number {
 
 /**
  * Decodes the options in `offset..end` (MH offset `at`), padding kept. Drops (DecodeError) an option
- * that overruns, or a known option that is misaligned or has the wrong length (RFC 6275 §6.2).
+ * that overruns, or a known option that is misaligned or has the wrong length (RFC 6275 §6.2). A known
+ * option with an invalid value (InvalidValueError) is dropped too, unless `invalid` collects it: then
+ * it is kept raw and the rest decoded.
  */
-export function decodeOptions(buf: Uint8Array, offset: number, end: number, at: number): MobilityOption[] {
+export function decodeOptions(
+  buf: Uint8Array,
+  offset: number,
+  end: number,
+  at: number,
+  invalid?: InvalidValue[],
+): MobilityOption[] {
   const base = at - offset;
   const out: MobilityOption[] = [];
   for (let pos = offset; pos < end; ) {
@@ -126,10 +134,26 @@ export function decodeOptions(buf: Uint8Array, offset: number, end: number, at: 
         `${type} option at MH offset ${pos + base} is not aligned ${a.multiple}n+${a.plus}`,
       );
     }
-    out.push(codecs[type].decode(buf, pos, next));
+    out.push(decodeOption(type, buf, pos, next, invalid));
     pos = next;
   }
   return out;
+}
+
+function decodeOption(
+  type: MobilityOptionType,
+  buf: Uint8Array,
+  pos: number,
+  next: number,
+  invalid: InvalidValue[] | undefined,
+): MobilityOption {
+  try {
+    return codecs[type].decode(buf, pos, next);
+  } catch (err) {
+    if (!(err instanceof InvalidValueError) || !invalid) throw err;
+    invalid.push({ status: err.status, reason: err.message });
+    return raw.decode(buf, pos, next);
+  }
 }
 
 /** Offset in `buf` of the type octet of the last option in `offset..end`, or undefined if none. */

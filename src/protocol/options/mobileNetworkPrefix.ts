@@ -1,8 +1,8 @@
 // Mobile Network Prefix (RFC 3963 §4.3): reserved 8, prefix length 8, prefix 128; alignment 8n+4 so
 // the prefix itself is 8-octet aligned.
 import { formatIPv6, parseIPv6 } from '../address.ts';
-import { OptionType } from '../constants.ts';
-import { DecodeError, EncodeError } from '../errors.ts';
+import { BaStatus, OptionType } from '../constants.ts';
+import { DecodeError, EncodeError, InvalidValueError } from '../errors.ts';
 import type { MobilityOption } from '../types.ts';
 import { readU8 } from '../wire.ts';
 
@@ -31,7 +31,11 @@ export function encode(v: MobileNetworkPrefix, buf: Uint8Array, offset: number):
 export function decode(buf: Uint8Array, offset: number, end: number): MobileNetworkPrefix {
   if (end - offset - 2 !== DATA_LENGTH) throw new DecodeError('Mobile Network Prefix length is not 18');
   const prefixLength = readU8(buf, offset + 3);
-  // A length over 128 is RFC 3963 §6.1.2's "invalid prefix"; the HA may answer 141, the codec drops.
-  if (prefixLength > 128) throw new DecodeError(`Mobile Network Prefix length ${prefixLength} > 128`);
+  // RFC 3963 §6.1.2: a length over 128 is an invalid prefix, which the HA refuses with 141.
+  if (prefixLength > 128)
+    throw new InvalidValueError(
+      `Mobile Network Prefix length ${prefixLength} > 128`,
+      BaStatus.INVALID_PREFIX,
+    );
   return { type: 'mobileNetworkPrefix', prefix: formatIPv6(buf, offset + 4), prefixLength };
 }

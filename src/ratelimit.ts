@@ -1,4 +1,5 @@
-// A token bucket on the injected clock: bounds unsigned replies and rejection log lines under attack.
+// A token bucket on the injected clock: bounds unsigned replies and log lines about bad input under attack
+// (the home agent's rejections, the mobile router's ignored messages).
 
 /** `rate` tokens a second, bucket of `rate`. */
 export class TokenBucket {
