@@ -66,6 +66,7 @@ const nullBpf: BpfSyscalls = {
   unpin: () => {},
   pinned: () => [],
   close: () => {},
+  adjustRoomProbe: () => 0,
 };
 
 class NullTransport {

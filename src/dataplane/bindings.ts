@@ -1,7 +1,8 @@
 // The home agent data plane's view of bindings, shared by every backend: each binding routes its MNPs and
 // its home address into the tunnel to its CoA, and no destination may belong to two bindings.
 import { OfflinkError } from '../errors.ts';
-import { canonicalIPv6, parseDestination } from '../protocol/address.ts';
+import { canonicalIPv6 } from '../protocol/address.ts';
+import { mnpText } from './family.ts';
 import type { BindingChange, TunnelBinding } from './types.ts';
 
 /** Two bindings claim one destination (MNP or HoA). Nothing was changed. */
@@ -16,7 +17,7 @@ export interface Entry {
   coa: string;
   id: number;
   /**
-   * The MNPs and the HoA/128, canonical `address/length` text: every destination routed into the tunnel.
+   * The MNPs (IPv6, and IPv4 for a dual-stack network: RFC 5555) and the HoA/128, canonical `address/length` text: every destination routed into the tunnel.
    * Text only (an array of exactly this length), not `Prefix` objects: the mirror holds one entry per
    * binding, 100k at scale (bench/profiles/ha-memory.md).
    */
@@ -26,7 +27,7 @@ export interface Entry {
 export function entryOf(b: TunnelBinding): Entry {
   const hoa = canonicalIPv6(b.hoa);
   const own = `${hoa}/128`;
-  const mnps = b.prefixes.map((p) => parseDestination(p).text);
+  const mnps = b.prefixes.map(mnpText);
   const dsts = mnps.includes(own) ? mnps : mnps.concat(own);
   return { hoa, coa: canonicalIPv6(b.coa), id: b.id, dsts };
 }

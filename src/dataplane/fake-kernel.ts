@@ -5,6 +5,7 @@
 // one nftables transaction all or nothing, an nftables map refusing a second value for a key); the real
 // translation is tested against the kernel in test/kernel.test.ts.
 import { OfflinkError } from '../errors.ts';
+import { type Family, familyOf } from './family.ts';
 import {
   type AttachedProgram,
   type BridgeSpec,
@@ -20,12 +21,14 @@ import {
   type NetKernel,
   type NetOp,
   type NftElement,
+  type NftFamily,
   type NftOp,
   type NftRule,
   type NftSet,
   type NftTableState,
   prefixText,
   type Route,
+  ruleFamily,
   sameRule,
   type TableId,
   type TcProgram,
@@ -34,8 +37,8 @@ import {
 
 /** One call of the NetKernel interface, as the fake recorded it. */
 export type KernelCall =
-  | { call: 'rules' }
-  | { call: 'routes'; table: TableId | 'all' }
+  | { call: 'rules'; family?: 4 }
+  | { call: 'routes'; table: TableId | 'all'; family?: 4 }
   | { call: 'apply'; ops: readonly NetOp[] }
   | { call: 'nft'; ops: readonly NftOp[] }
   | { call: 'nftTable'; name: string }
@@ -194,14 +197,15 @@ export class FakeKernel implements NetKernel, LinkKernel {
 
   // --- NetKernel
 
-  async rules(): Promise<InstalledRule[]> {
-    this.calls.push({ call: 'rules' });
-    return structuredClone(this.ruleList);
+  /** Rules of the family (IPv4: those with IPv4 prefixes; the kernel's own IPv4 rules are not modelled). */
+  async rules(family: Family = 6): Promise<InstalledRule[]> {
+    this.calls.push(family === 4 ? { call: 'rules', family } : { call: 'rules' });
+    return structuredClone(this.ruleList.filter((r) => ruleFamily(r) === family));
   }
 
-  async routes(table: TableId | 'all'): Promise<InstalledRoute[]> {
-    this.calls.push({ call: 'routes', table });
-    const all = [...this.routeTable.values()];
+  async routes(table: TableId | 'all', family: Family = 6): Promise<InstalledRoute[]> {
+    this.calls.push(family === 4 ? { call: 'routes', table, family } : { call: 'routes', table });
+    const all = [...this.routeTable.values()].filter((r) => familyOf(r.dst) === family);
     return structuredClone(table === 'all' ? all : all.filter((r) => String(r.table) === String(table)));
   }
 
@@ -373,7 +377,11 @@ export class FakeKernel implements NetKernel, LinkKernel {
         return;
       case 'flush-routes':
         for (const [k, r] of this.routeTable)
-          if (op.table === 'all' || String(r.table) === String(op.table)) this.routeTable.delete(k);
+          if (
+            (op.table === 'all' || String(r.table) === String(op.table)) &&
+            familyOf(r.dst) === (op.family ?? 6)
+          )
+            this.routeTable.delete(k);
         return;
       case 'add-rule': {
         const ours = op.owner !== 'kernel';
@@ -409,18 +417,24 @@ function cloneTable(t: FakeNftTable): FakeNftTable {
 
 const nftError = (message: string) => new OfflinkError('ERR_COMMAND', `nft: ${message}`);
 
+/** Tables are held by name; a table of the `ip` family as `ip <name>`. */
+export function nftKey(name: string, family: NftFamily | undefined): string {
+  return family === 'ip' ? `ip ${name}` : name;
+}
+
 /** One op of a transaction on the tables (a throw leaves the committed tables untouched). */
 function nftOne(tables: Map<string, FakeNftTable>, op: NftOp): void {
   if (op.op === 'define-table') {
-    const t = tables.get(op.table.name) ?? { sets: new Map(), chains: new Map() };
-    tables.set(op.table.name, t);
+    const key = nftKey(op.table.name, op.table.family);
+    const t = tables.get(key) ?? { sets: new Map(), chains: new Map() };
+    tables.set(key, t);
     for (const s of op.table.sets)
       if (!t.sets.has(s.name)) t.sets.set(s.name, { kind: s.kind, elements: new Map() });
     for (const c of op.table.chains) t.chains.set(c.name, [...c.rules]);
     return;
   }
   if (op.op === 'delete-table') {
-    tables.delete(op.name);
+    tables.delete(nftKey(op.name, op.family));
     return;
   }
   const table = tables.get(op.table);

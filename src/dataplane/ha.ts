@@ -11,6 +11,7 @@ import { OfflinkError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { canonicalIPv6 } from '../protocol/address.ts';
 import { applyChanges, type Entry, entriesOf, touchedBy } from './bindings.ts';
+import { refuseIPv4 } from './family.ts';
 import { checkInterfaceName } from './ifname.ts';
 import type { InstalledRoute, InstalledRule, NetKernel, NetOp, NftOp, Route } from './kernel.ts';
 import {
@@ -63,6 +64,8 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
     this.options = { ...options, haAddress: canonicalIPv6(options.haAddress) };
   }
 
+  /** The backend's name (also in errors). */
+  abstract readonly backend: string;
   /** The route that sends `dst` into the tunnel to `coa`. */
   protected abstract route(dst: string, coa: string): Route;
   /** The CoA an installed route tunnels to, or undefined if it is not exactly what route() installs. */
@@ -79,11 +82,15 @@ export abstract class TunnelHomeAgentDataplane implements HomeAgentDataplane {
   }
 
   reconcile(bindings: readonly TunnelBinding[]): Promise<void> {
-    return this.queue.run(() => this.reconcileAll(entriesOf(bindings)));
+    return this.queue.run(() => {
+      for (const b of bindings) refuseIPv4(b.prefixes, this.backend);
+      return this.reconcileAll(entriesOf(bindings));
+    });
   }
 
   update(changes: readonly BindingChange[]): Promise<void> {
     return this.queue.run(async () => {
+      for (const c of changes) if (c.op === 'set') refuseIPv4(c.binding.prefixes, this.backend);
       if (!this.inSync) {
         await this.reconcileAll(applyChanges(new Map(this.entries), changes));
         return;

@@ -3,10 +3,11 @@
 // through nftables.ts. Every command is an argv array (never a shell string); values are checked before
 // they reach a command line. Tested against the real kernel in namespaces (test/kernel.test.ts).
 import { OfflinkError } from '../errors.ts';
-import { canonicalIPv6, parseDestination } from '../protocol/address.ts';
+import { canonicalIPv6, parseAnyDestination } from '../protocol/address.ts';
 import type { ProcessSpawner } from '../system/process.ts';
 import type { CommandRunner } from '../system/runner.ts';
 import { CommandError } from '../system/runner.ts';
+import type { Family } from './family.ts';
 import { checkInterfaceName } from './ifname.ts';
 import {
   type AddressFlag,
@@ -26,6 +27,7 @@ import {
   type NetOp,
   type NftOp,
   type NftTableState,
+  opFamily,
   RT_PROTO,
   type Rule,
   type TableId,
@@ -56,8 +58,8 @@ export class Iproute2Kernel implements NetKernel, LinkKernel {
     private readonly o: Iproute2KernelOptions = {},
   ) {}
 
-  async rules(): Promise<InstalledRule[]> {
-    const { stdout } = await this.c.runner.run(['ip', '-j', '-6', 'rule', 'show']);
+  async rules(family: Family = 6): Promise<InstalledRule[]> {
+    const { stdout } = await this.c.runner.run(['ip', '-j', `-${family}`, 'rule', 'show']);
     return stdout.trim() === '' ? [] : (JSON.parse(stdout) as JsonRule[]).map(ruleFromJson);
   }
 
@@ -65,12 +67,12 @@ export class Iproute2Kernel implements NetKernel, LinkKernel {
    * Parsed from text, not `-j`: for `encap ip6` routes iproute2 6.1 prints the tunnel's `dst` as a second
    * "dst" key in the JSON object, which hides the route's own destination.
    */
-  async routes(table: TableId | 'all'): Promise<InstalledRoute[]> {
-    const argv = ['ip', '-6', 'route', 'show', 'table', String(table), 'proto', String(RT_PROTO)];
+  async routes(table: TableId | 'all', family: Family = 6): Promise<InstalledRoute[]> {
+    const argv = ['ip', `-${family}`, 'route', 'show', 'table', String(table), 'proto', String(RT_PROTO)];
     const r = await this.c.runner.run(argv, { allowFailure: true });
     if (r.exitCode !== 0 && /table does not exist/.test(r.stderr)) return [];
     if (r.exitCode !== 0) throw new CommandError(argv, r.exitCode, r.stderr);
-    return parseRoutes(r.stdout, table === 'all' ? 'main' : table);
+    return parseRoutes(r.stdout, table === 'all' ? 'main' : table, family);
   }
 
   /**
@@ -79,11 +81,30 @@ export class Iproute2Kernel implements NetKernel, LinkKernel {
    * followed by `Command failed -:<line>`. Lines that fail with ENOMEM are retried after a pause: seg6
    * routes allocate per-CPU memory atomically, and the kernel's atomic per-CPU pool runs dry during a
    * burst until its background refill catches up. A retried line runs after the lines that followed it,
-   * so a batch must not hold two ops on the same object (the backends' diffs never do).
+   * so a batch must not hold two ops on the same object (the backends' diffs never do). IPv4 ops (RFC 5555
+   * dual-stack networks) go to a second `ip -4` batch after the IPv6 one (a batch has one family); both run
+   * even when the first has failures, which are reported together.
    */
   async apply(ops: readonly NetOp[]): Promise<{ retried: number }> {
+    let retried = 0;
+    const failures: KernelOpsError['failures'][number][] = [];
+    for (const family of [6, 4] as const) {
+      const mine = ops.filter((op) => opFamily(op) === family);
+      if (mine.length === 0) continue;
+      try {
+        retried += (await this.applyFamily(mine, family)).retried;
+      } catch (err) {
+        if (!(err instanceof KernelOpsError)) throw err;
+        failures.push(...err.failures);
+      }
+    }
+    if (failures.length > 0) throw new KernelOpsError(failures);
+    return { retried };
+  }
+
+  private async applyFamily(ops: readonly NetOp[], family: Family): Promise<{ retried: number }> {
     const lines = ops.map((op) => ({ op, args: batchLine(op), ignore: ignorable(op) }));
-    const argv = [...bpffsPrefix(ops), 'ip', '-6', '-force', '-batch', '-'];
+    const argv = [...bpffsPrefix(ops), 'ip', `-${family}`, '-force', '-batch', '-'];
     return retryTransient(
       lines,
       async (pending) => {
@@ -296,8 +317,8 @@ function bpffsPrefix(ops: readonly NetOp[]): string[] {
 }
 
 const destination = (prefix: string) => {
-  const text = parseDestination(prefix).text;
-  return text === '::/0' ? 'default' : text;
+  const text = parseAnyDestination(prefix).text;
+  return text === '::/0' || text === '0.0.0.0/0' ? 'default' : text;
 };
 const table = (t: TableId | 'all') => {
   if (typeof t === 'number' && (!Number.isInteger(t) || t <= 0))
@@ -307,8 +328,8 @@ const table = (t: TableId | 'all') => {
 
 function ruleArgs(rule: Rule, owner: 'kernel' | undefined): string[] {
   const args = ['pref', String(rule.priority)];
-  if (rule.from !== undefined) args.push('from', parseDestination(rule.from).text);
-  if (rule.to !== undefined) args.push('to', parseDestination(rule.to).text);
+  if (rule.from !== undefined) args.push('from', parseAnyDestination(rule.from).text);
+  if (rule.to !== undefined) args.push('to', parseAnyDestination(rule.to).text);
   if (rule.iif !== undefined) args.push('iif', checkInterfaceName(rule.iif));
   if (rule.tunnelled) args.push('ipproto', '41');
   args.push('lookup', table(rule.table));
@@ -330,7 +351,7 @@ function encapArgs(encap: Encap): string[] {
   }
 }
 
-/** The `ip -6` batch line (argv after `ip -6`) of one op. */
+/** The batch line (argv after `ip -6`, or `ip -4` for an IPv4 op: opFamily) of one op. */
 export function batchLine(op: NetOp): string[] {
   const proto = ['proto', String(RT_PROTO)];
   switch (op.op) {
@@ -450,10 +471,10 @@ function tableId(text: string | undefined): TableId {
 
 function side(addr: string | undefined, len: number | undefined): string | undefined {
   if (addr === undefined || addr === 'all') return undefined;
-  return parseDestination(`${addr}/${len ?? 128}`).text;
+  return parseAnyDestination(`${addr}/${len ?? (addr.includes(':') ? 128 : 32)}`).text;
 }
 
-/** A rule of `ip -j -6 rule show`. */
+/** A rule of `ip -j -6 rule show` (or `-4`). */
 export function ruleFromJson(j: JsonRule): InstalledRule {
   const from = side(j.src, j.srclen);
   const to = side(j.dst, j.dstlen);
@@ -468,8 +489,8 @@ export function ruleFromJson(j: JsonRule): InstalledRule {
   };
 }
 
-/** Lines of `ip -6 route show … proto 241` (routes without a `table` word are in `defaultTable`). */
-export function parseRoutes(text: string, defaultTable: TableId): InstalledRoute[] {
+/** Lines of `ip -6 route show … proto 241` or `ip -4 …` (routes without a `table` word are in `defaultTable`). */
+export function parseRoutes(text: string, defaultTable: TableId, family: Family = 6): InstalledRoute[] {
   const routes: InstalledRoute[] = [];
   for (const line of text.split('\n')) {
     const tokens = line.trim().split(/\s+/);
@@ -481,7 +502,7 @@ export function parseRoutes(text: string, defaultTable: TableId): InstalledRoute
     const dev = tokenAfter(tokens, 'dev');
     const encap = encapOf(tokens);
     routes.push({
-      dst: parseDestination(first).text,
+      dst: parseAnyDestination(first === 'default' && family === 4 ? '0.0.0.0/0' : first).text,
       table: tableText === undefined ? defaultTable : tableId(tableText),
       ...(dev !== undefined ? { dev } : {}),
       ...(encap ? { encap } : {}),

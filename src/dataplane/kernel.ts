@@ -7,7 +7,8 @@
 // Everything offlink installs carries the routing protocol number RT_PROTO, so reading, reconciling and
 // flushing see only offlink's routes and rules and never touch anyone else's.
 import { OfflinkError } from '../errors.ts';
-import { parseDestination } from '../protocol/address.ts';
+import { parseAnyDestination } from '../protocol/address.ts';
+import { type Family, familyOf } from './family.ts';
 
 /** `proto 241` on every route and rule offlink installs (not in /etc/iproute2/rt_protos: free for local use). */
 export const RT_PROTO = 241;
@@ -24,9 +25,12 @@ export type Encap =
   /** `encap bpf xmit`: the eBPF encapsulation program, loaded with this daemon's bpffs. */
   | { type: 'bpf'; object: string; section: string; headroom: number; bpffs: string };
 
-/** A route offlink installs (always IPv6, always with RT_PROTO). */
+/**
+ * A route offlink installs (always with RT_PROTO). IPv6, or IPv4 when `dst` is IPv4 text (RFC 5555 dual-stack
+ * mobile networks; only the bpf encapsulation carries IPv4): it then goes to the IPv4 table of that number.
+ */
 export interface Route {
-  /** Canonical prefix (`::/0`: the default route). */
+  /** Canonical prefix (`::/0`, `0.0.0.0/0`: the default route). */
   dst: string;
   table: TableId;
   dev: string;
@@ -49,7 +53,7 @@ export interface InstalledRoute {
   encap?: InstalledEncap;
 }
 
-/** A policy rule (IPv6). `from`/`to` are canonical prefixes. */
+/** A policy rule: IPv6, or IPv4 when `from`/`to` (canonical prefixes) are IPv4 text. */
 export interface Rule {
   priority: number;
   from?: string;
@@ -72,11 +76,15 @@ export interface InstalledRule extends Rule {
 export type NetOp =
   | { op: 'replace-route'; route: Route }
   | { op: 'delete-route'; dst: string; table: TableId }
-  | { op: 'flush-routes'; table: TableId | 'all' }
+  /** Our routes of the family (default 6) in the table. */
+  | { op: 'flush-routes'; table: TableId | 'all'; family?: Family }
   | { op: 'add-rule'; rule: Rule; owner?: 'kernel' }
   | { op: 'delete-rule'; rule: Rule; owner?: 'kernel' }
   /** The outer source address of seg6 encapsulation ('::': none). */
   | { op: 'set-tunnel-source'; address: string };
+
+/** nftables table families offlink uses. */
+export type NftFamily = 'ip6' | 'ip';
 
 /** A named rule of an nftables chain; `counter` names a counted rule (read back by nftTable). */
 export interface NftRule {
@@ -99,9 +107,11 @@ export interface NftSet {
   type: 'address' | 'address . mark' | 'address : mark';
 }
 
-/** An `ip6` table: its sets and chains, and every chain's rules. */
+/** An `ip6` table (or `ip`, for IPv4 packets: RFC 5555 dual-stack networks): its sets and chains, and every chain's rules. */
 export interface NftTable {
   name: string;
+  /** Default ip6. An `ip` table holds chains only (sets are of IPv6 addresses). */
+  family?: NftFamily;
   sets: readonly NftSet[];
   chains: readonly NftChain[];
 }
@@ -116,8 +126,8 @@ export interface NftElement {
 export type NftOp =
   /** Create the table, sets and chains that are missing (sets keep their elements); rewrite every chain's rules. */
   | { op: 'define-table'; table: NftTable }
-  /** Remove the table if it exists. */
-  | { op: 'delete-table'; name: string }
+  /** Remove the table (of the family, default ip6) if it exists. */
+  | { op: 'delete-table'; name: string; family?: NftFamily }
   | { op: 'add-elements'; table: string; set: string; kind: 'set' | 'map'; elements: readonly NftElement[] }
   /** Elements that are not there are no error. */
   | {
@@ -181,10 +191,10 @@ export interface Watch {
 
 /** The network kernel of one namespace. */
 export interface NetKernel {
-  /** Every IPv6 policy rule. */
-  rules(): Promise<InstalledRule[]>;
-  /** offlink's IPv6 routes in `table` (none when the table does not exist). */
-  routes(table: TableId | 'all'): Promise<InstalledRoute[]>;
+  /** Every policy rule of the family (default IPv6). */
+  rules(family?: Family): Promise<InstalledRule[]>;
+  /** offlink's routes of the family (default IPv6) in `table` (none when the table does not exist). */
+  routes(table: TableId | 'all', family?: Family): Promise<InstalledRoute[]>;
   /**
    * Apply `ops` in order, in one go. Ops that fail for a lack of kernel memory are retried (`retried`
    * counts them); others throw KernelOpsError naming each failed op.
@@ -228,7 +238,7 @@ export function describeOp(op: NetOp): string {
     case 'delete-route':
       return `delete route ${op.dst} table ${op.table}`;
     case 'flush-routes':
-      return `flush routes table ${op.table}`;
+      return `flush${op.family === 4 ? ' IPv4' : ''} routes table ${op.table}`;
     case 'add-rule':
     case 'delete-rule':
       return `${op.op === 'add-rule' ? 'add' : 'delete'} rule ${ruleKey(op.rule)}`;
@@ -278,9 +288,32 @@ export interface LinkKernel {
   watchAddresses(onChange: () => void): Watch | undefined;
 }
 
-/** A route or rule prefix as canonical text (`2001:db8::1` → `2001:db8::1/128`). */
+/** A route or rule prefix as canonical text (`2001:db8::1` → `2001:db8::1/128`, `10.1.0.1` → `10.1.0.1/32`). */
 export function prefixText(prefix: string): string {
-  return parseDestination(prefix).text;
+  return parseAnyDestination(prefix).text;
+}
+
+/** The address family an op acts in: that of its prefixes (a rule without any, and a flush by default: 6). */
+export function opFamily(op: NetOp): Family {
+  const v4 = (p: string | undefined) => p !== undefined && familyOf(p) === 4;
+  switch (op.op) {
+    case 'replace-route':
+      return v4(op.route.dst) ? 4 : 6;
+    case 'delete-route':
+      return v4(op.dst) ? 4 : 6;
+    case 'flush-routes':
+      return op.family ?? 6;
+    case 'add-rule':
+    case 'delete-rule':
+      return v4(op.rule.from) || v4(op.rule.to) ? 4 : 6;
+    case 'set-tunnel-source':
+      return 6;
+  }
+}
+
+/** The family of a rule (its prefixes'; none: IPv6). */
+export function ruleFamily(rule: Rule): Family {
+  return opFamily({ op: 'add-rule', rule });
 }
 
 /** One text per rule, equal for equal rules (to compare). */

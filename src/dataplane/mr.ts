@@ -3,7 +3,8 @@
 // table, whose default route tunnels to the home agent (RFC 3963 §5.4, reverse tunnelling); per host,
 // the decapsulation of what the HA sends to the CoA and TCP MSS clamping.
 import { OfflinkError } from '../errors.ts';
-import { canonicalIPv6, parseDestination } from '../protocol/address.ts';
+import { canonicalIPv6 } from '../protocol/address.ts';
+import { mnpText, refuseIPv4 } from './family.ts';
 import type { DataplaneComponents } from './ha.ts';
 import { checkInterfaceName } from './ifname.ts';
 import {
@@ -38,6 +39,9 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
   protected readonly mss: number;
   private readonly queue = new SerialQueue();
 
+  /** The backend's name (also in errors). */
+  abstract readonly backend: string;
+
   constructor(components: DataplaneComponents, options: MobileRouterDataplaneOptions = {}) {
     this.kernel = components.kernel;
     this.mss = options.mss ?? 1400;
@@ -60,6 +64,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
 
   async activate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
+    refuseIPv4(r.prefixes, this.backend);
     return this.queue.run(async () => {
       const rules = await this.kernel.rules();
       // (also ends a forwarding to a peer: its rules are not wanted, and its routes go)
@@ -87,6 +92,7 @@ export abstract class TunnelMobileRouterDataplane implements MobileRouterDatapla
    */
   async forward(routes: MobileRouterRoutes, peer: string): Promise<void> {
     const r = checkRoutes(routes);
+    refuseIPv4(r.prefixes, this.backend);
     const to = canonicalIPv6(peer);
     return this.queue.run(async () => {
       const ops: NetOp[] = r.prefixes.map((p) => ({
@@ -159,7 +165,7 @@ export function checkRoutes(r: MobileRouterRoutes): MobileRouterRoutes {
     coa: canonicalIPv6(r.coa),
     uplink: checkInterfaceName(r.uplink),
     bridge: checkInterfaceName(r.bridge),
-    prefixes: r.prefixes.map((p) => parseDestination(p).text),
+    prefixes: r.prefixes.map(mnpText),
     table: checkTable(r.table),
   };
 }

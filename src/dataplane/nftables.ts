@@ -34,7 +34,7 @@ function elementText(e: NftElement, kind: 'set' | 'map'): string {
 }
 
 function tableLines(t: NftTable): string[] {
-  const table = `ip6 ${name(t.name)}`;
+  const table = `${t.family ?? 'ip6'} ${name(t.name)}`;
   return [
     `table ${table} {`,
     ...t.sets.map((s) => `  ${s.kind} ${name(s.name)} { type ${TYPES[s.type]}; }`),
@@ -74,7 +74,10 @@ export function nftScript(ops: readonly NftOp[]): string {
         lines.push(...tableLines(op.table));
         break;
       case 'delete-table':
-        lines.push(`table ip6 ${name(op.name)}`, `delete table ip6 ${op.name}`);
+        lines.push(
+          `table ${op.family ?? 'ip6'} ${name(op.name)}`,
+          `delete table ${op.family ?? 'ip6'} ${op.name}`,
+        );
         break;
       case 'add-elements':
       case 'delete-elements': {

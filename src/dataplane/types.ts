@@ -7,7 +7,11 @@ export interface TunnelBinding {
   hoa: string;
   /** Current care-of address: the outer destination of tunnelled packets. */
   coa: string;
-  /** Mobile network prefixes in CIDR form ("2001:db8:100::/64"). */
+  /**
+   * Mobile network prefixes in CIDR form ("2001:db8:100::/64"); IPv4 prefixes of a dual-stack network
+   * (RFC 5555) in the same list, told apart by their form ("10.1.0.0/24"). Only the bpf backend tunnels
+   * IPv4 (seg6 refuses it); the tunnel is IPv6 either way (IPv4 inner packets: next header 4).
+   */
   prefixes: readonly string[];
   /**
    * Small positive integer that names the binding in the kernel (nftables mark, docs/dataplane.md). Stable for
@@ -47,8 +51,8 @@ export interface HomeAgentDataplaneOptions {
   /** TCP MSS for SYNs to and from MNPs (guest MTU 1460 minus 60 for headers); 0 disables clamping. */
   mss: number;
   /**
-   * Every prefix and home address a binding may claim (the prefix table). The bpf backend routes them
-   * into the tunnel once, aggregated, so that a binding is only map entries.
+   * Every prefix and home address a binding may claim (the prefix table), IPv4 prefixes included. The bpf
+   * backend routes them into the tunnel once, aggregated, so that a binding is only map entries.
    */
   tunnelled?: readonly string[];
   /** Where the bpf backend mounts its bpffs (`<runDir>/bpf/…`). Default /run/offlink. */
@@ -62,6 +66,7 @@ export interface MobileRouterRoutes {
   coa: string;
   uplink: string;
   bridge: string;
+  /** The network's prefixes, IPv6 and (dual stack, RFC 5555; bpf backend only) IPv4, as in TunnelBinding. */
   prefixes: readonly string[];
   /** Routing table of this network's egress route (one per network on a host). */
   table: number;

@@ -323,3 +323,58 @@ export function aggregatePrefixes(prefixes: Iterable<string>): string[] {
   }
   return out.map((p) => `${formatIPv6(fromBigInt(p.start))}/${p.length}`);
 }
+
+// IPv4 prefixes (RFC 4632 CIDR text), for dual-stack mobile networks (RFC 5555): a mobile network's
+// prefixes may be IPv4 as well, told apart from IPv6 by their text (dotted quad, no colon).
+
+function invalidIPv4Prefix(text: string, why: string): AddressError {
+  return new AddressError('ERR_INVALID_PREFIX', `invalid IPv4 prefix ${JSON.stringify(text)}: ${why}`);
+}
+
+/** Whether `text` is written as IPv4 (`10.1.0.0/24`, `10.1.0.1`): a dot and no colon. */
+export function isIPv4Text(text: string): boolean {
+  return typeof text === 'string' && text.includes('.') && !text.includes(':');
+}
+
+/**
+ * "10.1.0.7/24" → { address: "10.1.0.0", length: 24, text: "10.1.0.0/24" } (host bits cleared, as IPv6
+ * prefixes are); a bare address is a /32, `default` 0.0.0.0/0. Throws ERR_INVALID_PREFIX naming the fault.
+ */
+export function parseIPv4Destination(text: string): Prefix {
+  if (text === 'default') return { address: '0.0.0.0', length: 0, text: '0.0.0.0/0' };
+  if (typeof text !== 'string') throw invalidIPv4Prefix(String(text), 'not a string');
+  const slash = text.indexOf('/');
+  const addr = slash < 0 ? text : text.slice(0, slash);
+  const lenText = slash < 0 ? '32' : text.slice(slash + 1);
+  if (!/^(?:0|[1-9][0-9]?)$/.test(lenText) || Number(lenText) > 32)
+    throw invalidIPv4Prefix(text, 'length must be 0..32');
+  const octets = parseIPv4(addr);
+  if (!octets) throw invalidIPv4Prefix(text, `"${addr}" is not a dotted-quad IPv4 address (a.b.c.d, 0..255)`);
+  const length = Number(lenText);
+  const net = octets.map((o, i) => o & ((0xff00 >> Math.max(0, Math.min(8, length - 8 * i))) & 0xff));
+  const address = net.join('.');
+  return { address, length, text: `${address}/${length}` };
+}
+
+/** A route's destination of either family: IPv4 text as parseIPv4Destination, anything else parseDestination. */
+export function parseAnyDestination(text: string): Prefix {
+  return isIPv4Text(text) ? parseIPv4Destination(text) : parseDestination(text);
+}
+
+/** An IPv4 prefix as the IPv4-mapped IPv6 prefix that holds it (RFC 4291 §2.5.5.2): 10.1.0.0/24 → ::ffff:10.1.0.0/120. */
+export function mappedPrefix(v4: string): string {
+  const p = parseIPv4Destination(v4);
+  return `::ffff:${p.address}/${96 + p.length}`;
+}
+
+/** The inverse of mappedPrefix (an IPv6 prefix inside ::ffff:0:0/96 → IPv4 CIDR text). */
+export function unmappedPrefix(v6: string): string {
+  const p = parseDestination(v6);
+  const bytes = parseIPv6(p.address);
+  return `${[...bytes.subarray(12)].join('.')}/${p.length - 96}`;
+}
+
+/** Whether an IPv6 prefix lies inside ::ffff:0:0/96 (IPv4-mapped addresses), where IPv4 keys live. */
+export function isMappedPrefix(v6: string): boolean {
+  return prefixCovers('::ffff:0:0/96', parseDestination(v6).text);
+}

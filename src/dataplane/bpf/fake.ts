@@ -42,7 +42,15 @@ export class FakeBpf implements BpfSyscalls {
   private nextId = 1;
   private nextFd = 100;
 
+  /** Whether the kernel played knows BPF_F_ADJ_ROOM_DECAP_L3_IPV4 (Linux >= 6.3). */
+  decapIPv4 = true;
+
   constructor(readonly cpus = 2) {}
+
+  adjustRoomProbe(flags: number): number {
+    this.calls.push('adjustRoomProbe');
+    return flags & ~(1 | (this.decapIPv4 ? 1 << 7 : 0)) ? -22 : 0;
+  }
 
   /**
    * What `tc filter … obj` / `ip route … encap bpf obj` does to the maps: each map pinned under

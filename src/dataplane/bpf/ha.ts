@@ -4,9 +4,14 @@
 // of routes), and, if asked, TCP MSS clamping. Per binding: map entries only — each destination (MNP,
 // HoA/128) → outer header {HA, CoA} for encapsulation, and → CoA for the source check. Registration,
 // CoA change and deregistration are map updates through bpf(2), no process; a refresh changes nothing.
+// Dual-stack networks (RFC 5555): IPv4 prefixes get `encap bpf` routes in the IPv4 main table and map
+// entries keyed ::ffff:a.b.c.d; their packets are tunnelled in IPv6 (next header 4), and the same §6.3
+// check applies to IPv4 inner sources. That needs Linux >= 6.3 to decapsulate: probed before the first
+// IPv4 prefix is installed (NoIPv4DecapError).
 import type { Logger } from '../../log.ts';
-import { aggregatePrefixes, canonicalIPv6, prefixRange } from '../../protocol/address.ts';
+import { canonicalIPv6, prefixRange } from '../../protocol/address.ts';
 import { applyChanges, type Entry, entriesOf, touchedBy } from '../bindings.ts';
+import { aggregateAny, keySpace, ofFamily } from '../family.ts';
 import type { DataplaneComponents } from '../ha.ts';
 import type { NetKernel, NetOp, Route } from '../kernel.ts';
 import { HA_TABLE } from '../nft.ts';
@@ -17,10 +22,10 @@ import type {
   HomeAgentDataplaneOptions,
   TunnelBinding,
 } from '../types.ts';
-import { clampTable } from './clamp.ts';
+import { clampGone, clampTable } from './clamp.ts';
 import type { Counters, Tunnel } from './maps.ts';
 import { BpfProgram } from './program.ts';
-import { type BpfSyscalls, kernelBpf, programObject } from './syscall.ts';
+import { type BpfSyscalls, decapsulatesIPv4, kernelBpf, NoIPv4DecapError, programObject } from './syscall.ts';
 
 export interface BpfDataplaneComponents extends DataplaneComponents {
   /** bpf(2); default: the addon. */
@@ -42,15 +47,19 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   /** Routes into the tunnel (canonical prefixes), and their ranges for the coverage check. */
   private routes: Cover = new Cover([]);
   private readonly queue = new SerialQueue();
+  private readonly sys: BpfSyscalls;
+  /** Whether the kernel decapsulates IPv4 in IPv6 (probed once, at the first IPv4 prefix). */
+  private ipv4: boolean | undefined;
 
   constructor(components: BpfDataplaneComponents, options: HomeAgentDataplaneOptions) {
     this.kernel = components.kernel;
+    this.sys = components.sys ?? kernelBpf();
     this.logger = components.logger;
     this.options = { ...options, haAddress: canonicalIPv6(options.haAddress) };
     this.program = new BpfProgram(
       {
         kernel: components.kernel,
-        sys: components.sys ?? kernelBpf(),
+        sys: this.sys,
         object: components.object ?? programObject(),
         ...(components.logger ? { logger: components.logger } : {}),
       },
@@ -63,7 +72,9 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
       const maps = await this.program.attach();
       maps.local.replace([this.options.haAddress]);
       maps.peers.replace([]);
-      await this.syncRoutes(aggregatePrefixes(this.options.tunnelled ?? []));
+      const tunnelled = aggregateAny(this.options.tunnelled ?? []);
+      this.requireIPv4(tunnelled);
+      await this.syncRoutes(tunnelled);
       await this.kernel.nft(clampTable(HA_TABLE, this.options.uplink, this.options.mss));
     });
   }
@@ -81,8 +92,11 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
 
   flush(): Promise<void> {
     return this.queue.run(async () => {
-      await this.kernel.apply([{ op: 'flush-routes', table: 'main' }]);
-      await this.kernel.nft([{ op: 'delete-table', name: HA_TABLE }]);
+      await this.kernel.apply([
+        { op: 'flush-routes', table: 'main' },
+        { op: 'flush-routes', table: 'main', family: 4 },
+      ]);
+      await this.kernel.nft(clampGone(HA_TABLE));
       await this.program.detach();
       this.entries = new Map();
       this.owners = new Map();
@@ -105,9 +119,17 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
     return { src: this.options.haAddress, dst: coa };
   }
 
-  /** Our routes in main are exactly `wanted` (each through the encapsulation program). */
+  /** Throws NoIPv4DecapError if `dsts` hold IPv4 prefixes and this kernel cannot decapsulate them. */
+  private requireIPv4(dsts: Iterable<string>): void {
+    const v4 = ofFamily([...dsts], 4);
+    if (v4.length === 0) return;
+    this.ipv4 ??= decapsulatesIPv4(this.sys);
+    if (!this.ipv4) throw new NoIPv4DecapError(v4);
+  }
+
+  /** Our routes in main (IPv6 and IPv4) are exactly `wanted` (each through the encapsulation program). */
   private async syncRoutes(wanted: readonly string[]): Promise<void> {
-    const have = await this.kernel.routes('main');
+    const have = [...(await this.kernel.routes('main')), ...(await this.kernel.routes('main', 4))];
     const keep = new Set(wanted);
     const ops: NetOp[] = have
       .filter((r) => !keep.has(r.dst))
@@ -133,6 +155,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
 
   /** Make the maps hold exactly `desired`; rebuilds the mirror. */
   private async reconcileAll(desired: Map<string, Entry>): Promise<void> {
+    for (const e of desired.values()) this.requireIPv4(e.dsts);
     this.inSync = false;
     const { encapDst, ingress } = this.program.maps;
     const wantCoa = new Map<string, string>();
@@ -160,6 +183,7 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
   /** Fast path: only the bindings named in `changes` are looked at; unchanged ones cost nothing. */
   private async updateSome(changes: readonly BindingChange[]): Promise<void> {
     const touched = touchedBy(changes, this.entries, this.owners);
+    for (const { neu } of touched.values()) if (neu) this.requireIPv4(neu.dsts);
     const sets: [string, string][] = [];
     const left: string[] = [];
     for (const { old, neu } of touched.values()) {
@@ -193,15 +217,16 @@ export class BpfHomeAgentDataplane implements HomeAgentDataplane {
 
 /**
  * Which destinations the routes cover: the configured aggregates (sorted ranges, binary search) and the
- * exact destinations added one by one outside them (a set: adding stays O(1)).
+ * exact destinations added one by one outside them (a set: adding stays O(1)). IPv4 prefixes are ranges
+ * in ::ffff:0:0/96, where no IPv6 route of ours reaches (MNPs there are refused).
  */
 class Cover {
   private readonly ranges: { start: bigint; end: bigint }[];
   private readonly exact = new Set<string>();
 
   constructor(prefixes: readonly string[]) {
-    this.ranges = aggregatePrefixes(prefixes)
-      .map(prefixRange)
+    this.ranges = aggregateAny(prefixes)
+      .map((p) => prefixRange(keySpace(p)))
       .sort((a, b) => (a.start < b.start ? -1 : 1));
   }
 
@@ -211,7 +236,7 @@ class Cover {
 
   covers(prefix: string): boolean {
     if (this.exact.has(prefix)) return true;
-    const r = prefixRange(prefix);
+    const r = prefixRange(keySpace(prefix));
     let lo = 0;
     let hi = this.ranges.length - 1;
     while (lo <= hi) {

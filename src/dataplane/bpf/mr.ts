@@ -7,20 +7,31 @@
 // the old CoA, a CoA change re-points the entries. Each active network's bridge gets the fast path that
 // hands decapsulated GSO packets straight to the guest's port (offlink.bpf.c `tc/bridge`), with the
 // bridge's forwarding database mirrored into a map (fdb.ts).
+// Dual-stack networks (RFC 5555): a network's IPv4 prefixes get the same rule and default route in the
+// IPv4 tables (`ip -4 rule from <v4 MNP> iif <bridge> lookup <N>`, `0.0.0.0/0 encap bpf` in N); the same
+// program tunnels them in IPv6 (next header 4) and decapsulates IPv4 from the HA (Linux >= 6.3, probed).
 import { OfflinkError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { canonicalIPv6 } from '../../protocol/address.ts';
-import { type InstalledRule, type NetKernel, type Rule, removeOurRules, syncRules } from '../kernel.ts';
+import { defaultOf, type Family, ofFamily } from '../family.ts';
+import {
+  type InstalledRule,
+  type NetKernel,
+  type NetOp,
+  type Rule,
+  removeOurRules,
+  syncRules,
+} from '../kernel.ts';
 import { checkHost, checkRoutes, type MobileRouterDataplaneOptions, type MobileRouterHost } from '../mr.ts';
 import { MR_TABLE } from '../nft.ts';
 import { SerialQueue } from '../serial.ts';
 import type { MobileRouterDataplane, MobileRouterRoutes } from '../types.ts';
-import { clampTable } from './clamp.ts';
+import { clampGone, clampTable } from './clamp.ts';
 import { FdbMirror } from './fdb.ts';
 import type { BpfDataplaneComponents } from './ha.ts';
 import type { BpfMaps, Counters } from './maps.ts';
 import { BpfProgram } from './program.ts';
-import { type BpfSyscalls, kernelBpf, programObject } from './syscall.ts';
+import { type BpfSyscalls, decapsulatesIPv4, kernelBpf, NoIPv4DecapError, programObject } from './syscall.ts';
 
 /** What makes a network's rules and route: when it is the same, a re-activation touches only maps. */
 function routeKey(r: MobileRouterRoutes): string {
@@ -43,6 +54,8 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   private readonly fastBridges = new Set<string>();
   private readonly fdb: FdbMirror;
   private readonly queue = new SerialQueue();
+  /** Whether the kernel decapsulates IPv4 in IPv6 (probed once, at the first IPv4 prefix). */
+  private ipv4: boolean | undefined;
 
   constructor(components: BpfDataplaneComponents, options: MobileRouterDataplaneOptions = {}) {
     this.kernel = components.kernel;
@@ -80,12 +93,13 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   async activate(routes: MobileRouterRoutes): Promise<void> {
     const r = checkRoutes(routes);
     return this.queue.run(async () => {
+      this.requireIPv4(r.prefixes);
       const key = routeKey(r);
       if (this.installed.get(r.network) !== key) {
-        const ops = syncRules(await this.kernel.rules(), this.networkRules(r), (k) => this.inNetwork(k, r));
-        const encap = this.requireProgram().encap();
-        ops.push({ op: 'replace-route', route: { dst: '::/0', table: r.table, dev: r.uplink, encap } });
-        await this.kernel.apply(ops);
+        const ops = await this.familyOps(r, 6, true);
+        // IPv4 only where the network has (or had) IPv4 prefixes: an IPv6-only network's ops stay as they were
+        const v4 = await this.familyOps(r, 4, ofFamily(r.prefixes, 4).length > 0);
+        await this.kernel.apply([...ops, ...v4]);
         this.installed.set(r.network, key);
       }
       if (!this.fastBridges.has(r.bridge)) {
@@ -109,8 +123,7 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
           encapDst.delete(p);
         }
       }
-      const ops = syncRules(await this.kernel.rules(), [], (k) => this.inNetwork(k, r));
-      ops.push({ op: 'delete-route', dst: '::/0', table: r.table });
+      const ops = [...(await this.familyOps(r, 6, false)), ...(await this.familyOps(r, 4, false))];
       await this.kernel.apply(ops);
       this.installed.delete(r.network);
       await this.fdb.unwatch(r.bridge);
@@ -136,9 +149,11 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   flushHost(): Promise<void> {
     return this.queue.run(async () => {
       const ops = removeOurRules(await this.kernel.rules());
-      ops.push({ op: 'flush-routes', table: 'all' });
+      const v4 = (await this.kernel.rules(4)).filter((k) => k.ours);
+      ops.push(...syncRules(v4, [], () => true));
+      ops.push({ op: 'flush-routes', table: 'all' }, { op: 'flush-routes', table: 'all', family: 4 });
       await this.kernel.apply(ops);
-      await this.kernel.nft([{ op: 'delete-table', name: MR_TABLE }]);
+      await this.kernel.nft(clampGone(MR_TABLE));
       await this.fdb.stop();
       const uplink = this.host?.uplink;
       const program = this.program ?? (uplink ? this.newProgram(uplink) : undefined);
@@ -179,8 +194,38 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
     return this.requireProgram().maps;
   }
 
-  private networkRules(r: MobileRouterRoutes): Rule[] {
-    return r.prefixes.map((p) => ({ priority: r.rulePref, from: p, iif: r.bridge, table: r.table }));
+  /**
+   * The ops that make the network's rules and default route of one family what they should be: present
+   * (`wanted`, for the family's prefixes) or gone. A family with neither rules nor wanted prefixes costs
+   * nothing (no ops).
+   */
+  private async familyOps(r: MobileRouterRoutes, family: Family, wanted: boolean): Promise<NetOp[]> {
+    const rules = this.networkRules(r, family);
+    const installed = await this.kernel.rules(family);
+    const ops = syncRules(installed, wanted ? rules : [], (k) => this.inNetwork(k, r));
+    const dst = defaultOf(family);
+    if (wanted) {
+      const encap = this.requireProgram().encap();
+      ops.push({ op: 'replace-route', route: { dst, table: r.table, dev: r.uplink, encap } });
+    } else if (family === 6 || ops.length > 0) ops.push({ op: 'delete-route', dst, table: r.table });
+    return ops;
+  }
+
+  /** Throws NoIPv4DecapError if `prefixes` hold IPv4 ones and this kernel cannot decapsulate them. */
+  private requireIPv4(prefixes: readonly string[]): void {
+    const v4 = ofFamily(prefixes, 4);
+    if (v4.length === 0) return;
+    this.ipv4 ??= decapsulatesIPv4(this.sys);
+    if (!this.ipv4) throw new NoIPv4DecapError(v4);
+  }
+
+  private networkRules(r: MobileRouterRoutes, family: Family): Rule[] {
+    return ofFamily(r.prefixes, family).map((p) => ({
+      priority: r.rulePref,
+      from: p,
+      iif: r.bridge,
+      table: r.table,
+    }));
   }
 
   /** Our rules that belong to this network: those into its table (each network has its own). */

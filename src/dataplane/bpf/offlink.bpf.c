@@ -240,6 +240,32 @@ static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
 }
 
 /*
+ * The inner packet's hop limit (IPv6) or TTL (IPv4) minus one, as a router between two tunnels would do.
+ * 0: done; 1: the packet has no hops left (the stack decapsulates it and sends the ICMP error); -1: error.
+ */
+static __always_inline int inner_hop(struct __sk_buff *skb, __u8 nexthdr)
+{
+	if (nexthdr == IPPROTO_IPV6) {
+		__u8 hops;
+
+		if (bpf_skb_load_bytes(skb, INNER + offsetof(struct ipv6hdr, hop_limit), &hops, 1) || hops <= 1)
+			return 1;
+		hops -= 1;
+		return bpf_skb_store_bytes(skb, INNER + offsetof(struct ipv6hdr, hop_limit), &hops, 1, 0) ? -1 : 0;
+	}
+	/* IPv4: TTL and protocol form one 16-bit word of the header checksum (RFC 1624 incremental update) */
+	__be16 old, neu;
+
+	if (bpf_skb_load_bytes(skb, INNER + offsetof(struct iphdr, ttl), &old, 2) || (bpf_ntohs(old) >> 8) <= 1)
+		return 1;
+	neu = bpf_htons(bpf_ntohs(old) - 0x100);
+	if (bpf_l3_csum_replace(skb, INNER + offsetof(struct iphdr, check), old, neu, 2) ||
+	    bpf_skb_store_bytes(skb, INNER + offsetof(struct iphdr, ttl), &neu, 2, 0))
+		return -1;
+	return 0;
+}
+
+/*
  * Send a tunnel packet on to another tunnel endpoint without decapsulating it: the outer addresses are
  * rewritten in place and the inner hop limit (TTL) decremented, as a router between two tunnels would.
  * Returns a tc verdict, or -1 to let the packet be decapsulated into the stack instead (inner hop limit
@@ -248,16 +274,12 @@ static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
 static __always_inline int forward(struct __sk_buff *skb, __u8 nexthdr, const struct ofl_tunnel *t)
 {
 	struct bpf_fib_lookup fib = {};
-	__u8 hops;
-
-	if (nexthdr != IPPROTO_IPV6)
-		return -1; /* IPv4 inner: decapsulated, then routed (and re-encapsulated) by the stack */
-	if (bpf_skb_load_bytes(skb, INNER + offsetof(struct ipv6hdr, hop_limit), &hops, 1) || hops <= 1)
-		return -1;
-	hops -= 1;
 	__u8 outer_hops = OUTER_HOP_LIMIT;
+	int hop = inner_hop(skb, nexthdr);
 
-	if (bpf_skb_store_bytes(skb, INNER + offsetof(struct ipv6hdr, hop_limit), &hops, 1, 0) ||
+	if (hop > 0)
+		return -1;
+	if (hop < 0 ||
 	    bpf_skb_store_bytes(skb, OUTER + offsetof(struct ipv6hdr, hop_limit), &outer_hops, 1, 0) ||
 	    bpf_skb_store_bytes(skb, OUTER + offsetof(struct ipv6hdr, saddr), t->src, 16, 0) ||
 	    bpf_skb_store_bytes(skb, OUTER + offsetof(struct ipv6hdr, daddr), t->dst, 16, 0))

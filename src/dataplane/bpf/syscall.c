@@ -438,6 +438,58 @@ static napi_value close_fd(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/*
+ * adjustRoomProbe(flags) -> the return value of bpf_skb_adjust_room(skb, -40, BPF_ADJ_ROOM_MAC, flags) on
+ * a crafted IPv4-in-IPv6 packet (0, or a negative errno such as -EINVAL for flags this kernel does not
+ * know). A five-instruction sched_cls program, loaded here and run once with BPF_PROG_TEST_RUN, so the
+ * answer is the kernel's own and not a guess from its version number; nothing is attached anywhere.
+ */
+static napi_value adjust_room_probe(napi_env env, napi_callback_info info)
+{
+	ARGS(1);
+	uint32_t flags;
+	if (get_u32(env, argv[0], &flags))
+		return throw_type(env, "adjustRoomProbe(flags: number)");
+	struct bpf_insn prog[] = {
+		/* r2 = -40; r3 = BPF_ADJ_ROOM_MAC; r4 = flags; r0 = bpf_skb_adjust_room(r1 = skb, ...); exit */
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_2, .imm = -40 },
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_3, .imm = BPF_ADJ_ROOM_MAC },
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_4, .imm = (int32_t)flags },
+		{ .code = BPF_JMP | BPF_CALL, .imm = BPF_FUNC_skb_adjust_room },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	static const char license[] = "GPL";
+	union bpf_attr attr = { 0 };
+	attr.prog_type = BPF_PROG_TYPE_SCHED_CLS;
+	attr.insns = (uint64_t)(uintptr_t)prog;
+	attr.insn_cnt = sizeof(prog) / sizeof(prog[0]);
+	attr.license = (uint64_t)(uintptr_t)license;
+	int fd = sys_bpf(BPF_PROG_LOAD, &attr);
+	if (fd < 0)
+		return throw_errno(env, "BPF_PROG_LOAD (adjust_room probe)");
+	/* Ethernet (IPv6), IPv6 (next header 4, payload 20), IPv4 (20 bytes): 74 bytes */
+	uint8_t pkt[14 + 40 + 20] = { 0 };
+	pkt[12] = 0x86, pkt[13] = 0xdd;
+	pkt[14] = 0x60, pkt[19] = 20, pkt[20] = 4, pkt[21] = 64;
+	pkt[14 + 40] = 0x45, pkt[14 + 40 + 3] = 20, pkt[14 + 40 + 8] = 64, pkt[14 + 40 + 9] = 17;
+	uint8_t out[sizeof(pkt) + 64];
+	memset(&attr, 0, sizeof(attr));
+	attr.test.prog_fd = fd;
+	attr.test.data_in = (uint64_t)(uintptr_t)pkt;
+	attr.test.data_size_in = sizeof(pkt);
+	attr.test.data_out = (uint64_t)(uintptr_t)out;
+	attr.test.data_size_out = sizeof(out);
+	attr.test.repeat = 1;
+	long rc = sys_bpf(BPF_PROG_TEST_RUN, &attr);
+	int saved = errno;
+	close(fd);
+	if (rc < 0) {
+		errno = saved;
+		return throw_errno(env, "BPF_PROG_TEST_RUN (adjust_room probe)");
+	}
+	return number(env, (int32_t)attr.test.retval);
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	static const struct {
@@ -460,6 +512,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "mountBpffs", mount_bpffs },
 		{ "unmount", unmount },
 		{ "close", close_fd },
+		{ "adjustRoomProbe", adjust_room_probe },
 	};
 	for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
 		napi_value f;

@@ -54,6 +54,34 @@ export interface BpfSyscalls {
   /** Names pinned in a bpffs directory ([] when it does not exist). */
   pinned(dir: string): string[];
   close(fd: number): void;
+  /**
+   * What bpf_skb_adjust_room(skb, -40, BPF_ADJ_ROOM_MAC, flags) returns on a crafted IPv4-in-IPv6 packet
+   * (a throwaway program run once with BPF_PROG_TEST_RUN): 0, or a negative errno (-EINVAL: unknown flag).
+   */
+  adjustRoomProbe(flags: number): number;
+}
+
+/** uapi bpf_skb_adjust_room flags the decapsulation program passes (offlink.bpf.c). */
+export const ADJ_ROOM = { fixedGso: 1 << 0, decapL3IPv4: 1 << 7 } as const;
+
+/**
+ * Whether this kernel decapsulates IPv4 inside IPv6 the way offlink.bpf.c does it (BPF_F_ADJ_ROOM_DECAP_L3_IPV4,
+ * Linux ≥ 6.3); older kernels load the program but fail that call for every such packet.
+ */
+export function decapsulatesIPv4(sys: BpfSyscalls): boolean {
+  return sys.adjustRoomProbe(ADJ_ROOM.fixedGso | ADJ_ROOM.decapL3IPv4) === 0;
+}
+
+/** IPv4 prefixes on a kernel that cannot decapsulate IPv4 inside IPv6. */
+export class NoIPv4DecapError extends OfflinkError {
+  constructor(prefixes: readonly string[]) {
+    super(
+      'ERR_DATAPLANE_IPV4',
+      `IPv4 mobile network prefixes (${prefixes.slice(0, 3).join(', ')}) need Linux >= 6.3 on the bpf data plane: ` +
+        'this kernel does not know BPF_F_ADJ_ROOM_DECAP_L3_IPV4, so IPv4 packets tunnelled in IPv6 could not be ' +
+        'decapsulated (probed with BPF_PROG_TEST_RUN)',
+    );
+  }
 }
 
 /** Where scripts/build puts what it builds (the repository's build/). */
