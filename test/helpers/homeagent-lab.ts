@@ -309,17 +309,22 @@ export class NsAgent {
     };
   }
 
-  /** Send `hex` as it is (`count` times) from `from` to the HA port at `to`; the replies within waitMs. */
+  /**
+   * Send `hex` as it is (`count` times) from `from` (port `fromPort`, default any) to port `port` (default
+   * the HA port, 4191) at `to`; the replies within waitMs, the first one's bytes in `reply.hex`.
+   */
   async raw(cmd: {
     from: string;
+    fromPort?: number;
     to: string;
+    port?: number;
     hex: string;
     count?: number;
     waitMs?: number;
     verify?: { spi: number; key: string; algorithm?: 'hmac-sha1' | 'hmac-sha256'; coa: string; hoa: string };
   }): Promise<{
     replies: number;
-    reply: { type: string; status?: number; sequence?: number; authentic?: boolean } | null;
+    reply: { type: string; status?: number; sequence?: number; authentic?: boolean; hex: string } | null;
   }> {
     return (await this.request({ op: 'raw', ...cmd })) as Awaited<ReturnType<NsAgent['raw']>>;
   }
