@@ -11,23 +11,21 @@ import { waitUntil } from './helpers/faults.ts';
 import {
   ADDR,
   type BindingView,
-  buildTopology,
-  haFiles,
+  type HaRig,
+  type haFiles,
   haMetric,
   haRoutes,
   haStatus,
   KEY,
   KEY2,
-  mrTunnel,
-  NsAgent,
+  openHaRig,
   SPI,
   SPI2,
   specFor,
-  startHa,
   type Topology,
 } from './helpers/homeagent-lab.ts';
 import type { WireSpec } from './helpers/homeagent-mr-agent.ts';
-import { type NetnsLab, openNetns } from './helpers/netns.ts';
+import type { NetnsLab } from './helpers/netns.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const NEW_SPI = 1011;
@@ -37,37 +35,25 @@ const backends = await dataplaneBackends();
 
 for (const backend of backends) {
   describe(`home agent config reload on SIGHUP [${backend}]`, { skip: needsRoot(), timeout: 120_000 }, () => {
+    let rig: HaRig | undefined;
     let files: ReturnType<typeof haFiles>;
     let lab: NetnsLab;
     let ns: Topology;
     let ha: { child: ChildProcess; log: string[] };
-    let agents: Record<'mra' | 'mrb' | 'ga' | 'cn', NsAgent>;
+    let agents: HaRig['agents'];
     let original: string;
     let sequence = 0;
     /** net1's binding before the reload. */
     let net1: BindingView | undefined;
 
     before(async () => {
-      files = haFiles({ backend });
+      rig = await openHaRig(backend);
+      ({ files, lab, ns, ha, agents } = rig);
       original = readFileSync(files.config, 'utf8');
-      lab = await openNetns({ backend });
-      ns = await buildTopology(lab);
-      await mrTunnel(lab, ns.mra, ADDR.coaA);
-      await mrTunnel(lab, ns.mrb, ADDR.coaB);
-      ha = await startHa(lab, ns.ha, files.config);
-      agents = {
-        mra: new NsAgent(ns.mra),
-        mrb: new NsAgent(ns.mrb),
-        ga: new NsAgent(ns.ga),
-        cn: new NsAgent(ns.cn),
-      };
-      await Promise.all([agents.ga.echo(), agents.cn.echo()]);
     });
 
     after(async () => {
-      if (agents) await Promise.all(Object.values(agents).map((a) => a.close()));
-      await lab?.cleanup();
-      files?.dispose();
+      await rig?.close();
     });
 
     const binding = async (hoa: string) => (await haStatus(lab, ns.ha)).bindings.find((b) => b.hoa === hoa);

@@ -7,21 +7,21 @@ import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import {
   ADDR,
-  buildTopology,
-  haFiles,
+  type HaRig,
+  type haFiles,
   haMetric,
   haRoutes,
   haStatus,
   killHard,
-  mrTunnel,
-  NsAgent,
+  type NsAgent,
+  openHaRig,
   STATUS,
   specFor,
   startHa,
   type Topology,
 } from './helpers/homeagent-lab.ts';
 import type { WireSpec } from './helpers/homeagent-mr-agent.ts';
-import { type NetnsLab, openNetns } from './helpers/netns.ts';
+import type { NetnsLab } from './helpers/netns.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const BIN = new URL('../bin/offlink.js', import.meta.url).pathname;
@@ -74,6 +74,7 @@ const backends = await dataplaneBackends();
 
 for (const backend of backends) {
   describe(`home agent daemon [${backend}]`, { skip: needsRoot(), timeout: 180_000 }, () => {
+    let rig: HaRig | undefined;
     let files: ReturnType<typeof haFiles>;
     let lab: NetnsLab;
     let ns: Topology;
@@ -83,26 +84,12 @@ for (const backend of backends) {
     let sequence = 0;
 
     before(async () => {
-      files = haFiles({ backend });
-      lab = await openNetns({ backend });
-      ns = await buildTopology(lab);
-      await mrTunnel(lab, ns.mra, ADDR.coaA);
-      await mrTunnel(lab, ns.mrb, ADDR.coaB);
-      ha = await startHa(lab, ns.ha, files.config);
-      agents = {
-        mra: new NsAgent(ns.mra),
-        mrb: new NsAgent(ns.mrb),
-        ga: new NsAgent(ns.ga),
-        gb: new NsAgent(ns.gb),
-        cn: new NsAgent(ns.cn),
-      };
-      await Promise.all([agents.ga.echo(), agents.gb.echo(), agents.cn.echo()]);
+      rig = await openHaRig(backend);
+      ({ files, lab, ns, ha, agents } = rig);
     });
 
     after(async () => {
-      if (agents) await Promise.all(Object.values(agents).map((a) => a.close()));
-      await lab?.cleanup();
-      files?.dispose();
+      await rig?.close();
     });
 
     /** BU with the next sequence number from the MR behind `coa`. */

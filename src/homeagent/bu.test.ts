@@ -72,6 +72,25 @@ const rows: Row[] = [
     bra: null,
   },
   {
+    // RFC 5555 options this HA does not use yet (issue 17): skipped, the IPv6 registration as without them.
+    name: 'IPv4 Home Address options (RFC 5555) are skipped: registered as without them, BA without IPv4 ack',
+    bu: {
+      prefixes: ['2001:db8:100::/64'],
+      extraOptions: [
+        { type: 'ipv4HomeAddress', homeAddress: '192.0.2.0', prefixLength: 24, requestPrefix: true },
+        // prefix length 0: kept raw by the decoder, skipped like any unknown option
+        { type: 'raw', code: 29, data: Uint8Array.of(0, 0, 198, 51, 100, 7) },
+      ],
+    },
+    status: 0,
+    event: 'register',
+    intents: [{ op: 'set', coa: COA, prefixes: ['2001:db8:100::/64'], id: 1 }],
+    baSequence: 11,
+    baLifetime: 100,
+    bra: null,
+    signed: true,
+  },
+  {
     name: 'implicit mode takes the prefixes from the table',
     bu: { prefixes: [] },
     status: 0,
@@ -325,6 +344,8 @@ describe('processBindingUpdate', () => {
         assert.equal(bra?.type === 'bindingRefreshAdvice' ? bra.interval : null, row.bra);
       }
       if (row.signed !== undefined) assert.equal(reply.sign !== undefined, row.signed);
+      const ipv4Acks = ba.options.filter((option) => option.type === 'ipv4AddressAcknowledgement');
+      assert.deepEqual(ipv4Acks, [], 'this HA does not acknowledge IPv4 addresses (RFC 5555) yet');
       if (reply.sign) {
         // Signed with the MR's SA over the outer source and the HoA; encodes and verifies.
         const bytes = encodeSignalingPacket(reply.packet, reply.sign);

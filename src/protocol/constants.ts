@@ -34,7 +34,7 @@ export const BaFlag = {
   R: 0x40,
 } as const;
 
-/** Mobility option types (RFC 6275 §6.2, RFC 3963 §4.3, RFC 4285 §5–6). */
+/** Mobility option types (RFC 6275 §6.2, RFC 3963 §4.3, RFC 4285 §5–6, RFC 5555 §3.1.1, §3.2.1). */
 export const OptionType = {
   Pad1: 0,
   PadN: 1,
@@ -42,6 +42,8 @@ export const OptionType = {
   MobileNetworkPrefix: 6,
   MobilityMessageAuthentication: 9,
   MobilityMessageReplayProtection: 10,
+  IPv4HomeAddress: 29,
+  IPv4AddressAcknowledgement: 30,
 } as const;
 
 /** Subtype of the Mobility Message Authentication option (RFC 4285 §5). */
@@ -70,6 +72,21 @@ export const BaStatus = {
   MIPV6_AUTH_FAIL: 146,
 } as const;
 export type BaStatusValue = (typeof BaStatus)[keyof typeof BaStatus];
+
+/**
+ * Status of the IPv4 Address Acknowledgement option (RFC 5555 §3.2.1): below 128 the IPv4 home address
+ * or prefix is bound, from 128 it is refused. Separate from the BA status, which answers the IPv6 binding.
+ */
+export const IPv4AckStatus = {
+  SUCCESS: 0,
+  UNSPECIFIED: 128,
+  ADMINISTRATIVELY_PROHIBITED: 129,
+  INCORRECT_IPV4_HOME_ADDRESS: 130,
+  INVALID_IPV4_ADDRESS: 131,
+  DYNAMIC_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_AVAILABLE: 132,
+  PREFIX_ALLOCATION_UNAUTHORIZED: 133,
+} as const;
+export type IPv4AckStatusValue = (typeof IPv4AckStatus)[keyof typeof IPv4AckStatus];
 
 /** Binding Error status codes (RFC 6275 §6.1.9). */
 export const BeStatus = {

@@ -188,6 +188,48 @@ describe('bad packet corpus', () => {
     rejects(packet(ba), DROP, 'MNP prefix length 129 in a BA', /> 128/);
   });
 
+  it('RFC 5555 IPv4 Home Address and Acknowledgement options with a length other than 6', () => {
+    rejects(packet(bu([raw(29, 5)])), DROP, 'IPv4 HoA length 5', /IPv4 Home Address length is 5, not 6/);
+    rejects(packet(bu([raw(29, 10)])), DROP, 'IPv4 HoA length 10', /IPv4 Home Address length is 10, not 6/);
+    const ba = (options: MobilityOption[]): MobilityMessage => ({
+      type: 'bindingAcknowledgement',
+      status: 0,
+      flags: 0,
+      sequence: 1,
+      lifetime: 1,
+      options,
+    });
+    rejects(packet(ba([raw(30, 7)])), DROP, 'IPv4 ack length 7', /Acknowledgement length is 7, not 6/);
+    // The option claims 6 octets of data but the message ends first.
+    rejects(packet(bu([raw(29, 2)]), set([53, 6])), DROP, 'IPv4 HoA runs past the end', /overruns/);
+  });
+
+  it('RFC 5555 IPv4 options off 4n', () => {
+    const data = [0x62, 0, 192, 0, 2, 0];
+    rejects(packet(bu([{ type: 'pad1' }, raw(29, data)])), DROP, 'IPv4 HoA at 13', /aligned 4n\+0/);
+    rejects(
+      packet(bu([{ type: 'padN', length: 0 }, raw(30, data)])),
+      DROP,
+      'IPv4 ack at 14',
+      /aligned 4n\+0/,
+    );
+  });
+
+  it('an IPv4 Home Address with prefix length 0 or 33: the BU decodes, that option kept raw (RFC 5555 answers it per option)', () => {
+    for (const prefixLength of [0, 33]) {
+      const invalid = raw(29, [prefixLength << 2, 0, 192, 0, 2, 0]);
+      const message = bu([mnp, invalid, { type: 'replayProtection', timestamp: 5n }]);
+      const signed = encodeSignalingPacket(
+        { src: SRC, dst: DST, message },
+        { sa, coa: '2001:db8:a::2', hoa: SRC },
+      );
+      const d = decodeSignalingPacket(signed);
+      assert.equal(d.message.type, 'bindingUpdate');
+      assert.deepEqual(d.message.options.slice(0, 2), [mnp, invalid], `prefix length ${prefixLength}`);
+      assert.ok(verifyPacketAuth(d, sa, '2001:db8:a::2', SRC));
+    }
+  });
+
   it('unknown MH types are answered with Binding Error status 2', () => {
     for (const type of [1, 2, 3, 4, 8, 17, 255]) {
       rejects(packet(bu([]), set([42, type])), { kind: 'bindingError', status: 2 }, `MH type ${type}`);

@@ -43,6 +43,15 @@ export class InvalidValueError extends DecodeError {
   }
 }
 
+/**
+ * An option whose octets are well formed but whose value is invalid, where the RFC answers that option
+ * on its own instead of refusing the message (RFC 5555 §3.2.1: an IPv4 home address or prefix is refused
+ * in the IPv4 Address Acknowledgement, the IPv6 binding is not). Inside a message such an option is kept
+ * raw and the rest decoded, so a receiver that does not use it skips it as it skips an unknown option
+ * (RFC 6275 §6.2.1); decoded on its own, it is refused with this error.
+ */
+export class OptionValueError extends DecodeError {}
+
 /** An invalid value found while decoding (InvalidValueError), collected instead of thrown. */
 export interface InvalidValue {
   status: number;

@@ -43,6 +43,8 @@ function mutate(rng: gen.Rng, input: Uint8Array): Uint8Array {
             9,
             10,
             18,
+            29,
+            30,
             255,
             gen.int(rng, 0, 255),
           ]);
@@ -120,6 +122,8 @@ it(`${MUTANTS} mutated packets: decode returns or throws DecodeError`, () => {
       'payload length',
       'header length',
       'unrecognized MH type',
+      'IPvN Home Address length', // RFC 5555 options: their decoders are reached too
+      'IPvN Address Acknowledgement length',
     ]) {
       assert.ok(
         [...reasons.keys()].some((r) => r.includes(want)),

@@ -1,10 +1,10 @@
 // Golden vectors written octet by octet from the RFC layouts (RFC 8200 §3, RFC 6275 §6.1, RFC 3963 §4,
-// RFC 4285 §5–6), not produced by the encoder. Only the authenticator (HMAC) and the checksum are
+// RFC 4285 §5–6, RFC 5555 §3.1.1 and §3.2.1), not produced by the encoder. Only the authenticator (HMAC) and the checksum are
 // computed here, each by its own straightforward code.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { BaStatus, BuFlag } from './constants.ts';
+import { BaFlag, BaStatus, BuFlag, IPv4AckStatus } from './constants.ts';
 import { decodeSignalingPacket, encodeSignalingPacket, verifyPacketAuth } from './packet.ts';
 import { hex, toHex } from './testkit.ts';
 import type { SecurityAssociation } from './types.ts';
@@ -203,6 +203,143 @@ describe('golden: Binding Acknowledgement, status 142', () => {
         { type: 'replayProtection', timestamp: TIMESTAMP },
         { type: 'pad1' },
         { type: 'auth', subtype: 1, spi: 0x100, authenticator: mh.slice(36, 48) },
+      ],
+    });
+    assert.equal(verifyPacketAuth(d, sa, COA, HOA), true);
+  });
+});
+
+describe('golden: dual-stack BU, an IPv6 MNP and an IPv4 mobile network prefix (RFC 5555 §3.1.1)', () => {
+  const ip = hex(`
+    60 00 00 00 00 48 87 40              // IPv6, payload length 72, next header 135, hop limit 64
+    20 01 0d b8 ff ff 00 00 00 00 00 00 00 00 01 00   // source: HoA
+    20 01 0d b8 ff ff 00 00 00 00 00 00 00 00 00 01   // destination: HA
+  `);
+  const mhTemplate = hex(`
+    3b 08 05 00                          // [0]  payload proto 59, header length 8: 72 octets, BU
+    00 00                                // [4]  checksum
+    00 07 c4 00 00 96                    // [6]  sequence 7, flags A H R, lifetime 150
+    06 12 00 40                          // [12] MNP (8n+4), prefix length 64
+    20 01 0d b8 01 00 00 00 00 00 00 00 00 00 00 00   // [16] 2001:db8:100::
+    1d 06                                // [32] IPv4 Home Address (4n): type 29, length 6
+    62                                   // [34] prefix length 24 (top 6 bits: 011000), P = 1, reserved bit 0
+    00                                   // [35] reserved
+    c0 00 02 00                          // [36] 192.0.2.0: the IPv4 mobile network prefix
+    01 00                                // [40] PadN, no data: replay protection to 42 = 8·5+2
+    0a 08 e9 3c 7f 00 80 00 00 00        // [42] Replay Protection, NTP timestamp
+    00                                   // [52] Pad1: authentication to 53 = 4·13+1
+    09 11 01 00 00 01 00                 // [53] MN-HA authentication, SPI 0x100
+    00 00 00 00 00 00 00 00 00 00 00 00  // [60] authenticator, ends the MH at 72
+  `);
+  const mh = seal(mhTemplate, 60, HOA_BYTES, HA_BYTES);
+  const golden = new Uint8Array([...ip, ...mh]);
+  const options = [
+    { type: 'mobileNetworkPrefix', prefix: '2001:db8:100::', prefixLength: 64 },
+    { type: 'ipv4HomeAddress', homeAddress: '192.0.2.0', prefixLength: 24, requestPrefix: true },
+    { type: 'replayProtection', timestamp: TIMESTAMP },
+  ] as const;
+
+  it('the encoder produces exactly these octets', () => {
+    assert.equal(mhTemplate.length, 72);
+    const bytes = encodeSignalingPacket(
+      {
+        src: HOA,
+        dst: HA,
+        message: {
+          type: 'bindingUpdate',
+          sequence: 7,
+          flags: BuFlag.A | BuFlag.H | BuFlag.R,
+          lifetime: 150,
+          options: [...options],
+        },
+      },
+      { sa, coa: COA, hoa: HOA },
+    );
+    assert.equal(toHex(bytes), toHex(golden));
+  });
+
+  it('the decoder gives the fields, and the authenticator verifies', () => {
+    const d = decodeSignalingPacket(golden);
+    assert.equal(d.authOffset, 53);
+    assert.deepEqual(d.message.options, [
+      options[0],
+      options[1],
+      { type: 'padN', length: 0 },
+      options[2],
+      { type: 'pad1' },
+      { type: 'auth', subtype: 1, spi: 0x100, authenticator: mh.slice(60, 72) },
+    ]);
+    assert.equal(verifyPacketAuth(d, sa, COA, HOA), true);
+  });
+});
+
+describe('golden: BA with an IPv4 Address Acknowledgement (RFC 5555 §3.2.1)', () => {
+  const ip = hex(`
+    60 00 00 00 00 38 87 40              // IPv6, payload length 56, next header 135, hop limit 64
+    20 01 0d b8 ff ff 00 00 00 00 00 00 00 00 00 01   // source: HA
+    20 01 0d b8 ff ff 00 00 00 00 00 00 00 00 01 00   // destination: HoA
+  `);
+  const mhTemplate = hex(`
+    3b 06 06 00                          // [0]  payload proto 59, header length 6: 56 octets, BA
+    00 00                                // [4]  checksum
+    00                                   // [6]  BA status 0: the IPv6 binding is accepted
+    40                                   // [7]  flags: R
+    00 07 00 96                          // [8]  sequence 7, lifetime 150
+    1e 06                                // [12] IPv4 Address Acknowledgement (4n): type 30, length 6
+    85                                   // [14] status 133: prefix allocation unauthorized
+    00                                   // [15] prefix length 0 (a failure), reserved 0
+    c0 00 02 00                          // [16] 192.0.2.0, the prefix asked for
+    01 04 00 00 00 00                    // [20] PadN, 4 zero octets: replay protection to 26 = 8·3+2
+    0a 08 e9 3c 7f 00 80 00 00 00        // [26] Replay Protection, NTP timestamp
+    00                                   // [36] Pad1: authentication to 37 = 4·9+1
+    09 11 01 00 00 01 00                 // [37] MN-HA authentication, SPI 0x100
+    00 00 00 00 00 00 00 00 00 00 00 00  // [44] authenticator, ends the MH at 56
+  `);
+  const mh = seal(mhTemplate, 44, HA_BYTES, HOA_BYTES);
+  const golden = new Uint8Array([...ip, ...mh]);
+  const ack = {
+    type: 'ipv4AddressAcknowledgement',
+    status: IPv4AckStatus.PREFIX_ALLOCATION_UNAUTHORIZED,
+    homeAddress: '192.0.2.0',
+    prefixLength: 0,
+  } as const;
+  const replay = { type: 'replayProtection', timestamp: TIMESTAMP } as const;
+
+  it('the encoder produces exactly these octets', () => {
+    assert.equal(mhTemplate.length, 56);
+    const bytes = encodeSignalingPacket(
+      {
+        src: HA,
+        dst: HOA,
+        message: {
+          type: 'bindingAcknowledgement',
+          status: BaStatus.ACCEPTED,
+          flags: BaFlag.R,
+          sequence: 7,
+          lifetime: 150,
+          options: [ack, replay],
+        },
+      },
+      { sa, coa: COA, hoa: HOA },
+    );
+    assert.equal(toHex(bytes), toHex(golden));
+  });
+
+  it('the decoder gives the fields', () => {
+    const d = decodeSignalingPacket(golden);
+    assert.equal(d.authOffset, 37);
+    assert.deepEqual(d.message, {
+      type: 'bindingAcknowledgement',
+      status: 0,
+      flags: 0x40,
+      sequence: 7,
+      lifetime: 150,
+      options: [
+        ack,
+        { type: 'padN', length: 4 },
+        replay,
+        { type: 'pad1' },
+        { type: 'auth', subtype: 1, spi: 0x100, authenticator: mh.slice(44, 56) },
       ],
     });
     assert.equal(verifyPacketAuth(d, sa, COA, HOA), true);

@@ -25,10 +25,15 @@ export function address(rng: Rng): string {
   return formatIPv6(b);
 }
 
-const KNOWN_CODES = new Set([0, 1, 2, 6, 9, 10]);
+/** A random dotted-quad IPv4 address, often 0.0.0.0 (RFC 5555's "assign me one"). */
+export function ipv4Address(rng: Rng): string {
+  return rng() < 0.1 ? '0.0.0.0' : Array.from(bytes(rng, 4)).join('.');
+}
+
+const KNOWN_CODES = new Set([0, 1, 2, 6, 9, 10, 29, 30]);
 
 export function option(rng: Rng): MobilityOption {
-  switch (int(rng, 0, 6)) {
+  switch (int(rng, 0, 8)) {
     case 0:
       return { type: 'pad1' };
     case 1:
@@ -45,6 +50,20 @@ export function option(rng: Rng): MobilityOption {
       const hi = BigInt(int(rng, 0, 0xffffffff));
       return { type: 'replayProtection', timestamp: (hi << 32n) | BigInt(int(rng, 0, 0xffffffff)) };
     }
+    case 6:
+      return {
+        type: 'ipv4HomeAddress',
+        homeAddress: ipv4Address(rng),
+        prefixLength: int(rng, 1, 32),
+        requestPrefix: rng() < 0.5,
+      };
+    case 7:
+      return {
+        type: 'ipv4AddressAcknowledgement',
+        status: int(rng, 0, 255),
+        homeAddress: ipv4Address(rng),
+        prefixLength: int(rng, 0, 32),
+      };
     default: {
       let code = int(rng, 3, 255);
       while (KNOWN_CODES.has(code)) code = int(rng, 3, 255);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseIPv6 } from './address.ts';
-import { BaFlag, BaStatus, BuFlag, SIGNALING_PORT } from './constants.ts';
+import { BaFlag, BaStatus, BuFlag, IPv4AckStatus, SIGNALING_PORT } from './constants.ts';
 import { decodeSignalingPacket, encodeSignalingPacket } from './packet.ts';
 import { toHex } from './testkit.ts';
 import type { SecurityAssociation, SignalingPacket } from './types.ts';
@@ -57,6 +57,51 @@ const baAccepted: SignalingPacket = {
     sequence: 0x1235,
     lifetime: 150,
     options: [replay],
+  },
+};
+
+// RFC 5555: a dual-stack MR registers an IPv4 mobile network prefix (P set) and an IPv4 home address;
+// the HA answers each in an IPv4 Address Acknowledgement.
+const buDualStack: SignalingPacket = {
+  src: HOA,
+  dst: HA,
+  message: {
+    type: 'bindingUpdate',
+    sequence: 0x1236,
+    flags: BuFlag.A | BuFlag.H | BuFlag.R,
+    lifetime: 150,
+    options: [
+      { type: 'mobileNetworkPrefix', prefix: '2001:db8:100::', prefixLength: 64 },
+      { type: 'ipv4HomeAddress', homeAddress: '192.0.2.0', prefixLength: 24, requestPrefix: true },
+      { type: 'ipv4HomeAddress', homeAddress: '198.51.100.7', prefixLength: 32, requestPrefix: false },
+      replay,
+    ],
+  },
+};
+const baDualStack: SignalingPacket = {
+  src: HA,
+  dst: HOA,
+  message: {
+    type: 'bindingAcknowledgement',
+    status: BaStatus.ACCEPTED,
+    flags: BaFlag.R,
+    sequence: 0x1236,
+    lifetime: 150,
+    options: [
+      {
+        type: 'ipv4AddressAcknowledgement',
+        status: IPv4AckStatus.SUCCESS,
+        homeAddress: '192.0.2.0',
+        prefixLength: 24,
+      },
+      {
+        type: 'ipv4AddressAcknowledgement',
+        status: IPv4AckStatus.INCORRECT_IPV4_HOME_ADDRESS,
+        homeAddress: '198.51.100.7',
+        prefixLength: 0,
+      },
+      replay,
+    ],
   },
 };
 
@@ -129,6 +174,10 @@ const FIELDS = [
   'mip6.auth.subtype',
   'mip6.auth.mobility_spi',
   'mip6.auth.auth_data',
+  'mip6.ipv4ha.preflen',
+  'mip6.ipv4ha.p_flag',
+  'mip6.ipv4ha.ha',
+  'mip6.ipv4aa.sts',
 ] as const;
 type Row = Record<(typeof FIELDS)[number], string>;
 /** Expert info at or above Warning (Wireshark's PI_WARN is 0x00600000). */
@@ -141,6 +190,8 @@ describe('tshark decodes our packets the same way', () => {
     encodeSignalingPacket(bu, sign),
     encodeSignalingPacket(baRejected, sign),
     encodeSignalingPacket(baAccepted, sign),
+    encodeSignalingPacket(buDualStack, sign),
+    encodeSignalingPacket(baDualStack, sign),
   ];
 
   before(() => {
@@ -155,6 +206,8 @@ describe('tshark decodes our packets the same way', () => {
       udp6(COA, HA, MR_PORT, SIGNALING_PORT, encoded[0]!),
       udp6(HA, COA, SIGNALING_PORT, MR_PORT, encoded[1]!),
       udp6(HA, COA, SIGNALING_PORT, MR_PORT, encoded[2]!),
+      udp6(COA, HA, MR_PORT, SIGNALING_PORT, encoded[3]!),
+      udp6(HA, COA, SIGNALING_PORT, MR_PORT, encoded[4]!),
       // A control frame, cut short: proves the malformed check below can fail.
       udp6(
         COA,
@@ -202,9 +255,9 @@ describe('tshark decodes our packets the same way', () => {
     assert.equal(r['mip6.proto'], '59');
   };
 
-  it('four frames were read, the control frame is malformed', () => {
-    assert.equal(rows.length, 4);
-    assert.notEqual(rows[3]!['_ws.malformed'], '', 'tshark must flag the truncated control frame');
+  it('six frames were read, the control frame is malformed', () => {
+    assert.equal(rows.length, 6);
+    assert.notEqual(rows[5]!['_ws.malformed'], '', 'tshark must flag the truncated control frame');
   });
 
   it('signed BU: type, flags, sequence, lifetime, both MNPs, SPI', () => {
@@ -240,6 +293,32 @@ describe('tshark decodes our packets the same way', () => {
     assert.equal(r['mip6.nemo.ba.r_flag'], '0');
     assert.equal(r['mip6.ba.seqnr'], String(0x1234));
     assert.equal(r['mip6.ba.lifetime'], '0');
+    assert.equal(r['mip6.auth.mobility_spi'], '256');
+  });
+
+  it('dual-stack BU (RFC 5555 §3.1.1): IPv4 prefix with P, IPv4 home address without', () => {
+    const r = rows[3]!;
+    clean(r);
+    assert.equal(r['mip6.mhtype'], '5');
+    assert.equal(r['mip6.bu.seqnr'], String(0x1236));
+    assert.equal(r['mip6.nemo.mnp.mnp'], '2001:db8:100::');
+    assert.equal(r['mip6.ipv4ha.preflen'], '24,32');
+    assert.equal(r['mip6.ipv4ha.p_flag'], '1,0');
+    assert.equal(r['mip6.ipv4ha.ha'], '192.0.2.0,198.51.100.7');
+    assert.equal(r['mip6.ipv4aa.sts'], '');
+    assert.equal(r['mip6.auth.mobility_spi'], '256');
+  });
+
+  it('BA with IPv4 Address Acknowledgements (RFC 5555 §3.2.1): success /24, refusal 130', () => {
+    const r = rows[4]!;
+    clean(r);
+    assert.equal(r['mip6.mhtype'], '6');
+    assert.equal(r['mip6.ba.status'], '0');
+    assert.equal(r['mip6.ipv4aa.sts'], '0,130');
+    // tshark 4.0 shows the acknowledgement's prefix length and address in the IPv4 Home Address fields.
+    assert.equal(r['mip6.ipv4ha.preflen'], '24,0');
+    assert.equal(r['mip6.ipv4ha.ha'], '192.0.2.0,198.51.100.7');
+    assert.equal(r['mip6.ipv4ha.p_flag'], '');
     assert.equal(r['mip6.auth.mobility_spi'], '256');
   });
 

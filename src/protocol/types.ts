@@ -1,5 +1,6 @@
-// The decoded form of Mobility Header messages and options (RFC 6275 §6.1–6.2, RFC 3963 §4, RFC 4285).
-// Addresses are IPv6 text in RFC 5952 canonical form ("2001:db8::1"); the codec converts.
+// The decoded form of Mobility Header messages and options (RFC 6275 §6.1–6.2, RFC 3963 §4, RFC 4285,
+// RFC 5555 §3). Addresses are IPv6 text in RFC 5952 canonical form ("2001:db8::1"), IPv4 addresses
+// dotted-quad text ("192.0.2.1"); the codec converts.
 
 /** A mobility option. Padding is kept as decoded so re-encoding is byte-exact. */
 export type MobilityOption =
@@ -14,6 +15,17 @@ export type MobilityOption =
   | { type: 'auth'; subtype: number; spi: number; authenticator: Uint8Array }
   /** Mobility Message Replay Protection (RFC 4285 §6): 64-bit NTP-format timestamp. */
   | { type: 'replayProtection'; timestamp: bigint }
+  /**
+   * IPv4 Home Address (RFC 5555 §3.1.1), in a BU. `prefixLength` 1..32 (32: one address). With
+   * `requestPrefix` (the P flag) it registers an IPv4 mobile network prefix: `homeAddress` is then the
+   * prefix (host bits as sent), or 0.0.0.0 to ask the HA for one. 0.0.0.0 without P asks for an address.
+   */
+  | { type: 'ipv4HomeAddress'; homeAddress: string; prefixLength: number; requestPrefix: boolean }
+  /**
+   * IPv4 Address Acknowledgement (RFC 5555 §3.2.1), in a BA: `status` (IPv4AckStatus) for the IPv4 home
+   * address or prefix in `homeAddress`; `prefixLength` 0..32, the length allocated (0 on failure).
+   */
+  | { type: 'ipv4AddressAcknowledgement'; status: number; homeAddress: string; prefixLength: number }
   /** Any other option type, kept as bytes and re-encoded unchanged. */
   | { type: 'raw'; code: number; data: Uint8Array };
 

@@ -1,4 +1,5 @@
-// Big-endian field access (network byte order, RFC 791 Appendix B) and encoder range checks.
+// Big-endian field access (network byte order, RFC 791 Appendix B), IPv4 address fields, encoder range checks.
+import { isIPv4 } from 'node:net';
 import { DecodeError, EncodeError } from './errors.ts';
 
 /** The octet at `at`. Past the end is a truncated message: DecodeError, never `undefined` arithmetic. */
@@ -43,4 +44,17 @@ export function checkRoom(buf: Uint8Array, offset: number, length: number): void
 /** A copy of `buf[start..end)` as a plain Uint8Array (Buffer#slice would share memory). */
 export function copyBytes(buf: Uint8Array, start: number, end: number): Uint8Array {
   return new Uint8Array(buf.subarray(start, end));
+}
+
+/** Writes dotted-quad IPv4 text (node:net isIPv4: four decimal octets, no leading zeros) as 4 octets. */
+export function writeIPv4(name: string, buf: Uint8Array, at: number, text: string): void {
+  if (typeof text !== 'string' || !isIPv4(text)) {
+    throw new EncodeError(`${name} must be dotted-quad IPv4 text, got ${JSON.stringify(text)}`);
+  }
+  buf.set(text.split('.').map(Number), at);
+}
+
+/** The 4 octets at `at` as dotted-quad text. */
+export function readIPv4(buf: Uint8Array, at: number): string {
+  return `${readU8(buf, at)}.${readU8(buf, at + 1)}.${readU8(buf, at + 2)}.${readU8(buf, at + 3)}`;
 }

@@ -90,9 +90,11 @@ export async function waitUntil<T>(
 }
 
 export interface CapturedDatagram {
-  /** Outer IPv6 source and destination. */
+  /** Outer IPv6 source and destination, and the UDP ports. */
   src: string;
   dst: string;
+  srcPort: number;
+  dstPort: number;
   payload: Buffer;
 }
 
@@ -154,6 +156,8 @@ function parsePcap(buf: Buffer): CapturedDatagram[] {
     out.push({
       src: formatIPv6(ip.subarray(8, 24)),
       dst: formatIPv6(ip.subarray(24, 40)),
+      srcPort: ip.readUInt16BE(40),
+      dstPort: ip.readUInt16BE(42),
       payload: Buffer.from(ip.subarray(48, 40 + ip.readUInt16BE(4))),
     });
   }

@@ -22,7 +22,7 @@ import {
 } from '../../src/dataplane/index.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
 import type { WireSpec } from './homeagent-mr-agent.ts';
-import { backbone, type NetnsLab } from './netns.ts';
+import { backbone, type NetnsLab, openNetns } from './netns.ts';
 
 export const ADDR = {
   ha: '2001:db8:ffff::1',
@@ -309,17 +309,22 @@ export class NsAgent {
     };
   }
 
-  /** Send `hex` as it is (`count` times) from `from` to the HA port at `to`; the replies within waitMs. */
+  /**
+   * Send `hex` as it is (`count` times) from `from` (port `fromPort`, default any) to port `port` (default
+   * the HA port, 4191) at `to`; the replies within waitMs, the first one's bytes in `reply.hex`.
+   */
   async raw(cmd: {
     from: string;
+    fromPort?: number;
     to: string;
+    port?: number;
     hex: string;
     count?: number;
     waitMs?: number;
     verify?: { spi: number; key: string; algorithm?: 'hmac-sha1' | 'hmac-sha256'; coa: string; hoa: string };
   }): Promise<{
     replies: number;
-    reply: { type: string; status?: number; sequence?: number; authentic?: boolean } | null;
+    reply: { type: string; status?: number; sequence?: number; authentic?: boolean; hex: string } | null;
   }> {
     return (await this.request({ op: 'raw', ...cmd })) as Awaited<ReturnType<NsAgent['raw']>>;
   }
@@ -345,6 +350,45 @@ export class NsAgent {
     const closed = new Promise((r) => this.child.once('close', r));
     this.child.kill('SIGKILL');
     await closed;
+  }
+}
+
+/** The home agent rig of test/homeagent*.test.ts: topology, MR tunnels, the real HA, helper processes. */
+export interface HaRig {
+  files: ReturnType<typeof haFiles>;
+  lab: NetnsLab;
+  ns: Topology;
+  ha: { child: ChildProcess; log: string[] };
+  agents: Record<'mra' | 'mrb' | 'ga' | 'gb' | 'cn', NsAgent>;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the rig on `backend`: both MRs' tunnels, `offlink ha` in its namespace, a helper process in each
+ * MR, guest and the correspondent, UDP echo in the guests and the correspondent. What was made is
+ * removed if building fails, and by `close()`.
+ */
+export async function openHaRig(backend: Backend): Promise<HaRig> {
+  const files = haFiles({ backend });
+  const lab = await openNetns({ backend });
+  const agents: Partial<HaRig['agents']> = {};
+  const close = async () => {
+    await Promise.all(Object.values(agents).map((a) => a.close()));
+    await lab.cleanup();
+    files.dispose();
+  };
+  try {
+    const ns = await buildTopology(lab);
+    await mrTunnel(lab, ns.mra, ADDR.coaA);
+    await mrTunnel(lab, ns.mrb, ADDR.coaB);
+    const ha = await startHa(lab, ns.ha, files.config);
+    for (const name of ['mra', 'mrb', 'ga', 'gb', 'cn'] as const) agents[name] = new NsAgent(ns[name]);
+    const all = agents as HaRig['agents'];
+    await Promise.all([all.ga.echo(), all.gb.echo(), all.cn.echo()]);
+    return { files, lab, ns, ha, agents: all, close };
+  } catch (err) {
+    await close();
+    throw err;
   }
 }
 

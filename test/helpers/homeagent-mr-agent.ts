@@ -8,8 +8,9 @@
 //   {"id":4,"op":"probe","to":"2001:db8:c::2","port":7,"count":5,"size":1400,"intervalMs":20,"waitMs":500}
 //                                         → {"id":4,"sent":5,"received":5,"rttMs":[...]}
 //   {"id":5,"op":"raw","from":ADDR,"to":HA,"hex":"...","count":1,"waitMs":1000,"verify":{spi,key,algorithm?,coa,hoa}}
-//                                         → {"id":5,"replies":N,"reply":{type,status?,sequence?,authentic?}|null}
-//     (bytes sent as they are, `count` times, from a fresh socket on `from`; the replies within waitMs)
+//                                         → {"id":5,"replies":N,"reply":{type,status?,sequence?,authentic?,hex}|null}
+//     (bytes sent as they are, `count` times, from a fresh socket on `from` (port `fromPort`, default any)
+//     to port `port` (default 4191) of `to`; the replies within waitMs, the first also as it came, in hex)
 // (ping is not installed here; UDP probes test the same paths and size.)
 import { createSocket, type Socket } from 'node:dgram';
 import { createInterface } from 'node:readline';
@@ -286,7 +287,9 @@ async function probe(cmd: {
 
 async function raw(cmd: {
   from: string;
+  fromPort?: number;
   to: string;
+  port?: number;
   hex: string;
   count?: number;
   waitMs?: number;
@@ -296,10 +299,15 @@ async function raw(cmd: {
   socket.on('error', () => {});
   const replies: Buffer[] = [];
   socket.on('message', (m) => replies.push(m));
-  await new Promise<void>((resolve) => socket.bind({ address: cmd.from, port: 0 }, () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind({ address: cmd.from, port: cmd.fromPort ?? 0 }, () => resolve());
+  });
   const data = Buffer.from(cmd.hex, 'hex');
   for (let i = 0; i < (cmd.count ?? 1); i++) {
-    await new Promise<void>((resolve) => socket.send(data, SIGNALING_PORT, cmd.to, () => resolve()));
+    await new Promise<void>((resolve) =>
+      socket.send(data, cmd.port ?? SIGNALING_PORT, cmd.to, () => resolve()),
+    );
   }
   await new Promise((r) => setTimeout(r, cmd.waitMs ?? 1000));
   socket.close();
@@ -310,13 +318,14 @@ async function raw(cmd: {
       const m = p.message;
       const v = cmd.verify;
       reply = {
+        hex: replies[0].toString('hex'),
         type: m.type,
         ...(m.type === 'bindingAcknowledgement' ? { status: m.status, sequence: m.sequence } : {}),
         ...(m.type === 'bindingError' ? { status: m.status } : {}),
         ...(v ? { authentic: verifyPacketAuth(p, sa(v.spi, v.key, v.algorithm), v.coa, v.hoa) } : {}),
       };
     } catch (err) {
-      reply = { type: 'undecodable', error: String(err) };
+      reply = { hex: replies[0].toString('hex'), type: 'undecodable', error: String(err) };
     }
   }
   return { replies: replies.length, reply };

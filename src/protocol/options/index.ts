@@ -1,10 +1,12 @@
 // A list of mobility options (RFC 6275 §6.2): alignment padding on encode, validation on decode.
 // Offsets for alignment are reckoned from the start of the Mobility Header (RFC 6275 §6.2: "xn+y").
-import { DecodeError, type InvalidValue, InvalidValueError } from '../errors.ts';
+import { DecodeError, type InvalidValue, InvalidValueError, OptionValueError } from '../errors.ts';
 import type { MobilityOption, MobilityOptionType } from '../types.ts';
 import { readU8 } from '../wire.ts';
 import * as auth from './auth.ts';
 import * as bindingRefreshAdvice from './bindingRefreshAdvice.ts';
+import * as ipv4AddressAcknowledgement from './ipv4AddressAcknowledgement.ts';
+import * as ipv4HomeAddress from './ipv4HomeAddress.ts';
 import * as mobileNetworkPrefix from './mobileNetworkPrefix.ts';
 import * as pad1 from './pad1.ts';
 import * as padN from './padN.ts';
@@ -18,7 +20,17 @@ interface OptionCodec<T> {
 }
 type Codecs = { [K in MobilityOptionType]: OptionCodec<Extract<MobilityOption, { type: K }>> };
 
-const codecs: Codecs = { pad1, padN, bindingRefreshAdvice, mobileNetworkPrefix, auth, replayProtection, raw };
+const codecs: Codecs = {
+  pad1,
+  padN,
+  bindingRefreshAdvice,
+  mobileNetworkPrefix,
+  auth,
+  replayProtection,
+  ipv4HomeAddress,
+  ipv4AddressAcknowledgement,
+  raw,
+};
 
 /** Option type octet → decoded form, for the types this codec knows (the rest decode as raw). */
 const byCode: ReadonlyMap<number, MobilityOptionType> = new Map<number, MobilityOptionType>([
@@ -28,6 +40,8 @@ const byCode: ReadonlyMap<number, MobilityOptionType> = new Map<number, Mobility
   [6, 'mobileNetworkPrefix'],
   [9, 'auth'],
   [10, 'replayProtection'],
+  [29, 'ipv4HomeAddress'],
+  [30, 'ipv4AddressAcknowledgement'],
 ]);
 
 type Alignment = { readonly multiple: number; readonly plus: number };
@@ -36,6 +50,8 @@ const alignments: Partial<Record<MobilityOptionType, Alignment>> = {
   mobileNetworkPrefix: mobileNetworkPrefix.alignment, // RFC 3963 §4.3: 8n+4
   auth: auth.alignment, // RFC 4285 §5: 4n+1
   replayProtection: replayProtection.alignment, // RFC 4285 §6: 8n+2
+  ipv4HomeAddress: ipv4HomeAddress.alignment, // RFC 5555 §3.1.1: 4n
+  ipv4AddressAcknowledgement: ipv4AddressAcknowledgement.alignment, // RFC 5555 §3.2.1: 4n
 };
 
 const mod = (a: number, m: number) => ((a % m) + m) % m;
@@ -114,7 +130,8 @@ function optionBounds(buf: Uint8Array, pos: number, end: number): number {
  * Decodes the options in `offset..end` (MH offset `at`), padding kept. Drops (DecodeError) an option
  * that overruns, or a known option that is misaligned or has the wrong length (RFC 6275 §6.2). A known
  * option with an invalid value (InvalidValueError) is dropped too, unless `invalid` collects it: then
- * it is kept raw and the rest decoded.
+ * it is kept raw and the rest decoded. One whose invalid value the RFC answers per option
+ * (OptionValueError: RFC 5555's) is always kept raw.
  */
 export function decodeOptions(
   buf: Uint8Array,
@@ -150,6 +167,7 @@ function decodeOption(
   try {
     return codecs[type].decode(buf, pos, next);
   } catch (err) {
+    if (err instanceof OptionValueError) return raw.decode(buf, pos, next);
     if (!(err instanceof InvalidValueError) || !invalid) throw err;
     invalid.push({ status: err.status, reason: err.message });
     return raw.decode(buf, pos, next);
