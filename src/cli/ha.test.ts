@@ -41,7 +41,7 @@ mobileRouters:
     assert.notEqual(r.code, 0);
     assert.equal(
       r.stderr,
-      'offlink: mobileRouters[1].prefixes[1]: nope: not an IPv6 prefix (address/length)\n',
+      'offlink: mobileRouters[1].prefixes[1]: nope: not an IPv6 or IPv4 prefix (address/length)\n',
     );
   }
 });

@@ -3,7 +3,13 @@
 // and with the same words. Imports only protocol/ and errors.ts: it sits just below homeagent/ and
 // mobilerouter/.
 import { z } from 'zod';
-import { canonicalIPv6, type Prefix, parsePrefix } from '../protocol/address.ts';
+import {
+  canonicalIPv6,
+  isIPv4Text,
+  type Prefix,
+  parseIPv4Destination,
+  parsePrefix,
+} from '../protocol/address.ts';
 
 /** Shortest SA key accepted: 128 bits (RFC 2104 §3 recommends at least the hash output; 16 octets is the floor). */
 export const MIN_KEY_BYTES = 16;
@@ -29,17 +35,34 @@ export const ipv6 = z.string().refine(isIPv6, 'not an IPv6 address').transform(c
  * An IPv6 prefix, returned as canonical CIDR text. Host bits set is almost always a typo
  * (2001:db8:1::1/64), so it is refused rather than guessed at. `limit` caps the length, with the reason.
  */
-export function prefix(limit?: { longest: number; why: string }) {
+export function prefix(limit?: { longest: number; why: string }, options: { ipv4?: boolean } = {}) {
   return z.string().transform((text, ctx) => {
     const refuse = (message: string) => {
       ctx.addIssue({ code: 'custom', message: `${text}: ${message}` });
       return z.NEVER;
     };
+    // IPv4 prefixes of a dual-stack network (RFC 5555), where the caller takes them.
+    if (options.ipv4 && isIPv4Text(text)) {
+      let v4: Prefix;
+      try {
+        v4 = parseIPv4Destination(text);
+      } catch (err) {
+        return refuse(
+          (err as Error).message.replace(/^invalid IPv4 prefix "[^"]*": /, 'not an IPv4 prefix: '),
+        );
+      }
+      if (!text.includes('/')) return refuse('not a prefix (address/length)');
+      if (v4.text !== text) return refuse(`host bits set (the network is ${v4.text})`);
+      if (v4.length < 1) return refuse('a /0 prefix is every address');
+      return v4.text;
+    }
     let parsed: Prefix;
     try {
       parsed = parsePrefix(text);
     } catch {
-      return refuse('not an IPv6 prefix (address/length)');
+      return refuse(
+        options.ipv4 ? 'not an IPv6 or IPv4 prefix (address/length)' : 'not an IPv6 prefix (address/length)',
+      );
     }
     const slash = text.indexOf('/');
     if (canonicalIPv6(text.slice(0, slash)) !== parsed.address)

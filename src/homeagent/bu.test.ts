@@ -25,6 +25,17 @@ const table = new PrefixTable([
   { name: 'mr2', homeAddress: HOA2, prefixes: ['2001:db8:200::/56'], ...SA2 },
 ]);
 
+/** mr1 with an IPv4 prefix as well (dual-stack, RFC 5555). */
+const dualTable = new PrefixTable([
+  {
+    name: 'mr1',
+    homeAddress: HOA1,
+    prefixes: ['2001:db8:100::/64', '2001:db8:101::/64', '10.1.0.0/16'],
+    ...SA1,
+  },
+  { name: 'mr2', homeAddress: HOA2, prefixes: ['2001:db8:200::/56'], ...SA2 },
+]);
+
 function existing(over: Partial<Binding> = {}): Binding {
   return {
     hoa: HOA1,
@@ -58,6 +69,8 @@ interface Row {
   bra?: number | null;
   signed?: boolean;
   noReply?: boolean;
+  /** The BA's IPv4 Address Acknowledgements (RFC 5555), in order; none when absent. */
+  ipv4Acks?: { status: number; homeAddress: string; prefixLength: number }[];
 }
 
 const rows: Row[] = [
@@ -72,23 +85,93 @@ const rows: Row[] = [
     bra: null,
   },
   {
-    // RFC 5555 options this HA does not use yet (issue 17): skipped, the IPv6 registration as without them.
-    name: 'IPv4 Home Address options (RFC 5555) are skipped: registered as without them, BA without IPv4 ack',
+    // An MR without IPv4 prefixes in the table: its IPv4 requests are refused in the acknowledgements, the
+    // IPv6 registration stands (RFC 5555 §4); an option the decoder kept raw (prefix length 0) gets 131.
+    name: 'IPv4 requests of an MR without IPv4 prefixes: 133 and 131 in the acks, IPv6 registered',
     bu: {
       prefixes: ['2001:db8:100::/64'],
       extraOptions: [
         { type: 'ipv4HomeAddress', homeAddress: '192.0.2.0', prefixLength: 24, requestPrefix: true },
-        // prefix length 0: kept raw by the decoder, skipped like any unknown option
         { type: 'raw', code: 29, data: Uint8Array.of(0, 0, 198, 51, 100, 7) },
       ],
     },
     status: 0,
     event: 'register',
     intents: [{ op: 'set', coa: COA, prefixes: ['2001:db8:100::/64'], id: 1 }],
-    baSequence: 11,
-    baLifetime: 100,
-    bra: null,
+    ipv4Acks: [
+      { status: 133, homeAddress: '192.0.2.0', prefixLength: 0 },
+      { status: 131, homeAddress: '0.0.0.0', prefixLength: 0 },
+    ],
     signed: true,
+  },
+  {
+    name: 'IPv4 mobile network prefix (P flag) inside the table: registered beside the IPv6 prefix, ack 0',
+    ctx: { table: dualTable },
+    bu: {
+      prefixes: ['2001:db8:100::/64'],
+      extraOptions: [
+        { type: 'ipv4HomeAddress', homeAddress: '10.1.2.0', prefixLength: 24, requestPrefix: true },
+      ],
+    },
+    status: 0,
+    event: 'register',
+    intents: [{ op: 'set', prefixes: ['2001:db8:100::/64', '10.1.2.0/24'] }],
+    ipv4Acks: [{ status: 0, homeAddress: '10.1.2.0', prefixLength: 24 }],
+  },
+  {
+    name: 'IPv4 prefix outside the table, or too long: 133 / 131 for those, the others registered',
+    ctx: { table: dualTable },
+    bu: {
+      prefixes: ['2001:db8:100::/64'],
+      extraOptions: [
+        { type: 'ipv4HomeAddress', homeAddress: '10.9.0.0', prefixLength: 16, requestPrefix: true },
+        { type: 'ipv4HomeAddress', homeAddress: '10.1.0.0', prefixLength: 16, requestPrefix: true },
+      ],
+    },
+    status: 0,
+    intents: [{ op: 'set', prefixes: ['2001:db8:100::/64', '10.1.0.0/16'] }],
+    ipv4Acks: [
+      { status: 133, homeAddress: '10.9.0.0', prefixLength: 0 },
+      { status: 0, homeAddress: '10.1.0.0', prefixLength: 16 },
+    ],
+  },
+  {
+    name: 'IPv4 home address without P: a /32 inside the table is registered; 0.0.0.0 asks for assignment, 132',
+    ctx: { table: dualTable },
+    bu: {
+      prefixes: ['2001:db8:100::/64'],
+      extraOptions: [
+        { type: 'ipv4HomeAddress', homeAddress: '10.1.0.5', prefixLength: 32, requestPrefix: false },
+        { type: 'ipv4HomeAddress', homeAddress: '0.0.0.0', prefixLength: 32, requestPrefix: false },
+      ],
+    },
+    status: 0,
+    intents: [{ op: 'set', prefixes: ['2001:db8:100::/64', '10.1.0.5/32'] }],
+    ipv4Acks: [
+      { status: 0, homeAddress: '10.1.0.5', prefixLength: 32 },
+      { status: 132, homeAddress: '0.0.0.0', prefixLength: 0 },
+    ],
+  },
+  {
+    name: 'no IPv4 option: the configured IPv4 prefixes come implicitly, as IPv6 implicit mode, no acks',
+    ctx: { table: dualTable },
+    bu: { prefixes: ['2001:db8:100::/64'] },
+    status: 0,
+    intents: [{ op: 'set', prefixes: ['2001:db8:100::/64', '10.1.0.0/16'] }],
+    ipv4Acks: [],
+  },
+  {
+    name: 'a rejected BU carries no IPv4 acknowledgement',
+    ctx: { table: dualTable },
+    bu: {
+      sa: WRONG,
+      extraOptions: [
+        { type: 'ipv4HomeAddress', homeAddress: '10.1.0.0', prefixLength: 16, requestPrefix: true },
+      ],
+    },
+    status: 146,
+    signed: false,
+    ipv4Acks: [],
   },
   {
     name: 'implicit mode takes the prefixes from the table',
@@ -344,8 +427,12 @@ describe('processBindingUpdate', () => {
         assert.equal(bra?.type === 'bindingRefreshAdvice' ? bra.interval : null, row.bra);
       }
       if (row.signed !== undefined) assert.equal(reply.sign !== undefined, row.signed);
-      const ipv4Acks = ba.options.filter((option) => option.type === 'ipv4AddressAcknowledgement');
-      assert.deepEqual(ipv4Acks, [], 'this HA does not acknowledge IPv4 addresses (RFC 5555) yet');
+      const ipv4Acks = ba.options.flatMap((o) =>
+        o.type === 'ipv4AddressAcknowledgement'
+          ? [{ status: o.status, homeAddress: o.homeAddress, prefixLength: o.prefixLength }]
+          : [],
+      );
+      assert.deepEqual(ipv4Acks, row.ipv4Acks ?? []);
       if (reply.sign) {
         // Signed with the MR's SA over the outer source and the HoA; encodes and verifies.
         const bytes = encodeSignalingPacket(reply.packet, reply.sign);

@@ -15,9 +15,16 @@
 // Replay protection option in the BA (RFC 4285 §6): an accepted or otherwise rejected BU has its
 // timestamp echoed; 144 and 145 carry the home agent's current time so the MR can resynchronise.
 import type { BindingChange } from '../dataplane/types.ts';
-import { prefixContains } from '../protocol/address.ts';
+import { isIPv4Text, prefixContains } from '../protocol/address.ts';
 import { ntpTimestamp, ntpTimestampToMs } from '../protocol/auth.ts';
-import { BaFlag, BaStatus, BuFlag, LIFETIME_UNIT_SECONDS } from '../protocol/constants.ts';
+import {
+  BaFlag,
+  BaStatus,
+  BuFlag,
+  IPv4AckStatus,
+  LIFETIME_UNIT_SECONDS,
+  OptionType,
+} from '../protocol/constants.ts';
 import type { DecodedSignalingPacket, SignWith } from '../protocol/packet.ts';
 import { verifyPacketAuth } from '../protocol/packet.ts';
 import { seqNewer } from '../protocol/sequence.ts';
@@ -209,12 +216,16 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
     if (!prefixes.includes(check.prefix)) prefixes.push(check.prefix);
   }
   const mode = mnps.length > 0 ? 'explicit' : 'implicit';
-  if (mode === 'implicit') prefixes.push(...mr.prefixes);
+  if (mode === 'implicit') prefixes.push(...mr.prefixes.filter((p) => !isIPv4Text(p)));
   if (prefixes.length === 0) return reject(BaStatus.FORWARDING_SETUP_FAILED, 'no prefixes for implicit mode');
   // A CoA inside its own MNP would tunnel the tunnel into itself.
   if (prefixes.some((p) => prefixContains(p, coa))) {
     return reject(BaStatus.ADMINISTRATIVELY_PROHIBITED, `care-of address ${coa} lies in the mobile network`);
   }
+
+  // RFC 5555 §4: the IPv4 side, after the IPv6 one is known to stand; its refusals are in the acknowledgements.
+  const v4 = ipv4Prefixes(ctx.table, mr, bu.options);
+  for (const p of v4.prefixes) if (!prefixes.includes(p)) prefixes.push(p);
 
   // RFC 6275 §10.3.1: the granted lifetime may be shorter than requested; expiry matches what the BA says.
   const units = Math.min(bu.lifetime, Math.floor(ctx.maxLifetimeSeconds / LIFETIME_UNIT_SECONDS));
@@ -248,7 +259,7 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
       interval: Math.max(1, Math.floor(advice / LIFETIME_UNIT_SECONDS)),
     });
   }
-  options.push({ type: 'replayProtection', timestamp });
+  options.push(...v4.acks, { type: 'replayProtection', timestamp });
 
   return {
     status: BaStatus.ACCEPTED,
@@ -264,6 +275,48 @@ export function processBindingUpdate(ctx: BuContext, input: BuInput, now: number
     binding,
     reason: event,
   };
+}
+
+/**
+ * The IPv4 prefixes of an accepted BU and the IPv4 Address Acknowledgements that answer its IPv4 Home
+ * Address options (RFC 5555 §3.1.1, §3.2.1, §4), one per option in their order. With the P flag the option
+ * claims a mobile network prefix; without it, an IPv4 home address (a /32; 0.0.0.0 asks for one to be
+ * assigned, which this HA does not do: 132). A refusal is in the acknowledgement only: the IPv6 binding
+ * stands. Without any IPv4 option the MR's configured IPv4 prefixes apply, as implicit mode does for IPv6.
+ * An option the decoder kept raw (type 29 with an invalid prefix length) is answered 131.
+ */
+function ipv4Prefixes(
+  table: PrefixTable,
+  mr: MobileRouterEntry,
+  options: readonly MobilityOption[],
+): { prefixes: string[]; acks: MobilityOption[] } {
+  const requests = options.filter(
+    (o) => o.type === 'ipv4HomeAddress' || (o.type === 'raw' && o.code === OptionType.IPv4HomeAddress),
+  );
+  if (requests.length === 0) return { prefixes: mr.prefixes.filter(isIPv4Text), acks: [] };
+  const prefixes: string[] = [];
+  const acks: MobilityOption[] = [];
+  const ack = (status: number, homeAddress: string, prefixLength: number) =>
+    acks.push({ type: 'ipv4AddressAcknowledgement', status, homeAddress, prefixLength });
+  for (const o of requests) {
+    if (o.type !== 'ipv4HomeAddress') {
+      ack(IPv4AckStatus.INVALID_IPV4_ADDRESS, '0.0.0.0', 0);
+      continue;
+    }
+    if (!o.requestPrefix && o.homeAddress === '0.0.0.0') {
+      ack(IPv4AckStatus.DYNAMIC_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_AVAILABLE, o.homeAddress, 0);
+      continue;
+    }
+    const length = o.requestPrefix ? o.prefixLength : 32;
+    const check = table.authorizeIPv4(mr, o.homeAddress, length);
+    if (!check.ok) {
+      ack(check.status, o.homeAddress, 0);
+      continue;
+    }
+    if (!prefixes.includes(check.prefix)) prefixes.push(check.prefix);
+    ack(IPv4AckStatus.SUCCESS, o.homeAddress, length);
+  }
+  return { prefixes, acks };
 }
 
 function samePrefixes(a: readonly string[], b: readonly string[]): boolean {

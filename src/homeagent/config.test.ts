@@ -59,7 +59,7 @@ const cases: [string, (d: Doc) => void, RegExp][] = [
   [
     'bad prefix',
     (d) => (d['mobileRouters'][1].prefixes = ['2001:db8::/64', 'nope']),
-    /^mobileRouters\[1\]\.prefixes\[1\]: nope: not an IPv6 prefix/,
+    /^mobileRouters\[1\]\.prefixes\[1\]: nope: not an IPv6 or IPv4 prefix/,
   ],
   [
     'host bits set',
@@ -96,6 +96,29 @@ const cases: [string, (d: Doc) => void, RegExp][] = [
       d['mobileRouters'][1].prefixes = ['2001:db8:5::/64'];
     },
     /^mobileRouters\[1\]\.prefixes\[0\]: .* overlaps 2001:db8::\/32/,
+  ],
+  [
+    'IPv4 prefix with host bits',
+    (d) => (d['mobileRouters'][0].prefixes = ['2001:db8:100::/64', '10.1.0.1/24']),
+    /^mobileRouters\[0\]\.prefixes\[1\]: 10\.1\.0\.1\/24: host bits set \(the network is 10\.1\.0\.0\/24\)/,
+  ],
+  [
+    'IPv4 prefix too long',
+    (d) => (d['mobileRouters'][0].prefixes = ['10.1.0.0/33']),
+    /^mobileRouters\[0\]\.prefixes\[0\]: 10\.1\.0\.0\/33: not an IPv4 prefix: length must be 0\.\.32/,
+  ],
+  [
+    'IPv4 address without a length',
+    (d) => (d['mobileRouters'][0].prefixes = ['10.1.0.0']),
+    /^mobileRouters\[0\]\.prefixes\[0\]: 10\.1\.0\.0: not a prefix \(address\/length\)/,
+  ],
+  [
+    'overlapping IPv4 prefixes',
+    (d) => {
+      d['mobileRouters'][0].prefixes = ['2001:db8:100::/64', '10.1.0.0/16'];
+      d['mobileRouters'][1].prefixes = ['2001:db8:200::/64', '10.1.2.0/24'];
+    },
+    /^mobileRouters\[1\]\.prefixes\[1\]: 10\.1\.2\.0\/24 overlaps 10\.1\.0\.0\/16 of mobileRouters\[0\]/,
   ],
   ['key too short', (d) => (d['mobileRouters'][0].key = 'abcd'), /^mobileRouters\[0\]\.key: too short/],
   ['key not hex', (d) => (d['mobileRouters'][0].key = 'xyz'), /^mobileRouters\[0\]\.key: not a hex string/],

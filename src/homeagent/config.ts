@@ -1,5 +1,5 @@
 // Home agent configuration (examples/ha.yaml): YAML validated with a zod schema. Every problem becomes one
-// ConfigError naming the key path (`mobileRouters[1].prefixes[0]: not an IPv6 prefix`), so a wrong config
+// ConfigError naming the key path (`mobileRouters[1].prefixes[0]: not an IPv6 or IPv4 prefix`), so a wrong config
 // stops the daemon with a single line that says where to look. The mobile routers (100k of them at scale)
 // are parsed, validated and put into the prefix table a slice at a time, so the config never exists as
 // 100k objects (bench/profiles/ha-memory.md); the error for a bad config is the one the whole document,
@@ -29,7 +29,7 @@ import {
 } from '../config/schema.ts';
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { ConfigError } from '../errors.ts';
-import { canonicalIPv6, parseIPv6, prefixCovers } from '../protocol/address.ts';
+import { canonicalIPv6, isIPv4Text, mappedPrefix, parseIPv6, prefixCovers } from '../protocol/address.ts';
 import type { AuthAlgorithm } from '../protocol/types.ts';
 import { PrefixTable } from './prefixtable.ts';
 
@@ -72,7 +72,7 @@ function isLoopback(host: string): boolean {
 const mobileRouter = z.strictObject({
   name,
   homeAddress: ipv6,
-  prefixes: z.array(prefix()).min(1, 'at least one prefix'),
+  prefixes: z.array(prefix(undefined, { ipv4: true })).min(1, 'at least one prefix'),
   spi,
   ...keySource(key),
   algorithm,
@@ -282,8 +282,13 @@ function checkOverlaps(table: PrefixTable): void {
   const n = owner.length;
   const records = Buffer.alloc(n * 17);
   const text = (k: number) => table.prefixesAt(owner[k]!)[slot[k]!]!;
-  for (let k = 0; k < n; k++) {
+  // IPv4 prefixes are compared as the IPv4-mapped IPv6 prefixes that hold them (::ffff:0:0/96).
+  const v6 = (k: number) => {
     const p = text(k);
+    return isIPv4Text(p) ? mappedPrefix(p) : p;
+  };
+  for (let k = 0; k < n; k++) {
+    const p = v6(k);
     const slash = p.indexOf('/');
     records.set(parseIPv6(p.slice(0, slash)), k * 17);
     records[k * 17 + 16] = Number(p.slice(slash + 1));
@@ -292,7 +297,7 @@ function checkOverlaps(table: PrefixTable): void {
   order.sort((a, b) => records.compare(records, b * 17, b * 17 + 17, a * 17, a * 17 + 17) || a - b);
   const open: number[] = [];
   for (const y of order) {
-    while (open.length > 0 && !prefixCovers(text(open[open.length - 1]!), text(y))) open.pop();
+    while (open.length > 0 && !prefixCovers(v6(open[open.length - 1]!), v6(y))) open.pop();
     const x = open.find((candidate) => owner[candidate] !== owner[y]);
     if (x !== undefined) {
       const [first, second] = owner[x]! < owner[y]! ? [x, y] : [y, x];

@@ -1,8 +1,14 @@
 // The home agent's prefix table and security associations (RFC 3963 §6.1.2, RFC 4285 §5): which mobile
 // router an SPI names, which home address it may register, and which prefixes it may claim.
 
-import { parsePrefix, prefixCovers } from '../protocol/address.ts';
-import { BaStatus } from '../protocol/constants.ts';
+import {
+  isIPv4Text,
+  mappedPrefix,
+  parseIPv4Destination,
+  parsePrefix,
+  prefixCovers,
+} from '../protocol/address.ts';
+import { BaStatus, IPv4AckStatus } from '../protocol/constants.ts';
 import type { AuthAlgorithm, SecurityAssociation } from '../protocol/types.ts';
 import type { MobileRouterConfig } from './config.ts';
 
@@ -160,8 +166,29 @@ export class PrefixTable {
     }
     // The configured string when it is the same prefix: bindings then share it instead of holding copies.
     for (const own of mr.prefixes)
-      if (prefixCovers(own, cidr)) return { ok: true, prefix: own === cidr ? own : cidr };
+      if (!isIPv4Text(own) && prefixCovers(own, cidr)) return { ok: true, prefix: own === cidr ? own : cidr };
     return { ok: false, status: BaStatus.NOT_AUTHORIZED_FOR_PREFIX };
+  }
+
+  /**
+   * Whether `mr` may claim the IPv4 prefix of an IPv4 Home Address option with the P flag (RFC 5555
+   * §3.1.1, §4): equal to or inside one of its configured IPv4 prefixes. The status is the IPv4 Address
+   * Acknowledgement's: 131 for an address or length that is not one, 133 for a prefix outside the table.
+   */
+  authorizeIPv4(mr: MobileRouterEntry, address: string, length: number): PrefixCheck {
+    if (!Number.isInteger(length) || length < 1 || length > 32)
+      return { ok: false, status: IPv4AckStatus.INVALID_IPV4_ADDRESS };
+    let cidr: string;
+    try {
+      cidr = parseIPv4Destination(`${address}/${length}`).text;
+    } catch {
+      return { ok: false, status: IPv4AckStatus.INVALID_IPV4_ADDRESS };
+    }
+    const mapped = mappedPrefix(cidr);
+    for (const own of mr.prefixes)
+      if (isIPv4Text(own) && prefixCovers(mappedPrefix(own), mapped))
+        return { ok: true, prefix: own === cidr ? own : cidr };
+    return { ok: false, status: IPv4AckStatus.PREFIX_ALLOCATION_UNAUTHORIZED };
   }
 }
 
