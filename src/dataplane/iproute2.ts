@@ -3,7 +3,7 @@
 // through nftables.ts. Every command is an argv array (never a shell string); values are checked before
 // they reach a command line. Tested against the real kernel in namespaces (test/kernel.test.ts).
 import { OfflinkError } from '../errors.ts';
-import { canonicalIPv6, parseAnyDestination } from '../protocol/address.ts';
+import { canonicalIPv6, isIPv4Text, parseAnyDestination, parseIPv4Destination } from '../protocol/address.ts';
 import type { ProcessSpawner } from '../system/process.ts';
 import type { CommandRunner } from '../system/runner.ts';
 import { CommandError } from '../system/runner.ts';
@@ -248,6 +248,12 @@ export class Iproute2Kernel implements NetKernel, LinkKernel {
   }
 
   async replaceAddress(dev: string, address: string, prefixLength: number): Promise<void> {
+    // IPv4: a dual-stack network's gateway (RFC 5555); there is no DAD to skip.
+    if (isIPv4Text(address)) {
+      const v4 = parseIPv4Destination(`${address}/32`).address;
+      await this.c.runner.run(['ip', '-4', 'addr', 'replace', `${v4}/${prefixLength}`, 'dev', checkInterfaceName(dev)]);
+      return;
+    }
     const cidr = `${canonicalIPv6(address)}/${prefixLength}`;
     await this.c.runner.run(['ip', '-6', 'addr', 'replace', cidr, 'dev', checkInterfaceName(dev), 'nodad']);
   }

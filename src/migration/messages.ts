@@ -1,7 +1,7 @@
 // What agents say to each other and to the CLI about a migration (docs/agent.md), as zod schemas: the
 // control API validates every body with these, and the procedure builds its requests from the same types.
 // The procedure itself never does HTTP; it talks to the destination through the `Peer` interface.
-import { isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { OfflinkError } from '../errors.ts';
 import type { GuestInfo, IncomingSpec } from '../hypervisor/driver.ts';
@@ -51,14 +51,15 @@ const migrationId = z.string().regex(/^[A-Za-z0-9-]{8,64}$/, 'a migration id: 8-
 const ipv6 = z.string().refine((s) => isIPv6(s), 'not an IPv6 address');
 const prefix = z.string().refine((s) => {
   const [addr, len, ...rest] = s.split('/');
+  const longest = addr !== undefined && isIPv4(addr) ? 32 : 128;
   return (
     rest.length === 0 &&
     addr !== undefined &&
-    isIPv6(addr) &&
+    (isIPv6(addr) || isIPv4(addr)) &&
     /^\d{1,3}$/.test(len ?? '') &&
-    Number(len) <= 128
+    Number(len) <= longest
   );
-}, 'not an IPv6 prefix (address/length)');
+}, 'not an IPv6 or IPv4 prefix (address/length)');
 
 /** CLI → source agent: move a network. */
 export const migrateRequest = z.strictObject({

@@ -19,6 +19,7 @@ import {
   routingTable,
   spi,
 } from '../config/schema.ts';
+import { isIPv4Text } from '../protocol/address.ts';
 import { SIGNALING_PORT } from '../protocol/constants.ts';
 import type { AuthAlgorithm } from '../protocol/types.ts';
 import { DEFAULT_RETRANSMIT, type RetransmitOptions } from '../signaling/bul.ts';
@@ -56,8 +57,12 @@ export interface MobileRouterHostConfig {
 
 const key = hexKey(MIN_KEY_BYTES);
 
-// The guest link needs a /64 for SLAAC (RFC 4862 §5.5.3 with 64-bit interface ids).
-const mnp = prefix({ longest: 64, why: 'guests autoconfigure from a /64' });
+// The guest link needs a /64 for SLAAC (RFC 4862 §5.5.3 with 64-bit interface ids). IPv4 prefixes of a
+// dual-stack network (RFC 5555) take the gateway's .1 and guests' addresses: /30 or shorter.
+const mnp = prefix({ longest: 64, why: 'guests autoconfigure from a /64' }, { ipv4: true }).refine(
+  (p) => !isIPv4Text(p) || Number(p.split('/')[1]) <= 30,
+  { message: 'an IPv4 prefix must be a /30 or shorter (the gateway and a guest)' },
+);
 
 const retransmit = z
   .strictObject({
@@ -74,7 +79,10 @@ const retransmit = z
 export const networkSchema = z.strictObject({
   name,
   homeAddress: ipv6,
-  prefixes: z.array(mnp).min(1, 'at least one prefix'),
+  prefixes: z
+    .array(mnp)
+    .min(1, 'at least one prefix')
+    .refine((ps) => ps.some((p) => !isIPv4Text(p)), { message: 'at least one IPv6 prefix (the guest link and SLAAC)' }),
   bridge: interfaceName,
   spi,
   ...keySource(key),

@@ -3,7 +3,7 @@
 // network, so a migrated guest's neighbour cache stays valid — plus router advertisements (radvd) that
 // run only while this host is active. The bridge exists on standby hosts too.
 import { createHash } from 'node:crypto';
-import { formatIPv6, parseIPv6, parsePrefix } from '../protocol/address.ts';
+import { formatIPv6, isIPv4Text, parseIPv4Destination, parseIPv6, parsePrefix } from '../protocol/address.ts';
 import type { HostComponents } from './components.ts';
 import { DEFAULT_RADVD_TIMING, Radvd, type RadvdTiming } from './radvd.ts';
 
@@ -63,6 +63,18 @@ export function gatewayAddress(mnp: string): string {
   return formatIPv6(bytes);
 }
 
+/**
+ * IPv4 gateway of a dual-stack network's IPv4 prefix: its first host address (10.1.0.0/24 → 10.1.0.1), on
+ * the bridge of every host, with the bridge's MAC, so a guest's default gateway and its ARP entry stay
+ * right after migration. IPv4 guests are addressed statically or by DHCP; there is no SLAAC for IPv4.
+ */
+export function ipv4GatewayAddress(prefix: string): string {
+  const { address } = parseIPv4Destination(prefix);
+  const octets = address.split('.').map(Number);
+  octets[3] = (octets[3] ?? 0) + 1;
+  return octets.join('.');
+}
+
 export class GuestLink implements GuestLinkControl {
   private readonly radvd: Radvd;
   private readonly mtu: number;
@@ -75,7 +87,7 @@ export class GuestLink implements GuestLinkControl {
     this.mtu = options.mtu ?? GUEST_MTU;
     this.radvd = new Radvd(components, {
       bridge: options.bridge,
-      linkPrefixes: [...new Set(options.prefixes.map(linkPrefix))],
+      linkPrefixes: [...new Set(options.prefixes.filter((p) => !isIPv4Text(p)).map(linkPrefix))],
       mtu: this.mtu,
       timing: { ...DEFAULT_RADVD_TIMING, ...options.radvd },
       runDir: options.runDir,
@@ -99,7 +111,10 @@ export class GuestLink implements GuestLinkControl {
     for (const a of await kernel.addresses(br, 'link'))
       if (a.address !== GATEWAY_LINK_LOCAL) await kernel.deleteAddress(br, a.address, a.prefixLength);
     await kernel.replaceAddress(br, GATEWAY_LINK_LOCAL, 64);
-    for (const p of new Set(this.options.prefixes)) await kernel.replaceAddress(br, gatewayAddress(p), 64);
+    for (const p of new Set(this.options.prefixes)) {
+      if (isIPv4Text(p)) await kernel.replaceAddress(br, ipv4GatewayAddress(p), Number(p.split('/')[1]));
+      else await kernel.replaceAddress(br, gatewayAddress(p), 64);
+    }
     await kernel.setUp(br);
   }
 

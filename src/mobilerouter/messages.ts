@@ -1,5 +1,6 @@
 // What the mobile router puts on the wire and how it sorts what comes back (RFC 6275 §11.7.1–11.7.4,
 // RFC 3963 §5, RFC 4285, docs/architecture.md, signaling). Pure: no timers, no sockets.
+import { isIPv4Text } from '../protocol/address.ts';
 import { ntpTimestamp } from '../protocol/auth.ts';
 import { BuFlag, LIFETIME_UNIT_SECONDS } from '../protocol/constants.ts';
 import { DecodeError } from '../protocol/errors.ts';
@@ -39,7 +40,8 @@ export function lifetimeUnits(seconds: number): number {
 }
 
 /**
- * Signed BU as a UDP payload: inner source HoA, inner destination HA; MNP options in explicit mode
+ * Signed BU as a UDP payload: inner source HoA, inner destination HA; MNP options in explicit mode (IPv4
+ * prefixes as IPv4 Home Address options with the P flag, RFC 5555)
  * (RFC 3963 §5.2, also on deregistration so the mode stays the same), Replay Protection, then MN-HA
  * authentication last over CoA ‖ HoA ‖ MH.
  */
@@ -48,11 +50,13 @@ export function buildBindingUpdate(s: BindingUpdateSpec): Uint8Array {
   if (s.mode === 'explicit') {
     for (const p of s.prefixes) {
       const slash = p.indexOf('/');
-      options.push({
-        type: 'mobileNetworkPrefix',
-        prefix: p.slice(0, slash),
-        prefixLength: Number(p.slice(slash + 1)),
-      });
+      const [address, prefixLength] = [p.slice(0, slash), Number(p.slice(slash + 1))];
+      // IPv4 prefixes of a dual-stack network: an IPv4 Home Address option with P (RFC 5555 §3.1.1).
+      options.push(
+        isIPv4Text(p)
+          ? { type: 'ipv4HomeAddress', homeAddress: address, prefixLength, requestPrefix: true }
+          : { type: 'mobileNetworkPrefix', prefix: address, prefixLength },
+      );
     }
   }
   options.push({ type: 'replayProtection', timestamp: ntpTimestamp(s.timestampMs) });
