@@ -249,7 +249,7 @@ describe('bpf data plane, IPv4 mobile network prefixes (RFC 5555) between namesp
           ] as const) {
             let got = await udp(lab, from, to, size);
             // Open question: on a fresh topology the very first datagrams cn -> guest were lost now and then
-            // (2 of the ~8 runs here) after the HA encapsulated them (encapOk 3) and before the MR's tc ingress saw
+            // (3 of 10 runs here) after the HA encapsulated them (encapOk 3) and before the MR's tc ingress saw
             // anything (no counter moved there). One retry of that first exchange only; the rest is strict.
             if (from === ns.cn && size === 64 && got.length === 0) got = await udp(lab, from, to, size);
             const want = [1, 2, 3].map(() => `${name}:${size}`);
