@@ -48,8 +48,8 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
   private readonly runDir: string;
   private program: BpfProgram | undefined;
   private host: MobileRouterHost | undefined;
-  /** network → routeKey of the rules and route installed for it. */
-  private readonly installed = new Map<string, string>();
+  /** network → routeKey of the rules and route installed for it, and its prefixes then. */
+  private readonly installed = new Map<string, { key: string; prefixes: readonly string[] }>();
   /** Bridges with the fast path attached. */
   private readonly fastBridges = new Set<string>();
   private readonly fdb: FdbMirror;
@@ -95,12 +95,13 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
     return this.queue.run(async () => {
       this.requireIPv4(r.prefixes);
       const key = routeKey(r);
-      if (this.installed.get(r.network) !== key) {
+      const before = this.installed.get(r.network);
+      if (before?.key !== key) {
         const ops = await this.familyOps(r, 6, true);
         // IPv4 only where the network has (or had) IPv4 prefixes: an IPv6-only network's ops stay as they were
         const v4 = await this.familyOps(r, 4, ofFamily(r.prefixes, 4).length > 0);
         await this.kernel.apply([...ops, ...v4]);
-        this.installed.set(r.network, key);
+        this.installed.set(r.network, { key, prefixes: r.prefixes });
       }
       if (!this.fastBridges.has(r.bridge)) {
         await this.requireProgram().attachBridge(r.bridge);
@@ -110,6 +111,8 @@ export class BpfMobileRouterDataplane implements MobileRouterDataplane {
       const { encapSrc, encapDst } = this.maps();
       encapSrc.setMany(r.prefixes.map((p) => [p, { src: r.coa, dst: r.haAddress }]));
       for (const p of r.prefixes) encapDst.delete(p); // a forwarding to another host ends
+      // a prefix the network no longer has is no longer tunnelled
+      for (const p of before?.prefixes ?? []) if (!r.prefixes.includes(p)) encapSrc.delete(p);
     });
   }
 
