@@ -327,6 +327,16 @@ describe('Iproute2Kernel on the real kernel', { skip }, () => {
     } finally {
       watch.stop();
     }
+    // A dual-stack network's IPv4 gateway (RFC 5555): ip -4, replaced idempotently.
+    await kernel.replaceAddress('kgl', '10.1.0.1', 24);
+    await kernel.replaceAddress('kgl', '10.1.0.1', 24);
+    const v4 = await lab.exec(ns, ['ip', '-j', '-4', 'addr', 'show', 'dev', 'kgl']);
+    assert.deepEqual(
+      (JSON.parse(v4.stdout) as { addr_info: { local: string; prefixlen: number }[] }[])[0]?.addr_info.map(
+        (a) => `${a.local}/${a.prefixlen}`,
+      ),
+      ['10.1.0.1/24'],
+    );
     await kernel.deleteAddress('kgl', '2001:db8:100::1', 64);
     await kernel.deleteAddress('kgl', '2001:db8:100::1', 64);
     assert.deepEqual(

@@ -251,7 +251,15 @@ export class Iproute2Kernel implements NetKernel, LinkKernel {
     // IPv4: a dual-stack network's gateway (RFC 5555); there is no DAD to skip.
     if (isIPv4Text(address)) {
       const v4 = parseIPv4Destination(`${address}/32`).address;
-      await this.c.runner.run(['ip', '-4', 'addr', 'replace', `${v4}/${prefixLength}`, 'dev', checkInterfaceName(dev)]);
+      await this.c.runner.run([
+        'ip',
+        '-4',
+        'addr',
+        'replace',
+        `${v4}/${prefixLength}`,
+        'dev',
+        checkInterfaceName(dev),
+      ]);
       return;
     }
     const cidr = `${canonicalIPv6(address)}/${prefixLength}`;

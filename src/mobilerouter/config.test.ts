@@ -53,8 +53,22 @@ describe('mobile network config', () => {
 
   it('refuses host bits in a prefix and non-prefixes', () => {
     refused(baseNetwork({ prefixes: ['2001:db8:100::1/64'] }), 'prefixes[0]', /host bits set/);
-    refused(baseNetwork({ prefixes: ['nonsense'] }), 'prefixes[0]', /not an IPv6 prefix/);
+    refused(baseNetwork({ prefixes: ['nonsense'] }), 'prefixes[0]', /not an IPv6 or IPv4 prefix/);
     refused(baseNetwork({ prefixes: [] }), 'prefixes', /at least one prefix/);
+  });
+
+  it('dual stack: takes IPv4 prefixes beside an IPv6 one; refuses IPv4 only, a /31, host bits', () => {
+    assert.deepEqual(
+      parseMobileNetwork(baseNetwork({ prefixes: ['2001:db8:100::/64', '10.1.0.0/24'] })).prefixes,
+      ['2001:db8:100::/64', '10.1.0.0/24'],
+    );
+    refused(baseNetwork({ prefixes: ['10.1.0.0/24'] }), 'prefixes', /at least one IPv6 prefix/);
+    refused(
+      baseNetwork({ prefixes: ['2001:db8:100::/64', '10.1.0.0/31'] }),
+      'prefixes[1]',
+      /\/30 or shorter/,
+    );
+    refused(baseNetwork({ prefixes: ['2001:db8:100::/64', '10.1.0.1/24'] }), 'prefixes[1]', /host bits set/);
   });
 
   it('refuses a missing key', () => {

@@ -82,7 +82,9 @@ export const networkSchema = z.strictObject({
   prefixes: z
     .array(mnp)
     .min(1, 'at least one prefix')
-    .refine((ps) => ps.some((p) => !isIPv4Text(p)), { message: 'at least one IPv6 prefix (the guest link and SLAAC)' }),
+    .refine((ps) => ps.some((p) => !isIPv4Text(p)), {
+      message: 'at least one IPv6 prefix (the guest link and SLAAC)',
+    }),
   bridge: interfaceName,
   spi,
   ...keySource(key),

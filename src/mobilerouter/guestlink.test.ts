@@ -6,11 +6,11 @@ import { describe, it } from 'node:test';
 import { FakeClock } from '../clock.ts';
 import { FakeKernel } from '../dataplane/fake-kernel.ts';
 import { silentLogger } from '../log.ts';
-import { bridgeMac, GuestLink, gatewayAddress, linkPrefix } from './guestlink.ts';
+import { bridgeMac, GuestLink, gatewayAddress, ipv4GatewayAddress, linkPrefix } from './guestlink.ts';
 import { renderRadvdConfig } from './radvd.ts';
 import { FakeSpawner, runPendingWork } from './testkit.ts';
 
-function rig(options: { exists?: boolean; linkLocals?: string[] } = {}) {
+function rig(options: { exists?: boolean; linkLocals?: string[]; prefixes?: string[] } = {}) {
   const runDir = mkdtempSync(join(tmpdir(), 'offlink-gl-'));
   const kernel = new FakeKernel();
   if (options.exists) {
@@ -21,7 +21,12 @@ function rig(options: { exists?: boolean; linkLocals?: string[] } = {}) {
   const clock = new FakeClock();
   const link = new GuestLink(
     { kernel, spawner, clock, logger: silentLogger() },
-    { network: 'net1', bridge: 'ofl-net1', prefixes: ['2001:db8:100::/64', '2001:db8:200::/56'], runDir },
+    {
+      network: 'net1',
+      bridge: 'ofl-net1',
+      prefixes: options.prefixes ?? ['2001:db8:100::/64', '2001:db8:200::/56'],
+      runDir,
+    },
   );
   return { runDir, kernel, spawner, clock, link };
 }
@@ -41,6 +46,21 @@ describe('guest link', () => {
     assert.equal(gatewayAddress('2001:db8:100::/64'), '2001:db8:100::1');
     assert.equal(gatewayAddress('2001:db8:200::/56'), '2001:db8:200::1');
     assert.equal(linkPrefix('2001:db8:200::/56'), '2001:db8:200::/64');
+  });
+
+  it('dual stack: the IPv4 gateway is the prefix’s first address, on the bridge; radvd only for IPv6', async () => {
+    assert.equal(ipv4GatewayAddress('10.1.0.0/24'), '10.1.0.1');
+    assert.equal(ipv4GatewayAddress('192.0.2.64/26'), '192.0.2.65');
+    const { kernel, link } = rig({ prefixes: ['2001:db8:100::/64', '10.1.0.0/24'] });
+    await link.ensure();
+    assert.deepEqual(
+      kernel.writes().filter((c) => c.call === 'replaceAddress'),
+      [
+        { call: 'replaceAddress', dev: 'ofl-net1', address: 'fe80::1', prefixLength: 64 },
+        { call: 'replaceAddress', dev: 'ofl-net1', address: '2001:db8:100::1', prefixLength: 64 },
+        { call: 'replaceAddress', dev: 'ofl-net1', address: '10.1.0.1', prefixLength: 24 },
+      ],
+    );
   });
 
   it('creates the bridge with MTU 1460, no STP, no auto link-local, fe80::1 and the gateways', async () => {

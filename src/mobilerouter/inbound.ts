@@ -210,6 +210,11 @@ function accepted(t: Step, sent: SentBindingUpdate, ba: BindingAcknowledgement):
     buToBaMs: reg.buToBaMs,
     refreshAdviceSeconds: advice,
   });
+  // RFC 5555 §4: an IPv4 prefix the HA refused is said in its acknowledgement; the IPv6 binding stands.
+  for (const o of ba.options) {
+    if (o.type === 'ipv4AddressAcknowledgement' && o.status !== 0)
+      t.log('warn', 'IPv4 prefix refused by the home agent', { ipv4: o.homeAddress, status: o.status });
+  }
   if (is(t.m, MrState.active)) t.registered(reg);
   else if (!t.m.routesReady) t.set({ acceptedEarly: reg });
   else t.becomeActive(reg);
