@@ -190,6 +190,7 @@ export class Agent implements ControlHandlers {
       verifier,
       log: this.log,
       onRefused: (reason) => this.metricsSet.refused.inc({ reason }),
+      clock: this.components.clock,
     });
     const { host, port } = this.config.control.listen;
     const bound = await this.server.listen(host, port);

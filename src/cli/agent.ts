@@ -14,7 +14,7 @@ import { loadAgentConfig } from '../agent/config.ts';
 import { systemClock } from '../clock.ts';
 import { resolveBackend } from '../dataplane/index.ts';
 import { OfflinkError } from '../errors.ts';
-import { createLogger } from '../log.ts';
+import { createLogger, flushLogger } from '../log.ts';
 import {
   type AgentStatus,
   type MigrationEvent,
@@ -50,6 +50,7 @@ export function registerAgent(program: Command): void {
       const signal = await stopping;
       logger.info({ signal }, 'stopping');
       await running.stop();
+      await flushLogger(logger); // the log is asynchronous: write what is queued before exiting
     });
 
   const migrate = program

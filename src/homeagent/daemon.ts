@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import type { Clock, TimerHandle } from '../clock.ts';
 import { registerDataplaneMetrics } from '../dataplane/metrics.ts';
 import type { BindingChange, HomeAgentDataplane } from '../dataplane/types.ts';
-import type { Logger } from '../log.ts';
+import { type Logger, LogLimiter } from '../log.ts';
 import { BaStatus, baStatusName } from '../protocol/constants.ts';
 import { DecodeError } from '../protocol/errors.ts';
 import {
@@ -26,6 +26,7 @@ import {
   encodeSignalingPacket,
 } from '../protocol/packet.ts';
 import type { SignalingPacket } from '../protocol/types.ts';
+import { TokenBucket } from '../ratelimit.ts';
 import { type Datagram, UdpTransport } from '../signaling/udp.ts';
 import { decodeErrorReply } from './answer.ts';
 import { type Binding, BindingCache, type CacheOp, toTunnelBinding } from './bcache.ts';
@@ -34,7 +35,6 @@ import type { HomeAgentConfig } from './config.ts';
 import { StatusServer } from './http.ts';
 import { HomeAgentMetrics } from './metrics.ts';
 import { PrefixTable } from './prefixtable.ts';
-import { TokenBucket } from './ratelimit.ts';
 import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
 export type { BindingStatus, HomeAgentStatus } from './status.ts';
@@ -90,7 +90,8 @@ const emptyGroup = (): Group => ({ items: [], ops: [], expiryIntents: [], jobs: 
 const MAX_BATCH = 2048;
 /** Unsigned answers (146 to unauthenticated BUs, decoder answers) per second: no reflection flood. */
 const UNSIGNED_REPLIES_PER_SECOND = 50;
-const REJECTION_LOGS_PER_SECOND = 20;
+/** Warnings anyone can trigger (rejected BUs, malformed packets): lines a second, per kind. */
+const WARNINGS_PER_SECOND = 20;
 
 export class HomeAgent {
   readonly cache = new BindingCache();
@@ -116,7 +117,7 @@ export class HomeAgent {
   private expiry: { at: number; handle: TimerHandle } | undefined;
   private needsReconcile = false;
   private readonly replyBudget = new TokenBucket(UNSIGNED_REPLIES_PER_SECOND);
-  private readonly logBudget = new TokenBucket(REJECTION_LOGS_PER_SECOND);
+  private readonly warnings: LogLimiter;
 
   /** The config without its mobile routers: the prefix table holds those, compactly. */
   private readonly config: HomeAgentConfig;
@@ -128,6 +129,10 @@ export class HomeAgent {
     this.config = { ...config, mobileRouters: [] };
     const ha = config.homeAgent;
     this.log = components.logger;
+    this.warnings = new LogLimiter(this.log, components.clock, {
+      lines: WARNINGS_PER_SECOND,
+      intervalMs: 1000,
+    });
     this.transport = components.transport ?? new UdpTransport({ recvBufferSize: 8 << 20 });
     this.table = components.table ?? new PrefixTable(config.mobileRouters);
     this.metrics = new HomeAgentMetrics(() => this.cache.size);
@@ -286,17 +291,22 @@ export class HomeAgent {
       this.enqueue({ kind: 'bu', packet, source: d.address, port: d.port, receivedAt });
     } catch (err) {
       // Bad input never crashes the daemon.
-      this.log.error({ err, source: d.address }, 'datagram handling failed');
+      this.warnings.write('error', 'datagram', { err, source: d.address }, 'datagram handling failed');
     }
   }
 
   private onMalformed(d: Datagram, err: unknown): void {
     this.metrics.malformed.inc();
     if (!(err instanceof DecodeError)) {
-      this.log.error({ err, source: d.address }, 'decoder threw something other than DecodeError');
+      this.warnings.write(
+        'error',
+        'decoder',
+        { err, source: d.address },
+        'decoder threw something other than DecodeError',
+      );
       return;
     }
-    this.log.debug({ source: d.address, reason: err.message }, 'malformed packet');
+    this.warnings.warn('malformed', { source: d.address, reason: err.message }, 'malformed packet');
     const packet = decodeErrorReply(d.data, err.answer, this.ctx.haAddress);
     if (!packet || !this.takeToken()) return;
     this.send(packet, undefined, d.address, d.port);
@@ -376,7 +386,7 @@ export class HomeAgent {
     try {
       result = processBindingUpdate(this.ctx, job, now);
     } catch (err) {
-      this.log.error({ err, source: job.source }, 'BU processing threw');
+      this.warnings.write('error', 'bu', { err, source: job.source }, 'BU processing threw');
       return;
     }
     const undo: CacheOp[] = [];
@@ -474,7 +484,8 @@ export class HomeAgent {
     if (status === BaStatus.MIPV6_AUTH_FAIL) this.metrics.authFailures.inc();
     const b = result.binding;
     if (status === 0) {
-      this.log.info(
+      // A refresh changes nothing but the expiry: at 5,000 BU/s a line each would flood the journal.
+      this.log[result.event === 'refresh' ? 'debug' : 'info'](
         {
           hoa: result.hoa,
           mr: result.mobileRouter,
@@ -495,11 +506,12 @@ export class HomeAgent {
       const options = m.options.filter((option) => option.type === 'replayProtection');
       reply = { ...reply, packet: { ...reply.packet, message: { ...m, status, lifetime: 0, options } } };
     }
-    // Answers to unauthenticated BUs (unsigned) are rate-limited; so are rejection log lines, since a
-    // replayed BU passes authentication and could otherwise flood the log.
+    // Answers to unauthenticated BUs (unsigned) are rate-limited; so are rejection log lines (per status),
+    // since a replayed BU passes authentication and could otherwise flood the log.
     const allowed = reply.sign !== undefined || this.takeToken();
-    if (status !== 0 && this.logBudget.take(this.components.clock.now())) {
-      this.log.warn(
+    if (status !== 0) {
+      this.warnings.warn(
+        `rejected ${status}`,
         {
           hoa: result.hoa,
           mr: result.mobileRouter,

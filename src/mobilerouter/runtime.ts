@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { TimerHandle } from '../clock.ts';
 import { SerialQueue } from '../dataplane/serial.ts';
-import type { Logger } from '../log.ts';
+import { type Logger, LogLimiter } from '../log.ts';
 import { baStatusName } from '../protocol/constants.ts';
 import { lifetimeRemainingMs } from '../signaling/bul.ts';
 import type { Datagram } from '../signaling/udp.ts';
@@ -43,6 +43,8 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
   protected readonly network: MobileNetworkConfig;
   protected readonly host: MobileRouterHostConfig;
   protected readonly log: Logger;
+  /** Anyone who can reach the MR's port can make it ignore messages: those lines are rate-limited. */
+  private readonly ignoredLog: LogLimiter;
   protected readonly settings: MrSettings;
   protected readonly attachment: HostAttachment;
   protected readonly queue = new SerialQueue();
@@ -60,6 +62,7 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
     this.name = this.network.name;
     this.homeAddress = this.network.homeAddress;
     this.log = components.logger.child({ network: this.name, hoa: this.homeAddress });
+    this.ignoredLog = new LogLimiter(this.log, components.clock, { lines: 10, intervalMs: 1000 });
     this.settings = {
       name: this.name,
       homeAddress: this.homeAddress,
@@ -164,7 +167,7 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
         this.log[a.level](a.fields ?? {}, a.msg);
         return;
       case 'ignored':
-        this.log.warn({ counter: a.counter, reason: a.reason }, 'message ignored');
+        this.ignoredLog.warn(a.counter, { counter: a.counter, reason: a.reason }, 'message ignored');
         this.emit('ignored', { counter: a.counter, reason: a.reason });
         return;
       case 'registered':
