@@ -711,3 +711,46 @@ describe('HomeAgent logs', () => {
     assert.deepEqual(log.seen(), Array(20).fill('warn malformed packet'));
   });
 });
+
+describe('HomeAgent metrics endpoint', () => {
+  test('unsigned /metrics and /healthz: 503 until the store is open and the data plane initialised', async () => {
+    let release!: () => void;
+    class SlowDataplane extends RecordingDataplane {
+      override async init() {
+        await new Promise<void>((r) => (release = r));
+        await super.init();
+      }
+    }
+    const ha = new HomeAgent(
+      { clock: new FakeClock(), logger: silentLogger(), dataplane: new SlowDataplane() },
+      config(':memory:', { metrics: { host: '::1', port: 0 } }),
+    );
+    const starting = ha.start();
+    try {
+      await until('the exporter', () => ha.metricsUrl !== undefined && release !== undefined);
+      let res = await fetch(`${ha.metricsUrl}/healthz`);
+      assert.equal(res.status, 503);
+      assert.deepEqual(await res.json(), {
+        status: 'unavailable',
+        state: 'starting',
+        store: 'open',
+        dataplane: 'not initialised',
+        bindings: 0,
+      });
+      release();
+      await starting;
+      res = await fetch(`${ha.metricsUrl}/healthz`);
+      assert.equal(res.status, 200);
+      assert.equal(((await res.json()) as { status: string }).status, 'ok');
+      const text = await (await fetch(`${ha.metricsUrl}/metrics`)).text();
+      assert.match(text, /^offlink_ha_bindings 0$/m);
+    } finally {
+      // A failed assertion must not leave start() waiting on the data plane.
+      for (let i = 0; i < 100 && release === undefined; i++) await sleep(10);
+      release?.();
+      await starting.catch(() => {});
+      await ha.stop();
+    }
+    assert.equal(ha.metricsUrl, undefined, 'closed on stop');
+  });
+});

@@ -17,6 +17,7 @@ import { performance } from 'node:perf_hooks';
 import type { Clock, TimerHandle } from '../clock.ts';
 import { registerDataplaneMetrics } from '../dataplane/metrics.ts';
 import type { BindingChange, HomeAgentDataplane } from '../dataplane/types.ts';
+import { type Health, MetricsExporter } from '../exporter.ts';
 import { type Logger, LogLimiter } from '../log.ts';
 import { BaStatus, baStatusName } from '../protocol/constants.ts';
 import { DecodeError } from '../protocol/errors.ts';
@@ -102,6 +103,9 @@ export class HomeAgent {
   private readonly transport: UdpTransport;
   private store: BindingStoreLike | undefined;
   private statusServer: StatusServer | undefined;
+  private exporter: MetricsExporter | undefined;
+  /** What /healthz reports: the daemon serves once both are true. */
+  private readonly ready = { store: false, dataplane: false };
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   /** Received, not yet processed. */
   private queue: Job[] = [];
@@ -153,6 +157,13 @@ export class HomeAgent {
     this.state = 'starting';
     const ha = this.config.homeAgent;
     try {
+      // First, so that a scrape during a long start (3 s with 100k stored bindings) finds the daemon up
+      // and /healthz says it is not serving yet.
+      if (ha.metrics) {
+        const exporter = new MetricsExporter({ metrics: () => this.scrape(), health: () => this.health() });
+        await exporter.listen(ha.metrics);
+        this.exporter = exporter;
+      }
       // Commit in a worker thread only when asked (OFFLINK_HA_COMMIT_THREAD=1): in process it cuts the BA
       // p99, but with the real daemon under bench/ha/run.ts it measured worse (bench/profiles/ha-p99.md).
       // An in-memory database cannot be shared with a worker.
@@ -161,23 +172,24 @@ export class HomeAgent {
         this.components.store ??
         (thread ? new WorkerBindingStore(ha.database) : new BindingStore(ha.database));
       await this.loadCache();
+      this.ready.store = true;
       await this.components.dataplane.init();
       await this.components.dataplane.reconcile(this.cache.all().map(toTunnelBinding));
+      this.ready.dataplane = true;
       await this.transport.listen(ha.listen.address, ha.listen.port, (d) => this.onDatagram(d));
       if (ha.status) {
         this.statusServer = new StatusServer({
           status: () => this.snapshot(),
-          metrics: async () => ({
-            contentType: this.metrics.registry.contentType,
-            body: await this.metrics.registry.metrics(),
-          }),
+          metrics: () => this.scrape(),
         });
         await this.statusServer.listen(ha.status.host, ha.status.port);
       }
     } catch (err) {
       await this.transport.close();
       await this.statusServer?.close();
+      await this.exporter?.close();
       await this.store?.close();
+      this.ready.store = false;
       this.state = 'stopped';
       throw err;
     }
@@ -189,6 +201,7 @@ export class HomeAgent {
         port: this.transport.port,
         bindings: this.cache.size,
         status: this.statusServer?.url,
+        metrics: this.exporter?.url,
       },
       'home agent started',
     );
@@ -207,7 +220,10 @@ export class HomeAgent {
     await this.transport.close();
     await this.statusServer?.close();
     if (!this.config.homeAgent.retainOnStop) await this.components.dataplane.flush();
+    this.ready.store = false;
     await this.store?.close();
+    await this.exporter?.close();
+    this.exporter = undefined;
     this.state = 'stopped';
     this.log.info(
       { bindings: this.cache.size, retained: this.config.homeAgent.retainOnStop },
@@ -222,6 +238,26 @@ export class HomeAgent {
 
   get statusUrl(): string | undefined {
     return this.statusServer?.url;
+  }
+
+  /** http://host:port of the unsigned /metrics and /healthz endpoint, when configured. */
+  get metricsUrl(): string | undefined {
+    return this.exporter?.url;
+  }
+
+  /** Serving: the store is open and the data plane initialised (and the daemon not stopping). */
+  health(): Health {
+    return {
+      ok: this.state === 'running' && this.ready.store && this.ready.dataplane,
+      state: this.state,
+      store: this.ready.store ? 'open' : 'closed',
+      dataplane: this.ready.dataplane ? (this.components.dataplane.backend ?? 'ready') : 'not initialised',
+      bindings: this.cache.size,
+    };
+  }
+
+  private async scrape(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
   }
 
   /** Resolves once every queued job has been handled (tests). */
