@@ -50,7 +50,7 @@ export interface BuildOptions {
   mobileRouters?: string;
   /** Extra environment of the HA process (`OFFLINK_LOG_LEVEL: 'debug'` for its per-BU lines). */
   haEnv?: NodeJS.ProcessEnv;
-  /** Extra top-level lines of both agents' configs (`metrics: { listen: ... }`); `{host}` is the host's name. */
+  /** Extra top-level lines of both agents' configs (`metrics: { listen: ... }`); `{address}` is the host's. */
   agent?: string;
   /** Extra environment of the agent processes, by host. */
   env?: Partial<Record<Host, NodeJS.ProcessEnv>>;
@@ -256,7 +256,7 @@ hypervisor:
 networks:
   - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], bridge: ofl-net1, spi: ${SPI}, key: ${KEY}, guests: [guest-1]${o.net1 ? `, ${o.net1}` : ''} }
   - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], bridge: ofl-net2, spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256, guests: [guest-2]${o.net2 ? `, ${o.net2}` : ''} }
-${o.agent ? `${o.agent.replaceAll('{host}', host).trimEnd()}\n` : ''}`;
+${o.agent ? `${o.agent.replaceAll('{address}', HOSTS[host]).trimEnd()}\n` : ''}`;
 }
 
 export async function waitForLog(
