@@ -146,6 +146,21 @@ describe('agent config', () => {
     ['both keys', (d) => (d.control.keyFile = 'x'), /^control.key: give key or keyFile, not both$/],
     ['bad peer URL', (d) => (d.peers['host-b'] = 'ftp://x'), /^peers.host-b: must be an http\(s\) base URL/],
     [
+      'metrics as a bare address',
+      (d) => (d.metrics = '[::]:9181'),
+      /^metrics: must be \{ listen: "\[::\]:9180" \}$/,
+    ],
+    [
+      'metrics listen not address:port',
+      (d) => (d.metrics = { listen: 'localhost:9181' }),
+      /^metrics.listen: must be address:port \("\[::\]:9180", "\[2001:db8::1\]:9180" or "0.0.0.0:9180"\)$/,
+    ],
+    [
+      'metrics on the control socket',
+      (d) => (d.metrics = { listen: '[::]:7400' }),
+      /^metrics.listen: :: port 7400 is taken by control.listen: give metrics another port$/,
+    ],
+    [
       'peer is self',
       (d) => (d.peers['host-a'] = 'http://[::1]:1/'),
       /^peers.host-a: this is the host itself$/,
@@ -244,6 +259,18 @@ describe('agent config', () => {
       assert.match(errorOf(edit(fn)), message);
     });
   }
+
+  it('metrics: none by default, or an unsigned endpoint on any address', () => {
+    assert.equal(parse(base()).metrics, undefined);
+    assert.deepEqual(parse(edit((d) => (d.metrics = { listen: '[::]:9181' }))).metrics, {
+      host: '::',
+      port: 9181,
+    });
+    assert.deepEqual(parse(edit((d) => (d.metrics = { listen: '[2001:db8:a::2]:9181' }))).metrics, {
+      host: '2001:db8:a::2',
+      port: 9181,
+    });
+  });
 
   it('takes a qemu hypervisor section (no namespaces needed)', () => {
     const d = base();

@@ -18,10 +18,12 @@ import {
   ipv6,
   keySource,
   listenAddress,
+  metricsSection,
   mss,
   name,
   port,
   routingTable,
+  sameSocket,
 } from '../config/schema.ts';
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { ConfigError } from '../errors.ts';
@@ -74,6 +76,8 @@ export interface AgentConfig {
     /** Migrations kept in status. */
     history: number;
   };
+  /** Unsigned GET /metrics and /healthz for Prometheus; undefined = none (the control API's signed /metrics stays). */
+  metrics?: { host: string; port: number } | undefined;
   /** Host name → control API base URL. */
   peers: Record<string, string>;
   hypervisor: HypervisorConfig;
@@ -156,6 +160,7 @@ const schema = z.strictObject({
     clockSkewSeconds: z.number().int().min(1).max(300).default(30),
     history: z.number().int().min(1).max(10_000).default(50),
   }),
+  metrics: metricsSection.optional(),
   peers: z.record(name, peerUrl).default({}),
   hypervisor,
   // Validated entry by entry below: the mobile router's schema plus the agent's keys.
@@ -197,6 +202,12 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
         );
     }
   }
+  if (raw.metrics && sameSocket(raw.metrics.listen, raw.control.listen)) {
+    throw new ConfigError(
+      'metrics.listen',
+      `${raw.metrics.listen.host} port ${raw.metrics.listen.port} is taken by control.listen: give metrics another port`,
+    );
+  }
   const known = new Set(networks.flatMap((n) => n.guests));
   for (const g of Object.keys(raw.hypervisor.guests)) {
     if (!known.has(g)) throw new ConfigError(`hypervisor.guests.${g}`, 'not a guest of any network');
@@ -218,6 +229,7 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
       clockSkewMs: raw.control.clockSkewSeconds * 1000,
       history: raw.control.history,
     },
+    metrics: raw.metrics?.listen,
     peers: raw.peers,
     hypervisor: raw.hypervisor,
     networks,
