@@ -173,7 +173,7 @@ describe('agent config', () => {
     [
       'unknown driver',
       (d) => (d.hypervisor.driver = 'vmware'),
-      /^hypervisor.driver: must be one of: netns, qemu$/,
+      /^hypervisor.driver: must be one of: netns, qemu, libvirt$/,
     ],
     [
       'bad port name',
@@ -291,6 +291,52 @@ describe('agent config', () => {
       overlap: false,
     });
   });
+
+  const libvirt = () => ({
+    driver: 'libvirt',
+    uri: 'qemu+tcp://[2001:db8:a::2]/system',
+    peers: { 'host-b': 'qemu+tcp://[2001:db8:b::2]/system' },
+    guests: { 'guest-1': {}, 'guest-2': { domain: 'web-2' } },
+  });
+
+  it("takes a libvirt hypervisor section: this host's URI, each peer's, guests by domain name", () => {
+    const d = base();
+    d['hypervisor'] = { ...libvirt(), migration: { p2p: true, timeoutSeconds: 60 } };
+    const config = parse(d);
+    assert.deepEqual(config.hypervisor, { ...libvirt(), migration: { p2p: true, timeoutSeconds: 60 } });
+  });
+
+  const badLibvirt: [string, (h: Doc) => void, RegExp][] = [
+    ['not a URI', (h) => (h['uri'] = '2001:db8:a::2'), /^hypervisor.uri: must be a libvirt connection URI/],
+    [
+      'a peer without a URI',
+      (h) => (h['peers'] = {}),
+      /^hypervisor.peers.host-b: required: the libvirt driver migrates guests to peer host-b's libvirtd/,
+    ],
+    [
+      'a URI for a host that is not a peer',
+      (h) => (h['peers']['host-c'] = 'qemu+tcp://[2001:db8:c::2]/system'),
+      /^hypervisor.peers.host-c: not one of peers$/,
+    ],
+    [
+      'two guests on one domain',
+      (h) => (h['guests'] = { 'guest-1': { domain: 'g' }, 'guest-2': { domain: 'g' } }),
+      /^hypervisor.guests.guest-2.domain: libvirt domain g is already guest guest-1's$/,
+    ],
+    [
+      'a domain name with a slash',
+      (h) => (h['guests']['guest-1'] = { domain: 'a/b' }),
+      /not a libvirt domain name/,
+    ],
+    ['an unknown key', (h) => (h['qemu'] = '/usr/bin/qemu'), /^hypervisor.qemu: unknown key$/],
+  ];
+  for (const [what, fn, message] of badLibvirt) {
+    it(`refuses a libvirt section with ${what}`, () => {
+      const h = libvirt() as Doc;
+      fn(h);
+      assert.match(errorOf(edit((d) => (d['hypervisor'] = h))), message);
+    });
+  }
 
   it('refuses text that is not YAML, and a missing file', () => {
     assert.throws(() => parseAgentConfig('host: [unclosed'), /not valid YAML/);

@@ -27,6 +27,7 @@ import {
 } from '../config/schema.ts';
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { ConfigError } from '../errors.ts';
+import type { LibvirtHypervisorConfig } from '../hypervisor/libvirt/index.ts';
 import type { QemuHypervisorConfig } from '../hypervisor/qemu/index.ts';
 import {
   type MobileNetworkConfig,
@@ -55,7 +56,9 @@ export type HypervisorConfig =
       guests: Record<string, { port?: string }>;
     }
   /** QEMU guests (src/hypervisor/qemu/index.ts describes the section). No namespaces: QEMU migrates over TCP. */
-  | (QemuHypervisorConfig & { namespaces?: undefined });
+  | (QemuHypervisorConfig & { namespaces?: undefined })
+  /** libvirt domains (src/hypervisor/libvirt/index.ts describes the section), migrated libvirtd to libvirtd. */
+  | (LibvirtHypervisorConfig & { namespaces?: undefined });
 
 export interface AgentConfig {
   /** This host's name; peers know it by this name. */
@@ -101,6 +104,15 @@ const peerUrl = z.string().refine((u) => {
 
 const clusterKey = hexKey(MIN_CLUSTER_KEY_BYTES);
 
+// libvirt connection URIs: driver[+transport]://[host]/path (qemu+tcp://[2001:db8:a::2]/system,
+// qemu:///system, xen:///system); libvirt itself says whether it can connect.
+const libvirtUri = z
+  .string()
+  .regex(
+    /^[a-z][a-z0-9]*(\+[a-z0-9]+)?:\/\/[^\s]*\/[^\s]*$/,
+    'must be a libvirt connection URI ("qemu+tcp://[2001:db8:a::2]/system", "qemu:///system")',
+  );
+
 const hypervisor = z.discriminatedUnion('driver', [
   z.strictObject({
     driver: z.literal('netns'),
@@ -135,6 +147,31 @@ const hypervisor = z.discriminatedUnion('driver', [
       .optional(),
     qemu: z.string().min(1).optional(),
     bootTimeoutSeconds: z.number().int().min(1).max(3600).optional(),
+  }),
+  z.strictObject({
+    driver: z.literal('libvirt'),
+    uri: libvirtUri,
+    peers: z.record(name, libvirtUri).default({}),
+    guests: z
+      .record(
+        name,
+        z.strictObject({
+          domain: z
+            .string()
+            .regex(/^[^/\s'][^/']{0,199}$/, 'not a libvirt domain name')
+            .optional(),
+        }),
+      )
+      .default({}),
+    migration: z
+      .strictObject({
+        p2p: z.boolean().optional(),
+        persistent: z.boolean().optional(),
+        bandwidthMiBs: z.number().int().min(1).optional(),
+        timeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+      })
+      .optional(),
+    virsh: z.string().min(1).optional(),
   }),
 ]);
 
@@ -189,6 +226,7 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
       );
     }
   }
+  if (raw.hypervisor.driver === 'libvirt') checkLibvirt(raw.hypervisor, raw.peers, networks);
   if (raw.hypervisor.driver === 'qemu') {
     for (const [g, guestConfig] of Object.entries(raw.hypervisor.guests)) {
       if (
@@ -280,4 +318,33 @@ function checkNetworks(networks: readonly AgentNetworkConfig[]): void {
       seen.set(`guest=${g}`, i);
     });
   });
+}
+
+/** Every peer has a libvirt URI to migrate to, no URI names a stranger, and domains are one guest's each. */
+function checkLibvirt(
+  h: LibvirtHypervisorConfig,
+  peers: Record<string, string>,
+  networks: readonly AgentNetworkConfig[],
+): void {
+  for (const peer of Object.keys(peers)) {
+    if (h.peers[peer] === undefined)
+      throw new ConfigError(
+        `hypervisor.peers.${peer}`,
+        `required: the libvirt driver migrates guests to peer ${peer}'s libvirtd at this URI`,
+      );
+  }
+  for (const host of Object.keys(h.peers)) {
+    if (peers[host] === undefined) throw new ConfigError(`hypervisor.peers.${host}`, 'not one of peers');
+  }
+  const domains = new Map<string, string>();
+  for (const guest of networks.flatMap((n) => n.guests)) {
+    const domain = h.guests[guest]?.domain ?? guest;
+    const prior = domains.get(domain);
+    if (prior !== undefined)
+      throw new ConfigError(
+        `hypervisor.guests.${guest}.domain`,
+        `libvirt domain ${domain} is already guest ${prior}'s`,
+      );
+    domains.set(domain, guest);
+  }
 }
