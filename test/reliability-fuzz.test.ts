@@ -45,6 +45,9 @@ for (const backend of backends) {
       'fuzz-it',
       {
         net1: 'lifetimeSeconds: 12',
+        // Refreshes are logged at debug (an info line per BU would flood a busy HA's journal); this test
+        // checks each accepted BU's line.
+        haEnv: { OFFLINK_LOG_LEVEL: 'debug' },
         mobileRouters: `  - { name: canary, homeAddress: "${CANARY.hoa}", prefixes: ["${CANARY.prefix}"], spi: ${CANARY.spi}, key: ${CANARY.key} }`,
       },
       async ({ netns, procs, lab }) => {

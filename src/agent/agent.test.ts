@@ -254,3 +254,52 @@ describe('agent', () => {
     assert.equal((await clients['host-a']!.status()).host, 'host-a');
   });
 });
+
+describe('agent metrics endpoint', () => {
+  it('unsigned /metrics and /healthz: 503 while the networks load, 200 after, closed on stop', async () => {
+    let release!: () => void;
+    class SlowRouter extends TestRouter {
+      override async start(): Promise<void> {
+        await new Promise<void>((r) => (release = r));
+      }
+    }
+    const world = new FakeWorld();
+    const routers = new Map([
+      ['net1', new SlowRouter(new FakeBinding(), '2001:db8:a::2', 'net1')],
+      ['net2', new TestRouter(new FakeBinding(), '2001:db8:a::2', 'net2')],
+    ]);
+    const agent = new Agent(
+      {
+        clock: systemClock,
+        logger: silentLogger(),
+        driver: new FakeDriver(world, 'host-a'),
+        routers,
+        peer: () => undefined,
+      },
+      { ...config('host-a', 'host-b'), metrics: { host: '127.0.0.1', port: 0 } },
+    );
+    const starting = agent.start();
+    try {
+      while (agent.metricsAddress === undefined || release === undefined)
+        await new Promise((r) => setTimeout(r, 5));
+      const base = `http://127.0.0.1:${agent.metricsAddress.port}`;
+      let res = await fetch(`${base}/healthz`);
+      assert.equal(res.status, 503);
+      assert.deepEqual(await res.json(), { status: 'unavailable', host: 'host-a', networks: 'loading' });
+      release();
+      await starting;
+      res = await fetch(`${base}/healthz`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { status: 'ok', host: 'host-a', networks: 2 });
+      const metrics = await fetch(`${base}/metrics`);
+      assert.equal(metrics.status, 200, 'no signature needed');
+      assert.match(await metrics.text(), /^offlink_agent_network_active\{network="net1"\} 0$/m);
+      await agent.stop();
+      await assert.rejects(fetch(`${base}/healthz`), 'closed on stop');
+    } finally {
+      release?.();
+      await starting.catch(() => {});
+      await agent.stop();
+    }
+  });
+});

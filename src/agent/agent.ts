@@ -10,6 +10,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Clock } from '../clock.ts';
 import { type CountingDataplane, registerDataplaneMetrics } from '../dataplane/metrics.ts';
 import { OfflinkError } from '../errors.ts';
+import { type Health, MetricsExporter } from '../exporter.ts';
 import type { Driver, GuestInfo } from '../hypervisor/driver.ts';
 import type { Logger } from '../log.ts';
 import { type IncomingContext, IncomingNetwork, ORPHAN_TAKEOVER } from '../migration/incoming.ts';
@@ -137,6 +138,10 @@ export class Agent implements ControlHandlers {
   private readonly metricsSet: AgentMetrics;
   private server: ControlServer | undefined;
   private address: { host: string; port: number } | undefined;
+  private exporter: MetricsExporter | undefined;
+  private exporterAddress: { host: string; port: number } | undefined;
+  /** Every network's mobile router started (bridge ready): /healthz says the agent serves. */
+  private loaded: 'no' | 'yes' | 'stopping' = 'no';
 
   constructor(components: AgentComponents, config: AgentConfig) {
     this.components = components;
@@ -177,12 +182,28 @@ export class Agent implements ControlHandlers {
     return this.address;
   }
 
+  /** The unsigned /metrics and /healthz endpoint's bound address, once started (when configured). */
+  get metricsAddress(): { host: string; port: number } | undefined {
+    return this.exporterAddress;
+  }
+
   /**
    * Bring every network up on standby (bridges ready), open the control API, then register the networks
    * that belong here: those whose guests are on this host, and `activeOnStart` networks without guests.
+   * The metrics endpoint opens first, so a scrape sees the agent while its networks come up.
    */
   async start(): Promise<void> {
-    for (const n of this.networks.values()) await n.router.start();
+    if (this.config.metrics) {
+      this.exporter = new MetricsExporter({ metrics: () => this.metrics(), health: () => this.health() });
+      this.exporterAddress = await this.exporter.listen(this.config.metrics);
+    }
+    try {
+      for (const n of this.networks.values()) await n.router.start();
+    } catch (err) {
+      await this.exporter?.close();
+      throw err;
+    }
+    this.loaded = 'yes';
     const verifier = new RequestVerifier(this.config.control.key, {
       clock: this.components.clock,
       windowMs: this.config.control.clockSkewMs,
@@ -193,11 +214,15 @@ export class Agent implements ControlHandlers {
       verifier,
       log: this.log,
       onRefused: (reason) => this.metricsSet.refused.inc({ reason }),
+      clock: this.components.clock,
     });
     const { host, port } = this.config.control.listen;
     const bound = await this.server.listen(host, port);
     this.address = { host: bound.address, port: bound.port };
-    this.log.info({ listen: this.address, networks: [...this.networks.keys()] }, 'agent started');
+    this.log.info(
+      { listen: this.address, metrics: this.exporterAddress, networks: [...this.networks.keys()] },
+      'agent started',
+    );
     for (const n of this.networks.values()) await this.activateIfHere(n);
   }
 
@@ -221,6 +246,7 @@ export class Agent implements ControlHandlers {
   }
 
   async stop(): Promise<void> {
+    this.loaded = 'stopping';
     await this.server?.close();
     this.server = undefined;
     for (const n of this.networks.values()) {
@@ -230,6 +256,8 @@ export class Agent implements ControlHandlers {
         .catch((err) => this.log.warn({ err, network: n.config.name }, 'stopping the router failed'));
     }
     await this.components.driver.close?.();
+    await this.exporter?.close();
+    this.exporter = undefined;
     this.log.info('agent stopped');
   }
 
@@ -348,6 +376,15 @@ export class Agent implements ControlHandlers {
       ...(backend ? { dataplane: backend } : {}),
       networks,
       migrations: [...this.history].reverse(),
+    };
+  }
+
+  /** Serving once every network is loaded (its mobile router started), until stop(). */
+  health(): Health {
+    return {
+      ok: this.loaded === 'yes',
+      host: this.host,
+      networks: this.loaded === 'yes' ? this.networks.size : this.loaded === 'no' ? 'loading' : 'stopping',
     };
   }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { systemClock } from '../clock.ts';
+import { FakeClock, systemClock } from '../clock.ts';
 import {
   type AgentStatus,
   ControlError,
@@ -396,5 +396,35 @@ describe('control API', () => {
     });
     assert.equal(r.status, 413);
     assert.equal(Object.keys(AUTH_HEADERS).length, 3);
+  });
+});
+
+describe('control API: refusal log lines', () => {
+  it('are rate-limited (20 a second per reason), every refusal still answered 401 and counted', async () => {
+    const logged: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => logged.push(JSON.parse(line)) });
+    const clock = new FakeClock(Date.now());
+    const refused: string[] = [];
+    const server = new ControlServer({
+      handlers: new FakeHandlers(),
+      verifier: new RequestVerifier(KEY, { clock: systemClock }),
+      log,
+      clock,
+      onRefused: (reason) => refused.push(reason),
+    });
+    const { port } = await server.listen('127.0.0.1', 0);
+    try {
+      const get = () => fetch(`http://127.0.0.1:${port}/v1/status`).then((r) => r.status);
+      for (let i = 0; i < 30; i++) assert.equal(await get(), 401);
+      assert.equal(refused.length, 30);
+      const lines = () => logged.filter((l) => l['msg'] === 'control API: request refused');
+      assert.equal(lines().length, 20);
+      clock.advance(1000);
+      assert.equal(await get(), 401);
+      assert.equal(lines().length, 21);
+      assert.equal(lines()[20]!['suppressed'], 10);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -12,8 +12,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { z } from 'zod';
+import { type Clock, systemClock } from '../clock.ts';
 import { OfflinkError } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import { type Logger, LogLimiter } from '../log.ts';
 import {
   type AbortRequest,
   type AgentStatus,
@@ -79,6 +80,8 @@ export class ControlServer {
   private readonly handlers: ControlHandlers;
   private readonly verifier: RequestVerifier;
   private readonly log: Logger;
+  /** Refusals are what an attacker repeats at will: rate-limited lines, per reason. */
+  private readonly refusedLog: LogLimiter;
   private readonly onRefused: ((reason: string) => void) | undefined;
   private readonly bodyLimit: number;
   private readonly server: Server;
@@ -92,12 +95,18 @@ export class ControlServer {
       log: Logger;
       /** Told about every refused request (metrics). */
       onRefused?: (reason: string) => void;
+      /** For the rate limit of refusal lines (default the system clock). */
+      clock?: Clock;
     },
     options: ControlServerOptions = {},
   ) {
     this.handlers = components.handlers;
     this.verifier = components.verifier;
     this.log = components.log;
+    this.refusedLog = new LogLimiter(this.log, components.clock ?? systemClock, {
+      lines: 20,
+      intervalMs: 1000,
+    });
     this.onRefused = components.onRefused;
     this.bodyLimit = options.bodyLimit ?? 1 << 20;
     const h = this.handlers;
@@ -162,7 +171,8 @@ export class ControlServer {
     const authority = authorityOf(req.socket.localAddress ?? '', req.socket.localPort ?? 0);
     const auth = this.verifier.verify({ method, path: url, body, authority, headers: req.headers });
     if (!auth.ok) {
-      this.log.warn(
+      this.refusedLog.warn(
+        auth.reason,
         { method, path: url, remote: req.socket.remoteAddress, reason: auth.reason, detail: auth.detail },
         'control API: request refused',
       );

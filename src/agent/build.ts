@@ -4,6 +4,7 @@
 import { type Clock, systemClock } from '../clock.ts';
 import { type Backend, createMobileRouterDataplane, Iproute2Kernel } from '../dataplane/index.ts';
 import type { Driver } from '../hypervisor/driver.ts';
+import { createLibvirtDriver, LibvirtDriver } from '../hypervisor/libvirt/index.ts';
 import { NetnsDriver } from '../hypervisor/netns.ts';
 import { bootGuestsHere, createQemuDriver, QemuDriver } from '../hypervisor/qemu/index.ts';
 import type { Logger } from '../log.ts';
@@ -63,12 +64,14 @@ export function buildAgent(
   const driver: Driver =
     config.hypervisor.driver === 'qemu'
       ? createQemuDriver(config.hypervisor, { host: config.host, runDir: config.runDir, runner, logger, coa })
-      : new NetnsDriver({
-          host: config.host,
-          namespaces: config.hypervisor.namespaces,
-          guests: config.hypervisor.guests,
-          runner,
-        });
+      : config.hypervisor.driver === 'libvirt'
+        ? createLibvirtDriver(config.hypervisor, { host: config.host, runner, spawner: nodeSpawner, logger })
+        : new NetnsDriver({
+            host: config.host,
+            namespaces: config.hypervisor.namespaces,
+            guests: config.hypervisor.guests,
+            runner,
+          });
   const peersOf = (c: AgentConfig) =>
     new Map(
       Object.entries(c.peers).map(([host, url]) => [
@@ -94,6 +97,12 @@ export function buildAgent(
           config.host,
           config.networks.map((n) => ({ name: n.name, bridge: n.bridge, guests: n.guests })),
         );
+      }
+      if (driver instanceof LibvirtDriver) {
+        // A libvirt domain attaches to its network's bridge by name, when it starts and when it migrates
+        // in (libvirt's Prepare makes its tap): the bridges must exist on every host beforehand.
+        for (const link of guestLinks) await link.ensure();
+        driver.start();
       }
       await agent.start();
     },

@@ -146,6 +146,21 @@ describe('agent config', () => {
     ['both keys', (d) => (d.control.keyFile = 'x'), /^control.key: give key or keyFile, not both$/],
     ['bad peer URL', (d) => (d.peers['host-b'] = 'ftp://x'), /^peers.host-b: must be an http\(s\) base URL/],
     [
+      'metrics as a bare address',
+      (d) => (d.metrics = '[::]:9181'),
+      /^metrics: must be \{ listen: "\[::\]:9180" \}$/,
+    ],
+    [
+      'metrics listen not address:port',
+      (d) => (d.metrics = { listen: 'localhost:9181' }),
+      /^metrics.listen: must be address:port \("\[::\]:9180", "\[2001:db8::1\]:9180" or "0.0.0.0:9180"\)$/,
+    ],
+    [
+      'metrics on the control socket',
+      (d) => (d.metrics = { listen: '[::]:7400' }),
+      /^metrics.listen: :: port 7400 is taken by control.listen: give metrics another port$/,
+    ],
+    [
       'peer is self',
       (d) => (d.peers['host-a'] = 'http://[::1]:1/'),
       /^peers.host-a: this is the host itself$/,
@@ -158,7 +173,7 @@ describe('agent config', () => {
     [
       'unknown driver',
       (d) => (d.hypervisor.driver = 'vmware'),
-      /^hypervisor.driver: must be one of: netns, qemu$/,
+      /^hypervisor.driver: must be one of: netns, qemu, libvirt$/,
     ],
     [
       'bad port name',
@@ -245,6 +260,18 @@ describe('agent config', () => {
     });
   }
 
+  it('metrics: none by default, or an unsigned endpoint on any address', () => {
+    assert.equal(parse(base()).metrics, undefined);
+    assert.deepEqual(parse(edit((d) => (d.metrics = { listen: '[::]:9181' }))).metrics, {
+      host: '::',
+      port: 9181,
+    });
+    assert.deepEqual(parse(edit((d) => (d.metrics = { listen: '[2001:db8:a::2]:9181' }))).metrics, {
+      host: '2001:db8:a::2',
+      port: 9181,
+    });
+  });
+
   it('takes a qemu hypervisor section (no namespaces needed)', () => {
     const d = base();
     d['hypervisor'] = {
@@ -264,6 +291,52 @@ describe('agent config', () => {
       overlap: false,
     });
   });
+
+  const libvirt = () => ({
+    driver: 'libvirt',
+    uri: 'qemu+tcp://[2001:db8:a::2]/system',
+    peers: { 'host-b': 'qemu+tcp://[2001:db8:b::2]/system' },
+    guests: { 'guest-1': {}, 'guest-2': { domain: 'web-2' } },
+  });
+
+  it("takes a libvirt hypervisor section: this host's URI, each peer's, guests by domain name", () => {
+    const d = base();
+    d['hypervisor'] = { ...libvirt(), migration: { p2p: true, timeoutSeconds: 60 } };
+    const config = parse(d);
+    assert.deepEqual(config.hypervisor, { ...libvirt(), migration: { p2p: true, timeoutSeconds: 60 } });
+  });
+
+  const badLibvirt: [string, (h: Doc) => void, RegExp][] = [
+    ['not a URI', (h) => (h['uri'] = '2001:db8:a::2'), /^hypervisor.uri: must be a libvirt connection URI/],
+    [
+      'a peer without a URI',
+      (h) => (h['peers'] = {}),
+      /^hypervisor.peers.host-b: required: the libvirt driver migrates guests to peer host-b's libvirtd/,
+    ],
+    [
+      'a URI for a host that is not a peer',
+      (h) => (h['peers']['host-c'] = 'qemu+tcp://[2001:db8:c::2]/system'),
+      /^hypervisor.peers.host-c: not one of peers$/,
+    ],
+    [
+      'two guests on one domain',
+      (h) => (h['guests'] = { 'guest-1': { domain: 'g' }, 'guest-2': { domain: 'g' } }),
+      /^hypervisor.guests.guest-2.domain: libvirt domain g is already guest guest-1's$/,
+    ],
+    [
+      'a domain name with a slash',
+      (h) => (h['guests']['guest-1'] = { domain: 'a/b' }),
+      /not a libvirt domain name/,
+    ],
+    ['an unknown key', (h) => (h['qemu'] = '/usr/bin/qemu'), /^hypervisor.qemu: unknown key$/],
+  ];
+  for (const [what, fn, message] of badLibvirt) {
+    it(`refuses a libvirt section with ${what}`, () => {
+      const h = libvirt() as Doc;
+      fn(h);
+      assert.match(errorOf(edit((d) => (d['hypervisor'] = h))), message);
+    });
+  }
 
   it('refuses text that is not YAML, and a missing file', () => {
     assert.throws(() => parseAgentConfig('host: [unclosed'), /not valid YAML/);

@@ -18,13 +18,16 @@ import {
   ipv6,
   keySource,
   listenAddress,
+  metricsSection,
   mss,
   name,
   port,
   routingTable,
+  sameSocket,
 } from '../config/schema.ts';
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { ConfigError } from '../errors.ts';
+import type { LibvirtHypervisorConfig } from '../hypervisor/libvirt/index.ts';
 import type { QemuHypervisorConfig } from '../hypervisor/qemu/index.ts';
 import {
   type MobileNetworkConfig,
@@ -53,7 +56,9 @@ export type HypervisorConfig =
       guests: Record<string, { port?: string }>;
     }
   /** QEMU guests (src/hypervisor/qemu/index.ts describes the section). No namespaces: QEMU migrates over TCP. */
-  | (QemuHypervisorConfig & { namespaces?: undefined });
+  | (QemuHypervisorConfig & { namespaces?: undefined })
+  /** libvirt domains (src/hypervisor/libvirt/index.ts describes the section), migrated libvirtd to libvirtd. */
+  | (LibvirtHypervisorConfig & { namespaces?: undefined });
 
 export interface AgentConfig {
   /** This host's name; peers know it by this name. */
@@ -74,6 +79,8 @@ export interface AgentConfig {
     /** Migrations kept in status. */
     history: number;
   };
+  /** Unsigned GET /metrics and /healthz for Prometheus; undefined = none (the control API's signed /metrics stays). */
+  metrics?: { host: string; port: number } | undefined;
   /** Host name → control API base URL. */
   peers: Record<string, string>;
   hypervisor: HypervisorConfig;
@@ -96,6 +103,15 @@ const peerUrl = z.string().refine((u) => {
 }, 'must be an http(s) base URL ("http://[2001:db8:b::2]:7400")');
 
 const clusterKey = hexKey(MIN_CLUSTER_KEY_BYTES);
+
+// libvirt connection URIs: driver[+transport]://[host]/path (qemu+tcp://[2001:db8:a::2]/system,
+// qemu:///system, xen:///system); libvirt itself says whether it can connect.
+const libvirtUri = z
+  .string()
+  .regex(
+    /^[a-z][a-z0-9]*(\+[a-z0-9]+)?:\/\/[^\s]*\/[^\s]*$/,
+    'must be a libvirt connection URI ("qemu+tcp://[2001:db8:a::2]/system", "qemu:///system")',
+  );
 
 const hypervisor = z.discriminatedUnion('driver', [
   z.strictObject({
@@ -132,6 +148,31 @@ const hypervisor = z.discriminatedUnion('driver', [
     qemu: z.string().min(1).optional(),
     bootTimeoutSeconds: z.number().int().min(1).max(3600).optional(),
   }),
+  z.strictObject({
+    driver: z.literal('libvirt'),
+    uri: libvirtUri,
+    peers: z.record(name, libvirtUri).default({}),
+    guests: z
+      .record(
+        name,
+        z.strictObject({
+          domain: z
+            .string()
+            .regex(/^[^/\s'][^/']{0,199}$/, 'not a libvirt domain name')
+            .optional(),
+        }),
+      )
+      .default({}),
+    migration: z
+      .strictObject({
+        p2p: z.boolean().optional(),
+        persistent: z.boolean().optional(),
+        bandwidthMiBs: z.number().int().min(1).optional(),
+        timeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+      })
+      .optional(),
+    virsh: z.string().min(1).optional(),
+  }),
 ]);
 
 const schema = z.strictObject({
@@ -156,6 +197,7 @@ const schema = z.strictObject({
     clockSkewSeconds: z.number().int().min(1).max(300).default(30),
     history: z.number().int().min(1).max(10_000).default(50),
   }),
+  metrics: metricsSection.optional(),
   peers: z.record(name, peerUrl).default({}),
   hypervisor,
   // Validated entry by entry below: the mobile router's schema plus the agent's keys.
@@ -184,6 +226,7 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
       );
     }
   }
+  if (raw.hypervisor.driver === 'libvirt') checkLibvirt(raw.hypervisor, raw.peers, networks);
   if (raw.hypervisor.driver === 'qemu') {
     for (const [g, guestConfig] of Object.entries(raw.hypervisor.guests)) {
       if (
@@ -196,6 +239,12 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
           `${guestConfig.bootOn} is neither this host nor a peer`,
         );
     }
+  }
+  if (raw.metrics && sameSocket(raw.metrics.listen, raw.control.listen)) {
+    throw new ConfigError(
+      'metrics.listen',
+      `${raw.metrics.listen.host} port ${raw.metrics.listen.port} is taken by control.listen: give metrics another port`,
+    );
   }
   const known = new Set(networks.flatMap((n) => n.guests));
   for (const g of Object.keys(raw.hypervisor.guests)) {
@@ -218,6 +267,7 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
       clockSkewMs: raw.control.clockSkewSeconds * 1000,
       history: raw.control.history,
     },
+    metrics: raw.metrics?.listen,
     peers: raw.peers,
     hypervisor: raw.hypervisor,
     networks,
@@ -268,4 +318,33 @@ function checkNetworks(networks: readonly AgentNetworkConfig[]): void {
       seen.set(`guest=${g}`, i);
     });
   });
+}
+
+/** Every peer has a libvirt URI to migrate to, no URI names a stranger, and domains are one guest's each. */
+function checkLibvirt(
+  h: LibvirtHypervisorConfig,
+  peers: Record<string, string>,
+  networks: readonly AgentNetworkConfig[],
+): void {
+  for (const peer of Object.keys(peers)) {
+    if (h.peers[peer] === undefined)
+      throw new ConfigError(
+        `hypervisor.peers.${peer}`,
+        `required: the libvirt driver migrates guests to peer ${peer}'s libvirtd at this URI`,
+      );
+  }
+  for (const host of Object.keys(h.peers)) {
+    if (peers[host] === undefined) throw new ConfigError(`hypervisor.peers.${host}`, 'not one of peers');
+  }
+  const domains = new Map<string, string>();
+  for (const guest of networks.flatMap((n) => n.guests)) {
+    const domain = h.guests[guest]?.domain ?? guest;
+    const prior = domains.get(domain);
+    if (prior !== undefined)
+      throw new ConfigError(
+        `hypervisor.guests.${guest}.domain`,
+        `libvirt domain ${domain} is already guest ${prior}'s`,
+      );
+    domains.set(domain, guest);
+  }
 }

@@ -15,7 +15,7 @@ import { loadAgentConfig } from '../agent/config.ts';
 import { systemClock } from '../clock.ts';
 import { resolveBackend } from '../dataplane/index.ts';
 import { OfflinkError } from '../errors.ts';
-import { createLogger } from '../log.ts';
+import { createLogger, flushLogger } from '../log.ts';
 import {
   type AgentStatus,
   type MigrationEvent,
@@ -64,6 +64,7 @@ export function registerAgent(program: Command): void {
       logger.info({ signal }, 'stopping');
       stopReloading();
       await running.stop();
+      await flushLogger(logger); // the log is asynchronous: write what is queued before exiting
     });
   agent
     .command('check-config')

@@ -9,7 +9,7 @@ import { OfflinkError } from '../errors.ts';
 import { type HomeAgentConfig, loadHomeAgent, loadHomeAgentConfig } from '../homeagent/config.ts';
 import { HomeAgent } from '../homeagent/daemon.ts';
 import type { PrefixTable } from '../homeagent/prefixtable.ts';
-import { createLogger, type Logger } from '../log.ts';
+import { createLogger, flushLogger, type Logger } from '../log.ts';
 import { ExecRunner } from '../system/runner.ts';
 import { collectGarbage } from './heap.ts';
 import { holdHangup, reloadOnHangup } from './reload.ts';
@@ -80,6 +80,7 @@ export function registerHomeAgent(program: Command): Command {
       logger.info({ signal }, 'stopping');
       stopReloading();
       await agent.stop();
+      await flushLogger(logger); // the log is asynchronous: write what is queued before exiting
     });
   ha.command('check-config')
     .description(

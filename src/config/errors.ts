@@ -31,12 +31,15 @@ function issueError(issue: z.core.$ZodIssue, at: string): ConfigError {
   if (issue.code === 'invalid_type') {
     // zod does not report the input; its message ends in "received <type>".
     const received = /received (\w+)/.exec(issue.message)?.[1];
+    // A schema that words its own type error (`must be { listen: … }`) is quoted as it is.
+    if (received === undefined) return new ConfigError(path, issue.message);
     if (received === 'undefined') return new ConfigError(path, 'required');
     const hint =
       issue.expected === 'string' && received === 'number'
         ? ' (quote it: YAML reads digits as a number)'
         : '';
-    return new ConfigError(path, `must be a ${issue.expected}, not a ${received}${hint}`);
+    const an = (word: string) => (/^[aeiou]/.test(word) ? `an ${word}` : `a ${word}`);
+    return new ConfigError(path, `must be ${an(issue.expected)}, not ${an(received)}${hint}`);
   }
   if (issue.code === 'invalid_union') {
     // A branch that got past the type check says more than "no branch matched".

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { configError, formatPath } from './errors.ts';
-import { listenAddress, prefix } from './schema.ts';
+import { listenAddress, metricsSection, prefix, sameSocket } from './schema.ts';
 
 /** What a config says when `schema` refuses `input`. */
 function refusal(schema: z.ZodType, input: unknown, at?: string): string {
@@ -74,5 +74,32 @@ describe('config building blocks', () => {
       refusal(z.strictObject({ hv: driver }), { hv: { driver: 'xen' } }),
       'hv.driver: must be one of: netns, qemu',
     );
+  });
+
+  it('metrics section: any IPv4 or bracketed IPv6 address (scoped too); its own words for a bare address', () => {
+    assert.deepEqual(metricsSection.parse({ listen: '[fe80::1%eth0]:9180' }).listen, {
+      host: 'fe80::1%eth0',
+      port: 9180,
+    });
+    assert.deepEqual(metricsSection.parse({ listen: '0.0.0.0:9180' }).listen, {
+      host: '0.0.0.0',
+      port: 9180,
+    });
+    assert.equal(refusal(metricsSection, '[::]:9180', 'metrics'), 'metrics: must be { listen: "[::]:9180" }');
+    assert.match(
+      refusal(metricsSection, { listen: '[nope]:9180' }, 'metrics'),
+      /^metrics.listen: must be address:port/,
+    );
+    assert.match(refusal(metricsSection, { listen: '300.1.1.1:9180' }), /^listen: must be address:port/);
+  });
+
+  it('sameSocket: same port and a host that covers the other', () => {
+    const at = (host: string, port = 9180) => ({ host, port });
+    assert.ok(sameSocket(at('::1'), at('::1')));
+    assert.ok(sameSocket(at('::'), at('127.0.0.1')), ':: takes IPv4 too');
+    assert.ok(sameSocket(at('10.0.0.1'), at('0.0.0.0')));
+    assert.ok(!sameSocket(at('0.0.0.0'), at('::1')), '0.0.0.0 is IPv4 only');
+    assert.ok(!sameSocket(at('::1'), at('::1', 9181)));
+    assert.ok(!sameSocket(at('2001:db8::1'), at('2001:db8::2')));
   });
 });

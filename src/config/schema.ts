@@ -2,6 +2,7 @@
 // value pasted from one config into another (a key, a name, a prefix) is accepted or refused the same way
 // and with the same words. Imports only protocol/ and errors.ts: it sits just below homeagent/ and
 // mobilerouter/.
+import { isIPv4, isIPv6 as isNodeIPv6 } from 'node:net';
 import { z } from 'zod';
 import {
   canonicalIPv6,
@@ -150,4 +151,37 @@ export function listenAddress(accept: (host: string, v6: boolean) => boolean, me
     }
     return { host, port };
   });
+}
+
+/** Host and port a daemon listens on. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+const METRICS_FORM = '{ listen: "[::]:9180" }';
+
+/**
+ * The unsigned Prometheus endpoint (`GET /metrics`, `GET /healthz`): `{ listen: "address:port" }`, any
+ * address (a scrape comes from another host), IPv6 bracketed and possibly scoped (`[fe80::1%eth0]`).
+ */
+export const metricsSection = z.strictObject(
+  {
+    listen: listenAddress(
+      (host, v6) => (v6 ? isNodeIPv6(host) : isIPv4(host)),
+      'must be address:port ("[::]:9180", "[2001:db8::1]:9180" or "0.0.0.0:9180")',
+    ),
+  },
+  { error: (issue) => (issue.code === 'invalid_type' ? `must be ${METRICS_FORM}` : undefined) },
+);
+
+/**
+ * Whether two listen addresses would want the same socket: the same port, and the same host or a
+ * wildcard that covers the other ("::" covers IPv4 too, Linux's default; "0.0.0.0" only IPv4).
+ */
+export function sameSocket(a: ListenAddress, b: ListenAddress): boolean {
+  if (a.port !== b.port) return false;
+  const covers = (wide: string, other: string) =>
+    wide === other || wide === '::' || (wide === '0.0.0.0' && !other.includes(':'));
+  return covers(a.host, b.host) || covers(b.host, a.host);
 }

@@ -169,6 +169,31 @@ const cases: [string, (d: Doc) => void, RegExp][] = [
     (d) => (d['mobileRouters'][0].prefixes = []),
     /^mobileRouters\[0\]\.prefixes: at least one prefix/,
   ],
+  [
+    'metrics as a bare address',
+    (d) => (d['homeAgent'].metrics = '[::]:9100'),
+    /^homeAgent\.metrics: must be \{ listen: "\[::\]:9180" \}$/,
+  ],
+  [
+    'metrics without brackets',
+    (d) => (d['homeAgent'].metrics = { listen: '2001:db8::1:9100' }),
+    /^homeAgent\.metrics\.listen: must be address:port \("\[::\]:9180"/,
+  ],
+  [
+    'metrics port out of range',
+    (d) => (d['homeAgent'].metrics = { listen: '0.0.0.0:70000' }),
+    /^homeAgent\.metrics\.listen: must be address:port/,
+  ],
+  [
+    'metrics unknown key',
+    (d) => (d['homeAgent'].metrics = { listen: '[::]:9100', path: '/m' }),
+    /^homeAgent\.metrics\.path: unknown key$/,
+  ],
+  [
+    'metrics on the status socket',
+    (d) => (d['homeAgent'].metrics = { listen: '[::]:9180' }),
+    /^homeAgent\.metrics\.listen: :: port 9180 is taken by homeAgent\.status\.listen/,
+  ],
 ];
 
 describe('home agent config', () => {
@@ -200,6 +225,18 @@ describe('home agent config', () => {
     assert.deepEqual(parse(d).homeAgent.status, { host: '::1', port: 9999 });
     d['homeAgent'].status = false;
     assert.equal(parse(d).homeAgent.status, undefined);
+  });
+
+  test('metrics: none by default; any address and port, apart from the status socket', () => {
+    assert.equal(parse(base()).homeAgent.metrics, undefined);
+    const d = base();
+    d['homeAgent'].metrics = { listen: '[2001:db8:ffff::1]:9100' };
+    assert.deepEqual(parse(d).homeAgent.metrics, { host: '2001:db8:ffff::1', port: 9100 });
+    d['homeAgent'].metrics = { listen: '0.0.0.0:9180' };
+    d['homeAgent'].status = false;
+    assert.deepEqual(parse(d).homeAgent.metrics, { host: '0.0.0.0', port: 9180 }, 'status off: 9180 is free');
+    d['homeAgent'].status = { listen: '[::1]:9180' };
+    assert.deepEqual(parse(d).homeAgent.metrics, { host: '0.0.0.0', port: 9180 }, 'IPv4 and IPv6 sockets');
   });
 
   test('the example config is valid', () => {

@@ -20,11 +20,13 @@ import {
   listenAddress,
   MAX_LIFETIME_SECONDS,
   MIN_KEY_BYTES,
+  metricsSection,
   mss,
   name,
   port,
   prefix,
   routingTable,
+  sameSocket,
   spi,
 } from '../config/schema.ts';
 import type { BackendChoice } from '../dataplane/probe.ts';
@@ -48,8 +50,10 @@ export interface HomeAgentConfig {
     address: string;
     uplink: string;
     listen: { address: string; port: number };
-    /** Status / metrics HTTP endpoint; undefined = disabled. */
+    /** Status / metrics HTTP endpoint on loopback; undefined = disabled. */
     status: { host: string; port: number } | undefined;
+    /** Unsigned GET /metrics and /healthz for Prometheus, on any address; undefined = none. */
+    metrics?: { host: string; port: number } | undefined;
     /** SQLite file (absolute, or ':memory:'). */
     database: string;
     /** Runtime state (the bpf data plane's bpffs), absolute. */
@@ -98,6 +102,7 @@ const homeAgent = z.strictObject({
       { error: 'must be false or { listen: "127.0.0.1:9180" }' },
     )
     .default({ listen: { host: '127.0.0.1', port: 9180 } }),
+  metrics: metricsSection.optional(),
   database: z.string().min(1).default('/var/lib/offlink/ha.sqlite'),
   /** Runtime state: the bpf data plane's own bpffs is mounted under `<runDir>/bpf/`. */
   runDir: z.string().min(1).default('/run/offlink'),
@@ -181,12 +186,20 @@ function settings(ha: z.output<typeof homeAgent>, baseDir: string): HomeAgentCon
   if (ha.refreshAdviceSeconds !== undefined && ha.refreshAdviceSeconds >= ha.maxLifetimeSeconds) {
     throw new ConfigError('homeAgent.refreshAdviceSeconds', 'must be less than maxLifetimeSeconds');
   }
+  const status = ha.status === false ? undefined : ha.status.listen;
+  if (ha.metrics && status && sameSocket(ha.metrics.listen, status)) {
+    throw new ConfigError(
+      'homeAgent.metrics.listen',
+      `${ha.metrics.listen.host} port ${ha.metrics.listen.port} is taken by homeAgent.status.listen: give metrics another port`,
+    );
+  }
   return {
     homeAgent: {
       address: ha.address,
       uplink: ha.uplink,
       listen: { address: ha.listen.address ?? ha.address, port: ha.listen.port },
-      status: ha.status === false ? undefined : ha.status.listen,
+      status,
+      metrics: ha.metrics?.listen,
       database: ha.database === ':memory:' ? ha.database : resolve(baseDir, ha.database),
       runDir: resolve(baseDir, ha.runDir),
       dataplane: ha.dataplane,

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
+import { pino } from 'pino';
 import {
   type BuSpec,
   MrClient,
@@ -11,7 +12,7 @@ import {
 } from '../../test/helpers/homeagent-mr.ts';
 import { FakeClock } from '../clock.ts';
 import type { BindingChange, HomeAgentDataplane, TunnelBinding } from '../dataplane/types.ts';
-import { createLogger, silentLogger } from '../log.ts';
+import { createLogger, type Logger, silentLogger } from '../log.ts';
 import { BuFlag } from '../protocol/constants.ts';
 import { decodeSignalingPacket } from '../protocol/packet.ts';
 import type { SecurityAssociation } from '../protocol/types.ts';
@@ -193,6 +194,7 @@ async function rig(
     clock?: FakeClock;
     dp?: RecordingDataplane;
     over?: Partial<HomeAgentConfig['homeAgent']>;
+    logger?: Logger;
     /** Store and the event list it records into (default: a SpyStore on `database`). */
     store?: { store: BindingStoreLike; events: string[] };
   } = {},
@@ -205,7 +207,8 @@ async function rig(
   const ha = new HomeAgent(
     {
       clock,
-      logger: process.env.DEBUG_HA ? createLogger('ha', { level: 'debug' }) : silentLogger(),
+      logger:
+        options.logger ?? (process.env.DEBUG_HA ? createLogger('ha', { level: 'debug' }) : silentLogger()),
       dataplane: dp,
       transport: new SpyTransport(events),
       store,
@@ -729,5 +732,116 @@ describe('HomeAgent reload (SIGHUP)', () => {
     assert.ok(r.ha.cache.get(HOA), 'binding kept');
     assert.equal((await r.bu({ sequence: 2 })).ba.status, 0, 'the old MRs and keys still apply');
     assert.equal(await counter(r.ha, 'offlink_ha_config_reloads_total'), 0);
+  });
+});
+
+describe('HomeAgent logs', () => {
+  /** A debug-level logger whose lines the test reads as [level name, msg]. */
+  function captured(): { logger: Logger; lines: Array<Record<string, unknown>>; seen(): string[] } {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'debug' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+    const names: Record<number, string> = { 20: 'debug', 30: 'info', 40: 'warn', 50: 'error' };
+    const seen = () =>
+      lines
+        .splice(0)
+        .map(
+          (l) =>
+            `${names[l['level'] as number]} ${l['msg']}${l['suppressed'] ? ` (${l['suppressed']} suppressed)` : ''}`,
+        );
+    return { logger, lines, seen };
+  }
+
+  test('state changes at info, refreshes at debug', async () => {
+    const log = captured();
+    const r = await rig({ logger: log.logger });
+    log.seen();
+    await r.bu({ sequence: 1, lifetime: 2 });
+    assert.deepEqual(log.seen(), ['info binding register']);
+    await r.bu({ sequence: 2, lifetime: 2 });
+    await r.bu({ sequence: 3, lifetime: 2 });
+    assert.deepEqual(log.seen(), ['debug binding refresh', 'debug binding refresh']);
+    await r.bu({ sequence: 4, lifetime: 2, prefixes: ['2001:db8:100::/64', '2001:db8:101::/64'] });
+    assert.deepEqual(log.seen(), ['info binding update'], 'a prefix change is a state change');
+    await r.bu({ sequence: 5, lifetime: 0 });
+    assert.deepEqual(log.seen(), ['info binding deregister']);
+    await r.bu({ sequence: 6, lifetime: 2 });
+    r.clock.advance(8000);
+    await r.ha.idle();
+    assert.deepEqual(log.seen(), ['info binding register', 'info binding expired']);
+  });
+
+  test('rejections are warnings, at most 20 a second per status, then a count of those suppressed', async () => {
+    const log = captured();
+    const r = await rig({ logger: log.logger });
+    await r.bu({ sequence: 1 });
+    log.seen();
+    const forged = { signWith: { ...SA, key: Buffer.alloc(20, 7) }, flags: BuFlag.A | BuFlag.H | BuFlag.R };
+    // Answers to forged BUs are rate-limited too (50 a second): send 30, which all get an answer.
+    for (let i = 0; i < 30; i++) await r.bu({ sequence: 2 + i, ...forged });
+    const stale = await r.bu({ sequence: 1 }); // 135: another status, a budget of its own
+    assert.equal(stale.ba.status, 135);
+    const flood = log.seen();
+    assert.deepEqual(flood, [
+      ...Array(20).fill('warn binding update rejected'),
+      'warn binding update rejected',
+    ]);
+    r.clock.advance(1000);
+    await r.bu({ sequence: 40, ...forged });
+    assert.deepEqual(log.seen(), ['warn binding update rejected (10 suppressed)']);
+  });
+
+  test('malformed packets: rate-limited warnings', async () => {
+    const log = captured();
+    const r = await rig({ logger: log.logger });
+    log.seen();
+    for (let i = 0; i < 50; i++) await r.mr.send(Uint8Array.from([0x60, 0, 0, 0, 0, 8, 135, 64]));
+    for (let i = 0; (await counter(r.ha, 'offlink_ha_malformed_packets_total')) < 50; i++) {
+      if (i > 200) throw new Error('the HA did not count 50 malformed packets');
+      await sleep(5);
+    }
+    assert.deepEqual(log.seen(), Array(20).fill('warn malformed packet'));
+  });
+});
+
+describe('HomeAgent metrics endpoint', () => {
+  test('unsigned /metrics and /healthz: 503 until the store is open and the data plane initialised', async () => {
+    let release!: () => void;
+    class SlowDataplane extends RecordingDataplane {
+      override async init() {
+        await new Promise<void>((r) => (release = r));
+        await super.init();
+      }
+    }
+    const ha = new HomeAgent(
+      { clock: new FakeClock(), logger: silentLogger(), dataplane: new SlowDataplane() },
+      config(':memory:', { metrics: { host: '::1', port: 0 } }),
+    );
+    const starting = ha.start();
+    try {
+      await until('the exporter', () => ha.metricsUrl !== undefined && release !== undefined);
+      let res = await fetch(`${ha.metricsUrl}/healthz`);
+      assert.equal(res.status, 503);
+      assert.deepEqual(await res.json(), {
+        status: 'unavailable',
+        state: 'starting',
+        store: 'open',
+        dataplane: 'not initialised',
+        bindings: 0,
+      });
+      release();
+      await starting;
+      res = await fetch(`${ha.metricsUrl}/healthz`);
+      assert.equal(res.status, 200);
+      assert.equal(((await res.json()) as { status: string }).status, 'ok');
+      const text = await (await fetch(`${ha.metricsUrl}/metrics`)).text();
+      assert.match(text, /^offlink_ha_bindings 0$/m);
+    } finally {
+      // A failed assertion must not leave start() waiting on the data plane.
+      for (let i = 0; i < 100 && release === undefined; i++) await sleep(10);
+      release?.();
+      await starting.catch(() => {});
+      await ha.stop();
+    }
+    assert.equal(ha.metricsUrl, undefined, 'closed on stop');
   });
 });

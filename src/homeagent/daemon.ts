@@ -18,7 +18,8 @@ import type { Clock, TimerHandle } from '../clock.ts';
 import { registerDataplaneMetrics } from '../dataplane/metrics.ts';
 import type { BindingChange, HomeAgentDataplane } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import { type Health, MetricsExporter } from '../exporter.ts';
+import { type Logger, LogLimiter } from '../log.ts';
 import { BaStatus, baStatusName } from '../protocol/constants.ts';
 import { DecodeError } from '../protocol/errors.ts';
 import {
@@ -101,7 +102,8 @@ const emptyGroup = (): Group => ({ items: [], ops: [], expiryIntents: [], jobs: 
 const MAX_BATCH = 2048;
 /** Unsigned answers (146 to unauthenticated BUs, decoder answers) per second: no reflection flood. */
 const UNSIGNED_REPLIES_PER_SECOND = 50;
-const REJECTION_LOGS_PER_SECOND = 20;
+/** Warnings anyone can trigger (rejected BUs, malformed packets): lines a second, per kind. */
+const WARNINGS_PER_SECOND = 20;
 
 export class HomeAgent {
   readonly cache = new BindingCache();
@@ -112,6 +114,9 @@ export class HomeAgent {
   private readonly transport: UdpTransport;
   private store: BindingStoreLike | undefined;
   private statusServer: StatusServer | undefined;
+  private exporter: MetricsExporter | undefined;
+  /** What /healthz reports: the daemon serves once both are true. */
+  private readonly ready = { store: false, dataplane: false };
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   /** Received, not yet processed. */
   private queue: Job[] = [];
@@ -127,7 +132,7 @@ export class HomeAgent {
   private expiry: { at: number; handle: TimerHandle } | undefined;
   private needsReconcile = false;
   private readonly replyBudget = new TokenBucket(UNSIGNED_REPLIES_PER_SECOND);
-  private readonly logBudget = new TokenBucket(REJECTION_LOGS_PER_SECOND);
+  private readonly warnings: LogLimiter;
 
   /** The config without its mobile routers: the prefix table holds those, compactly. */
   private config: HomeAgentConfig;
@@ -139,6 +144,10 @@ export class HomeAgent {
     this.config = { ...config, mobileRouters: [] };
     const ha = config.homeAgent;
     this.log = components.logger;
+    this.warnings = new LogLimiter(this.log, components.clock, {
+      lines: WARNINGS_PER_SECOND,
+      intervalMs: 1000,
+    });
     this.transport = components.transport ?? new UdpTransport({ recvBufferSize: 8 << 20 });
     this.table = components.table ?? new PrefixTable(config.mobileRouters);
     this.metrics = new HomeAgentMetrics(() => this.cache.size);
@@ -159,6 +168,13 @@ export class HomeAgent {
     this.state = 'starting';
     const ha = this.config.homeAgent;
     try {
+      // First, so that a scrape during a long start (3 s with 100k stored bindings) finds the daemon up
+      // and /healthz says it is not serving yet.
+      if (ha.metrics) {
+        const exporter = new MetricsExporter({ metrics: () => this.scrape(), health: () => this.health() });
+        await exporter.listen(ha.metrics);
+        this.exporter = exporter;
+      }
       // Commit in a worker thread only when asked (OFFLINK_HA_COMMIT_THREAD=1): in process it cuts the BA
       // p99, but with the real daemon under bench/ha/run.ts it measured worse (bench/profiles/ha-p99.md).
       // An in-memory database cannot be shared with a worker.
@@ -167,23 +183,24 @@ export class HomeAgent {
         this.components.store ??
         (thread ? new WorkerBindingStore(ha.database) : new BindingStore(ha.database));
       await this.loadCache();
+      this.ready.store = true;
       await this.components.dataplane.init();
       await this.components.dataplane.reconcile(this.cache.all().map(toTunnelBinding));
+      this.ready.dataplane = true;
       await this.transport.listen(ha.listen.address, ha.listen.port, (d) => this.onDatagram(d));
       if (ha.status) {
         this.statusServer = new StatusServer({
           status: () => this.snapshot(),
-          metrics: async () => ({
-            contentType: this.metrics.registry.contentType,
-            body: await this.metrics.registry.metrics(),
-          }),
+          metrics: () => this.scrape(),
         });
         await this.statusServer.listen(ha.status.host, ha.status.port);
       }
     } catch (err) {
       await this.transport.close();
       await this.statusServer?.close();
+      await this.exporter?.close();
       await this.store?.close();
+      this.ready.store = false;
       this.state = 'stopped';
       throw err;
     }
@@ -195,6 +212,7 @@ export class HomeAgent {
         port: this.transport.port,
         bindings: this.cache.size,
         status: this.statusServer?.url,
+        metrics: this.exporter?.url,
       },
       'home agent started',
     );
@@ -213,7 +231,10 @@ export class HomeAgent {
     await this.transport.close();
     await this.statusServer?.close();
     if (!this.config.homeAgent.retainOnStop) await this.components.dataplane.flush();
+    this.ready.store = false;
     await this.store?.close();
+    await this.exporter?.close();
+    this.exporter = undefined;
     this.state = 'stopped';
     this.log.info(
       { bindings: this.cache.size, retained: this.config.homeAgent.retainOnStop },
@@ -228,6 +249,26 @@ export class HomeAgent {
 
   get statusUrl(): string | undefined {
     return this.statusServer?.url;
+  }
+
+  /** http://host:port of the unsigned /metrics and /healthz endpoint, when configured. */
+  get metricsUrl(): string | undefined {
+    return this.exporter?.url;
+  }
+
+  /** Serving: the store is open and the data plane initialised (and the daemon not stopping). */
+  health(): Health {
+    return {
+      ok: this.state === 'running' && this.ready.store && this.ready.dataplane,
+      state: this.state,
+      store: this.ready.store ? 'open' : 'closed',
+      dataplane: this.ready.dataplane ? (this.components.dataplane.backend ?? 'ready') : 'not initialised',
+      bindings: this.cache.size,
+    };
+  }
+
+  private async scrape(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
   }
 
   /** Resolves once every queued job has been handled (tests). */
@@ -297,17 +338,21 @@ export class HomeAgent {
       this.enqueue({ kind: 'bu', packet, source: d.address, port: d.port, receivedAt });
     } catch (err) {
       // Bad input never crashes the daemon.
-      this.log.error({ err, source: d.address }, 'datagram handling failed');
+      this.warnings.write('error', 'datagram', { err, source: d.address }, 'datagram handling failed');
     }
   }
 
   private onMalformed(d: Datagram, err: unknown, receivedAt: number): void {
     this.metrics.malformed.inc();
     if (!(err instanceof DecodeError)) {
-      this.log.error({ err, source: d.address }, 'decoder threw something other than DecodeError');
+      this.warnings.write(
+        'error',
+        'decoder',
+        { err, source: d.address },
+        'decoder threw something other than DecodeError',
+      );
       return;
     }
-    this.log.debug({ source: d.address, reason: err.message }, 'malformed packet');
     const { answer } = err;
     if (answer.kind === 'authenticatedRefusal') {
       // A whole BU with an invalid value: through BU processing, so it is authenticated before the
@@ -323,6 +368,7 @@ export class HomeAgent {
       });
       return;
     }
+    this.warnings.warn('malformed', { source: d.address, reason: err.message }, 'malformed packet');
     const packet = decodeErrorReply(d.data, answer, this.ctx.haAddress);
     if (!packet || !this.takeToken()) return;
     this.send(packet, undefined, d.address, d.port);
@@ -445,7 +491,7 @@ export class HomeAgent {
     try {
       result = processBindingUpdate(this.ctx, job, now);
     } catch (err) {
-      this.log.error({ err, source: job.source }, 'BU processing threw');
+      this.warnings.write('error', 'bu', { err, source: job.source }, 'BU processing threw');
       return;
     }
     const undo: CacheOp[] = [];
@@ -543,7 +589,8 @@ export class HomeAgent {
     if (status === BaStatus.MIPV6_AUTH_FAIL) this.metrics.authFailures.inc();
     const b = result.binding;
     if (status === 0) {
-      this.log.info(
+      // A refresh changes nothing but the expiry: at 5,000 BU/s a line each would flood the journal.
+      this.log[result.event === 'refresh' ? 'debug' : 'info'](
         {
           hoa: result.hoa,
           mr: result.mobileRouter,
@@ -564,11 +611,12 @@ export class HomeAgent {
       const options = m.options.filter((option) => option.type === 'replayProtection');
       reply = { ...reply, packet: { ...reply.packet, message: { ...m, status, lifetime: 0, options } } };
     }
-    // Answers to unauthenticated BUs (unsigned) are rate-limited; so are rejection log lines, since a
-    // replayed BU passes authentication and could otherwise flood the log.
+    // Answers to unauthenticated BUs (unsigned) are rate-limited; so are rejection log lines (per status),
+    // since a replayed BU passes authentication and could otherwise flood the log.
     const allowed = reply.sign !== undefined || this.takeToken();
-    if (status !== 0 && this.logBudget.take(this.components.clock.now())) {
-      this.log.warn(
+    if (status !== 0) {
+      this.warnings.warn(
+        `rejected ${status}`,
         {
           hoa: result.hoa,
           mr: result.mobileRouter,

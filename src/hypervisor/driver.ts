@@ -1,6 +1,6 @@
 // The hypervisor side of a migration, as one small interface (STYLE: wireguard-go's tun.Device). The
 // migration procedure (src/migration/) and the agent depend only on this; drivers: netns (lab guests),
-// later qemu (QMP), libvirt, xen.
+// qemu (QMP), libvirt (virsh; Xen through libvirt's libxl driver).
 //
 // Guests are named by the names in the agent's config, never by hypervisor ids (the report's §7.3: Xen's
 // VMID limit and renumbering on the destination). A driver maps a name to whatever its hypervisor uses.

@@ -5,10 +5,9 @@
 import { EventEmitter } from 'node:events';
 import type { TimerHandle } from '../clock.ts';
 import { SerialQueue } from '../dataplane/serial.ts';
-import type { Logger } from '../log.ts';
+import { type Logger, LogLimiter } from '../log.ts';
 import { baStatusName } from '../protocol/constants.ts';
 import type { SecurityAssociation } from '../protocol/types.ts';
-import { TokenBucket } from '../ratelimit.ts';
 import { lifetimeRemainingMs } from '../signaling/bul.ts';
 import type { Datagram } from '../signaling/udp.ts';
 import { HostAttachment } from './attachment.ts';
@@ -48,6 +47,8 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
   protected readonly network: MobileNetworkConfig;
   protected readonly host: MobileRouterHostConfig;
   protected readonly log: Logger;
+  /** Anyone who can reach the MR's port can make it ignore messages: those lines are rate-limited. */
+  private readonly ignoredLog: LogLimiter;
   protected readonly settings: MrSettings;
   protected readonly attachment: HostAttachment;
   protected readonly queue = new SerialQueue();
@@ -55,9 +56,6 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
   /** The timer armed for each of the core's deadlines. */
   private readonly timers = new Map<TimerName, { at: number; handle: TimerHandle }>();
   private readonly waiters = new Set<Waiter>();
-  private readonly ignoredLogBudget = new TokenBucket(IGNORED_LOGS_PER_SECOND);
-  /** Ignored messages left out of the log since the last line about one. */
-  private ignoredUnlogged = 0;
   protected answerDeregistration: ((r: DeregistrationResult) => void) | undefined;
 
   constructor(components: MobileRouterComponents, options: MobileRouterOptions) {
@@ -68,6 +66,10 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
     this.name = this.network.name;
     this.homeAddress = this.network.homeAddress;
     this.log = components.logger.child({ network: this.name, hoa: this.homeAddress });
+    this.ignoredLog = new LogLimiter(this.log, components.clock, {
+      lines: IGNORED_LOGS_PER_SECOND,
+      intervalMs: 1000,
+    });
     this.settings = {
       name: this.name,
       homeAddress: this.homeAddress,
@@ -182,7 +184,9 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
         this.log[a.level](a.fields ?? {}, a.msg);
         return;
       case 'ignored':
-        this.logIgnored(a.counter, a.reason);
+        // One budget for every kind: a flood of forged or replayed messages is counted in full, logged a
+        // few lines a second, the next line saying how many were left out.
+        this.ignoredLog.warn('ignored', { counter: a.counter, reason: a.reason }, 'message ignored');
         this.emit('ignored', { counter: a.counter, reason: a.reason });
         return;
       case 'registered':
@@ -201,17 +205,6 @@ export abstract class MobileRouterRuntime extends EventEmitter<MobileRouterEvent
         this.answerDeregistration?.(a.result);
         return;
     }
-  }
-
-  /** Rate-limited: a flood of forged or replayed messages is counted in full but cannot flood the log. */
-  private logIgnored(counter: string, reason: string): void {
-    if (!this.ignoredLogBudget.take(this.components.clock.now())) {
-      this.ignoredUnlogged++;
-      return;
-    }
-    const suppressed = this.ignoredUnlogged > 0 ? { suppressed: this.ignoredUnlogged } : {};
-    this.ignoredUnlogged = 0;
-    this.log.warn({ counter, reason, ...suppressed }, 'message ignored');
   }
 
   private send(bu: {

@@ -48,6 +48,10 @@ export interface BuildOptions {
   homeAgent?: string;
   /** Extra `mobileRouters` entries of the HA config, as YAML lines (`  - { name: x, ... }`). */
   mobileRouters?: string;
+  /** Extra environment of the HA process (`OFFLINK_LOG_LEVEL: 'debug'` for its per-BU lines). */
+  haEnv?: NodeJS.ProcessEnv;
+  /** Extra top-level lines of both agents' configs (`metrics: { listen: ... }`); `{address}` is the host's. */
+  agent?: string;
   /** Extra environment of the agent processes, by host. */
   env?: Partial<Record<Host, NodeJS.ProcessEnv>>;
   /** Run after the HA started and before the agents do (e.g. nftables rules for their first BUs). */
@@ -147,7 +151,7 @@ export async function build(
   // this kind of disk and would dominate every gap measured here.
   const haConfig = join(dir, 'ha.yaml');
   writeFileSync(haConfig, haYaml(haDatabase(dir), join(dir, 'run-ha'), lab.backend, options));
-  const ha = await startHa(lab, ns.ha, haConfig);
+  const ha = await startHa(lab, ns.ha, haConfig, options.haEnv);
   const keyFile = join(dir, 'cluster.key');
   writeFileSync(keyFile, `${CLUSTER_KEY}\n`);
   await options.beforeAgents?.(ns);
@@ -205,7 +209,7 @@ export async function startAgent(
 
 /** Start the home agent again (after `kill -9`), same config and database. */
 export async function startLabHa(netns: NetnsLab, lab: Lab): Promise<Lab['ha']> {
-  lab.ha = await startHa(netns, lab.ns.ha, lab.haConfig);
+  lab.ha = await startHa(netns, lab.ns.ha, lab.haConfig, lab.options.haEnv);
   return lab.ha;
 }
 
@@ -252,7 +256,7 @@ hypervisor:
 networks:
   - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], bridge: ofl-net1, spi: ${SPI}, key: ${KEY}, guests: [guest-1]${o.net1 ? `, ${o.net1}` : ''} }
   - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], bridge: ofl-net2, spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256, guests: [guest-2]${o.net2 ? `, ${o.net2}` : ''} }
-`;
+${o.agent ? `${o.agent.replaceAll('{address}', HOSTS[host]).trimEnd()}\n` : ''}`;
 }
 
 export async function waitForLog(

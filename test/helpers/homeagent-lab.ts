@@ -149,8 +149,11 @@ export async function startHa(
   lab: NetnsLab,
   ns: string,
   config: string,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<{ child: ChildProcess; log: string[] }> {
-  const child = lab.spawn(ns, [process.execPath, join(ROOT, 'bin/offlink.js'), 'ha', '--config', config]);
+  const child = lab.spawn(ns, [process.execPath, join(ROOT, 'bin/offlink.js'), 'ha', '--config', config], {
+    env: { ...process.env, ...env },
+  });
   const log: string[] = [];
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`HA did not start:\n${log.join('\n')}`)), 15_000);
