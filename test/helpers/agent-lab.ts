@@ -44,6 +44,8 @@ export interface BuildOptions {
   net1?: string;
   /** The same for net2. */
   net2?: string;
+  /** An IPv4 prefix net1 also has (dual stack, RFC 5555): in the HA's table and both agents' entries. */
+  net1Ipv4?: string;
   /** Extra lines under `homeAgent:` of the HA config (`maxLifetimeSeconds: 60`); each is indented by 2. */
   homeAgent?: string;
   /** Extra `mobileRouters` entries of the HA config, as YAML lines (`  - { name: x, ... }`). */
@@ -227,7 +229,7 @@ ${(o.homeAgent ?? '')
   .filter((l) => l.trim() !== '')
   .map((l) => `  ${l}\n`)
   .join('')}mobileRouters:
-  - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], spi: ${SPI}, key: ${KEY} }
+  - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"${o.net1Ipv4 ? `, "${o.net1Ipv4}"` : ''}], spi: ${SPI}, key: ${KEY} }
   - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256 }
 ${o.mobileRouters ? `${o.mobileRouters.trimEnd()}\n` : ''}`;
 }
@@ -254,7 +256,7 @@ hypervisor:
   driver: netns
   namespaces: { host-a: ${ns['host-a']}, host-b: ${ns['host-b']} }
 networks:
-  - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"], bridge: ofl-net1, spi: ${SPI}, key: ${KEY}, guests: [guest-1]${o.net1 ? `, ${o.net1}` : ''} }
+  - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"${o.net1Ipv4 ? `, "${o.net1Ipv4}"` : ''}], bridge: ofl-net1, spi: ${SPI}, key: ${KEY}, guests: [guest-1]${o.net1 ? `, ${o.net1}` : ''} }
   - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], bridge: ofl-net2, spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256, guests: [guest-2]${o.net2 ? `, ${o.net2}` : ''} }
 ${o.agent ? `${o.agent.replaceAll('{address}', HOSTS[host]).trimEnd()}\n` : ''}`;
 }
