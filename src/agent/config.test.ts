@@ -199,6 +199,101 @@ describe('agent config', () => {
         }),
       /^hypervisor.guests.guest-1.bootOn: host-z is neither this host nor a peer$/,
     ],
+    ...(
+      [
+        [
+          'no length',
+          { address: '10.1.0.10', gateway: '10.1.0.1' },
+          /^hypervisor.guests.guest-1.ipv4.address: 10.1.0.10: needs its subnet's length/,
+        ],
+        [
+          'not IPv4',
+          { address: '2001:db8::5/64', gateway: '10.1.0.1' },
+          /^hypervisor.guests.guest-1.ipv4.address: 2001:db8::5\/64: not an IPv4 address \(10.1.0.10\/24\)$/,
+        ],
+        [
+          'octet > 255',
+          { address: '10.1.0.300/24', gateway: '10.1.0.1' },
+          /^hypervisor.guests.guest-1.ipv4.address: .*not a dotted-quad/,
+        ],
+        [
+          'a /31',
+          { address: '10.1.0.10/31', gateway: '10.1.0.11' },
+          /^hypervisor.guests.guest-1.ipv4.address: 10.1.0.10\/31: the length must be 1..30$/,
+        ],
+        [
+          'the network address',
+          { address: '10.1.0.0/24', gateway: '10.1.0.1' },
+          /^hypervisor.guests.guest-1.ipv4.address: 10.1.0.0\/24: the subnet's network or broadcast address$/,
+        ],
+        [
+          'the broadcast address',
+          { address: '10.1.0.255/24', gateway: '10.1.0.1' },
+          /ipv4.address: 10.1.0.255\/24: the subnet's network or broadcast/,
+        ],
+        [
+          'gateway off the subnet',
+          { address: '10.1.0.10/24', gateway: '10.2.0.1' },
+          /^hypervisor.guests.guest-1.ipv4.gateway: 10.2.0.1: not in the address's subnet 10.1.0.0\/24$/,
+        ],
+        [
+          'gateway with a length',
+          { address: '10.1.0.10/24', gateway: '10.1.0.1/24' },
+          /^hypervisor.guests.guest-1.ipv4.gateway: 10.1.0.1\/24: an address, without a length$/,
+        ],
+        [
+          'gateway is the guest',
+          { address: '10.1.0.10/24', gateway: '10.1.0.10' },
+          /^hypervisor.guests.guest-1.ipv4.gateway: 10.1.0.10: the guest's own address$/,
+        ],
+        ['no gateway', { address: '10.1.0.10/24' }, /^hypervisor.guests.guest-1.ipv4.gateway: required$/],
+        [
+          'unknown key',
+          { address: '10.1.0.10/24', gateway: '10.1.0.1', dns: '10.1.0.1' },
+          /^hypervisor.guests.guest-1.ipv4.dns: unknown key$/,
+        ],
+        [
+          "outside the network's IPv4 prefix",
+          { address: '10.9.0.10/24', gateway: '10.9.0.1' },
+          /^hypervisor.guests.guest-1.ipv4.address: 10.9.0.10 is not in network net1's IPv4 prefixes \(10.1.0.0\/24\)$/,
+        ],
+      ] as const
+    ).map(([what, ipv4, message]): [string, (d: Doc) => void, RegExp] => [
+      `qemu ipv4: ${what}`,
+      (d) => {
+        d.networks[0].prefixes.push('10.1.0.0/24');
+        d.hypervisor = { driver: 'qemu', guests: { 'guest-1': { mac: '52:54:00:00:00:01', ipv4 } } };
+      },
+      message,
+    ]),
+    [
+      'qemu ipv4: the network has no IPv4 prefix',
+      (d) =>
+        (d.hypervisor = {
+          driver: 'qemu',
+          guests: {
+            'guest-1': { mac: '52:54:00:00:00:01', ipv4: { address: '10.1.0.10/24', gateway: '10.1.0.1' } },
+          },
+        }),
+      /^hypervisor.guests.guest-1.ipv4.address: network net1 has no IPv4 prefix/,
+    ],
+    [
+      'qemu ipv4: with append',
+      (d) => {
+        d.networks[0].prefixes.push('10.1.0.0/24');
+        d.hypervisor = {
+          driver: 'qemu',
+          guests: {
+            'guest-1': {
+              mac: '52:54:00:00:00:01',
+              append: 'console=ttyS0',
+              ipv4: { address: '10.1.0.10/24', gateway: '10.1.0.1' },
+            },
+          },
+        };
+      },
+      /^hypervisor.guests.guest-1.ipv4: goes on the default kernel command line: with append, put offlink.addr4=/,
+    ],
     ['network: unknown key', (d) => (d.networks[0].colour = 1), /^networks\[0\].colour: unknown key$/],
     [
       'network: bad prefix',
@@ -290,6 +385,25 @@ describe('agent config', () => {
       downtimeLimitMs: 100,
       overlap: false,
     });
+  });
+
+  it("takes a qemu guest's IPv4 side inside its network's IPv4 prefix; none by default", () => {
+    const d = base();
+    (d['networks'] as Doc[])[0]!['prefixes'].push('10.1.0.0/24');
+    d['hypervisor'] = {
+      driver: 'qemu',
+      guests: {
+        'guest-1': { mac: '52:54:00:00:00:01', ipv4: { address: '10.1.0.10/24', gateway: '10.1.0.1' } },
+        'guest-2': { mac: '52:54:00:00:00:02' },
+      },
+    };
+    const config = parse(d);
+    assert.ok(config.hypervisor.driver === 'qemu');
+    assert.deepEqual(config.hypervisor.guests['guest-1']?.ipv4, {
+      address: '10.1.0.10/24',
+      gateway: '10.1.0.1',
+    });
+    assert.equal(config.hypervisor.guests['guest-2']?.ipv4, undefined);
   });
 
   const libvirt = () => ({

@@ -28,12 +28,14 @@ import {
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { ConfigError } from '../errors.ts';
 import type { LibvirtHypervisorConfig } from '../hypervisor/libvirt/index.ts';
+import { guestIpv4Problem } from '../hypervisor/qemu/guest-image.ts';
 import type { QemuHypervisorConfig } from '../hypervisor/qemu/index.ts';
 import {
   type MobileNetworkConfig,
   type MobileRouterHostConfig,
   parseMobileNetwork,
 } from '../mobilerouter/config.ts';
+import { isIPv4Text, mappedPrefix, prefixContains } from '../protocol/address.ts';
 import { SIGNALING_PORT } from '../protocol/constants.ts';
 import { MIN_CLUSTER_KEY_BYTES } from './auth.ts';
 
@@ -113,6 +115,12 @@ const libvirtUri = z
     'must be a libvirt connection URI ("qemu+tcp://[2001:db8:a::2]/system", "qemu:///system")',
   );
 
+// A QEMU guest's static IPv4 side (dual-stack networks); guest-image.ts says what is wrong with one.
+const qemuGuestIpv4 = z.strictObject({ address: z.string(), gateway: z.string() }).superRefine((v, ctx) => {
+  const problem = guestIpv4Problem(v);
+  if (problem) ctx.addIssue({ code: 'custom', path: [problem.key], message: problem.why });
+});
+
 const hypervisor = z.discriminatedUnion('driver', [
   z.strictObject({
     driver: z.literal('netns'),
@@ -131,6 +139,7 @@ const hypervisor = z.discriminatedUnion('driver', [
           memoryMiB: z.number().int().min(64).max(65536).default(128),
           bootOn: name.optional(),
           tap: interfaceName.optional(),
+          ipv4: qemuGuestIpv4.optional(),
           kernel: z.string().min(1).optional(),
           initrd: z.string().min(1).optional(),
           append: z.string().min(1).optional(),
@@ -227,19 +236,7 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
     }
   }
   if (raw.hypervisor.driver === 'libvirt') checkLibvirt(raw.hypervisor, raw.peers, networks);
-  if (raw.hypervisor.driver === 'qemu') {
-    for (const [g, guestConfig] of Object.entries(raw.hypervisor.guests)) {
-      if (
-        guestConfig.bootOn !== undefined &&
-        guestConfig.bootOn !== raw.host &&
-        raw.peers[guestConfig.bootOn] === undefined
-      )
-        throw new ConfigError(
-          `hypervisor.guests.${g}.bootOn`,
-          `${guestConfig.bootOn} is neither this host nor a peer`,
-        );
-    }
-  }
+  if (raw.hypervisor.driver === 'qemu') checkQemu(raw.hypervisor, raw.host, raw.peers, networks);
   if (raw.metrics && sameSocket(raw.metrics.listen, raw.control.listen)) {
     throw new ConfigError(
       'metrics.listen',
@@ -346,5 +343,37 @@ function checkLibvirt(
         `libvirt domain ${domain} is already guest ${prior}'s`,
       );
     domains.set(domain, guest);
+  }
+}
+
+/** Guests boot on known hosts; an IPv4 side lies in one of its network's IPv4 prefixes and comes without `append`. */
+function checkQemu(
+  h: QemuHypervisorConfig,
+  host: string,
+  peers: Record<string, string>,
+  networks: readonly AgentNetworkConfig[],
+): void {
+  for (const [g, guest] of Object.entries(h.guests)) {
+    if (guest.bootOn !== undefined && guest.bootOn !== host && peers[guest.bootOn] === undefined)
+      throw new ConfigError(
+        `hypervisor.guests.${g}.bootOn`,
+        `${guest.bootOn} is neither this host nor a peer`,
+      );
+    if (!guest.ipv4) continue;
+    if (guest.append !== undefined)
+      throw new ConfigError(
+        `hypervisor.guests.${g}.ipv4`,
+        'goes on the default kernel command line: with append, put offlink.addr4= and offlink.gw4= in it instead',
+      );
+    const network = networks.find((n) => n.guests.includes(g));
+    const v4 = network?.prefixes.filter(isIPv4Text) ?? [];
+    const address = guest.ipv4.address.slice(0, guest.ipv4.address.indexOf('/'));
+    if (network && !v4.some((p) => prefixContains(mappedPrefix(p), `::ffff:${address}`)))
+      throw new ConfigError(
+        `hypervisor.guests.${g}.ipv4.address`,
+        v4.length === 0
+          ? `network ${network.name} has no IPv4 prefix (add one to its prefixes, e.g. "10.1.0.0/24")`
+          : `${address} is not in network ${network.name}'s IPv4 prefixes (${v4.join(', ')})`,
+      );
   }
 }

@@ -24,7 +24,13 @@ import {
   type MigrationDestination,
   type PrepareIncomingOptions,
 } from '../driver.ts';
-import { buildGuestImage, GUEST_READY, type GuestImage, guestCmdline } from './guest-image.ts';
+import {
+  buildGuestImage,
+  GUEST_READY,
+  type GuestImage,
+  guestCmdline,
+  guestIpv4Problem,
+} from './guest-image.ts';
 import { OutgoingMigration } from './outgoing.ts';
 import { type QemuMachine, QemuProcess, qemuArgs, within } from './process.ts';
 import type { QmpClient } from './qmp.ts';
@@ -77,6 +83,19 @@ export class QemuDriver implements Driver {
         `guest ${guest}: mac "${guestConfig.mac}" is not a MAC address`,
         { guest },
       );
+    const ipv4Problem = guestConfig.ipv4 && guestIpv4Problem(guestConfig.ipv4);
+    if (ipv4Problem)
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        `guest ${guest}: ipv4.${ipv4Problem.key}: ${ipv4Problem.why}`,
+        { guest },
+      );
+    if (guestConfig.ipv4 && guestConfig.append !== undefined)
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        `guest ${guest}: ipv4 goes on the default command line; with append, put offlink.addr4= and offlink.gw4= in it`,
+        { guest },
+      );
     return guestConfig;
   }
 
@@ -110,7 +129,7 @@ export class QemuDriver implements Driver {
       memoryMiB: guestConfig.memoryMiB ?? 128,
       kernel,
       initrd,
-      append: guestConfig.append ?? guestCmdline(),
+      append: guestConfig.append ?? guestCmdline(guestConfig.ipv4 ? { ipv4: guestConfig.ipv4 } : {}),
       mac: guestConfig.mac.toLowerCase(),
       ...(guestConfig.extraArgs ? { extraArgs: guestConfig.extraArgs } : {}),
     };

@@ -24,6 +24,22 @@ describe('guest image', () => {
     assert.throws(() => guestCmdline({ extra: ['a b'] }), /whitespace/);
   });
 
+  test('guestCmdline: an IPv4 side only when given, validated', () => {
+    assert.doesNotMatch(guestCmdline(), /addr4|gw4/);
+    assert.equal(
+      guestCmdline({ ipv4: { address: '10.1.0.10/24', gateway: '10.1.0.1' } }),
+      'console=ttyS0 quiet panic=-1 init_on_free=1 offlink.addr4=10.1.0.10/24 offlink.gw4=10.1.0.1',
+    );
+    assert.throws(
+      () => guestCmdline({ ipv4: { address: '10.1.0.10/24', gateway: '10.1.1.1' } }),
+      /ipv4.gateway: 10.1.1.1: not in the address's subnet 10.1.0.0\/24/,
+    );
+    assert.throws(
+      () => guestCmdline({ ipv4: { address: '10.1.0.10 quiet', gateway: '10.1.0.1' } }),
+      /ipv4.address/,
+    );
+  });
+
   test('NewcWriter writes an archive cpio(1) lists, with a device node', {
     skip: !hasCpio && 'no cpio',
   }, () => {

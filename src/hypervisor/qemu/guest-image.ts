@@ -24,7 +24,13 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { formatIPv6, parseIPv6, parsePrefix } from '../../protocol/address.ts';
+import {
+  formatIPv6,
+  isIPv4Text,
+  parseIPv4Destination,
+  parseIPv6,
+  parsePrefix,
+} from '../../protocol/address.ts';
 import { HypervisorError } from '../driver.ts';
 
 const execFileP = promisify(execFile);
@@ -218,10 +224,58 @@ function isStatic(elf: Buffer): boolean {
   return true;
 }
 
+/**
+ * A dual-stack guest's static IPv4 side (RFC 5555 networks): its address with the subnet's length and
+ * its default gateway (the network's IPv4 gateway on the bridge, the same on every host).
+ */
+export interface GuestIpv4 {
+  /** `10.1.0.10/24` */
+  address: string;
+  /** `10.1.0.1`, inside the address's subnet */
+  gateway: string;
+}
+
+const ipv4Number = (dotted: string) => dotted.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+
+/** What is wrong with `v` as a guest's IPv4 side (the key and one sentence), or undefined when nothing is. */
+export function guestIpv4Problem(v: GuestIpv4): { key: 'address' | 'gateway'; why: string } | undefined {
+  const address = String(v.address);
+  const gateway = String(v.gateway);
+  const bad = (key: 'address' | 'gateway', why: string) => ({ key, why });
+  if (!isIPv4Text(address)) return bad('address', `${address}: not an IPv4 address (10.1.0.10/24)`);
+  const slash = address.indexOf('/');
+  if (slash < 0) return bad('address', `${address}: needs its subnet's length (10.1.0.10/24)`);
+  let net: { address: string; length: number };
+  try {
+    net = parseIPv4Destination(address);
+  } catch (err) {
+    return bad('address', (err as Error).message.replace(/^invalid IPv4 prefix "([^"]*)"/, '$1'));
+  }
+  if (net.length < 1 || net.length > 30) return bad('address', `${address}: the length must be 1..30`);
+  const host = ipv4Number(address.slice(0, slash));
+  const base = ipv4Number(net.address);
+  const size = 2 ** (32 - net.length);
+  if (host === base || host === base + size - 1)
+    return bad('address', `${address}: the subnet's network or broadcast address`);
+  if (gateway.includes('/')) return bad('gateway', `${gateway}: an address, without a length`);
+  try {
+    parseIPv4Destination(gateway);
+  } catch {
+    return bad('gateway', `${gateway}: not a dotted-quad IPv4 address`);
+  }
+  const gw = ipv4Number(gateway);
+  if (gw < base || gw >= base + size)
+    return bad('gateway', `${gateway}: not in the address's subnet ${net.address}/${net.length}`);
+  if (gw === host) return bad('gateway', `${gateway}: the guest's own address`);
+  return undefined;
+}
+
 export interface GuestCmdlineOptions {
   /** Static address (CIDR) instead of SLAAC. */
   address?: string;
   gateway?: string;
+  /** A static IPv4 address and gateway beside the IPv6 ones (dual-stack guests); none by default. */
+  ipv4?: GuestIpv4;
   mtu?: number;
   /** Seconds to wait for a SLAAC address. */
   slaacWaitS?: number;
@@ -237,6 +291,11 @@ export function guestCmdline(options: GuestCmdlineOptions = {}): string {
   const params: string[] = [];
   if (options.address) params.push(`offlink.addr=${options.address}`);
   if (options.gateway) params.push(`offlink.gw=${options.gateway}`);
+  if (options.ipv4) {
+    const problem = guestIpv4Problem(options.ipv4);
+    if (problem) throw imageError(`ipv4.${problem.key}: ${problem.why}`);
+    params.push(`offlink.addr4=${options.ipv4.address}`, `offlink.gw4=${options.ipv4.gateway}`);
+  }
   if (options.mtu) params.push(`offlink.mtu=${options.mtu}`);
   if (options.slaacWaitS !== undefined) params.push(`offlink.wait=${options.slaacWaitS}`);
   params.push(...(options.extra ?? []));

@@ -2,7 +2,7 @@
 
 import type { Logger } from '../../log.ts';
 import type { CommandRunner } from '../../system/runner.ts';
-import type { GuestImage } from './guest-image.ts';
+import type { GuestImage, GuestIpv4 } from './guest-image.ts';
 
 export interface QemuGuestConfig {
   /** The guest NIC's MAC, the same on every host (e.g. 52:54:00:xx:xx:xx). */
@@ -11,6 +11,11 @@ export interface QemuGuestConfig {
   memoryMiB?: number;
   /** Tap name on each host (default `qt-<guest>`, at most 15 characters). */
   tap?: string;
+  /**
+   * A static IPv4 side for a dual-stack network (RFC 5555): `{ address: "10.1.0.10/24", gateway:
+   * "10.1.0.1" }`, passed on the default command line (not with `append`). Default: IPv6 only.
+   */
+  ipv4?: GuestIpv4;
   /** Kernel, initrd and command line; default: the image guest-image.ts builds, SLAAC. */
   kernel?: string;
   initrd?: string;

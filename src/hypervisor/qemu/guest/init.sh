@@ -4,6 +4,8 @@
 #   offlink.addr=ADDR/LEN  static address (when the link has no router advertisements)
 #   offlink.gw=ADDR        static default gateway (default fe80::1, the guest link's gateway on every host)
 #   offlink.mtu=N          link MTU for the static case (router advertisements carry their own)
+#   offlink.addr4=ADDR/LEN static IPv4 address (dual-stack guests; IPv4 has no SLAAC)
+#   offlink.gw4=ADDR       IPv4 default gateway (the network's, on the bridge of every host)
 #   offlink.wait=S         how long to watch for a SLAAC address before saying there is none (default 60)
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin /proc /sys /dev /tmp /run
 /bin/busybox --install -s
@@ -13,11 +15,13 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 say() { echo "offlink-guest: $*"; }
 
-addr= gw=fe80::1 mtu= wait=60
+addr= gw=fe80::1 addr4= gw4= mtu= wait=60
 for p in $(cat /proc/cmdline); do
   case "$p" in
     offlink.addr=*) addr="${p#*=}" ;;
     offlink.gw=*) gw="${p#*=}" ;;
+    offlink.addr4=*) addr4="${p#*=}" ;;
+    offlink.gw4=*) gw4="${p#*=}" ;;
     offlink.mtu=*) mtu="${p#*=}" ;;
     offlink.wait=*) wait="${p#*=}" ;;
   esac
@@ -43,6 +47,11 @@ ip link set eth0 up
 if [ -n "$addr" ]; then
   ip -6 addr add "$addr" dev eth0
   ip -6 route add default via "$gw" dev eth0
+fi
+if [ -n "$addr4" ]; then
+  ip -4 addr add "$addr4" dev eth0 || say "ipv4 address $addr4 failed"
+  [ -n "$gw4" ] && { ip -4 route add default via "$gw4" dev eth0 || say "ipv4 gateway $gw4 failed"; }
+  say "ipv4 $addr4 via ${gw4:-none}"
 fi
 # SLAAC from the network's router advertisements (the host's radvd, which runs only while the network
 # is active there): the kernel configures the address whenever an RA comes; the services do not wait.

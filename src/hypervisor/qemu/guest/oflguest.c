@@ -12,6 +12,9 @@
  *   UDP 40001   the lab's probes (src/lab/endpoint.ts): "OFLP", u32 seq, f64 send time; arrivals of
  *               the peer's probes are recorded.
  *   UDP 40000   the lab's stream: "OFLS" + u32 n + filler, sent to PEER:40000.
+ *
+ * Every socket is AF_INET6 with IPV6_V6ONLY off, so a dual-stack guest (offlink.addr4=) serves IPv4 on
+ * the same ports: an IPv4 peer shows up as ::ffff:a.b.c.d and is answered over IPv4. PEER may be IPv4.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -70,6 +73,17 @@ static char boot_id[17];
 static double started;
 static struct traffic tr;
 static struct client clients[MAX_CLIENTS];
+
+/* An IPv6 address, or an IPv4 one as its IPv4-mapped form (RFC 4291 §2.5.5.2), which the sockets take. */
+static int parse_peer(const char *text, struct in6_addr *out) {
+  if (inet_pton(AF_INET6, text, out) == 1) return 1;
+  struct in_addr v4;
+  if (inet_pton(AF_INET, text, &v4) != 1) return 0;
+  memset(out, 0, sizeof *out);
+  out->s6_addr[10] = out->s6_addr[11] = 0xff;
+  memcpy(&out->s6_addr[12], &v4, sizeof v4);
+  return 1;
+}
 
 static int udp_socket(int port) {
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -151,7 +165,7 @@ static void command(struct client *c, char *line) {
   } else if (sscanf(line, "traffic %63s %lf %lf %u", peer, &rate, &kbps, &payload) == 4) {
     memset(&tr.peer, 0, sizeof tr.peer);
     tr.peer.sin6_family = AF_INET6;
-    if (inet_pton(AF_INET6, peer, &tr.peer.sin6_addr) != 1 || rate <= 0 || payload < 16 || payload > 1452) {
+    if (!parse_peer(peer, &tr.peer.sin6_addr) || rate <= 0 || payload < 16 || payload > 1452) {
       reply(c->fd, "error bad traffic arguments\n");
       return;
     }
