@@ -10,7 +10,7 @@
 // binding change. Then the failure cases, each ending with the guest still running on A.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -18,12 +18,7 @@ import { systemClock } from '../src/clock.ts';
 import { Iproute2Kernel } from '../src/dataplane/iproute2.ts';
 import type { DriverMigrationResult, DriverProgress, GuestNetwork } from '../src/hypervisor/driver.ts';
 import { QemuDriver } from '../src/hypervisor/qemu/driver.ts';
-import {
-  buildGuestImage,
-  findGuestKernel,
-  type GuestImage,
-  slaacAddress,
-} from '../src/hypervisor/qemu/guest-image.ts';
+import { buildGuestImage, type GuestImage, slaacAddress } from '../src/hypervisor/qemu/guest-image.ts';
 import type { EndpointResult } from '../src/lab/endpoint.ts';
 import { measure } from '../src/lab/measure.ts';
 import { site } from '../src/lab/netbuild.ts';
@@ -34,20 +29,8 @@ import { netnsSpawner } from '../src/system/process.ts';
 import { ExecRunner } from '../src/system/runner.ts';
 import { type NetnsLab, sh, withNetns } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
-import { isRoot, skipUnless } from './helpers/requirements.ts';
+import { qemuMissing, skipUnless } from './helpers/requirements.ts';
 
-function qemuMissing(): string | false {
-  if (!isRoot()) return 'root (network namespaces)';
-  for (const p of ['/usr/bin/qemu-system-x86_64', '/usr/bin/busybox', '/usr/sbin/radvd']) {
-    if (!existsSync(p)) return `${p} (scripts/bootstrap)`;
-  }
-  try {
-    findGuestKernel();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return false;
-}
 const missing = qemuMissing();
 const skip = skipUnless(missing === false, missing || '');
 

@@ -46,6 +46,12 @@ export interface BuildOptions {
   net2?: string;
   /** An IPv4 prefix net1 also has (dual stack, RFC 5555): in the HA's table and both agents' entries. */
   net1Ipv4?: string;
+  /**
+   * net1's guest-1 is a QEMU VM instead of namespace g1: both agents run the qemu driver and host-a's boots
+   * it (before it reports "agent started"). The value is the rest of its `hypervisor.guests` entry as YAML
+   * flow-map text (`mac: "52:54:00:…", ipv4: {…}`). net2 and its guest are left out of the agents.
+   */
+  qemuGuest1?: string;
   /** Extra lines under `homeAgent:` of the HA config (`maxLifetimeSeconds: 60`); each is indented by 2. */
   homeAgent?: string;
   /** Extra `mobileRouters` entries of the HA config, as YAML lines (`  - { name: x, ... }`). */
@@ -133,18 +139,20 @@ export async function build(
     { ns: 'g1', name: 'guest-1', ...GUESTS['guest-1'] },
     { ns: 'g2', name: 'guest-2', ...GUESTS['guest-2'] },
   ] as const;
+  // A QEMU guest-1 brings its own NIC, on a bridge its agent makes; g1 and g2 then stay empty.
+  const veths = options.qemuGuest1 ? [] : guests;
   const made = await lab.build({
     namespaces: [...net.namespaces, { name: 'g1' }, { name: 'g2' }],
-    bridges: guests.map((g) => ({ ns: 'a', name: `ofl-${g.net}`, mtu: 1460 })),
+    bridges: veths.map((g) => ({ ns: 'a', name: `ofl-${g.net}`, mtu: 1460 })),
     veths: [
       ...net.veths,
-      ...guests.map((g) => ({
+      ...veths.map((g) => ({
         a: { ns: g.ns, dev: 'g0', mtu: 1460, addresses: [`${g.addr}/64`] },
         b: { ns: 'a', dev: `vg-${g.name}`, mtu: 1460, master: `ofl-${g.net}` },
       })),
     ],
     addresses: net.addresses,
-    routes: [...net.routes, ...guests.map((g) => ({ ns: g.ns, to: 'default', via: 'fe80::1', dev: 'g0' }))],
+    routes: [...net.routes, ...veths.map((g) => ({ ns: g.ns, to: 'default', via: 'fe80::1', dev: 'g0' }))],
   });
   const ns = { ...made, 'host-a': made.a, 'host-b': made.b };
 
@@ -177,7 +185,7 @@ export async function build(
     );
     await startAgent(built, procs, host);
   }
-  for (const net of ['net1', 'net2']) {
+  for (const net of options.qemuGuest1 ? ['net1'] : ['net1', 'net2']) {
     await waitForLog(
       built.agents['host-a'],
       (l) => l.includes('"msg":"registered"') && l.includes(`"network":"${net}"`),
@@ -204,7 +212,9 @@ export async function startAgent(
       ...env,
     },
   );
-  await waitForLog(p, (l) => l.includes('"msg":"agent started"'), `${host} agent start`);
+  // A QEMU guest boots (TCG) before the agent has started: up to its bootTimeoutSeconds below.
+  const timeoutMs = lab.options.qemuGuest1 ? 200_000 : 20_000;
+  await waitForLog(p, (l) => l.includes('"msg":"agent started"'), `${host} agent start`, timeoutMs);
   lab.agents[host] = p;
   return p;
 }
@@ -253,12 +263,18 @@ control:
 peers:
   ${peer}: "${url(peer)}"
 hypervisor:
-  driver: netns
-  namespaces: { host-a: ${ns['host-a']}, host-b: ${ns['host-b']} }
+${
+  o.qemuGuest1
+    ? `  driver: qemu
+  bootTimeoutSeconds: 180
+  guests:
+    guest-1: { bootOn: host-a, ${o.qemuGuest1} }`
+    : `  driver: netns
+  namespaces: { host-a: ${ns['host-a']}, host-b: ${ns['host-b']} }`
+}
 networks:
   - { name: net1, homeAddress: "${ADDR.hoa}", prefixes: ["${ADDR.mnp}"${o.net1Ipv4 ? `, "${o.net1Ipv4}"` : ''}], bridge: ofl-net1, spi: ${SPI}, key: ${KEY}, guests: [guest-1]${o.net1 ? `, ${o.net1}` : ''} }
-  - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], bridge: ofl-net2, spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256, guests: [guest-2]${o.net2 ? `, ${o.net2}` : ''} }
-${o.agent ? `${o.agent.replaceAll('{address}', HOSTS[host]).trimEnd()}\n` : ''}`;
+${o.qemuGuest1 ? '' : `  - { name: net2, homeAddress: "${ADDR.hoa2}", prefixes: ["${ADDR.mnp2}"], bridge: ofl-net2, spi: ${SPI2}, key: ${KEY2}, algorithm: hmac-sha256, guests: [guest-2]${o.net2 ? `, ${o.net2}` : ''} }\n`}${o.agent ? `${o.agent.replaceAll('{address}', HOSTS[host]).trimEnd()}\n` : ''}`;
 }
 
 export async function waitForLog(

@@ -1,8 +1,10 @@
 // What integration tests need from the machine, and what happens when it is missing: locally the tests
 // that need it are skipped with the reason; under CI=true a missing requirement is a failure (a test
 // named after the requirement fails), so a CI machine that lacks something can never pass by skipping.
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { type Backend, type ProbeResult, probeBackends } from '../../src/dataplane/probe.ts';
+import { findGuestKernel } from '../../src/hypervisor/qemu/guest-image.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
 
 export const inCI = process.env['CI'] === 'true';
@@ -25,6 +27,20 @@ export function isRoot(): boolean {
 /** Root and network namespaces (every integration test): the skip option. */
 export function needsRoot(): false | string {
   return skipUnless(isRoot(), 'root (network namespaces)');
+}
+
+/** What a real QEMU guest needs here that is missing (root, QEMU, busybox, radvd, a guest kernel), or false. */
+export function qemuMissing(): string | false {
+  if (!isRoot()) return 'root (network namespaces)';
+  for (const p of ['/usr/bin/qemu-system-x86_64', '/usr/bin/busybox', '/usr/sbin/radvd']) {
+    if (!existsSync(p)) return `${p} (scripts/bootstrap)`;
+  }
+  try {
+    findGuestKernel();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return false;
 }
 
 /**

@@ -48,10 +48,13 @@ if [ -n "$addr" ]; then
   ip -6 addr add "$addr" dev eth0
   ip -6 route add default via "$gw" dev eth0
 fi
+# IPv4 (a dual-stack network's prefix, RFC 5555) has no SLAAC: the address and gateway come from here.
 if [ -n "$addr4" ]; then
-  ip -4 addr add "$addr4" dev eth0 || say "ipv4 address $addr4 failed"
-  [ -n "$gw4" ] && { ip -4 route add default via "$gw4" dev eth0 || say "ipv4 gateway $gw4 failed"; }
-  say "ipv4 $addr4 via ${gw4:-none}"
+  if ip -4 addr add "$addr4" dev eth0 && { [ -z "$gw4" ] || ip -4 route add default via "$gw4" dev eth0; }; then
+    say "ipv4 $addr4 via ${gw4:-none}"
+  else
+    say "ipv4 $addr4 via ${gw4:-none} failed"
+  fi
 fi
 # SLAAC from the network's router advertisements (the host's radvd, which runs only while the network
 # is active there): the kernel configures the address whenever an RA comes; the services do not wait.
