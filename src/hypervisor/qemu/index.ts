@@ -5,6 +5,7 @@
 //     driver: qemu
 //     guests:
 //       guest-1: { mac: "52:54:00:00:00:01", memoryMiB: 128, bootOn: host-a }
+//       guest-2: { mac: "52:54:00:00:00:02", ipv4: { address: "10.1.0.10/24", gateway: "10.1.0.1" } }
 //     migration: { downtimeLimitMs: 300, overlap: true }
 // `bootOn` names the host whose agent boots the guest when it starts (before it decides which networks
 // are here, so the network registers there).
