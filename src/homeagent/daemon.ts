@@ -42,7 +42,7 @@ import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
 export type { BindingStatus, HomeAgentStatus } from './status.ts';
 
-import { EtcdBindingStore } from './etcdstore.ts';
+import { BindingConflictError, EtcdBindingStore, type StoreChange } from './etcdstore.ts';
 import { BindingStore, type BindingStoreLike, WorkerBindingStore } from './store.ts';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
@@ -302,7 +302,7 @@ export class HomeAgent {
         drop.push({ op: 'delete', hoa: b.hoa });
         this.log.info({ hoa: b.hoa, coa: b.coa, event: 'drop' }, `binding dropped at start: ${why}`);
       } else {
-        this.cache.apply({ op: 'put', binding: b });
+        this.cache.apply({ op: 'put', binding: this.cache.withLocalId(b) });
       }
     }
     await this.store!.write(drop);
@@ -536,6 +536,7 @@ export class HomeAgent {
       group.expiryIntents.push(...open.expiryIntents);
       group.jobs += open.jobs;
       this.rollBack(group.items, BaStatus.INSUFFICIENT_RESOURCES);
+      if (err instanceof BindingConflictError) this.adoptStored(err.current);
     }
     const t1 = performance.now();
     this.metrics.storeCommit.observe((t1 - t0) / 1000);
@@ -563,6 +564,25 @@ export class HomeAgent {
     }
     // Where the time of a BA went (bench/outage reads these from the log of each binding event).
     return { batch: group.jobs, storeMs: round(t1 - t0), dataplaneMs: round(performance.now() - t1) };
+  }
+
+  /**
+   * Another home agent changed these bindings in the shared store (issue 16): take them into the cache, so
+   * the MR's retransmission is processed against what is stored, and reconcile the data plane with it.
+   */
+  private adoptStored(changes: readonly StoreChange[]): void {
+    for (const c of changes) {
+      if (c.op === 'put') {
+        this.cache.apply({ op: 'put', binding: this.cache.withLocalId(c.binding) });
+      } else {
+        this.cache.apply({ op: 'delete', hoa: c.hoa });
+        if (c.lastTimestamp !== undefined) this.cache.restoreTimestamp(c.hoa, c.lastTimestamp);
+      }
+      const hoa = c.op === 'put' ? c.binding.hoa : c.hoa;
+      this.log.info({ hoa, event: 'adopt', op: c.op }, 'binding taken from the store (another home agent)');
+    }
+    (this.store as EtcdBindingStore).adopt(changes);
+    this.needsReconcile = true;
   }
 
   private replyToGroup(group: Group, timing: Timing): void {
