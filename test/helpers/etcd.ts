@@ -74,12 +74,15 @@ interface Member {
 
 export class EtcdCluster {
   readonly members: Member[] = [];
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    private readonly extraArgs: readonly string[],
+  ) {}
 
-  /** Start `size` members and wait until the cluster answers. */
-  static async start(size = 3): Promise<EtcdCluster> {
+  /** Start `size` members (each with `extraArgs` too) and wait until the cluster answers. */
+  static async start(size = 3, extraArgs: readonly string[] = []): Promise<EtcdCluster> {
     removeLeftovers();
-    const cluster = new EtcdCluster(mkdtempSync(join(tmpdir(), `${TAG}${process.pid}-`)));
+    const cluster = new EtcdCluster(mkdtempSync(join(tmpdir(), `${TAG}${process.pid}-`)), extraArgs);
     try {
       for (let i = 0; i < size; i++) {
         cluster.members.push({
@@ -123,6 +126,7 @@ export class EtcdCluster {
         `--initial-cluster-token=${TAG}${process.pid}`,
         '--log-level=warn',
         '--logger=zap',
+        ...this.extraArgs,
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
