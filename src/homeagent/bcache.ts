@@ -83,6 +83,15 @@ export class BindingCache implements BindingCacheView {
     return id;
   }
 
+  /**
+   * `b` with an id free here: with a store shared by home agents (issue 16) another one may have given its
+   * id to a different binding; an id names a binding only in this home agent's kernel.
+   */
+  withLocalId(b: Binding): Binding {
+    if (!this.ids.has(b.id) || this.bindings.get(b.hoa)?.id === b.id) return b;
+    return { ...b, id: this.peekFreeId() };
+  }
+
   /** Restore a replay timestamp loaded from the store (no binding needed). */
   restoreTimestamp(hoa: string, timestamp: bigint): void {
     const prior = this.lastTimestamp(hoa);

@@ -16,6 +16,8 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 // biome-ignore lint/suspicious/noExplicitAny: test documents are mutated into every malformed shape
 type Doc = Record<string, any>;
 
+const ETCD = { endpoints: ['http://127.0.0.1:2379'] };
+
 function base() {
   return {
     homeAgent: { address: '2001:db8:ffff::1', uplink: 'ha-mr', database: 'ha.sqlite' },
@@ -194,6 +196,60 @@ const cases: [string, (d: Doc) => void, RegExp][] = [
     (d) => (d['homeAgent'].metrics = { listen: '[::]:9180' }),
     /^homeAgent\.metrics\.listen: :: port 9180 is taken by homeAgent\.status\.listen/,
   ],
+  [
+    'store neither sqlite nor etcd',
+    (d) => (d['homeAgent'].store = 'redis'),
+    /^homeAgent\.store: must be "sqlite" or "etcd"$/,
+  ],
+  [
+    'store etcd without an etcd section',
+    (d) => (d['homeAgent'].store = 'etcd'),
+    /^homeAgent\.etcd: required with store: etcd/,
+  ],
+  [
+    'etcd section with store sqlite',
+    (d) => (d['homeAgent'].etcd = ETCD),
+    /^homeAgent\.etcd: only with store: etcd \(store is sqlite\)$/,
+  ],
+  [
+    'etcd endpoints empty',
+    (d) => Object.assign(d['homeAgent'], { store: 'etcd', etcd: { endpoints: [] } }),
+    /^homeAgent\.etcd\.endpoints: at least one etcd endpoint$/,
+  ],
+  [
+    'etcd endpoint not a URL',
+    (d) => Object.assign(d['homeAgent'], { store: 'etcd', etcd: { endpoints: ['127.0.0.1:2379'] } }),
+    /^homeAgent\.etcd\.endpoints\[0\]: not a URL \("http:\/\/\[2001:db8::10\]:2379"\)$/,
+  ],
+  [
+    'etcd endpoint neither http nor https',
+    (d) => Object.assign(d['homeAgent'], { store: 'etcd', etcd: { endpoints: ['grpc://127.0.0.1:2379'] } }),
+    /^homeAgent\.etcd\.endpoints\[0\]: must be http:\/\/ or https:\/\//,
+  ],
+  [
+    'etcd endpoint without a port',
+    (d) => Object.assign(d['homeAgent'], { store: 'etcd', etcd: { endpoints: ['http://[2001:db8::10]'] } }),
+    /^homeAgent\.etcd\.endpoints\[0\]: needs a port/,
+  ],
+  [
+    'etcd endpoint with a path',
+    (d) =>
+      Object.assign(d['homeAgent'], {
+        store: 'etcd',
+        etcd: { endpoints: ['http://127.0.0.1:2379', 'http://127.0.0.1:2381/v3'] },
+      }),
+    /^homeAgent\.etcd\.endpoints\[1\]: only scheme, host and port/,
+  ],
+  [
+    'etcd prefix without slashes',
+    (d) => Object.assign(d['homeAgent'], { store: 'etcd', etcd: { ...ETCD, prefix: 'offlink' } }),
+    /^homeAgent\.etcd\.prefix: must start and end with "\/"/,
+  ],
+  [
+    'etcd as a list',
+    (d) => Object.assign(d['homeAgent'], { store: 'etcd', etcd: ['http://127.0.0.1:2379'] }),
+    /^homeAgent\.etcd: must be \{ endpoints: \["http:\/\/…:2379"\] \}$/,
+  ],
 ];
 
 describe('home agent config', () => {
@@ -208,6 +264,20 @@ describe('home agent config', () => {
     assert.equal(config.mobileRouters[0]!.algorithm, 'hmac-sha1');
     assert.deepEqual(new Uint8Array(config.mobileRouters[0]!.key), new Uint8Array(Buffer.from(KEY, 'hex')));
     assert.equal(config.mobileRouters[1]!.key.length, 32);
+  });
+
+  test('store: sqlite by default; etcd with its defaults filled in', () => {
+    assert.equal(parse(base()).homeAgent.store, 'sqlite');
+    assert.equal(parse(base()).homeAgent.etcd, undefined);
+    const d = base();
+    d['homeAgent'].store = 'etcd';
+    d['homeAgent'].etcd = { endpoints: ['http://[2001:db8::10]:2379', 'https://etcd1.example:2379'] };
+    assert.deepEqual(parse(d).homeAgent.etcd, {
+      endpoints: ['http://[2001:db8::10]:2379', 'https://etcd1.example:2379'],
+      prefix: '/offlink/',
+      timeoutMs: 5000,
+      maxTxnOps: 128,
+    });
   });
 
   test('addresses are canonicalised', () => {

@@ -54,8 +54,12 @@ export interface HomeAgentConfig {
     status: { host: string; port: number } | undefined;
     /** Unsigned GET /metrics and /healthz for Prometheus, on any address; undefined = none. */
     metrics?: { host: string; port: number } | undefined;
-    /** SQLite file (absolute, or ':memory:'). */
+    /** SQLite file (absolute, or ':memory:'); unused with store etcd. */
     database: string;
+    /** Where bindings are kept: a local SQLite file (default) or an etcd cluster shared by home agents. */
+    store?: 'sqlite' | 'etcd';
+    /** With store etcd (issue 16): the cluster (etcdstore.ts). */
+    etcd?: EtcdSettings | undefined;
     /** Runtime state (the bpf data plane's bpffs), absolute. */
     runDir: string;
     dataplane: { backend: BackendChoice; table: number; mss: number };
@@ -67,7 +71,53 @@ export interface HomeAgentConfig {
   mobileRouters: MobileRouterConfig[];
 }
 
+export interface EtcdSettings {
+  endpoints: string[];
+  prefix: string;
+  timeoutMs: number;
+  maxTxnOps: number;
+  name?: string | undefined;
+}
+
 const key = hexKey(MIN_KEY_BYTES);
+
+/** An etcd member's client URL: http(s)://host:port, nothing after the port. */
+const etcdEndpoint = z.string().superRefine((text, ctx) => {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {}
+  const why = !url
+    ? 'not a URL'
+    : url.protocol !== 'http:' && url.protocol !== 'https:'
+      ? 'must be http:// or https://'
+      : url.port === ''
+        ? 'needs a port (etcd listens on 2379)'
+        : url.pathname !== '/' || url.search || url.hash || url.username
+          ? 'only scheme, host and port'
+          : undefined;
+  if (why) ctx.addIssue({ code: 'custom', message: `${why} ("http://[2001:db8::10]:2379")` });
+});
+
+const etcdSection = z.strictObject(
+  {
+    endpoints: z.array(etcdEndpoint).min(1, 'at least one etcd endpoint'),
+    prefix: z
+      .string()
+      .regex(/^\/[\x21-\x7e]*\/$/, 'must start and end with "/" (printable ASCII, no spaces): "/offlink/"')
+      .default('/offlink/'),
+    /** Per etcd request; a commit that takes longer fails its BUs with 130. */
+    timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+    /** The cluster's `--max-txn-ops` (etcd's default 128): bounds the BUs one commit holds. */
+    maxTxnOps: z.number().int().min(2).max(1_000_000).default(128),
+    /** This home agent's name in the records it writes; default random per start. */
+    name: name.optional(),
+  },
+  {
+    error: (issue) =>
+      issue.code === 'invalid_type' ? 'must be { endpoints: ["http://…:2379"] }' : undefined,
+  },
+);
 
 function isLoopback(host: string): boolean {
   return /^127\.\d+\.\d+\.\d+$/.test(host) || (isIPv6(host) && canonicalIPv6(host) === '::1');
@@ -104,6 +154,8 @@ const homeAgent = z.strictObject({
     .default({ listen: { host: '127.0.0.1', port: 9180 } }),
   metrics: metricsSection.optional(),
   database: z.string().min(1).default('/var/lib/offlink/ha.sqlite'),
+  store: z.enum(['sqlite', 'etcd'], { error: 'must be "sqlite" or "etcd"' }).default('sqlite'),
+  etcd: etcdSection.optional(),
   /** Runtime state: the bpf data plane's own bpffs is mounted under `<runDir>/bpf/`. */
   runDir: z.string().min(1).default('/run/offlink'),
   dataplane: z
@@ -186,6 +238,12 @@ function settings(ha: z.output<typeof homeAgent>, baseDir: string): HomeAgentCon
   if (ha.refreshAdviceSeconds !== undefined && ha.refreshAdviceSeconds >= ha.maxLifetimeSeconds) {
     throw new ConfigError('homeAgent.refreshAdviceSeconds', 'must be less than maxLifetimeSeconds');
   }
+  if (ha.store === 'etcd' && !ha.etcd) {
+    throw new ConfigError('homeAgent.etcd', 'required with store: etcd ({ endpoints: ["http://…:2379"] })');
+  }
+  if (ha.store !== 'etcd' && ha.etcd) {
+    throw new ConfigError('homeAgent.etcd', 'only with store: etcd (store is sqlite)');
+  }
   const status = ha.status === false ? undefined : ha.status.listen;
   if (ha.metrics && status && sameSocket(ha.metrics.listen, status)) {
     throw new ConfigError(
@@ -201,6 +259,8 @@ function settings(ha: z.output<typeof homeAgent>, baseDir: string): HomeAgentCon
       status,
       metrics: ha.metrics?.listen,
       database: ha.database === ':memory:' ? ha.database : resolve(baseDir, ha.database),
+      store: ha.store,
+      etcd: ha.etcd,
       runDir: resolve(baseDir, ha.runDir),
       dataplane: ha.dataplane,
       maxLifetimeSeconds: ha.maxLifetimeSeconds,

@@ -321,7 +321,7 @@ describe('HomeAgent daemon', () => {
     assert.deepEqual(r.dp.updates.at(-1), [
       { op: 'delete', binding: { hoa: HOA, coa: '::1', prefixes: ['2001:db8:100::/64'], id: 1 } },
     ]);
-    assert.equal(r.store.load().bindings.length, 0);
+    assert.equal((await r.store.load()).bindings.length, 0);
   });
 
   test('refresh postpones expiry', async () => {
@@ -345,7 +345,7 @@ describe('HomeAgent daemon', () => {
     const { ba } = await r.bu({ sequence: 2, prefixes: ['2001:db8:100::/64', '2001:db8:101::/64'] });
     assert.equal(ba.status, 143);
     assert.deepEqual(r.ha.cache.get(HOA), before);
-    assert.deepEqual(r.store.load().bindings, [before]);
+    assert.deepEqual((await r.store.load()).bindings, [before]);
     assert.equal(r.dp.calls.at(-1), 'reconcile');
     // The MR goes on with the next sequence.
     assert.equal((await r.bu({ sequence: 3 })).ba.status, 0);
@@ -700,7 +700,7 @@ describe('HomeAgent reload (SIGHUP)', () => {
       [{ op: 'delete', binding: { hoa: HOA2, coa: '::1', prefixes: ['2001:db8:200::/64'], id: 2 } }],
     ]);
     assert.deepEqual(
-      r.store.load().bindings.map((b) => b.hoa),
+      (await r.store.load()).bindings.map((b) => b.hoa),
       [HOA],
     );
     assert.equal(await counter(r.ha, 'offlink_ha_config_reloads_total'), 1);

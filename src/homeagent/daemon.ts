@@ -42,6 +42,7 @@ import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
 export type { BindingStatus, HomeAgentStatus } from './status.ts';
 
+import { BindingConflictError, EtcdBindingStore, type StoreChange } from './etcdstore.ts';
 import { BindingStore, type BindingStoreLike, WorkerBindingStore } from './store.ts';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
@@ -131,6 +132,8 @@ export class HomeAgent {
   private draining: Promise<void> | undefined;
   private expiry: { at: number; handle: TimerHandle } | undefined;
   private needsReconcile = false;
+  /** Cache ops one store write can hold (etcd bounds a transaction): a group stops taking jobs there. */
+  private maxOps = Number.POSITIVE_INFINITY;
   private readonly replyBudget = new TokenBucket(UNSIGNED_REPLIES_PER_SECOND);
   private readonly warnings: LogLimiter;
 
@@ -178,10 +181,8 @@ export class HomeAgent {
       // Commit in a worker thread only when asked (OFFLINK_HA_COMMIT_THREAD=1): in process it cuts the BA
       // p99, but with the real daemon under bench/ha/run.ts it measured worse (bench/profiles/ha-p99.md).
       // An in-memory database cannot be shared with a worker.
-      const thread = process.env.OFFLINK_HA_COMMIT_THREAD === '1' && ha.database !== ':memory:';
-      this.store =
-        this.components.store ??
-        (thread ? new WorkerBindingStore(ha.database) : new BindingStore(ha.database));
+      this.store = this.components.store ?? this.openStore();
+      this.maxOps = this.store.maxOpsPerWrite ?? Number.POSITIVE_INFINITY;
       await this.loadCache();
       this.ready.store = true;
       await this.components.dataplane.init();
@@ -290,7 +291,7 @@ export class HomeAgent {
   }
 
   private async loadCache(): Promise<void> {
-    const { bindings, timestamps } = this.store!.load();
+    const { bindings, timestamps } = await this.store!.load();
     for (const [hoa, ts] of timestamps) this.cache.restoreTimestamp(hoa, ts);
     const now = this.components.clock.now();
     const drop: CacheOp[] = [];
@@ -301,10 +302,17 @@ export class HomeAgent {
         drop.push({ op: 'delete', hoa: b.hoa });
         this.log.info({ hoa: b.hoa, coa: b.coa, event: 'drop' }, `binding dropped at start: ${why}`);
       } else {
-        this.cache.apply({ op: 'put', binding: b });
+        this.cache.apply({ op: 'put', binding: this.cache.withLocalId(b) });
       }
     }
     await this.store!.write(drop);
+  }
+
+  private openStore(): BindingStoreLike {
+    const ha = this.config.homeAgent;
+    if (ha.store === 'etcd') return new EtcdBindingStore(ha.etcd!);
+    const thread = process.env.OFFLINK_HA_COMMIT_THREAD === '1' && ha.database !== ':memory:';
+    return thread ? new WorkerBindingStore(ha.database) : new BindingStore(ha.database);
   }
 
   /** Whether a stored binding is still allowed by the current config (it may have changed while down). */
@@ -422,7 +430,8 @@ export class HomeAgent {
     const now = this.components.clock.now();
     const queue = this.queue;
     let taken = 0;
-    while (taken < queue.length && group.jobs < MAX_BATCH) {
+    // A BU makes at most one cache op; expiry takes what still fits and leaves the rest for the next group.
+    while (taken < queue.length && group.jobs < MAX_BATCH && group.ops.length < this.maxOps) {
       const job = queue[taken++]!;
       group.jobs++;
       if (job.kind === 'expire') this.expire(group, now);
@@ -433,7 +442,10 @@ export class HomeAgent {
   }
 
   private expire(group: Group, now: number): void {
-    for (const b of this.cache.expired(now)) {
+    const expired = this.cache.expired(now);
+    const room = this.maxOps - group.ops.length;
+    if (expired.length > room) this.queue.push({ kind: 'expire' });
+    for (const b of expired.slice(0, room)) {
       this.remove(group, b);
       this.metrics.expired.inc();
       this.log.info({ hoa: b.hoa, coa: b.coa, id: b.id, event: 'expire' }, 'binding expired');
@@ -524,6 +536,7 @@ export class HomeAgent {
       group.expiryIntents.push(...open.expiryIntents);
       group.jobs += open.jobs;
       this.rollBack(group.items, BaStatus.INSUFFICIENT_RESOURCES);
+      if (err instanceof BindingConflictError) this.adoptStored(err.current);
     }
     const t1 = performance.now();
     this.metrics.storeCommit.observe((t1 - t0) / 1000);
@@ -551,6 +564,25 @@ export class HomeAgent {
     }
     // Where the time of a BA went (bench/outage reads these from the log of each binding event).
     return { batch: group.jobs, storeMs: round(t1 - t0), dataplaneMs: round(performance.now() - t1) };
+  }
+
+  /**
+   * Another home agent changed these bindings in the shared store (issue 16): take them into the cache, so
+   * the MR's retransmission is processed against what is stored, and reconcile the data plane with it.
+   */
+  private adoptStored(changes: readonly StoreChange[]): void {
+    for (const c of changes) {
+      if (c.op === 'put') {
+        this.cache.apply({ op: 'put', binding: this.cache.withLocalId(c.binding) });
+      } else {
+        this.cache.apply({ op: 'delete', hoa: c.hoa });
+        if (c.lastTimestamp !== undefined) this.cache.restoreTimestamp(c.hoa, c.lastTimestamp);
+      }
+      const hoa = c.op === 'put' ? c.binding.hoa : c.hoa;
+      this.log.info({ hoa, event: 'adopt', op: c.op }, 'binding taken from the store (another home agent)');
+    }
+    (this.store as EtcdBindingStore).adopt(changes);
+    this.needsReconcile = true;
   }
 
   private replyToGroup(group: Group, timing: Timing): void {

@@ -25,13 +25,16 @@ export interface StoredCache {
 
 /** What the daemon needs from persistence (tests may substitute). */
 export interface BindingStoreLike {
-  load(): StoredCache;
+  /** Everything stored; asynchronous for a store across the network (etcdstore.ts). */
+  load(): StoredCache | Promise<StoredCache>;
   /**
    * Commit all ops in one transaction: durable (per `synchronous`) once it returns or its promise resolves;
    * a failure commits none of them. The daemon starts the next write only after this one settled.
    */
   write(ops: readonly CacheOp[]): void | Promise<void>;
   close(): void | Promise<void>;
+  /** The most cache ops one write may hold (etcd bounds a transaction); undefined = no bound. */
+  readonly maxOpsPerWrite?: number;
 }
 
 export interface StoreOptions {

@@ -1,0 +1,188 @@
+// A real 3-member etcd cluster (Debian's etcd-server) on loopback for the etcd binding store's tests: unique
+// ports, data in a temp dir named after this process, every member killed by `stop()` (call it in finally).
+// A crashed run's leftovers (its members, its dir) are removed by the next run: the dir records the pids.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const TAG = 'offlink-etcd-';
+
+export function hasEtcd(): boolean {
+  try {
+    execFileSync('etcd', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Kill the members of runs whose test process is gone, and remove their dirs. */
+function removeLeftovers(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const m = new RegExp(`^${TAG}(\\d+)-`).exec(name);
+    if (!m || alive(Number(m[1]))) continue;
+    const dir = join(tmpdir(), name);
+    const pids = join(dir, 'pids');
+    if (existsSync(pids)) {
+      for (const pid of readFileSync(pids, 'utf8').split('\n').filter(Boolean).map(Number)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {}
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Member {
+  name: string;
+  client: string;
+  peer: string;
+  proc: ChildProcess | undefined;
+  log: string;
+}
+
+export class EtcdCluster {
+  readonly members: Member[] = [];
+  private constructor(
+    readonly dir: string,
+    private readonly extraArgs: readonly string[],
+  ) {}
+
+  /** Start `size` members (each with `extraArgs` too) and wait until the cluster answers. */
+  static async start(size = 3, extraArgs: readonly string[] = []): Promise<EtcdCluster> {
+    removeLeftovers();
+    const cluster = new EtcdCluster(mkdtempSync(join(tmpdir(), `${TAG}${process.pid}-`)), extraArgs);
+    try {
+      for (let i = 0; i < size; i++) {
+        cluster.members.push({
+          name: `m${i}`,
+          client: `http://127.0.0.1:${await freePort()}`,
+          peer: `http://127.0.0.1:${await freePort()}`,
+          proc: undefined,
+          log: '',
+        });
+      }
+      for (let i = 0; i < size; i++) cluster.startMember(i);
+      await cluster.healthy();
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  get endpoints(): string[] {
+    return this.members.map((m) => m.client);
+  }
+
+  /** (Re)start member i on its data dir. */
+  startMember(i: number): void {
+    const m = this.members[i]!;
+    const initial = this.members.map((x) => `${x.name}=${x.peer}`).join(',');
+    const dataDir = join(this.dir, m.name);
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const proc = spawn(
+      'etcd',
+      [
+        `--name=${m.name}`,
+        `--data-dir=${dataDir}`,
+        `--listen-client-urls=${m.client}`,
+        `--advertise-client-urls=${m.client}`,
+        `--listen-peer-urls=${m.peer}`,
+        `--initial-advertise-peer-urls=${m.peer}`,
+        `--initial-cluster=${initial}`,
+        '--initial-cluster-state=new',
+        `--initial-cluster-token=${TAG}${process.pid}`,
+        '--log-level=warn',
+        '--logger=zap',
+        ...this.extraArgs,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    proc.stderr!.on('data', (d) => {
+      m.log = (m.log + d).slice(-4000);
+    });
+    m.proc = proc;
+    writeFileSync(
+      join(this.dir, 'pids'),
+      this.members
+        .map((x) => x.proc?.pid)
+        .filter(Boolean)
+        .join('\n'),
+    );
+  }
+
+  /** Index of the member that is the raft leader now. */
+  async leader(): Promise<number> {
+    for (const m of this.members) {
+      if (!m.proc) continue;
+      const res = await fetch(`${m.client}/v3/maintenance/status`, { method: 'POST', body: '{}' });
+      const status = (await res.json()) as { header: { member_id: string }; leader: string };
+      if (status.header.member_id === status.leader) return this.members.indexOf(m);
+    }
+    throw new Error('no etcd leader');
+  }
+
+  /** SIGKILL member i (its data stays). */
+  async killMember(i: number): Promise<void> {
+    const proc = this.members[i]!.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+    this.members[i]!.proc = undefined;
+  }
+
+  /** Until every running member reports healthy (it has a leader and quorum). */
+  async healthy(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const m of this.members) {
+      if (!m.proc) continue;
+      for (;;) {
+        try {
+          const res = await fetch(`${m.client}/health`, { signal: AbortSignal.timeout(1000) });
+          if (((await res.json()) as { health?: string }).health === 'true') break;
+        } catch {}
+        if (m.proc.exitCode !== null) throw new Error(`etcd ${m.name} exited: ${m.log}`);
+        if (Date.now() > deadline) throw new Error(`etcd ${m.name} not healthy: ${m.log}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (let i = 0; i < this.members.length; i++) await this.killMember(i);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

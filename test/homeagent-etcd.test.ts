@@ -1,0 +1,151 @@
+// The home agent daemon with `store: etcd` (issue 16), in process with a fake data plane, registering MRs
+// over real UDP on ::1 against a real 3-member etcd cluster (Debian's etcd-server): the binding is in etcd
+// before the BA, a restarted HA serves what etcd holds, and a second HA that did not see the first one's
+// move refuses a BU processed on the stale binding (130, nothing committed), then takes the stored one.
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { systemClock } from '../src/clock.ts';
+import { FakeHomeAgentDataplane } from '../src/dataplane/fake.ts';
+import type { HomeAgentConfig } from '../src/homeagent/config.ts';
+import { HomeAgent } from '../src/homeagent/daemon.ts';
+import { EtcdBindingStore } from '../src/homeagent/etcdstore.ts';
+import { silentLogger } from '../src/log.ts';
+import type { SecurityAssociation } from '../src/protocol/types.ts';
+import { EtcdCluster, hasEtcd } from './helpers/etcd.ts';
+import { MrClient } from './helpers/homeagent-mr.ts';
+import { skipUnless } from './helpers/requirements.ts';
+
+const HA = '2001:db8:ffff::1';
+const HOA = '2001:db8:ffff::101';
+const SA: SecurityAssociation = { spi: 1001, key: Buffer.alloc(20, 0x11), algorithm: 'hmac-sha1' };
+const PREFIX = '2001:db8:100::/64';
+
+let cluster: EtcdCluster;
+let n = 0;
+const running: HomeAgent[] = [];
+const clients: MrClient[] = [];
+
+function config(prefix: string): HomeAgentConfig {
+  return {
+    homeAgent: {
+      address: HA,
+      uplink: 'ha-mr',
+      listen: { address: '::1', port: 0 },
+      status: undefined,
+      database: ':memory:',
+      store: 'etcd',
+      etcd: { endpoints: cluster.endpoints, prefix, timeoutMs: 3000, maxTxnOps: 128 },
+      runDir: '/run/offlink',
+      dataplane: { backend: 'auto', table: 200, mss: 1400 },
+      maxLifetimeSeconds: 3600,
+      refreshAdviceSeconds: undefined,
+      replayWindowSeconds: 7,
+      retainOnStop: true,
+    },
+    mobileRouters: [{ name: 'mr1', homeAddress: HOA, prefixes: [PREFIX], ...SA }],
+  };
+}
+
+async function homeAgent(
+  prefix: string,
+): Promise<{ ha: HomeAgent; dp: FakeHomeAgentDataplane; mr: MrClient }> {
+  const dp = new FakeHomeAgentDataplane();
+  // No store component: the daemon opens the etcd store its config names.
+  const ha = new HomeAgent({ clock: systemClock, logger: silentLogger(), dataplane: dp }, config(prefix));
+  await ha.start();
+  running.push(ha);
+  const mr = new MrClient({ coa: '::1', hoa: HOA, ha: HA, sa: SA, haTarget: '::1', haPort: ha.port });
+  await mr.open('::1');
+  clients.push(mr);
+  return { ha, dp, mr };
+}
+
+async function stored(prefix: string) {
+  const s = new EtcdBindingStore({ endpoints: cluster.endpoints, prefix });
+  try {
+    return (await s.load()).bindings;
+  } finally {
+    await s.close();
+  }
+}
+
+let stamp = 0;
+const at = () => Date.now() + ++stamp / 1000;
+
+describe('home agent with store: etcd', {
+  skip: skipUnless(hasEtcd(), 'etcd (apt-get install etcd-server)'),
+}, () => {
+  before(async () => {
+    cluster = await EtcdCluster.start(3);
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    for (const ha of running.splice(0)) await ha.stop();
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test('registers over real UDP: the binding is in etcd when the BA arrives; a restarted HA serves it', async () => {
+    const prefix = `/offlink-ha-test/${++n}/`;
+    const { ha, dp, mr } = await homeAgent(prefix);
+    const { ba, authentic } = await mr.bu({
+      sequence: 1,
+      lifetime: 25,
+      prefixes: [PREFIX],
+      timestampMs: at(),
+    });
+    assert.equal(ba.status, 0);
+    assert.ok(authentic);
+    const [b] = await stored(prefix);
+    assert.deepEqual([b?.hoa, b?.coa, b?.sequence, b?.prefixes], [HOA, '::1', 1, [PREFIX]]);
+    assert.deepEqual([...dp.bindings.keys()], [HOA]);
+    // Deregistration deletes it from etcd; its replay state stays (an old BU cannot bring it back).
+    assert.equal(
+      (await mr.bu({ sequence: 2, lifetime: 0, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      0,
+    );
+    assert.deepEqual(await stored(prefix), []);
+    assert.equal(
+      (await mr.bu({ sequence: 3, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      0,
+    );
+    await ha.stop();
+    running.length = 0;
+
+    const second = await homeAgent(prefix);
+    assert.equal(second.ha.cache.get(HOA)?.sequence, 3, 'loaded from etcd');
+    assert.deepEqual([...second.dp.bindings.keys()], [HOA], 'and reconciled into the data plane');
+    const old = await second.mr.bu({ sequence: 3, lifetime: 25, prefixes: [PREFIX], timestampMs: at() });
+    assert.equal(old.ba.status, 135, 'sequence 3 is not newer than the stored 3');
+  });
+
+  test('two HAs on one prefix: a BU processed on a binding the other HA has since moved gets 130, then the stored binding is taken', async () => {
+    const prefix = `/offlink-ha-test/${++n}/`;
+    const a = await homeAgent(prefix);
+    assert.equal(
+      (await a.mr.bu({ sequence: 1, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      0,
+    );
+    const b = await homeAgent(prefix); // loads sequence 1
+    assert.equal(b.ha.cache.get(HOA)?.sequence, 1);
+    // The MR moves through A: sequence 2 from ::1.
+    assert.equal(
+      (await a.mr.bu({ sequence: 2, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      0,
+    );
+    // B, not watching, still holds sequence 1: a BU with sequence 2 would be accepted there and must not
+    // replace A's sequence 2 in etcd.
+    const stale = await b.mr.bu({ sequence: 2, lifetime: 30, prefixes: [PREFIX], timestampMs: at() });
+    assert.equal(stale.ba.status, 130);
+    const [s] = await stored(prefix);
+    assert.equal(s?.lifetimeSeconds, 100, "A's binding (25 × 4 s) is what etcd holds");
+    // B took the stored binding: the retransmission is answered against it.
+    assert.equal(b.ha.cache.get(HOA)?.sequence, 2);
+    const again = await b.mr.bu({ sequence: 2, lifetime: 30, prefixes: [PREFIX], timestampMs: at() });
+    assert.equal(again.ba.status, 135, 'sequence 2 is not newer than the stored 2');
+    const next = await b.mr.bu({ sequence: 3, lifetime: 30, prefixes: [PREFIX], timestampMs: at() });
+    assert.equal(next.ba.status, 0);
+    assert.equal((await stored(prefix))[0]?.sequence, 3);
+  });
+});
