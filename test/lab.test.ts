@@ -101,10 +101,7 @@ function checkReport(
   // each family on its own: the same bounds, and its probes reached the other end
   for (const f of families) {
     const b = r.summary.byFamily[f]!;
-    assert.ok(
-      b.sent > 0 && Math.abs(b.sent * families.length - r.summary.sent) <= 10,
-      `${f}: sent ${b.sent}`,
-    );
+    assert.ok(b.sent > (0.9 * r.summary.sent) / families.length, `${f}: sent ${b.sent}`);
     assert.ok(b.lost < b.sent && b.lost <= 2 * gapBound * expect.migrations, `${f}: lost ${b.lost}`);
     assert.ok(b.gapMs.max > 0 && b.gapMs.max < gapBound, `${f}: gap max ${b.gapMs.max}`);
     assert.ok(b.gapMs.p50 <= b.gapMs.p95 && b.gapMs.p95 <= b.gapMs.max, `${f}: ${JSON.stringify(b.gapMs)}`);

@@ -36,6 +36,8 @@ table { width: 100%; border-collapse: collapse; background: var(--card); border:
 th, td { padding: 7px 12px; text-align: right; border-bottom: 1px solid var(--line); }
 th { background: #f1f5f9; font-weight: 600; font-size: 13px; color: #374151; white-space: nowrap; }
 td:nth-child(2), th:nth-child(2), td:last-child, th:last-child { text-align: left; }
+#migrations td, #migrations th { padding: 7px 8px; }
+#migrations td:nth-child(2) { white-space: nowrap; }
 #families td, #families th { text-align: right; }
 #families td:first-child, #families th:first-child { text-align: left; }
 tr:last-child td { border-bottom: 0; }
@@ -137,7 +139,7 @@ export function renderHtml(r: LabReport): string {
 <body><main>
 <h1>${esc(title)}</h1>
 <p class="sub">${r.migrations.length} migrations of a ${esc(r.guest)} guest between host A and host B, every ${p.intervalS} s,
-while it streams ${p.streamKbps} kbit/s of UDP to the correspondent and probes flow at ${p.probeRate} Hz each way.
+while it streams ${p.streamKbps} kbit/s of UDP to the correspondent and probes flow at ${p.probeRate} Hz each way${r.family === 'dual' ? ' over IPv6 and over IPv4' : ''}.
 ${esc(r.machine.date)}</p>
 <section class="cards">
 <div class="card"><div class="k">gap p50 (ms)</div><div class="v" id="gap-p50">${ms(s.gapMs.p50)}</div></div>
