@@ -38,7 +38,7 @@ function syntheticRun(): RunData {
       handoverMs,
     });
   }
-  const probes = (name: string, lossFactor: number): ProbeTimes => {
+  const probes = (name: string, lossFactor: number, family: 'ipv6' | 'ipv4' = 'ipv6'): ProbeTimes => {
     const sendTimes: number[] = [];
     const arrivals: number[] = [];
     for (let k = 0; k < 40_000; k++) {
@@ -47,13 +47,23 @@ function syntheticRun(): RunData {
       sendTimes.push(s);
       arrivals.push(down ? Number.NaN : s + 0.15);
     }
-    return { name, sendTimes, arrivals };
+    return { name, family, sendTimes, arrivals };
   };
   const windows = migrations.map((m) => ({ index: m.index, start: m.startedAt, end: m.endedAt }));
-  const measurement = measure([probes('guest→cn', 1), probes('cn→guest', 0.7)], windows, {
-    from: t0,
-    to: t0 + 40_000,
-  });
+  // dual-stack: IPv4 probes beside the IPv6 ones, with outages of their own length
+  const measurement = measure(
+    [
+      probes('guest→cn', 1),
+      probes('cn→guest', 0.7),
+      probes('guest→cn IPv4', 1.3, 'ipv4'),
+      probes('cn→guest IPv4', 0.5, 'ipv4'),
+    ],
+    windows,
+    {
+      from: t0,
+      to: t0 + 40_000,
+    },
+  );
   const activeAt = (t: number) => {
     let host = 'A';
     for (const m of migrations) if (t >= m.startedAt + 30) host = m.to === 'host-a' ? 'A' : 'B';
@@ -75,6 +85,7 @@ function syntheticRun(): RunData {
     procedure: 'make-before-break',
     topology: 'off-link',
     guest: 'netns',
+    family: 'dual',
     parameters: {
       migrations: 6,
       intervalS: 6,
@@ -142,8 +153,25 @@ describe('lab report page', {
       assert.ok(k in m, k);
     const s = json['summary'] as { gapMs: Record<string, number>; lost: number; sent: number };
     assert.deepEqual(Object.keys(s.gapMs), ['p50', 'p95', 'max']);
-    assert.equal(s.sent, 80_000);
+    assert.equal(s.sent, 160_000);
     assert.ok(s.lost > 0);
+    assert.equal(json['family'], 'dual');
+  });
+
+  it('report.json gives each family its own figures, computed from that family’s probes', () => {
+    const { byFamily } = report.summary;
+    assert.deepEqual(Object.keys(byFamily), ['ipv6', 'ipv4']);
+    for (const f of ['ipv6', 'ipv4'] as const) {
+      assert.deepEqual(Object.keys(byFamily[f]!.gapMs), ['p50', 'p95', 'max']);
+      assert.equal(byFamily[f]!.sent, 80_000);
+    }
+    // the synthetic IPv4 outages are 1.3× the IPv6 ones: more lost, longer gaps
+    assert.ok(byFamily.ipv4!.lost > byFamily.ipv6!.lost, JSON.stringify(byFamily));
+    assert.ok(byFamily.ipv4!.gapMs.max > byFamily.ipv6!.gapMs.max, JSON.stringify(byFamily));
+    for (const m of report.migrations) {
+      assert.equal(m.gapMs, Math.max(m.byFamily.ipv6!.gapMs, m.byFamily.ipv4!.gapMs));
+      assert.equal(m.lost, m.byFamily.ipv6!.lost + m.byFamily.ipv4!.lost);
+    }
   });
 
   it('renders the chart and the table with the run data, from disk alone', async () => {
@@ -194,6 +222,31 @@ describe('lab report page', {
     );
     assert.match((await page.locator('#lost').textContent()) ?? '', new RegExp(`${report.summary.lost}`));
     assert.match((await page.locator('body').textContent()) ?? '', /2026-01-01T12:00:00/);
+
+    // both families: a row each in the family table, a gap column each in the migration table
+    const families = page.locator('#families tbody tr');
+    assert.equal(await families.count(), 2);
+    for (const [f, label] of [
+      ['ipv6', 'IPv6'],
+      ['ipv4', 'IPv4'],
+    ] as const) {
+      const b = report.summary.byFamily[f]!;
+      const fr = page.locator(`#families tbody tr[data-family="${f}"]`);
+      assert.equal((await fr.locator('td').first().textContent())?.trim(), label);
+      assert.equal((await fr.locator('td.p50').textContent())?.trim(), b.gapMs.p50.toFixed(1));
+      assert.equal((await fr.locator('td.p95').textContent())?.trim(), b.gapMs.p95.toFixed(1));
+      assert.equal((await fr.locator('td.max').textContent())?.trim(), b.gapMs.max.toFixed(1));
+      assert.equal((await fr.locator('td.lost').textContent())?.trim(), String(b.lost));
+      assert.equal((await fr.locator('td.sent').textContent())?.trim(), String(b.sent));
+      assert.ok(await fr.isVisible(), `${label} row is shown`);
+      for (const m of report.migrations)
+        assert.equal(
+          (
+            await page.locator(`#migrations tbody tr[data-index="${m.index}"] td.gap-${f}`).textContent()
+          )?.trim(),
+          m.byFamily[f]!.gapMs.toFixed(1),
+        );
+    }
 
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: new URL('lab-report.png', ARTIFACTS).pathname, fullPage: true });

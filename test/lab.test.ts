@@ -62,8 +62,16 @@ const labNamespaces = () => {
 
 function checkReport(
   r: LabReport,
-  expect: { migrations: number; topology: string; procedure: string; guest?: 'netns' | 'qemu' },
+  expect: {
+    migrations: number;
+    topology: string;
+    procedure: string;
+    guest?: 'netns' | 'qemu';
+    family?: 'ipv6' | 'dual';
+  },
 ) {
+  const family = expect.family ?? (expect.guest === 'qemu' ? 'ipv6' : 'dual');
+  assert.equal(r.family, family);
   assert.equal(r.topology, expect.topology);
   assert.equal(r.procedure, expect.procedure);
   assert.equal(r.guest, expect.guest ?? 'netns');
@@ -83,10 +91,26 @@ function checkReport(
     Array.from({ length: expect.migrations }, (_, i) => (i % 2 ? 'host-b' : 'host-a')),
   );
   assert.ok(r.summary.sent > 0, 'probes were sent');
-  // probes both ways at 1 kHz: a gap of the bound above loses at most 2 × bound per migration
-  assert.ok(r.summary.lost <= 2 * gapBound * expect.migrations, `lost ${r.summary.lost}`);
+  // probes both ways at 1 kHz per family: a gap of the bound above loses at most 2 × bound per
+  // migration and family
+  const families = family === 'dual' ? (['ipv6', 'ipv4'] as const) : (['ipv6'] as const);
+  assert.deepEqual(Object.keys(r.summary.byFamily).sort(), [...families].sort());
+  assert.ok(r.summary.lost <= 2 * families.length * gapBound * expect.migrations, `lost ${r.summary.lost}`);
   assert.ok(r.summary.gapMs.max > 0 && r.summary.gapMs.max < gapBound);
   assert.ok(r.summary.gapMs.p50 <= r.summary.gapMs.p95 && r.summary.gapMs.p95 <= r.summary.gapMs.max);
+  // each family on its own: the same bounds, and its probes reached the other end
+  for (const f of families) {
+    const b = r.summary.byFamily[f]!;
+    assert.ok(b.sent > (0.9 * r.summary.sent) / families.length, `${f}: sent ${b.sent}`);
+    assert.ok(b.lost < b.sent && b.lost <= 2 * gapBound * expect.migrations, `${f}: lost ${b.lost}`);
+    assert.ok(b.gapMs.max > 0 && b.gapMs.max < gapBound, `${f}: gap max ${b.gapMs.max}`);
+    assert.ok(b.gapMs.p50 <= b.gapMs.p95 && b.gapMs.p95 <= b.gapMs.max, `${f}: ${JSON.stringify(b.gapMs)}`);
+    assert.ok(b.gapMs.max <= r.summary.gapMs.max);
+    for (const m of r.migrations) {
+      const x = m.byFamily[f];
+      assert.ok(x && x.gapMs > 0 && x.gapMs < gapBound, `migration ${m.index} ${f}: ${JSON.stringify(x)}`);
+    }
+  }
   assert.ok(r.summary.stream.received > 0, 'the stream reached the correspondent');
   assert.equal(r.uplinks.length, 2);
   for (const u of r.uplinks) assert.ok(u.points.length > 50, `${u.label}: ${u.points.length} samples`);
@@ -131,8 +155,52 @@ describe('offlink lab', { skip: needsRoot() }, () => {
       assert.ok(existsSync(join(out, 'index.html')) && existsSync(join(out, 'report.json')));
       assert.match(r.stdout, /3\/3 migrations succeeded/);
       assert.match(r.stdout, /gap ms: p50/);
+      // dual-stack by default: probes over both families, a line for each
+      assert.deepEqual(
+        report.summary.directions.map((d) => [d.name, d.family]),
+        [
+          ['guest→cn', 'ipv6'],
+          ['cn→guest', 'ipv6'],
+          ['guest→cn IPv4', 'ipv4'],
+          ['cn→guest IPv4', 'ipv4'],
+        ],
+      );
+      assert.match(r.stdout, /IPv6: gap ms p50 [\d.]+, p95 [\d.]+, max [\d.]+; \d+ lost of \d+/);
+      assert.match(r.stdout, /IPv4: gap ms p50 [\d.]+, p95 [\d.]+, max [\d.]+; \d+ lost of \d+/);
       assert.deepEqual(labNamespaces(), [], 'torn down');
     });
+
+  it('lab run --family ipv6: the IPv6-only lab still works, with no IPv4 figures', async () => {
+    const json = join(dir, 'ipv6.json');
+    const r = await offlink([
+      'lab',
+      'run',
+      '--family',
+      'ipv6',
+      '--migrations',
+      '2',
+      '--interval',
+      '2',
+      '--json',
+      json,
+      '--out',
+      join(dir, 'ipv6'),
+    ]);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
+    checkReport(report, {
+      migrations: 2,
+      topology: 'off-link',
+      procedure: 'make-before-break',
+      family: 'ipv6',
+    });
+    assert.equal(report.summary.byFamily.ipv4, undefined);
+    assert.deepEqual(
+      report.summary.directions.map((d) => d.name),
+      ['guest→cn', 'cn→guest'],
+    );
+    assert.doesNotMatch(r.stdout, /IPv4/);
+  });
 
   it('runs the break-before-make procedure and the on-link baseline', async () => {
     for (const [topology, procedure] of [
@@ -197,6 +265,8 @@ describe('offlink lab', { skip: needsRoot() }, () => {
       const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
       checkReport(report, { migrations: 2, topology, procedure: 'make-before-break', guest: 'qemu' });
       assert.equal(report.parameters.overlap, topology === 'off-link' ? true : undefined);
+      // the guest image is IPv6 only: the default (dual) falls back, and the report says so
+      assert.match(report.familyNote ?? '', /QEMU guests are IPv6 only/);
       for (const m of report.migrations) {
         assert.ok(typeof m.downtimeMs === 'number' && m.downtimeMs >= 0, `QEMU's downtime: ${m.downtimeMs}`);
         assert.ok(typeof m.hypervisorMs === 'number' && m.hypervisorMs > 0);
@@ -230,6 +300,18 @@ describe('offlink lab', { skip: needsRoot() }, () => {
     assert.equal(qemu.code, 1);
     assert.match(qemu.stderr, /`lab up` cannot leave an on-link QEMU guest running.*use `lab run/);
     assert.deepEqual(labNamespaces(), [], 'refused before building anything');
+
+    const qemuDual = await offlink(['lab', 'run', '--guest', 'qemu', '--family', 'dual']);
+    assert.equal(qemuDual.code, 1);
+    assert.match(qemuDual.stderr, /--family dual needs netns guests.*--family ipv6/);
+    assert.deepEqual(labNamespaces(), [], 'refused before building anything');
+
+    const badFamily = await offlink(['lab', 'run', '--family', 'ipv4']);
+    assert.notEqual(badFamily.code, 0);
+    assert.match(
+      badFamily.stderr,
+      /--family <f>' argument 'ipv4' is invalid\. Allowed choices are ipv6, dual/,
+    );
 
     const notRoot = await offlink(['lab', 'run'], { user: '65534' });
     assert.equal(notRoot.code, 1);

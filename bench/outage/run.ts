@@ -202,6 +202,8 @@ async function runConfig(
   const report = await labRun({
     topology: c.topology,
     guest: GUEST,
+    // IPv6 probes alone, so the figures stay comparable with bench/RESULTS.md's (the lab's default is dual)
+    family: 'ipv6',
     procedure: c.procedure,
     ...(c.overlap !== undefined ? { overlap: c.overlap } : {}),
     migrations,

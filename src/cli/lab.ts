@@ -2,7 +2,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { DEFAULT_STATE_DIR, LAB_COMMAND_TIMEOUT_MS, LabError, labDown } from '../lab/netns.ts';
-import type { Procedure } from '../lab/report.ts';
+import { LAB_FAMILIES, type LabFamily, type Procedure } from '../lab/report.ts';
 import { labRun, labUp } from '../lab/run.ts';
 import { ExecRunner } from '../system/runner.ts';
 import { procedureOption } from './agent.ts';
@@ -48,6 +48,21 @@ const dataplaneOption = () =>
   new Option('--dataplane <backend>', 'data plane of the home agent and the agents (auto: probe the kernel)')
     .choices(['auto', 'bpf', 'seg6'])
     .default('auto');
+export const familyOption = () =>
+  new Option(
+    '--family <f>',
+    "the guests' address families: dual (IPv6 and IPv4: an IPv4 prefix beside the IPv6 one, probes over both) or ipv6; QEMU guests are IPv6 only, so with --guest qemu the default falls back to ipv6",
+  )
+    .choices(LAB_FAMILIES)
+    .default('dual');
+
+/** The family as the user gave it; undefined when it is the default (labRun resolves it per guest kind). */
+export function familyGiven(cmd: Command): LabFamily | undefined {
+  return cmd.getOptionValueSource('family') === 'default'
+    ? undefined
+    : (cmd.getOptionValue('family') as LabFamily);
+}
+
 const guestOption = () =>
   new Option(
     '--guest <g>',
@@ -69,6 +84,7 @@ export function registerLab(program: Command): Command {
     .addOption(procedureOption())
     .addOption(topologyOption())
     .addOption(guestOption())
+    .addOption(familyOption())
     .addOption(dataplaneOption())
     .option(
       '--no-overlap',
@@ -77,20 +93,25 @@ export function registerLab(program: Command): Command {
     .option('--out <dir>', 'report directory (report.json, index.html, logs/)', 'lab-report')
     .option('--json <file>', 'also write report.json here')
     .action(
-      async (opts: {
-        migrations: number;
-        overlap: boolean;
-        interval: number;
-        procedure: Procedure;
-        topology: 'off-link' | 'on-link';
-        guest: 'netns' | 'qemu';
-        dataplane: BackendChoice;
-        out: string;
-        json?: string;
-      }) => {
+      async (
+        opts: {
+          migrations: number;
+          overlap: boolean;
+          interval: number;
+          procedure: Procedure;
+          topology: 'off-link' | 'on-link';
+          guest: 'netns' | 'qemu';
+          dataplane: BackendChoice;
+          out: string;
+          json?: string;
+        },
+        cmd: Command,
+      ) => {
+        const family = familyGiven(cmd);
         const { signal, dispose } = abortOnSignals();
         try {
           const report = await labRun({
+            ...(family ? { family } : {}),
             migrations: opts.migrations,
             intervalS: opts.interval,
             procedure: opts.procedure,
@@ -124,14 +145,20 @@ export function registerLab(program: Command): Command {
     .description('build the lab and start its daemons, and leave it running (remove it with `lab down`)')
     .addOption(topologyOption())
     .addOption(guestOption())
+    .addOption(familyOption())
     .addOption(dataplaneOption())
     .action(
-      async (opts: {
-        topology: 'off-link' | 'on-link';
-        guest: 'netns' | 'qemu';
-        dataplane: BackendChoice;
-      }) => {
+      async (
+        opts: {
+          topology: 'off-link' | 'on-link';
+          guest: 'netns' | 'qemu';
+          dataplane: BackendChoice;
+        },
+        cmd: Command,
+      ) => {
+        const family = familyGiven(cmd);
         const { topo, configs } = await labUp({
+          ...(family ? { family } : {}),
           topology: opts.topology,
           guest: opts.guest,
           dataplane: opts.dataplane,
@@ -141,7 +168,7 @@ export function registerLab(program: Command): Command {
         const g = topo.guests[0]!;
         print(`lab: up (${opts.topology}). Namespaces: ${topo.namespaces.join(' ')}`);
         print(
-          `  guest ${g.name}: ${g.address} in ${g.ns}, on ${topo.hosts[0].name}; correspondent ${topo.cn.address}`,
+          `  guest ${g.name}: ${g.address}${g.ipv4 ? ` and ${g.ipv4.address}` : ''} in ${g.ns}, on ${topo.hosts[0].name}; correspondent ${topo.cn.address}${topo.cn.address4 ? ` and ${topo.cn.address4}` : ''}`,
         );
         if (configs) {
           print(`  configs, keys and logs: ${configs.dir}`);

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { parse } from 'yaml';
 import { loadAgentConfig } from '../agent/config.ts';
 import { loadHomeAgentConfig } from '../homeagent/config.ts';
 import { writeLabConfigs } from './configs.ts';
@@ -40,6 +41,26 @@ describe('lab configs', () => {
       assert.deepEqual(a.hypervisor.namespaces, { 'host-a': 'ofl-host-a', 'host-b': 'ofl-host-b' });
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('dual-stack: the HA and both agents list the IPv4 prefix beside the IPv6 MNP; ipv6: the MNP alone', () => {
+    for (const [family, prefixes] of [
+      ['dual', ['2001:db8:100::/64', '10.1.0.0/24']],
+      ['ipv6', ['2001:db8:100::/64']],
+    ] as const) {
+      const dir = mkdtempSync(join(tmpdir(), 'ofl-configs-'));
+      try {
+        const files = writeLabConfigs({ ...topo, ...planTopology('off-link', 1, 'netns', family) }, dir);
+        const text = (f: string) => JSON.stringify(parse(readFileSync(f, 'utf8')));
+        for (const f of [files.ha, files.hosts['host-a'], files.hosts['host-b']])
+          assert.ok(text(f).includes(`"prefixes":${JSON.stringify(prefixes)}`), `${family}: ${f}`);
+        // and the daemons' loaders take them
+        loadHomeAgentConfig(files.ha);
+        loadAgentConfig(files.hosts['host-a']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }
   });
 });

@@ -40,7 +40,8 @@ export function writeLabConfigs(topo: Topology, dir: string, options: LabConfigO
     return {
       name: g.network,
       homeAddress: g.homeAddress,
-      prefixes: [g.prefix],
+      // dual-stack: the IPv4 prefix beside the IPv6 one (RFC 5555; docs/architecture.md)
+      prefixes: [g.prefix, ...(g.ipv4 ? [g.ipv4.prefix] : [])],
       spi: 1001 + i,
       keyFile: `${g.network}.key`,
       algorithm: 'hmac-sha256',

@@ -16,6 +16,9 @@ export interface EndpointOptions {
   role: 'guest' | 'cn';
   bind: string;
   peer: string;
+  /** Dual-stack: IPv4 probes beside the IPv6 ones, same port and rate, from `bind4` to `peer4`. */
+  bind4?: string;
+  peer4?: string;
   probePort: number;
   streamPort: number;
   /** Probes per second to the peer. */
@@ -35,6 +38,12 @@ export interface EndpointResult {
   stream: { sent: number; received: number; receivedBytes: number };
   /** Packets the kernel dropped because a socket buffer of this namespace was full (should be 0). */
   rcvbufErrors: number;
+  /** Dual-stack: the IPv4 probes, as `probe`, `received` and `rcvbufErrors` are the IPv6 ones. */
+  ipv4?: {
+    probe: { sent: number; sendErrors: number; sendTimes: number[] };
+    received: { seq: number[]; at: number[] };
+    rcvbufErrors: number;
+  };
 }
 
 export interface EndpointProgress {
@@ -42,6 +51,8 @@ export interface EndpointProgress {
   t: number;
   probesSent: number;
   probesReceived: number;
+  /** Dual-stack: IPv4 probes received (`probesReceived` counts the IPv6 ones). */
+  probesReceived4?: number;
   streamSent: number;
   streamReceived: number;
 }
@@ -80,7 +91,7 @@ export class Schedule {
 }
 
 async function bind(address: string, port: number): Promise<Socket> {
-  const socket = createSocket({ type: 'udp6', ipv6Only: true });
+  const socket = createSocket(address.includes(':') ? { type: 'udp6', ipv6Only: true } : { type: 'udp4' });
   // While the guest's link is down (mid-migration) sends fail; bindSocket makes that a lost probe.
   await bindSocket(socket, address, port);
   // A receiver descheduled for a few hundred ms on a busy machine must not drop 1 kHz probes in its
@@ -91,66 +102,111 @@ async function bind(address: string, port: number): Promise<Socket> {
   return socket;
 }
 
-/** UDP receive errors of this namespace (/proc/net/snmp6): drops at full socket buffers. */
-export function udpRcvbufErrors(): number {
+/** UDP receive errors of this namespace (/proc/net/snmp6, snmp): drops at full socket buffers. */
+export function udpRcvbufErrors(family: 'ipv6' | 'ipv4' = 'ipv6'): number {
   try {
-    const m = /^Udp6RcvbufErrors\s+(\d+)/m.exec(readFileSync('/proc/self/net/snmp6', 'utf8'));
-    return m ? Number(m[1]) : 0;
+    if (family === 'ipv6') {
+      const m = /^Udp6RcvbufErrors\s+(\d+)/m.exec(readFileSync('/proc/self/net/snmp6', 'utf8'));
+      return m ? Number(m[1]) : 0;
+    }
+    return snmpCounter(readFileSync('/proc/self/net/snmp', 'utf8'), 'Udp', 'RcvbufErrors');
   } catch {
     return 0;
   }
 }
 
+/** One counter of /proc/net/snmp, whose protocols are a header line of names and a line of values. */
+export function snmpCounter(text: string, protocol: string, name: string): number {
+  const lines = text.split('\n').filter((l) => l.startsWith(`${protocol}: `));
+  const names = lines[0]?.split(/\s+/) ?? [];
+  const values = lines[1]?.split(/\s+/) ?? [];
+  const i = names.indexOf(name);
+  return i > 0 && values[i] !== undefined ? Number(values[i]) : 0;
+}
+
+/** Sequence-numbered probes over one socket: what it sent, what arrived from the peer. */
+class ProbeFlow {
+  readonly probe = { sent: 0, sendErrors: 0, sendTimes: [] as number[] };
+  readonly received = { seq: [] as number[], at: [] as number[] };
+  readonly schedule: Schedule;
+
+  constructor(
+    readonly socket: Socket,
+    peer: string,
+    port: number,
+    rate: number,
+  ) {
+    socket.on('message', (msg) => {
+      const at = now();
+      if (msg.length < 16 || msg.readUInt32BE(0) !== PROBE_MAGIC) return;
+      this.received.seq.push(msg.readUInt32BE(4));
+      this.received.at.push(at);
+    });
+    const onSendError = (err: Error | null) => {
+      if (err) this.probe.sendErrors++;
+    };
+    this.schedule = new Schedule(rate, (seq) => {
+      const buf = Buffer.alloc(16);
+      buf.writeUInt32BE(PROBE_MAGIC, 0);
+      buf.writeUInt32BE(seq, 4);
+      const t = now();
+      buf.writeDoubleBE(t, 8);
+      this.probe.sendTimes.push(t);
+      socket.send(buf, port, peer, onSendError);
+    });
+  }
+}
+
 export async function runEndpoint(options: EndpointOptions): Promise<void> {
-  const probeSocket = await bind(options.bind, options.probePort);
+  const probes = new ProbeFlow(
+    await bind(options.bind, options.probePort),
+    options.peer,
+    options.probePort,
+    options.probeRate,
+  );
+  const probes4 =
+    options.bind4 && options.peer4
+      ? new ProbeFlow(
+          await bind(options.bind4, options.probePort),
+          options.peer4,
+          options.probePort,
+          options.probeRate,
+        )
+      : undefined;
   const streamSocket = await bind(options.bind, options.streamPort);
   const result: EndpointResult = {
     role: options.role,
-    probe: { sent: 0, sendErrors: 0, sendTimes: [] },
-    received: { seq: [], at: [] },
+    probe: probes.probe,
+    received: probes.received,
     stream: { sent: 0, received: 0, receivedBytes: 0 },
     rcvbufErrors: 0,
   };
-  const rcvbufErrorsAtStart = udpRcvbufErrors();
-  probeSocket.on('message', (msg) => {
-    const at = now();
-    if (msg.length < 16 || msg.readUInt32BE(0) !== PROBE_MAGIC) return;
-    result.received.seq.push(msg.readUInt32BE(4));
-    result.received.at.push(at);
-  });
+  const rcvbufErrorsAtStart = udpRcvbufErrors('ipv6');
+  const rcvbufErrors4AtStart = udpRcvbufErrors('ipv4');
   streamSocket.on('message', (msg) => {
     if (msg.length < 4 || msg.readUInt32BE(0) !== STREAM_MAGIC) return;
     result.stream.received++;
     result.stream.receivedBytes += msg.length;
   });
 
-  const onSendError = (err: Error | null) => {
-    if (err) result.probe.sendErrors++;
-  };
-  const probes = new Schedule(options.probeRate, (seq) => {
-    const buf = Buffer.alloc(16);
-    buf.writeUInt32BE(PROBE_MAGIC, 0);
-    buf.writeUInt32BE(seq, 4);
-    const t = now();
-    buf.writeDoubleBE(t, 8);
-    result.probe.sendTimes.push(t);
-    probeSocket.send(buf, options.probePort, options.peer, onSendError);
-  });
   const payload = Buffer.alloc(options.streamPayload, 0x5a);
   payload.writeUInt32BE(STREAM_MAGIC, 0);
   const stream = new Schedule((options.streamKbps * 1000) / (options.streamPayload * 8), (n) => {
     payload.writeUInt32BE(n, 4);
     streamSocket.send(payload, options.streamPort, options.peer, () => {});
   });
-  probes.start();
+  const startAt = performance.now();
+  probes.schedule.start(startAt);
+  probes4?.schedule.start(startAt);
   if (options.streamKbps > 0) stream.start();
 
   const progress = setInterval(() => {
     const p: EndpointProgress = {
       type: 'progress',
       t: now(),
-      probesSent: probes.count,
+      probesSent: probes.schedule.count,
       probesReceived: result.received.seq.length,
+      ...(probes4 ? { probesReceived4: probes4.received.seq.length } : {}),
       streamSent: stream.count,
       streamReceived: result.stream.received,
     };
@@ -161,15 +217,25 @@ export async function runEndpoint(options: EndpointOptions): Promise<void> {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    probes.stop();
+    probes.schedule.stop();
+    probes4?.schedule.stop();
     stream.stop();
     setTimeout(() => {
       clearInterval(progress);
-      result.probe.sent = probes.count;
+      result.probe.sent = probes.schedule.count;
       result.stream.sent = stream.count;
-      result.rcvbufErrors = udpRcvbufErrors() - rcvbufErrorsAtStart;
+      result.rcvbufErrors = udpRcvbufErrors('ipv6') - rcvbufErrorsAtStart;
+      if (probes4) {
+        probes4.probe.sent = probes4.schedule.count;
+        result.ipv4 = {
+          probe: probes4.probe,
+          received: probes4.received,
+          rcvbufErrors: udpRcvbufErrors('ipv4') - rcvbufErrors4AtStart,
+        };
+      }
       writeFileSync(options.out, JSON.stringify(result));
-      probeSocket.close();
+      probes.socket.close();
+      probes4?.socket.close();
       streamSocket.close();
       process.stdout.write(`${JSON.stringify({ type: 'done' })}\n`, () => process.exit(0));
     }, options.graceMs);

@@ -93,9 +93,13 @@ describe('measure', () => {
     assert.equal(m.summary.lost, 70);
     assert.deepEqual(m.summary.gapMs, { p50: 51, p95: 81, max: 81 });
     assert.deepEqual(m.directions, [
-      { name: 'guest→cn', sent: 10_000, lost: 50 },
-      { name: 'cn→guest', sent: 10_000, lost: 20 },
+      { name: 'guest→cn', family: 'ipv6', sent: 10_000, lost: 50 },
+      { name: 'cn→guest', family: 'ipv6', sent: 10_000, lost: 20 },
     ]);
+    // IPv6 only (the default family): byFamily holds IPv6 alone, the same as the whole
+    const { byFamily, ...whole } = m.summary;
+    assert.deepEqual(Object.keys(byFamily), ['ipv6']);
+    assert.deepEqual(byFamily.ipv6, whole);
   });
 
   it('attributes losses to the migration that precedes them, and ignores the warm-up', () => {
@@ -126,6 +130,55 @@ describe('measure', () => {
 
   it('handles no migrations and no probes', () => {
     const m = measure([{ name: 'x', sendTimes: [], arrivals: [] }], [], w);
-    assert.deepEqual(m.summary, { gapMs: { p50: 0, p95: 0, max: 0 }, lost: 0, sent: 0 });
+    assert.deepEqual(m.summary, {
+      gapMs: { p50: 0, p95: 0, max: 0 },
+      lost: 0,
+      sent: 0,
+      byFamily: { ipv6: { gapMs: { p50: 0, p95: 0, max: 0 }, lost: 0, sent: 0 } },
+    });
+  });
+
+  it('dual-stack: gap, lost and sent per family from that family’s directions alone, per migration and overall', () => {
+    const fam = (d: ProbeTimes, family: 'ipv6' | 'ipv4'): ProbeTimes => ({ ...d, family });
+    const m = measure(
+      [
+        fam(probes('guest→cn', 10_000, { lose: [[3000, 3050]], hold: [[6000, 6020]] }), 'ipv6'),
+        fam(probes('cn→guest', 10_000, { lose: [[3000, 3010]] }), 'ipv6'),
+        // IPv4 has the longer outage in migration 2 and the shorter in migration 1
+        fam(probes('guest→cn IPv4', 10_000, { lose: [[3000, 3030]], hold: [[6000, 6090]] }), 'ipv4'),
+        fam(probes('cn→guest IPv4', 10_000, { lose: [[6000, 6040]] }), 'ipv4'),
+      ],
+      migrations,
+      w,
+    );
+    const [first, second] = m.migrations;
+    assert.deepEqual(first!.byFamily, {
+      ipv6: { gapMs: 51, lost: 60, sent: 6000 },
+      ipv4: { gapMs: 31, lost: 30, sent: 6000 },
+    });
+    assert.deepEqual(second!.byFamily, {
+      ipv6: { gapMs: 21, lost: 0, sent: 8020 },
+      ipv4: { gapMs: 91, lost: 40, sent: 8020 },
+    });
+    // the whole takes every direction: the longest gap of any family, the losses of both
+    assert.equal(first!.gapMs, 51);
+    assert.equal(second!.gapMs, 91);
+    assert.equal(first!.lost, 90);
+    assert.deepEqual(m.summary.byFamily, {
+      ipv6: { gapMs: { p50: 21, p95: 51, max: 51 }, lost: 60, sent: 20_000 },
+      ipv4: { gapMs: { p50: 31, p95: 91, max: 91 }, lost: 70, sent: 20_000 },
+    });
+    assert.deepEqual(m.summary.gapMs, { p50: 51, p95: 91, max: 91 });
+    assert.equal(m.summary.lost, 130);
+    assert.equal(m.summary.sent, 40_000);
+    assert.deepEqual(
+      m.migrations[0]!.directions.map((d) => [d.name, d.family]),
+      [
+        ['guest→cn', 'ipv6'],
+        ['cn→guest', 'ipv6'],
+        ['guest→cn IPv4', 'ipv4'],
+        ['cn→guest IPv4', 'ipv4'],
+      ],
+    );
   });
 });

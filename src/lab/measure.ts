@@ -1,10 +1,15 @@
 // What one migration cost, from the probes' send and arrival times (docs/architecture.md): the gap is the longest
 // silence seen by any probe direction around the migration, and a probe is lost when it was sent but
-// never received. Pure functions over numbers, so they are tested on synthetic data.
+// never received. Pure functions over numbers, so they are tested on synthetic data. With probes over
+// both address families (a dual-stack lab) the same figures are also given per family.
+
+export type AddressFamily = 'ipv6' | 'ipv4';
 
 /** One probe direction: send time of each sequence number and its arrival time (NaN: never arrived). */
 export interface ProbeTimes {
   name: string;
+  /** Default ipv6. */
+  family?: AddressFamily;
   sendTimes: ArrayLike<number>;
   arrivals: ArrayLike<number>;
 }
@@ -18,6 +23,7 @@ export interface MigrationWindow {
 
 export interface DirectionMeasure {
   name: string;
+  family: AddressFamily;
   /** Longest silence at the receiver that overlaps the migration window. */
   gapMs: number;
   /** When that silence began and ended (wall-clock ms). */
@@ -34,6 +40,8 @@ export interface MigrationMeasure {
   lost: number;
   sent: number;
   directions: DirectionMeasure[];
+  /** The same figures over each family's directions alone (the families that were probed). */
+  byFamily: Partial<Record<AddressFamily, { gapMs: number; lost: number; sent: number }>>;
 }
 
 export interface Percentiles {
@@ -42,10 +50,17 @@ export interface Percentiles {
   max: number;
 }
 
+export interface FamilySummary {
+  gapMs: Percentiles;
+  lost: number;
+  sent: number;
+}
+
 export interface Measurement {
   migrations: MigrationMeasure[];
-  summary: { gapMs: Percentiles; lost: number; sent: number };
-  directions: { name: string; sent: number; lost: number }[];
+  /** Over every probe direction; `byFamily` over each family's directions alone. */
+  summary: FamilySummary & { byFamily: Partial<Record<AddressFamily, FamilySummary>> };
+  directions: { name: string; family: AddressFamily; sent: number; lost: number }[];
 }
 
 /** Only probes sent in [from, to] count (the warm-up before and the drain after are left out). */
@@ -120,12 +135,24 @@ function countLost(
   return { sent, lost };
 }
 
+const familyOf = (d: { family?: AddressFamily }): AddressFamily => d.family ?? 'ipv6';
+
+/** Gap (the longest of any direction's), lost and sent summed, over some directions of one migration. */
+function combine(per: readonly DirectionMeasure[]): { gapMs: number; lost: number; sent: number } {
+  return {
+    gapMs: Math.max(0, ...per.map((p) => p.gapMs)),
+    lost: per.reduce((n, p) => n + p.lost, 0),
+    sent: per.reduce((n, p) => n + p.sent, 0),
+  };
+}
+
 export function measure(
   directions: readonly ProbeTimes[],
   migrations: readonly MigrationWindow[],
   w: MeasureWindow,
 ): Measurement {
   const points = directions.map((d) => arrivalPoints(d, w));
+  const families = [...new Set(directions.map(familyOf))];
   const ordered = [...migrations].sort((a, b) => a.start - b.start);
   const perMigration = ordered.map((m, k): MigrationMeasure => {
     const next = ordered[k + 1];
@@ -134,6 +161,7 @@ export function measure(
       const { sent, lost } = countLost(d, m.start, next ? next.start : w.to, next === undefined);
       return {
         name: d.name,
+        family: familyOf(d),
         gapMs: round1(silence.to - silence.from),
         gapFrom: silence.from,
         gapTo: silence.to,
@@ -143,19 +171,30 @@ export function measure(
     });
     return {
       index: m.index,
-      gapMs: Math.max(0, ...per.map((p) => p.gapMs)),
-      lost: per.reduce((n, p) => n + p.lost, 0),
-      sent: per.reduce((n, p) => n + p.sent, 0),
+      ...combine(per),
       directions: per,
+      byFamily: Object.fromEntries(families.map((f) => [f, combine(per.filter((p) => p.family === f))])),
     };
   });
-  const totals = directions.map((d) => ({ name: d.name, ...countLost(d, w.from, w.to, true) }));
+  const totals = directions.map((d) => ({
+    name: d.name,
+    family: familyOf(d),
+    ...countLost(d, w.from, w.to, true),
+  }));
+  const summarize = (family?: AddressFamily): FamilySummary => {
+    const of = <T extends { family: AddressFamily }>(xs: readonly T[]) =>
+      family ? xs.filter((x) => x.family === family) : xs;
+    return {
+      gapMs: percentiles(perMigration.map((m) => combine(of(m.directions)).gapMs)),
+      lost: of(totals).reduce((n, t) => n + t.lost, 0),
+      sent: of(totals).reduce((n, t) => n + t.sent, 0),
+    };
+  };
   return {
     migrations: perMigration,
     summary: {
-      gapMs: percentiles(perMigration.map((m) => m.gapMs)),
-      lost: totals.reduce((n, t) => n + t.lost, 0),
-      sent: totals.reduce((n, t) => n + t.sent, 0),
+      ...summarize(),
+      byFamily: Object.fromEntries(families.map((f) => [f, summarize(f)])),
     },
     directions: totals,
   };

@@ -26,6 +26,8 @@ export interface LinkEnd {
   up?: boolean;
   /** Per-interface IPv6 settings (`net.ipv6.conf.<dev>.<key>`), set before the end comes up. */
   ipv6?: Readonly<Record<string, number>>;
+  /** Per-interface IPv4 settings (`net.ipv4.conf.<dev>.<key>`), likewise. */
+  ipv4?: Readonly<Record<string, number>>;
 }
 
 export interface VethSpec {
@@ -51,7 +53,7 @@ export interface AddressSpec {
 
 export interface RouteSpec {
   ns: string;
-  /** A prefix or `default`. */
+  /** A prefix or `default` (IPv4 when `to` or `via` is an IPv4 address). */
   to: string;
   via?: string;
   dev?: string;
@@ -138,8 +140,10 @@ async function addVeth(run: (argv: string[]) => Promise<unknown>, ip: Ip, v: Vet
       ...(end.master ? ['master', end.master] : []),
     ];
     if (attrs.length > 0) await ip(end.ns, 'link', 'set', end.dev, ...attrs);
-    const settings = Object.entries(end.ipv6 ?? {}).map(
-      ([key, value]) => `net.ipv6.conf.${end.dev}.${key}=${value}`,
+    const settings = (['ipv6', 'ipv4'] as const).flatMap((family) =>
+      Object.entries(end[family] ?? {}).map(
+        ([key, value]) => `net.${family}.conf.${end.dev}.${key}=${value}`,
+      ),
     );
     if (settings.length > 0) await sysctl(run, end.ns, settings);
     for (const a of end.addresses ?? []) await addAddress(ip, end.ns, end.dev, a);
@@ -152,7 +156,7 @@ export function addAddress(ip: Ip, ns: string, dev: string, cidr: string): Promi
 }
 
 function addRoute(ip: Ip, r: RouteSpec): Promise<unknown> {
-  const family = r.to.includes('.') ? '-4' : '-6';
+  const family = r.to.includes('.') || r.via?.includes('.') ? '-4' : '-6';
   return ip(
     r.ns,
     family,

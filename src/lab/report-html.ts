@@ -36,6 +36,10 @@ table { width: 100%; border-collapse: collapse; background: var(--card); border:
 th, td { padding: 7px 12px; text-align: right; border-bottom: 1px solid var(--line); }
 th { background: #f1f5f9; font-weight: 600; font-size: 13px; color: #374151; white-space: nowrap; }
 td:nth-child(2), th:nth-child(2), td:last-child, th:last-child { text-align: left; }
+#migrations td, #migrations th { padding: 7px 8px; }
+#migrations td:nth-child(2) { white-space: nowrap; }
+#families td, #families th { text-align: right; }
+#families td:first-child, #families th:first-child { text-align: left; }
 tr:last-child td { border-bottom: 0; }
 .ok { color: #059669; } .fail { color: #dc2626; }
 .cols { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
@@ -75,6 +79,31 @@ function chart(r: LabReport): string {
   });
 }
 
+const FAMILIES = [
+  ['ipv6', 'IPv6'],
+  ['ipv4', 'IPv4'],
+] as const;
+
+/** The probed families, IPv6 first. */
+function families(r: LabReport): (typeof FAMILIES)[number][] {
+  return FAMILIES.filter(([f]) => r.summary.byFamily?.[f] !== undefined);
+}
+
+/** One row per address family: the summary's figures over that family's probes alone. */
+function familyTable(r: LabReport): string {
+  const rows = families(r).map(([f, label]) => {
+    const b = r.summary.byFamily[f]!;
+    const pct = b.sent > 0 ? ((100 * b.lost) / b.sent).toFixed(2) : '0';
+    return `<tr data-family="${f}"><td>${label}</td><td class="p50">${ms(b.gapMs.p50)}</td><td class="p95">${ms(b.gapMs.p95)}</td>
+<td class="max">${ms(b.gapMs.max)}</td><td class="lost">${b.lost}</td><td class="sent">${b.sent}</td><td>${pct} %</td></tr>`;
+  });
+  return `<table id="families"><thead><tr><th>family</th><th>gap p50</th><th>gap p95</th><th>gap max</th>
+<th>probes lost</th><th>probes sent</th><th>lost %</th></tr></thead>
+<tbody>
+${rows.join('\n')}
+</tbody></table>`;
+}
+
 function row(r: LabReport, m: ReportMigration): string {
   const dirs = m.directions.map((d) => `${d.lost}`).join(' / ') || '—';
   const status = m.ok
@@ -83,7 +112,9 @@ function row(r: LabReport, m: ReportMigration): string {
   return `<tr data-index="${m.index}">
 <td>${m.index}</td><td>${esc(hostLabel(r, m.from))} → ${esc(hostLabel(r, m.to))}</td>
 <td>${ms(m.hypervisorMs)}</td><td>${ms(m.handoverMs)}</td><td>${ms(m.commandMs)}</td>
-<td class="gap">${ms(m.gapMs)}</td><td class="lost">${m.lost}</td><td>${dirs}</td><td>${m.sent}</td><td>${status}</td></tr>`;
+<td class="gap">${ms(m.gapMs)}</td>${families(r)
+    .map(([f]) => `<td class="gap-${f}">${m.byFamily?.[f] ? ms(m.byFamily[f].gapMs) : '—'}</td>`)
+    .join('')}<td class="lost">${m.lost}</td><td>${dirs}</td><td>${m.sent}</td><td>${status}</td></tr>`;
 }
 
 function dl(entries: [string, string | number][]): string {
@@ -108,7 +139,7 @@ export function renderHtml(r: LabReport): string {
 <body><main>
 <h1>${esc(title)}</h1>
 <p class="sub">${r.migrations.length} migrations of a ${esc(r.guest)} guest between host A and host B, every ${p.intervalS} s,
-while it streams ${p.streamKbps} kbit/s of UDP to the correspondent and probes flow at ${p.probeRate} Hz each way.
+while it streams ${p.streamKbps} kbit/s of UDP to the correspondent and probes flow at ${p.probeRate} Hz each way${r.family === 'dual' ? ' over IPv6 and over IPv4' : ''}.
 ${esc(r.machine.date)}</p>
 <section class="cards">
 <div class="card"><div class="k">gap p50 (ms)</div><div class="v" id="gap-p50">${ms(s.gapMs.p50)}</div></div>
@@ -121,11 +152,18 @@ ${esc(r.machine.date)}</p>
 <figcaption>Bytes through each host's ${r.topology === 'on-link' ? 'port on the shared segment' : 'uplink'} (rx + tx),
 sampled every ${p.uplinkSampleMs} ms. Dashed lines: a migration starts; red band: its longest probe silence.</figcaption>
 </figure>
+<h2>By address family</h2>
+<p class="note">${r.family === 'dual' ? 'Dual-stack: probes over IPv6 and IPv4 at once, each family at the full rate both ways (the stream is IPv6). ' : 'IPv6 only. '}Gap and loss per family, over that family's probe directions alone.${r.familyNote ? ` ${esc(r.familyNote)}` : ''}</p>
+${familyTable(r)}
 <h2>Migrations</h2>
 <p class="note">Times in ms. Hypervisor and handover: the agent's phases; command: <code>offlink migrate</code> as the lab saw it;
 lost by direction: ${esc(directions)}.</p>
 <table id="migrations"><thead><tr><th>#</th><th>move</th><th>hypervisor</th><th>handover</th>
-<th>command</th><th>gap</th><th>lost</th><th title="${esc(directions)}">lost by direction</th><th>probes sent</th><th>status</th></tr></thead>
+<th>command</th><th>gap</th>${families(r)
+    .map(([, label]) => `<th>gap ${label}</th>`)
+    .join(
+      '',
+    )}<th>lost</th><th title="${esc(directions)}">lost by direction</th><th>probes sent</th><th>status</th></tr></thead>
 <tbody>
 ${r.migrations.map((m) => row(r, m)).join('\n')}
 </tbody></table>
@@ -133,6 +171,7 @@ ${r.migrations.map((m) => row(r, m)).join('\n')}
 <section><h2>Parameters</h2>${dl([
     ['procedure', r.procedure],
     ['topology', r.topology],
+    ['address families', r.family === 'dual' ? 'IPv6 + IPv4 (dual-stack)' : 'IPv6'],
     ['data plane', r.dataplane?.backend ?? 'none (no tunnel)'],
     ['guest', r.guest],
     ['migrations', p.migrations],

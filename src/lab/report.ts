@@ -5,13 +5,16 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, type as osType, version as osVersion, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { Procedure } from '../migration/messages.ts';
-import type { Measurement, Percentiles } from './measure.ts';
+import type { AddressFamily, FamilySummary, Measurement, Percentiles } from './measure.ts';
 import { renderHtml } from './report-html.ts';
 import type { UplinkSeries } from './uplink.ts';
 
 export type { Procedure };
 export type TopologyKind = 'off-link' | 'on-link';
 export type GuestKind = 'netns' | 'qemu';
+/** The address families the lab's guests use: IPv6 alone, or IPv6 and IPv4 (dual-stack). */
+export type LabFamily = 'ipv6' | 'dual';
+export const LAB_FAMILIES: readonly LabFamily[] = ['ipv6', 'dual'];
 
 export interface ReportMigration {
   index: number;
@@ -36,7 +39,17 @@ export interface ReportMigration {
   /** What `offlink migrate` itself took, as seen by the lab. */
   commandMs: number;
   sent: number;
-  directions: { name: string; gapMs: number; gapFrom: number; gapTo: number; lost: number; sent: number }[];
+  directions: {
+    name: string;
+    family: AddressFamily;
+    gapMs: number;
+    gapFrom: number;
+    gapTo: number;
+    lost: number;
+    sent: number;
+  }[];
+  /** Gap, lost and sent over each probed family's directions alone. */
+  byFamily: Partial<Record<AddressFamily, { gapMs: number; lost: number; sent: number }>>;
   phases?: Record<string, number>;
 }
 
@@ -71,14 +84,21 @@ export interface LabReport {
   procedure: Procedure;
   topology: TopologyKind;
   guest: GuestKind;
+  /** The guests' address families; dual: probes over IPv6 and IPv4 (the stream is IPv6). */
+  family: LabFamily;
+  /** Why the run's family is not the one asked for (QEMU guests are IPv6 only). */
+  familyNote?: string;
   dataplane: ReportDataplane;
   migrations: ReportMigration[];
   summary: {
+    /** Over every probe direction, both families in a dual-stack run. */
     gapMs: Percentiles;
     lost: number;
     sent: number;
     // ---- beyond docs/architecture.md
-    directions: { name: string; sent: number; lost: number }[];
+    /** The same figures per address family (the families that were probed). */
+    byFamily: Partial<Record<AddressFamily, FamilySummary>>;
+    directions: { name: string; family: AddressFamily; sent: number; lost: number }[];
     stream: { sent: number; received: number; receivedKbps: number };
     failed: number;
     /** Probes dropped by the receiver's own kernel at a full socket buffer (overload, not network). */
@@ -98,6 +118,9 @@ export interface RunData {
   procedure: Procedure;
   topology: TopologyKind;
   guest: GuestKind;
+  /** Default ipv6. */
+  family?: LabFamily;
+  familyNote?: string;
   dataplane?: ReportDataplane;
   parameters: ReportParameters;
   startedAt: number;
@@ -145,6 +168,8 @@ export function buildReport(run: RunData): LabReport {
     procedure: run.procedure,
     topology: run.topology,
     guest: run.guest,
+    family: run.family ?? 'ipv6',
+    ...(run.familyNote === undefined ? {} : { familyNote: run.familyNote }),
     dataplane: run.dataplane ?? { backend: null, requested: null },
     migrations: run.migrations.map((m) => {
       const meas = byIndex.get(m.index);
@@ -164,6 +189,7 @@ export function buildReport(run: RunData): LabReport {
         commandMs: Math.round((m.commandMs ?? m.endedAt - m.startedAt) * 10) / 10,
         sent: meas?.sent ?? 0,
         directions: meas?.directions ?? [],
+        byFamily: meas?.byFamily ?? {},
         ...(m.phases === undefined ? {} : { phases: m.phases }),
       };
     }),
@@ -171,6 +197,7 @@ export function buildReport(run: RunData): LabReport {
       gapMs: run.measurement.summary.gapMs,
       lost: run.measurement.summary.lost,
       sent: run.measurement.summary.sent,
+      byFamily: run.measurement.summary.byFamily,
       directions: run.measurement.directions,
       stream: {
         sent: run.stream.sent,

@@ -14,7 +14,7 @@ import { runMigrate, startDaemons, waitActive, waitFor } from './daemons.ts';
 import { type MigrationWindow, measure } from './measure.ts';
 import { LAB_COMMAND_TIMEOUT_MS, labDown, preflight, writeState } from './netns.ts';
 import { OnLinkVms } from './onlink-vms.ts';
-import type { GuestKind, LabReport, Procedure, RunData } from './report.ts';
+import type { GuestKind, LabFamily, LabReport, Procedure, RunData } from './report.ts';
 import { buildReport, writeReport } from './report.ts';
 import { formatSummary } from './summary.ts';
 import {
@@ -35,6 +35,8 @@ export interface LabOptions {
   overlap?: boolean;
   /** The daemons' data plane backend (default auto). */
   dataplane?: BackendChoice;
+  /** The guests' address families; unset: dual, or ipv6 for QEMU guests (resolveFamily). */
+  family?: LabFamily;
   stateDir: string;
   print: (line: string) => void;
   signal?: AbortSignal;
@@ -50,6 +52,27 @@ export interface LabRunOptions extends LabOptions {
 
 const now = () => performance.timeOrigin + performance.now();
 const UPLINK_SAMPLE_MS = 100;
+
+/**
+ * The family a run uses. Dual-stack by default; the QEMU guest image configures IPv6 only, so a QEMU
+ * run asked for nothing falls back to ipv6 and says so (`note`, in the report), and one asked for dual
+ * is refused before anything is built.
+ */
+export function resolveFamily(
+  guest: GuestKind,
+  asked: LabFamily | undefined,
+): { family: LabFamily; note?: string } {
+  if (guest !== 'qemu') return { family: asked ?? 'dual' };
+  if (asked === 'dual') {
+    throw new OfflinkError(
+      'ERR_LAB_OPTIONS',
+      '--family dual needs netns guests: the QEMU guest image is IPv6 only (use --family ipv6 with --guest qemu)',
+    );
+  }
+  return asked
+    ? { family: asked }
+    : { family: 'ipv6', note: 'QEMU guests are IPv6 only (the guest image has no IPv4): ran ipv6, not dual' };
+}
 
 function sleepUntil(t: number, signal?: AbortSignal): Promise<void> {
   return new Promise((res, rej) => {
@@ -104,8 +127,12 @@ async function bringUp(
   onVms: (vms: OnLinkVms) => void = () => {},
 ): Promise<Running> {
   const t0 = now();
-  options.print(`lab: building the ${options.topology} testbed in network namespaces ...`);
-  const topo = await buildTopology(planTopology(options.topology, 1, options.guest), {
+  const { family, note } = resolveFamily(options.guest, options.family);
+  if (note) options.print(`lab: ${note}`);
+  options.print(
+    `lab: building the ${options.topology} testbed (${family === 'dual' ? 'dual-stack' : 'IPv6'}) in network namespaces ...`,
+  );
+  const topo = await buildTopology(planTopology(options.topology, 1, options.guest, family), {
     runner,
     stateDir: options.stateDir,
     bridges: options.topology === 'off-link' ? 'agent' : 'lab',
@@ -162,6 +189,7 @@ export async function labUp(options: LabOptions): Promise<Running> {
       '`lab up` cannot leave an on-link QEMU guest running (the lab process runs it); use `lab run --topology on-link --guest qemu`',
     );
   }
+  resolveFamily(options.guest, options.family);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
   writeState(options.stateDir, {
@@ -179,6 +207,7 @@ export async function labUp(options: LabOptions): Promise<Running> {
 }
 
 export async function labRun(options: LabRunOptions): Promise<LabReport> {
+  const { family, note: familyNote } = resolveFamily(options.guest, options.family);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
   writeState(options.stateDir, {
@@ -206,16 +235,23 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
     const startedAt = now();
     const flow = new FlowMonitor();
     traffic = new Traffic({
-      guest: { ns: guest.ns, address: guest.address, vm: options.guest === 'qemu' },
+      guest: {
+        ns: guest.ns,
+        address: guest.address,
+        ...(guest.ipv4 ? { address4: guest.ipv4.address } : {}),
+        vm: options.guest === 'qemu',
+      },
       cn: topo.cn,
       // raw send and arrival times of every probe, kept beside the report for analysis
       dir: logDir,
       onProgress: (p) => flow.add(p),
     });
-    options.print('lab: traffic: UDP stream 520 kbit/s guest → correspondent, probes 1 kHz both ways ...');
+    options.print(
+      `lab: traffic: UDP stream 520 kbit/s guest → correspondent (IPv6), probes 1 kHz both ways${guest.ipv4 ? ' over IPv6 and over IPv4' : ''} ...`,
+    );
     await traffic.start();
     await waitFor(
-      async () => flow.flowing(TRAFFIC_DEFAULTS.probeRate),
+      async () => flow.flowing(TRAFFIC_DEFAULTS.probeRate, guest.ipv4 !== undefined),
       60_000,
       `probes do not flow both ways after 60 s (${flow.describe()}); see ${logDir}`,
       options.signal,
@@ -262,6 +298,8 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
       procedure: options.procedure,
       topology: options.topology,
       guest: options.guest,
+      family,
+      ...(familyNote ? { familyNote } : {}),
       dataplane: {
         backend: backend ?? null,
         requested: options.topology === 'off-link' ? (options.dataplane ?? 'auto') : null,
@@ -371,22 +409,38 @@ const roundAll = (values: Record<string, number>) =>
 
 /** Follows the endpoints' once-a-second progress: are probes arriving both ways, at what rate? */
 class FlowMonitor {
-  private readonly last = new Map<string, { t: number; received: number; rate: number }>();
+  private readonly last = new Map<
+    string,
+    { t: number; received: number; received4: number; rate: number; rate4: number }
+  >();
 
   add(p: TrafficProgress): void {
     const prev = this.last.get(p.role);
-    const rate = prev ? ((p.progress.probesReceived - prev.received) * 1000) / (p.progress.t - prev.t) : 0;
-    this.last.set(p.role, { t: p.progress.t, received: p.progress.probesReceived, rate });
+    const { t, probesReceived: received, probesReceived4: received4 = 0 } = p.progress;
+    const per = (n: number, before: number | undefined) =>
+      prev && before !== undefined ? ((n - before) * 1000) / (t - prev.t) : 0;
+    this.last.set(p.role, {
+      t,
+      received,
+      received4,
+      rate: per(received, prev?.received),
+      rate4: per(received4, prev?.received4),
+    });
   }
 
-  flowing(probeRate: number): boolean {
-    const g = this.last.get('guest');
-    const cn = this.last.get('cn');
-    return !!g && !!cn && g.rate > probeRate * 0.8 && cn.rate > probeRate * 0.8;
+  /** Probes arrive at both ends at 80 % of their rate or more (over IPv4 too when `ipv4`). */
+  flowing(probeRate: number, ipv4: boolean): boolean {
+    return ['guest', 'cn'].every((role) => {
+      const r = this.last.get(role);
+      return !!r && r.rate > probeRate * 0.8 && (!ipv4 || r.rate4 > probeRate * 0.8);
+    });
   }
 
   describe(): string {
-    const r = (role: string) => Math.round(this.last.get(role)?.rate ?? 0);
+    const r = (role: string) => {
+      const x = this.last.get(role);
+      return `${Math.round(x?.rate ?? 0)}${x?.received4 ? ` + ${Math.round(x.rate4)} IPv4` : ''}`;
+    };
     return `probes/s received: correspondent ${r('cn')}, guest ${r('guest')}`;
   }
 }

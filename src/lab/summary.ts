@@ -45,6 +45,15 @@ export function formatSummary(r: LabReport): string {
     '',
     `gap ms: p50 ${ms(s.gapMs.p50)}, p95 ${ms(s.gapMs.p95)}, max ${ms(s.gapMs.max)}`,
     `probes: ${s.lost} lost of ${s.sent} sent (${pct} %); stream: ${s.stream.received} of ${s.stream.sent} packets delivered`,
+    ...(r.family === 'dual'
+      ? (['ipv6', 'ipv4'] as const).map((f) => {
+          const b = s.byFamily?.[f];
+          return b
+            ? `  ${f === 'ipv6' ? 'IPv6' : 'IPv4'}: gap ms p50 ${ms(b.gapMs.p50)}, p95 ${ms(b.gapMs.p95)}, max ${ms(b.gapMs.max)}; ${b.lost} lost of ${b.sent}`
+            : `  ${f}: no probes`;
+        })
+      : []),
+    ...(r.familyNote ? [`note: ${r.familyNote}`] : []),
     ...(Object.values(s.receiverDrops ?? {}).some((n) => n > 0)
       ? [
           `warning: receivers dropped probes at full socket buffers (${Object.entries(s.receiverDrops)

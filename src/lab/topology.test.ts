@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ADDRESSING, labNetSpec, planTopology } from './topology.ts';
+import { ADDRESSING, ADDRESSING_V4, labNetSpec, planTopology } from './topology.ts';
 
 describe('lab topology plan', () => {
   it('uses documentation prefixes and valid interface names', () => {
@@ -76,7 +76,7 @@ describe('lab topology plan', () => {
   });
 
   it('off-link: one guest bridge per network on each host when the lab makes them, none when the agents do', () => {
-    const plan = planTopology('off-link', 2);
+    const plan = planTopology('off-link', 2, 'netns', 'ipv6');
     assert.deepEqual(
       labNetSpec(plan, 'lab').bridges?.map((b) => [b.ns, b.name, b.mtu, b.addresses]),
       [
@@ -92,6 +92,97 @@ describe('lab topology plan', () => {
     assert.deepEqual(
       byAgents.routes?.filter((r) => r.ns === 'ofl-inet').map((r) => r.to),
       ['2001:db8:f::/64', '2001:db8:100::/64', '2001:db8:101::/64'],
+    );
+  });
+
+  it('ipv6: no IPv4 anywhere in the plan or the spec', () => {
+    for (const kind of ['off-link', 'on-link'] as const) {
+      const plan = planTopology(kind, 2, 'netns', 'ipv6');
+      assert.equal(plan.family, 'ipv6');
+      assert.ok(plan.guests.every((g) => g.ipv4 === undefined));
+      assert.equal(plan.cn.address4, undefined);
+      assert.equal(plan.ha.linkAddress4, undefined);
+      const text = JSON.stringify(labNetSpec(plan, 'lab'));
+      assert.doesNotMatch(text, /\d+\.\d+\.\d+\.\d+|ipv4/);
+    }
+  });
+
+  it('dual (the default): each off-link network gets an IPv4 prefix, the guest a static address and the prefix’s .1 as gateway', () => {
+    const plan = planTopology('off-link', 2);
+    assert.equal(plan.family, 'dual');
+    assert.deepEqual(
+      plan.guests.map((g) => g.ipv4),
+      [
+        { prefix: '10.1.0.0/24', address: '10.1.0.10', gateway: '10.1.0.1' },
+        { prefix: '10.1.1.0/24', address: '10.1.1.10', gateway: '10.1.1.1' },
+      ],
+    );
+    assert.equal(plan.cn.address4, '172.16.3.2');
+    assert.equal(plan.ha.linkAddress4, '172.16.1.2');
+    assert.deepEqual(
+      planTopology('on-link', 2).guests.map((g) => g.ipv4),
+      [
+        { prefix: '10.1.0.0/24', address: '10.1.0.10', gateway: '10.1.0.1' },
+        { prefix: '10.1.0.0/24', address: '10.1.0.11', gateway: '10.1.0.1' },
+      ],
+    );
+    assert.throws(() => planTopology('off-link', 1, 'qemu', 'dual'), /IPv6 only/);
+    assert.equal(planTopology('off-link', 1, 'qemu', 'ipv6').guests[0]!.ipv4, undefined);
+  });
+
+  it('dual off-link spec: IPv4 on the HA and correspondent links, the IPv4 prefix routed to the HA only, IPv4 forwarding on the routers', () => {
+    const plan = planTopology('off-link', 1);
+    const spec = labNetSpec(plan, 'lab');
+    const end = (ns: string, dev: string) =>
+      spec.veths?.flatMap((v) => [v.a, v.b]).find((e) => e.ns === ns && e.dev === dev);
+    assert.deepEqual(end('ofl-inet', 'to-ha')?.addresses, ['2001:db8:1::1/64', '172.16.1.1/24']);
+    assert.deepEqual(end('ofl-ha', 'up0')?.addresses, ['2001:db8:1::2/64', '172.16.1.2/24']);
+    assert.deepEqual(end('ofl-inet', 'to-cn')?.addresses, ['2001:db8:c::1/64', '172.16.3.1/24']);
+    assert.deepEqual(end('ofl-cn', 'up0')?.addresses, ['2001:db8:c::2/64', '172.16.3.2/24']);
+    // the hosts carry no IPv4: the guests' IPv4 travels in the IPv6 tunnel
+    for (const h of plan.hosts) assert.equal(end(h.ns, h.uplink)?.addresses, undefined);
+    const g = end('ofl-guest-1', 'eth0');
+    assert.deepEqual(g?.addresses, ['2001:db8:100::10/64', '10.1.0.10/24']);
+    assert.deepEqual(g?.ipv4, { arp_evict_nocarrier: 0 });
+    const v4routes = spec.routes
+      ?.filter((r) => r.to.includes('.') || r.via?.includes('.'))
+      .map((r) => [r.ns, r.to, r.via]);
+    assert.deepEqual(v4routes, [
+      ['ofl-ha', 'default', ADDRESSING_V4.haLink.inet],
+      ['ofl-cn', 'default', ADDRESSING_V4.cn.inet],
+      ['ofl-inet', '10.1.0.0/24', ADDRESSING_V4.haLink.ha],
+      ['ofl-guest-1', 'default', '10.1.0.1'],
+    ]);
+    assert.deepEqual(
+      spec.namespaces?.filter((n) => n.sysctls?.includes('net.ipv4.ip_forward=1')).map((n) => n.name),
+      ['ofl-inet', 'ofl-ha', 'ofl-host-a', 'ofl-host-b'],
+    );
+    // the lab's own guest bridges carry the IPv4 gateway as the agents' guest links do
+    assert.deepEqual(
+      spec.bridges?.map((b) => b.addresses),
+      [
+        ['2001:db8:100::1/64', 'fe80::1/64', '10.1.0.1/24'],
+        ['2001:db8:100::1/64', 'fe80::1/64', '10.1.0.1/24'],
+      ],
+    );
+  });
+
+  it('dual on-link spec: plain IPv4 routing, ofl-inet is the segment’s IPv4 gateway and nothing goes to the HA', () => {
+    const plan = planTopology('on-link', 1);
+    const spec = labNetSpec(plan, 'lab');
+    const lan = spec.veths?.find((v) => v.a.ns === 'ofl-inet' && v.a.dev === 'to-lan');
+    assert.deepEqual(lan?.a.addresses, ['2001:db8:100::1/64', 'fe80::1/64', '10.1.0.1/24']);
+    assert.deepEqual(
+      spec.routes?.filter((r) => r.ns === 'ofl-inet').map((r) => r.to),
+      [ADDRESSING.home.prefix],
+      'no route of the guest segment to the HA',
+    );
+    assert.deepEqual(
+      spec.routes?.filter((r) => r.ns === 'ofl-guest-1').map((r) => [r.to, r.via]),
+      [
+        ['default', 'fe80::1'],
+        ['default', '10.1.0.1'],
+      ],
     );
   });
 });

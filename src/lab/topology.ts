@@ -11,6 +11,16 @@
 //   MNP of net<i> (off-link)        2001:db8:1<i-1>::/64 gateway ::1 + fe80::1 (guest bridge), guest ::10
 //   guest segment (on-link)         2001:db8:100::/64    inet ::1 + fe80::1 (router), guest <i> ::(f+i)
 //
+// Dual-stack (`--family dual`, the default) adds IPv4 (RFC 1918 space, as examples/ and the tests use):
+//
+//   ofl-inet ↔ ofl-ha               172.16.1.0/24        inet .1, ha .2 (the HA's IPv4 side, routed)
+//   ofl-inet ↔ ofl-cn               172.16.3.0/24        inet .1, correspondent .2
+//   IPv4 prefix of net<i>           10.1.<i-1>.0/24      gateway .1 (guest bridge, by the agent), guest .10
+//   guest segment (on-link)         10.1.0.0/24          inet .1 (router), guest <i> .(9+i)
+//
+// The hosts need no IPv4: the guests' IPv4 packets travel in the same IPv6 tunnel (RFC 5555), so the
+// correspondent reaches a guest's IPv4 address only through the HA, as it does the IPv6 one.
+//
 // Off-link: ofl-inet routes the home prefix and the MNPs to the HA, which tunnels them to the active
 // host (NEMO). On-link (the baseline): ofl-lan is one L2 switch joining ofl-inet and both hosts' guest
 // bridges, and ofl-inet routes the guest segment directly; no NEMO is involved.
@@ -28,7 +38,9 @@ import {
   type VethSpec,
 } from './netbuild.ts';
 import { LabError, spawnInNamespace } from './netns.ts';
-import type { GuestKind } from './report.ts';
+import type { GuestKind, LabFamily } from './report.ts';
+
+export type { LabFamily };
 
 export const ADDRESSING = {
   haLink: { prefix: '2001:db8:1::/64', inet: '2001:db8:1::1', ha: '2001:db8:1::2' },
@@ -37,6 +49,12 @@ export const ADDRESSING = {
   hostB: { prefix: '2001:db8:b::/64', inet: '2001:db8:b::1' },
   cn: { prefix: '2001:db8:c::/64', inet: '2001:db8:c::1', cn: '2001:db8:c::2' },
   onLink: { prefix: '2001:db8:100::/64', inet: '2001:db8:100::1' },
+} as const;
+
+export const ADDRESSING_V4 = {
+  haLink: { prefix: '172.16.1.0/24', inet: '172.16.1.1', ha: '172.16.1.2' },
+  cn: { prefix: '172.16.3.0/24', inet: '172.16.3.1', cn: '172.16.3.2' },
+  onLink: { prefix: '10.1.0.0/24', inet: '10.1.0.1' },
 } as const;
 
 export type TopologyKind = 'off-link' | 'on-link';
@@ -74,15 +92,19 @@ export interface GuestPlan {
   /** The guest's interface inside its namespace. */
   dev: string;
   mac: string;
+  /** Dual-stack: the network's IPv4 prefix, the guest's static address in it and its default gateway. */
+  ipv4?: { prefix: string; address: string; gateway: string };
 }
 
 export interface LabPlan {
   kind: TopologyKind;
   /** netns: guests are namespaces the lab builds; qemu: VMs the host agents boot (no namespace). */
   guestKind: GuestKind;
+  family: LabFamily;
   inet: { ns: string };
-  ha: { ns: string; uplink: string; linkAddress: string; address: string };
-  cn: { ns: string; dev: string; address: string };
+  /** `linkAddress4`, `address4`: dual-stack only. */
+  ha: { ns: string; uplink: string; linkAddress: string; address: string; linkAddress4?: string };
+  cn: { ns: string; dev: string; address: string; address4?: string };
   lan: { ns: string; bridge: string } | undefined;
   hosts: readonly [HostPlan, HostPlan];
   guests: readonly GuestPlan[];
@@ -98,7 +120,16 @@ export interface Topology extends LabPlan {
 const hex = (n: number) => n.toString(16);
 
 /** Names and addresses of the lab; pure, so the CLI can print them and tests can check them. */
-export function planTopology(kind: TopologyKind, guestCount = 1, guestKind: GuestKind = 'netns'): LabPlan {
+export function planTopology(
+  kind: TopologyKind,
+  guestCount = 1,
+  guestKind: GuestKind = 'netns',
+  family: LabFamily = 'dual',
+): LabPlan {
+  // The QEMU guest image configures IPv6 only (src/hypervisor/qemu/guest/init.sh).
+  if (family === 'dual' && guestKind === 'qemu')
+    throw new LabError('ERR_LAB_OPTIONS', 'QEMU guests are IPv6 only: plan them with family ipv6');
+  const dual = family === 'dual';
   const host = (name: HostName, label: 'A' | 'B', prefix: string, mac: string): HostPlan => ({
     name,
     label,
@@ -136,6 +167,18 @@ export function planTopology(kind: TopologyKind, guestCount = 1, guestKind: Gues
       port: `vg-guest-${i}`,
       dev: 'eth0',
       mac: `02:0f:00:00:02:${hex(i).padStart(2, '0')}`,
+      ...(dual
+        ? {
+            ipv4:
+              kind === 'on-link'
+                ? {
+                    prefix: ADDRESSING_V4.onLink.prefix,
+                    address: `10.1.0.${9 + i}`,
+                    gateway: ADDRESSING_V4.onLink.inet,
+                  }
+                : { prefix: `10.1.${i - 1}.0/24`, address: `10.1.${i - 1}.10`, gateway: `10.1.${i - 1}.1` },
+          }
+        : {}),
     });
   }
   const namespaces = ['ofl-inet', 'ofl-ha', 'ofl-host-a', 'ofl-host-b', 'ofl-cn'];
@@ -144,14 +187,21 @@ export function planTopology(kind: TopologyKind, guestCount = 1, guestKind: Gues
   return {
     kind,
     guestKind,
+    family,
     inet: { ns: 'ofl-inet' },
     ha: {
       ns: 'ofl-ha',
       uplink: 'up0',
       linkAddress: ADDRESSING.haLink.ha,
       address: ADDRESSING.home.haAddress,
+      ...(dual ? { linkAddress4: ADDRESSING_V4.haLink.ha } : {}),
     },
-    cn: { ns: 'ofl-cn', dev: 'up0', address: ADDRESSING.cn.cn },
+    cn: {
+      ns: 'ofl-cn',
+      dev: 'up0',
+      address: ADDRESSING.cn.cn,
+      ...(dual ? { address4: ADDRESSING_V4.cn.cn } : {}),
+    },
     lan: kind === 'on-link' ? { ns: 'ofl-lan', bridge: 'lan' } : undefined,
     hosts: [
       host('host-a', 'A', ADDRESSING.hostA.prefix, '02:0f:00:00:00:0a'),
@@ -183,22 +233,38 @@ export interface BuildOptions {
  */
 export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): NetSpec {
   const { inet, ha, cn } = plan;
+  const dual = plan.family === 'dual';
+  const v4 = (address: string) => (dual ? [address] : []);
   const routers = new Set([inet.ns, ha.ns, ...plan.hosts.map((h) => h.ns)]);
   const spec = {
     namespaces: plan.namespaces.map((name) => ({
       name,
       forwarding: routers.has(name),
+      // the hosts forward the guests' IPv4 into the tunnel, the HA out of it, ofl-inet between links
+      ...(dual && routers.has(name) ? { sysctls: ['net.ipv4.ip_forward=1'] } : {}),
     })),
     bridges: [] as NetBridgeSpec[],
     veths: [
       // ofl-inet ↔ ofl-ha; the HA address and home prefix are reached through the HA
       {
-        a: { ns: inet.ns, dev: 'to-ha', addresses: [`${ADDRESSING.haLink.inet}/64`] },
-        b: { ns: ha.ns, dev: ha.uplink, addresses: [`${ha.linkAddress}/64`] },
+        a: {
+          ns: inet.ns,
+          dev: 'to-ha',
+          addresses: [`${ADDRESSING.haLink.inet}/64`, ...v4(`${ADDRESSING_V4.haLink.inet}/24`)],
+        },
+        b: {
+          ns: ha.ns,
+          dev: ha.uplink,
+          addresses: [`${ha.linkAddress}/64`, ...v4(`${ADDRESSING_V4.haLink.ha}/24`)],
+        },
       },
       {
-        a: { ns: inet.ns, dev: 'to-cn', addresses: [`${ADDRESSING.cn.inet}/64`] },
-        b: { ns: cn.ns, dev: cn.dev, addresses: [`${cn.address}/64`] },
+        a: {
+          ns: inet.ns,
+          dev: 'to-cn',
+          addresses: [`${ADDRESSING.cn.inet}/64`, ...v4(`${ADDRESSING_V4.cn.inet}/24`)],
+        },
+        b: { ns: cn.ns, dev: cn.dev, addresses: [`${cn.address}/64`, ...v4(`${ADDRESSING_V4.cn.cn}/24`)] },
       },
       // the hosts' uplinks: addresses by SLAAC, fixed MACs so they are the same on every run
       ...plan.hosts.map((h) => ({
@@ -211,6 +277,12 @@ export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): Net
       { ns: ha.ns, to: 'default', via: ADDRESSING.haLink.inet, dev: ha.uplink },
       { ns: inet.ns, to: ADDRESSING.home.prefix, via: ha.linkAddress },
       { ns: cn.ns, to: 'default', via: ADDRESSING.cn.inet, dev: cn.dev },
+      ...(dual
+        ? [
+            { ns: ha.ns, to: 'default', via: ADDRESSING_V4.haLink.inet, dev: ha.uplink },
+            { ns: cn.ns, to: 'default', via: ADDRESSING_V4.cn.inet, dev: cn.dev },
+          ]
+        : []),
     ] as RouteSpec[],
   };
   if (plan.kind === 'on-link') {
@@ -219,7 +291,11 @@ export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): Net
     if (!lan) throw new LabError('ERR_LAB_PLAN', 'an on-link plan has a LAN');
     spec.bridges.push({ ns: lan.ns, name: lan.bridge });
     spec.veths.push({
-      a: { ns: inet.ns, dev: 'to-lan', addresses: [`${ADDRESSING.onLink.inet}/64`, 'fe80::1/64'] },
+      a: {
+        ns: inet.ns,
+        dev: 'to-lan',
+        addresses: [`${ADDRESSING.onLink.inet}/64`, 'fe80::1/64', ...v4(`${ADDRESSING_V4.onLink.inet}/24`)],
+      },
       b: { ns: lan.ns, dev: 'inet', master: lan.bridge },
     });
     for (const h of plan.hosts) {
@@ -231,6 +307,9 @@ export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): Net
     }
   } else {
     for (const g of plan.guests) spec.routes.push({ ns: inet.ns, to: g.prefix, via: ha.linkAddress });
+    // the IPv4 prefixes go to the HA too, so the correspondent reaches them only through its tunnel
+    for (const g of plan.guests)
+      if (g.ipv4) spec.routes.push({ ns: inet.ns, to: g.ipv4.prefix, via: ADDRESSING_V4.haLink.ha });
     // plain guest bridges as docs/dataplane.md describes them, standing in for the mobile routers' guest links
     if (bridges === 'lab')
       for (const h of plan.hosts)
@@ -240,7 +319,11 @@ export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): Net
             name: g.bridge,
             mac: g.bridgeMac,
             mtu: 1460,
-            addresses: [`${g.prefix.replace('::/64', '::1')}/64`, 'fe80::1/64'],
+            addresses: [
+              `${g.prefix.replace('::/64', '::1')}/64`,
+              'fe80::1/64',
+              ...(g.ipv4 ? [`${g.ipv4.gateway}/24`] : []),
+            ],
           });
   }
   if (plan.guestKind === 'netns') {
@@ -248,20 +331,23 @@ export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): Net
     for (const g of plan.guests) {
       // The netns driver moves the guest's peer between hosts, so the guest's link loses carrier for a few
       // ms, which a VM's link never does; a flushed neighbour cache would then cost a 1 s NS retransmit.
-      // A roaming device's setting keeps the cache (the gateway's MAC is the same on every host).
+      // A roaming device's setting keeps the cache (the gateway's MAC is the same on every host); IPv4's
+      // ARP cache has the same setting.
       spec.veths.push({
         a: {
           ns: g.ns,
           dev: g.dev,
           mac: g.mac,
           mtu,
-          addresses: [`${g.address}/64`],
+          addresses: [`${g.address}/64`, ...(g.ipv4 ? [`${g.ipv4.address}/24`] : [])],
           ipv6: { accept_ra: 0, ndisc_evict_nocarrier: 0 },
+          ...(g.ipv4 ? { ipv4: { arp_evict_nocarrier: 0 } } : {}),
         },
         // the port is attached to a bridge by attachGuest (which bridge depends on who makes them)
         b: { ns: plan.hosts[0].ns, dev: g.port, mtu, up: false },
       });
       spec.routes.push({ ns: g.ns, to: 'default', via: g.gateway, dev: g.dev });
+      if (g.ipv4) spec.routes.push({ ns: g.ns, to: 'default', via: g.ipv4.gateway, dev: g.dev });
     }
   }
   return spec;

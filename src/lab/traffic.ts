@@ -1,5 +1,6 @@
 // The report's traffic (docs/lab.md): the guest streams UDP to the correspondent (520 kbit/s, 1316-byte
-// payloads ≈ 49.4 packets/s) and both ends send sequence-numbered probes at 1 kHz to each other. Each
+// payloads ≈ 49.4 packets/s) and both ends send sequence-numbered probes at 1 kHz to each other; with
+// dual-stack addresses, IPv4 probes at 1 kHz each way as well (the stream stays IPv6). Each
 // end is its own process (endpoint.ts) inside its namespace; this side starts them, relays their
 // progress and collects what they recorded.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -12,8 +13,9 @@ import { LabError } from './netns.ts';
 
 export interface TrafficOptions {
   /** `vm`: a QEMU guest, whose endpoint runs inside the VM, driven from the correspondent's namespace. */
-  guest: { ns: string; address: string; vm?: boolean };
-  cn: { ns: string; address: string };
+  guest: { ns: string; address: string; address4?: string; vm?: boolean };
+  /** `address4` on both ends: IPv4 probes too (dual-stack). */
+  cn: { ns: string; address: string; address4?: string };
   /** Where the endpoints write their results. */
   dir: string;
   probeRate?: number;
@@ -27,9 +29,13 @@ export interface TrafficProgress {
   progress: EndpointProgress;
 }
 
+export type ProbeFamily = 'ipv6' | 'ipv4';
+
 /** One probe direction: send time of each sequence number and its arrival time (NaN: never arrived). */
 export interface ProbeSeries {
-  name: 'guest→cn' | 'cn→guest';
+  /** `guest→cn`, `cn→guest` (IPv6), `guest→cn IPv4`, `cn→guest IPv4`. */
+  name: string;
+  family: ProbeFamily;
   sendTimes: Float64Array;
   arrivals: Float64Array;
   sendErrors: number;
@@ -39,7 +45,8 @@ export interface ProbeSeries {
 
 export interface TrafficResult {
   probeRate: number;
-  directions: [ProbeSeries, ProbeSeries];
+  /** IPv6 both ways, then (dual-stack) IPv4 both ways. */
+  directions: ProbeSeries[];
   stream: { kbps: number; payload: number; sent: number; received: number; receivedBytes: number };
 }
 
@@ -71,11 +78,13 @@ export class Traffic {
       streamPayload: options.streamPayload ?? TRAFFIC_DEFAULTS.streamPayload,
       graceMs: 400,
     };
+    const v4 = this.dualStack();
     await this.startOne('cn', options.cn.ns, {
       ...common,
       role: 'cn',
       bind: options.cn.address,
       peer: options.guest.address,
+      ...(v4 ? { bind4: v4.cn, peer4: v4.guest } : {}),
       streamKbps: 0,
       out: join(options.dir, 'traffic-cn.json'),
     });
@@ -84,9 +93,17 @@ export class Traffic {
       role: 'guest',
       bind: options.guest.address,
       peer: options.cn.address,
+      ...(v4 ? { bind4: v4.guest, peer4: v4.cn } : {}),
       streamKbps: options.streamKbps ?? TRAFFIC_DEFAULTS.streamKbps,
       out: join(options.dir, 'traffic-guest.json'),
     });
+  }
+
+  /** Both ends' IPv4 addresses when the probes run over IPv4 too (never for a VM: vm-endpoint.ts is IPv6). */
+  private dualStack(): { guest: string; cn: string } | undefined {
+    const { guest, cn } = this.options;
+    if (guest.vm || !guest.address4 || !cn.address4) return undefined;
+    return { guest: guest.address4, cn: cn.address4 };
   }
 
   private async startOne(role: 'guest' | 'cn', ns: string, eo: EndpointOptions): Promise<void> {
@@ -146,7 +163,16 @@ export class Traffic {
     this.running = [];
     return {
       probeRate: this.options.probeRate ?? TRAFFIC_DEFAULTS.probeRate,
-      directions: [series('guest→cn', guest, cn), series('cn→guest', cn, guest)],
+      directions: [
+        series('guest→cn', guest, cn),
+        series('cn→guest', cn, guest),
+        ...(guest.ipv4 && cn.ipv4
+          ? [
+              series('guest→cn IPv4', guest.ipv4, cn.ipv4, 'ipv4'),
+              series('cn→guest IPv4', cn.ipv4, guest.ipv4, 'ipv4'),
+            ]
+          : []),
+      ],
       stream: {
         kbps: this.options.streamKbps ?? TRAFFIC_DEFAULTS.streamKbps,
         payload: this.options.streamPayload ?? TRAFFIC_DEFAULTS.streamPayload,
@@ -166,9 +192,10 @@ export class Traffic {
 
 /** Join the sender's send times with the receiver's arrivals (first arrival of each sequence number). */
 export function series(
-  name: ProbeSeries['name'],
-  sender: EndpointResult,
-  receiver: EndpointResult,
+  name: string,
+  sender: Pick<EndpointResult, 'probe'>,
+  receiver: Pick<EndpointResult, 'received' | 'rcvbufErrors'>,
+  family: ProbeFamily = 'ipv6',
 ): ProbeSeries {
   const sendTimes = Float64Array.from(sender.probe.sendTimes);
   const arrivals = new Float64Array(sendTimes.length).fill(Number.NaN);
@@ -179,6 +206,7 @@ export function series(
   }
   return {
     name,
+    family,
     sendTimes,
     arrivals,
     sendErrors: sender.probe.sendErrors,
