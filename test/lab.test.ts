@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_STATE_DIR } from '../src/lab/netns.ts';
 import type { LabReport } from '../src/lab/report.ts';
 import { dataplaneBackends, needsRoot, skipUnless } from './helpers/requirements.ts';
 
@@ -291,7 +292,13 @@ describe('offlink lab', { skip: needsRoot() }, () => {
       assert.equal(g.guestState.bootIds.length, 1);
       assert.ok(g.guestState.monotonic && g.guestState.counterLast > g.guestState.counterFirst);
       assert.deepEqual(labNamespaces(), [], 'torn down');
-      assert.equal(spawnSync('pgrep', ['-f', 'qemu-system-x86_64 -name guest-1']).status, 1, 'no QEMU left');
+      // The lab's QEMUs have their QMP sockets under its state directory (other tests run QEMU guests
+      // named guest-1 at the same time: match the lab's own).
+      assert.equal(
+        spawnSync('pgrep', ['-f', `qemu-system-x86_64 -name guest-1 .*${DEFAULT_STATE_DIR}/`]).status,
+        1,
+        'no QEMU of the lab left',
+      );
     });
   }
 
