@@ -13,6 +13,7 @@ import type { MobileRouterRoutes, TunnelBinding } from '../src/dataplane/types.t
 import { site } from '../src/lab/netbuild.ts';
 import { ExecRunner } from '../src/system/runner.ts';
 import { type NetnsLab, withNetns } from './helpers/netns.ts';
+import { iperfBytes, udpEcho, udpExchange, waitForOutput } from './helpers/probes.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const HA = '2001:db8:ffff::1';
@@ -36,18 +37,8 @@ const mrRoutes = (coa: string): MobileRouterRoutes => ({
   rulePref: 100,
 });
 
-const UDP_ECHO = `const d=require('node:dgram');const [port,name]=process.argv.slice(1);
-const s=d.createSocket({type:'udp4'});
-s.on('message',(m,r)=>{console.log('rx '+r.address+' '+m.length);s.send(Buffer.from(name+':'+m.length),r.port,r.address)});
-s.bind(Number(port),'0.0.0.0',()=>console.log('ready'));`;
-
-const UDP_CLIENT = `const d=require('node:dgram');const [dst,size,count]=process.argv.slice(1);
-const s=d.createSocket({type:'udp4'});const got=[];let done=false;
-const end=()=>{if(done)return;done=true;console.log(JSON.stringify(got));s.close()};
-s.on('message',m=>{got.push(m.toString());if(got.length>=+count)end()});
-s.on('error',e=>got.push('error '+e.code));
-s.bind(0,()=>{for(let i=0;i<+count;i++)setTimeout(()=>s.send(Buffer.alloc(+size,120),7,dst),i*20);
-setTimeout(end,+count*20+1500)});`;
+const UDP_ECHO = udpEcho(4);
+const waitFor = waitForOutput;
 
 // A TCP transfer with a node socket: the client sends `bytes`, the server answers with the count it got.
 const TCP_SINK = `const n=require('node:net');let total=0;
@@ -57,53 +48,19 @@ const c=n.connect(5001,dst,()=>{const chunk=Buffer.alloc(65536,7);let left=+byte
 const more=()=>{while(left>0){const k=Math.min(left,chunk.length);left-=k;if(!c.write(chunk.subarray(0,k)))return c.once('drain',more)}c.end()};more()});
 c.on('data',d=>reply+=d);c.on('end',()=>console.log(reply));c.setTimeout(15000,()=>{console.log('timeout');c.destroy()});`;
 
-async function udp(lab: NetnsLab, ns: string, dst: string, size: number, count = 3): Promise<string[]> {
-  const { stdout } = await lab.exec(ns, ['node', '-e', UDP_CLIENT, dst, String(size), String(count)]);
-  return JSON.parse(stdout) as string[];
-}
-
-function waitFor(child: ReturnType<NetnsLab['spawn']>, pattern: RegExp): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`timeout waiting for ${pattern}: ${seen}`)), 5000);
-    const on = (d: Buffer) => {
-      seen += d;
-      if (pattern.test(seen)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', on);
-    child.stderr?.on('data', on);
-  });
+function udp(lab: NetnsLab, ns: string, dst: string, size: number, count = 3): Promise<string[]> {
+  return udpExchange(lab, ns, dst, size, { count });
 }
 
 /** Bytes the receiver got in an iperf3 -4 run of `seconds` from the client (reversed: to it). */
-async function iperf4(
+function iperf4(
   lab: NetnsLab,
   server: { ns: string; addr: string },
   clientNs: string,
   reverse: boolean,
   seconds = 2,
 ): Promise<number> {
-  const child = lab.spawn(server.ns, ['iperf3', '-s', '-1', '--forceflush', '--idle-timeout', '10']);
-  await waitFor(child, /listening/);
-  const argv = [
-    'timeout',
-    String(seconds + 6),
-    'iperf3',
-    '-4',
-    '-c',
-    server.addr,
-    '-t',
-    String(seconds),
-    '-J',
-  ];
-  const { stdout } = await lab
-    .exec(clientNs, [...argv, ...(reverse ? ['-R'] : [])])
-    .catch((e: Error) => ({ stdout: `{"error":${JSON.stringify(e.message)}}` }));
-  const r = JSON.parse(stdout) as { end?: { sum_received?: { bytes?: number } } };
-  return r.end?.sum_received?.bytes ?? 0;
+  return iperfBytes(lab, server, clientNs, { reverse, seconds });
 }
 
 const V4_FORWARDING = ['net.ipv4.ip_forward=1'];

@@ -18,6 +18,7 @@ import type { HomeAgentDataplaneOptions, MobileRouterRoutes, TunnelBinding } fro
 import { site } from '../src/lab/netbuild.ts';
 import { type CommandRunner, ExecRunner, type RunOptions, type RunResult } from '../src/system/runner.ts';
 import { type NetnsLab, withNetns } from './helpers/netns.ts';
+import { iperfBytes, udpEcho, udpExchange, waitForOutput } from './helpers/probes.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
 const HA = '2001:db8:ffff::1';
@@ -39,85 +40,17 @@ class Tap implements CommandRunner {
   }
 }
 
-const UDP_ECHO = `const d=require('node:dgram');const [port,name]=process.argv.slice(1);
-const s=d.createSocket({type:'udp6'});
-s.on('message',(m,r)=>{console.log('rx '+r.address+' '+m.length);s.send(Buffer.from(name+':'+m.length),r.port,r.address)});
-s.bind(Number(port),'::',()=>console.log('ready'));`;
-
-// Ends once every reply is in, or 1.5 s after the last send: the first packets on a fresh topology wait for
-// neighbour discovery on every hop, which takes longer than 300 ms when other tests load the machine.
-const UDP_CLIENT = `const d=require('node:dgram');const [dst,port,size,count,bind]=process.argv.slice(1);
-const s=d.createSocket({type:'udp6'});const got=[];let done=false;
-const end=()=>{if(done)return;done=true;console.log(JSON.stringify(got));s.close()};
-s.on('message',m=>{got.push(m.toString());if(got.length>=+count)end()});
-s.bind(0,bind||'::',()=>{for(let i=0;i<+count;i++)setTimeout(()=>s.send(Buffer.alloc(+size,120),+port,dst),i*20);
-setTimeout(end,+count*20+1500)});`;
+const UDP_ECHO = udpEcho(6);
+const waitFor = waitForOutput;
 
 /** Send `count` datagrams of `size` bytes from ns to dst:7; returns the echo replies ("<name>:<size>"). */
-async function udp(
-  lab: NetnsLab,
-  ns: string,
-  dst: string,
-  size: number,
-  count = 3,
-  bind = '',
-): Promise<string[]> {
-  const { stdout } = await lab.exec(ns, [
-    'node',
-    '-e',
-    UDP_CLIENT,
-    dst,
-    '7',
-    String(size),
-    String(count),
-    bind,
-  ]);
-  return JSON.parse(stdout) as string[];
-}
-
-function waitFor(child: ReturnType<NetnsLab['spawn']>, pattern: RegExp): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`timeout waiting for ${pattern}: ${seen}`)), 5000);
-    const on = (d: Buffer) => {
-      seen += d;
-      if (pattern.test(seen)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', on);
-    child.stderr?.on('data', on);
-  });
+function udp(lab: NetnsLab, ns: string, dst: string, size: number, count = 3, bind = ''): Promise<string[]> {
+  return udpExchange(lab, ns, dst, size, { count, bind });
 }
 
 /** Bytes the receiver got in a 2-s iperf3 run from `client` to `server` (or reversed with -R). */
-async function iperf(
-  lab: NetnsLab,
-  serverNs: string,
-  clientNs: string,
-  serverAddr: string,
-  reverse: boolean,
-): Promise<number> {
-  const server = lab.spawn(serverNs, ['iperf3', '-s', '-1', '--forceflush', '--idle-timeout', '10']);
-  await waitFor(server, /listening/);
-  const argv = [
-    'timeout',
-    '8',
-    'iperf3',
-    '-6',
-    '-c',
-    serverAddr,
-    '-t',
-    '2',
-    '-J',
-    ...(reverse ? ['-R'] : []),
-  ];
-  const { stdout } = await lab
-    .exec(clientNs, argv)
-    .catch((e: Error) => ({ stdout: `{"error":${JSON.stringify(e.message)}}` }));
-  const r = JSON.parse(stdout) as { end?: { sum_received?: { bytes?: number } } };
-  return r.end?.sum_received?.bytes ?? 0;
+function iperf(lab: NetnsLab, serverNs: string, clientNs: string, serverAddr: string, reverse: boolean) {
+  return iperfBytes(lab, { ns: serverNs, addr: serverAddr }, clientNs, { reverse });
 }
 
 async function topology(lab: NetnsLab) {

@@ -7,8 +7,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
   type AgentRig,
+  addIpv4Home,
   agentStatus,
   type Host,
+  IPV4_HOME,
   type Lab,
   migrate,
   openAgentRig,
@@ -19,14 +21,7 @@ import type { NetnsLab } from './helpers/netns.ts';
 import type { Proc, Procs } from './helpers/procs.ts';
 import { dataplaneBackends, needsRoot } from './helpers/requirements.ts';
 
-const V4 = {
-  prefix: '10.1.0.0/24',
-  guest: '10.1.0.10',
-  gateway: '10.1.0.1',
-  // The HA's and the correspondent's IPv4 links to the router (the rig's backbone is IPv6 only).
-  haLink: { inet: '172.16.1.1', ha: '172.16.1.2' },
-  cnLink: { inet: '172.16.3.1', cn: '172.16.3.2' },
-};
+const V4 = IPV4_HOME;
 const TCP_PORT = 7100;
 // The IPv6 stream's bound in test/agent.test.ts (about 3× its loaded p95): IPv4 takes the same tunnel.
 const GAP_BOUND_MS = 750;
@@ -50,17 +45,8 @@ for (const backend of backends) {
       const opened = await openAgentRig(backend, 'dualstack-it', { net1Ipv4: V4.prefix });
       rig = opened;
       ({ netns, procs, lab } = opened);
+      await addIpv4Home(netns, lab);
       const run = (ns: string, argv: string[]) => netns.exec(ns, argv);
-      for (const ns of [lab.ns.inet, lab.ns.ha, lab.ns['host-a'], lab.ns['host-b']])
-        await run(ns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-      await run(lab.ns.inet, ['ip', 'addr', 'add', `${V4.haLink.inet}/24`, 'dev', 'inet-ha']);
-      await run(lab.ns.ha, ['ip', 'addr', 'add', `${V4.haLink.ha}/24`, 'dev', 'ha-up']);
-      await run(lab.ns.inet, ['ip', 'addr', 'add', `${V4.cnLink.inet}/24`, 'dev', 'inet-cn']);
-      await run(lab.ns.cn, ['ip', 'addr', 'add', `${V4.cnLink.cn}/24`, 'dev', 'cn0']);
-      // The IPv4 home network: the router sends the prefix to the HA, as it does the IPv6 MNPs.
-      await run(lab.ns.inet, ['ip', 'route', 'add', V4.prefix, 'via', V4.haLink.ha]);
-      await run(lab.ns.ha, ['ip', 'route', 'add', 'default', 'via', V4.haLink.inet]);
-      await run(lab.ns.cn, ['ip', 'route', 'add', 'default', 'via', V4.cnLink.inet]);
       // The guest's IPv4 side, static (its gateway is on net1's bridge on every host).
       await run(lab.ns.g1, ['ip', 'addr', 'add', `${V4.guest}/24`, 'dev', 'g0']);
       await run(lab.ns.g1, ['ip', 'route', 'add', 'default', 'via', V4.gateway]);

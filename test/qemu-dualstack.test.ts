@@ -13,9 +13,11 @@ import { after, before, describe, it } from 'node:test';
 import { slaacAddress } from '../src/hypervisor/qemu/guest-image.ts';
 import {
   type AgentRig,
+  addIpv4Home,
   agentStatus,
   HOSTS,
   type Host,
+  IPV4_HOME,
   type Lab,
   migrate,
   openAgentRig,
@@ -31,14 +33,7 @@ const skip = skipUnless(missing === false, missing || '');
 
 const MAC = '52:54:00:0f:1c:11';
 const GUEST6 = slaacAddress(ADDR.mnp, MAC);
-const V4 = {
-  prefix: '10.1.0.0/24',
-  guest: '10.1.0.10',
-  gateway: '10.1.0.1',
-  // The HA's and the correspondent's IPv4 links to the router (the rig's backbone is IPv6 only).
-  haLink: { inet: '172.16.1.1', ha: '172.16.1.2' },
-  cnLink: { inet: '172.16.3.1', cn: '172.16.3.2' },
-};
+const V4 = IPV4_HOME;
 const ECHO = 7; // oflguest's UDP echo
 const PROBE_INTERVAL_MS = 5;
 // Each move's longest silence of the echo probes, either family. The lab measures 82-84 ms for a QEMU
@@ -91,17 +86,7 @@ for (const backend of backends) {
       const guest = `mac: "${MAC}", memoryMiB: 128, ipv4: { address: "${V4.guest}/24", gateway: "${V4.gateway}" }`;
       rig = await openAgentRig(backend, 'qemu-dualstack', { net1Ipv4: V4.prefix, qemuGuest1: guest });
       ({ netns, procs, lab } = rig);
-      const run = (ns: string, argv: string[]) => netns.exec(ns, argv);
-      for (const ns of [lab.ns.inet, lab.ns.ha, lab.ns['host-a'], lab.ns['host-b']])
-        await run(ns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-      await run(lab.ns.inet, ['ip', 'addr', 'add', `${V4.haLink.inet}/24`, 'dev', 'inet-ha']);
-      await run(lab.ns.ha, ['ip', 'addr', 'add', `${V4.haLink.ha}/24`, 'dev', 'ha-up']);
-      await run(lab.ns.inet, ['ip', 'addr', 'add', `${V4.cnLink.inet}/24`, 'dev', 'inet-cn']);
-      await run(lab.ns.cn, ['ip', 'addr', 'add', `${V4.cnLink.cn}/24`, 'dev', 'cn0']);
-      // The IPv4 home network: the router sends the prefix to the HA, as it does the IPv6 MNPs.
-      await run(lab.ns.inet, ['ip', 'route', 'add', V4.prefix, 'via', V4.haLink.ha]);
-      await run(lab.ns.ha, ['ip', 'route', 'add', 'default', 'via', V4.haLink.inet]);
-      await run(lab.ns.cn, ['ip', 'route', 'add', 'default', 'via', V4.cnLink.inet]);
+      await addIpv4Home(netns, lab);
     });
 
     after(async () => {

@@ -66,6 +66,36 @@ export interface BuildOptions {
   beforeAgents?: (ns: Lab['ns']) => Promise<void>;
 }
 
+/** The IPv4 side of a dual-stack rig (RFC 5555): net1's IPv4 prefix, its guest, and the IPv4 links of the HA and
+ * the correspondent to the router (the backbone itself is IPv6 only). */
+export const IPV4_HOME = {
+  prefix: '10.1.0.0/24',
+  guest: '10.1.0.10',
+  gateway: '10.1.0.1',
+  haLink: { inet: '172.16.1.1', ha: '172.16.1.2' },
+  cnLink: { inet: '172.16.3.1', cn: '172.16.3.2' },
+} as const;
+
+/**
+ * IPv4 addressing and routes for a rig built with `net1Ipv4: IPV4_HOME.prefix`: IPv4 forwarding on the router,
+ * the HA and the hosts; the HA's and the correspondent's IPv4 links; the router sends the prefix to the HA
+ * (the IPv4 home network, as the IPv6 MNPs), so the correspondent reaches net1's IPv4 guests only through
+ * the HA's tunnel.
+ */
+export async function addIpv4Home(netns: NetnsLab, lab: Lab): Promise<void> {
+  const v4 = IPV4_HOME;
+  const run = (ns: string, argv: string[]) => netns.exec(ns, argv);
+  for (const ns of [lab.ns.inet, lab.ns.ha, lab.ns['host-a'], lab.ns['host-b']])
+    await run(ns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  await run(lab.ns.inet, ['ip', 'addr', 'add', `${v4.haLink.inet}/24`, 'dev', 'inet-ha']);
+  await run(lab.ns.ha, ['ip', 'addr', 'add', `${v4.haLink.ha}/24`, 'dev', 'ha-up']);
+  await run(lab.ns.inet, ['ip', 'addr', 'add', `${v4.cnLink.inet}/24`, 'dev', 'inet-cn']);
+  await run(lab.ns.cn, ['ip', 'addr', 'add', `${v4.cnLink.cn}/24`, 'dev', 'cn0']);
+  await run(lab.ns.inet, ['ip', 'route', 'add', v4.prefix, 'via', v4.haLink.ha]);
+  await run(lab.ns.ha, ['ip', 'route', 'add', 'default', 'via', v4.haLink.inet]);
+  await run(lab.ns.cn, ['ip', 'route', 'add', 'default', 'via', v4.cnLink.inet]);
+}
+
 /** The HA's database of the rig in `dir`: on tmpfs when there is one (see build). */
 function haDatabase(dir: string): string {
   return join(existsSync('/dev/shm') ? '/dev/shm' : dir, `${basename(dir)}-ha.sqlite`);
