@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from './config/schema.ts';
+import { closeServer, serverUrl } from './httpserver.ts';
 
 export interface Health {
   /** The daemon can do its job (the HA: data plane initialised and store open; the agent: networks loaded). */
@@ -58,16 +59,12 @@ export class MetricsExporter {
 
   /** http://host:port of the listening server. */
   get url(): string {
-    const a = this.server?.address() as AddressInfo | null | undefined;
-    if (!a) throw new Error('metrics exporter not listening');
-    return a.family === 'IPv6' ? `http://[${a.address}]:${a.port}` : `http://${a.address}:${a.port}`;
+    return serverUrl(this.server, 'metrics exporter');
   }
 
   close(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    if (!server) return Promise.resolve();
-    server.closeAllConnections();
-    return new Promise((resolve) => server.close(() => resolve()));
+    return closeServer(server);
   }
 }

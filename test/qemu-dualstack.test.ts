@@ -41,7 +41,8 @@ const PROBE_INTERVAL_MS = 5;
 // about seven times that still catches a handover that waits for a lifetime, a retransmission or ARP.
 const GAP_BOUND_MS = 600;
 
-const backends = missing === false ? await dataplaneBackends() : [];
+// IPv4 rides the bpf data plane only (seg6 refuses IPv4 prefixes: docs/dataplane.md).
+const backends = missing === false ? (await dataplaneBackends()).filter((b) => b === 'bpf') : [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface ClientResult {

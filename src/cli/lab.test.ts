@@ -46,6 +46,33 @@ describe('offlink lab run --family', () => {
     const fallback = resolveFamily('qemu', undefined);
     assert.equal(fallback.family, 'ipv6');
     assert.match(fallback.note ?? '', /QEMU guests are IPv6 only/);
-    assert.throws(() => resolveFamily('qemu', 'dual'), /--family dual needs netns guests.*--family ipv6/);
+    assert.throws(
+      () => resolveFamily('qemu', 'dual'),
+      /--family dual cannot run with QEMU guests.*--family ipv6/,
+    );
+  });
+
+  it('the seg6 data plane carries no IPv4: ipv6 with a note by default, an explicit dual refused', () => {
+    const fallback = resolveFamily('netns', undefined, 'seg6');
+    assert.equal(fallback.family, 'ipv6');
+    assert.match(fallback.note ?? '', /seg6 data plane does not carry IPv4/);
+    assert.throws(
+      () => resolveFamily('netns', 'dual', 'seg6'),
+      /--family dual cannot run with the seg6 data plane/,
+    );
+    assert.deepEqual(resolveFamily('netns', undefined, 'bpf'), { family: 'dual' });
+    assert.deepEqual(resolveFamily('netns', undefined, 'auto'), { family: 'dual' });
+  });
+
+  it('the seg6 data plane carries no IPv4: ipv6 with a note by default, an explicit dual refused', () => {
+    const fallback = resolveFamily('netns', undefined, 'seg6');
+    assert.equal(fallback.family, 'ipv6');
+    assert.match(fallback.note ?? '', /seg6 data plane does not carry IPv4/);
+    assert.throws(
+      () => resolveFamily('netns', 'dual', 'seg6'),
+      /--family dual cannot run with the seg6 data plane/,
+    );
+    assert.deepEqual(resolveFamily('netns', undefined, 'bpf'), { family: 'dual' });
+    assert.deepEqual(resolveFamily('netns', undefined, 'auto'), { family: 'dual' });
   });
 });

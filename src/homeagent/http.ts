@@ -1,7 +1,7 @@
 // The home agent's status endpoint on a loopback address: GET /status (binding cache, JSON) and
 // GET /metrics (Prometheus text). Read-only; nothing here changes state.
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, serverUrl } from '../httpserver.ts';
 
 export interface StatusHandlers {
   status(): unknown;
@@ -44,16 +44,12 @@ export class StatusServer {
 
   /** http://host:port of the listening server. */
   get url(): string {
-    const a = this.server?.address() as AddressInfo | null | undefined;
-    if (!a) throw new Error('status server not listening');
-    return a.family === 'IPv6' ? `http://[${a.address}]:${a.port}` : `http://${a.address}:${a.port}`;
+    return serverUrl(this.server, 'status server');
   }
 
   close(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    if (!server) return Promise.resolve();
-    server.closeAllConnections();
-    return new Promise((resolve) => server.close(() => resolve()));
+    return closeServer(server);
   }
 }

@@ -61,17 +61,31 @@ const UPLINK_SAMPLE_MS = 100;
 export function resolveFamily(
   guest: GuestKind,
   asked: LabFamily | undefined,
+  dataplane: BackendChoice = 'auto',
 ): { family: LabFamily; note?: string } {
-  if (guest !== 'qemu') return { family: asked ?? 'dual' };
+  // The seg6 data plane does not carry IPv4 (docs/dataplane.md); the QEMU guest image has no IPv4 side here.
+  const why =
+    dataplane === 'seg6'
+      ? {
+          what: 'the seg6 data plane',
+          text: 'the seg6 data plane does not carry IPv4',
+          use: '--dataplane seg6',
+        }
+      : guest === 'qemu'
+        ? {
+            what: 'QEMU guests',
+            text: 'QEMU guests are IPv6 only (the guest image has no IPv4)',
+            use: '--guest qemu',
+          }
+        : undefined;
+  if (!why) return { family: asked ?? 'dual' };
   if (asked === 'dual') {
     throw new OfflinkError(
       'ERR_LAB_OPTIONS',
-      '--family dual needs netns guests: the QEMU guest image is IPv6 only (use --family ipv6 with --guest qemu)',
+      `--family dual cannot run with ${why.what}: ${why.text} (use --family ipv6 with ${why.use})`,
     );
   }
-  return asked
-    ? { family: asked }
-    : { family: 'ipv6', note: 'QEMU guests are IPv6 only (the guest image has no IPv4): ran ipv6, not dual' };
+  return asked ? { family: asked } : { family: 'ipv6', note: `${why.text}: ran ipv6, not dual` };
 }
 
 function sleepUntil(t: number, signal?: AbortSignal): Promise<void> {
@@ -127,7 +141,7 @@ async function bringUp(
   onVms: (vms: OnLinkVms) => void = () => {},
 ): Promise<Running> {
   const t0 = now();
-  const { family, note } = resolveFamily(options.guest, options.family);
+  const { family, note } = resolveFamily(options.guest, options.family, options.dataplane);
   if (note) options.print(`lab: ${note}`);
   options.print(
     `lab: building the ${options.topology} testbed (${family === 'dual' ? 'dual-stack' : 'IPv6'}) in network namespaces ...`,
@@ -189,7 +203,7 @@ export async function labUp(options: LabOptions): Promise<Running> {
       '`lab up` cannot leave an on-link QEMU guest running (the lab process runs it); use `lab run --topology on-link --guest qemu`',
     );
   }
-  resolveFamily(options.guest, options.family);
+  resolveFamily(options.guest, options.family, options.dataplane);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
   writeState(options.stateDir, {
@@ -207,7 +221,7 @@ export async function labUp(options: LabOptions): Promise<Running> {
 }
 
 export async function labRun(options: LabRunOptions): Promise<LabReport> {
-  const { family, note: familyNote } = resolveFamily(options.guest, options.family);
+  const { family, note: familyNote } = resolveFamily(options.guest, options.family, options.dataplane);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
   writeState(options.stateDir, {
