@@ -39,40 +39,18 @@ describe('offlink lab run --family', () => {
     assert.match(message, /argument 'ipv4' is invalid\. Allowed choices are ipv6, dual/);
   });
 
-  it('netns guests run what was asked (dual unless told); QEMU guests fall back to ipv6 with a note, and refuse an explicit dual', () => {
-    assert.deepEqual(resolveFamily('netns', undefined), { family: 'dual' });
-    assert.deepEqual(resolveFamily('netns', 'ipv6'), { family: 'ipv6' });
-    assert.deepEqual(resolveFamily('qemu', 'ipv6'), { family: 'ipv6' });
-    const fallback = resolveFamily('qemu', undefined);
-    assert.equal(fallback.family, 'ipv6');
-    assert.match(fallback.note ?? '', /QEMU guests are IPv6 only/);
-    assert.throws(
-      () => resolveFamily('qemu', 'dual'),
-      /--family dual cannot run with QEMU guests.*--family ipv6/,
-    );
+  it('a run is what was asked, dual unless told, whatever the guests (netns or QEMU)', () => {
+    assert.deepEqual(resolveFamily(undefined), { family: 'dual' });
+    assert.deepEqual(resolveFamily('ipv6'), { family: 'ipv6' });
+    assert.deepEqual(resolveFamily('dual'), { family: 'dual' });
   });
 
   it('the seg6 data plane carries no IPv4: ipv6 with a note by default, an explicit dual refused', () => {
-    const fallback = resolveFamily('netns', undefined, 'seg6');
+    const fallback = resolveFamily(undefined, 'seg6');
     assert.equal(fallback.family, 'ipv6');
     assert.match(fallback.note ?? '', /seg6 data plane does not carry IPv4/);
-    assert.throws(
-      () => resolveFamily('netns', 'dual', 'seg6'),
-      /--family dual cannot run with the seg6 data plane/,
-    );
-    assert.deepEqual(resolveFamily('netns', undefined, 'bpf'), { family: 'dual' });
-    assert.deepEqual(resolveFamily('netns', undefined, 'auto'), { family: 'dual' });
-  });
-
-  it('the seg6 data plane carries no IPv4: ipv6 with a note by default, an explicit dual refused', () => {
-    const fallback = resolveFamily('netns', undefined, 'seg6');
-    assert.equal(fallback.family, 'ipv6');
-    assert.match(fallback.note ?? '', /seg6 data plane does not carry IPv4/);
-    assert.throws(
-      () => resolveFamily('netns', 'dual', 'seg6'),
-      /--family dual cannot run with the seg6 data plane/,
-    );
-    assert.deepEqual(resolveFamily('netns', undefined, 'bpf'), { family: 'dual' });
-    assert.deepEqual(resolveFamily('netns', undefined, 'auto'), { family: 'dual' });
+    assert.throws(() => resolveFamily('dual', 'seg6'), /--family dual cannot run with the seg6 data plane/);
+    assert.deepEqual(resolveFamily(undefined, 'bpf'), { family: 'dual' });
+    assert.deepEqual(resolveFamily(undefined, 'auto'), { family: 'dual' });
   });
 });

@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { BackendChoice } from '../dataplane/probe.ts';
-import type { HostName, Topology } from './topology.ts';
+import { guestIpv4, type HostName, type Topology } from './topology.ts';
 
 export const CONTROL_PORT = 7400;
 export const SIGNALING_PORT = 4191;
@@ -89,7 +89,13 @@ export function writeLabConfigs(topo: Topology, dir: string, options: LabConfigO
                 guests: Object.fromEntries(
                   topo.guests.map((g) => [
                     g.name,
-                    { mac: g.mac, memoryMiB: 128, bootOn: topo.hosts[0].name },
+                    {
+                      mac: g.mac,
+                      memoryMiB: 128,
+                      bootOn: topo.hosts[0].name,
+                      // dual-stack: static IPv4 on the kernel command line (IPv4 has no SLAAC)
+                      ...(g.ipv4 ? { ipv4: guestIpv4(g.ipv4) } : {}),
+                    },
                   ]),
                 ),
                 migration: { overlap: options.overlap ?? true },

@@ -119,6 +119,14 @@ export interface Topology extends LabPlan {
 
 const hex = (n: number) => n.toString(16);
 
+/**
+ * A VM guest's IPv4 side as the QEMU guest takes it (hypervisor.guests.*.ipv4, guestCmdline): its address
+ * with its subnet's length, and the gateway.
+ */
+export function guestIpv4(v4: NonNullable<GuestPlan['ipv4']>): { address: string; gateway: string } {
+  return { address: `${v4.address}/${v4.prefix.split('/')[1]}`, gateway: v4.gateway };
+}
+
 /** Names and addresses of the lab; pure, so the CLI can print them and tests can check them. */
 export function planTopology(
   kind: TopologyKind,
@@ -126,9 +134,6 @@ export function planTopology(
   guestKind: GuestKind = 'netns',
   family: LabFamily = 'dual',
 ): LabPlan {
-  // The QEMU guest image configures IPv6 only (src/hypervisor/qemu/guest/init.sh).
-  if (family === 'dual' && guestKind === 'qemu')
-    throw new LabError('ERR_LAB_OPTIONS', 'QEMU guests are IPv6 only: plan them with family ipv6');
   const dual = family === 'dual';
   const host = (name: HostName, label: 'A' | 'B', prefix: string, mac: string): HostPlan => ({
     name,
