@@ -50,7 +50,13 @@ export function buildAgent(
   for (const network of config.networks) {
     const guestLink = new GuestLink(
       { kernel, spawner: nodeSpawner, clock, logger },
-      { network: network.name, bridge: network.bridge, prefixes: network.prefixes, runDir: config.runDir },
+      {
+        network: network.name,
+        bridge: network.bridge,
+        prefixes: network.prefixes,
+        runDir: config.runDir,
+        ...(network.dhcp4 ? { dhcp4: network.dhcp4 } : {}),
+      },
     );
     guestLinks.push(guestLink);
     routers.set(

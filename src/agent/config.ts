@@ -18,6 +18,7 @@ import {
   ipv6,
   keySource,
   listenAddress,
+  macAddress,
   metricsSection,
   mss,
   name,
@@ -135,7 +136,7 @@ const hypervisor = z.discriminatedUnion('driver', [
       .record(
         name,
         z.strictObject({
-          mac: z.string().regex(/^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/, 'not a MAC address'),
+          mac: macAddress,
           memoryMiB: z.number().int().min(64).max(65536).default(128),
           bootOn: name.optional(),
           tap: interfaceName.optional(),

@@ -5,6 +5,8 @@
 import { createHash } from 'node:crypto';
 import { formatIPv6, isIPv4Text, parseIPv4Destination, parseIPv6, parsePrefix } from '../protocol/address.ts';
 import type { HostComponents } from './components.ts';
+import type { Dhcp4Config } from './config.ts';
+import { Dhcp4Server } from './dhcp4.ts';
 import { DEFAULT_RADVD_TIMING, Radvd, type RadvdTiming } from './radvd.ts';
 
 /** seg6 encapsulates on input and cannot send Packet Too Big, so the guest MTU leaves room (docs/dataplane.md). */
@@ -21,9 +23,9 @@ export interface GuestLinkControl {
    * milliseconds before the kernel resolves them again (measured: ~450 ms on every return to a host).
    */
   flushNeighbours(): Promise<void>;
-  /** Start router advertisements (only while active). Idempotent. */
+  /** Start router advertisements, and DHCPv4 when configured (only while active). Idempotent. */
   startAdvertising(): Promise<void>;
-  /** Stop router advertisements. Idempotent. */
+  /** Stop router advertisements and DHCPv4. Idempotent. */
   stopAdvertising(): Promise<void>;
   /** Stop advertising and remove the bridge. */
   destroy(): Promise<void>;
@@ -38,6 +40,8 @@ export interface GuestLinkOptions {
   /** Directory for radvd's config and pid files (e.g. /run/offlink). */
   runDir: string;
   radvd?: Partial<RadvdTiming>;
+  /** DHCPv4 for the guests (dnsmasq, while active; dhcp4.ts); the network's IPv4 prefixes are its ranges. */
+  dhcp4?: Dhcp4Config;
 }
 
 /**
@@ -77,6 +81,7 @@ export function ipv4GatewayAddress(prefix: string): string {
 
 export class GuestLink implements GuestLinkControl {
   private readonly radvd: Radvd;
+  private readonly dhcp4: Dhcp4Server | undefined;
   private readonly mtu: number;
   private readonly undo: Array<{ what: string; fn: () => Promise<void> }> = [];
 
@@ -92,6 +97,14 @@ export class GuestLink implements GuestLinkControl {
       timing: { ...DEFAULT_RADVD_TIMING, ...options.radvd },
       runDir: options.runDir,
     });
+    if (options.dhcp4)
+      this.dhcp4 = new Dhcp4Server(components, {
+        bridge: options.bridge,
+        prefixes: [...new Set(options.prefixes.filter(isIPv4Text))],
+        mtu: this.mtu,
+        config: options.dhcp4,
+        runDir: options.runDir,
+      });
   }
 
   get mac(): string {
@@ -122,16 +135,21 @@ export class GuestLink implements GuestLinkControl {
     await this.components.kernel.flushNeighbours(this.options.bridge);
   }
 
-  startAdvertising(): Promise<void> {
-    return this.radvd.start();
+  async startAdvertising(): Promise<void> {
+    await Promise.all([this.radvd.start(), this.dhcp4?.start()]);
   }
 
-  stopAdvertising(): Promise<void> {
-    return this.radvd.stop();
+  async stopAdvertising(): Promise<void> {
+    await Promise.all([this.radvd.stop(), this.dhcp4?.stop()]);
+  }
+
+  /** Whether dnsmasq runs (DHCPv4 configured and the network active here). */
+  get servingDhcp4(): boolean {
+    return this.dhcp4?.running ?? false;
   }
 
   async destroy(): Promise<void> {
-    await this.radvd.stop();
+    await this.stopAdvertising();
     for (let u = this.undo.pop(); u !== undefined; u = this.undo.pop()) {
       try {
         await u.fn();
