@@ -188,7 +188,7 @@ describe('agent config', () => {
     [
       'qemu: bad MAC',
       (d) => (d.hypervisor = { driver: 'qemu', guests: { 'guest-1': { mac: '52:54:00:00:01' } } }),
-      /^hypervisor.guests.guest-1.mac: not a MAC address$/,
+      /^hypervisor.guests.guest-1.mac: not a MAC address \(52:54:00:12:34:56\)$/,
     ],
     [
       'qemu: boots on an unknown host',
