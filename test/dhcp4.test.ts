@@ -2,9 +2,10 @@
 // IPv4 prefix and `dhcp4` reservations. The guest (namespace g1) runs busybox's udhcpc, a real DHCPv4
 // client, against the active host's dnsmasq; net1 moves to host B with an IPv4 TCP connection open; the
 // same udhcpc then renews (SIGUSR1) and host B's dnsmasq acknowledges the same address and gateway; host
-// A's dnsmasq stopped with the handover.
+// A's dnsmasq stopped with the handover. An unreserved client gets nothing until an agent reload (SIGHUP)
+// adds its reservation; the first guest's lease still renews after that reload.
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -15,6 +16,7 @@ import {
   type Lab,
   migrate,
   openAgentRig,
+  waitForLog,
 } from './helpers/agent-lab.ts';
 import type { NetnsLab } from './helpers/netns.ts';
 import type { Proc, Procs } from './helpers/procs.ts';
@@ -22,6 +24,7 @@ import { dataplaneBackends, needsRoot, skipUnless } from './helpers/requirements
 
 const V4 = IPV4_HOME;
 const MAC = '02:00:5e:00:01:10';
+const OTHER_MAC = '02:00:5e:00:01:99';
 const TCP_PORT = 7101;
 const BUSYBOX = '/usr/bin/busybox';
 const DNSMASQ = '/usr/sbin/dnsmasq';
@@ -139,7 +142,7 @@ for (const backend of backends) {
         namespaces: [{ name: 'g3' }],
         veths: [
           {
-            a: { ns: 'g3', dev: 'g0', mac: '02:00:5e:00:01:99' },
+            a: { ns: 'g3', dev: 'g0', mac: OTHER_MAC },
             b: { ns: lab.ns['host-b'], dev: 'vg-g3', master: 'ofl-net1' },
           },
         ],
@@ -161,9 +164,52 @@ for (const backend of backends) {
       ]);
       const code = await new Promise<number | null>((r) => other.child.once('exit', (c) => r(c)));
       assert.equal(code, 1, 'udhcpc found no lease');
-      assert.match(agentLog('host-b'), /DHCPDISCOVER\(ofl-net1\) 02:00:5e:00:01:99 no address available/);
+      assert.ok(
+        agentLog('host-b').includes(`DHCPDISCOVER(ofl-net1) ${OTHER_MAC} no address available`),
+        'dnsmasq saw the request and had no address for it',
+      );
       const addr = await netns.exec(made.g3, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'g0']);
       assert.equal(addr.stdout.trim(), '', 'no IPv4 address on the unreserved guest');
+
+      // SIGHUP with a reservation for it: host B's dnsmasq restarts with it
+      const file = lab.agentConfigs['host-b'];
+      const text = readFileSync(file, 'utf8');
+      const reserved = `address: "${V4.guest}" }]`;
+      assert.ok(text.includes(reserved), 'precondition: the rig wrote the reservation inline');
+      writeFileSync(
+        file,
+        text.replace(reserved, `address: "${V4.guest}" }, { mac: "${OTHER_MAC}", address: "10.1.0.99" }]`),
+      );
+      const seen = lab.agents['host-b'].stderr.length;
+      lab.agents['host-b'].child.kill('SIGHUP');
+      await waitForLog(
+        lab.agents['host-b'],
+        (l) =>
+          l.includes('"msg":"DHCPv4 settings applied"') && lab.agents['host-b'].stderr.indexOf(l) >= seen,
+        'host-b DHCPv4 reload',
+      );
+      assert.match(lab.agents['host-b'].stderr.slice(seen), /"dhcp4":"restarted"/);
+      const again = procs.start(made.g3, [
+        BUSYBOX,
+        'udhcpc',
+        '-f',
+        '-i',
+        'g0',
+        '-s',
+        join(rig!.dir, 'udhcpc.sh'),
+        '-n',
+        '-q',
+        '-t',
+        '5',
+        '-T',
+        '1',
+      ]);
+      const bound = await again.waitFor((l) => l.startsWith('udhcpc bound'), 30_000);
+      assert.match(bound, /^udhcpc bound ip=10\.1\.0\.99 mask=24 router=10\.1\.0\.1 /);
+      // and the guest that had its lease before the reload renews it with the new dnsmasq
+      udhcpc.child.kill('SIGUSR1');
+      const renewed = await udhcpc.waitFor((l) => l.startsWith('udhcpc renew'), 30_000);
+      assert.match(renewed, new RegExp(`^udhcpc renew ip=${V4.guest.replaceAll('.', '\\.')} `));
     });
   });
 }

@@ -4,9 +4,14 @@
 // every host that may hold the network hands out the same address to the same guest: a guest that
 // migrated renews its lease with the new host's dnsmasq and keeps its address, with no lease state carried
 // between hosts. `--dhcp-authoritative` makes dnsmasq answer a renewal it has no record of (the lease was
-// granted by the previous host) with an ACK instead of ignoring it.
+// granted by the previous host) with an ACK instead of ignoring it. The reservations are on its command
+// line: an agent reload that changes them restarts dnsmasq, which loses nothing (no lease state is kept:
+// the reservations are the state). A hosts file re-read on SIGHUP would spare the restart, but dnsmasq
+// reads it as its unprivileged user, who cannot be assumed to reach the agent's run directory.
+
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { parseIPv4Destination } from '../protocol/address.ts';
@@ -63,11 +68,13 @@ export function dnsmasqArgv(input: Dhcp4Input, files: { pidFile: string }): stri
 export class Dhcp4Server {
   private readonly child: SupervisedChild;
   readonly pidPath: string;
+  private input: Dhcp4Input & { runDir: string };
 
   constructor(
     components: { spawner: ProcessSpawner; clock: Clock; logger: Logger },
-    private readonly input: Dhcp4Input & { runDir: string },
+    input: Dhcp4Input & { runDir: string },
   ) {
+    this.input = input;
     this.child = new SupervisedChild(components, 'dnsmasq');
     this.pidPath = join(input.runDir, `dnsmasq-${input.bridge}.pid`);
   }
@@ -82,6 +89,20 @@ export class Dhcp4Server {
     await mkdir(this.input.runDir, { recursive: true, mode: 0o755 });
     await rm(this.pidPath, { force: true });
     this.child.run(dnsmasqArgv(this.input, { pidFile: this.pidPath }));
+  }
+
+  /**
+   * New settings (an agent reload): a running dnsmasq restarts with them; on standby they are kept for
+   * the next start.
+   */
+  async update(config: Dhcp4Config): Promise<'unchanged' | 'stored' | 'restarted'> {
+    const was = this.input.config;
+    this.input = { ...this.input, config };
+    if (isDeepStrictEqual(was, config)) return 'unchanged';
+    if (!this.child.running) return 'stored';
+    await this.stop();
+    await this.start();
+    return 'restarted';
   }
 
   async stop(): Promise<void> {

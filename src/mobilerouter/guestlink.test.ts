@@ -157,6 +157,31 @@ describe('guest link', () => {
     await plain.link.stopAdvertising();
   });
 
+  it('DHCPv4 reload: new settings restart a running dnsmasq, are kept on standby; added and removed', async () => {
+    const host = (n: number) => ({ mac: `02:00:5e:00:01:${n}`, address: `10.1.0.${n}` });
+    const dhcp4 = { leaseSeconds: 600, hosts: [host(10)] };
+    const { spawner, link } = rig({ prefixes: ['2001:db8:100::/64', '10.1.0.0/24'], dhcp4 });
+    const dnsmasq = () => spawner.spawned.filter((s) => s.argv[0] === 'dnsmasq');
+    // on standby: kept for the next start
+    assert.equal(await link.setDhcp4({ ...dhcp4, hosts: [host(10), host(11)] }), 'stored');
+    await link.startAdvertising();
+    assert.ok(dnsmasq()[0]!.argv.includes('--dhcp-host=02:00:5e:00:01:11,10.1.0.11'));
+    assert.equal(await link.setDhcp4({ ...dhcp4, hosts: [host(10), host(11)] }), 'unchanged');
+    assert.equal(dnsmasq().length, 1);
+    assert.equal(await link.setDhcp4({ leaseSeconds: 1200, hosts: [host(12)] }), 'restarted');
+    assert.deepEqual(
+      dnsmasq().map((s) => s.process.alive),
+      [false, true],
+    );
+    assert.ok(dnsmasq()[1]!.argv.includes('--dhcp-range=10.1.0.0,static,255.255.255.0,1200'));
+    assert.ok(dnsmasq()[1]!.argv.includes('--dhcp-host=02:00:5e:00:01:12,10.1.0.12'));
+    assert.equal(await link.setDhcp4(undefined), 'stopped');
+    assert.equal(link.servingDhcp4, false);
+    assert.equal(await link.setDhcp4(dhcp4), 'started', 'added while active: runs at once');
+    assert.equal(link.servingDhcp4, true);
+    await link.stopAdvertising();
+  });
+
   it('dnsmasq’s command line: DHCP only on the bridge, a static range per IPv4 prefix, the reservations, MTU, DNS', () => {
     const argv = dnsmasqArgv(
       {

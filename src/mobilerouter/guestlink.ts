@@ -81,7 +81,7 @@ export function ipv4GatewayAddress(prefix: string): string {
 
 export class GuestLink implements GuestLinkControl {
   private readonly radvd: Radvd;
-  private readonly dhcp4: Dhcp4Server | undefined;
+  private dhcp4: Dhcp4Server | undefined;
   private readonly mtu: number;
   private readonly undo: Array<{ what: string; fn: () => Promise<void> }> = [];
 
@@ -97,14 +97,35 @@ export class GuestLink implements GuestLinkControl {
       timing: { ...DEFAULT_RADVD_TIMING, ...options.radvd },
       runDir: options.runDir,
     });
-    if (options.dhcp4)
-      this.dhcp4 = new Dhcp4Server(components, {
-        bridge: options.bridge,
-        prefixes: [...new Set(options.prefixes.filter(isIPv4Text))],
-        mtu: this.mtu,
-        config: options.dhcp4,
-        runDir: options.runDir,
-      });
+    if (options.dhcp4) this.dhcp4 = this.dhcp4Server(options.dhcp4);
+  }
+
+  private dhcp4Server(config: Dhcp4Config): Dhcp4Server {
+    return new Dhcp4Server(this.components, {
+      bridge: this.options.bridge,
+      prefixes: [...new Set(this.options.prefixes.filter(isIPv4Text))],
+      mtu: this.mtu,
+      config,
+      runDir: this.options.runDir,
+    });
+  }
+
+  /**
+   * DHCPv4 settings from a reloaded config: a running dnsmasq restarts with them; DHCPv4 added starts it
+   * when the network is active here, removed stops it.
+   */
+  async setDhcp4(config: Dhcp4Config | undefined): Promise<string> {
+    const server = this.dhcp4;
+    if (!config) {
+      this.dhcp4 = undefined;
+      await server?.stop();
+      return server ? 'stopped' : 'unchanged';
+    }
+    if (server) return server.update(config);
+    this.dhcp4 = this.dhcp4Server(config);
+    if (!this.radvd.running) return 'stored';
+    await this.dhcp4.start();
+    return 'started';
   }
 
   get mac(): string {
