@@ -182,6 +182,19 @@ describe('guest link', () => {
     await link.stopAdvertising();
   });
 
+  it('DHCPv4 reload racing a handover to standby: nothing left running', async () => {
+    const dhcp4 = { leaseSeconds: 600, hosts: [{ mac: '02:00:5e:00:01:10', address: '10.1.0.10' }] };
+    const { spawner, link } = rig({ prefixes: ['2001:db8:100::/64', '10.1.0.0/24'], dhcp4 });
+    await link.startAdvertising();
+    // the reload's restart and the standby's stop, issued together: they run one after the other
+    const reloaded = link.setDhcp4({ ...dhcp4, leaseSeconds: 1200 });
+    const stopped = link.stopAdvertising();
+    assert.equal(await reloaded, 'restarted');
+    await stopped;
+    assert.deepEqual(spawner.running(), [], 'no dnsmasq or radvd on a standby host');
+    assert.equal(link.servingDhcp4, false);
+  });
+
   it('dnsmasq’s command line: DHCP only on the bridge, a static range per IPv4 prefix, the reservations, MTU, DNS', () => {
     const argv = dnsmasqArgv(
       {

@@ -3,6 +3,7 @@
 // network, so a migrated guest's neighbour cache stays valid — plus router advertisements (radvd) that
 // run only while this host is active. The bridge exists on standby hosts too.
 import { createHash } from 'node:crypto';
+import { SerialQueue } from '../dataplane/serial.ts';
 import { formatIPv6, isIPv4Text, parseIPv4Destination, parseIPv6, parsePrefix } from '../protocol/address.ts';
 import type { HostComponents } from './components.ts';
 import type { Dhcp4Config } from './config.ts';
@@ -82,6 +83,8 @@ export function ipv4GatewayAddress(prefix: string): string {
 export class GuestLink implements GuestLinkControl {
   private readonly radvd: Radvd;
   private dhcp4: Dhcp4Server | undefined;
+  /** The advertising daemons start and stop one change at a time (a reload's DHCPv4 change, a handover). */
+  private readonly daemons = new SerialQueue();
   private readonly mtu: number;
   private readonly undo: Array<{ what: string; fn: () => Promise<void> }> = [];
 
@@ -114,7 +117,11 @@ export class GuestLink implements GuestLinkControl {
    * DHCPv4 settings from a reloaded config: a running dnsmasq restarts with them; DHCPv4 added starts it
    * when the network is active here, removed stops it.
    */
-  async setDhcp4(config: Dhcp4Config | undefined): Promise<string> {
+  setDhcp4(config: Dhcp4Config | undefined): Promise<string> {
+    return this.daemons.run(() => this.applyDhcp4(config));
+  }
+
+  private async applyDhcp4(config: Dhcp4Config | undefined): Promise<string> {
     const server = this.dhcp4;
     if (!config) {
       this.dhcp4 = undefined;
@@ -156,12 +163,16 @@ export class GuestLink implements GuestLinkControl {
     await this.components.kernel.flushNeighbours(this.options.bridge);
   }
 
-  async startAdvertising(): Promise<void> {
-    await Promise.all([this.radvd.start(), this.dhcp4?.start()]);
+  startAdvertising(): Promise<void> {
+    return this.daemons.run(async () => {
+      await Promise.all([this.radvd.start(), this.dhcp4?.start()]);
+    });
   }
 
-  async stopAdvertising(): Promise<void> {
-    await Promise.all([this.radvd.stop(), this.dhcp4?.stop()]);
+  stopAdvertising(): Promise<void> {
+    return this.daemons.run(async () => {
+      await Promise.all([this.radvd.stop(), this.dhcp4?.stop()]);
+    });
   }
 
   /** Whether dnsmasq runs (DHCPv4 configured and the network active here). */
