@@ -30,6 +30,7 @@ import { ConfigError } from '../errors.ts';
 import type { LibvirtHypervisorConfig } from '../hypervisor/libvirt/index.ts';
 import { guestIpv4Problem } from '../hypervisor/qemu/guest-image.ts';
 import type { QemuHypervisorConfig } from '../hypervisor/qemu/index.ts';
+import { DEFAULT_TLS_DIR, tlsDirProblem } from '../hypervisor/tls.ts';
 import {
   type MobileNetworkConfig,
   type MobileRouterHostConfig,
@@ -152,6 +153,7 @@ const hypervisor = z.discriminatedUnion('driver', [
         downtimeLimitMs: z.number().int().min(1).max(60_000).optional(),
         maxBandwidth: z.number().int().min(1).optional(),
         overlap: z.boolean().optional(),
+        tls: z.strictObject({ dir: z.string().min(1).default(DEFAULT_TLS_DIR) }).optional(),
       })
       .optional(),
     qemu: z.string().min(1).optional(),
@@ -176,6 +178,8 @@ const hypervisor = z.discriminatedUnion('driver', [
       .strictObject({
         p2p: z.boolean().optional(),
         persistent: z.boolean().optional(),
+        // libvirt reads the certificates from its qemu.conf (migrate_tls_x509_cert_dir), not from here.
+        tls: z.boolean().optional(),
         bandwidthMiBs: z.number().int().min(1).optional(),
         timeoutSeconds: z.number().int().min(1).max(86_400).optional(),
       })
@@ -236,7 +240,15 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
     }
   }
   if (raw.hypervisor.driver === 'libvirt') checkLibvirt(raw.hypervisor, raw.peers, networks);
-  if (raw.hypervisor.driver === 'qemu') checkQemu(raw.hypervisor, raw.host, raw.peers, networks);
+  if (raw.hypervisor.driver === 'qemu') {
+    checkQemu(raw.hypervisor, raw.host, raw.peers, networks);
+    const tls = raw.hypervisor.migration?.tls;
+    if (tls) {
+      tls.dir = resolve(baseDir, tls.dir);
+      const problem = tlsDirProblem(tls.dir);
+      if (problem) throw new ConfigError('hypervisor.migration.tls.dir', problem);
+    }
+  }
   if (raw.metrics && sameSocket(raw.metrics.listen, raw.control.listen)) {
     throw new ConfigError(
       'metrics.listen',

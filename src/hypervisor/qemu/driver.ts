@@ -34,6 +34,7 @@ import {
 import { OutgoingMigration } from './outgoing.ts';
 import { type QemuMachine, QemuProcess, qemuArgs, within } from './process.ts';
 import type { QmpClient } from './qmp.ts';
+import { addTlsCreds, TLS_CREDS_ID } from './tls.ts';
 import type { QemuDriverOptions, QemuGuestConfig, QemuMigrationSettings } from './types.ts';
 
 type VmRole = 'booting' | 'running' | 'incoming';
@@ -340,6 +341,11 @@ export class QemuDriver implements Driver {
       await vm.proc.qmp.execute('migrate-set-capabilities', {
         capabilities: [{ capability: 'events', state: true }],
       });
+      const tls = this.migration.tls;
+      if (tls) {
+        await addTlsCreds(vm.proc.qmp, tls.dir, 'server');
+        await vm.proc.qmp.execute('migrate-set-parameters', { 'tls-creds': TLS_CREDS_ID });
+      }
       await vm.proc.qmp.execute('migrate-incoming', { uri: `tcp:[${address}]:0` });
       const info = await vm.proc.qmp.execute<{ 'socket-address'?: { port?: string }[] }>('query-migrate');
       const port = info['socket-address']?.[0]?.port;
@@ -360,7 +366,7 @@ export class QemuDriver implements Driver {
         })
         .catch(() => {})
         .finally(() => done.close());
-      return { uri: `tcp:[${address}]:${port}`, tap: vm.tap };
+      return { uri: `tcp:[${address}]:${port}`, tap: vm.tap, tls: tls !== undefined };
     } catch (err) {
       vm.leaving = true;
       await vm.proc.kill();
@@ -409,11 +415,22 @@ export class QemuDriver implements Driver {
         { guest },
       );
     const m = this.migration;
+    // Both ends must agree, or the stream fails mid-handshake with an error that names neither side.
+    const peerTls = destination.incoming['tls'] === true;
+    if (peerTls !== (m.tls !== undefined))
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        peerTls
+          ? `destination ${destination.host} expects a TLS migration stream and this host has no hypervisor.migration.tls; the guest keeps running here`
+          : `this host migrates with TLS (hypervisor.migration.tls) and destination ${destination.host} has none; the guest keeps running here`,
+        { guest },
+      );
     const peer = this.options.peerResumedAt;
     const result = await new OutgoingMigration(vm.proc, {
       guest,
       uri,
       overlap: m.overlap ?? true,
+      ...(m.tls ? { tlsDir: m.tls.dir } : {}),
       timeoutMs: m.timeoutMs ?? 120_000,
       ...(m.downtimeLimitMs !== undefined ? { downtimeLimitMs: m.downtimeLimitMs } : {}),
       ...(m.maxBandwidth !== undefined ? { maxBandwidth: m.maxBandwidth } : {}),

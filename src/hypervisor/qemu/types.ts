@@ -2,6 +2,7 @@
 
 import type { Logger } from '../../log.ts';
 import type { CommandRunner } from '../../system/runner.ts';
+import type { MigrationTls } from '../tls.ts';
 import type { GuestImage, GuestIpv4 } from './guest-image.ts';
 
 export interface QemuGuestConfig {
@@ -30,6 +31,11 @@ export interface QemuMigrationSettings {
   maxBandwidth?: number;
   /** Run the switchover hook while QEMU waits at pre-switchover (default true). */
   overlap?: boolean;
+  /**
+   * TLS for the migration stream (QEMU's tls-creds-x509, both ends, peers verified); every host of the
+   * cluster must have it or none (a destination says which in its prepare reply). Default: plain TCP.
+   */
+  tls?: MigrationTls;
   /** Give up and cancel after this long (default 120 s). */
   timeoutMs?: number;
   progressIntervalMs?: number;
