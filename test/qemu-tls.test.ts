@@ -23,6 +23,7 @@ import { silentLogger } from '../src/log.ts';
 import { GuestLink } from '../src/mobilerouter/guestlink.ts';
 import { netnsSpawner } from '../src/system/process.ts';
 import { ExecRunner } from '../src/system/runner.ts';
+import { capturePayloads, QEVM, TLS_CLIENT_HELLO } from './helpers/capture.ts';
 import { type NetnsLab, sh, withNetns } from './helpers/netns.ts';
 import { hostPki, makeCa } from './helpers/pki.ts';
 import { Procs } from './helpers/procs.ts';
@@ -38,8 +39,6 @@ const GUEST = 'gt';
 const MAC = '52:54:00:0f:1c:07';
 const UPLINK = { a: '2001:db8:a::2', b: '2001:db8:b::2' } as const;
 const network: GuestNetwork = { name: 'tnet', bridge: BRIDGE, guests: [GUEST] };
-/** QEMU_VM_FILE_MAGIC, the first four bytes of a plain migration stream. */
-const QEVM = '5145564d';
 
 interface Host {
   name: 'host-a' | 'host-b';
@@ -89,31 +88,6 @@ async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
   return hosts;
 }
 
-/**
- * tcpdump in `ns` (on its uplink), then tshark: the TCP payloads from `from` to `to` (the migration
- * stream: nothing else flows between the hosts here), hex, in order. (A libpcap filter on IPv6 hosts
- * matched nothing on `-i any` here; tshark's display filter does the selecting.)
- */
-async function capture(procs: Procs, ns: string, file: string, from: string, to: string) {
-  const p = procs.start(ns, ['tcpdump', '-i', 'any', '-U', '-n', '-s', '128', '-w', file, 'tcp']);
-  const deadline = Date.now() + 10_000;
-  while (!p.stderr.includes('listening on')) {
-    if (Date.now() > deadline || p.child.exitCode !== null) throw new Error(`tcpdump: ${p.stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return async (): Promise<string[]> => {
-    const closed = new Promise((r) => p.child.once('close', r));
-    p.child.kill('SIGINT');
-    await closed;
-    const only = `ipv6.src == ${from} && ipv6.dst == ${to} && tcp.len > 0`;
-    const r = await sh(['tshark', '-r', file, '-Y', only, '-T', 'fields', '-e', 'tcp.payload']);
-    return r.stdout
-      .split('\n')
-      .map((l) => l.replace(/[:\s]/g, '').toLowerCase())
-      .filter((l) => l !== '');
-  };
-}
-
 describe('qemu driver: TLS migration stream (real VMs, namespaces)', { skip }, () => {
   test('plain stream starts with QEVM; TLS stream is TLS; an untrusted source is refused and the guest stays', {
     timeout: 400_000,
@@ -142,11 +116,17 @@ describe('qemu driver: TLS migration stream (real VMs, namespaces)', { skip }, (
 
         let n = 0;
         const migrate = async (src: Host, dst: Host) => {
-          const stop = await capture(procs, dst.ns, join(dir, `m${++n}.pcap`), src.uplink, dst.uplink);
+          const stop = await capturePayloads(
+            procs,
+            dst.ns,
+            join(dir, `m${++n}.pcap`),
+            src.uplink,
+            dst.uplink,
+          );
           const incoming = await dst.driver.prepareIncoming(GUEST, { network, source: src.name });
           try {
             const result = await src.driver.migrate(GUEST, { host: dst.name, incoming }, { network });
-            return { result, incoming, payloads: await stop() };
+            return { result, incoming, payloads: (await stop()).map((x) => x.hex) };
           } catch (err) {
             await stop();
             await dst.driver.cancelIncoming(GUEST, { network, source: src.name });
@@ -168,11 +148,7 @@ describe('qemu driver: TLS migration stream (real VMs, namespaces)', { skip }, (
         assert.equal(tls.incoming['tls'], true);
         const first = tls.payloads[0] ?? '';
         // A TLS record: content type 22 (handshake), version 3.x, then a ClientHello (handshake type 1).
-        assert.match(
-          first,
-          /^16030[0-4][0-9a-f]{4}01/,
-          `TLS stream starts with a ClientHello: ${first.slice(0, 24)}`,
-        );
+        assert.match(first, TLS_CLIENT_HELLO, `TLS stream starts with a ClientHello: ${first.slice(0, 24)}`);
         assert.ok(!tls.payloads.some((p) => p.includes(QEVM)), 'no segment carries the plain stream magic');
         assert.ok(
           tls.payloads.length > 100,
@@ -202,7 +178,7 @@ describe('qemu driver: TLS migration stream (real VMs, namespaces)', { skip }, (
         // 5. the right certificates again: it moves
         b.driver.configureMigration({ tls: { dir: pki.b } });
         const back = await migrate(a, b);
-        assert.match(back.payloads[0] ?? '', /^1603/);
+        assert.match(back.payloads[0] ?? '', TLS_CLIENT_HELLO);
         assert.equal(await runsOn(b), 'running');
         console.log(
           `plain A→B: total ${plain.result.figures?.['totalTimeMs']} ms, downtime ${plain.result.downtimeMs} ms; ` +
