@@ -166,6 +166,7 @@ describe('qemu driver: TLS migration stream (real VMs, namespaces)', { skip }, (
         );
         assert.ok(err, 'the migration to a host that does not trust us fails');
         assert.match(err.message, /keeps running on the source/);
+        assert.match(err.message, /TLS handshake with host-b failed: both hosts' certificates/);
         assert.equal(await runsOn(a), 'running', 'the guest runs on A');
         assert.equal(await runsOn(b), undefined, 'nothing on B');
 

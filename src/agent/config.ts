@@ -122,6 +122,19 @@ const qemuGuestIpv4 = z.strictObject({ address: z.string(), gateway: z.string() 
   if (problem) ctx.addIssue({ code: 'custom', path: [problem.key], message: problem.why });
 });
 
+// A QEMU guest's readiness line: a regular expression over its serial console.
+const consoleRegex = z
+  .string()
+  .min(1)
+  .refine((v) => {
+    try {
+      new RegExp(v);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'not a regular expression (the line the guest prints on its console when ready)');
+
 const hypervisor = z.discriminatedUnion('driver', [
   z.strictObject({
     driver: z.literal('netns'),
@@ -144,6 +157,7 @@ const hypervisor = z.discriminatedUnion('driver', [
           kernel: z.string().min(1).optional(),
           initrd: z.string().min(1).optional(),
           append: z.string().min(1).optional(),
+          ready: z.union([z.literal(false), consoleRegex]).optional(),
           extraArgs: z.array(z.string()).optional(),
         }),
       )
@@ -157,6 +171,11 @@ const hypervisor = z.discriminatedUnion('driver', [
       })
       .optional(),
     qemu: z.string().min(1).optional(),
+    accel: z.enum(['auto', 'kvm', 'tcg'], { error: 'must be one of: auto, kvm, tcg' }).optional(),
+    cpu: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$/, 'not a QEMU CPU model ("host", "max", "Skylake-Server")')
+      .optional(),
     bootTimeoutSeconds: z.number().int().min(1).max(3600).optional(),
   }),
   z.strictObject({
