@@ -516,7 +516,10 @@ export class QemuDriver implements Driver {
     await vm.proc.quit();
     await vm.gone;
     const { info: _info, ...out } = result;
-    this.options.logger?.info({ guest, to: destination.host, ...out.figures }, 'qemu migration completed');
+    this.options.logger?.info(
+      { guest, to: destination.host, tls: m.tls !== undefined, ...out.figures },
+      'qemu migration completed',
+    );
     return out;
   }
 
