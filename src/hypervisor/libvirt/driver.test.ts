@@ -177,7 +177,18 @@ describe('libvirt driver', () => {
     );
     await tick();
     await tick();
-    assert.deepEqual(runner.calls.at(-1), ['virsh', '-q', '-c', A, 'migrate', '--live', '--p2p', '--tls', 'vm1', B]);
+    assert.deepEqual(runner.calls.at(-1), [
+      'virsh',
+      '-q',
+      '-c',
+      A,
+      'migrate',
+      '--live',
+      '--p2p',
+      '--tls',
+      'vm1',
+      B,
+    ]);
     const a = spawner.on(A);
     const b = spawner.on(B);
     b.print(line('08.511', 'lifecycle', 'Started Migrated'));
