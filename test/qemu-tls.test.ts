@@ -13,20 +13,14 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { systemClock } from '../src/clock.ts';
-import { Iproute2Kernel } from '../src/dataplane/iproute2.ts';
 import type { GuestNetwork } from '../src/hypervisor/driver.ts';
-import { QemuDriver } from '../src/hypervisor/qemu/driver.ts';
 import { buildGuestImage, type GuestImage } from '../src/hypervisor/qemu/guest-image.ts';
 import { site } from '../src/lab/netbuild.ts';
-import { silentLogger } from '../src/log.ts';
-import { GuestLink } from '../src/mobilerouter/guestlink.ts';
-import { netnsSpawner } from '../src/system/process.ts';
-import { ExecRunner } from '../src/system/runner.ts';
 import { capturePayloads, QEVM, TLS_CLIENT_HELLO } from './helpers/capture.ts';
-import { type NetnsLab, sh, withNetns } from './helpers/netns.ts';
+import { type NetnsLab, withNetns } from './helpers/netns.ts';
 import { hostPki, makeCa } from './helpers/pki.ts';
 import { Procs } from './helpers/procs.ts';
+import { closeQemuHosts, type QemuHost, qemuHost } from './helpers/qemu-host.ts';
 import { qemuMissing, skipUnless } from './helpers/requirements.ts';
 
 const missing =
@@ -40,13 +34,7 @@ const MAC = '52:54:00:0f:1c:07';
 const UPLINK = { a: '2001:db8:a::2', b: '2001:db8:b::2' } as const;
 const network: GuestNetwork = { name: 'tnet', bridge: BRIDGE, guests: [GUEST] };
 
-interface Host {
-  name: 'host-a' | 'host-b';
-  ns: string;
-  uplink: string;
-  link: GuestLink;
-  driver: QemuDriver;
-}
+type Host = QemuHost<'host-a' | 'host-b'>;
 
 async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
   const sites = [
@@ -58,31 +46,8 @@ async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
     veths: sites.map((s) => s.veth),
     routes: sites.map((s) => s.route),
   });
-  const host = (name: Host['name'], ns: string, uplink: string): Host => {
-    const runner = new ExecRunner({ netns: ns });
-    const kernel = new Iproute2Kernel({ runner, spawner: netnsSpawner(ns) });
-    const link = new GuestLink(
-      { kernel, spawner: netnsSpawner(ns), clock: systemClock, logger: silentLogger() },
-      {
-        network: network.name,
-        bridge: BRIDGE,
-        prefixes: ['2001:db8:170::/64'],
-        runDir: join(dir, name, 'radvd'),
-      },
-    );
-    const driver = new QemuDriver({
-      host: name,
-      netns: ns,
-      runDir: join(dir, name),
-      guests: { [GUEST]: { mac: MAC, memoryMiB: 128 } },
-      incomingAddress: () => uplink,
-      runner: new ExecRunner(),
-      image: async () => image,
-      logger: silentLogger(),
-    });
-    return { name, ns, uplink, link, driver };
-  };
-  const hosts = { a: host('host-a', a, UPLINK.a), b: host('host-b', b, UPLINK.b) };
+  const options = { dir, image, network, prefixes: ['2001:db8:170::/64'], guest: { name: GUEST, mac: MAC } };
+  const hosts = { a: qemuHost('host-a', a, UPLINK.a, options), b: qemuHost('host-b', b, UPLINK.b, options) };
   await hosts.a.link.ensure();
   await hosts.b.link.ensure();
   return hosts;
@@ -128,7 +93,7 @@ describe('qemu driver: TLS migration stream (real VMs, namespaces)', { skip }, (
             const result = await src.driver.migrate(GUEST, { host: dst.name, incoming }, { network });
             return { result, incoming, payloads: (await stop()).map((x) => x.hex) };
           } catch (err) {
-            await stop();
+            await stop().catch(() => []);
             await dst.driver.cancelIncoming(GUEST, { network, source: src.name });
             throw err;
           }
@@ -190,12 +155,7 @@ describe('qemu driver: TLS migration stream (real VMs, namespaces)', { skip }, (
       });
     } finally {
       await procs.killAll();
-      if (hosts) {
-        for (const h of [hosts.a, hosts.b]) {
-          await h.driver.close();
-          await h.link.destroy().catch(() => {});
-        }
-      }
+      await closeQemuHosts(hosts);
       rmSync(dir, { recursive: true, force: true });
     }
   });

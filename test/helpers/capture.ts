@@ -10,8 +10,8 @@ export const QEVM = '5145564d';
 export const TLS_CLIENT_HELLO = /^16030[0-4][0-9a-f]{4}01/;
 
 export interface Segment {
-  /** The destination port. */
-  port: number;
+  srcPort: number;
+  dstPort: number;
   /** The payload, hex (the first bytes: tcpdump's snapshot length). */
   hex: string;
 }
@@ -50,16 +50,32 @@ export async function capturePayloads(
       '-T',
       'fields',
       '-e',
+      'tcp.srcport',
+      '-e',
       'tcp.dstport',
       '-e',
       'tcp.payload',
     ]);
-    return r.stdout
+    const segments = r.stdout
       .split('\n')
       .filter((l) => l.trim() !== '')
       .map((l) => {
-        const [port, hex] = l.split('\t');
-        return { port: Number(port), hex: (hex ?? '').replace(/[:\s]/g, '').toLowerCase() };
+        const [src, dst, hex] = l.split('\t');
+        return {
+          srcPort: Number(src),
+          dstPort: Number(dst),
+          hex: (hex ?? '').replace(/[:\s]/g, '').toLowerCase(),
+        };
       });
+    if (segments.length === 0) {
+      // Say what was captured instead, so that an empty capture can be told from a wrong filter.
+      const conv = await sh(['tshark', '-r', file, '-q', '-z', 'conv,tcp']).catch((e: Error) => ({
+        stdout: e.message,
+      }));
+      throw new Error(
+        `no TCP payload from ${from} to ${to} in ${file}; tcpdump: ${p.stderr.trim()}; ${conv.stdout}`,
+      );
+    }
+    return segments;
   };
 }
