@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { CommandRunner } from '../../system/runner.ts';
 import { type AccelProbeDeps, accelArgs, cpuModel, decideAccel } from './accel.ts';
-import { readiness } from './driver.ts';
+import { QemuDriver, readiness } from './driver.ts';
 import { GUEST_READY } from './guest-image.ts';
 import { qemuArgs } from './process.ts';
 
@@ -95,5 +99,33 @@ describe('guest readiness', () => {
   it('the driver-wide option wins (tests, the lab)', () => {
     assert.deepEqual(readiness({ mac, ready: 'x' }, /y/), /y/);
     assert.equal(readiness({ mac }, null), null);
+  });
+});
+
+describe('QemuDriver: accelerator and CPU model together', () => {
+  const runDir = mkdtempSync(join(tmpdir(), 'offlink-accel-'));
+  after(() => rmSync(runDir, { recursive: true, force: true }));
+
+  it('refuses cpu host on a host that runs TCG, before it makes anything', async () => {
+    const calls: string[][] = [];
+    const driver = new QemuDriver({
+      host: 'h',
+      runDir,
+      guests: { g: { mac: '52:54:00:00:00:01', kernel: '/k', initrd: '/i' } },
+      incomingAddress: () => '2001:db8::1',
+      runner: {
+        run: async (argv: readonly string[]) => {
+          calls.push([...argv]);
+          return { exitCode: 0, stdout: '', stderr: '' };
+        },
+      } as unknown as CommandRunner,
+      cpu: 'host',
+      accelProbe: fake(undefined, 'the guest kernel printed nothing under KVM within 5 s').deps,
+    });
+    await assert.rejects(
+      driver.startGuest('g', { network: { name: 'n', bridge: 'br', guests: ['g'] } }),
+      /hypervisor.cpu host needs KVM and this host runs TCG \(\/dev\/kvm opens but the guest kernel printed nothing/,
+    );
+    assert.deepEqual(calls, [], 'no tap, no QEMU');
   });
 });

@@ -175,7 +175,13 @@ export class QemuDriver implements Driver {
       kernel ??= image.kernel;
       initrd ??= image.initrd;
     }
-    const { accel } = await this.accelerator();
+    const { accel, reason } = await this.accelerator();
+    if (accel === 'tcg' && this.options.cpu === 'host')
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        `guest ${guest}: hypervisor.cpu host needs KVM and this host runs TCG (${reason}): set accel: kvm where KVM works, or leave cpu out`,
+        { guest },
+      );
     return {
       accel,
       ...(this.options.cpu ? { cpu: this.options.cpu } : {}),
