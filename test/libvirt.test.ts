@@ -20,7 +20,6 @@ import { after, before, describe, test } from 'node:test';
 import type { Backend } from '../src/dataplane/probe.ts';
 import {
   buildGuestImage,
-  findGuestKernel,
   GUEST_READY,
   type GuestImage,
   guestCmdline,
@@ -31,27 +30,8 @@ import { ADDR, HOME_PREFIXES, haConfigYaml, haStatus, KEY, SPI, startHa } from '
 import { LibvirtLab, qemuTcpUri, removeStaleLibvirt } from './helpers/libvirt-lab.ts';
 import { backbone, type NetnsLab, openNetns } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
-import { dataplaneBackends, isRoot, skipUnless } from './helpers/requirements.ts';
+import { dataplaneBackends, libvirtMissing, skipUnless } from './helpers/requirements.ts';
 
-function libvirtMissing(): string | false {
-  if (!isRoot()) return 'root (network namespaces)';
-  for (const p of [
-    '/usr/sbin/libvirtd',
-    '/usr/bin/virsh',
-    '/usr/bin/qemu-system-x86_64',
-    '/usr/bin/busybox',
-  ]) {
-    if (!existsSync(p)) return `${p} (scripts/bootstrap)`;
-  }
-  if (!/^libvirt-qemu:/m.test(readFileSync('/etc/passwd', 'utf8')))
-    return 'the libvirt-qemu user (scripts/bootstrap)';
-  try {
-    findGuestKernel();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return false;
-}
 const missing = libvirtMissing();
 const skip = skipUnless(missing === false, missing || '');
 

@@ -1,7 +1,7 @@
 // What integration tests need from the machine, and what happens when it is missing: locally the tests
 // that need it are skipped with the reason; under CI=true a missing requirement is a failure (a test
 // named after the requirement fails), so a CI machine that lacks something can never pass by skipping.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { type Backend, type ProbeResult, probeBackends } from '../../src/dataplane/probe.ts';
 import { findGuestKernel } from '../../src/hypervisor/qemu/guest-image.ts';
@@ -35,6 +35,28 @@ export function qemuMissing(): string | false {
   for (const p of ['/usr/bin/qemu-system-x86_64', '/usr/bin/busybox', '/usr/sbin/radvd']) {
     if (!existsSync(p)) return `${p} (scripts/bootstrap)`;
   }
+  try {
+    findGuestKernel();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return false;
+}
+
+/** What a libvirt test needs here that is missing (root, libvirtd, virsh, QEMU, a guest kernel, `extra`), or false. */
+export function libvirtMissing(extra: readonly string[] = []): string | false {
+  if (!isRoot()) return 'root (network namespaces)';
+  for (const p of [
+    '/usr/sbin/libvirtd',
+    '/usr/bin/virsh',
+    '/usr/bin/qemu-system-x86_64',
+    '/usr/bin/busybox',
+    ...extra,
+  ]) {
+    if (!existsSync(p)) return `${p} (scripts/bootstrap)`;
+  }
+  if (!/^libvirt-qemu:/m.test(readFileSync('/etc/passwd', 'utf8')))
+    return 'the libvirt-qemu user (scripts/bootstrap)';
   try {
     findGuestKernel();
   } catch (err) {
