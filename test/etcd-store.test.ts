@@ -220,6 +220,48 @@ describe('EtcdBindingStore on a 3-member etcd cluster', {
     }
   });
 
+  test('watch from a compacted revision ends with ERR_ETCD_COMPACTED; snapshot() then catches up', async () => {
+    const a = store({ name: 'ha-a' });
+    const b = store({ same: true, name: 'ha-b' });
+    await a.load();
+    await b.load();
+    await a.write([put(binding(0))]);
+    const { revision: before } = await b.snapshot();
+    await a.write([put(binding(0, { sequence: 30 }))]);
+    await a.write([put(binding(1))]);
+    const { revision: now } = await b.snapshot();
+    const res = await fetch(`${cluster.endpoints[0]}/v3/kv/compaction`, {
+      method: 'POST',
+      body: JSON.stringify({ revision: String(now), physical: true }),
+    });
+    assert.equal(res.status, 200);
+    const errors: Error[] = [];
+    const stop = b.watch(
+      () => assert.fail('no events from a compacted revision'),
+      (err) => errors.push(err),
+      before,
+    );
+    try {
+      await until('the watch reports the compaction', () => errors.length > 0);
+      assert.equal((errors[0] as Error & { code?: string }).code, 'ERR_ETCD_COMPACTED');
+      await new Promise((r) => setTimeout(r, 800)); // not re-opened: the same error would come again
+      assert.equal(errors.length, 1);
+    } finally {
+      stop();
+    }
+    const snap = await b.snapshot();
+    assert.deepEqual(
+      snap.changes.map((c) => (c.op === 'put' ? [c.binding.hoa, c.binding.sequence, c.by] : [])),
+      [
+        [binding(0).hoa, 30, 'ha-a'],
+        [binding(1).hoa, 11, 'ha-a'],
+      ],
+    );
+    assert.equal(snap.revision, now);
+    // snapshot() leaves the compared revisions alone: b still writes on top of what it loaded (none).
+    assert.equal(b.revisionOf(binding(0).hoa), 0);
+  });
+
   for (const role of ['a follower', 'the leader'] as const) {
     test(`losing ${role} of three members: writes still commit and read back`, async () => {
       const s = store();

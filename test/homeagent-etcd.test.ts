@@ -1,7 +1,8 @@
 // The home agent daemon with `store: etcd` (issue 16), in process with a fake data plane, registering MRs
 // over real UDP on ::1 against a real 3-member etcd cluster (Debian's etcd-server): the binding is in etcd
-// before the BA, a restarted HA serves what etcd holds, and a second HA that did not see the first one's
-// move refuses a BU processed on the stale binding (130, nothing committed), then takes the stored one.
+// before the BA, a restarted HA serves what etcd holds, every HA programs the bindings another HA accepted
+// (the watch), and a second HA whose watch has not delivered the first one's move yet refuses a BU processed
+// on the stale binding (130, nothing committed), then takes the stored one.
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { systemClock } from '../src/clock.ts';
@@ -10,6 +11,7 @@ import type { HomeAgentConfig } from '../src/homeagent/config.ts';
 import { HomeAgent } from '../src/homeagent/daemon.ts';
 import { EtcdBindingStore } from '../src/homeagent/etcdstore.ts';
 import { silentLogger } from '../src/log.ts';
+import { BaStatus } from '../src/protocol/constants.ts';
 import type { SecurityAssociation } from '../src/protocol/types.ts';
 import { EtcdCluster, hasEtcd } from './helpers/etcd.ts';
 import { MrClient } from './helpers/homeagent-mr.ts';
@@ -46,12 +48,25 @@ function config(prefix: string): HomeAgentConfig {
   };
 }
 
+/** An HA whose watch has not delivered anything yet (it never does): what a BU racing the watch meets. */
+class UnwatchedStore extends EtcdBindingStore {
+  override watch(): () => void {
+    return () => {};
+  }
+}
+
 async function homeAgent(
   prefix: string,
+  options: { watch?: boolean } = {},
 ): Promise<{ ha: HomeAgent; dp: FakeHomeAgentDataplane; mr: MrClient }> {
   const dp = new FakeHomeAgentDataplane();
-  // No store component: the daemon opens the etcd store its config names.
-  const ha = new HomeAgent({ clock: systemClock, logger: silentLogger(), dataplane: dp }, config(prefix));
+  const c = config(prefix);
+  // Otherwise no store component: the daemon opens the etcd store its config names.
+  const store = options.watch === false ? new UnwatchedStore(c.homeAgent.etcd!) : undefined;
+  const ha = new HomeAgent(
+    { clock: systemClock, logger: silentLogger(), dataplane: dp, ...(store ? { store } : {}) },
+    c,
+  );
   await ha.start();
   running.push(ha);
   const mr = new MrClient({ coa: '::1', hoa: HOA, ha: HA, sa: SA, haTarget: '::1', haPort: ha.port });
@@ -66,6 +81,14 @@ async function stored(prefix: string) {
     return (await s.load()).bindings;
   } finally {
     await s.close();
+  }
+}
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -127,14 +150,14 @@ describe('home agent with store: etcd', {
       (await a.mr.bu({ sequence: 1, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
       0,
     );
-    const b = await homeAgent(prefix); // loads sequence 1
+    const b = await homeAgent(prefix, { watch: false }); // loads sequence 1
     assert.equal(b.ha.cache.get(HOA)?.sequence, 1);
     // The MR moves through A: sequence 2 from ::1.
     assert.equal(
       (await a.mr.bu({ sequence: 2, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
       0,
     );
-    // B, not watching, still holds sequence 1: a BU with sequence 2 would be accepted there and must not
+    // B, its watch behind, still holds sequence 1: a BU with sequence 2 would be accepted there and must not
     // replace A's sequence 2 in etcd.
     const stale = await b.mr.bu({ sequence: 2, lifetime: 30, prefixes: [PREFIX], timestampMs: at() });
     assert.equal(stale.ba.status, 130);
@@ -147,5 +170,45 @@ describe('home agent with store: etcd', {
     const next = await b.mr.bu({ sequence: 3, lifetime: 30, prefixes: [PREFIX], timestampMs: at() });
     assert.equal(next.ba.status, 0);
     assert.equal((await stored(prefix))[0]?.sequence, 3);
+  });
+  test('two watching HAs: a BU accepted by one is programmed on the other, a deregistration removed on both', async () => {
+    const prefix = `/offlink-ha-test/${++n}/`;
+    const a = await homeAgent(prefix);
+    const b = await homeAgent(prefix);
+    assert.equal(
+      (await a.mr.bu({ sequence: 1, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      0,
+    );
+    await until('B programs the binding A accepted', () => b.dp.bindings.has(HOA));
+    assert.deepEqual(b.dp.routes(), a.dp.routes());
+    assert.equal(b.ha.cache.get(HOA)?.sequence, 1);
+    // B now answers on top of A's binding: the same sequence is not newer, the next one is accepted.
+    assert.equal(
+      (await b.mr.bu({ sequence: 1, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      135,
+    );
+    assert.equal(
+      (await b.mr.bu({ sequence: 2, lifetime: 30, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      0,
+    );
+    await until("A takes B's refresh", () => a.ha.cache.get(HOA)?.sequence === 2);
+    assert.equal(a.ha.cache.get(HOA)?.lifetimeSeconds, 120);
+    // Deregistration through A: gone from both data planes.
+    assert.equal(
+      (await a.mr.bu({ sequence: 3, lifetime: 0, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      0,
+    );
+    assert.equal(a.dp.bindings.size, 0);
+    await until('B removes it', () => !b.dp.bindings.has(HOA));
+    assert.equal(b.ha.cache.size, 0);
+    // A BU older than the deregistration (inside the clock window) is refused by B too: the replay state
+    // came with the delete; without it B, holding no binding, would accept it.
+    const replayed = await b.mr.bu({
+      sequence: 4,
+      lifetime: 25,
+      prefixes: [PREFIX],
+      timestampMs: Date.now() - 2000,
+    });
+    assert.equal(replayed.ba.status, BaStatus.MIPV6_ID_MISMATCH);
   });
 });

@@ -69,6 +69,8 @@ type Job =
       refusal?: { status: number; reason: string };
     }
   | { kind: 'expire' }
+  /** Bindings other home agents changed (the etcd watch); `snapshot`: all of them, read at that revision. */
+  | { kind: 'remote'; changes: StoreChange[]; snapshot?: number }
   | { kind: 'reload'; next: LoadedHomeAgent; done: (r: ReloadResult) => void };
 
 interface Item {
@@ -84,7 +86,10 @@ interface Item {
 interface Group {
   items: Item[];
   ops: CacheOp[];
-  /** Data plane changes of expired or unauthorized bindings (accepted BUs' are taken from their items). */
+  /**
+   * Data plane changes of expired, unauthorized or remote bindings (accepted BUs' are taken from their
+   * items).
+   */
   expiryIntents: BindingChange[];
   jobs: number;
   /** Has data plane changes: nothing is processed on top of it until its BAs are out. */
@@ -132,6 +137,8 @@ export class HomeAgent {
   private draining: Promise<void> | undefined;
   private expiry: { at: number; handle: TimerHandle } | undefined;
   private needsReconcile = false;
+  /** Stops the etcd watch (store: etcd). */
+  private unwatch: (() => void) | undefined;
   /** Cache ops one store write can hold (etcd bounds a transaction): a group stops taking jobs there. */
   private maxOps = Number.POSITIVE_INFINITY;
   private readonly replyBudget = new TokenBucket(UNSIGNED_REPLIES_PER_SECOND);
@@ -206,6 +213,8 @@ export class HomeAgent {
       throw err;
     }
     this.state = 'running';
+    // From the revision load() read: nothing between the load and the watch is missed or applied twice.
+    this.watchStore();
     this.scheduleExpiry();
     this.log.info(
       {
@@ -225,6 +234,7 @@ export class HomeAgent {
     this.state = 'stopping'; // datagrams are ignored from now on
     this.expiry?.handle.cancel();
     this.expiry = undefined;
+    this.unwatch?.();
     // Not yet processed: never answered, the MRs retransmit. What was processed is committed and answered.
     this.queue = [];
     await this.draining;
@@ -432,10 +442,15 @@ export class HomeAgent {
     let taken = 0;
     // A BU makes at most one cache op; expiry takes what still fits and leaves the rest for the next group.
     while (taken < queue.length && group.jobs < MAX_BATCH && group.ops.length < this.maxOps) {
-      const job = queue[taken++]!;
+      const job = queue[taken]!;
+      // Another HA's changes move the revisions the store compares: a BU processed before them and
+      // committed after them would pass the compare on a state it never saw. So they start a group.
+      if (job.kind === 'remote' && (group.jobs > 0 || this.committing)) break;
+      taken++;
       group.jobs++;
       if (job.kind === 'expire') this.expire(group, now);
       else if (job.kind === 'reload') this.applyReload(group, job);
+      else if (job.kind === 'remote') this.applyRemote(group, job);
       else this.process(group, job, now);
     }
     queue.splice(0, taken);
@@ -583,6 +598,92 @@ export class HomeAgent {
     }
     (this.store as EtcdBindingStore).adopt(changes);
     this.needsReconcile = true;
+  }
+
+  /** Watch the shared store (etcd): every HA programs every binding, whoever accepted it. */
+  private watchStore(from?: number): void {
+    const store = this.store;
+    if (!(store instanceof EtcdBindingStore) || this.state !== 'running') return;
+    this.unwatch = store.watch(
+      (changes) => this.enqueue({ kind: 'remote', changes }),
+      (err) => this.onWatchError(err),
+      from,
+    );
+  }
+
+  private onWatchError(err: Error): void {
+    if (!(err instanceof OfflinkError && err.code === 'ERR_ETCD_COMPACTED')) {
+      this.warnings.warn(
+        'watch',
+        { err: err.message },
+        'etcd watch broke; re-opening it from the last revision seen',
+      );
+      return;
+    }
+    this.log.warn(
+      { err: err.message },
+      'etcd watch compacted past the last revision seen; reloading the cache',
+    );
+    void this.resync(this.store as EtcdBindingStore);
+  }
+
+  /** After a compaction: everything stored, as one job, then a watch from the revision it was read at. */
+  private async resync(store: EtcdBindingStore): Promise<void> {
+    while (this.state === 'running') {
+      try {
+        const { changes, revision } = await store.snapshot();
+        if (this.state !== 'running') return;
+        this.enqueue({ kind: 'remote', changes, snapshot: revision });
+        this.watchStore(revision);
+        return;
+      } catch (err) {
+        this.warnings.warn('watch', { err: (err as Error).message }, 'etcd snapshot failed; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  /**
+   * Another HA's changes (or a snapshot of all bindings) into the cache, the store's revisions and the data
+   * plane. A change older than what this HA holds for the address (its own later write, a conflict it
+   * adopted first) is stale and skipped.
+   */
+  private applyRemote(group: Group, job: Extract<Job, { kind: 'remote' }>): void {
+    const store = this.store as EtcdBindingStore;
+    const changes = [...job.changes];
+    if (job.snapshot !== undefined) {
+      const stored = new Set(changes.map((c) => (c.op === 'put' ? c.binding.hoa : c.hoa)));
+      for (const b of this.cache.all())
+        if (!stored.has(b.hoa))
+          changes.push({ op: 'delete', hoa: b.hoa, lastTimestamp: undefined, revision: job.snapshot });
+    }
+    const taken: StoreChange[] = [];
+    for (const c of changes) {
+      const hoa = c.op === 'put' ? c.binding.hoa : c.hoa;
+      const known = store.revisionOf(hoa);
+      if (c.op === 'put' ? c.revision <= known : known > c.revision) continue;
+      const prev = this.cache.get(hoa);
+      if (c.op === 'put') {
+        // The kernel knows the binding by this HA's id: keep it across the other HA's updates.
+        const b = prev ? { ...c.binding, id: prev.id } : this.cache.withLocalId(c.binding);
+        this.cache.apply({ op: 'put', binding: b });
+        if (!prev || prev.coa !== b.coa || prev.prefixes.join() !== b.prefixes.join())
+          group.expiryIntents.push({ op: 'set', binding: toTunnelBinding(b) });
+      } else {
+        if (prev) {
+          this.cache.apply({ op: 'delete', hoa });
+          group.expiryIntents.push({ op: 'delete', binding: toTunnelBinding(prev) });
+        }
+        if (c.lastTimestamp !== undefined) this.cache.restoreTimestamp(hoa, c.lastTimestamp);
+      }
+      taken.push(c);
+      this.log.debug(
+        { hoa, event: 'remote', op: c.op, revision: c.revision },
+        'binding changed by another home agent',
+      );
+    }
+    store.adopt(taken);
+    if (group.expiryIntents.length > 0) group.barrier = true;
   }
 
   private replyToGroup(group: Group, timing: Timing): void {

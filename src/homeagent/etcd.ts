@@ -186,10 +186,12 @@ export class EtcdClient {
     const result = msg.result;
     if (!result) return;
     if (result.canceled) {
-      const why = result.compact_revision
-        ? `compacted past revision ${result.compact_revision}`
-        : (result.cancel_reason ?? 'cancelled');
-      throw new EtcdError('ERR_ETCD_WATCH', `watch: ${why}`);
+      if (result.compact_revision && result.compact_revision !== '0')
+        throw new EtcdError(
+          'ERR_ETCD_COMPACTED',
+          `watch: compacted past revision ${result.compact_revision}`,
+        );
+      throw new EtcdError('ERR_ETCD_WATCH', `watch: ${result.cancel_reason ?? 'cancelled'}`);
     }
     const events = result.events ?? [];
     if (events.length === 0) return;

@@ -115,6 +115,8 @@ export interface HaConfigOptions {
   maxLifetimeSeconds?: number;
   refreshAdviceSeconds?: number;
   mss?: number;
+  /** store: etcd on these members, under this HA name (the cluster rigs). */
+  etcd?: { endpoints: readonly string[]; name: string };
 }
 
 export function haConfigYaml(o: HaConfigOptions): string {
@@ -123,7 +125,7 @@ export function haConfigYaml(o: HaConfigOptions): string {
   uplink: ha-up
   status: { listen: "127.0.0.1:9180" }
   database: ${o.database}
-  runDir: ${o.runDir}
+${o.etcd ? `  store: etcd\n  etcd: { endpoints: ${JSON.stringify(o.etcd.endpoints)}, name: ${o.etcd.name}, timeoutMs: 5000 }\n` : ''}  runDir: ${o.runDir}
   dataplane: { backend: ${o.backend}, table: 200, mss: ${o.mss ?? 1400} }
   maxLifetimeSeconds: ${o.maxLifetimeSeconds ?? 3600}
 ${o.refreshAdviceSeconds ? `  refreshAdviceSeconds: ${o.refreshAdviceSeconds}\n` : ''}mobileRouters:
