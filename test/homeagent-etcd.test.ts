@@ -36,7 +36,7 @@ function config(prefix: string): HomeAgentConfig {
       status: undefined,
       database: ':memory:',
       store: 'etcd',
-      etcd: { endpoints: cluster.endpoints, prefix, timeoutMs: 3000, maxTxnOps: 128 },
+      etcd: { endpoints: cluster.endpoints, prefix, timeoutMs: 3000, maxTxnOps: 128, leaseTtlSeconds: 2 },
       runDir: '/run/offlink',
       dataplane: { backend: 'auto', table: 200, mss: 1400 },
       maxLifetimeSeconds: 3600,
@@ -210,5 +210,63 @@ describe('home agent with store: etcd', {
       timestampMs: Date.now() - 2000,
     });
     assert.equal(replayed.ba.status, BaStatus.MIPV6_ID_MISMATCH);
+  });
+  async function expiredCount(ha: HomeAgent): Promise<number> {
+    return (await ha.metrics.expired.get()).values.reduce((sum, v) => sum + v.value, 0);
+  }
+
+  const membership = (ha: HomeAgent) => ha.health()['cluster'] as { expiryOwner: boolean; etcd: string };
+
+  test('one expiry per binding: only the expiry owner removes it, and both HAs drop it', async () => {
+    const prefix = `/offlink-ha-test/${++n}/`;
+    const a = await homeAgent(prefix);
+    const b = await homeAgent(prefix);
+    assert.deepEqual([membership(a.ha).expiryOwner, membership(b.ha).expiryOwner], [true, false]);
+    assert.equal(membership(b.ha).etcd, 'reachable');
+    // Accepted by B (not the owner): 4 s.
+    const reg = await b.mr.bu({ sequence: 1, lifetime: 1, prefixes: [PREFIX], timestampMs: at() });
+    assert.equal(reg.ba.status, 0);
+    await until('A has it', () => a.dp.bindings.has(HOA));
+    await until('both dropped it', () => !a.dp.bindings.has(HOA) && !b.dp.bindings.has(HOA), 15_000);
+    assert.deepEqual([a.ha.cache.size, b.ha.cache.size], [0, 0]);
+    assert.deepEqual([await expiredCount(a.ha), await expiredCount(b.ha)], [1, 0]);
+    assert.deepEqual(await stored(prefix), []);
+  });
+
+  test('a refresh through one HA keeps the binding on the owner, which would otherwise expire it', async () => {
+    const prefix = `/offlink-ha-test/${++n}/`;
+    const a = await homeAgent(prefix);
+    const b = await homeAgent(prefix);
+    assert.equal(
+      (await b.mr.bu({ sequence: 1, lifetime: 1, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      0,
+    );
+    // Refreshed through B every 2 s for 6 s: past the first 4 s lifetime, A (the owner) must not expire it.
+    for (let seq = 2; seq <= 4; seq++) {
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal(
+        (await b.mr.bu({ sequence: seq, lifetime: 1, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+        0,
+      );
+    }
+    assert.ok(a.dp.bindings.has(HOA), 'still programmed on the owner');
+    assert.equal(await expiredCount(a.ha), 0);
+  });
+
+  test('the expiry owner stops: another HA takes the expiry over', async () => {
+    const prefix = `/offlink-ha-test/${++n}/`;
+    const a = await homeAgent(prefix);
+    const b = await homeAgent(prefix);
+    assert.equal(
+      (await a.mr.bu({ sequence: 1, lifetime: 1, prefixes: [PREFIX], timestampMs: at() })).ba.status,
+      0,
+    );
+    await until('B has it', () => b.dp.bindings.has(HOA));
+    await a.ha.stop(); // revokes its lease: the expiry key goes with it
+    running.splice(running.indexOf(a.ha), 1);
+    await until('B owns expiry', () => membership(b.ha).expiryOwner, 5000);
+    await until('B expired it', () => !b.dp.bindings.has(HOA), 15_000);
+    assert.equal(await expiredCount(b.ha), 1);
+    assert.deepEqual(await stored(prefix), []);
   });
 });

@@ -76,6 +76,8 @@ export interface EtcdSettings {
   prefix: string;
   timeoutMs: number;
   maxTxnOps: number;
+  /** The cluster lease (cluster.ts); default 5. */
+  leaseTtlSeconds?: number;
   name?: string | undefined;
 }
 
@@ -110,6 +112,8 @@ const etcdSection = z.strictObject(
     timeoutMs: z.number().int().min(100).max(60_000).default(5000),
     /** The cluster's `--max-txn-ops` (etcd's default 128): bounds the BUs one commit holds. */
     maxTxnOps: z.number().int().min(2).max(1_000_000).default(128),
+    /** TTL of this HA's cluster lease: how long a dead or partitioned HA keeps its membership and expiry. */
+    leaseTtlSeconds: z.number().int().min(2).max(300).default(5),
     /** This home agent's name in the records it writes; default random per start. */
     name: name.optional(),
   },

@@ -42,6 +42,7 @@ import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
 export type { BindingStatus, HomeAgentStatus } from './status.ts';
 
+import { ClusterSession } from './cluster.ts';
 import { BindingConflictError, EtcdBindingStore, type StoreChange } from './etcdstore.ts';
 import { BindingStore, type BindingStoreLike, WorkerBindingStore } from './store.ts';
 
@@ -92,6 +93,8 @@ interface Group {
    */
   expiryIntents: BindingChange[];
   jobs: number;
+  /** Bindings expiry or a reload removed: restored if the commit fails. */
+  removed: Binding[];
   /** Has data plane changes: nothing is processed on top of it until its BAs are out. */
   barrier: boolean;
 }
@@ -102,7 +105,14 @@ interface Timing {
   dataplaneMs: number;
 }
 
-const emptyGroup = (): Group => ({ items: [], ops: [], expiryIntents: [], jobs: 0, barrier: false });
+const emptyGroup = (): Group => ({
+  items: [],
+  ops: [],
+  expiryIntents: [],
+  jobs: 0,
+  removed: [],
+  barrier: false,
+});
 
 /** Largest group: bounds the time one transaction and one data plane call take. */
 const MAX_BATCH = 2048;
@@ -139,6 +149,8 @@ export class HomeAgent {
   private needsReconcile = false;
   /** Stops the etcd watch (store: etcd). */
   private unwatch: (() => void) | undefined;
+  /** Membership of the HA cluster (store: etcd): health and who expires bindings. */
+  private session: ClusterSession | undefined;
   /** Cache ops one store write can hold (etcd bounds a transaction): a group stops taking jobs there. */
   private maxOps = Number.POSITIVE_INFINITY;
   private readonly replyBudget = new TokenBucket(UNSIGNED_REPLIES_PER_SECOND);
@@ -203,7 +215,9 @@ export class HomeAgent {
         });
         await this.statusServer.listen(ha.status.host, ha.status.port);
       }
+      await this.joinCluster();
     } catch (err) {
+      await this.session?.stop();
       await this.transport.close();
       await this.statusServer?.close();
       await this.exporter?.close();
@@ -241,6 +255,7 @@ export class HomeAgent {
     while (this.sending > 0) await new Promise<void>((r) => (this.allSent = r));
     await this.transport.close();
     await this.statusServer?.close();
+    await this.session?.stop();
     if (!this.config.homeAgent.retainOnStop) await this.components.dataplane.flush();
     this.ready.store = false;
     await this.store?.close();
@@ -267,14 +282,28 @@ export class HomeAgent {
     return this.exporter?.url;
   }
 
-  /** Serving: the store is open and the data plane initialised (and the daemon not stopping). */
+  /**
+   * Serving: the store is open and the data plane initialised (and the daemon not stopping); in a cluster,
+   * etcd answered within the lease's TTL too.
+   */
   health(): Health {
+    const session = this.session;
+    const etcd = session ? session.reachable() : undefined;
     return {
-      ok: this.state === 'running' && this.ready.store && this.ready.dataplane,
+      ok: this.state === 'running' && this.ready.store && this.ready.dataplane && etcd !== false,
       state: this.state,
       store: this.ready.store ? 'open' : 'closed',
       dataplane: this.ready.dataplane ? (this.components.dataplane.backend ?? 'ready') : 'not initialised',
       bindings: this.cache.size,
+      ...(session
+        ? {
+            cluster: {
+              name: (this.store as EtcdBindingStore).name,
+              etcd: etcd ? 'reachable' : 'unreachable',
+              expiryOwner: session.expiryOwner,
+            },
+          }
+        : {}),
     };
   }
 
@@ -457,6 +486,8 @@ export class HomeAgent {
   }
 
   private expire(group: Group, now: number): void {
+    // In a cluster one HA expires for all (cluster.ts); the others learn the deletes from the watch.
+    if (this.session && !this.session.expiryOwner) return;
     const expired = this.cache.expired(now);
     const room = this.maxOps - group.ops.length;
     if (expired.length > room) this.queue.push({ kind: 'expire' });
@@ -472,6 +503,7 @@ export class HomeAgent {
     const op: CacheOp = { op: 'delete', hoa: b.hoa };
     this.cache.apply(op);
     group.ops.push(op);
+    group.removed.push(b);
     group.expiryIntents.push({ op: 'delete', binding: toTunnelBinding(b) });
     group.barrier = true;
   }
@@ -550,7 +582,9 @@ export class HomeAgent {
       group.items.push(...open.items);
       group.expiryIntents.push(...open.expiryIntents);
       group.jobs += open.jobs;
+      group.removed.push(...open.removed);
       this.rollBack(group.items, BaStatus.INSUFFICIENT_RESOURCES);
+      this.restoreRemoved(group);
       if (err instanceof BindingConflictError) this.adoptStored(err.current);
     }
     const t1 = performance.now();
@@ -582,6 +616,21 @@ export class HomeAgent {
   }
 
   /**
+   * The commit of removals failed: they are still stored, so they stay in the cache and the kernel (expiry
+   * tries again; a conflict's adoption then replaces what another HA changed).
+   */
+  private restoreRemoved(group: Group): void {
+    if (group.removed.length === 0) return;
+    const removed = new Set(group.removed.map((b) => b.hoa));
+    for (const b of group.removed.reverse())
+      if (!this.cache.get(b.hoa)) this.cache.apply({ op: 'put', binding: b });
+    group.expiryIntents = group.expiryIntents.filter((i) => i.op !== 'delete' || !removed.has(i.binding.hoa));
+    group.removed = [];
+    this.expiry?.handle.cancel();
+    this.expiry = undefined;
+  }
+
+  /**
    * Another home agent changed these bindings in the shared store (issue 16): take them into the cache, so
    * the MR's retransmission is processed against what is stored, and reconcile the data plane with it.
    */
@@ -598,6 +647,32 @@ export class HomeAgent {
     }
     (this.store as EtcdBindingStore).adopt(changes);
     this.needsReconcile = true;
+  }
+
+  /** store: etcd: join the cluster (its lease, member key and, if free, the expiry). */
+  private async joinCluster(): Promise<void> {
+    const etcd = this.config.homeAgent.etcd;
+    if (!(this.store instanceof EtcdBindingStore) || !etcd) return;
+    const session = new ClusterSession(
+      {
+        endpoints: etcd.endpoints,
+        prefix: etcd.prefix,
+        name: this.store.name,
+        ttlSeconds: etcd.leaseTtlSeconds ?? 5,
+        info: {
+          address: this.config.homeAgent.address,
+          ...(this.statusServer ? { status: this.statusServer.url } : {}),
+        },
+      },
+      this.components.clock,
+      this.log,
+    );
+    session.onOwnerChange = (owner) => {
+      // Taking expiry over: what expired while nobody owned it goes now.
+      if (owner && this.state === 'running') this.enqueue({ kind: 'expire' });
+    };
+    await session.start();
+    this.session = session;
   }
 
   /** Watch the shared store (etcd): every HA programs every binding, whoever accepted it. */

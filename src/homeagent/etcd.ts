@@ -17,7 +17,8 @@ export interface KeyValue {
 }
 
 export type Compare = { key: string; modRevision: number };
-export type RequestOp = { put: { key: string; value: string } } | { delete: { key: string } };
+/** A put bound to `lease` goes when the lease does (etcd lease ids are int64: decimal strings here). */
+export type RequestOp = { put: { key: string; value: string; lease?: string } } | { delete: { key: string } };
 
 export interface TxnResult {
   succeeded: boolean;
@@ -114,7 +115,7 @@ export class EtcdClient {
       })),
       success: ops.map((op) =>
         'put' in op
-          ? { request_put: { key: b64(op.put.key), value: b64(op.put.value) } }
+          ? { request_put: { key: b64(op.put.key), value: b64(op.put.value), lease: op.put.lease ?? '0' } }
           : { request_delete_range: { key: b64(op.delete.key) } },
       ),
       failure: compare.map((c) => ({ request_range: { key: b64(c.key) } })),
@@ -129,6 +130,33 @@ export class EtcdClient {
       ? []
       : (res.responses ?? []).flatMap((r) => (r.response_range?.kvs ?? []).map(kv));
     return { succeeded, revision: Number(res.header.revision), current };
+  }
+
+  /** A lease of `ttlSeconds` (etcd may raise it to its minimum); its id. */
+  async leaseGrant(ttlSeconds: number, signal?: AbortSignal): Promise<{ id: string; ttl: number }> {
+    const res = await this.call<{ ID: string; TTL?: string; error?: string }>(
+      '/v3/lease/grant',
+      { TTL: ttlSeconds },
+      { retry: true, signal },
+    );
+    if (res.error) throw new EtcdError('ERR_ETCD', `lease grant: ${res.error}`);
+    return { id: res.ID, ttl: Number(res.TTL ?? 0) };
+  }
+
+  /** Renew a lease; its remaining TTL in seconds, 0 when it has expired (or never existed). */
+  async leaseKeepAlive(id: string, signal?: AbortSignal): Promise<number> {
+    // The gateway's keepalive is a stream; one request body gets one answer and the stream ends.
+    const res = await this.call<{ result?: { TTL?: string } }>(
+      '/v3/lease/keepalive',
+      { ID: id },
+      { retry: true, signal },
+    );
+    return Number(res.result?.TTL ?? 0);
+  }
+
+  /** End a lease now: the keys bound to it go at once. */
+  async leaseRevoke(id: string, signal?: AbortSignal): Promise<void> {
+    await this.call('/v3/lease/revoke', { ID: id }, { retry: true, signal });
   }
 
   /**
