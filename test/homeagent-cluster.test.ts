@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { hasEtcd } from './helpers/etcd.ts';
 import { type ClusterRig, HA_NAMES, openHaClusterRig } from './helpers/ha-cluster-lab.ts';
-import { ADDR, haRoutes, haStatus, specFor } from './helpers/homeagent-lab.ts';
+import { ADDR, haRoutes, haStatus, STATUS, specFor } from './helpers/homeagent-lab.ts';
 import { dataplaneBackends, needsRoot, skipUnless } from './helpers/requirements.ts';
 
 const backends = await dataplaneBackends();
+const BIN = new URL('../bin/offlink.js', import.meta.url).pathname;
 
 async function until(what: string, cond: () => Promise<boolean>, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -58,6 +59,19 @@ for (const backend of backends) {
       assert.ok(await reaches('ga', ADDR.cn), 'guest → correspondent through HA2');
       const [b2] = (await haStatus(r.lab, r.ns.ha2)).bindings;
       assert.equal(b2?.sequence, sequence, 'HA2 holds the binding HA1 accepted, no BU sent to HA2');
+    });
+
+    it('offlink status --ha on HA2 lists both members, serving, and that HA1 served the binding', async () => {
+      const r = rig!;
+      const status = async () =>
+        (await r.lab.exec(r.ns.ha2, [process.execPath, BIN, 'status', '--ha', STATUS])).stdout;
+      await until('both members serving', async () => (await status()).match(/ serving /g)?.length === 2);
+      const text = await status();
+      assert.match(text, /^cluster \(2 members; this HA: ha2, etcd reachable/m);
+      assert.match(text, /^ha1 +serving +(yes|-) /m);
+      assert.match(text, /^ha2 +serving +(yes|-) /m);
+      assert.equal(text.match(/ yes /g)?.length, 1, 'one expiry owner');
+      assert.match(text, new RegExp(`^${ADDR.hoa} +${ADDR.coaA} .* ha1$`, 'm'), 'served by HA1');
     });
 
     it('a CoA change accepted by HA2 moves the tunnel in HA1 too', async () => {

@@ -1,7 +1,8 @@
 // A home agent's membership in its cluster (issue 16): an etcd lease kept alive while the HA can reach
 // etcd, with two keys bound to it under the store's prefix:
 //
-//   <prefix>member/<name>   {name, address, since, status}: the HA is up (`offlink status --ha` lists these)
+//   <prefix>member/<name>   {name, since, serving, address, status}: the HA is up, and whether it can
+//                           serve (`offlink status --ha` lists these)
 //   <prefix>expiry-owner    {name, lease}: the one HA that expires bindings for the whole cluster
 //
 // Both keys go with the lease: when the HA stops it revokes the lease (both go at once); when it dies or
@@ -23,8 +24,12 @@ export interface ClusterOptions {
 
 export interface ClusterMember {
   name: string;
+  /** The HA's own health as it last wrote it (a member whose lease lapsed is not listed at all). */
+  serving: boolean;
   /** Holds the expiry (it is the one that expires bindings). */
   expiryOwner: boolean;
+  /** Clock ms it joined (its current lease). */
+  since: number;
   [field: string]: unknown;
 }
 
@@ -42,6 +47,11 @@ export class ClusterSession {
   private owner = false;
   /** Hears every change of ownership (the daemon runs expiry while it owns). */
   onOwnerChange: (owner: boolean) => void = () => {};
+  /** This HA's own health (data plane, daemon state), written into its member key when it changes. */
+  serving: () => boolean = () => true;
+  private written: { serving: boolean; since: number } | undefined;
+  /** The members as the last round read them. */
+  private seen: ClusterMember[] = [];
 
   constructor(
     private readonly options: ClusterOptions,
@@ -90,8 +100,13 @@ export class ClusterSession {
     this.lease = undefined;
   }
 
+  /** The members as the last round read them (at most TTL/3 old). */
+  get members(): readonly ClusterMember[] {
+    return this.seen;
+  }
+
   /** The cluster's members as etcd holds them (with the one that owns expiry). */
-  async members(): Promise<ClusterMember[]> {
+  private async readMembers(): Promise<ClusterMember[]> {
     const prefix = `${this.options.prefix}member/`;
     const [{ kvs }, owner] = await Promise.all([
       this.client.range(prefix, prefixEnd(prefix)),
@@ -99,7 +114,7 @@ export class ClusterSession {
     ]);
     const ownerName = owner.kvs[0] ? (JSON.parse(owner.kvs[0].value) as { name: string }).name : undefined;
     return kvs.map((kv) => {
-      const m = JSON.parse(kv.value) as { name: string };
+      const m = JSON.parse(kv.value) as ClusterMember;
       return { ...m, expiryOwner: m.name === ownerName };
     });
   }
@@ -125,22 +140,23 @@ export class ClusterSession {
         const granted = await this.client.leaseGrant(this.options.ttlSeconds);
         this.lease = granted.id;
         ttl = granted.ttl;
-        await this.client.txn(
-          [],
-          [{ put: { key: this.memberKey, value: this.memberValue(), lease: this.lease } }],
-        );
+        this.written = undefined;
       }
       // From when the request was sent: the lease lives at least that long.
       this.aliveUntil = sent + ttl * 1000;
+      const serving = this.serving();
+      if (this.written?.serving !== serving) {
+        const since = this.written?.since ?? this.clock.now();
+        const value = JSON.stringify({ name: this.options.name, since, serving, ...this.options.info });
+        await this.client.txn([], [{ put: { key: this.memberKey, value, lease: this.lease } }]);
+        this.written = { serving, since };
+      }
       await this.claimExpiry();
+      this.seen = await this.readMembers();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'etcd keep-alive failed');
       if (!this.reachable()) this.setOwner(false);
     }
-  }
-
-  private memberValue(): string {
-    return JSON.stringify({ name: this.options.name, since: this.clock.now(), ...this.options.info });
   }
 
   private async claimExpiry(): Promise<void> {

@@ -317,16 +317,32 @@ export class HomeAgent {
   }
 
   snapshot(): HomeAgentStatus {
+    const store = this.store instanceof EtcdBindingStore ? this.store : undefined;
     const status = bindingCacheStatus(
       this.cache.all(),
       this.table,
       this.config.homeAgent.address,
       this.components.clock.now(),
+      store && ((hoa) => store.servedBy(hoa)),
     );
     const backend = this.components.dataplane.backend;
-    if (backend === undefined) return status;
-    const { haAddress, ...rest } = status;
-    return { haAddress, dataplane: backend, ...rest };
+    const { haAddress, now, bindings } = status;
+    return {
+      haAddress,
+      ...(backend === undefined ? {} : { dataplane: backend }),
+      now,
+      ...(this.session && store
+        ? {
+            cluster: {
+              name: store.name,
+              etcd: this.session.reachable() ? 'reachable' : 'unreachable',
+              expiryOwner: this.session.expiryOwner,
+              members: this.session.members,
+            },
+          }
+        : {}),
+      bindings,
+    };
   }
 
   private async loadCache(): Promise<void> {
@@ -667,6 +683,7 @@ export class HomeAgent {
       this.components.clock,
       this.log,
     );
+    session.serving = () => this.state === 'running' && this.ready.store && this.ready.dataplane;
     session.onOwnerChange = (owner) => {
       // Taking expiry over: what expired while nobody owned it goes now.
       if (owner && this.state === 'running') this.enqueue({ kind: 'expire' });

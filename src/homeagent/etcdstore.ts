@@ -59,6 +59,8 @@ interface Known {
   revision: number;
   /** The stored binding's replay timestamp. */
   lastTimestamp: bigint;
+  /** The store (home agent) that wrote it: the one that last served the binding. */
+  by: string | undefined;
 }
 
 interface StoredBinding {
@@ -126,8 +128,8 @@ export class EtcdBindingStore {
   async load(): Promise<StoredCache> {
     const { bindings, timestamps, revision } = await this.read();
     this.known.clear();
-    for (const { binding, revision } of bindings)
-      this.known.set(binding.hoa, { revision, lastTimestamp: binding.lastTimestamp });
+    for (const { binding, revision, by } of bindings)
+      this.known.set(binding.hoa, { revision, lastTimestamp: binding.lastTimestamp, by });
     this.loadedAt = revision;
     return { bindings: bindings.map((b) => b.binding), timestamps };
   }
@@ -144,6 +146,11 @@ export class EtcdBindingStore {
   /** The mod revision of `hoa`'s binding as this store knows it (0: no binding). */
   revisionOf(hoa: string): number {
     return this.known.get(hoa)?.revision ?? 0;
+  }
+
+  /** The home agent (store name) that wrote `hoa`'s binding: the one that last served it. */
+  servedBy(hoa: string): string | undefined {
+    return this.known.get(hoa)?.by;
   }
 
   private async read(): Promise<{
@@ -196,7 +203,12 @@ export class EtcdBindingStore {
     }
     const result = await this.commit(plan, compare, requests);
     for (const [hoa, p] of plan) {
-      if (p.final) this.known.set(hoa, { revision: result.revision, lastTimestamp: p.final.lastTimestamp });
+      if (p.final)
+        this.known.set(hoa, {
+          revision: result.revision,
+          lastTimestamp: p.final.lastTimestamp,
+          by: this.name,
+        });
       else this.known.delete(hoa);
     }
   }
@@ -285,7 +297,7 @@ export class EtcdBindingStore {
       if ((kv?.modRevision ?? 0) === p.revision) continue;
       const parsed = kv ? this.parse(kv) : undefined;
       if (parsed?.kind === 'binding')
-        out.push({ op: 'put', binding: parsed.binding, revision: kv!.modRevision });
+        out.push({ op: 'put', binding: parsed.binding, revision: kv!.modRevision, by: parsed.by });
       else out.push({ op: 'delete', hoa, lastTimestamp: undefined, revision: 0 });
     }
     return out;
@@ -295,7 +307,11 @@ export class EtcdBindingStore {
   adopt(changes: readonly StoreChange[]): void {
     for (const c of changes) {
       if (c.op === 'put')
-        this.known.set(c.binding.hoa, { revision: c.revision, lastTimestamp: c.binding.lastTimestamp });
+        this.known.set(c.binding.hoa, {
+          revision: c.revision,
+          lastTimestamp: c.binding.lastTimestamp,
+          by: c.by,
+        });
       else this.known.delete(c.hoa);
     }
   }
