@@ -5,8 +5,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { hasEtcd } from './helpers/etcd.ts';
-import { type ClusterRig, HA_NAMES, openHaClusterRig } from './helpers/ha-cluster-lab.ts';
-import { ADDR, haRoutes, haStatus, STATUS, specFor } from './helpers/homeagent-lab.ts';
+import {
+  bgpRoutes,
+  type ClusterRig,
+  carrier,
+  HA_NAMES,
+  hasBird,
+  homeRoute,
+  openHaClusterRig,
+} from './helpers/ha-cluster-lab.ts';
+import { ADDR, haRoutes, haStatus, killHard, STATUS, specFor } from './helpers/homeagent-lab.ts';
 import { dataplaneBackends, needsRoot, skipUnless } from './helpers/requirements.ts';
 
 const backends = await dataplaneBackends();
@@ -93,6 +101,103 @@ for (const backend of backends) {
       await until('neither HA tunnels the MNP', async () => (await tunnels()).every((t) => t === ''));
       for (const name of HA_NAMES)
         assert.deepEqual((await haStatus(r.lab, r.ns[name])).bindings, [], `${name} holds no binding`);
+    });
+  });
+}
+
+for (const backend of backends) {
+  describe(`home agent cluster, HA address by BGP anycast [${backend}]`, {
+    skip:
+      needsRoot() ||
+      skipUnless(hasEtcd(), 'etcd (apt-get install etcd-server)') ||
+      skipUnless(hasBird(), 'BIRD (apt-get install bird2)'),
+    timeout: 240_000,
+  }, () => {
+    let rig: ClusterRig | undefined;
+    let sequence = 0;
+
+    before(async () => {
+      rig = await openHaClusterRig(backend, { bgp: true });
+    });
+    after(async () => {
+      await rig?.close();
+    });
+
+    it('kill -9 of the HA carrying a stream: the other HA carries it on, no BU, no binding lost', async (t) => {
+      const r = rig!;
+      const reg = await r.agents.mra.bu(specFor(ADDR.coaA, ++sequence));
+      assert.equal(reg.ba?.status, 0);
+      const want = `tunnel ${ADDR.ha} -> ${ADDR.coaA}`;
+      await until('both HAs tunnel the MNP to CoA A', async () =>
+        (await Promise.all(HA_NAMES.map((n) => haRoutes(r.lab, r.ns[n], ADDR.mnp)))).every((x) => x === want),
+      );
+      const victim = carrier(await homeRoute(r.lab, r.ns));
+      assert.ok(victim, 'inet routes the home prefixes to one of the HAs');
+      const survivor = HA_NAMES.find((n) => n !== victim)!;
+      // 100 probes a second for 4 s each way; the kill 1.5 s in.
+      const probes = { count: 400, size: 200, intervalMs: 10, waitMs: 1000 };
+      const down = r.agents.cn.probe(ADDR.guest, probes);
+      const up = r.agents.ga.probe(ADDR.cn, probes);
+      await new Promise((res) => setTimeout(res, 1500));
+      const killedAt = performance.now();
+      await killHard(r.has[victim]!.child);
+      // The announcement goes with the process: how long until the router moved to the survivor.
+      await bgpRoutes(r.lab, r.ns, 'inet routes to the surviving HA', (via) => carrier(via) === survivor);
+      const rerouteMs = Math.round(performance.now() - killedAt);
+      const [toGuest, fromGuest] = await Promise.all([down, up]);
+      t.diagnostic(
+        `killed ${victim}: route moved in ${rerouteMs} ms; correspondent → guest gap ${toGuest.gapMs} ms ` +
+          `(${toGuest.sent - toGuest.received} lost), guest → correspondent gap ${fromGuest.gapMs} ms ` +
+          `(${fromGuest.sent - fromGuest.received} lost)`,
+      );
+      // The dead HA's kernel forwards (its bpf maps stay) until the route moves, so probes may not even
+      // notice; the reroute itself must happen well within the target (1 s), not after a BGP hold time.
+      assert.ok(rerouteMs < 2000, `route moved ${rerouteMs} ms after the kill`);
+      // The target is ≤ 1 s (p50, bench); 2 s here leaves room for a loaded machine and still fails where
+      // the announcement outlives the process (a BGP hold time: 9 s).
+      for (const [dir, p] of [
+        ['correspondent → guest', toGuest],
+        ['guest → correspondent', fromGuest],
+      ] as const) {
+        assert.ok(p.received > p.sent / 2, `${dir}: the stream went on (${p.received}/${p.sent})`);
+        assert.ok(p.gapMs < 2000, `${dir}: gap ${p.gapMs} ms`);
+      }
+      const [b] = (await haStatus(r.lab, r.ns[survivor])).bindings;
+      assert.equal(b?.sequence, sequence, 'the binding survived, and no BU was sent');
+    });
+
+    it('an HA cut off from etcd withdraws the HA address and stops answering BUs; the other serves', async () => {
+      const r = rig!;
+      for (const name of HA_NAMES)
+        if (!r.has[name] || r.has[name]!.child.exitCode !== null || r.has[name]!.child.signalCode !== null)
+          await r.start(name);
+      await bgpRoutes(r.lab, r.ns, 'an HA carries the home prefixes', (via) => via !== '');
+      const victim = carrier(await homeRoute(r.lab, r.ns))!;
+      const survivor = HA_NAMES.find((n) => n !== victim)!;
+      // Drop everything between the victim and etcd (inet's loopback addresses), both ways, in the victim.
+      await r.lab.exec(
+        r.ns[victim],
+        ['nft', '-f', '-'],
+        'table inet partition {\n chain out {\n  type filter hook output priority 0;\n  ip6 daddr 2001:db8:e::/64 drop\n }\n}\n',
+      );
+      try {
+        await bgpRoutes(r.lab, r.ns, `${victim} withdraws`, (via) => carrier(via) === survivor);
+        const reg = await r.agents.mra.bu(specFor(ADDR.coaA, ++sequence), 5000);
+        assert.equal(reg.ba?.status, 0, 'the BU reaches the other HA, which accepts it');
+        const [b] = (await haStatus(r.lab, r.ns[survivor])).bindings;
+        assert.equal(b?.sequence, sequence);
+      } finally {
+        await r.lab.exec(r.ns[victim], ['nft', 'delete', 'table', 'inet', 'partition']);
+      }
+      // Back with etcd: it catches up (the watch resumes from its last revision) and announces again.
+      await until(
+        `${victim} catches up`,
+        async () => {
+          const [b] = (await haStatus(r.lab, r.ns[victim])).bindings;
+          return b?.sequence === sequence;
+        },
+        30_000,
+      );
     });
   });
 }

@@ -60,6 +60,12 @@ export interface HomeAgentConfig {
     store?: 'sqlite' | 'etcd';
     /** With store etcd (issue 16): the cluster (etcdstore.ts). */
     etcd?: EtcdSettings | undefined;
+    /**
+     * The HA address on a tun device this process owns, announced (by BGP, from the routing daemon that
+     * watches the device) while the HA can serve (anycast.ts); undefined = the address is configured
+     * outside offlink.
+     */
+    anycast?: { device: string } | undefined;
     /** Runtime state (the bpf data plane's bpffs), absolute. */
     runDir: string;
     dataplane: { backend: BackendChoice; table: number; mss: number };
@@ -160,6 +166,14 @@ const homeAgent = z.strictObject({
   database: z.string().min(1).default('/var/lib/offlink/ha.sqlite'),
   store: z.enum(['sqlite', 'etcd'], { error: 'must be "sqlite" or "etcd"' }).default('sqlite'),
   etcd: etcdSection.optional(),
+  anycast: z
+    .strictObject({
+      device: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,15}$/, 'not an interface name (1–15 characters)')
+        .default('offlink-ha'),
+    })
+    .optional(),
   /** Runtime state: the bpf data plane's own bpffs is mounted under `<runDir>/bpf/`. */
   runDir: z.string().min(1).default('/run/offlink'),
   dataplane: z
@@ -265,6 +279,7 @@ function settings(ha: z.output<typeof homeAgent>, baseDir: string): HomeAgentCon
       database: ha.database === ':memory:' ? ha.database : resolve(baseDir, ha.database),
       store: ha.store,
       etcd: ha.etcd,
+      anycast: ha.anycast,
       runDir: resolve(baseDir, ha.runDir),
       dataplane: ha.dataplane,
       maxLifetimeSeconds: ha.maxLifetimeSeconds,

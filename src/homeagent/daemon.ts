@@ -42,6 +42,7 @@ import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
 export type { BindingStatus, HomeAgentStatus } from './status.ts';
 
+import type { AnycastAddress } from './anycast.ts';
 import { ClusterSession } from './cluster.ts';
 import { BindingConflictError, EtcdBindingStore, type StoreChange } from './etcdstore.ts';
 import { BindingStore, type BindingStoreLike, WorkerBindingStore } from './store.ts';
@@ -57,7 +58,12 @@ export interface HomeAgentComponents {
   store?: BindingStoreLike;
   /** The mobile routers, as `loadHomeAgent` builds them; defaults to a table of config.mobileRouters. */
   table?: PrefixTable;
+  /** The shared HA address, announced while this HA can serve (config.homeAgent.anycast). */
+  anycast?: AnycastAddress;
 }
+
+/** How often the daemon checks whether its anycast announcement matches its health. */
+const ANNOUNCE_CHECK_MS = 100;
 
 type Job =
   | {
@@ -151,6 +157,9 @@ export class HomeAgent {
   private unwatch: (() => void) | undefined;
   /** Membership of the HA cluster (store: etcd): health and who expires bindings. */
   private session: ClusterSession | undefined;
+  /** Whether the anycast address is announced now, and the timer that keeps it in line with health(). */
+  private announced = false;
+  private announceTimer: TimerHandle | undefined;
   /** Cache ops one store write can hold (etcd bounds a transaction): a group stops taking jobs there. */
   private maxOps = Number.POSITIVE_INFINITY;
   private readonly replyBudget = new TokenBucket(UNSIGNED_REPLIES_PER_SECOND);
@@ -207,6 +216,13 @@ export class HomeAgent {
       await this.components.dataplane.init();
       await this.components.dataplane.reconcile(this.cache.all().map(toTunnelBinding));
       this.ready.dataplane = true;
+      await this.joinCluster();
+      if (this.components.anycast) {
+        await this.components.anycast.open();
+        // Before the socket binds to it; the kernel is reconciled and etcd reachable.
+        await this.components.anycast.announce();
+        this.announced = true;
+      }
       await this.transport.listen(ha.listen.address, ha.listen.port, (d) => this.onDatagram(d));
       if (ha.status) {
         this.statusServer = new StatusServer({
@@ -215,8 +231,8 @@ export class HomeAgent {
         });
         await this.statusServer.listen(ha.status.host, ha.status.port);
       }
-      await this.joinCluster();
     } catch (err) {
+      await this.components.anycast?.close();
       await this.session?.stop();
       await this.transport.close();
       await this.statusServer?.close();
@@ -227,6 +243,7 @@ export class HomeAgent {
       throw err;
     }
     this.state = 'running';
+    this.keepAnnouncement();
     // From the revision load() read: nothing between the load and the watch is missed or applied twice.
     this.watchStore();
     this.scheduleExpiry();
@@ -246,6 +263,10 @@ export class HomeAgent {
   async stop(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'stopping'; // datagrams are ignored from now on
+    // The other HAs take the traffic now, while this one drains.
+    this.announceTimer?.cancel();
+    await this.components.anycast?.close();
+    this.announced = false;
     this.expiry?.handle.cancel();
     this.expiry = undefined;
     this.unwatch?.();
@@ -384,6 +405,8 @@ export class HomeAgent {
 
   private onDatagram(d: Datagram): void {
     if (this.state !== 'running') return;
+    // Partitioned from etcd: no BU can commit; unanswered, the MR retransmits, to an HA that can.
+    if (this.session && !this.session.reachable()) return;
     const receivedAt = performance.now();
     this.metrics.datagrams.inc();
     try {
@@ -663,6 +686,27 @@ export class HomeAgent {
     }
     (this.store as EtcdBindingStore).adopt(changes);
     this.needsReconcile = true;
+  }
+
+  /** Announce the anycast address while health() is ok, withdraw it while not (every 100 ms). */
+  private keepAnnouncement(): void {
+    const anycast = this.components.anycast;
+    if (!anycast || this.state !== 'running') return;
+    this.announceTimer = this.components.clock.setTimer(ANNOUNCE_CHECK_MS, () => {
+      const ok = this.health().ok;
+      const change = ok === this.announced ? Promise.resolve() : ok ? anycast.announce() : anycast.withdraw();
+      change
+        .then(() => {
+          if (ok !== this.announced)
+            this.log.warn(
+              { announced: ok },
+              ok ? 'HA address announced' : 'HA address withdrawn: cannot serve',
+            );
+          this.announced = ok;
+        })
+        .catch((err) => this.log.error({ err }, 'anycast announcement change failed'))
+        .finally(() => this.keepAnnouncement());
+    });
   }
 
   /** store: etcd: join the cluster (its lease, member key and, if free, the expiry). */

@@ -5,9 +5,12 @@
 //   gb ── mrb ──┼── inet (router) ─┼── ha2 (2001:db8:2::2)
 //               │  etcd ×3 on lo   └── cn  (correspondent)
 //
-// `inet` routes the home prefixes to one HA at a time (`routeHomeTo`); the etcd members listen on inet's
-// loopback addresses 2001:db8:e::1–3, which both HAs reach through their uplinks.
-import type { ChildProcess } from 'node:child_process';
+// Static: `inet` routes the home prefixes to one HA at a time (`routeHomeTo`), the HA address is on each
+// HA's loopback. BGP (`bgp: true`): BIRD in `inet` and in each HA namespace; each HA's BIRD announces the
+// HA address and the home prefixes while the HA's tun device `offlink-ha` (which holds the address and
+// lives as long as the HA process) is up, and `inet` routes them to the best announcement. The etcd
+// members listen on inet's loopback addresses 2001:db8:e::1–3, which both HAs reach through their uplinks.
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +19,90 @@ import { site } from '../../src/lab/netbuild.ts';
 import { EtcdCluster } from './etcd.ts';
 import { ADDR, HOME_PREFIXES, haConfigYaml, mrTunnel, NsAgent, startHa } from './homeagent-lab.ts';
 import { type NetnsLab, openNetns } from './netns.ts';
+
+export function hasBird(): boolean {
+  try {
+    execFileSync('bird', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const ASN = { inet: 65000, ha1: 65001, ha2: 65002 } as const;
+
+function routerBird(): string {
+  const peers = HA_NAMES.map(
+    (name) => `protocol bgp ${name} {
+  local ${HA_UPLINK[name].replace(/2$/, '1')} as ${ASN.inet};
+  neighbor ${HA_UPLINK[name]} as ${ASN[name]};
+  hold time 9;
+  ipv6 { import all; export none; };
+}`,
+  );
+  return `router id 10.255.0.254;
+protocol device { }
+protocol kernel { ipv6 { import none; export all; }; }
+${peers.join('\n')}
+`;
+}
+
+/** An HA host's BIRD: the HA address and home prefixes while the HA's tun device is up, to its router. */
+export function haBird(name: HaName, device = 'offlink-ha'): string {
+  const routes = [`${ADDR.ha}/128`, ...HOME_PREFIXES].map((p) => `  route ${p} via "${device}";`);
+  return `router id 10.255.0.${HA_NAMES.indexOf(name) + 1};
+protocol device { }
+protocol static anycast {
+  ipv6;
+${routes.join('\n')}
+}
+protocol bgp uplink {
+  local ${HA_UPLINK[name]} as ${ASN[name]};
+  neighbor ${HA_UPLINK[name].replace(/2$/, '1')} as ${ASN.inet};
+  ipv6 { import none; export where proto = "anycast"; };
+}
+`;
+}
+
+async function startBird(lab: NetnsLab, ns: ClusterTopology, dir: string): Promise<void> {
+  const confs: [HaName | 'inet', string][] = [
+    ['inet', routerBird()],
+    ...HA_NAMES.map((n) => [n, haBird(n)] as [HaName, string]),
+  ];
+  for (const [name, conf] of confs) {
+    const file = join(dir, `bird-${name}.conf`);
+    writeFileSync(file, conf);
+    const child = lab.spawn(ns[name], ['bird', '-f', '-c', file, '-s', join(dir, `bird-${name}.ctl`)]);
+    child.stderr!.on('data', () => {});
+  }
+}
+
+/** Where `inet` routes the guests' prefix now: the uplink address of the HA it goes to, '' if none. */
+export async function homeRoute(lab: NetnsLab, ns: ClusterTopology): Promise<string> {
+  const { stdout } = await lab.exec(ns.inet, ['ip', '-6', 'route', 'show', HOME_PREFIXES[1]!]);
+  return /via (\S+)/.exec(stdout)?.[1] ?? '';
+}
+
+/** Until `inet`'s route to the home prefixes satisfies `ok` (BGP converged), within 30 s. */
+export async function bgpRoutes(
+  lab: NetnsLab,
+  ns: ClusterTopology,
+  what: string,
+  ok: (via: string) => boolean,
+): Promise<string> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const via = await homeRoute(lab, ns);
+    if (ok(via)) return via;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what} (inet routes via '${via}')`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The HA that `inet` routes the home prefixes to now. */
+export function carrier(via: string): HaName | undefined {
+  return HA_NAMES.find((n) => HA_UPLINK[n] === via);
+}
 
 export const HA_NAMES = ['ha1', 'ha2'] as const;
 export type HaName = (typeof HA_NAMES)[number];
@@ -41,7 +128,7 @@ export interface ClusterRig {
   close(): Promise<void>;
 }
 
-async function buildClusterTopology(lab: NetnsLab): Promise<ClusterTopology> {
+async function buildClusterTopology(lab: NetnsLab, bgp: boolean): Promise<ClusterTopology> {
   const sites = [
     site({ ns: 'ha1', dev: 'ha-up', router: 'inet', routerDev: 'inet-h1', subnet: '2001:db8:1::' }),
     site({ ns: 'ha2', dev: 'ha-up', router: 'inet', routerDev: 'inet-h2', subnet: '2001:db8:2::' }),
@@ -66,13 +153,12 @@ async function buildClusterTopology(lab: NetnsLab): Promise<ClusterTopology> {
     ],
     veths: [...sites.map((s) => s.veth), guestLink('mra', 'ga'), guestLink('mrb', 'gb')],
     addresses: [
-      { ns: 'ha1', dev: 'lo', address: `${ADDR.ha}/128` },
-      { ns: 'ha2', dev: 'lo', address: `${ADDR.ha}/128` },
+      ...(bgp ? [] : HA_NAMES.map((ns) => ({ ns, dev: 'lo', address: `${ADDR.ha}/128` }))),
       ...ETCD_HOSTS.map((h) => ({ ns: 'inet', dev: 'lo', address: `${h}/128` })),
     ],
     routes: [
       ...sites.map((s) => s.route),
-      ...HOME_PREFIXES.map((to) => ({ ns: 'inet', to, via: HA_UPLINK.ha1 })),
+      ...(bgp ? [] : HOME_PREFIXES.map((to) => ({ ns: 'inet', to, via: HA_UPLINK.ha1 }))),
       { ns: 'ga', to: 'default', via: ADDR.gw },
       { ns: 'gb', to: 'default', via: ADDR.gw },
     ],
@@ -84,7 +170,11 @@ async function buildClusterTopology(lab: NetnsLab): Promise<ClusterTopology> {
  * helper processes with UDP echo in the guests and the correspondent. Removed if building fails, and by
  * `close()`.
  */
-export async function openHaClusterRig(backend: Backend): Promise<ClusterRig> {
+export async function openHaClusterRig(
+  backend: Backend,
+  options: { bgp?: boolean } = {},
+): Promise<ClusterRig> {
+  const bgp = options.bgp ?? false;
   const dir = mkdtempSync(join(tmpdir(), 'offlink-ha-cluster-'));
   const lab = await openNetns({ backend });
   const agents: Partial<ClusterRig['agents']> = {};
@@ -96,7 +186,7 @@ export async function openHaClusterRig(backend: Backend): Promise<ClusterRig> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const ns = await buildClusterTopology(lab);
+    const ns = await buildClusterTopology(lab, bgp);
     etcd = await EtcdCluster.start(3, [], { netns: ns.inet, hosts: ETCD_HOSTS });
     const configs = {} as Record<HaName, string>;
     for (const name of HA_NAMES) {
@@ -108,17 +198,21 @@ export async function openHaClusterRig(backend: Backend): Promise<ClusterRig> {
           database: join(dir, `${name}.sqlite`),
           runDir: join(dir, name),
           etcd: { endpoints: etcd.endpoints, name },
+          anycast: bgp,
         }),
       );
     }
+    if (bgp) await startBird(lab, ns, dir);
     await mrTunnel(lab, ns.mra, ADDR.coaA);
     await mrTunnel(lab, ns.mrb, ADDR.coaB);
     const has: ClusterRig['has'] = {};
+    // ha1 first, so that it is the expiry owner.
     const start = async (name: HaName) => {
       has[name] = await startHa(lab, ns[name], configs[name]);
       return has[name];
     };
     for (const name of HA_NAMES) await start(name);
+    if (bgp) await bgpRoutes(lab, ns, 'the HAs announce the HA address', (via) => via.length > 0);
     for (const name of ['mra', 'mrb', 'ga', 'gb', 'cn'] as const) agents[name] = new NsAgent(ns[name]);
     const all = agents as ClusterRig['agents'];
     await Promise.all([all.ga.echo(), all.gb.echo(), all.cn.echo()]);
