@@ -123,6 +123,15 @@ for (const backend of backends) {
       await rig?.close();
     });
 
+    /** Both HAs running (a case before may have killed one). */
+    async function bothRunning(): Promise<void> {
+      const r = rig!;
+      for (const name of HA_NAMES) {
+        const child = r.has[name]?.child;
+        if (!child || child.exitCode !== null || child.signalCode !== null) await r.start(name);
+      }
+    }
+
     it('kill -9 of the HA carrying a stream: the other HA carries it on, no BU, no binding lost', async (t) => {
       const r = rig!;
       const reg = await r.agents.mra.bu(specFor(ADDR.coaA, ++sequence));
@@ -168,9 +177,7 @@ for (const backend of backends) {
 
     it('an HA cut off from etcd withdraws the HA address and stops answering BUs; the other serves', async () => {
       const r = rig!;
-      for (const name of HA_NAMES)
-        if (!r.has[name] || r.has[name]!.child.exitCode !== null || r.has[name]!.child.signalCode !== null)
-          await r.start(name);
+      await bothRunning();
       await bgpRoutes(r.lab, r.ns, 'an HA carries the home prefixes', (via) => via !== '');
       const victim = carrier(await homeRoute(r.lab, r.ns))!;
       const survivor = HA_NAMES.find((n) => n !== victim)!;
@@ -198,6 +205,46 @@ for (const backend of backends) {
         },
         30_000,
       );
+    });
+    it('an HA restarted after missing a CoA change catches up from etcd before it serves', async () => {
+      const r = rig!;
+      await bothRunning();
+      const victim = carrier(await homeRoute(r.lab, r.ns))!;
+      const other = HA_NAMES.find((n) => n !== victim)!;
+      await killHard(r.has[other]!.child);
+      const move = await r.agents.mrb.bu(specFor(ADDR.coaB, ++sequence));
+      assert.equal(move.ba?.status, 0, `accepted by ${victim} while ${other} is down`);
+      await r.start(other); // resolves once it serves
+      assert.equal(await haRoutes(r.lab, r.ns[other], ADDR.mnp), `tunnel ${ADDR.ha} -> ${ADDR.coaB}`);
+      const [b] = (await haStatus(r.lab, r.ns[other])).bindings;
+      assert.equal(b?.sequence, sequence);
+    });
+
+    it('losing the etcd leader (1 of 3 members) changes nothing: BUs commit, both HAs program them', async () => {
+      const r = rig!;
+      await bothRunning();
+      const leader = await r.etcd.leader();
+      await r.etcd.killMember(leader);
+      try {
+        const back = await r.agents.mra.bu(specFor(ADDR.coaA, ++sequence), 8000);
+        assert.equal(back.ba?.status, 0, 'accepted across the election');
+        const want = `tunnel ${ADDR.ha} -> ${ADDR.coaA}`;
+        await until('both HAs tunnel the MNP to CoA A', async () =>
+          (await Promise.all(HA_NAMES.map((n) => haRoutes(r.lab, r.ns[n], ADDR.mnp)))).every(
+            (x) => x === want,
+          ),
+        );
+        // Still announced: the route to the home prefixes is there, both members reach etcd.
+        assert.ok(carrier(await homeRoute(r.lab, r.ns)));
+        for (const name of HA_NAMES) {
+          const res = await r.lab.exec(r.ns[name], ['curl', '-s', `${STATUS}/status`]);
+          const status = JSON.parse(res.stdout) as { cluster: { etcd: string } };
+          assert.equal(status.cluster.etcd, 'reachable', `${name} reaches etcd`);
+        }
+      } finally {
+        r.etcd.startMember(leader);
+        await r.etcd.healthy();
+      }
     });
   });
 }
