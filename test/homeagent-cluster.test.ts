@@ -12,21 +12,16 @@ import {
   HA_NAMES,
   hasBird,
   homeRoute,
+  killCarrier,
   openHaClusterRig,
+  until,
+  untilBothTunnel,
 } from './helpers/ha-cluster-lab.ts';
 import { ADDR, haRoutes, haStatus, killHard, STATUS, specFor } from './helpers/homeagent-lab.ts';
 import { dataplaneBackends, needsRoot, skipUnless } from './helpers/requirements.ts';
 
 const backends = await dataplaneBackends();
 const BIN = new URL('../bin/offlink.js', import.meta.url).pathname;
-
-async function until(what: string, cond: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 for (const backend of backends) {
   describe(`home agent cluster [${backend}]`, {
@@ -43,12 +38,6 @@ for (const backend of backends) {
       await rig?.close();
     });
 
-    /** Where each HA's kernel tunnels the MNP. */
-    async function tunnels(): Promise<string[]> {
-      const r = rig!;
-      return Promise.all(HA_NAMES.map((name) => haRoutes(r.lab, r.ns[name], ADDR.mnp)));
-    }
-
     async function reaches(from: 'cn' | 'ga' | 'gb', to: string): Promise<boolean> {
       const r = await rig!.agents[from].probe(to, { count: 3, size: 1400 });
       return r.received === r.sent;
@@ -59,8 +48,7 @@ for (const backend of backends) {
       await r.routeHomeTo('ha1');
       const reg = await r.agents.mra.bu(specFor(ADDR.coaA, ++sequence));
       assert.equal(reg.ba?.status, 0);
-      const want = `tunnel ${ADDR.ha} -> ${ADDR.coaA}`;
-      await until('both HAs tunnel the MNP to CoA A', async () => (await tunnels()).every((t) => t === want));
+      await untilBothTunnel(r, ADDR.coaA);
       assert.ok(await reaches('cn', ADDR.guest), 'through HA1');
       await r.routeHomeTo('ha2');
       assert.ok(await reaches('cn', ADDR.guest), 'correspondent → guest through HA2');
@@ -87,8 +75,7 @@ for (const backend of backends) {
       await r.routeHomeTo('ha2');
       const move = await r.agents.mrb.bu(specFor(ADDR.coaB, ++sequence));
       assert.equal(move.ba?.status, 0);
-      const want = `tunnel ${ADDR.ha} -> ${ADDR.coaB}`;
-      await until('both HAs tunnel the MNP to CoA B', async () => (await tunnels()).every((t) => t === want));
+      await untilBothTunnel(r, ADDR.coaB);
       await r.routeHomeTo('ha1');
       assert.ok(await reaches('cn', ADDR.guest), 'through HA1 to the guest behind B');
     });
@@ -98,7 +85,7 @@ for (const backend of backends) {
       await r.routeHomeTo('ha1');
       const dereg = await r.agents.mrb.bu(specFor(ADDR.coaB, ++sequence, { lifetime: 0 }));
       assert.equal(dereg.ba?.status, 0);
-      await until('neither HA tunnels the MNP', async () => (await tunnels()).every((t) => t === ''));
+      await untilBothTunnel(r, undefined);
       for (const name of HA_NAMES)
         assert.deepEqual((await haStatus(r.lab, r.ns[name])).bindings, [], `${name} holds no binding`);
     });
@@ -136,24 +123,10 @@ for (const backend of backends) {
       const r = rig!;
       const reg = await r.agents.mra.bu(specFor(ADDR.coaA, ++sequence));
       assert.equal(reg.ba?.status, 0);
-      const want = `tunnel ${ADDR.ha} -> ${ADDR.coaA}`;
-      await until('both HAs tunnel the MNP to CoA A', async () =>
-        (await Promise.all(HA_NAMES.map((n) => haRoutes(r.lab, r.ns[n], ADDR.mnp)))).every((x) => x === want),
-      );
-      const victim = carrier(await homeRoute(r.lab, r.ns));
-      assert.ok(victim, 'inet routes the home prefixes to one of the HAs');
-      const survivor = HA_NAMES.find((n) => n !== victim)!;
-      // 100 probes a second for 4 s each way; the kill 1.5 s in.
-      const probes = { count: 400, size: 200, intervalMs: 10, waitMs: 1000 };
-      const down = r.agents.cn.probe(ADDR.guest, probes);
-      const up = r.agents.ga.probe(ADDR.cn, probes);
-      await new Promise((res) => setTimeout(res, 1500));
-      const killedAt = performance.now();
-      await killHard(r.has[victim]!.child);
-      // The announcement goes with the process: how long until the router moved to the survivor.
-      await bgpRoutes(r.lab, r.ns, 'inet routes to the surviving HA', (via) => carrier(via) === survivor);
-      const rerouteMs = Math.round(performance.now() - killedAt);
-      const [toGuest, fromGuest] = await Promise.all([down, up]);
+      await untilBothTunnel(r, ADDR.coaA);
+      // 100 probes a second for 4 s each way; the kill 1.5 s in. The announcement goes with the process:
+      // how long until the router moved to the survivor.
+      const { victim, survivor, rerouteMs, toGuest, fromGuest } = await killCarrier(r, 4, 1500);
       t.diagnostic(
         `killed ${victim}: route moved in ${rerouteMs} ms; correspondent → guest gap ${toGuest.gapMs} ms ` +
           `(${toGuest.sent - toGuest.received} lost), guest → correspondent gap ${fromGuest.gapMs} ms ` +
@@ -228,12 +201,7 @@ for (const backend of backends) {
       try {
         const back = await r.agents.mra.bu(specFor(ADDR.coaA, ++sequence), 8000);
         assert.equal(back.ba?.status, 0, 'accepted across the election');
-        const want = `tunnel ${ADDR.ha} -> ${ADDR.coaA}`;
-        await until('both HAs tunnel the MNP to CoA A', async () =>
-          (await Promise.all(HA_NAMES.map((n) => haRoutes(r.lab, r.ns[n], ADDR.mnp)))).every(
-            (x) => x === want,
-          ),
-        );
+        await untilBothTunnel(r, ADDR.coaA);
         // Still announced: the route to the home prefixes is there, both members reach etcd.
         assert.ok(carrier(await homeRoute(r.lab, r.ns)));
         for (const name of HA_NAMES) {

@@ -92,6 +92,19 @@ async function until(what: string, cond: () => boolean, ms = 10_000): Promise<vo
   }
 }
 
+/** Two HAs on a fresh prefix (the first is the expiry owner). */
+async function twoHomeAgents() {
+  const prefix = `/offlink-ha-test/${++n}/`;
+  const a = await homeAgent(prefix);
+  const b = await homeAgent(prefix);
+  return { prefix, a, b };
+}
+
+/** The BA status of a BU for PREFIX with a fresh timestamp. */
+async function register(mr: MrClient, sequence: number, lifetime: number): Promise<number> {
+  return (await mr.bu({ sequence, lifetime, prefixes: [PREFIX], timestampMs: at() })).ba.status;
+}
+
 let stamp = 0;
 const at = () => Date.now() + ++stamp / 1000;
 
@@ -146,17 +159,11 @@ describe('home agent with store: etcd', {
   test('two HAs on one prefix: a BU processed on a binding the other HA has since moved gets 130, then the stored binding is taken', async () => {
     const prefix = `/offlink-ha-test/${++n}/`;
     const a = await homeAgent(prefix);
-    assert.equal(
-      (await a.mr.bu({ sequence: 1, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
-      0,
-    );
+    assert.equal(await register(a.mr, 1, 25), 0);
     const b = await homeAgent(prefix, { watch: false }); // loads sequence 1
     assert.equal(b.ha.cache.get(HOA)?.sequence, 1);
     // The MR moves through A: sequence 2 from ::1.
-    assert.equal(
-      (await a.mr.bu({ sequence: 2, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
-      0,
-    );
+    assert.equal(await register(a.mr, 2, 25), 0);
     // B, its watch behind, still holds sequence 1: a BU with sequence 2 would be accepted there and must not
     // replace A's sequence 2 in etcd.
     const stale = await b.mr.bu({ sequence: 2, lifetime: 30, prefixes: [PREFIX], timestampMs: at() });
@@ -172,32 +179,18 @@ describe('home agent with store: etcd', {
     assert.equal((await stored(prefix))[0]?.sequence, 3);
   });
   test('two watching HAs: a BU accepted by one is programmed on the other, a deregistration removed on both', async () => {
-    const prefix = `/offlink-ha-test/${++n}/`;
-    const a = await homeAgent(prefix);
-    const b = await homeAgent(prefix);
-    assert.equal(
-      (await a.mr.bu({ sequence: 1, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
-      0,
-    );
+    const { a, b } = await twoHomeAgents();
+    assert.equal(await register(a.mr, 1, 25), 0);
     await until('B programs the binding A accepted', () => b.dp.bindings.has(HOA));
     assert.deepEqual(b.dp.routes(), a.dp.routes());
     assert.equal(b.ha.cache.get(HOA)?.sequence, 1);
     // B now answers on top of A's binding: the same sequence is not newer, the next one is accepted.
-    assert.equal(
-      (await b.mr.bu({ sequence: 1, lifetime: 25, prefixes: [PREFIX], timestampMs: at() })).ba.status,
-      135,
-    );
-    assert.equal(
-      (await b.mr.bu({ sequence: 2, lifetime: 30, prefixes: [PREFIX], timestampMs: at() })).ba.status,
-      0,
-    );
+    assert.equal(await register(b.mr, 1, 25), 135);
+    assert.equal(await register(b.mr, 2, 30), 0);
     await until("A takes B's refresh", () => a.ha.cache.get(HOA)?.sequence === 2);
     assert.equal(a.ha.cache.get(HOA)?.lifetimeSeconds, 120);
     // Deregistration through A: gone from both data planes.
-    assert.equal(
-      (await a.mr.bu({ sequence: 3, lifetime: 0, prefixes: [PREFIX], timestampMs: at() })).ba.status,
-      0,
-    );
+    assert.equal(await register(a.mr, 3, 0), 0);
     assert.equal(a.dp.bindings.size, 0);
     await until('B removes it', () => !b.dp.bindings.has(HOA));
     assert.equal(b.ha.cache.size, 0);
@@ -218,9 +211,7 @@ describe('home agent with store: etcd', {
   const membership = (ha: HomeAgent) => ha.health()['cluster'] as { expiryOwner: boolean; etcd: string };
 
   test('one expiry per binding: only the expiry owner removes it, and both HAs drop it', async () => {
-    const prefix = `/offlink-ha-test/${++n}/`;
-    const a = await homeAgent(prefix);
-    const b = await homeAgent(prefix);
+    const { prefix, a, b } = await twoHomeAgents();
     assert.deepEqual([membership(a.ha).expiryOwner, membership(b.ha).expiryOwner], [true, false]);
     assert.equal(membership(b.ha).etcd, 'reachable');
     // Accepted by B (not the owner): 4 s.
@@ -234,33 +225,20 @@ describe('home agent with store: etcd', {
   });
 
   test('a refresh through one HA keeps the binding on the owner, which would otherwise expire it', async () => {
-    const prefix = `/offlink-ha-test/${++n}/`;
-    const a = await homeAgent(prefix);
-    const b = await homeAgent(prefix);
-    assert.equal(
-      (await b.mr.bu({ sequence: 1, lifetime: 1, prefixes: [PREFIX], timestampMs: at() })).ba.status,
-      0,
-    );
+    const { a, b } = await twoHomeAgents();
+    assert.equal(await register(b.mr, 1, 1), 0);
     // Refreshed through B every 2 s for 6 s: past the first 4 s lifetime, A (the owner) must not expire it.
     for (let seq = 2; seq <= 4; seq++) {
       await new Promise((r) => setTimeout(r, 2000));
-      assert.equal(
-        (await b.mr.bu({ sequence: seq, lifetime: 1, prefixes: [PREFIX], timestampMs: at() })).ba.status,
-        0,
-      );
+      assert.equal(await register(b.mr, seq, 1), 0);
     }
     assert.ok(a.dp.bindings.has(HOA), 'still programmed on the owner');
     assert.equal(await expiredCount(a.ha), 0);
   });
 
   test('the expiry owner stops: another HA takes the expiry over', async () => {
-    const prefix = `/offlink-ha-test/${++n}/`;
-    const a = await homeAgent(prefix);
-    const b = await homeAgent(prefix);
-    assert.equal(
-      (await a.mr.bu({ sequence: 1, lifetime: 1, prefixes: [PREFIX], timestampMs: at() })).ba.status,
-      0,
-    );
+    const { prefix, a, b } = await twoHomeAgents();
+    assert.equal(await register(a.mr, 1, 1), 0);
     await until('B has it', () => b.dp.bindings.has(HOA));
     await a.ha.stop(); // revokes its lease: the expiry key goes with it
     running.splice(running.indexOf(a.ha), 1);

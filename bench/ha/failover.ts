@@ -8,14 +8,8 @@
 //   node --import tsx bench/ha/failover.ts [--kills 10] [--out bench/results/ha-failover.json]
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import {
-  bgpRoutes,
-  carrier,
-  HA_NAMES,
-  homeRoute,
-  openHaClusterRig,
-} from '../../test/helpers/ha-cluster-lab.ts';
-import { ADDR, haRoutes, haStatus, killHard, specFor } from '../../test/helpers/homeagent-lab.ts';
+import { killCarrier, openHaClusterRig, untilBothTunnel } from '../../test/helpers/ha-cluster-lab.ts';
+import { ADDR, haStatus, specFor } from '../../test/helpers/homeagent-lab.ts';
 import { numArg, parseArgs } from '../lib/results.ts';
 
 const args = parseArgs(process.argv.slice(2));
@@ -26,14 +20,6 @@ const q = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
 };
-
-async function until(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const rig = await openHaClusterRig('bpf', { bgp: true });
 const rounds: {
@@ -48,24 +34,9 @@ const load = loadavg()[0]!;
 try {
   const reg = await rig.agents.mra.bu(specFor(ADDR.coaA, 1));
   if (reg.ba?.status !== 0) throw new Error(`registration: ${JSON.stringify(reg.ba)}`);
-  const want = `tunnel ${ADDR.ha} -> ${ADDR.coaA}`;
   for (let k = 0; k < KILLS; k++) {
-    await until('both HAs serve the binding', async () => {
-      const t = await Promise.all(HA_NAMES.map((n) => haRoutes(rig.lab, rig.ns[n], ADDR.mnp)));
-      return t.every((x) => x === want);
-    });
-    const victim = carrier(await homeRoute(rig.lab, rig.ns));
-    if (!victim) throw new Error('no HA carries the home prefixes');
-    const survivor = HA_NAMES.find((n) => n !== victim)!;
-    const probes = { count: 300, size: 200, intervalMs: 10, waitMs: 1000 };
-    const down = rig.agents.cn.probe(ADDR.guest, probes);
-    const up = rig.agents.ga.probe(ADDR.cn, probes);
-    await new Promise((r) => setTimeout(r, 1000));
-    const t0 = performance.now();
-    await killHard(rig.has[victim]!.child);
-    await bgpRoutes(rig.lab, rig.ns, 'reroute', (via) => carrier(via) === survivor);
-    const rerouteMs = Math.round(performance.now() - t0);
-    const [d, u] = await Promise.all([down, up]);
+    await untilBothTunnel(rig, ADDR.coaA);
+    const { victim, survivor, rerouteMs, toGuest: d, fromGuest: u } = await killCarrier(rig, 3, 1000);
     const bindingsAfter = (await haStatus(rig.lab, rig.ns[survivor])).bindings.length;
     rounds.push({
       killed: victim,

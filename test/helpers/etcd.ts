@@ -1,7 +1,7 @@
 // A real 3-member etcd cluster (Debian's etcd-server) on loopback for the etcd binding store's tests: unique
 // ports, data in a temp dir named after this process, every member killed by `stop()` (call it in finally).
 // A crashed run's leftovers (its members, its dir) are removed by the next run: the dir records the pids.
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -15,19 +15,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { runs } from './requirements.ts';
 
 const execFileP = promisify(execFile);
 
 const TAG = 'offlink-etcd-';
 
-export function hasEtcd(): boolean {
-  try {
-    execFileSync('etcd', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export const hasEtcd = (): boolean => runs('etcd');
 
 function alive(pid: number): boolean {
   try {

@@ -10,24 +10,27 @@
 // HA address and the home prefixes while the HA's tun device `offlink-ha` (which holds the address and
 // lives as long as the HA process) is up, and `inet` routes them to the best announcement. The etcd
 // members listen on inet's loopback addresses 2001:db8:e::1–3, which both HAs reach through their uplinks.
-import { type ChildProcess, execFileSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Backend } from '../../src/dataplane/probe.ts';
 import { site } from '../../src/lab/netbuild.ts';
 import { EtcdCluster } from './etcd.ts';
-import { ADDR, HOME_PREFIXES, haConfigYaml, mrTunnel, NsAgent, startHa } from './homeagent-lab.ts';
+import {
+  ADDR,
+  HOME_PREFIXES,
+  haConfigYaml,
+  haRoutes,
+  killHard,
+  mrTunnel,
+  NsAgent,
+  startHa,
+} from './homeagent-lab.ts';
 import { type NetnsLab, openNetns } from './netns.ts';
+import { runs } from './requirements.ts';
 
-export function hasBird(): boolean {
-  try {
-    execFileSync('bird', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export const hasBird = (): boolean => runs('bird');
 
 const ASN = { inet: 65000, ha1: 65001, ha2: 65002 } as const;
 
@@ -225,4 +228,55 @@ export async function openHaClusterRig(
     await close();
     throw err;
   }
+}
+
+/** Until `cond` holds (polled every 50 ms), within `ms`. */
+export async function until(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Until both HAs' kernels tunnel the guests' prefix to `coa` (undefined: to nowhere). */
+export function untilBothTunnel(rig: ClusterRig, coa: string | undefined): Promise<void> {
+  const want = coa ? `tunnel ${ADDR.ha} -> ${coa}` : '';
+  return until(`both HAs tunnel the MNP to ${coa ?? 'nowhere'}`, async () => {
+    const t = await Promise.all(HA_NAMES.map((n) => haRoutes(rig.lab, rig.ns[n], ADDR.mnp)));
+    return t.every((x) => x === want);
+  });
+}
+
+export interface FailoverRound {
+  victim: HaName;
+  survivor: HaName;
+  /** From the kill until `inet` routes the home prefixes to the survivor (polled every 100 ms). */
+  rerouteMs: number;
+  toGuest: Awaited<ReturnType<NsAgent['probe']>>;
+  fromGuest: Awaited<ReturnType<NsAgent['probe']>>;
+}
+
+/**
+ * Probes at 100/s both ways (correspondent ↔ guest A) for `seconds`, and kill -9 of the HA `inet` routes
+ * the home prefixes to `killAfterMs` in; what it cost.
+ */
+export async function killCarrier(
+  rig: ClusterRig,
+  seconds: number,
+  killAfterMs: number,
+): Promise<FailoverRound> {
+  const victim = carrier(await homeRoute(rig.lab, rig.ns));
+  if (!victim) throw new Error('inet routes the home prefixes to no HA');
+  const survivor = HA_NAMES.find((n) => n !== victim)!;
+  const probes = { count: seconds * 100, size: 200, intervalMs: 10, waitMs: 1000 };
+  const down = rig.agents.cn.probe(ADDR.guest, probes);
+  const up = rig.agents.ga.probe(ADDR.cn, probes);
+  await new Promise((r) => setTimeout(r, killAfterMs));
+  const killedAt = performance.now();
+  await killHard(rig.has[victim]!.child);
+  await bgpRoutes(rig.lab, rig.ns, `inet routes to ${survivor}`, (via) => carrier(via) === survivor);
+  const rerouteMs = Math.round(performance.now() - killedAt);
+  const [toGuest, fromGuest] = await Promise.all([down, up]);
+  return { victim, survivor, rerouteMs, toGuest, fromGuest };
 }
