@@ -9,6 +9,7 @@ import { systemClock } from '../src/clock.ts';
 import { FakeHomeAgentDataplane } from '../src/dataplane/fake.ts';
 import type { HomeAgentConfig } from '../src/homeagent/config.ts';
 import { HomeAgent } from '../src/homeagent/daemon.ts';
+import { EtcdError } from '../src/homeagent/etcd.ts';
 import { EtcdBindingStore } from '../src/homeagent/etcdstore.ts';
 import { silentLogger } from '../src/log.ts';
 import { BaStatus } from '../src/protocol/constants.ts';
@@ -55,14 +56,28 @@ class UnwatchedStore extends EtcdBindingStore {
   }
 }
 
+/**
+ * An HA whose first watch is held back: the test ends it with an error of its choosing (as the real stream
+ * would, e.g. after a compaction); the watches the daemon opens after that are real.
+ */
+class HeldWatchStore extends EtcdBindingStore {
+  end: ((err: Error) => void) | undefined;
+  override watch(...args: Parameters<EtcdBindingStore['watch']>): () => void {
+    if (this.end) return super.watch(...args);
+    this.end = args[1];
+    return () => {};
+  }
+}
+
 async function homeAgent(
   prefix: string,
-  options: { watch?: boolean } = {},
+  options: { watch?: boolean; store?: EtcdBindingStore } = {},
 ): Promise<{ ha: HomeAgent; dp: FakeHomeAgentDataplane; mr: MrClient }> {
   const dp = new FakeHomeAgentDataplane();
   const c = config(prefix);
   // Otherwise no store component: the daemon opens the etcd store its config names.
-  const store = options.watch === false ? new UnwatchedStore(c.homeAgent.etcd!) : undefined;
+  const store =
+    options.store ?? (options.watch === false ? new UnwatchedStore(c.homeAgent.etcd!) : undefined);
   const ha = new HomeAgent(
     { clock: systemClock, logger: silentLogger(), dataplane: dp, ...(store ? { store } : {}) },
     c,
@@ -246,5 +261,26 @@ describe('home agent with store: etcd', {
     await until('B expired it', () => !b.dp.bindings.has(HOA), 15_000);
     assert.equal(await expiredCount(b.ha), 1);
     assert.deepEqual(await stored(prefix), []);
+  });
+  test('a watch compacted past its revision: the HA reloads every binding from etcd and watches on', async () => {
+    const prefix = `/offlink-ha-test/${++n}/`;
+    const a = await homeAgent(prefix);
+    const held = new HeldWatchStore({ ...config(prefix).homeAgent.etcd!, name: 'held' });
+    const b = await homeAgent(prefix, { store: held });
+    // What B's (held) watch misses: a registration through A; then etcd compacts that history away.
+    assert.equal(await register(a.mr, 1, 25), 0);
+    const { revision } = await held.snapshot();
+    const res = await fetch(`${cluster.endpoints[0]}/v3/kv/compaction`, {
+      method: 'POST',
+      body: JSON.stringify({ revision: String(revision) }),
+    });
+    assert.equal(res.status, 200);
+    assert.ok(!b.dp.bindings.has(HOA), 'B missed it');
+    held.end!(new EtcdError('ERR_ETCD_COMPACTED', 'watch: compacted past revision 1'));
+    await until('B reloaded the binding from etcd', () => b.dp.bindings.has(HOA));
+    assert.equal(b.ha.cache.get(HOA)?.sequence, 1);
+    // And watches from the snapshot's revision: A's deregistration reaches B.
+    assert.equal(await register(a.mr, 2, 0), 0);
+    await until('B removes it', () => !b.dp.bindings.has(HOA));
   });
 });
