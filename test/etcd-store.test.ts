@@ -262,6 +262,42 @@ describe('EtcdBindingStore on a 3-member etcd cluster', {
     assert.equal(b.revisionOf(binding(0).hoa), 0);
   });
 
+  test('a hung member (SIGSTOP, first in the list): reads and commits go on through the others', async () => {
+    const leader = await cluster.leader();
+    const victim = (leader + 1) % 3;
+    // The hung member first: every store starts there.
+    const endpoints = [victim, (victim + 1) % 3, (victim + 2) % 3].map((i) => cluster.endpoints[i]!);
+    const prefix = `/offlink-test/${++n}/`;
+    const open = () => {
+      const s = new EtcdBindingStore({ endpoints, prefix, timeoutMs: 4000 });
+      stores.push(s);
+      return s;
+    };
+    cluster.pauseMember(victim, true);
+    try {
+      const t0 = performance.now();
+      const reader = open();
+      await reader.load(); // a read: the next member as soon as the hung one times out (2 s)
+      const loadMs = performance.now() - t0;
+      const writer = open();
+      const t1 = performance.now();
+      await writer.write([put(binding(0))]); // a transaction: uncertain, then sent to the next member
+      const writeMs = performance.now() - t1;
+      assert.ok(loadMs < 3500, `load took ${loadMs.toFixed(0)} ms`);
+      assert.ok(writeMs < 3500, `commit took ${writeMs.toFixed(0)} ms`);
+      const t2 = performance.now();
+      await writer.write([put(binding(0, { sequence: 99 }))]); // starts at a member that answers
+      assert.ok(performance.now() - t2 < 1000, 'the next commit does not wait for the hung member');
+      assert.deepEqual(
+        (await open().load()).bindings.map((b) => b.sequence),
+        [99],
+      );
+    } finally {
+      cluster.pauseMember(victim, false);
+      await cluster.healthy();
+    }
+  });
+
   for (const role of ['a follower', 'the leader'] as const) {
     test(`losing ${role} of three members: writes still commit and read back`, async () => {
       const s = store();

@@ -4,8 +4,10 @@
 // event's `type: PUT`, a revision 0). Why the gateway and not the `etcd3` package: docs/homeagent.md.
 //
 // Endpoints are tried in order starting from the last one that answered. A request moves to the next
-// endpoint only when it certainly did not reach the previous one (connection refused, host unreachable):
-// a transaction that may have been applied is never sent twice, its error says so (ERR_ETCD_UNCERTAIN).
+// endpoint when it certainly did not reach the previous one (connection refused, host unreachable), and a
+// read, lease call or watch also when that one did not answer in time. A transaction that may have been
+// applied is never sent again here: its error says so (ERR_ETCD_UNCERTAIN), and the next request starts
+// at the next endpoint.
 import { OfflinkError } from '../errors.ts';
 
 export class EtcdError extends OfflinkError {}
@@ -267,6 +269,11 @@ export class EtcdClient {
         const code = (err as { cause?: { code?: string } }).cause?.code;
         if (code && NOT_SENT.has(code)) continue; // never reached that member: the next one
         if (options.signal?.aborted) throw err;
+        // A member that does not answer (hung, cut off) is left for the next one: at once for a request
+        // that is safe to repeat, from the next request on for a transaction (whose retry, the store's,
+        // finds out whether it was applied).
+        if (options.retry) continue;
+        this.current = (at + 1) % endpoints.length;
         throw new EtcdError(
           options.retry ? 'ERR_ETCD' : 'ERR_ETCD_UNCERTAIN',
           `etcd ${endpoints[at]}${path}: ${describe(err)}${options.retry ? '' : ' (the transaction may or may not have been applied)'}`,

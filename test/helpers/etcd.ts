@@ -170,6 +170,11 @@ export class EtcdCluster {
     throw new Error('no etcd leader');
   }
 
+  /** Freeze (SIGSTOP) or thaw (SIGCONT) member i: a member that holds connections and answers nothing. */
+  pauseMember(i: number, paused: boolean): void {
+    this.members[i]!.proc?.kill(paused ? 'SIGSTOP' : 'SIGCONT');
+  }
+
   /** SIGKILL member i (its data stays). */
   async killMember(i: number): Promise<void> {
     const proc = this.members[i]!.proc;
