@@ -220,6 +220,84 @@ describe('EtcdBindingStore on a 3-member etcd cluster', {
     }
   });
 
+  test('watch from a compacted revision ends with ERR_ETCD_COMPACTED; snapshot() then catches up', async () => {
+    const a = store({ name: 'ha-a' });
+    const b = store({ same: true, name: 'ha-b' });
+    await a.load();
+    await b.load();
+    await a.write([put(binding(0))]);
+    const { revision: before } = await b.snapshot();
+    await a.write([put(binding(0, { sequence: 30 }))]);
+    await a.write([put(binding(1))]);
+    const { revision: now } = await b.snapshot();
+    const res = await fetch(`${cluster.endpoints[0]}/v3/kv/compaction`, {
+      method: 'POST',
+      body: JSON.stringify({ revision: String(now), physical: true }),
+    });
+    assert.equal(res.status, 200);
+    const errors: Error[] = [];
+    const stop = b.watch(
+      () => assert.fail('no events from a compacted revision'),
+      (err) => errors.push(err),
+      before,
+    );
+    try {
+      await until('the watch reports the compaction', () => errors.length > 0);
+      assert.equal((errors[0] as Error & { code?: string }).code, 'ERR_ETCD_COMPACTED');
+      await new Promise((r) => setTimeout(r, 800)); // not re-opened: the same error would come again
+      assert.equal(errors.length, 1);
+    } finally {
+      stop();
+    }
+    const snap = await b.snapshot();
+    assert.deepEqual(
+      snap.changes.map((c) => (c.op === 'put' ? [c.binding.hoa, c.binding.sequence, c.by] : [])),
+      [
+        [binding(0).hoa, 30, 'ha-a'],
+        [binding(1).hoa, 11, 'ha-a'],
+      ],
+    );
+    assert.equal(snap.revision, now);
+    // snapshot() leaves the compared revisions alone: b still writes on top of what it loaded (none).
+    assert.equal(b.revisionOf(binding(0).hoa), 0);
+  });
+
+  test('a hung member (SIGSTOP, first in the list): reads and commits go on through the others', async () => {
+    const leader = await cluster.leader();
+    const victim = (leader + 1) % 3;
+    // The hung member first: every store starts there.
+    const endpoints = [victim, (victim + 1) % 3, (victim + 2) % 3].map((i) => cluster.endpoints[i]!);
+    const prefix = `/offlink-test/${++n}/`;
+    const open = () => {
+      const s = new EtcdBindingStore({ endpoints, prefix, timeoutMs: 4000 });
+      stores.push(s);
+      return s;
+    };
+    cluster.pauseMember(victim, true);
+    try {
+      const t0 = performance.now();
+      const reader = open();
+      await reader.load(); // a read: the next member as soon as the hung one times out (2 s)
+      const loadMs = performance.now() - t0;
+      const writer = open();
+      const t1 = performance.now();
+      await writer.write([put(binding(0))]); // a transaction: uncertain, then sent to the next member
+      const writeMs = performance.now() - t1;
+      assert.ok(loadMs < 3500, `load took ${loadMs.toFixed(0)} ms`);
+      assert.ok(writeMs < 3500, `commit took ${writeMs.toFixed(0)} ms`);
+      const t2 = performance.now();
+      await writer.write([put(binding(0, { sequence: 99 }))]); // starts at a member that answers
+      assert.ok(performance.now() - t2 < 1000, 'the next commit does not wait for the hung member');
+      assert.deepEqual(
+        (await open().load()).bindings.map((b) => b.sequence),
+        [99],
+      );
+    } finally {
+      cluster.pauseMember(victim, false);
+      await cluster.healthy();
+    }
+  });
+
   for (const role of ['a follower', 'the leader'] as const) {
     test(`losing ${role} of three members: writes still commit and read back`, async () => {
       const s = store();

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
+import type { BindingStatus } from '../homeagent/status.ts';
 import { formatBindingCache } from './status.ts';
 
 const run = promisify(execFile);
@@ -77,26 +78,26 @@ test('offlink status --ha: unreachable endpoint is one error line', async () => 
   assert.match(r.stderr, /^offlink: cannot reach http:\/\/127\.0\.0\.1:9\/status/);
 });
 
+const BINDING: BindingStatus = {
+  hoa: '2001:db8:ffff::101',
+  mobileRouter: 'net1',
+  coa: '2001:db8:a::2',
+  prefixes: ['2001:db8:100::/64'],
+  sequence: 7,
+  lifetimeSeconds: 400,
+  remainingSeconds: 321,
+  mode: 'explicit',
+  id: 1,
+  registeredAt: '',
+  updatedAt: '',
+  expiresAt: '',
+};
+
 test('binding cache table', () => {
   const text = formatBindingCache({
     haAddress: '2001:db8:ffff::1',
     now: '2026-01-01T00:00:00.000Z',
-    bindings: [
-      {
-        hoa: '2001:db8:ffff::101',
-        mobileRouter: 'net1',
-        coa: '2001:db8:a::2',
-        prefixes: ['2001:db8:100::/64', '2001:db8:101::/64'],
-        sequence: 7,
-        lifetimeSeconds: 400,
-        remainingSeconds: 321,
-        mode: 'explicit',
-        id: 1,
-        registeredAt: '',
-        updatedAt: '',
-        expiresAt: '',
-      },
-    ],
+    bindings: [{ ...BINDING, prefixes: ['2001:db8:100::/64', '2001:db8:101::/64'] }],
   });
   assert.equal(
     text,
@@ -104,6 +105,37 @@ test('binding cache table', () => {
       'HOME ADDRESS        CARE-OF ADDRESS  PREFIXES                             SEQ  LIFETIME  LEFT  MODE      ID  MR',
       '2001:db8:ffff::101  2001:db8:a::2    2001:db8:100::/64,2001:db8:101::/64  7    400s      321s  explicit  1   net1',
       '1 binding at home agent 2001:db8:ffff::1',
+      '',
+    ].join('\n'),
+  );
+});
+
+test('binding cache table in a cluster: the members, then which HA served each binding', () => {
+  const text = formatBindingCache({
+    haAddress: '2001:db8:ffff::1',
+    now: '2026-01-01T00:00:00.000Z',
+    cluster: {
+      name: 'ha2',
+      etcd: 'reachable',
+      expiryOwner: false,
+      members: [
+        { name: 'ha1', serving: true, expiryOwner: true, since: 0, address: '2001:db8:ffff::1' },
+        { name: 'ha2', serving: false, expiryOwner: false, since: 1000 },
+      ],
+    },
+    bindings: [{ ...BINDING, servedBy: 'ha1' }],
+  });
+  assert.equal(
+    text,
+    [
+      'cluster (2 members; this HA: ha2, etcd reachable)',
+      'MEMBER  HEALTH       EXPIRY  ADDRESS           SINCE',
+      'ha1     serving      yes     2001:db8:ffff::1  1970-01-01T00:00:00.000Z',
+      'ha2     not serving  -       -                 1970-01-01T00:00:01.000Z',
+      '',
+      'HOME ADDRESS        CARE-OF ADDRESS  PREFIXES           SEQ  LIFETIME  LEFT  MODE      ID  MR    SERVED BY',
+      '2001:db8:ffff::101  2001:db8:a::2    2001:db8:100::/64  7    400s      321s  explicit  1   net1  ha1',
+      '1 binding at home agent 2001:db8:ffff::1 (ha2)',
       '',
     ].join('\n'),
   );

@@ -6,6 +6,7 @@ import { systemClock } from '../clock.ts';
 import { type Backend, createHomeAgentDataplane, probeBackends, resolveBackend } from '../dataplane/index.ts';
 import type { HomeAgentDataplane } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
+import { TunAnycast } from '../homeagent/anycast.ts';
 import { type HomeAgentConfig, loadHomeAgent, loadHomeAgentConfig } from '../homeagent/config.ts';
 import { HomeAgent } from '../homeagent/daemon.ts';
 import type { PrefixTable } from '../homeagent/prefixtable.ts';
@@ -46,7 +47,17 @@ function buildHomeAgent(
 ): { agent: HomeAgent; logger: Logger } {
   const { config, table } = loaded;
   const dataplane = dataplaneFor(config, backend, logger, table);
-  return { agent: new HomeAgent({ clock: systemClock, logger, dataplane, table }, config), logger };
+  const ha = config.homeAgent;
+  const anycast = ha.anycast
+    ? new TunAnycast({ device: ha.anycast.device, address: ha.address, runner: new ExecRunner() })
+    : undefined;
+  return {
+    agent: new HomeAgent(
+      { clock: systemClock, logger, dataplane, table, ...(anycast ? { anycast } : {}) },
+      config,
+    ),
+    logger,
+  };
 }
 
 function configPath(opts: { config?: string }): string {

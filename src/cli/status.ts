@@ -31,8 +31,23 @@ export async function fetchHomeAgentStatus(url: string, signal?: AbortSignal): P
   return (await res.json()) as HomeAgentStatus;
 }
 
-/** The binding cache as an aligned text table, one binding a line, then a count. */
+/** Rows as aligned text columns, header first. */
+function table(header: readonly string[], rows: readonly string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+/**
+ * The binding cache as an aligned text table, one binding a line, then a count; in a cluster, the members
+ * first and which HA last served each binding.
+ */
 export function formatBindingCache(status: HomeAgentStatus): string {
+  const cluster = status.cluster;
   const header = [
     'HOME ADDRESS',
     'CARE-OF ADDRESS',
@@ -54,13 +69,29 @@ export function formatBindingCache(status: HomeAgentStatus): string {
     b.mode,
     String(b.id),
     b.mobileRouter ?? '-',
+    ...(cluster ? [b.servedBy ?? '-'] : []),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, i) => cell.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
   const n = status.bindings.length;
-  return `${[line(header), ...rows.map(line)].join('\n')}\n${n} binding${n === 1 ? '' : 's'} at home agent ${status.haAddress}\n`;
+  const out = [
+    ...(cluster ? formatCluster(cluster) : []),
+    ...table(cluster ? [...header, 'SERVED BY'] : header, rows),
+    `${n} binding${n === 1 ? '' : 's'} at home agent ${status.haAddress}${cluster ? ` (${cluster.name})` : ''}`,
+  ];
+  return `${out.join('\n')}\n`;
+}
+
+function formatCluster(cluster: NonNullable<HomeAgentStatus['cluster']>): string[] {
+  const rows = cluster.members.map((m) => [
+    m.name,
+    m.serving ? 'serving' : 'not serving',
+    m.expiryOwner ? 'yes' : '-',
+    typeof m['address'] === 'string' ? m['address'] : '-',
+    new Date(m.since).toISOString(),
+  ]);
+  const self = `this HA: ${cluster.name}, etcd ${cluster.etcd}${cluster.expiryOwner ? ', expiry owner' : ''}`;
+  return [
+    `cluster (${cluster.members.length} member${cluster.members.length === 1 ? '' : 's'}; ${self})`,
+    ...table(['MEMBER', 'HEALTH', 'EXPIRY', 'ADDRESS', 'SINCE'], rows),
+    '',
+  ];
 }

@@ -277,6 +277,7 @@ describe('home agent config', () => {
       prefix: '/offlink/',
       timeoutMs: 5000,
       maxTxnOps: 128,
+      leaseTtlSeconds: 5,
     });
   });
 

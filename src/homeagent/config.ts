@@ -60,6 +60,12 @@ export interface HomeAgentConfig {
     store?: 'sqlite' | 'etcd';
     /** With store etcd (issue 16): the cluster (etcdstore.ts). */
     etcd?: EtcdSettings | undefined;
+    /**
+     * The HA address on a tun device this process owns, announced (by BGP, from the routing daemon that
+     * watches the device) while the HA can serve (anycast.ts); undefined = the address is configured
+     * outside offlink.
+     */
+    anycast?: { device: string } | undefined;
     /** Runtime state (the bpf data plane's bpffs), absolute. */
     runDir: string;
     dataplane: { backend: BackendChoice; table: number; mss: number };
@@ -76,6 +82,8 @@ export interface EtcdSettings {
   prefix: string;
   timeoutMs: number;
   maxTxnOps: number;
+  /** The cluster lease (cluster.ts); default 5. */
+  leaseTtlSeconds?: number;
   name?: string | undefined;
 }
 
@@ -110,6 +118,8 @@ const etcdSection = z.strictObject(
     timeoutMs: z.number().int().min(100).max(60_000).default(5000),
     /** The cluster's `--max-txn-ops` (etcd's default 128): bounds the BUs one commit holds. */
     maxTxnOps: z.number().int().min(2).max(1_000_000).default(128),
+    /** TTL of this HA's cluster lease: how long a dead or partitioned HA keeps its membership and expiry. */
+    leaseTtlSeconds: z.number().int().min(2).max(300).default(5),
     /** This home agent's name in the records it writes; default random per start. */
     name: name.optional(),
   },
@@ -156,6 +166,14 @@ const homeAgent = z.strictObject({
   database: z.string().min(1).default('/var/lib/offlink/ha.sqlite'),
   store: z.enum(['sqlite', 'etcd'], { error: 'must be "sqlite" or "etcd"' }).default('sqlite'),
   etcd: etcdSection.optional(),
+  anycast: z
+    .strictObject({
+      device: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,15}$/, 'not an interface name (1–15 characters)')
+        .default('offlink-ha'),
+    })
+    .optional(),
   /** Runtime state: the bpf data plane's own bpffs is mounted under `<runDir>/bpf/`. */
   runDir: z.string().min(1).default('/run/offlink'),
   dataplane: z
@@ -261,6 +279,7 @@ function settings(ha: z.output<typeof homeAgent>, baseDir: string): HomeAgentCon
       database: ha.database === ':memory:' ? ha.database : resolve(baseDir, ha.database),
       store: ha.store,
       etcd: ha.etcd,
+      anycast: ha.anycast,
       runDir: resolve(baseDir, ha.runDir),
       dataplane: ha.dataplane,
       maxLifetimeSeconds: ha.maxLifetimeSeconds,

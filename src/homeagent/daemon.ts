@@ -42,6 +42,8 @@ import { bindingCacheStatus, type HomeAgentStatus } from './status.ts';
 
 export type { BindingStatus, HomeAgentStatus } from './status.ts';
 
+import type { AnycastAddress } from './anycast.ts';
+import { ClusterSession } from './cluster.ts';
 import { BindingConflictError, EtcdBindingStore, type StoreChange } from './etcdstore.ts';
 import { BindingStore, type BindingStoreLike, WorkerBindingStore } from './store.ts';
 
@@ -56,7 +58,12 @@ export interface HomeAgentComponents {
   store?: BindingStoreLike;
   /** The mobile routers, as `loadHomeAgent` builds them; defaults to a table of config.mobileRouters. */
   table?: PrefixTable;
+  /** The shared HA address, announced while this HA can serve (config.homeAgent.anycast). */
+  anycast?: AnycastAddress;
 }
+
+/** How often the daemon checks whether its anycast announcement matches its health. */
+const ANNOUNCE_CHECK_MS = 100;
 
 type Job =
   | {
@@ -69,6 +76,8 @@ type Job =
       refusal?: { status: number; reason: string };
     }
   | { kind: 'expire' }
+  /** Bindings other home agents changed (the etcd watch); `snapshot`: all of them, read at that revision. */
+  | { kind: 'remote'; changes: StoreChange[]; snapshot?: number }
   | { kind: 'reload'; next: LoadedHomeAgent; done: (r: ReloadResult) => void };
 
 interface Item {
@@ -84,9 +93,14 @@ interface Item {
 interface Group {
   items: Item[];
   ops: CacheOp[];
-  /** Data plane changes of expired or unauthorized bindings (accepted BUs' are taken from their items). */
+  /**
+   * Data plane changes of expired, unauthorized or remote bindings (accepted BUs' are taken from their
+   * items).
+   */
   expiryIntents: BindingChange[];
   jobs: number;
+  /** Bindings expiry or a reload removed: restored if the commit fails. */
+  removed: Binding[];
   /** Has data plane changes: nothing is processed on top of it until its BAs are out. */
   barrier: boolean;
 }
@@ -97,7 +111,14 @@ interface Timing {
   dataplaneMs: number;
 }
 
-const emptyGroup = (): Group => ({ items: [], ops: [], expiryIntents: [], jobs: 0, barrier: false });
+const emptyGroup = (): Group => ({
+  items: [],
+  ops: [],
+  expiryIntents: [],
+  jobs: 0,
+  removed: [],
+  barrier: false,
+});
 
 /** Largest group: bounds the time one transaction and one data plane call take. */
 const MAX_BATCH = 2048;
@@ -132,6 +153,13 @@ export class HomeAgent {
   private draining: Promise<void> | undefined;
   private expiry: { at: number; handle: TimerHandle } | undefined;
   private needsReconcile = false;
+  /** Stops the etcd watch (store: etcd). */
+  private unwatch: (() => void) | undefined;
+  /** Membership of the HA cluster (store: etcd): health and who expires bindings. */
+  private session: ClusterSession | undefined;
+  /** Whether the anycast address is announced now, and the timer that keeps it in line with health(). */
+  private announced = false;
+  private announceTimer: TimerHandle | undefined;
   /** Cache ops one store write can hold (etcd bounds a transaction): a group stops taking jobs there. */
   private maxOps = Number.POSITIVE_INFINITY;
   private readonly replyBudget = new TokenBucket(UNSIGNED_REPLIES_PER_SECOND);
@@ -188,6 +216,13 @@ export class HomeAgent {
       await this.components.dataplane.init();
       await this.components.dataplane.reconcile(this.cache.all().map(toTunnelBinding));
       this.ready.dataplane = true;
+      await this.joinCluster();
+      if (this.components.anycast) {
+        await this.components.anycast.open();
+        // Before the socket binds to it; the kernel is reconciled and etcd reachable.
+        await this.components.anycast.announce();
+        this.announced = true;
+      }
       await this.transport.listen(ha.listen.address, ha.listen.port, (d) => this.onDatagram(d));
       if (ha.status) {
         this.statusServer = new StatusServer({
@@ -197,6 +232,8 @@ export class HomeAgent {
         await this.statusServer.listen(ha.status.host, ha.status.port);
       }
     } catch (err) {
+      await this.components.anycast?.close();
+      await this.session?.stop();
       await this.transport.close();
       await this.statusServer?.close();
       await this.exporter?.close();
@@ -206,6 +243,9 @@ export class HomeAgent {
       throw err;
     }
     this.state = 'running';
+    this.keepAnnouncement();
+    // From the revision load() read: nothing between the load and the watch is missed or applied twice.
+    this.watchStore();
     this.scheduleExpiry();
     this.log.info(
       {
@@ -223,14 +263,20 @@ export class HomeAgent {
   async stop(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'stopping'; // datagrams are ignored from now on
+    // The other HAs take the traffic now, while this one drains.
+    this.announceTimer?.cancel();
+    await this.components.anycast?.close();
+    this.announced = false;
     this.expiry?.handle.cancel();
     this.expiry = undefined;
+    this.unwatch?.();
     // Not yet processed: never answered, the MRs retransmit. What was processed is committed and answered.
     this.queue = [];
     await this.draining;
     while (this.sending > 0) await new Promise<void>((r) => (this.allSent = r));
     await this.transport.close();
     await this.statusServer?.close();
+    await this.session?.stop();
     if (!this.config.homeAgent.retainOnStop) await this.components.dataplane.flush();
     this.ready.store = false;
     await this.store?.close();
@@ -257,14 +303,28 @@ export class HomeAgent {
     return this.exporter?.url;
   }
 
-  /** Serving: the store is open and the data plane initialised (and the daemon not stopping). */
+  /**
+   * Serving: the store is open and the data plane initialised (and the daemon not stopping); in a cluster,
+   * etcd answered within the lease's TTL too.
+   */
   health(): Health {
+    const session = this.session;
+    const etcd = session ? session.reachable() : undefined;
     return {
-      ok: this.state === 'running' && this.ready.store && this.ready.dataplane,
+      ok: this.state === 'running' && this.ready.store && this.ready.dataplane && etcd !== false,
       state: this.state,
       store: this.ready.store ? 'open' : 'closed',
       dataplane: this.ready.dataplane ? (this.components.dataplane.backend ?? 'ready') : 'not initialised',
       bindings: this.cache.size,
+      ...(session
+        ? {
+            cluster: {
+              name: (this.store as EtcdBindingStore).name,
+              etcd: etcd ? 'reachable' : 'unreachable',
+              expiryOwner: session.expiryOwner,
+            },
+          }
+        : {}),
     };
   }
 
@@ -278,16 +338,32 @@ export class HomeAgent {
   }
 
   snapshot(): HomeAgentStatus {
+    const store = this.store instanceof EtcdBindingStore ? this.store : undefined;
     const status = bindingCacheStatus(
       this.cache.all(),
       this.table,
       this.config.homeAgent.address,
       this.components.clock.now(),
+      store && ((hoa) => store.servedBy(hoa)),
     );
     const backend = this.components.dataplane.backend;
-    if (backend === undefined) return status;
-    const { haAddress, ...rest } = status;
-    return { haAddress, dataplane: backend, ...rest };
+    const { haAddress, now, bindings } = status;
+    return {
+      haAddress,
+      ...(backend === undefined ? {} : { dataplane: backend }),
+      now,
+      ...(this.session && store
+        ? {
+            cluster: {
+              name: store.name,
+              etcd: this.session.reachable() ? 'reachable' : 'unreachable',
+              expiryOwner: this.session.expiryOwner,
+              members: this.session.members,
+            },
+          }
+        : {}),
+      bindings,
+    };
   }
 
   private async loadCache(): Promise<void> {
@@ -329,6 +405,8 @@ export class HomeAgent {
 
   private onDatagram(d: Datagram): void {
     if (this.state !== 'running') return;
+    // Partitioned from etcd: no BU can commit; unanswered, the MR retransmits, to an HA that can.
+    if (this.session && !this.session.reachable()) return;
     const receivedAt = performance.now();
     this.metrics.datagrams.inc();
     try {
@@ -432,16 +510,23 @@ export class HomeAgent {
     let taken = 0;
     // A BU makes at most one cache op; expiry takes what still fits and leaves the rest for the next group.
     while (taken < queue.length && group.jobs < MAX_BATCH && group.ops.length < this.maxOps) {
-      const job = queue[taken++]!;
+      const job = queue[taken]!;
+      // Another HA's changes move the revisions the store compares: a BU processed before them and
+      // committed after them would pass the compare on a state it never saw. So they start a group.
+      if (job.kind === 'remote' && (group.jobs > 0 || this.committing)) break;
+      taken++;
       group.jobs++;
       if (job.kind === 'expire') this.expire(group, now);
       else if (job.kind === 'reload') this.applyReload(group, job);
+      else if (job.kind === 'remote') this.applyRemote(group, job);
       else this.process(group, job, now);
     }
     queue.splice(0, taken);
   }
 
   private expire(group: Group, now: number): void {
+    // In a cluster one HA expires for all (cluster.ts); the others learn the deletes from the watch.
+    if (this.session && !this.session.expiryOwner) return;
     const expired = this.cache.expired(now);
     const room = this.maxOps - group.ops.length;
     if (expired.length > room) this.queue.push({ kind: 'expire' });
@@ -457,6 +542,7 @@ export class HomeAgent {
     const op: CacheOp = { op: 'delete', hoa: b.hoa };
     this.cache.apply(op);
     group.ops.push(op);
+    group.removed.push(b);
     group.expiryIntents.push({ op: 'delete', binding: toTunnelBinding(b) });
     group.barrier = true;
   }
@@ -535,7 +621,9 @@ export class HomeAgent {
       group.items.push(...open.items);
       group.expiryIntents.push(...open.expiryIntents);
       group.jobs += open.jobs;
+      group.removed.push(...open.removed);
       this.rollBack(group.items, BaStatus.INSUFFICIENT_RESOURCES);
+      this.restoreRemoved(group);
       if (err instanceof BindingConflictError) this.adoptStored(err.current);
     }
     const t1 = performance.now();
@@ -567,6 +655,21 @@ export class HomeAgent {
   }
 
   /**
+   * The commit of removals failed: they are still stored, so they stay in the cache and the kernel (expiry
+   * tries again; a conflict's adoption then replaces what another HA changed).
+   */
+  private restoreRemoved(group: Group): void {
+    if (group.removed.length === 0) return;
+    const removed = new Set(group.removed.map((b) => b.hoa));
+    for (const b of group.removed.reverse())
+      if (!this.cache.get(b.hoa)) this.cache.apply({ op: 'put', binding: b });
+    group.expiryIntents = group.expiryIntents.filter((i) => i.op !== 'delete' || !removed.has(i.binding.hoa));
+    group.removed = [];
+    this.expiry?.handle.cancel();
+    this.expiry = undefined;
+  }
+
+  /**
    * Another home agent changed these bindings in the shared store (issue 16): take them into the cache, so
    * the MR's retransmission is processed against what is stored, and reconcile the data plane with it.
    */
@@ -583,6 +686,140 @@ export class HomeAgent {
     }
     (this.store as EtcdBindingStore).adopt(changes);
     this.needsReconcile = true;
+  }
+
+  /** Announce the anycast address while health() is ok, withdraw it while not (every 100 ms). */
+  private keepAnnouncement(): void {
+    const anycast = this.components.anycast;
+    if (!anycast || this.state !== 'running') return;
+    this.announceTimer = this.components.clock.setTimer(ANNOUNCE_CHECK_MS, () => {
+      const ok = this.health().ok;
+      const change = ok === this.announced ? Promise.resolve() : ok ? anycast.announce() : anycast.withdraw();
+      change
+        .then(() => {
+          if (ok !== this.announced)
+            this.log.warn(
+              { announced: ok },
+              ok ? 'HA address announced' : 'HA address withdrawn: cannot serve',
+            );
+          this.announced = ok;
+        })
+        .catch((err) => this.log.error({ err }, 'anycast announcement change failed'))
+        .finally(() => this.keepAnnouncement());
+    });
+  }
+
+  /** store: etcd: join the cluster (its lease, member key and, if free, the expiry). */
+  private async joinCluster(): Promise<void> {
+    const etcd = this.config.homeAgent.etcd;
+    if (!(this.store instanceof EtcdBindingStore) || !etcd) return;
+    const session = new ClusterSession(
+      {
+        endpoints: etcd.endpoints,
+        prefix: etcd.prefix,
+        name: this.store.name,
+        ttlSeconds: etcd.leaseTtlSeconds ?? 5,
+        info: {
+          address: this.config.homeAgent.address,
+          ...(this.statusServer ? { status: this.statusServer.url } : {}),
+        },
+      },
+      this.components.clock,
+      this.log,
+    );
+    session.serving = () => this.state === 'running' && this.ready.store && this.ready.dataplane;
+    session.onOwnerChange = (owner) => {
+      // Taking expiry over: what expired while nobody owned it goes now.
+      if (owner && this.state === 'running') this.enqueue({ kind: 'expire' });
+    };
+    await session.start();
+    this.session = session;
+  }
+
+  /** Watch the shared store (etcd): every HA programs every binding, whoever accepted it. */
+  private watchStore(from?: number): void {
+    const store = this.store;
+    if (!(store instanceof EtcdBindingStore) || this.state !== 'running') return;
+    this.unwatch = store.watch(
+      (changes) => this.enqueue({ kind: 'remote', changes }),
+      (err) => this.onWatchError(err),
+      from,
+    );
+  }
+
+  private onWatchError(err: Error): void {
+    if (!(err instanceof OfflinkError && err.code === 'ERR_ETCD_COMPACTED')) {
+      this.warnings.warn(
+        'watch',
+        { err: err.message },
+        'etcd watch broke; re-opening it from the last revision seen',
+      );
+      return;
+    }
+    this.log.warn(
+      { err: err.message },
+      'etcd watch compacted past the last revision seen; reloading the cache',
+    );
+    void this.resync(this.store as EtcdBindingStore);
+  }
+
+  /** After a compaction: everything stored, as one job, then a watch from the revision it was read at. */
+  private async resync(store: EtcdBindingStore): Promise<void> {
+    while (this.state === 'running') {
+      try {
+        const { changes, revision } = await store.snapshot();
+        if (this.state !== 'running') return;
+        this.enqueue({ kind: 'remote', changes, snapshot: revision });
+        this.watchStore(revision);
+        return;
+      } catch (err) {
+        this.warnings.warn('watch', { err: (err as Error).message }, 'etcd snapshot failed; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  /**
+   * Another HA's changes (or a snapshot of all bindings) into the cache, the store's revisions and the data
+   * plane. A change older than what this HA holds for the address (its own later write, a conflict it
+   * adopted first) is stale and skipped.
+   */
+  private applyRemote(group: Group, job: Extract<Job, { kind: 'remote' }>): void {
+    const store = this.store as EtcdBindingStore;
+    const changes = [...job.changes];
+    if (job.snapshot !== undefined) {
+      const stored = new Set(changes.map((c) => (c.op === 'put' ? c.binding.hoa : c.hoa)));
+      for (const b of this.cache.all())
+        if (!stored.has(b.hoa))
+          changes.push({ op: 'delete', hoa: b.hoa, lastTimestamp: undefined, revision: job.snapshot });
+    }
+    const taken: StoreChange[] = [];
+    for (const c of changes) {
+      const hoa = c.op === 'put' ? c.binding.hoa : c.hoa;
+      const known = store.revisionOf(hoa);
+      if (c.op === 'put' ? c.revision <= known : known > c.revision) continue;
+      const prev = this.cache.get(hoa);
+      if (c.op === 'put') {
+        // The kernel knows the binding by this HA's id: keep it across the other HA's updates.
+        const b = prev ? { ...c.binding, id: prev.id } : this.cache.withLocalId(c.binding);
+        this.cache.apply({ op: 'put', binding: b });
+        if (!prev || prev.coa !== b.coa || prev.prefixes.join() !== b.prefixes.join())
+          group.expiryIntents.push({ op: 'set', binding: toTunnelBinding(b) });
+      } else {
+        if (prev) {
+          this.cache.apply({ op: 'delete', hoa });
+          group.expiryIntents.push({ op: 'delete', binding: toTunnelBinding(prev) });
+        }
+        if (c.lastTimestamp !== undefined) this.cache.restoreTimestamp(hoa, c.lastTimestamp);
+      }
+      taken.push(c);
+      this.log.debug(
+        { hoa, event: 'remote', op: c.op, revision: c.revision },
+        'binding changed by another home agent',
+      );
+    }
+    store.adopt(taken);
+    if (group.expiryIntents.length > 0) group.barrier = true;
   }
 
   private replyToGroup(group: Group, timing: Timing): void {

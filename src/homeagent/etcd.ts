@@ -4,8 +4,10 @@
 // event's `type: PUT`, a revision 0). Why the gateway and not the `etcd3` package: docs/homeagent.md.
 //
 // Endpoints are tried in order starting from the last one that answered. A request moves to the next
-// endpoint only when it certainly did not reach the previous one (connection refused, host unreachable):
-// a transaction that may have been applied is never sent twice, its error says so (ERR_ETCD_UNCERTAIN).
+// endpoint when it certainly did not reach the previous one (connection refused, host unreachable), and a
+// read, lease call or watch also when that one did not answer in time. A transaction that may have been
+// applied is never sent again here: its error says so (ERR_ETCD_UNCERTAIN), and the next request starts
+// at the next endpoint.
 import { OfflinkError } from '../errors.ts';
 
 export class EtcdError extends OfflinkError {}
@@ -17,7 +19,8 @@ export interface KeyValue {
 }
 
 export type Compare = { key: string; modRevision: number };
-export type RequestOp = { put: { key: string; value: string } } | { delete: { key: string } };
+/** A put bound to `lease` goes when the lease does (etcd lease ids are int64: decimal strings here). */
+export type RequestOp = { put: { key: string; value: string; lease?: string } } | { delete: { key: string } };
 
 export interface TxnResult {
   succeeded: boolean;
@@ -114,7 +117,7 @@ export class EtcdClient {
       })),
       success: ops.map((op) =>
         'put' in op
-          ? { request_put: { key: b64(op.put.key), value: b64(op.put.value) } }
+          ? { request_put: { key: b64(op.put.key), value: b64(op.put.value), lease: op.put.lease ?? '0' } }
           : { request_delete_range: { key: b64(op.delete.key) } },
       ),
       failure: compare.map((c) => ({ request_range: { key: b64(c.key) } })),
@@ -129,6 +132,33 @@ export class EtcdClient {
       ? []
       : (res.responses ?? []).flatMap((r) => (r.response_range?.kvs ?? []).map(kv));
     return { succeeded, revision: Number(res.header.revision), current };
+  }
+
+  /** A lease of `ttlSeconds` (etcd may raise it to its minimum); its id. */
+  async leaseGrant(ttlSeconds: number, signal?: AbortSignal): Promise<{ id: string; ttl: number }> {
+    const res = await this.call<{ ID: string; TTL?: string; error?: string }>(
+      '/v3/lease/grant',
+      { TTL: ttlSeconds },
+      { retry: true, signal },
+    );
+    if (res.error) throw new EtcdError('ERR_ETCD', `lease grant: ${res.error}`);
+    return { id: res.ID, ttl: Number(res.TTL ?? 0) };
+  }
+
+  /** Renew a lease; its remaining TTL in seconds, 0 when it has expired (or never existed). */
+  async leaseKeepAlive(id: string, signal?: AbortSignal): Promise<number> {
+    // The gateway's keepalive is a stream; one request body gets one answer and the stream ends.
+    const res = await this.call<{ result?: { TTL?: string } }>(
+      '/v3/lease/keepalive',
+      { ID: id },
+      { retry: true, signal },
+    );
+    return Number(res.result?.TTL ?? 0);
+  }
+
+  /** End a lease now: the keys bound to it go at once. */
+  async leaseRevoke(id: string, signal?: AbortSignal): Promise<void> {
+    await this.call('/v3/lease/revoke', { ID: id }, { retry: true, signal });
   }
 
   /**
@@ -186,10 +216,12 @@ export class EtcdClient {
     const result = msg.result;
     if (!result) return;
     if (result.canceled) {
-      const why = result.compact_revision
-        ? `compacted past revision ${result.compact_revision}`
-        : (result.cancel_reason ?? 'cancelled');
-      throw new EtcdError('ERR_ETCD_WATCH', `watch: ${why}`);
+      if (result.compact_revision && result.compact_revision !== '0')
+        throw new EtcdError(
+          'ERR_ETCD_COMPACTED',
+          `watch: compacted past revision ${result.compact_revision}`,
+        );
+      throw new EtcdError('ERR_ETCD_WATCH', `watch: ${result.cancel_reason ?? 'cancelled'}`);
     }
     const events = result.events ?? [];
     if (events.length === 0) return;
@@ -237,6 +269,11 @@ export class EtcdClient {
         const code = (err as { cause?: { code?: string } }).cause?.code;
         if (code && NOT_SENT.has(code)) continue; // never reached that member: the next one
         if (options.signal?.aborted) throw err;
+        // A member that does not answer (hung, cut off) is left for the next one: at once for a request
+        // that is safe to repeat, from the next request on for a transaction (whose retry, the store's,
+        // finds out whether it was applied).
+        if (options.retry) continue;
+        this.current = (at + 1) % endpoints.length;
         throw new EtcdError(
           options.retry ? 'ERR_ETCD' : 'ERR_ETCD_UNCERTAIN',
           `etcd ${endpoints[at]}${path}: ${describe(err)}${options.retry ? '' : ' (the transaction may or may not have been applied)'}`,

@@ -42,7 +42,7 @@ export interface EtcdStoreOptions {
 
 /** A change another home agent made, or the state a conflict found; `revision` is its key's (0 = gone). */
 export type StoreChange =
-  | { op: 'put'; binding: Binding; revision: number }
+  | { op: 'put'; binding: Binding; revision: number; by?: string }
   | { op: 'delete'; hoa: string; lastTimestamp: bigint | undefined; revision: number };
 
 /** A write refused because another home agent changed one of its bindings first; nothing was applied. */
@@ -59,6 +59,8 @@ interface Known {
   revision: number;
   /** The stored binding's replay timestamp. */
   lastTimestamp: bigint;
+  /** The store (home agent) that wrote it: the one that last served the binding. */
+  by: string | undefined;
 }
 
 interface StoredBinding {
@@ -124,12 +126,43 @@ export class EtcdBindingStore {
 
   /** Every binding and replay timestamp under the prefix, read at one revision (a page at a time). */
   async load(): Promise<StoredCache> {
-    const bindings: Binding[] = [];
+    const { bindings, timestamps, revision } = await this.read();
+    this.known.clear();
+    for (const { binding, revision, by } of bindings)
+      this.known.set(binding.hoa, { revision, lastTimestamp: binding.lastTimestamp, by });
+    this.loadedAt = revision;
+    return { bindings: bindings.map((b) => b.binding), timestamps };
+  }
+
+  /**
+   * What load() reads, as changes to adopt, and the revision it was read at; unlike load() it leaves the
+   * revisions this store compares untouched (the daemon adopts what it takes, in its queue).
+   */
+  async snapshot(): Promise<{ changes: StoreChange[]; revision: number }> {
+    const { bindings, revision } = await this.read();
+    return { changes: bindings.map((b) => ({ op: 'put', ...b })), revision };
+  }
+
+  /** The mod revision of `hoa`'s binding as this store knows it (0: no binding). */
+  revisionOf(hoa: string): number {
+    return this.known.get(hoa)?.revision ?? 0;
+  }
+
+  /** The home agent (store name) that wrote `hoa`'s binding: the one that last served it. */
+  servedBy(hoa: string): string | undefined {
+    return this.known.get(hoa)?.by;
+  }
+
+  private async read(): Promise<{
+    bindings: { binding: Binding; revision: number; by: string }[];
+    timestamps: [string, bigint][];
+    revision: number;
+  }> {
+    const bindings: { binding: Binding; revision: number; by: string }[] = [];
     const timestamps = new Map<string, bigint>();
     const end = prefixEnd(this.prefix);
     let from = this.prefix;
     let revision = 0;
-    this.known.clear();
     for (;;) {
       const page = await this.client.range(from, end, { limit: LOAD_PAGE, revision });
       revision ||= page.revision;
@@ -138,16 +171,14 @@ export class EtcdBindingStore {
         if (!parsed) continue;
         const ts = parsed.kind === 'binding' ? parsed.binding.lastTimestamp : parsed.lastTimestamp;
         if ((timestamps.get(parsed.hoa) ?? -1n) < ts) timestamps.set(parsed.hoa, ts);
-        if (parsed.kind !== 'binding') continue;
-        bindings.push(parsed.binding);
-        this.known.set(parsed.hoa, { revision: kv.modRevision, lastTimestamp: ts });
+        if (parsed.kind === 'binding')
+          bindings.push({ binding: parsed.binding, revision: kv.modRevision, by: parsed.by });
       }
       if (!page.more || page.kvs.length === 0) break;
       from = `${page.kvs.at(-1)!.key}\0`;
     }
-    this.loadedAt = revision;
-    bindings.sort((a, b) => a.id - b.id);
-    return { bindings, timestamps: [...timestamps] };
+    bindings.sort((a, b) => a.binding.id - b.binding.id);
+    return { bindings, timestamps: [...timestamps], revision };
   }
 
   /** All ops in one etcd transaction, guarded by the compare-and-swap above; resolves once committed. */
@@ -172,7 +203,12 @@ export class EtcdBindingStore {
     }
     const result = await this.commit(plan, compare, requests);
     for (const [hoa, p] of plan) {
-      if (p.final) this.known.set(hoa, { revision: result.revision, lastTimestamp: p.final.lastTimestamp });
+      if (p.final)
+        this.known.set(hoa, {
+          revision: result.revision,
+          lastTimestamp: p.final.lastTimestamp,
+          by: this.name,
+        });
       else this.known.delete(hoa);
     }
   }
@@ -261,7 +297,7 @@ export class EtcdBindingStore {
       if ((kv?.modRevision ?? 0) === p.revision) continue;
       const parsed = kv ? this.parse(kv) : undefined;
       if (parsed?.kind === 'binding')
-        out.push({ op: 'put', binding: parsed.binding, revision: kv!.modRevision });
+        out.push({ op: 'put', binding: parsed.binding, revision: kv!.modRevision, by: parsed.by });
       else out.push({ op: 'delete', hoa, lastTimestamp: undefined, revision: 0 });
     }
     return out;
@@ -271,7 +307,11 @@ export class EtcdBindingStore {
   adopt(changes: readonly StoreChange[]): void {
     for (const c of changes) {
       if (c.op === 'put')
-        this.known.set(c.binding.hoa, { revision: c.revision, lastTimestamp: c.binding.lastTimestamp });
+        this.known.set(c.binding.hoa, {
+          revision: c.revision,
+          lastTimestamp: c.binding.lastTimestamp,
+          by: c.by,
+        });
       else this.known.delete(c.hoa);
     }
   }
@@ -279,13 +319,18 @@ export class EtcdBindingStore {
   /**
    * Report what other home agents change under the prefix after the last load(), a revision's changes at a
    * time; this store's own writes are left out. If the stream ends, it is opened again from the last
-   * revision seen; `onError` hears each end (and a compaction past that revision, after which only a new
-   * load() can catch up and the watch stops). Returns the function that stops it.
+   * revision seen; `onError` hears each end (and a compaction past that revision, ERR_ETCD_COMPACTED, after
+   * which only a snapshot() can catch up and the watch stops). `from`: the revision it starts after (default
+   * the last load()'s). Returns the function that stops it.
    */
-  watch(onChange: (changes: StoreChange[]) => void, onError: (err: Error) => void = () => {}): () => void {
+  watch(
+    onChange: (changes: StoreChange[]) => void,
+    onError: (err: Error) => void = () => {},
+    from = this.loadedAt,
+  ): () => void {
     const abort = new AbortController();
     this.watches.add(abort);
-    let seen = this.loadedAt;
+    let seen = from;
     const onEvents = (events: WatchEvent[], revision: number) => {
       seen = Math.max(seen, revision);
       const changes = this.remoteChanges(events);
@@ -298,7 +343,7 @@ export class EtcdBindingStore {
     const retry = (err: Error): void => {
       if (abort.signal.aborted) return;
       onError(err);
-      if (/compacted/.test(err.message)) return;
+      if (err instanceof OfflinkError && err.code === 'ERR_ETCD_COMPACTED') return;
       setTimeout(open, 500).unref();
     };
     open();
@@ -321,13 +366,14 @@ export class EtcdBindingStore {
       if (e.type === 'put') {
         const parsed = this.parse(e.kv);
         if (parsed?.kind === 'binding' && parsed.by !== this.name)
-          out.push({ op: 'put', binding: parsed.binding, revision: e.kv.modRevision });
+          out.push({ op: 'put', binding: parsed.binding, revision: e.kv.modRevision, by: parsed.by });
         continue;
       }
       const hoa = e.kv.key.slice(`${this.prefix}binding/`.length);
       const replay = replays.get(hoa);
       if (replay?.by === this.name) continue;
-      out.push({ op: 'delete', hoa, lastTimestamp: replay?.lastTimestamp, revision: 0 });
+      // A delete event's mod revision is the revision of the delete.
+      out.push({ op: 'delete', hoa, lastTimestamp: replay?.lastTimestamp, revision: e.kv.modRevision });
     }
     return out;
   }

@@ -15,6 +15,23 @@ export interface BindingStatus {
   registeredAt: string;
   updatedAt: string;
   expiresAt: string;
+  /** In a cluster: the HA that accepted the binding's last BU. */
+  servedBy?: string | undefined;
+}
+
+/** In a cluster (store: etcd): this HA and the members etcd lists (cluster.ts). */
+export interface ClusterStatus {
+  /** This HA's name. */
+  name: string;
+  etcd: 'reachable' | 'unreachable';
+  expiryOwner: boolean;
+  members: readonly {
+    name: string;
+    serving: boolean;
+    expiryOwner: boolean;
+    since: number;
+    [f: string]: unknown;
+  }[];
 }
 
 export interface HomeAgentStatus {
@@ -22,6 +39,7 @@ export interface HomeAgentStatus {
   /** The data plane backend in use (bpf, seg6). */
   dataplane?: string;
   now: string;
+  cluster?: ClusterStatus;
   bindings: BindingStatus[];
 }
 
@@ -30,6 +48,7 @@ export function bindingCacheStatus(
   table: PrefixTable,
   haAddress: string,
   now: number,
+  servedBy?: (hoa: string) => string | undefined,
 ): HomeAgentStatus {
   const iso = (ms: number) => new Date(ms).toISOString();
   return {
@@ -50,6 +69,7 @@ export function bindingCacheStatus(
         registeredAt: iso(b.registeredAt),
         updatedAt: iso(b.updatedAt),
         expiresAt: iso(b.expiresAt),
+        ...(servedBy ? { servedBy: servedBy(b.hoa) } : {}),
       })),
   };
 }

@@ -1,7 +1,7 @@
 // A real 3-member etcd cluster (Debian's etcd-server) on loopback for the etcd binding store's tests: unique
 // ports, data in a temp dir named after this process, every member killed by `stop()` (call it in finally).
 // A crashed run's leftovers (its members, its dir) are removed by the next run: the dir records the pids.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -14,17 +14,14 @@ import {
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { runs } from './requirements.ts';
+
+const execFileP = promisify(execFile);
 
 const TAG = 'offlink-etcd-';
 
-export function hasEtcd(): boolean {
-  try {
-    execFileSync('etcd', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export const hasEtcd = (): boolean => runs('etcd');
 
 function alive(pid: number): boolean {
   try {
@@ -72,23 +69,35 @@ interface Member {
   log: string;
 }
 
+/** Members inside a network namespace, member i on `hosts[i]` (an address the namespace has). */
+export interface EtcdNetns {
+  netns: string;
+  hosts: readonly string[];
+}
+
 export class EtcdCluster {
   readonly members: Member[] = [];
   private constructor(
     readonly dir: string,
     private readonly extraArgs: readonly string[],
+    private readonly netns: string | undefined,
   ) {}
 
-  /** Start `size` members (each with `extraArgs` too) and wait until the cluster answers. */
-  static async start(size = 3, extraArgs: readonly string[] = []): Promise<EtcdCluster> {
+  /**
+   * Start `size` members (each with `extraArgs` too) and wait until the cluster answers: on loopback, or
+   * in a namespace (`at`), where other namespaces reach them through its routes.
+   */
+  static async start(size = 3, extraArgs: readonly string[] = [], at?: EtcdNetns): Promise<EtcdCluster> {
     removeLeftovers();
-    const cluster = new EtcdCluster(mkdtempSync(join(tmpdir(), `${TAG}${process.pid}-`)), extraArgs);
+    const dir = mkdtempSync(join(tmpdir(), `${TAG}${process.pid}-`));
+    const cluster = new EtcdCluster(dir, extraArgs, at?.netns);
     try {
       for (let i = 0; i < size; i++) {
+        const host = at ? `[${at.hosts[i]}]` : '127.0.0.1';
         cluster.members.push({
           name: `m${i}`,
-          client: `http://127.0.0.1:${await freePort()}`,
-          peer: `http://127.0.0.1:${await freePort()}`,
+          client: `http://${host}:${at ? 2379 : await freePort()}`,
+          peer: `http://${host}:${at ? 2380 : await freePort()}`,
           proc: undefined,
           log: '',
         });
@@ -112,23 +121,28 @@ export class EtcdCluster {
     const initial = this.members.map((x) => `${x.name}=${x.peer}`).join(',');
     const dataDir = join(this.dir, m.name);
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const proc = spawn(
+    const argv = [
       'etcd',
-      [
-        `--name=${m.name}`,
-        `--data-dir=${dataDir}`,
-        `--listen-client-urls=${m.client}`,
-        `--advertise-client-urls=${m.client}`,
-        `--listen-peer-urls=${m.peer}`,
-        `--initial-advertise-peer-urls=${m.peer}`,
-        `--initial-cluster=${initial}`,
-        '--initial-cluster-state=new',
-        `--initial-cluster-token=${TAG}${process.pid}`,
-        '--log-level=warn',
-        '--logger=zap',
-        ...this.extraArgs,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      `--name=${m.name}`,
+      `--data-dir=${dataDir}`,
+      `--listen-client-urls=${m.client}`,
+      `--advertise-client-urls=${m.client}`,
+      `--listen-peer-urls=${m.peer}`,
+      `--initial-advertise-peer-urls=${m.peer}`,
+      `--initial-cluster=${initial}`,
+      '--initial-cluster-state=new',
+      `--initial-cluster-token=${TAG}${process.pid}`,
+      '--log-level=warn',
+      '--logger=zap',
+      ...this.extraArgs,
+    ];
+    // `ip netns exec` execs etcd: the pid is the member's.
+    const proc = spawn(
+      this.netns ? 'ip' : argv[0]!,
+      this.netns ? ['netns', 'exec', this.netns, ...argv] : argv.slice(1),
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
     );
     proc.stderr!.on('data', (d) => {
       m.log = (m.log + d).slice(-4000);
@@ -147,11 +161,18 @@ export class EtcdCluster {
   async leader(): Promise<number> {
     for (const m of this.members) {
       if (!m.proc) continue;
-      const res = await fetch(`${m.client}/v3/maintenance/status`, { method: 'POST', body: '{}' });
-      const status = (await res.json()) as { header: { member_id: string }; leader: string };
+      const status = (await this.request(`${m.client}/v3/maintenance/status`, '{}')) as {
+        header: { member_id: string };
+        leader: string;
+      };
       if (status.header.member_id === status.leader) return this.members.indexOf(m);
     }
     throw new Error('no etcd leader');
+  }
+
+  /** Freeze (SIGSTOP) or thaw (SIGCONT) member i: a member that holds connections and answers nothing. */
+  pauseMember(i: number, paused: boolean): void {
+    this.members[i]!.proc?.kill(paused ? 'SIGSTOP' : 'SIGCONT');
   }
 
   /** SIGKILL member i (its data stays). */
@@ -171,14 +192,36 @@ export class EtcdCluster {
       if (!m.proc) continue;
       for (;;) {
         try {
-          const res = await fetch(`${m.client}/health`, { signal: AbortSignal.timeout(1000) });
-          if (((await res.json()) as { health?: string }).health === 'true') break;
+          if (((await this.request(`${m.client}/health`)) as { health?: string }).health === 'true') break;
         } catch {}
         if (m.proc.exitCode !== null) throw new Error(`etcd ${m.name} exited: ${m.log}`);
         if (Date.now() > deadline) throw new Error(`etcd ${m.name} not healthy: ${m.log}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+  }
+
+  /** GET (or POST `body`) a member's JSON, from the namespace the members are in. */
+  async request(url: string, body?: string): Promise<unknown> {
+    if (!this.netns) {
+      const res = await fetch(url, {
+        signal: AbortSignal.timeout(1000),
+        ...(body === undefined ? {} : { method: 'POST', body }),
+      });
+      return res.json();
+    }
+    const { stdout } = await execFileP('ip', [
+      'netns',
+      'exec',
+      this.netns,
+      'curl',
+      '-sf',
+      '-m',
+      '1',
+      ...(body === undefined ? [] : ['-d', body]),
+      url,
+    ]);
+    return JSON.parse(stdout);
   }
 
   async stop(): Promise<void> {

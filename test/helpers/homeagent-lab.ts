@@ -115,6 +115,10 @@ export interface HaConfigOptions {
   maxLifetimeSeconds?: number;
   refreshAdviceSeconds?: number;
   mss?: number;
+  /** store: etcd on these members, under this HA name (the cluster rigs). */
+  etcd?: { endpoints: readonly string[]; name: string };
+  /** The HA address on the HA's own tun device `offlink-ha`, for BGP anycast (the cluster rig). */
+  anycast?: boolean;
 }
 
 export function haConfigYaml(o: HaConfigOptions): string {
@@ -123,7 +127,7 @@ export function haConfigYaml(o: HaConfigOptions): string {
   uplink: ha-up
   status: { listen: "127.0.0.1:9180" }
   database: ${o.database}
-  runDir: ${o.runDir}
+${o.etcd ? `  store: etcd\n  etcd: { endpoints: ${JSON.stringify(o.etcd.endpoints)}, name: ${o.etcd.name}, timeoutMs: 5000 }\n` : ''}${o.anycast ? '  anycast: { device: offlink-ha }\n' : ''}  runDir: ${o.runDir}
   dataplane: { backend: ${o.backend}, table: 200, mss: ${o.mss ?? 1400} }
   maxLifetimeSeconds: ${o.maxLifetimeSeconds ?? 3600}
 ${o.refreshAdviceSeconds ? `  refreshAdviceSeconds: ${o.refreshAdviceSeconds}\n` : ''}mobileRouters:
@@ -340,11 +344,13 @@ export class NsAgent {
   async probe(
     to: string,
     o: { count?: number; size?: number; intervalMs?: number; waitMs?: number } = {},
-  ): Promise<{ sent: number; received: number; rttMs: number[] }> {
+  ): Promise<{ sent: number; received: number; rttMs: number[]; gapMs: number }> {
     return (await this.request({ op: 'probe', to, port: ECHO_PORT, count: 3, size: 64, ...o })) as {
       sent: number;
       received: number;
       rttMs: number[];
+      /** The longest time without an answered probe (0: none lost). */
+      gapMs: number;
     };
   }
 

@@ -273,16 +273,30 @@ async function probe(cmd: {
       sentAt.delete(m.readUInt32BE(0));
     }
   });
+  const sendTimes: number[] = [];
   for (let i = 0; i < cmd.count; i++) {
     const b = Buffer.alloc(Math.max(4, cmd.size), 0x5a);
     b.writeUInt32BE(i, 0);
     sentAt.set(i, performance.now());
+    sendTimes.push(performance.now());
     await new Promise<void>((resolve) => socket.send(b, cmd.port, cmd.to, () => resolve()));
     await new Promise((r) => setTimeout(r, cmd.intervalMs ?? 20));
   }
   await new Promise((r) => setTimeout(r, cmd.waitMs ?? 500));
   socket.close();
-  return { sent: cmd.count, received: rtt.length, rttMs: rtt };
+  // The longest run of lost probes, as time: from the last probe answered before it to the first after.
+  let gapMs = 0;
+  let lastOk = -1;
+  for (let i = 0; i <= cmd.count; i++) {
+    if (i < cmd.count && sentAt.has(i)) continue;
+    if (i - lastOk > 1) {
+      const from = lastOk >= 0 ? sendTimes[lastOk]! : sendTimes[0]!;
+      const to = i < cmd.count ? sendTimes[i]! : sendTimes[cmd.count - 1]!;
+      gapMs = Math.max(gapMs, Math.round(to - from));
+    }
+    lastOk = i;
+  }
+  return { sent: cmd.count, received: rtt.length, rttMs: rtt, gapMs };
 }
 
 async function raw(cmd: {

@@ -1,6 +1,7 @@
 // What integration tests need from the machine, and what happens when it is missing: locally the tests
 // that need it are skipped with the reason; under CI=true a missing requirement is a failure (a test
 // named after the requirement fails), so a CI machine that lacks something can never pass by skipping.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { type Backend, type ProbeResult, probeBackends } from '../../src/dataplane/probe.ts';
@@ -18,6 +19,16 @@ export function skipUnless(ok: boolean, reason: string): false | string {
     });
   }
   return reason;
+}
+
+/** Whether `command args…` runs and exits 0 (a tool is installed). */
+export function runs(command: string, args: readonly string[] = ['--version']): boolean {
+  try {
+    execFileSync(command, args, { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function isRoot(): boolean {

@@ -12,12 +12,16 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <node_api.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -426,6 +430,36 @@ static napi_value unmount(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/*
+ * tunOpen(name): a non-persistent tun device `name` (IFF_TUN | IFF_NO_PI) and its fd. Not bpf: the one
+ * other call offlink needs that Node lacks (an ioctl). The device, with its addresses and routes, lives
+ * exactly as long as the fd: the kernel removes it when the process holding the fd dies, even by kill -9
+ * (the home agent binds its anycast announcement to it, docs/homeagent.md).
+ */
+static napi_value tun_open(napi_env env, napi_callback_info info)
+{
+	ARGS(1);
+	char name[IFNAMSIZ + 1];
+	size_t len = 0;
+	if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok || len == 0 ||
+	    len >= IFNAMSIZ)
+		return throw_type(env, "tunOpen(name: string of 1-15 bytes)");
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return throw_errno(env, "/dev/net/tun");
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	memcpy(ifr.ifr_name, name, len);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return throw_errno(env, name);
+	}
+	return number(env, fd);
+}
+
 /* close(fd) */
 static napi_value close_fd(napi_env env, napi_callback_info info)
 {
@@ -512,6 +546,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "mountBpffs", mount_bpffs },
 		{ "unmount", unmount },
 		{ "close", close_fd },
+		{ "tunOpen", tun_open },
 		{ "adjustRoomProbe", adjust_room_probe },
 	};
 	for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
