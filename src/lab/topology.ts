@@ -98,7 +98,10 @@ export interface GuestPlan {
 
 export interface LabPlan {
   kind: TopologyKind;
-  /** netns: guests are namespaces the lab builds; qemu: VMs the host agents boot (no namespace). */
+  /**
+   * netns: guests are namespaces the lab builds; qemu: VMs the host agents boot (no namespace); libvirt:
+   * libvirt domains the lab creates on host A (no namespace).
+   */
   guestKind: GuestKind;
   family: LabFamily;
   inet: { ns: string };
@@ -126,9 +129,10 @@ export function planTopology(
   guestKind: GuestKind = 'netns',
   family: LabFamily = 'dual',
 ): LabPlan {
-  // The QEMU guest image configures IPv6 only (src/hypervisor/qemu/guest/init.sh).
-  if (family === 'dual' && guestKind === 'qemu')
-    throw new LabError('ERR_LAB_OPTIONS', 'QEMU guests are IPv6 only: plan them with family ipv6');
+  // The lab's VM guests (QEMU, libvirt: the QEMU driver's guest image) are IPv6 only (run.ts, resolveFamily).
+  const vm = guestKind !== 'netns';
+  if (family === 'dual' && vm)
+    throw new LabError('ERR_LAB_OPTIONS', `${guestKind} guests are IPv6 only: plan them with family ipv6`);
   const dual = family === 'dual';
   const host = (name: HostName, label: 'A' | 'B', prefix: string, mac: string): HostPlan => ({
     name,
@@ -150,16 +154,16 @@ export function planTopology(
       network: `net${i}`,
       prefix: kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
       // A QEMU guest off-link takes its address by SLAAC from its NIC's MAC (no namespace to configure);
-      // on-link the same form of address on the segment's prefix, given statically (onlink-vms.ts).
-      address:
-        guestKind === 'qemu'
-          ? slaacAddress(
-              kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
-              `02:0f:00:00:02:${hex(i).padStart(2, '0')}`,
-            )
-          : kind === 'on-link'
-            ? `2001:db8:100::${hex(0xf + i)}`
-            : `${offPrefix}10`,
+      // on-link the same form of address on the segment's prefix, given statically (onlink-vms.ts). A
+      // libvirt guest has the same addresses, given statically both ways (libvirt-guest.ts).
+      address: vm
+        ? slaacAddress(
+            kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
+            `02:0f:00:00:02:${hex(i).padStart(2, '0')}`,
+          )
+        : kind === 'on-link'
+          ? `2001:db8:100::${hex(0xf + i)}`
+          : `${offPrefix}10`,
       gateway: 'fe80::1',
       homeAddress: `2001:db8:f::${hex(0x100 + i)}`,
       bridge: kind === 'on-link' ? 'br-lan' : `ofl-net${i}`,

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { type Backend, type ProbeResult, probeBackends } from '../../src/dataplane/probe.ts';
 import { findGuestKernel } from '../../src/hypervisor/qemu/guest-image.ts';
+import { checkLibvirtRequirements } from '../../src/lab/libvirt-guest.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
 
 export const inCI = process.env['CI'] === 'true';
@@ -37,6 +38,17 @@ export function qemuMissing(): string | false {
   }
   try {
     findGuestKernel();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return false;
+}
+
+/** What a libvirt guest needs here that is missing (root, libvirtd, virsh, QEMU, busybox, a guest kernel), or false. */
+export function libvirtMissing(): string | false {
+  if (!isRoot()) return 'root (network namespaces)';
+  try {
+    checkLibvirtRequirements();
   } catch (err) {
     return (err as Error).message;
   }
