@@ -3,11 +3,13 @@
 // no NEMO), interleaved in rounds so all three see the same machine load. Reports gap p50/p95/max,
 // probes lost per migration and per-phase timings; headline ratios off-link ÷ on-link and
 // break-before-make ÷ make-before-break. ("paper" is break-before-make's former name; --configs still takes
-// it for bbm.)
+// it for bbm.) With --guest libvirt (issue 15): a libvirt domain off-link (the agents migrate it through
+// libvirt) and on-link (plain `virsh migrate --live`), the headline off-link ÷ on-link beside libvirt's
+// own reported downtime.
 //
-//   node --import tsx bench/outage/run.ts [--migrations 20] [--rounds 2] [--interval 2] [--guest netns|qemu]
-//                                         [--configs mbb,bbm,onlink | overlap,no-overlap,onlink] [--json FILE]
-//                                         [--qemu-priority N]
+//   node --import tsx bench/outage/run.ts [--migrations 20] [--rounds 2] [--interval 2] [--guest netns|qemu|libvirt]
+//                                         [--configs mbb,bbm,onlink | overlap,no-overlap,onlink | offlink,onlink]
+//                                         [--json FILE] [--qemu-priority N]
 //
 // --qemu-priority N (a diagnosis, not the headline): every QEMU thread on the machine runs at nice N
 // (e.g. -10) while the benchmark runs, so the guests' vCPUs win the 2 CPUs from the handover's own
@@ -74,42 +76,56 @@ interface Config {
   overlap?: boolean;
 }
 
+const LIBVIRT_CONFIGS: Config[] = [
+  // the agents migrate the domain through libvirt and hand net1 over at libvirt's switchover
+  { key: 'offlink', name: 'off-link', topology: 'off-link', procedure: 'make-before-break' },
+  // plain `virsh migrate --live` between the two libvirtds on one segment (src/lab/libvirt-guest.ts)
+  { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
+];
+
+if (!['netns', 'qemu', 'libvirt'].includes(GUEST)) {
+  console.error(`--guest: netns, qemu or libvirt, not ${GUEST}`);
+  process.exit(2);
+}
+
 const ALL_CONFIGS: Config[] =
-  GUEST === 'qemu'
-    ? [
-        {
-          key: 'overlap',
-          name: 'off-link overlap',
-          topology: 'off-link',
-          procedure: 'make-before-break',
-          overlap: true,
-        },
-        {
-          key: 'no-overlap',
-          name: 'off-link no overlap',
-          topology: 'off-link',
-          procedure: 'make-before-break',
-          overlap: false,
-        },
-        // Plain QEMU live migration on one segment (src/lab/onlink-vms.ts): what crossing a subnet is
-        // compared with.
-        { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
-      ]
-    : [
-        {
-          key: 'mbb',
-          name: 'off-link make-before-break',
-          topology: 'off-link',
-          procedure: 'make-before-break',
-        },
-        {
-          key: 'bbm',
-          name: 'off-link break-before-make',
-          topology: 'off-link',
-          procedure: 'break-before-make',
-        },
-        { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
-      ];
+  GUEST === 'libvirt'
+    ? LIBVIRT_CONFIGS
+    : GUEST === 'qemu'
+      ? [
+          {
+            key: 'overlap',
+            name: 'off-link overlap',
+            topology: 'off-link',
+            procedure: 'make-before-break',
+            overlap: true,
+          },
+          {
+            key: 'no-overlap',
+            name: 'off-link no overlap',
+            topology: 'off-link',
+            procedure: 'make-before-break',
+            overlap: false,
+          },
+          // Plain QEMU live migration on one segment (src/lab/onlink-vms.ts): what crossing a subnet is
+          // compared with.
+          { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
+        ]
+      : [
+          {
+            key: 'mbb',
+            name: 'off-link make-before-break',
+            topology: 'off-link',
+            procedure: 'make-before-break',
+          },
+          {
+            key: 'bbm',
+            name: 'off-link break-before-make',
+            topology: 'off-link',
+            procedure: 'break-before-make',
+          },
+          { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
+        ];
 
 /** Former --configs keys, still accepted. */
 const CONFIG_ALIASES: ReadonlyMap<string, string> = new Map([['paper', 'bbm']]);
@@ -179,6 +195,14 @@ function logPhases(logDir: string, from: number, to: number): Record<string, num
     const event = l.msg.slice('binding '.length);
     out[`ha.${event}.dataplaneMs`] = l['dataplaneMs'] as number;
     out[`ha.${event}.storeMs`] = l['storeMs'] as number;
+  }
+  // libvirt's own figures, as the driver logged them (off-link the source agent, on-link the lab's libvirt.log)
+  for (const file of ['agent-host-a.log', 'agent-host-b.log', 'libvirt.log']) {
+    for (const l of readLog(join(logDir, file))) {
+      if (!within(l) || l.msg !== 'libvirt migration completed') continue;
+      for (const k of ['pausedMs', 'totalTimeMs', 'setupTimeMs', 'transferredBytes'])
+        if (typeof l[k] === 'number') out[`libvirt.${k}`] = l[k];
+    }
   }
   for (const host of ['host-a', 'host-b']) {
     for (const l of readLog(join(logDir, `agent-${host}.log`))) {
@@ -375,6 +399,33 @@ async function main(): Promise<void> {
         measured: `${ratios['bbmOverMbbGapP50'].toFixed(2)} (${bbm.gapMs.p50.toFixed(1)} / ${mbb.gapMs.p50.toFixed(1)} ms)`,
       },
     );
+  } else if (GUEST === 'libvirt') {
+    const off = summaries.find((s) => s.name === 'off-link');
+    const onLink = summaries.find((s) => s.name === 'on-link baseline');
+    for (const s of summaries) {
+      const downtime = s.phases['downtimeMs'];
+      if (downtime) ratios[`${s.name} gap ÷ libvirt downtime (p50)`] = s.gapMs.p50 / downtime.p50;
+    }
+    if (off && onLink) {
+      const gap = off.gapMs.p50 / onLink.gapMs.p50;
+      const lost = off.lostPerMigration.mean / onLink.lostPerMigration.mean;
+      ratios['offLinkOverOnLinkGapP50'] = gap;
+      ratios['offLinkOverOnLinkLost'] = lost;
+      const downtime = (s: ConfigSummary) => s.phases['downtimeMs']?.p50.toFixed(0) ?? '?';
+      targets.push(
+        {
+          what: 'off-link ÷ on-link, p50 gap (libvirt guest)',
+          target: '≤ 1.2',
+          measured: `${gap.toFixed(2)} (${off.gapMs.p50.toFixed(1)} / ${onLink.gapMs.p50.toFixed(1)} ms); libvirt's downtime p50 ${downtime(off)} / ${downtime(onLink)} ms`,
+          met: gap <= 1.2,
+        },
+        {
+          what: 'off-link ÷ on-link, probes lost (libvirt guest)',
+          target: '(report)',
+          measured: `${lost.toFixed(2)} (${off.lostPerMigration.mean.toFixed(1)} / ${onLink.lostPerMigration.mean.toFixed(1)} per migration)`,
+        },
+      );
+    }
   } else if (GUEST === 'qemu') {
     const overlap = summaries.find((s) => s.name === 'off-link overlap');
     const none = summaries.find((s) => s.name === 'off-link no overlap');
@@ -404,7 +455,7 @@ async function main(): Promise<void> {
     }
   }
   printTargets(targets);
-  const path = writeResult(args.get('json'), GUEST === 'qemu' ? 'outage-qemu' : 'outage', {
+  const path = writeResult(args.get('json'), GUEST === 'netns' ? 'outage' : `outage-${GUEST}`, {
     bench: 'outage',
     machine: m,
     params: {
