@@ -151,26 +151,25 @@ describe('offlink lab', { skip: needsRoot() }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** `offlink lab run ARGS --json <dir>/NAME.json --out <dir>/NAME`, which must exit 0: its output and report. */
+  async function labRun(name: string, args: string[]): Promise<{ r: Run; out: string; report: LabReport }> {
+    const json = join(dir, `${name}.json`);
+    const out = join(dir, name);
+    const r = await offlink(['lab', 'run', ...args, '--json', json, '--out', out]);
+    assert.equal(r.code, 0, `${name}:\n${r.stdout}\n${r.stderr}`);
+    return { r, out, report: JSON.parse(readFileSync(json, 'utf8')) as LabReport };
+  }
+
   for (const backend of backends)
     it(`lab run --dataplane ${backend} --migrations 3 --interval 3 --json out.json: every migration succeeds, real numbers`, async () => {
-      const json = join(dir, `out-${backend}.json`);
-      const out = join(dir, `report-${backend}`);
-      const r = await offlink([
-        'lab',
-        'run',
+      const { r, out, report } = await labRun(`report-${backend}`, [
         '--dataplane',
         backend,
         '--migrations',
         '3',
         '--interval',
         '3',
-        '--json',
-        json,
-        '--out',
-        out,
       ]);
-      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
-      const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
       checkReport(report, { migrations: 3, topology: 'off-link', procedure: 'make-before-break' });
       assert.deepEqual(report.dataplane, { backend, requested: backend });
       assert.match(r.stdout, new RegExp(`make-before-break, ${backend} data plane`));
@@ -202,23 +201,7 @@ describe('offlink lab', { skip: needsRoot() }, () => {
     });
 
   it('lab run --family ipv6: the IPv6-only lab still works, with no IPv4 figures', async () => {
-    const json = join(dir, 'ipv6.json');
-    const r = await offlink([
-      'lab',
-      'run',
-      '--family',
-      'ipv6',
-      '--migrations',
-      '2',
-      '--interval',
-      '2',
-      '--json',
-      json,
-      '--out',
-      join(dir, 'ipv6'),
-    ]);
-    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
-    const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
+    const { r, report } = await labRun('ipv6', ['--family', 'ipv6', '--migrations', '2', '--interval', '2']);
     checkReport(report, {
       migrations: 2,
       topology: 'off-link',
@@ -238,10 +221,7 @@ describe('offlink lab', { skip: needsRoot() }, () => {
       ['on-link', 'make-before-break'],
       ['off-link', 'break-before-make'],
     ] as const) {
-      const json = join(dir, `${topology}-${procedure}.json`);
-      const r = await offlink([
-        'lab',
-        'run',
+      const { report } = await labRun(`${topology}-${procedure}`, [
         '--migrations',
         '2',
         '--interval',
@@ -250,13 +230,7 @@ describe('offlink lab', { skip: needsRoot() }, () => {
         topology,
         '--procedure',
         procedure,
-        '--json',
-        json,
-        '--out',
-        join(dir, `${topology}-${procedure}`),
       ]);
-      assert.equal(r.code, 0, `${topology} ${procedure}:\n${r.stdout}\n${r.stderr}`);
-      const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
       checkReport(report, { migrations: 2, topology, procedure });
       // auto (the default) takes the first usable backend; on-link has no tunnel
       const expected =
@@ -296,11 +270,7 @@ describe('offlink lab', { skip: needsRoot() }, () => {
       it(`lab run --guest ${guest} --topology ${topology}: a ${vm.name} guest, with ${vm.name}'s downtime beside the gap`, {
         skip: vm.skip,
       }, async () => {
-        const json = join(dir, `${guest}-${topology}.json`);
-        const out = join(dir, `${guest}-${topology}`);
-        const r = await offlink([
-          'lab',
-          'run',
+        const { r, out, report } = await labRun(`${guest}-${topology}`, [
           '--guest',
           guest,
           '--topology',
@@ -309,13 +279,7 @@ describe('offlink lab', { skip: needsRoot() }, () => {
           '2',
           '--interval',
           guest === 'libvirt' ? '5' : '3',
-          '--json',
-          json,
-          '--out',
-          out,
         ]);
-        assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
-        const report = JSON.parse(readFileSync(json, 'utf8')) as LabReport;
         checkReport(report, { migrations: 2, topology, procedure: 'make-before-break', guest });
         assert.equal(
           report.parameters.overlap,
