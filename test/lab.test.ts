@@ -326,6 +326,34 @@ describe('offlink lab', { skip: needsRoot() }, () => {
       });
     }
 
+  it('lab up --guest libvirt leaves the libvirtds and the domain running; lab down removes them and their mounts', {
+    skip: VM.libvirt.skip,
+  }, async () => {
+    const up = await offlink(['lab', 'up', '--guest', 'libvirt']);
+    try {
+      assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
+      const virsh = /libvirt: {2}ip netns exec ofl-host-a virsh -c '([^']+)' list/.exec(up.stdout);
+      assert.ok(virsh, up.stdout);
+      // `lab up` has exited: what it left must run on its own
+      const list = spawnSync(
+        'ip',
+        ['netns', 'exec', 'ofl-host-a', 'virsh', '-q', '-c', virsh[1]!, 'list', '--name'],
+        {
+          encoding: 'utf8',
+        },
+      );
+      assert.equal(list.stdout.trim(), 'ofl-guest-1', list.stderr);
+      assert.notDeepEqual(labMounts(), [], 'the libvirtds have their mounts');
+    } finally {
+      const down = await offlink(['lab', 'down']);
+      assert.equal(down.code, 0, down.stderr);
+    }
+    assert.deepEqual(labNamespaces(), []);
+    for (const pattern of VM.libvirt.leftovers)
+      assert.equal(spawnSync('pgrep', ['-f', pattern]).status, 1, `nothing of the lab left: ${pattern}`);
+    assert.deepEqual(labMounts(), [], "no libvirt mount of the lab's left");
+  });
+
   it('says what to do on bad input, and lab down removes whatever is left', async () => {
     const qemu = await offlink(['lab', 'up', '--guest', 'qemu', '--topology', 'on-link']);
     assert.equal(qemu.code, 1);
