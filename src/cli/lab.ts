@@ -178,7 +178,12 @@ export function registerLab(program: Command): Command {
           print(`  status:   ip netns exec ofl-host-a offlink status --config ${configs.hosts['host-a']}`);
         }
         if (libvirt) print(`  libvirt:  ip netns exec ofl-host-a virsh -c '${libvirt.uri('host-a')}' list`);
-        print(`  try:      ip netns exec ${g.ns} ip -6 route; ip netns exec ${topo.cn.ns} ss -uan`);
+        // a VM guest has no namespace of its own: ask it from the correspondent
+        print(
+          topo.guestKind === 'netns'
+            ? `  try:      ip netns exec ${g.ns} ip -6 route; ip netns exec ${topo.cn.ns} ss -uan`
+            : `  try:      ip netns exec ${topo.cn.ns} ping -c 3 ${g.address}`,
+        );
         print('  remove:   offlink lab down');
       },
     );
