@@ -152,6 +152,8 @@ interface Row {
   lost: number;
   lostGuestToCn: number;
   lostCnToGuest: number;
+  /** VM guests: whether the lab's one TCP connection to the guest lasted through the lab run. */
+  tcpHeld?: boolean;
   phases: Record<string, number>;
 }
 
@@ -216,6 +218,18 @@ function logPhases(logDir: string, from: number, to: number): Record<string, num
   return out;
 }
 
+/** The VM guest endpoint's verdict (src/lab/vm-endpoint.ts): did its TCP connection to the guest last? */
+function guestConnectionHeld(logDir: string): boolean {
+  try {
+    return (
+      (JSON.parse(readFileSync(join(logDir, 'traffic-guest.json'), 'utf8')) as { tcpBroken?: boolean })
+        .tcpBroken === false
+    );
+  } catch {
+    return false;
+  }
+}
+
 async function runConfig(
   c: Config,
   round: number,
@@ -239,6 +253,7 @@ async function runConfig(
         console.error(`  ${c.name}: ${line.trim()}`);
     },
   });
+  const tcpHeld = GUEST === 'netns' ? undefined : guestConnectionHeld(join(out, 'logs'));
   const rows = report.migrations.map((m): Row => {
     const dir = (name: string) => m.directions.find((d) => d.name.startsWith(name))?.lost ?? 0;
     return {
@@ -250,6 +265,7 @@ async function runConfig(
       lost: m.lost,
       lostGuestToCn: dir('guest'),
       lostCnToGuest: dir('cn'),
+      ...(tcpHeld === undefined ? {} : { tcpHeld }),
       phases: {
         ...(m.phases ?? {}),
         ...(m.hypervisorMs !== null && m.phases?.['hypervisorMs'] === undefined
@@ -274,6 +290,8 @@ interface ConfigSummary {
   lostCnToGuest: number;
   phases: Record<string, Summary>;
   receiverDrops: Record<string, number>;
+  /** VM guests: migrations whose lab run's TCP connection to the guest broke. */
+  tcpBroken?: number;
 }
 
 function summarizeConfig(name: string, rows: Row[], reports: LabReport[]): ConfigSummary {
@@ -297,6 +315,7 @@ function summarizeConfig(name: string, rows: Row[], reports: LabReport[]): Confi
       ]),
     ),
     receiverDrops: drops,
+    ...(GUEST === 'netns' ? {} : { tcpBroken: rows.filter((r) => r.tcpHeld === false).length }),
   };
 }
 
@@ -364,7 +383,7 @@ async function main(): Promise<void> {
   const fmt = (s: Summary) => `${s.p50.toFixed(1)} / ${s.p95.toFixed(1)} / ${s.max.toFixed(1)}`;
   for (const s of summaries) {
     console.log(
-      `${s.name.padEnd(28)} gap p50/p95/max ${fmt(s.gapMs)} ms; lost/migration mean ${s.lostPerMigration.mean.toFixed(1)} (p50 ${s.lostPerMigration.p50}, max ${s.lostPerMigration.max}); ${s.failed} failed of ${s.migrations}`,
+      `${s.name.padEnd(28)} gap p50/p95/max ${fmt(s.gapMs)} ms; lost/migration mean ${s.lostPerMigration.mean.toFixed(1)} (p50 ${s.lostPerMigration.p50}, max ${s.lostPerMigration.max}); ${s.failed} failed of ${s.migrations}${s.tcpBroken === undefined ? '' : `; TCP to the guest ${s.tcpBroken === 0 ? 'held' : `broke in the runs of ${s.tcpBroken} migrations`}`}`,
     );
     const ph = Object.entries(s.phases)
       .map(([k, v]) => `${k} ${v.p50.toFixed(1)}`)
