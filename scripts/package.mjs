@@ -170,7 +170,8 @@ try {
     // better-sqlite3 and the bpf(2) addon are built for this Node's ABI.
     `Depends: nodejs (>= ${nodeMajor}), nodejs (<< ${nodeMajor + 1}), iproute2, nftables`,
     'Recommends: radvd',
-    'Suggests: qemu-system-x86',
+    // dnsmasq-base: DHCPv4 on guest links (networks[].dhcp4), only when configured
+    'Suggests: qemu-system-x86, dnsmasq-base',
     'Section: net',
     'Priority: optional',
     `Description: ${pkg.description}`,

@@ -31,6 +31,7 @@ function capMask(names: string[]): bigint {
   const numbers: Record<string, number> = {
     CAP_CHOWN: 0,
     CAP_KILL: 5,
+    CAP_NET_BIND_SERVICE: 10,
     CAP_SETGID: 6,
     CAP_SETUID: 7,
     CAP_NET_ADMIN: 12,

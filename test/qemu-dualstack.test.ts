@@ -4,10 +4,12 @@
 // 10.1.0.0/24 beside its IPv6 MNP. A correspondent on the HA's IPv4 side holds one IPv4 TCP connection to
 // the guest's line service (asking its counter every 100 ms) while `offlink migrate` moves net1 A→B→A
 // (QEMU live migration over QMP, the handover at pre-switchover); UDP echo probes over IPv4 and IPv6 to
-// the guest's echo service measure each move's gap on both families.
+// the guest's echo service measure each move's gap on both families. The migration stream is TLS
+// (hypervisor.migration.tls, certificates made here): the agents' path from config to QEMU's tls-creds.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { slaacAddress } from '../src/hypervisor/qemu/guest-image.ts';
@@ -22,9 +24,11 @@ import {
   migrate,
   openAgentRig,
   report,
+  waitForLog,
 } from './helpers/agent-lab.ts';
 import { ADDR, haStatus } from './helpers/homeagent-lab.ts';
 import type { NetnsLab } from './helpers/netns.ts';
+import { hostPki, makeCa } from './helpers/pki.ts';
 import type { Proc, Procs } from './helpers/procs.ts';
 import { dataplaneBackends, qemuMissing, skipUnless } from './helpers/requirements.ts';
 
@@ -82,15 +86,23 @@ for (const backend of backends) {
     let p4: Proc;
     let p6: Proc;
     let bootId = '';
+    const pkiDir = mkdtempSync(join(tmpdir(), 'offlink-pki-'));
 
     before(async () => {
       const guest = `mac: "${MAC}", memoryMiB: 128, ipv4: { address: "${V4.guest}/24", gateway: "${V4.gateway}" }`;
-      rig = await openAgentRig(backend, 'qemu-dualstack', { net1Ipv4: V4.prefix, qemuGuest1: guest });
+      const ca = makeCa(join(pkiDir, 'ca'));
+      const tls = (h: Host) => `{ tls: { dir: "${hostPki(join(pkiDir, h), h, HOSTS[h], [ca])}" } }`;
+      rig = await openAgentRig(backend, 'qemu-dualstack', {
+        net1Ipv4: V4.prefix,
+        qemuGuest1: guest,
+        qemuMigration: { 'host-a': tls('host-a'), 'host-b': tls('host-b') },
+      });
       ({ netns, procs, lab } = rig);
       await addIpv4Home(netns, lab);
     });
 
     after(async () => {
+      rmSync(pkiDir, { recursive: true, force: true });
       if (!rig) return;
       const left = qemuPids(lab);
       await rig.close();
@@ -160,6 +172,11 @@ for (const backend of backends) {
         await report(p6);
         const out = await migrate(lab, 'net1', at, to, 'make-before-break');
         assert.match(out, /migration \S+ succeeded: net1/, out);
+        await waitForLog(
+          lab.agents[at],
+          (l) => l.includes('qemu migration completed') && l.includes('"tls":true'),
+          `${at}'s QEMU migrated with TLS`,
+        );
         at = to;
         await sleep(2000);
         const [v4, v6] = [await report(p4), await report(p6)];

@@ -14,8 +14,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { systemClock } from '../src/clock.ts';
-import { Iproute2Kernel } from '../src/dataplane/iproute2.ts';
 import type { DriverMigrationResult, DriverProgress, GuestNetwork } from '../src/hypervisor/driver.ts';
 import { QemuDriver } from '../src/hypervisor/qemu/driver.ts';
 import { buildGuestImage, type GuestImage, slaacAddress } from '../src/hypervisor/qemu/guest-image.ts';
@@ -23,12 +21,10 @@ import type { EndpointResult } from '../src/lab/endpoint.ts';
 import { measure } from '../src/lab/measure.ts';
 import { site } from '../src/lab/netbuild.ts';
 import { series } from '../src/lab/traffic.ts';
-import { silentLogger } from '../src/log.ts';
-import { GuestLink } from '../src/mobilerouter/guestlink.ts';
-import { netnsSpawner } from '../src/system/process.ts';
 import { ExecRunner } from '../src/system/runner.ts';
 import { type NetnsLab, sh, withNetns } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
+import { closeQemuHosts, type QemuHost, qemuHost } from './helpers/qemu-host.ts';
 import { qemuMissing, skipUnless } from './helpers/requirements.ts';
 
 const missing = qemuMissing();
@@ -49,13 +45,7 @@ const network: GuestNetwork = { name: 'qnet', bridge: BRIDGE, guests: [GUEST] };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.timeOrigin + performance.now();
 
-interface Host {
-  name: 'host-a' | 'host-b';
-  ns: string;
-  uplink: string;
-  link: GuestLink;
-  driver: QemuDriver;
-}
+type Host = QemuHost<'host-a' | 'host-b'>;
 
 async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
   // a router r with the two hosts and the correspondent on their own /64s; r routes the MNP to host a
@@ -76,28 +66,16 @@ async function buildLab(lab: NetnsLab, dir: string, image: GuestImage) {
   });
 
   const peers = new Map<string, QemuDriver>();
-  const host = (name: Host['name'], ns: string, uplink: string): Host => {
-    const runner = new ExecRunner({ netns: ns });
-    const kernel = new Iproute2Kernel({ runner, spawner: netnsSpawner(ns) });
-    const link = new GuestLink(
-      { kernel, spawner: netnsSpawner(ns), clock: systemClock, logger: silentLogger() },
-      { network: network.name, bridge: BRIDGE, prefixes: [MNP], runDir: join(dir, name, 'radvd') },
-    );
-    const driver = new QemuDriver({
-      host: name,
-      netns: ns,
-      runDir: join(dir, name),
-      guests: { [GUEST]: { mac: MAC, memoryMiB: 128 } },
-      incomingAddress: () => uplink,
-      runner: new ExecRunner(),
-      image: async () => image,
-      peerResumedAt: (h, g) => peers.get(h)?.resumedAt(g) ?? Promise.resolve(undefined),
-      logger: silentLogger(),
-    });
-    peers.set(name, driver);
-    return { name, ns, uplink, link, driver };
+  const options = {
+    dir,
+    image,
+    network,
+    prefixes: [MNP],
+    guest: { name: GUEST, mac: MAC },
+    peerResumedAt: (h: string, g: string) => peers.get(h)?.resumedAt(g) ?? Promise.resolve(undefined),
   };
-  const hosts = { a: host('host-a', a, UPLINK.a), b: host('host-b', b, UPLINK.b) };
+  const hosts = { a: qemuHost('host-a', a, UPLINK.a, options), b: qemuHost('host-b', b, UPLINK.b, options) };
+  for (const h of [hosts.a, hosts.b]) peers.set(h.name, h.driver);
   await hosts.a.link.ensure();
   await hosts.b.link.ensure();
   await hosts.a.link.startAdvertising();
@@ -344,12 +322,7 @@ describe('qemu driver (real VM, namespaces)', { skip }, () => {
       });
     } finally {
       await procs.killAll();
-      if (hosts) {
-        for (const h of [hosts.a, hosts.b]) {
-          await h.driver.close();
-          await h.link.destroy().catch(() => {});
-        }
-      }
+      await closeQemuHosts(hosts);
       rmSync(dir, { recursive: true, force: true });
     }
   });

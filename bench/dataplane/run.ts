@@ -15,13 +15,19 @@
 // the ratio is what the encapsulation and the detour through the home agent cost. Runs alternate
 // direct/tunnel so both see the same machine load; the figure is the median of the paired ratios.
 //
-//   node --import tsx bench/dataplane/run.ts [--rounds 9] [--seconds 5] [--backends bpf,seg6] [--json FILE]
+// --family ipv4 measures the same three paths for IPv4 (RFC 5555: IPv4 in the IPv6 tunnel): the guest's
+// 10.1.0.10 in net1's IPv4 prefix (tunnel), 10.5.0.10 (plain, through the HA both ways) and 10.4.0.10
+// (direct), to the correspondent's 172.16.3.2; the backbone carries IPv4 natively only for the plain and
+// direct paths (host-a's and the HA's links get IPv4 addresses). Only the bpf backend carries IPv4.
+//
+//   node --import tsx bench/dataplane/run.ts [--rounds 9] [--seconds 5] [--backends bpf,seg6]
+//     [--family ipv6|ipv4] [--json FILE]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Backend, probeBackends } from '../../src/dataplane/index.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
-import { build } from '../../test/helpers/agent-lab.ts';
+import { addIpv4Home, build, IPV4_HOME, type Lab } from '../../test/helpers/agent-lab.ts';
 import { ADDR } from '../../test/helpers/homeagent-lab.ts';
 import { canUseNetns, type NetnsLab, sh, withNetns } from '../../test/helpers/netns.ts';
 import { Procs } from '../../test/helpers/procs.ts';
@@ -32,9 +38,32 @@ import { percentile } from '../lib/stats.ts';
 const args = parseArgs(process.argv.slice(2));
 const ROUNDS = numArg(args, 'rounds', 9);
 const SECONDS = numArg(args, 'seconds', 5);
-const DIRECT = { prefix: '2001:db8:d::/64', gateway: '2001:db8:d::1', guest: '2001:db8:d::10' };
-const PLAIN = { prefix: '2001:db8:e::/64', gateway: '2001:db8:e::1', guest: '2001:db8:e::10' };
-const TUNNEL = { guest: '2001:db8:100::10' };
+const FAMILY = args.get('family') ?? 'ipv6';
+if (FAMILY !== 'ipv6' && FAMILY !== 'ipv4') throw new Error(`--family: ipv6 or ipv4, not ${FAMILY}`);
+
+/** One family's addressing: the paths' prefixes on the guest link and the correspondent's address. */
+const PATHS = {
+  ipv6: {
+    len: 64,
+    cn: ADDR.cn,
+    direct: { prefix: '2001:db8:d::/64', gateway: '2001:db8:d::1', guest: '2001:db8:d::10' },
+    plain: { prefix: '2001:db8:e::/64', gateway: '2001:db8:e::1', guest: '2001:db8:e::10' },
+    tunnel: { guest: '2001:db8:100::10' },
+    // the next hops on inet: the HA, host-a
+    ha: '2001:db8:1::2',
+    hostA: '2001:db8:a::2',
+  },
+  ipv4: {
+    len: 24,
+    cn: IPV4_HOME.cnLink.cn,
+    direct: { prefix: '10.4.0.0/24', gateway: '10.4.0.1', guest: '10.4.0.10' },
+    plain: { prefix: '10.5.0.0/24', gateway: '10.5.0.1', guest: '10.5.0.10' },
+    tunnel: { guest: IPV4_HOME.guest },
+    ha: IPV4_HOME.haLink.ha,
+    hostA: '172.16.10.2',
+  },
+}[FAMILY];
+const { direct: DIRECT, plain: PLAIN, tunnel: TUNNEL } = PATHS;
 const GUEST: Record<Path, string> = { direct: DIRECT.guest, plain: PLAIN.guest, tunnel: TUNNEL.guest };
 
 type Path = 'direct' | 'plain' | 'tunnel';
@@ -58,7 +87,8 @@ interface IperfJson {
 }
 
 async function iperf(netns: NetnsLab, ns: string, from: string, reverse: boolean): Promise<IperfJson> {
-  const argv = ['timeout', String(SECONDS + 15), 'iperf3', '-6', '--json', '-c', ADDR.cn, '-B', from];
+  const argv = ['timeout', String(SECONDS + 15), 'iperf3', FAMILY === 'ipv4' ? '-4' : '-6'];
+  argv.push('--json', '-c', PATHS.cn, '-B', from);
   argv.push('-t', String(SECONDS), '-O', '1', ...(reverse ? ['-R'] : []));
   const { stdout } = await netns.exec(ns, argv);
   return JSON.parse(stdout) as IperfJson;
@@ -70,21 +100,24 @@ async function rxBytes(ns: string, dev: string): Promise<number> {
 }
 
 async function measure(netns: NetnsLab, procs: Procs, dir: string): Promise<Sample[]> {
-  const lab = await build(netns, procs, dir);
+  const lab = await build(netns, procs, dir, FAMILY === 'ipv4' ? { net1Ipv4: IPV4_HOME.prefix } : {});
   const { ns } = lab;
+  if (FAMILY === 'ipv4') await ipv4Links(netns, lab);
+  const fam = FAMILY === 'ipv4' ? '-4' : '-6';
+  const on = (n: string, ...a: string[]) => sh(['ip', '-n', n, fam, ...a]);
+  const nodad = FAMILY === 'ipv6' ? ['nodad'] : [];
   // The direct path: a plain prefix on the same guest link, routed natively to host-a.
-  await sh(['ip', '-n', ns['host-a'], 'addr', 'add', `${DIRECT.gateway}/64`, 'dev', 'ofl-net1', 'nodad']);
-  await netns.addr(ns.g1, 'g0', `${DIRECT.guest}/64`);
-  await sh(['ip', '-n', ns.inet, '-6', 'route', 'add', DIRECT.prefix, 'via', '2001:db8:a::2']);
+  await on(ns['host-a'], 'addr', 'add', `${DIRECT.gateway}/${PATHS.len}`, 'dev', 'ofl-net1', ...nodad);
+  await netns.addr(ns.g1, 'g0', `${DIRECT.guest}/${PATHS.len}`);
+  await on(ns.inet, 'route', 'add', DIRECT.prefix, 'via', PATHS.hostA);
   // The plain path: another prefix on the guest link whose traffic inet sends through the HA both ways.
-  const inet = (...a: string[]) => sh(['ip', '-n', ns.inet, '-6', ...a]);
-  await sh(['ip', '-n', ns['host-a'], 'addr', 'add', `${PLAIN.gateway}/64`, 'dev', 'ofl-net1', 'nodad']);
-  await netns.addr(ns.g1, 'g0', `${PLAIN.guest}/64`);
-  await inet('route', 'add', PLAIN.prefix, 'via', '2001:db8:1::2'); // cn → guest: to the HA first
-  await inet('route', 'add', PLAIN.prefix, 'via', '2001:db8:a::2', 'table', '102'); // back from the HA
-  await inet('rule', 'add', 'pref', '102', 'to', PLAIN.prefix, 'iif', 'inet-ha', 'lookup', '102');
-  await inet('route', 'add', 'default', 'via', '2001:db8:1::2', 'table', '103'); // guest → cn: via the HA
-  await inet('rule', 'add', 'pref', '103', 'from', PLAIN.prefix, 'iif', 'inet-a', 'lookup', '103');
+  await on(ns['host-a'], 'addr', 'add', `${PLAIN.gateway}/${PATHS.len}`, 'dev', 'ofl-net1', ...nodad);
+  await netns.addr(ns.g1, 'g0', `${PLAIN.guest}/${PATHS.len}`);
+  await on(ns.inet, 'route', 'add', PLAIN.prefix, 'via', PATHS.ha); // cn → guest: to the HA first
+  await on(ns.inet, 'route', 'add', PLAIN.prefix, 'via', PATHS.hostA, 'table', '102'); // back from the HA
+  await on(ns.inet, 'rule', 'add', 'pref', '102', 'to', PLAIN.prefix, 'iif', 'inet-ha', 'lookup', '102');
+  await on(ns.inet, 'route', 'add', 'default', 'via', PATHS.ha, 'table', '103'); // guest → cn: via the HA
+  await on(ns.inet, 'rule', 'add', 'pref', '103', 'from', PLAIN.prefix, 'iif', 'inet-a', 'lookup', '103');
   procs.start(ns.cn, ['iperf3', '-s', '--forceflush']);
   await new Promise((r) => setTimeout(r, 500));
   const out: Sample[] = [];
@@ -118,6 +151,21 @@ async function measure(netns: NetnsLab, procs: Procs, dir: string): Promise<Samp
   }
   await procs.killAll();
   return out;
+}
+
+/**
+ * IPv4 for --family ipv4: net1's IPv4 prefix and the HA's and correspondent's IPv4 links (the tests'
+ * dual-stack rig), the guest's IPv4 address in it, and IPv4 on host-a's uplink for the plain and direct
+ * paths (the tunnel does not need it: IPv4 crosses the backbone inside IPv6).
+ */
+async function ipv4Links(netns: NetnsLab, lab: Lab): Promise<void> {
+  const { ns } = lab;
+  await addIpv4Home(netns, lab);
+  await netns.exec(ns.g1, ['ip', 'addr', 'add', `${IPV4_HOME.guest}/24`, 'dev', 'g0']);
+  await netns.exec(ns.g1, ['ip', 'route', 'add', 'default', 'via', IPV4_HOME.gateway]);
+  await netns.exec(ns.inet, ['ip', 'addr', 'add', '172.16.10.1/24', 'dev', 'inet-a']);
+  await netns.exec(ns['host-a'], ['ip', 'addr', 'add', `${PATHS.hostA}/24`, 'dev', 'up0']);
+  await netns.exec(ns['host-a'], ['ip', 'route', 'add', '172.16.3.0/24', 'via', '172.16.10.1']);
 }
 
 /** Per direction: medians of each path, and the median of the paired (same round) ratios. */
@@ -179,13 +227,13 @@ async function main(): Promise<void> {
   const targets: Target[] = results.flatMap((r) =>
     r.directions.flatMap((d): Target[] => [
       {
-        what: `TCP ${d.direction} [${r.backend}], tunnel ÷ plain (same hops; bridge + veth guest link)`,
+        what: `${FAMILY} TCP ${d.direction} [${r.backend}], tunnel ÷ plain (same hops; bridge + veth guest link)`,
         target: '≥ 0.9',
         measured: `${d.ratio.toFixed(3)} (median of ${ROUNDS} paired runs; medians ${d.tunnelMbps.toFixed(0)} / ${d.plainMbps.toFixed(0)} Mbit/s)`,
         met: d.ratio >= 0.9,
       },
       {
-        what: `TCP ${d.direction} [${r.backend}], tunnel ÷ direct (no detour through the HA)`,
+        what: `${FAMILY} TCP ${d.direction} [${r.backend}], tunnel ÷ direct (no detour through the HA)`,
         target: '(report)',
         measured: `${d.ratioDirect.toFixed(3)} (medians ${d.tunnelMbps.toFixed(0)} / ${d.directMbps.toFixed(0)} Mbit/s)`,
       },
@@ -198,7 +246,14 @@ async function main(): Promise<void> {
     bench: 'dataplane',
     machine: m,
     kernel: probe.kernelRelease,
-    params: { rounds: ROUNDS, seconds: SECONDS, direct: DIRECT, plain: PLAIN, tunnel: TUNNEL },
+    params: {
+      family: FAMILY,
+      rounds: ROUNDS,
+      seconds: SECONDS,
+      direct: DIRECT,
+      plain: PLAIN,
+      tunnel: TUNNEL,
+    },
     backends: results,
     targets,
   });

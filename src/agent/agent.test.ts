@@ -230,7 +230,7 @@ describe('agent', () => {
       control: { ...running.control, key: newKey },
       networks: [net1, running.networks[1]!],
     };
-    assert.deepEqual(a.reload(next), { peers: 1, rekeyed: ['net1'], clusterKeyChanged: true });
+    assert.deepEqual(a.reload(next), { peers: 1, rekeyed: ['net1'], clusterKeyChanged: true, dhcp4: [] });
     assert.deepEqual(routers['host-a'].get('net1')!.keys, [
       { spi: 4242, key: net1.key, algorithm: net1.algorithm },
     ]);
@@ -252,6 +252,16 @@ describe('agent', () => {
     assert.equal((await fresh.status()).host, 'host-a', 'the reloaded key still applies');
     assert.equal(a.reload(running).clusterKeyChanged, true, 'back to the first key');
     assert.equal((await clients['host-a']!.status()).host, 'host-a');
+    // DHCPv4 settings are reloadable (the guest link applies them: src/mobilerouter/guestlink.test.ts)
+    const dhcp4 = { leaseSeconds: 600, hosts: [{ mac: '02:00:5e:00:01:10', address: '10.1.0.10' }] };
+    const withDhcp = { ...running, networks: [{ ...running.networks[0]!, dhcp4 }, running.networks[1]!] };
+    assert.deepEqual(a.reload(withDhcp), {
+      peers: 1,
+      rekeyed: [],
+      clusterKeyChanged: false,
+      dhcp4: ['net1'],
+    });
+    assert.deepEqual(a.reload(running).dhcp4, ['net1'], 'and removed again');
   });
 });
 

@@ -35,7 +35,7 @@ import type { MobileRouter } from '../mobilerouter/mobilerouter.ts';
 import { type ControlHandlers, ControlServer } from './api.ts';
 import { RequestVerifier } from './auth.ts';
 import type { AgentConfig, AgentNetworkConfig } from './config.ts';
-import { type AgentReloadResult, checkReloadable, rekeyedNetworks } from './reload.ts';
+import { type AgentReloadResult, checkReloadable, dhcp4Changed, rekeyedNetworks } from './reload.ts';
 
 /** A mobile router as the agent drives it: the migration's operations plus its life cycle. */
 export type ManagedRouter = RouterControl & Pick<MobileRouter, 'start' | 'stop' | 'rekey'>;
@@ -241,8 +241,18 @@ export class Agent implements ControlHandlers {
     }
     const clusterKeyChanged = !this.config.control.key.equals(next.control.key);
     this.verifier?.rekey(next.control.key, next.control.clockSkewMs);
+    const dhcp4 = dhcp4Changed(this.config, next).map((n) => n.name);
+    for (const n of next.networks) {
+      const entry = this.networks.get(n.name);
+      if (entry) entry.config = n;
+    }
     this.config = next;
-    return { peers: Object.keys(next.peers).length, rekeyed: rekeyed.map((n) => n.name), clusterKeyChanged };
+    return {
+      peers: Object.keys(next.peers).length,
+      rekeyed: rekeyed.map((n) => n.name),
+      clusterKeyChanged,
+      dhcp4,
+    };
   }
 
   async stop(): Promise<void> {

@@ -47,12 +47,20 @@ export function buildAgent(
   );
   const routers = new Map<string, ManagedRouter>();
   const guestLinks: GuestLink[] = [];
+  const guestLinkOf = new Map<string, GuestLink>();
   for (const network of config.networks) {
     const guestLink = new GuestLink(
       { kernel, spawner: nodeSpawner, clock, logger },
-      { network: network.name, bridge: network.bridge, prefixes: network.prefixes, runDir: config.runDir },
+      {
+        network: network.name,
+        bridge: network.bridge,
+        prefixes: network.prefixes,
+        runDir: config.runDir,
+        ...(network.dhcp4 ? { dhcp4: network.dhcp4 } : {}),
+      },
     );
     guestLinks.push(guestLink);
+    guestLinkOf.set(network.name, guestLink);
     routers.set(
       network.name,
       new MobileRouter(
@@ -113,6 +121,16 @@ export function buildAgent(
     reload(next) {
       const result = agent.reload(next);
       peers = peersOf(next);
+      // DHCPv4 settings: the guest link rewrites dnsmasq's reservations (or restarts it) in the background
+      for (const name of result.dhcp4) {
+        const n = next.networks.find((x) => x.name === name);
+        const link = guestLinkOf.get(name);
+        if (!n || !link) continue;
+        link
+          .setDhcp4(n.dhcp4)
+          .then((done) => logger.info({ network: name, dhcp4: done }, 'DHCPv4 settings applied'))
+          .catch((err) => logger.error({ err, network: name }, 'DHCPv4 settings not applied'));
+      }
       return result;
     },
   };

@@ -188,7 +188,7 @@ describe('agent config', () => {
     [
       'qemu: bad MAC',
       (d) => (d.hypervisor = { driver: 'qemu', guests: { 'guest-1': { mac: '52:54:00:00:01' } } }),
-      /^hypervisor.guests.guest-1.mac: not a MAC address$/,
+      /^hypervisor.guests.guest-1.mac: not a MAC address \(52:54:00:12:34:56\)$/,
     ],
     [
       'qemu: boots on an unknown host',
@@ -294,6 +294,31 @@ describe('agent config', () => {
       },
       /^hypervisor.guests.guest-1.ipv4: goes on the default kernel command line: with append, put offlink.addr4=/,
     ],
+    [
+      'qemu: an accelerator that is none',
+      (d) => (d.hypervisor = { driver: 'qemu', accel: 'hvf', guests: {} }),
+      /^hypervisor.accel: must be one of: auto, kvm, tcg$/,
+    ],
+    [
+      'qemu: a CPU model with a space',
+      (d) => (d.hypervisor = { driver: 'qemu', cpu: 'host -smp 4', guests: {} }),
+      /^hypervisor.cpu: not a QEMU CPU model/,
+    ],
+    [
+      'qemu: ready that is not a regular expression',
+      (d) =>
+        (d.hypervisor = {
+          driver: 'qemu',
+          guests: { 'guest-1': { mac: '52:54:00:00:00:01', ready: 'login(' } },
+        }),
+      /^hypervisor.guests.guest-1.ready: not a regular expression/,
+    ],
+    [
+      'qemu: ready true',
+      (d) =>
+        (d.hypervisor = { driver: 'qemu', guests: { 'guest-1': { mac: '52:54:00:00:00:01', ready: true } } }),
+      /^hypervisor.guests.guest-1.ready: /,
+    ],
     ['network: unknown key', (d) => (d.networks[0].colour = 1), /^networks\[0\].colour: unknown key$/],
     [
       'network: bad prefix',
@@ -371,10 +396,24 @@ describe('agent config', () => {
     const d = base();
     d['hypervisor'] = {
       driver: 'qemu',
-      guests: { 'guest-1': { mac: '52:54:00:00:00:01', bootOn: 'host-a' } },
+      guests: {
+        'guest-1': { mac: '52:54:00:00:00:01', bootOn: 'host-a' },
+        'guest-2': {
+          mac: '52:54:00:00:00:02',
+          kernel: '/srv/vmlinuz',
+          initrd: '/srv/initrd',
+          ready: 'login: ',
+        },
+      },
+      accel: 'kvm',
+      cpu: 'Skylake-Server',
       migration: { downtimeLimitMs: 100, overlap: false },
     };
     const config = parse(d);
+    assert.ok(config.hypervisor.driver === 'qemu');
+    assert.equal(config.hypervisor.accel, 'kvm');
+    assert.equal(config.hypervisor.cpu, 'Skylake-Server');
+    assert.equal(config.hypervisor.guests['guest-2']?.ready, 'login: ');
     assert.equal(config.hypervisor.driver, 'qemu');
     assert.deepEqual(config.hypervisor.guests['guest-1'], {
       mac: '52:54:00:00:00:01',

@@ -18,6 +18,7 @@ import {
   ipv6,
   keySource,
   listenAddress,
+  macAddress,
   metricsSection,
   mss,
   name,
@@ -30,6 +31,7 @@ import { ConfigError } from '../errors.ts';
 import type { LibvirtHypervisorConfig } from '../hypervisor/libvirt/index.ts';
 import { guestIpv4Problem } from '../hypervisor/qemu/guest-image.ts';
 import type { QemuHypervisorConfig } from '../hypervisor/qemu/index.ts';
+import { DEFAULT_TLS_DIR, tlsDirProblem } from '../hypervisor/tls.ts';
 import {
   type MobileNetworkConfig,
   type MobileRouterHostConfig,
@@ -121,6 +123,19 @@ const qemuGuestIpv4 = z.strictObject({ address: z.string(), gateway: z.string() 
   if (problem) ctx.addIssue({ code: 'custom', path: [problem.key], message: problem.why });
 });
 
+// A QEMU guest's readiness line: a regular expression over its serial console.
+const consoleRegex = z
+  .string()
+  .min(1)
+  .refine((v) => {
+    try {
+      new RegExp(v);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'not a regular expression (the line the guest prints on its console when ready)');
+
 const hypervisor = z.discriminatedUnion('driver', [
   z.strictObject({
     driver: z.literal('netns'),
@@ -135,7 +150,7 @@ const hypervisor = z.discriminatedUnion('driver', [
       .record(
         name,
         z.strictObject({
-          mac: z.string().regex(/^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/, 'not a MAC address'),
+          mac: macAddress,
           memoryMiB: z.number().int().min(64).max(65536).default(128),
           bootOn: name.optional(),
           tap: interfaceName.optional(),
@@ -143,6 +158,7 @@ const hypervisor = z.discriminatedUnion('driver', [
           kernel: z.string().min(1).optional(),
           initrd: z.string().min(1).optional(),
           append: z.string().min(1).optional(),
+          ready: z.union([z.literal(false), consoleRegex]).optional(),
           extraArgs: z.array(z.string()).optional(),
         }),
       )
@@ -152,9 +168,15 @@ const hypervisor = z.discriminatedUnion('driver', [
         downtimeLimitMs: z.number().int().min(1).max(60_000).optional(),
         maxBandwidth: z.number().int().min(1).optional(),
         overlap: z.boolean().optional(),
+        tls: z.strictObject({ dir: z.string().min(1).default(DEFAULT_TLS_DIR) }).optional(),
       })
       .optional(),
     qemu: z.string().min(1).optional(),
+    accel: z.enum(['auto', 'kvm', 'tcg'], { error: 'must be one of: auto, kvm, tcg' }).optional(),
+    cpu: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$/, 'not a QEMU CPU model ("host", "max", "Skylake-Server")')
+      .optional(),
     bootTimeoutSeconds: z.number().int().min(1).max(3600).optional(),
   }),
   z.strictObject({
@@ -176,6 +198,8 @@ const hypervisor = z.discriminatedUnion('driver', [
       .strictObject({
         p2p: z.boolean().optional(),
         persistent: z.boolean().optional(),
+        // libvirt reads the certificates from its qemu.conf (migrate_tls_x509_cert_dir), not from here.
+        tls: z.boolean().optional(),
         bandwidthMiBs: z.number().int().min(1).optional(),
         timeoutSeconds: z.number().int().min(1).max(86_400).optional(),
       })
@@ -236,7 +260,15 @@ export function parseAgentConfig(text: string, baseDir = process.cwd()): AgentCo
     }
   }
   if (raw.hypervisor.driver === 'libvirt') checkLibvirt(raw.hypervisor, raw.peers, networks);
-  if (raw.hypervisor.driver === 'qemu') checkQemu(raw.hypervisor, raw.host, raw.peers, networks);
+  if (raw.hypervisor.driver === 'qemu') {
+    checkQemu(raw.hypervisor, raw.host, raw.peers, networks);
+    const tls = raw.hypervisor.migration?.tls;
+    if (tls) {
+      tls.dir = resolve(baseDir, tls.dir);
+      const problem = tlsDirProblem(tls.dir);
+      if (problem) throw new ConfigError('hypervisor.migration.tls.dir', problem);
+    }
+  }
   if (raw.metrics && sameSocket(raw.metrics.listen, raw.control.listen)) {
     throw new ConfigError(
       'metrics.listen',

@@ -1,8 +1,9 @@
 // What `offlink agent` may change on SIGHUP without a restart, and what it must refuse.
 //
 // A reload applies the cluster key and the control API's clock skew and history, the peers (names and
-// URLs), and each network's security association with the home agent (SPI, key, algorithm): the next
-// request and the next BU use them; no binding, route or guest is touched. Anything else — the host's
+// URLs), each network's security association with the home agent (SPI, key, algorithm): the next
+// request and the next BU use them; no binding, route or guest is touched — and each network's DHCPv4
+// settings (a running dnsmasq restarts with them; dhcp4.ts). Anything else — the host's
 // name, uplink, data plane, hypervisor, the set of networks or their prefixes, bridges and guests — is
 // fixed for the life of the process: a change there is refused with the names of the settings, and the
 // agent runs on as it was.
@@ -16,7 +17,7 @@ function skeleton(c: AgentConfig) {
   return {
     ...rest,
     control: { listen: control.listen },
-    networks: networks.map(({ spi: _spi, key: _key, algorithm: _algorithm, ...n }) => n),
+    networks: networks.map(({ spi: _spi, key: _key, algorithm: _algorithm, dhcp4: _dhcp4, ...n }) => n),
   };
 }
 
@@ -56,9 +57,19 @@ export function rekeyedNetworks(running: AgentConfig, next: AgentConfig): AgentN
   });
 }
 
+/** The networks whose DHCPv4 settings `next` changes (added, removed or different). */
+export function dhcp4Changed(running: AgentConfig, next: AgentConfig): AgentNetworkConfig[] {
+  return next.networks.filter((n) => {
+    const was = running.networks.find((m) => m.name === n.name);
+    return was !== undefined && !isDeepStrictEqual(was.dhcp4, n.dhcp4);
+  });
+}
+
 /** What a reload did. */
 export interface AgentReloadResult {
   peers: number;
   rekeyed: string[];
   clusterKeyChanged: boolean;
+  /** Networks whose DHCPv4 settings changed (applied by the guest links, after the result). */
+  dhcp4: string[];
 }

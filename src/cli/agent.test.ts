@@ -5,8 +5,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Command } from 'commander';
+import type { AgentConfig } from '../agent/config.ts';
 import type { MigrationRecord } from '../migration/messages.ts';
-import { clientFor, formatAgentStatus, formatEvent, formatSummary, procedureOption } from './agent.ts';
+import { type CommandRunner, MissingCommandError } from '../system/runner.ts';
+import {
+  checkDhcp4Server,
+  clientFor,
+  formatAgentStatus,
+  formatEvent,
+  formatSummary,
+  procedureOption,
+} from './agent.ts';
 
 const RECORD: MigrationRecord = {
   id: '0b6f2f8e-1111-2222-3333-444455556666',
@@ -180,5 +189,42 @@ describe('offlink agent check-config', () => {
     const none = run('agent', 'check-config');
     assert.equal(none.status, 1);
     assert.equal(none.stderr, 'offlink: agent: --config FILE is required\n');
+  });
+});
+
+describe('offlink agent: DHCPv4 needs dnsmasq', () => {
+  const runner = (missing: boolean): CommandRunner & { calls: string[][] } => {
+    const calls: string[][] = [];
+    return {
+      calls,
+      run: async (argv) => {
+        calls.push([...argv]);
+        if (missing) throw new MissingCommandError(argv[0]!);
+        return { stdout: 'Dnsmasq version 2.90', stderr: '', exitCode: 0 };
+      },
+    } as CommandRunner & { calls: string[][] };
+  };
+  const config = (dhcp: boolean) =>
+    ({
+      networks: [
+        { name: 'net1' },
+        { name: 'net2', ...(dhcp ? { dhcp4: { leaseSeconds: 600, hosts: [] } } : {}) },
+      ],
+    }) as unknown as AgentConfig;
+
+  it('without dhcp4 it does not look for dnsmasq', async () => {
+    const r = runner(true);
+    await checkDhcp4Server(config(false), r);
+    assert.deepEqual(r.calls, []);
+  });
+
+  it('names the network and the Debian package when dnsmasq is missing', async () => {
+    await assert.rejects(
+      checkDhcp4Server(config(true), runner(true)),
+      /networks\[1\]\.dhcp4 \(net2\): dnsmasq not found; install Debian's dnsmasq-base/,
+    );
+    const r = runner(false);
+    await checkDhcp4Server(config(true), r);
+    assert.deepEqual(r.calls, [['dnsmasq', '--version']]);
   });
 });

@@ -11,7 +11,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { MIN_CLUSTER_KEY_BYTES } from '../agent/auth.ts';
 import { buildAgent } from '../agent/build.ts';
 import { ControlClient, MigrationFailed } from '../agent/client.ts';
-import { loadAgentConfig } from '../agent/config.ts';
+import { type AgentConfig, loadAgentConfig } from '../agent/config.ts';
 import { systemClock } from '../clock.ts';
 import { resolveBackend } from '../dataplane/index.ts';
 import { OfflinkError } from '../errors.ts';
@@ -25,13 +25,31 @@ import {
   procedureNamed,
   unknownProcedureMessage,
 } from '../migration/messages.ts';
-import { ExecRunner } from '../system/runner.ts';
+import { type CommandRunner, ExecRunner, MissingCommandError } from '../system/runner.ts';
 import { holdHangup, reloadOnHangup } from './reload.ts';
 
 export interface AgentTarget {
   agent?: string;
   keyFile?: string;
   config?: string;
+}
+
+/**
+ * Networks with DHCPv4 need Debian's dnsmasq (dnsmasq-base): say so before anything starts, instead of a
+ * dnsmasq that fails to spawn on every activation.
+ */
+export async function checkDhcp4Server(config: AgentConfig, runner: CommandRunner): Promise<void> {
+  const i = config.networks.findIndex((n) => n.dhcp4);
+  if (i < 0) return;
+  try {
+    await runner.run(['dnsmasq', '--version']);
+  } catch (err) {
+    if (!(err instanceof MissingCommandError)) throw err;
+    throw new OfflinkError(
+      'ERR_MISSING_COMMAND',
+      `networks[${i}].dhcp4 (${config.networks[i]!.name}): dnsmasq not found; install Debian's dnsmasq-base (the daemon package is not needed)`,
+    );
+  }
 }
 
 function agentConfigPath(opts: { config?: string }): string {
@@ -52,6 +70,7 @@ export function registerAgent(program: Command): void {
       const config = loadAgentConfig(path);
       const logger = createLogger('agent');
       const backend = await resolveBackend(config.dataplane.backend, { runner: new ExecRunner(), logger });
+      await checkDhcp4Server(config, new ExecRunner());
       const running = buildAgent(config, { logger, clock: systemClock, backend });
       const stopping = new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGINT', resolve);

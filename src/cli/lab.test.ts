@@ -39,29 +39,19 @@ describe('offlink lab run --family', () => {
     assert.match(message, /argument 'ipv4' is invalid\. Allowed choices are ipv6, dual/);
   });
 
-  it('netns guests run what was asked (dual unless told); QEMU guests fall back to ipv6 with a note, and refuse an explicit dual', () => {
-    assert.deepEqual(resolveFamily('netns', undefined), { family: 'dual' });
-    assert.deepEqual(resolveFamily('netns', 'ipv6'), { family: 'ipv6' });
-    assert.deepEqual(resolveFamily('qemu', 'ipv6'), { family: 'ipv6' });
-    const fallback = resolveFamily('qemu', undefined);
-    assert.equal(fallback.family, 'ipv6');
-    assert.match(fallback.note ?? '', /QEMU guests are IPv6 only/);
-    assert.throws(
-      () => resolveFamily('qemu', 'dual'),
-      /--family dual cannot run with QEMU guests.*--family ipv6/,
-    );
+  it('a run is what was asked, dual unless told, whatever the guests (netns or QEMU)', () => {
+    assert.deepEqual(resolveFamily(undefined), { family: 'dual' });
+    assert.deepEqual(resolveFamily('ipv6'), { family: 'ipv6' });
+    assert.deepEqual(resolveFamily('dual'), { family: 'dual' });
   });
 
   it('the seg6 data plane carries no IPv4: ipv6 with a note by default, an explicit dual refused', () => {
-    const fallback = resolveFamily('netns', undefined, 'seg6');
+    const fallback = resolveFamily(undefined, 'seg6');
     assert.equal(fallback.family, 'ipv6');
     assert.match(fallback.note ?? '', /seg6 data plane does not carry IPv4/);
-    assert.throws(
-      () => resolveFamily('netns', 'dual', 'seg6'),
-      /--family dual cannot run with the seg6 data plane/,
-    );
-    assert.deepEqual(resolveFamily('netns', undefined, 'bpf'), { family: 'dual' });
-    assert.deepEqual(resolveFamily('netns', undefined, 'auto'), { family: 'dual' });
+    assert.throws(() => resolveFamily('dual', 'seg6'), /--family dual cannot run with the seg6 data plane/);
+    assert.deepEqual(resolveFamily(undefined, 'bpf'), { family: 'dual' });
+    assert.deepEqual(resolveFamily(undefined, 'auto'), { family: 'dual' });
   });
 });
 
@@ -103,17 +93,6 @@ describe('offlink lab --guest', () => {
     const r = parseLab('run', ['--guest', 'xen']);
     assert.equal(r.opts, undefined);
     assert.match(r.error, /argument 'xen' is invalid\. Allowed choices are netns, qemu, libvirt/);
-  });
-
-  it('libvirt guests fall back to ipv6 with a note, and refuse an explicit dual', () => {
-    const fallback = resolveFamily('libvirt', undefined);
-    assert.equal(fallback.family, 'ipv6');
-    assert.match(fallback.note ?? '', /libvirt guests are IPv6 only/);
-    assert.deepEqual(resolveFamily('libvirt', 'ipv6'), { family: 'ipv6' });
-    assert.throws(
-      () => resolveFamily('libvirt', 'dual'),
-      /--family dual cannot run with libvirt guests.*--family ipv6 with --guest libvirt/,
-    );
   });
 
   it('lab up refuses an on-link libvirt guest before anything is checked or built (nothing would migrate it)', async () => {

@@ -51,7 +51,7 @@ const dataplaneOption = () =>
 export const familyOption = () =>
   new Option(
     '--family <f>',
-    "the guests' address families: dual (IPv6 and IPv4: an IPv4 prefix beside the IPv6 one, probes over both) or ipv6; VM guests (qemu, libvirt) and the seg6 data plane are IPv6 only, so with --guest qemu|libvirt or --dataplane seg6 the default falls back to ipv6",
+    "the guests' address families: dual (IPv6 and IPv4: an IPv4 prefix beside the IPv6 one, probes over both) or ipv6; the seg6 data plane is IPv6 only, so with --dataplane seg6 the default falls back to ipv6",
   )
     .choices(LAB_FAMILIES)
     .default('dual');

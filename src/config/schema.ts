@@ -116,6 +116,11 @@ export const algorithm = z.enum(['hmac-sha1', 'hmac-sha256']).default('hmac-sha1
 
 export const port = z.number().int().min(1).max(65535);
 
+/** A MAC address as `52:54:00:12:34:56` (either case). */
+export const macAddress = z
+  .string()
+  .regex(/^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/, 'not a MAC address (52:54:00:12:34:56)');
+
 export const routingTable = z
   .number()
   .int()

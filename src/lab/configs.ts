@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { domainName } from './libvirt-guest.ts';
 import { qemuTcpUri } from './libvirt-hosts.ts';
-import type { HostName, Topology } from './topology.ts';
+import { guestIpv4, type HostName, type Topology } from './topology.ts';
 
 export const CONTROL_PORT = 7400;
 export const SIGNALING_PORT = 4191;
@@ -109,7 +109,16 @@ function hypervisorSection(
       // VMs booted by host A's agent (src/hypervisor/qemu/index.ts)
       driver: 'qemu',
       guests: Object.fromEntries(
-        topo.guests.map((g) => [g.name, { mac: g.mac, memoryMiB: 128, bootOn: topo.hosts[0].name }]),
+        topo.guests.map((g) => [
+          g.name,
+          {
+            mac: g.mac,
+            memoryMiB: 128,
+            bootOn: topo.hosts[0].name,
+            // dual-stack: static IPv4 on the kernel command line (IPv4 has no SLAAC)
+            ...(g.ipv4 ? { ipv4: guestIpv4(g.ipv4) } : {}),
+          },
+        ]),
       ),
       migration: { overlap: options.overlap ?? true },
     };

@@ -1,7 +1,7 @@
 // The lab's libvirt guest (`--guest libvirt`): one libvirtd per host (libvirt-hosts.ts) and one transient
 // domain, created on host A before anything else looks for it, built from the QEMU driver's guest image
 // (Debian's kernel, a busybox initramfs with oflguest: the same services, probes and counter as the lab's
-// QEMU guests). Off-link the agents migrate it (`hypervisor.driver: libvirt`, configs.ts); on-link the lab
+// QEMU guests, dual-stack like them). Off-link the agents migrate it (`hypervisor.driver: libvirt`, configs.ts); on-link the lab
 // process does, with plain `virsh migrate --live` between the two libvirtds through the same libvirt driver
 // the agents use (OnLinkLibvirt), so the two topologies differ only in what offlink adds.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { type CommandRunner, ExecRunner } from '../system/runner.ts';
 import { LibvirtHosts, qemuTcpUri } from './libvirt-hosts.ts';
 import { LabError } from './netns.ts';
 import type { OnLinkGuests } from './onlink-vms.ts';
-import type { GuestPlan, HostName, Topology } from './topology.ts';
+import { type GuestPlan, guestIpv4, type HostName, type Topology } from './topology.ts';
 
 /** What the libvirt guest needs on this machine, each with the Debian package (scripts/bootstrap) that gives it. */
 const REQUIRED = [
@@ -139,8 +139,13 @@ export class LabLibvirt {
           name: domainName(g),
           kernel: image.kernel,
           initrd: image.initrd,
-          // the address the plan gives (the SLAAC one off-link), static so no router advertisement is waited for
-          cmdline: guestCmdline({ address: `${g.address}/64`, ...(offLink ? { mtu: 1460 } : {}) }),
+          // the addresses the plan gives (IPv6: the SLAAC one off-link), static so no router advertisement
+          // is waited for; dual-stack: the IPv4 address and gateway too
+          cmdline: guestCmdline({
+            address: `${g.address}/64`,
+            ...(g.ipv4 ? { ipv4: guestIpv4(g.ipv4) } : {}),
+            ...(offLink ? { mtu: 1460 } : {}),
+          }),
           bridge: g.bridge,
           mac: g.mac,
         }),

@@ -41,6 +41,8 @@ export interface LibvirtHostSpec {
   ns: string;
   /** The host's address: libvirtd listens on it, and incoming migrations arrive on it. */
   address: string;
+  /** qemu.conf's migrate_tls_x509_cert_dir (for `virsh migrate --tls`); default: none. */
+  tlsDir?: string;
 }
 
 export interface LibvirtHost extends LibvirtHostSpec {
@@ -96,7 +98,7 @@ export class LibvirtHosts {
     const uuid = randomUUID();
     for (const d of ['etc', 'run', 'lib', 'log/qemu', 'cache']) mkdirSync(join(dir, d), { recursive: true });
     writeFileSync(join(dir, 'etc', 'libvirtd.conf'), libvirtdConf(spec.address, uuid));
-    writeFileSync(join(dir, 'etc', 'qemu.conf'), qemuConf(spec.address));
+    writeFileSync(join(dir, 'etc', 'qemu.conf'), qemuConf(spec.address, spec.tlsDir));
     const t0 = performance.now();
     const output = join(dir, 'libvirtd.out');
     const daemon = spawnInNamespace(spec.ns, ['unshare', '--uts', 'sh', SCRIPT, dir, spec.name], {
@@ -227,8 +229,9 @@ log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
  * source, migration_address where its QEMU listens: both this host's address (the default would be the
  * hostname, which resolves nowhere).
  */
-function qemuConf(address: string): string {
-  return `user = "root"
+function qemuConf(address: string, tlsDir?: string): string {
+  const tls = tlsDir ? `migrate_tls_x509_cert_dir = "${tlsDir}"\nmigrate_tls_x509_verify = 1\n` : '';
+  return `${tls}user = "root"
 group = "root"
 dynamic_ownership = 0
 remember_owner = 0

@@ -12,7 +12,7 @@ import { QemuDriver } from '../hypervisor/qemu/driver.ts';
 import { guestCmdline } from '../hypervisor/qemu/guest-image.ts';
 import type { Logger } from '../log.ts';
 import type { CommandRunner } from '../system/runner.ts';
-import type { HostName, Topology } from './topology.ts';
+import { guestIpv4, type HostName, type Topology } from './topology.ts';
 
 /** Guests the lab process itself migrates on-link (QEMU: OnLinkVms; libvirt: libvirt-guest.ts). */
 export interface OnLinkGuests {
@@ -42,7 +42,14 @@ export class OnLinkVms implements OnLinkGuests {
         x.name,
         // The segment has no router advertisements for the guest: a static address, gateway fe80::1
         // (ofl-inet's side of the segment).
-        { mac: x.mac, memoryMiB: 128, append: guestCmdline({ address: `${x.address}/64` }) },
+        {
+          mac: x.mac,
+          memoryMiB: 128,
+          append: guestCmdline({
+            address: `${x.address}/64`,
+            ...(x.ipv4 ? { ipv4: guestIpv4(x.ipv4) } : {}),
+          }),
+        },
       ]),
     );
     const peers: Partial<Record<string, QemuDriver>> = {};

@@ -87,7 +87,7 @@ export interface LabReport {
   guest: GuestKind;
   /** The guests' address families; dual: probes over IPv6 and IPv4 (the stream is IPv6). */
   family: LabFamily;
-  /** Why the run's family is not the one asked for (QEMU guests are IPv6 only). */
+  /** Why the run's family is not the one asked for (the seg6 data plane carries IPv6 only). */
   familyNote?: string;
   dataplane: ReportDataplane;
   migrations: ReportMigration[];

@@ -55,17 +55,15 @@ const now = () => performance.timeOrigin + performance.now();
 const UPLINK_SAMPLE_MS = 100;
 
 /**
- * The family a run uses. Dual-stack by default; the QEMU guest image configures IPv6 only, so a QEMU
- * run asked for nothing falls back to ipv6 and says so (`note`, in the report), and one asked for dual
- * is refused before anything is built.
+ * The family a run uses. Dual-stack by default, for every kind of guest; the seg6 data plane carries
+ * IPv6 only, so a seg6 run asked for nothing falls back to ipv6 and says so (`note`, in the report), and
+ * one asked for dual is refused before anything is built.
  */
 export function resolveFamily(
-  guest: GuestKind,
   asked: LabFamily | undefined,
   dataplane: BackendChoice = 'auto',
 ): { family: LabFamily; note?: string } {
-  // The seg6 data plane does not carry IPv4 (docs/dataplane.md); the lab's VM guests (QEMU, and libvirt
-  // domains of the same guest image) have no IPv4 side here.
+  // The seg6 data plane does not carry IPv4 (docs/dataplane.md).
   const why =
     dataplane === 'seg6'
       ? {
@@ -73,19 +71,7 @@ export function resolveFamily(
           text: 'the seg6 data plane does not carry IPv4',
           use: '--dataplane seg6',
         }
-      : guest === 'qemu'
-        ? {
-            what: 'QEMU guests',
-            text: 'QEMU guests are IPv6 only (the guest image has no IPv4)',
-            use: '--guest qemu',
-          }
-        : guest === 'libvirt'
-          ? {
-              what: 'libvirt guests',
-              text: 'libvirt guests are IPv6 only (the lab runs the QEMU guest image in them, IPv6 here)',
-              use: '--guest libvirt',
-            }
-          : undefined;
+      : undefined;
   if (!why) return { family: asked ?? 'dual' };
   if (asked === 'dual') {
     throw new OfflinkError(
@@ -153,7 +139,7 @@ async function bringUp(
   onStarted: (what: { vms?: OnLinkGuests; libvirt?: LabLibvirt }) => void = () => {},
 ): Promise<Running> {
   const t0 = now();
-  const { family, note } = resolveFamily(options.guest, options.family, options.dataplane);
+  const { family, note } = resolveFamily(options.family, options.dataplane);
   if (note) options.print(`lab: ${note}`);
   options.print(
     `lab: building the ${options.topology} testbed (${family === 'dual' ? 'dual-stack' : 'IPv6'}) in network namespaces ...`,
@@ -233,7 +219,7 @@ export async function labUp(options: LabOptions): Promise<Running> {
       `\`lab up\` cannot leave an on-link ${what} guest running (the lab process runs it); use \`lab run --topology on-link --guest ${options.guest}\``,
     );
   }
-  resolveFamily(options.guest, options.family, options.dataplane);
+  resolveFamily(options.family, options.dataplane);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
   if (options.guest === 'libvirt') checkLibvirtRequirements();
@@ -252,7 +238,7 @@ export async function labUp(options: LabOptions): Promise<Running> {
 }
 
 export async function labRun(options: LabRunOptions): Promise<LabReport> {
-  const { family, note: familyNote } = resolveFamily(options.guest, options.family, options.dataplane);
+  const { family, note: familyNote } = resolveFamily(options.family, options.dataplane);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
   if (options.guest === 'libvirt') checkLibvirtRequirements();

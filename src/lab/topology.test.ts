@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ADDRESSING, ADDRESSING_V4, labNetSpec, planTopology } from './topology.ts';
+import { ADDRESSING, ADDRESSING_V4, guestIpv4, labNetSpec, planTopology } from './topology.ts';
 
 describe('lab topology plan', () => {
   it('uses documentation prefixes and valid interface names', () => {
@@ -126,7 +126,10 @@ describe('lab topology plan', () => {
         { prefix: '10.1.0.0/24', address: '10.1.0.11', gateway: '10.1.0.1' },
       ],
     );
-    assert.throws(() => planTopology('off-link', 1, 'qemu', 'dual'), /IPv6 only/);
+    // QEMU guests too: the same IPv4 plan, which their kernel command line carries (guestIpv4)
+    const qemu = planTopology('off-link', 1, 'qemu', 'dual').guests[0]!;
+    assert.deepEqual(qemu.ipv4, { prefix: '10.1.0.0/24', address: '10.1.0.10', gateway: '10.1.0.1' });
+    assert.deepEqual(guestIpv4(qemu.ipv4), { address: '10.1.0.10/24', gateway: '10.1.0.1' });
     assert.equal(planTopology('off-link', 1, 'qemu', 'ipv6').guests[0]!.ipv4, undefined);
   });
 

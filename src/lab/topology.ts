@@ -122,6 +122,14 @@ export interface Topology extends LabPlan {
 
 const hex = (n: number) => n.toString(16);
 
+/**
+ * A VM guest's IPv4 side as the QEMU guest takes it (hypervisor.guests.*.ipv4, guestCmdline): its address
+ * with its subnet's length, and the gateway.
+ */
+export function guestIpv4(v4: NonNullable<GuestPlan['ipv4']>): { address: string; gateway: string } {
+  return { address: `${v4.address}/${v4.prefix.split('/')[1]}`, gateway: v4.gateway };
+}
+
 /** Names and addresses of the lab; pure, so the CLI can print them and tests can check them. */
 export function planTopology(
   kind: TopologyKind,
@@ -129,11 +137,9 @@ export function planTopology(
   guestKind: GuestKind = 'netns',
   family: LabFamily = 'dual',
 ): LabPlan {
-  // The lab's VM guests (QEMU, libvirt: the QEMU driver's guest image) are IPv6 only (run.ts, resolveFamily).
-  const vm = guestKind !== 'netns';
-  if (family === 'dual' && vm)
-    throw new LabError('ERR_LAB_OPTIONS', `${guestKind} guests are IPv6 only: plan them with family ipv6`);
   const dual = family === 'dual';
+  // VM guests (QEMU, libvirt) have no namespace of their own: their addresses come from their MACs
+  const vm = guestKind !== 'netns';
   const host = (name: HostName, label: 'A' | 'B', prefix: string, mac: string): HostPlan => ({
     name,
     label,

@@ -99,10 +99,10 @@ export class Traffic {
     });
   }
 
-  /** Both ends' IPv4 addresses when the probes run over IPv4 too (never for a VM: vm-endpoint.ts is IPv6). */
+  /** Both ends' IPv4 addresses when the probes run over IPv4 too (a VM's own services send them from its address4). */
   private dualStack(): { guest: string; cn: string } | undefined {
     const { guest, cn } = this.options;
-    if (guest.vm || !guest.address4 || !cn.address4) return undefined;
+    if (!guest.address4 || !cn.address4) return undefined;
     return { guest: guest.address4, cn: cn.address4 };
   }
 

@@ -22,6 +22,8 @@ export interface GuestEndpointOptions {
   bind: string;
   /** Where the guest sends its probes and stream (the correspondent). */
   peer: string;
+  /** Dual-stack: the correspondent's IPv4 address; the guest sends a second probe sequence there. */
+  peer4?: string;
   probeRate: number;
   streamKbps: number;
   streamPayload: number;
@@ -33,12 +35,17 @@ export interface GuestEndpointOptions {
   sampleMs?: number;
 }
 
-/** What the guest's `dump` returns (times on the guest's clock). */
-interface GuestDump {
-  role: 'guest';
-  now: number;
+/** One family's probes in the guest's `dump` (times on the guest's clock). */
+interface GuestProbes {
   probe: { sent: number; sendErrors: number; sendTimes: number[] };
   received: { seq: number[]; at: number[] };
+}
+
+/** What the guest's `dump` returns: its IPv6 probes, `ipv4` when it ran them (dual-stack). */
+interface GuestDump extends GuestProbes {
+  role: 'guest';
+  now: number;
+  ipv4?: GuestProbes;
   stream: { sent: number; received: number; receivedBytes: number };
 }
 
@@ -132,7 +139,8 @@ async function connectGuest(address: string, timeoutMs: number): Promise<LineCon
   }
 }
 
-const COUNT = /^counter (\d+) boot (\w+) .*now ([\d.]+) sent (\d+) recv (\d+) ssent (\d+) srecv (\d+)/;
+const COUNT =
+  /^counter (\d+) boot (\w+) .*now ([\d.]+) sent (\d+) recv (\d+) ssent (\d+) srecv (\d+)(?: sent4 (\d+) recv4 (\d+))?/;
 
 /** Proof the guest was moved, not restarted: its boot id never changes and its counter never goes back. */
 interface GuestState {
@@ -145,7 +153,7 @@ interface GuestState {
 export async function runGuestEndpoint(options: GuestEndpointOptions): Promise<void> {
   const conn = await connectGuest(options.bind, options.connectTimeoutMs ?? 90_000);
   const samples: ClockSample[] = [];
-  let last = { sent: 0, recv: 0, ssent: 0, srecv: 0 };
+  let last = { sent: 0, recv: 0, ssent: 0, srecv: 0, recv4: 0 };
   const state: GuestState = { bootIds: [], counterFirst: -1, counterLast: -1, monotonic: true };
   const sample = async () => {
     const t1 = now();
@@ -159,11 +167,17 @@ export async function runGuestEndpoint(options: GuestEndpointOptions): Promise<v
     if (counter < state.counterLast) state.monotonic = false;
     state.counterLast = counter;
     samples.push({ guest: Number(m[3]), host: (t1 + t2) / 2, rtt: t2 - t1 });
-    last = { sent: Number(m[4]), recv: Number(m[5]), ssent: Number(m[6]), srecv: Number(m[7]) };
+    last = {
+      sent: Number(m[4]),
+      recv: Number(m[5]),
+      ssent: Number(m[6]),
+      srecv: Number(m[7]),
+      recv4: Number(m[9] ?? 0),
+    };
   };
   for (let i = 0; i < 5; i++) await sample();
   const ok = await conn.ask(
-    `traffic ${options.peer} ${options.probeRate} ${options.streamKbps} ${options.streamPayload}`,
+    `traffic ${options.peer} ${options.probeRate} ${options.streamKbps} ${options.streamPayload}${options.peer4 ? ` ${options.peer4}` : ''}`,
   );
   if (!ok.startsWith('ok')) throw new Error(`guest refused the traffic: ${ok}`);
 
@@ -183,6 +197,7 @@ export async function runGuestEndpoint(options: GuestEndpointOptions): Promise<v
       t: now(),
       probesSent: last.sent,
       probesReceived: last.recv,
+      ...(options.peer4 ? { probesReceived4: last.recv4 } : {}),
       streamSent: last.ssent,
       streamReceived: last.srecv,
     });
@@ -202,10 +217,14 @@ export async function runGuestEndpoint(options: GuestEndpointOptions): Promise<v
       for (let i = 0; i < 5; i++) await sample();
       const dump = JSON.parse(await conn.ask('dump')) as GuestDump;
       const segments = clockSegments(samples, dump.received.at);
+      const onHostClock = (p: GuestProbes) => ({
+        probe: { ...p.probe, sendTimes: toHostTimes(p.probe.sendTimes, segments) },
+        received: { seq: p.received.seq, at: toHostTimes(p.received.at, segments) },
+      });
       result = {
         role: 'guest',
-        probe: { ...dump.probe, sendTimes: toHostTimes(dump.probe.sendTimes, segments) },
-        received: { seq: dump.received.seq, at: toHostTimes(dump.received.at, segments) },
+        ...onHostClock(dump),
+        ...(dump.ipv4 ? { ipv4: { ...onHostClock(dump.ipv4), rcvbufErrors: 0 } } : {}),
         stream: dump.stream,
         rcvbufErrors: 0,
         clock: { samples: samples.length, segments },

@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../errors.ts';
-import { defaultTable, parseMobileNetwork, parseMobileRouterHost } from './config.ts';
+import {
+  defaultTable,
+  type MobileNetworkInput,
+  parseMobileNetwork,
+  parseMobileRouterHost,
+} from './config.ts';
 import { baseNetwork, KEY_HEX } from './testkit.ts';
 
 function refused(input: unknown, path: string, message: RegExp, at?: string): void {
@@ -69,6 +74,75 @@ describe('mobile network config', () => {
       /\/30 or shorter/,
     );
     refused(baseNetwork({ prefixes: ['2001:db8:100::/64', '10.1.0.1/24'] }), 'prefixes[1]', /host bits set/);
+  });
+
+  it('DHCPv4 reservations: defaults, MACs lower-cased; refused outside the IPv4 prefixes, on the gateway, twice, without IPv4', () => {
+    const dual = (dhcp4: unknown) =>
+      baseNetwork({ prefixes: ['2001:db8:100::/64', '10.1.0.0/24'], dhcp4 } as Partial<MobileNetworkInput>);
+    const host = (mac: string, address: string) => ({ mac, address });
+    assert.deepEqual(parseMobileNetwork(dual({ hosts: [host('02:00:5E:00:01:10', '10.1.0.10')] })).dhcp4, {
+      leaseSeconds: 3600,
+      hosts: [host('02:00:5e:00:01:10', '10.1.0.10')],
+    });
+    assert.equal(parseMobileNetwork(dual(undefined)).dhcp4, undefined);
+    refused(
+      baseNetwork({ dhcp4: { hosts: [host('02:00:5e:00:01:10', '10.1.0.10')] } }),
+      'dhcp4',
+      /no IPv4 prefix to serve/,
+    );
+    refused(dual({ hosts: [] }), 'dhcp4.hosts', /at least one reservation/);
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01', '10.1.0.10')] }),
+      'dhcp4.hosts[0].mac',
+      /not a MAC address/,
+    );
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01:10', '10.1.0.10/24')] }),
+      'dhcp4.hosts[0].address',
+      /not an IPv4 address/,
+    );
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01:10', '10.2.0.10')] }),
+      'dhcp4.hosts[0].address',
+      /not in the network's IPv4 prefixes \(10\.1\.0\.0\/24\)/,
+    );
+    refused(dual({ hosts: [host('02:00:5e:00:01:10', '10.1.0.1')] }), 'dhcp4.hosts[0].address', /gateway/);
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01:10', '10.1.0.255')] }),
+      'dhcp4.hosts[0].address',
+      /broadcast/,
+    );
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01:10', '10.1.0.10'), host('02:00:5E:00:01:10', '10.1.0.11')] }),
+      'dhcp4.hosts[1].mac',
+      /reserved already in hosts\[0\]/,
+    );
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01:10', '10.1.0.10'), host('02:00:5e:00:01:11', '10.1.0.10')] }),
+      'dhcp4.hosts[1].address',
+      /reserved already in hosts\[0\]/,
+    );
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01:10', '10.1.0.10')], leaseSeconds: 10 }),
+      'dhcp4.leaseSeconds',
+      /120/,
+    );
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01:10', '10.1.0.10')], dns: ['nope'] }),
+      'dhcp4.dns[0]',
+      /not an IPv4 address/,
+    );
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01:10', '10.1.0.10')], range: 'x' }),
+      'dhcp4.range',
+      /unrecognized|range/i,
+    );
+    refused(
+      dual({ hosts: [host('02:00:5e:00:01:10', '10.2.0.10')] }),
+      'networks[3].dhcp4.hosts[0].address',
+      /not in/,
+      'networks[3]',
+    );
   });
 
   it('refuses a missing key', () => {

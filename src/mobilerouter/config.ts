@@ -13,13 +13,15 @@ import {
   keySource,
   MAX_LIFETIME_SECONDS,
   MIN_KEY_BYTES,
+  macAddress,
   name,
   port,
   prefix,
   routingTable,
   spi,
 } from '../config/schema.ts';
-import { isIPv4Text } from '../protocol/address.ts';
+import { ConfigError } from '../errors.ts';
+import { ipv4Number, isIPv4Text, parseIPv4Destination } from '../protocol/address.ts';
 import { SIGNALING_PORT } from '../protocol/constants.ts';
 import type { AuthAlgorithm } from '../protocol/types.ts';
 import { DEFAULT_RETRANSMIT, type RetransmitOptions } from '../signaling/bul.ts';
@@ -44,6 +46,20 @@ export interface MobileNetworkConfig {
   table: number;
   /** Preference of the `from <MNP> iif <bridge>` rule. */
   rulePref: number;
+  /** DHCPv4 on the guest link (dnsmasq, while active): each guest's address reserved by its MAC. */
+  dhcp4?: Dhcp4Config;
+}
+
+/**
+ * DHCPv4 for a dual-stack network's guests. Every host that may hold the network serves the same
+ * reservations, so a guest's address is a function of the config: a lease renewed on another host after a
+ * migration gets the same address from that host's server, with nothing to carry between hosts.
+ */
+export interface Dhcp4Config {
+  leaseSeconds: number;
+  hosts: { mac: string; address: string }[];
+  /** DNS servers offered to the guests (option 6); none when absent. */
+  dns?: string[];
 }
 
 /** What every network on one host shares. */
@@ -97,6 +113,20 @@ export const networkSchema = z.strictObject({
   // addresses (its gateway MNP::1) are delivered locally instead of hairpinning through the HA
   // (docs/dataplane.md). docs/dataplane.md's example uses 100.
   rulePref: z.number().int().min(1001).max(32765).default(1100),
+  dhcp4: z
+    .strictObject({
+      leaseSeconds: z.number().int().min(120).max(604_800).default(3600),
+      hosts: z
+        .array(
+          z.strictObject({
+            mac: macAddress.transform((m) => m.toLowerCase()),
+            address: z.string().refine(isDottedQuad, 'not an IPv4 address (10.1.0.10)'),
+          }),
+        )
+        .min(1, 'at least one reservation (mac and address)'),
+      dns: z.array(z.string().refine(isDottedQuad, 'not an IPv4 address (192.0.2.53)')).min(1).optional(),
+    })
+    .optional(),
 });
 
 export const hostSchema = z.strictObject({
@@ -144,7 +174,57 @@ export function parseMobileNetwork(
     retransmit: n.retransmit,
     table: n.table ?? defaultTable(n.name),
     rulePref: n.rulePref,
+    ...(n.dhcp4 ? { dhcp4: checkDhcp4(n.dhcp4, n.prefixes, `${at ? `${at}.` : ''}dhcp4`) } : {}),
   };
+}
+
+function isDottedQuad(text: string): boolean {
+  try {
+    return !text.includes('/') && isIPv4Text(text) && parseIPv4Destination(text).length === 32;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * DHCPv4 reservations against the network's IPv4 prefixes: each address a host address of one of them
+ * (not the network or broadcast address, not the gateway .1 on the bridge), no MAC or address twice.
+ */
+function checkDhcp4(d: Dhcp4Config, prefixes: readonly string[], at: string): Dhcp4Config {
+  const v4 = prefixes.filter(isIPv4Text).map(parseIPv4Destination);
+  if (v4.length === 0)
+    throw new ConfigError(
+      at,
+      'the network has no IPv4 prefix to serve (add one to prefixes, e.g. "10.1.0.0/24")',
+    );
+  const macs = new Map<string, number>();
+  const addresses = new Map<string, number>();
+  d.hosts.forEach((h, i) => {
+    const key = `${at}.hosts[${i}]`;
+    const n = ipv4Number(h.address);
+    const block = (x: number, length: number) => Math.floor(x / 2 ** (32 - length));
+    const p = v4.find((q) => block(n, q.length) === block(ipv4Number(q.address), q.length));
+    if (!p)
+      throw new ConfigError(
+        `${key}.address`,
+        `${h.address} is not in the network's IPv4 prefixes (${v4.map((q) => q.text).join(', ')})`,
+      );
+    const base = ipv4Number(p.address);
+    const last = base + 2 ** (32 - p.length) - 1;
+    if (n === base || n === last)
+      throw new ConfigError(`${key}.address`, `${h.address} is ${p.text}'s network or broadcast address`);
+    if (n === base + 1)
+      throw new ConfigError(`${key}.address`, `${h.address} is ${p.text}'s gateway (on the guest link)`);
+    const mac = macs.get(h.mac);
+    if (mac !== undefined)
+      throw new ConfigError(`${key}.mac`, `${h.mac} is reserved already in hosts[${mac}]`);
+    const addr = addresses.get(h.address);
+    if (addr !== undefined)
+      throw new ConfigError(`${key}.address`, `${h.address} is reserved already in hosts[${addr}]`);
+    macs.set(h.mac, i);
+    addresses.set(h.address, i);
+  });
+  return d;
 }
 
 /** Validate the host-level part. */

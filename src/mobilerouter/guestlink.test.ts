@@ -6,11 +6,15 @@ import { describe, it } from 'node:test';
 import { FakeClock } from '../clock.ts';
 import { FakeKernel } from '../dataplane/fake-kernel.ts';
 import { silentLogger } from '../log.ts';
+import type { Dhcp4Config } from './config.ts';
+import { dnsmasqArgv } from './dhcp4.ts';
 import { bridgeMac, GuestLink, gatewayAddress, ipv4GatewayAddress, linkPrefix } from './guestlink.ts';
 import { renderRadvdConfig } from './radvd.ts';
 import { FakeSpawner, runPendingWork } from './testkit.ts';
 
-function rig(options: { exists?: boolean; linkLocals?: string[]; prefixes?: string[] } = {}) {
+function rig(
+  options: { exists?: boolean; linkLocals?: string[]; prefixes?: string[]; dhcp4?: Dhcp4Config } = {},
+) {
   const runDir = mkdtempSync(join(tmpdir(), 'offlink-gl-'));
   const kernel = new FakeKernel();
   if (options.exists) {
@@ -26,6 +30,7 @@ function rig(options: { exists?: boolean; linkLocals?: string[]; prefixes?: stri
       bridge: 'ofl-net1',
       prefixes: options.prefixes ?? ['2001:db8:100::/64', '2001:db8:200::/56'],
       runDir,
+      ...(options.dhcp4 ? { dhcp4: options.dhcp4 } : {}),
     },
   );
   return { runDir, kernel, spawner, clock, link };
@@ -123,6 +128,112 @@ describe('guest link', () => {
     assert.equal(spawner.spawned[0]!.process.killedWith, 'SIGTERM');
     assert.equal(existsSync(conf), false);
     assert.equal(link.advertising, false);
+  });
+
+  it('DHCPv4: dnsmasq beside radvd only while advertising, serving the IPv4 prefixes’ reservations', async () => {
+    const dhcp4 = { leaseSeconds: 600, hosts: [{ mac: '02:00:5e:00:01:10', address: '10.1.0.10' }] };
+    const { spawner, link, runDir } = rig({ prefixes: ['2001:db8:100::/64', '10.1.0.0/24'], dhcp4 });
+    assert.equal(link.servingDhcp4, false);
+    await link.startAdvertising();
+    await link.startAdvertising();
+    const running = spawner.spawned.filter((s) => s.process.alive).map((s) => s.argv);
+    assert.deepEqual(running.map((a) => a[0]).sort(), ['dnsmasq', 'radvd']);
+    const pidFile = join(runDir, 'dnsmasq-ofl-net1.pid');
+    assert.deepEqual(
+      running.find((a) => a[0] === 'dnsmasq'),
+      dnsmasqArgv({ bridge: 'ofl-net1', prefixes: ['10.1.0.0/24'], mtu: 1460, config: dhcp4 }, { pidFile }),
+    );
+    assert.equal(link.servingDhcp4, true);
+    await link.stopAdvertising();
+    assert.equal(spawner.running().length, 0);
+    assert.equal(link.servingDhcp4, false);
+    // without dhcp4, radvd alone
+    const plain = rig({ prefixes: ['2001:db8:100::/64', '10.1.0.0/24'] });
+    await plain.link.startAdvertising();
+    assert.deepEqual(
+      plain.spawner.running().map((line) => line.split(' ')[0]),
+      ['radvd'],
+    );
+    await plain.link.stopAdvertising();
+  });
+
+  it('DHCPv4 reload: new settings restart a running dnsmasq, are kept on standby; added and removed', async () => {
+    const host = (n: number) => ({ mac: `02:00:5e:00:01:${n}`, address: `10.1.0.${n}` });
+    const dhcp4 = { leaseSeconds: 600, hosts: [host(10)] };
+    const { spawner, link } = rig({ prefixes: ['2001:db8:100::/64', '10.1.0.0/24'], dhcp4 });
+    const dnsmasq = () => spawner.spawned.filter((s) => s.argv[0] === 'dnsmasq');
+    // on standby: kept for the next start
+    assert.equal(await link.setDhcp4({ ...dhcp4, hosts: [host(10), host(11)] }), 'stored');
+    await link.startAdvertising();
+    assert.ok(dnsmasq()[0]!.argv.includes('--dhcp-host=02:00:5e:00:01:11,10.1.0.11'));
+    assert.equal(await link.setDhcp4({ ...dhcp4, hosts: [host(10), host(11)] }), 'unchanged');
+    assert.equal(dnsmasq().length, 1);
+    assert.equal(await link.setDhcp4({ leaseSeconds: 1200, hosts: [host(12)] }), 'restarted');
+    assert.deepEqual(
+      dnsmasq().map((s) => s.process.alive),
+      [false, true],
+    );
+    assert.ok(dnsmasq()[1]!.argv.includes('--dhcp-range=10.1.0.0,static,255.255.255.0,1200'));
+    assert.ok(dnsmasq()[1]!.argv.includes('--dhcp-host=02:00:5e:00:01:12,10.1.0.12'));
+    assert.equal(await link.setDhcp4(undefined), 'stopped');
+    assert.equal(link.servingDhcp4, false);
+    assert.equal(await link.setDhcp4(dhcp4), 'started', 'added while active: runs at once');
+    assert.equal(link.servingDhcp4, true);
+    await link.stopAdvertising();
+  });
+
+  it('DHCPv4 reload racing a handover to standby: nothing left running', async () => {
+    const dhcp4 = { leaseSeconds: 600, hosts: [{ mac: '02:00:5e:00:01:10', address: '10.1.0.10' }] };
+    const { spawner, link } = rig({ prefixes: ['2001:db8:100::/64', '10.1.0.0/24'], dhcp4 });
+    await link.startAdvertising();
+    // the reload's restart and the standby's stop, issued together: they run one after the other
+    const reloaded = link.setDhcp4({ ...dhcp4, leaseSeconds: 1200 });
+    const stopped = link.stopAdvertising();
+    assert.equal(await reloaded, 'restarted');
+    await stopped;
+    assert.deepEqual(spawner.running(), [], 'no dnsmasq or radvd on a standby host');
+    assert.equal(link.servingDhcp4, false);
+  });
+
+  it('dnsmasq’s command line: DHCP only on the bridge, a static range per IPv4 prefix, the reservations, MTU, DNS', () => {
+    const argv = dnsmasqArgv(
+      {
+        bridge: 'ofl-net1',
+        prefixes: ['10.1.0.0/24', '192.168.8.0/22'],
+        mtu: 1460,
+        config: {
+          leaseSeconds: 3600,
+          hosts: [
+            { mac: '02:00:5e:00:01:10', address: '10.1.0.10' },
+            { mac: '02:00:5e:00:01:11', address: '192.168.9.7' },
+          ],
+          dns: ['192.0.2.53', '192.0.2.54'],
+        },
+      },
+      { pidFile: '/run/offlink/dnsmasq-ofl-net1.pid' },
+    );
+    assert.deepEqual(argv, [
+      'dnsmasq',
+      '--keep-in-foreground',
+      '--conf-file=/dev/null',
+      '--port=0',
+      '--no-resolv',
+      '--no-hosts',
+      '--interface=ofl-net1',
+      '--bind-interfaces',
+      '--except-interface=lo',
+      '--dhcp-authoritative',
+      '--leasefile-ro',
+      '--pid-file=/run/offlink/dnsmasq-ofl-net1.pid',
+      '--log-facility=-',
+      '--log-dhcp',
+      '--dhcp-range=10.1.0.0,static,255.255.255.0,3600',
+      '--dhcp-range=192.168.8.0,static,255.255.252.0,3600',
+      '--dhcp-host=02:00:5e:00:01:10,10.1.0.10',
+      '--dhcp-host=02:00:5e:00:01:11,192.168.9.7',
+      '--dhcp-option=option:mtu,1460',
+      '--dhcp-option=option:dns-server,192.0.2.53,192.0.2.54',
+    ]);
   });
 
   it('restarts radvd when it dies while advertising', async () => {

@@ -3,8 +3,11 @@
 // network, so a migrated guest's neighbour cache stays valid — plus router advertisements (radvd) that
 // run only while this host is active. The bridge exists on standby hosts too.
 import { createHash } from 'node:crypto';
+import { SerialQueue } from '../dataplane/serial.ts';
 import { formatIPv6, isIPv4Text, parseIPv4Destination, parseIPv6, parsePrefix } from '../protocol/address.ts';
 import type { HostComponents } from './components.ts';
+import type { Dhcp4Config } from './config.ts';
+import { Dhcp4Server } from './dhcp4.ts';
 import { DEFAULT_RADVD_TIMING, Radvd, type RadvdTiming } from './radvd.ts';
 
 /** seg6 encapsulates on input and cannot send Packet Too Big, so the guest MTU leaves room (docs/dataplane.md). */
@@ -21,9 +24,9 @@ export interface GuestLinkControl {
    * milliseconds before the kernel resolves them again (measured: ~450 ms on every return to a host).
    */
   flushNeighbours(): Promise<void>;
-  /** Start router advertisements (only while active). Idempotent. */
+  /** Start router advertisements, and DHCPv4 when configured (only while active). Idempotent. */
   startAdvertising(): Promise<void>;
-  /** Stop router advertisements. Idempotent. */
+  /** Stop router advertisements and DHCPv4. Idempotent. */
   stopAdvertising(): Promise<void>;
   /** Stop advertising and remove the bridge. */
   destroy(): Promise<void>;
@@ -38,6 +41,8 @@ export interface GuestLinkOptions {
   /** Directory for radvd's config and pid files (e.g. /run/offlink). */
   runDir: string;
   radvd?: Partial<RadvdTiming>;
+  /** DHCPv4 for the guests (dnsmasq, while active; dhcp4.ts); the network's IPv4 prefixes are its ranges. */
+  dhcp4?: Dhcp4Config;
 }
 
 /**
@@ -77,6 +82,9 @@ export function ipv4GatewayAddress(prefix: string): string {
 
 export class GuestLink implements GuestLinkControl {
   private readonly radvd: Radvd;
+  private dhcp4: Dhcp4Server | undefined;
+  /** The advertising daemons start and stop one change at a time (a reload's DHCPv4 change, a handover). */
+  private readonly daemons = new SerialQueue();
   private readonly mtu: number;
   private readonly undo: Array<{ what: string; fn: () => Promise<void> }> = [];
 
@@ -92,6 +100,39 @@ export class GuestLink implements GuestLinkControl {
       timing: { ...DEFAULT_RADVD_TIMING, ...options.radvd },
       runDir: options.runDir,
     });
+    if (options.dhcp4) this.dhcp4 = this.dhcp4Server(options.dhcp4);
+  }
+
+  private dhcp4Server(config: Dhcp4Config): Dhcp4Server {
+    return new Dhcp4Server(this.components, {
+      bridge: this.options.bridge,
+      prefixes: [...new Set(this.options.prefixes.filter(isIPv4Text))],
+      mtu: this.mtu,
+      config,
+      runDir: this.options.runDir,
+    });
+  }
+
+  /**
+   * DHCPv4 settings from a reloaded config: a running dnsmasq restarts with them; DHCPv4 added starts it
+   * when the network is active here, removed stops it.
+   */
+  setDhcp4(config: Dhcp4Config | undefined): Promise<string> {
+    return this.daemons.run(() => this.applyDhcp4(config));
+  }
+
+  private async applyDhcp4(config: Dhcp4Config | undefined): Promise<string> {
+    const server = this.dhcp4;
+    if (!config) {
+      this.dhcp4 = undefined;
+      await server?.stop();
+      return server ? 'stopped' : 'unchanged';
+    }
+    if (server) return server.update(config);
+    this.dhcp4 = this.dhcp4Server(config);
+    if (!this.radvd.running) return 'stored';
+    await this.dhcp4.start();
+    return 'started';
   }
 
   get mac(): string {
@@ -123,15 +164,24 @@ export class GuestLink implements GuestLinkControl {
   }
 
   startAdvertising(): Promise<void> {
-    return this.radvd.start();
+    return this.daemons.run(async () => {
+      await Promise.all([this.radvd.start(), this.dhcp4?.start()]);
+    });
   }
 
   stopAdvertising(): Promise<void> {
-    return this.radvd.stop();
+    return this.daemons.run(async () => {
+      await Promise.all([this.radvd.stop(), this.dhcp4?.stop()]);
+    });
+  }
+
+  /** Whether dnsmasq runs (DHCPv4 configured and the network active here). */
+  get servingDhcp4(): boolean {
+    return this.dhcp4?.running ?? false;
   }
 
   async destroy(): Promise<void> {
-    await this.radvd.stop();
+    await this.stopAdvertising();
     for (let u = this.undo.pop(); u !== undefined; u = this.undo.pop()) {
       try {
         await u.fn();

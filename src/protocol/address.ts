@@ -356,6 +356,11 @@ export function parseIPv4Destination(text: string): Prefix {
   return { address, length, text: `${address}/${length}` };
 }
 
+/** A dotted-quad IPv4 address as its 32-bit number (10.1.0.1 → 167837697); the text must be valid. */
+export function ipv4Number(dotted: string): number {
+  return dotted.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+}
+
 /** A route's destination of either family: IPv4 text as parseIPv4Destination, anything else parseDestination. */
 export function parseAnyDestination(text: string): Prefix {
   return isIPv4Text(text) ? parseIPv4Destination(text) : parseDestination(text);

@@ -52,6 +52,8 @@ export interface BuildOptions {
    * flow-map text (`mac: "52:54:00:…", ipv4: {…}`). net2 and its guest are left out of the agents.
    */
   qemuGuest1?: string;
+  /** With qemuGuest1: each host's `hypervisor.migration` as YAML flow-map text (`tls: { dir: … }`). */
+  qemuMigration?: Partial<Record<Host, string>>;
   /** Extra lines under `homeAgent:` of the HA config (`maxLifetimeSeconds: 60`); each is indented by 2. */
   homeAgent?: string;
   /** Extra `mobileRouters` entries of the HA config, as YAML lines (`  - { name: x, ... }`). */
@@ -296,7 +298,7 @@ hypervisor:
 ${
   o.qemuGuest1
     ? `  driver: qemu
-  bootTimeoutSeconds: 180
+  bootTimeoutSeconds: 180${o.qemuMigration?.[host] ? `\n  migration: ${o.qemuMigration[host]}` : ''}
   guests:
     guest-1: { bootOn: host-a, ${o.qemuGuest1} }`
     : `  driver: netns

@@ -44,9 +44,13 @@ export function qemuMissing(): string | false {
   return false;
 }
 
-/** What a libvirt guest needs here that is missing (root, libvirtd, virsh, QEMU, busybox, a guest kernel), or false. */
-export function libvirtMissing(): string | false {
+/**
+ * What a libvirt test needs here that is missing (root, what `--guest libvirt` needs: libvirtd, virsh,
+ * QEMU, busybox, the libvirt-qemu user, a guest kernel; and `extra`), or false.
+ */
+export function libvirtMissing(extra: readonly string[] = []): string | false {
   if (!isRoot()) return 'root (network namespaces)';
+  for (const p of extra) if (!existsSync(p)) return `${p} (scripts/bootstrap)`;
   try {
     checkLibvirtRequirements();
   } catch (err) {

@@ -158,8 +158,8 @@ describe('libvirt driver', () => {
     await driver.close();
   });
 
-  test('migrate: virsh migrate --live to the peer’s URI; the hook at the source’s Suspended event; figures from job-completed', async () => {
-    const { runner, spawner, driver } = rig({ p2p: true });
+  test('migrate: virsh migrate --live (--p2p, --tls as configured) to the peer’s URI; the hook at the source’s Suspended event; figures from job-completed', async () => {
+    const { runner, spawner, driver } = rig({ p2p: true, tls: true });
     runner.states[A] = [ok('running (booted)\n')];
     const finish = pendingMigrate(runner);
     const order: string[] = [];
@@ -177,7 +177,18 @@ describe('libvirt driver', () => {
     );
     await tick();
     await tick();
-    assert.deepEqual(runner.calls.at(-1), ['virsh', '-q', '-c', A, 'migrate', '--live', '--p2p', 'vm1', B]);
+    assert.deepEqual(runner.calls.at(-1), [
+      'virsh',
+      '-q',
+      '-c',
+      A,
+      'migrate',
+      '--live',
+      '--p2p',
+      '--tls',
+      'vm1',
+      B,
+    ]);
     const a = spawner.on(A);
     const b = spawner.on(B);
     b.print(line('08.511', 'lifecycle', 'Started Migrated'));

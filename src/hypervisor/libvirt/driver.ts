@@ -32,6 +32,11 @@ export interface LibvirtMigrationSettings {
   p2p?: boolean;
   persistent?: boolean;
   bandwidthMiBs?: number;
+  /**
+   * `--tls`: the migration stream is TLS; libvirt reads the certificates from each host's qemu.conf
+   * (`migrate_tls_x509_cert_dir`, default /etc/pki/qemu) and fails the migration without them.
+   */
+  tls?: boolean;
   /** Abort a migration that has not finished after this long (default 120 s). */
   timeoutMs?: number;
 }
@@ -218,6 +223,7 @@ export class LibvirtDriver implements Driver {
       result = await this.virsh.migrate(src, domain, dst, {
         ...(m.p2p ? { p2p: true } : {}),
         ...(m.persistent ? { persistent: true } : {}),
+        ...(m.tls ? { tls: true } : {}),
         ...(m.bandwidthMiBs !== undefined ? { bandwidthMiBs: m.bandwidthMiBs } : {}),
         timeoutMs: timeoutMs + 30_000,
       });

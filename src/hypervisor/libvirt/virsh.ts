@@ -26,6 +26,8 @@ export interface VirshMigrateOptions {
   p2p?: boolean;
   /** `--persistent --undefinesource`: the definition moves with the guest. */
   persistent?: boolean;
+  /** `--tls`: TLS for the migration stream (certificates from qemu.conf on both hosts). */
+  tls?: boolean;
   /** `--bandwidth`, MiB/s. */
   bandwidthMiBs?: number;
   /** Kill virsh after this long (the driver aborts the job itself before that). */
@@ -70,6 +72,7 @@ export class Virsh {
     const args = ['migrate', '--live'];
     if (options.p2p) args.push('--p2p');
     if (options.persistent) args.push('--persistent', '--undefinesource');
+    if (options.tls) args.push('--tls');
     if (options.bandwidthMiBs !== undefined) args.push('--bandwidth', String(options.bandwidthMiBs));
     args.push(domain, destination);
     return this.run(uri, args, options.timeoutMs);

@@ -24,8 +24,11 @@ import {
   type MigrationDestination,
   type PrepareIncomingOptions,
 } from '../driver.ts';
+import type { MigrationTls } from '../tls.ts';
+import { type Accel, type AccelDecision, cpuModel, decideAccel, realAccelProbe } from './accel.ts';
 import {
   buildGuestImage,
+  findGuestKernel,
   GUEST_READY,
   type GuestImage,
   guestCmdline,
@@ -34,6 +37,7 @@ import {
 import { OutgoingMigration } from './outgoing.ts';
 import { type QemuMachine, QemuProcess, qemuArgs, within } from './process.ts';
 import type { QmpClient } from './qmp.ts';
+import { addTlsCreds, TLS_CREDS_ID } from './tls.ts';
 import type { QemuDriverOptions, QemuGuestConfig, QemuMigrationSettings } from './types.ts';
 
 type VmRole = 'booting' | 'running' | 'incoming';
@@ -44,6 +48,9 @@ interface Vm {
   role: VmRole;
   proc: QemuProcess;
   tap: string;
+  /** The accelerator and CPU model it runs with: both ends of a migration must match. */
+  accel: Accel;
+  cpu: string;
   bootId?: string;
   source?: string;
   resumed: Promise<number>;
@@ -56,10 +63,23 @@ interface Vm {
 const IFNAME = /^[^/:\s]{1,15}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
+/**
+ * When a guest counts as booted: the console line to wait for, or null (as soon as QEMU runs it).
+ * `override` is the driver-wide option (tests, the lab); then the guest's `ready`; then the default:
+ * the offlink image's line with the default image, null with the user's own kernel or initrd.
+ */
+export function readiness(g: QemuGuestConfig, override?: RegExp | null): RegExp | null {
+  if (override !== undefined) return override;
+  if (g.ready === false) return null;
+  if (g.ready !== undefined) return new RegExp(g.ready);
+  return g.kernel === undefined && g.initrd === undefined ? GUEST_READY : null;
+}
+
 export class QemuDriver implements Driver {
   readonly kind = 'qemu';
   private readonly vms = new Map<string, Vm>();
   private imagePromise: Promise<GuestImage> | undefined;
+  private accelPromise: Promise<AccelDecision> | undefined;
   private migration: QemuMigrationSettings;
 
   constructor(private readonly options: QemuDriverOptions) {
@@ -99,6 +119,36 @@ export class QemuDriver implements Driver {
     return guestConfig;
   }
 
+  /**
+   * KVM or TCG (accel.ts): probed once, on the first call (the agent calls it when it starts, so the
+   * probe's few seconds are not spent in a migration).
+   */
+  accelerator(): Promise<AccelDecision> {
+    this.accelPromise ??= decideAccel(
+      this.options.accel ?? 'auto',
+      this.options.accelProbe ??
+        realAccelProbe({
+          qemu: this.options.qemu ?? 'qemu-system-x86_64',
+          cpu: this.options.cpu,
+          kernel: () =>
+            Object.values(this.options.guests).find((g) => g.kernel)?.kernel ?? findGuestKernel().vmlinuz,
+          ...(this.options.accelProbeTimeoutMs ? { timeoutMs: this.options.accelProbeTimeoutMs } : {}),
+        }),
+    ).then((d) => {
+      this.options.logger?.info(
+        {
+          host: this.options.host,
+          accel: d.accel,
+          cpu: cpuModel(d.accel, this.options.cpu) || 'default',
+          why: d.reason,
+        },
+        'qemu accelerator',
+      );
+      return d;
+    });
+    return this.accelPromise;
+  }
+
   tapOf(guest: string): string {
     const tap = this.options.guests[guest]?.tap ?? `qt-${guest}`.slice(0, 15);
     if (!IFNAME.test(tap))
@@ -125,7 +175,16 @@ export class QemuDriver implements Driver {
       kernel ??= image.kernel;
       initrd ??= image.initrd;
     }
+    const { accel, reason } = await this.accelerator();
+    if (accel === 'tcg' && this.options.cpu === 'host')
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        `guest ${guest}: hypervisor.cpu host needs KVM and this host runs TCG (${reason}): set accel: kvm where KVM works, or leave cpu out`,
+        { guest },
+      );
     return {
+      accel,
+      ...(this.options.cpu ? { cpu: this.options.cpu } : {}),
       memoryMiB: guestConfig.memoryMiB ?? 128,
       kernel,
       initrd,
@@ -215,6 +274,8 @@ export class QemuDriver implements Driver {
       role,
       proc,
       tap,
+      accel: machine.accel,
+      cpu: cpuModel(machine.accel, machine.cpu),
       resumed: new Promise<number>((r) => {
         resolveResumed = r;
       }),
@@ -241,12 +302,9 @@ export class QemuDriver implements Driver {
     const t0 = performance.now();
     const vm = await this.spawn(guest, options.network, 'booting', options.signal);
     try {
-      if (this.options.ready !== null) {
-        const m = await vm.proc.waitForConsole(
-          this.options.ready ?? GUEST_READY,
-          this.options.bootTimeoutMs ?? 120_000,
-          options.signal,
-        );
+      const ready = readiness(this.config(guest), this.options.ready);
+      if (ready) {
+        const m = await vm.proc.waitForConsole(ready, this.options.bootTimeoutMs ?? 120_000, options.signal);
         if (m[1]) vm.bootId = m[1];
       }
     } catch (err) {
@@ -322,7 +380,7 @@ export class QemuDriver implements Driver {
         ? `incoming migration from ${vm.source ?? '?'}`
         : vm.role === 'booting'
           ? 'booting'
-          : `qemu pid ${vm.proc.pid}, ${status ?? 'running'}`;
+          : `qemu pid ${vm.proc.pid} (${vm.accel}${vm.cpu ? `, -cpu ${vm.cpu}` : ''}), ${status ?? 'running'}`;
     return { name: vm.guest, network: vm.network, state, detail: `${what}; tap ${vm.tap}` };
   }
 
@@ -340,6 +398,11 @@ export class QemuDriver implements Driver {
       await vm.proc.qmp.execute('migrate-set-capabilities', {
         capabilities: [{ capability: 'events', state: true }],
       });
+      const tls = this.migration.tls;
+      if (tls) {
+        await addTlsCreds(vm.proc.qmp, tls.dir, 'server');
+        await vm.proc.qmp.execute('migrate-set-parameters', { 'tls-creds': TLS_CREDS_ID });
+      }
       await vm.proc.qmp.execute('migrate-incoming', { uri: `tcp:[${address}]:0` });
       const info = await vm.proc.qmp.execute<{ 'socket-address'?: { port?: string }[] }>('query-migrate');
       const port = info['socket-address']?.[0]?.port;
@@ -360,7 +423,13 @@ export class QemuDriver implements Driver {
         })
         .catch(() => {})
         .finally(() => done.close());
-      return { uri: `tcp:[${address}]:${port}`, tap: vm.tap };
+      return {
+        uri: `tcp:[${address}]:${port}`,
+        tap: vm.tap,
+        tls: tls !== undefined,
+        accel: vm.accel,
+        cpu: vm.cpu,
+      };
     } catch (err) {
       vm.leaving = true;
       await vm.proc.kill();
@@ -409,27 +478,54 @@ export class QemuDriver implements Driver {
         { guest },
       );
     const m = this.migration;
+    // Both ends must agree, or the stream fails mid-handshake with an error that names neither side.
+    const peerTls = destination.incoming['tls'] === true;
+    if (peerTls !== (m.tls !== undefined))
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        peerTls
+          ? `destination ${destination.host} expects a TLS migration stream and this host has no hypervisor.migration.tls; the guest keeps running here`
+          : `this host migrates with TLS (hypervisor.migration.tls) and destination ${destination.host} has none; the guest keeps running here`,
+        { guest },
+      );
+    const { accel, cpu } = destination.incoming;
+    // A destination that does not say (an older agent) ran TCG with QEMU's default model.
+    const theirs = `${accel ?? 'tcg'}/${cpu || 'default'}`;
+    if (theirs !== `${vm.accel}/${vm.cpu || 'default'}`)
+      throw new HypervisorError(
+        'ERR_HYPERVISOR_CONFIG',
+        `destination ${destination.host} would run ${guest} as ${theirs} (accelerator/CPU model) and it runs here as ${vm.accel}/${vm.cpu || 'default'}: set hypervisor.accel and hypervisor.cpu alike on both hosts; the guest keeps running here`,
+        { guest },
+      );
     const peer = this.options.peerResumedAt;
-    const result = await new OutgoingMigration(vm.proc, {
-      guest,
-      uri,
-      overlap: m.overlap ?? true,
-      timeoutMs: m.timeoutMs ?? 120_000,
-      ...(m.downtimeLimitMs !== undefined ? { downtimeLimitMs: m.downtimeLimitMs } : {}),
-      ...(m.maxBandwidth !== undefined ? { maxBandwidth: m.maxBandwidth } : {}),
-      ...(m.progressIntervalMs !== undefined ? { progressIntervalMs: m.progressIntervalMs } : {}),
-      ...(options.onSwitchover ? { onSwitchover: options.onSwitchover } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(peer ? { resumedAt: () => peer(destination.host, guest) } : {}),
-      ...(this.options.logger ? { logger: this.options.logger } : {}),
-    }).run();
+    const result = await tlsHint(
+      m.tls,
+      destination.host,
+      new OutgoingMigration(vm.proc, {
+        guest,
+        uri,
+        overlap: m.overlap ?? true,
+        ...(m.tls ? { tlsDir: m.tls.dir } : {}),
+        timeoutMs: m.timeoutMs ?? 120_000,
+        ...(m.downtimeLimitMs !== undefined ? { downtimeLimitMs: m.downtimeLimitMs } : {}),
+        ...(m.maxBandwidth !== undefined ? { maxBandwidth: m.maxBandwidth } : {}),
+        ...(m.progressIntervalMs !== undefined ? { progressIntervalMs: m.progressIntervalMs } : {}),
+        ...(options.onSwitchover ? { onSwitchover: options.onSwitchover } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(peer ? { resumedAt: () => peer(destination.host, guest) } : {}),
+        ...(this.options.logger ? { logger: this.options.logger } : {}),
+      }).run(),
+    );
     // A QEMU in postmigrate still holds its tap: quit it now (before the guest may come back here).
     vm.leaving = true;
     await vm.proc.quit();
     await vm.gone;
     const { info: _info, ...out } = result;
-    this.options.logger?.info({ guest, to: destination.host, ...out.figures }, 'qemu migration completed');
+    this.options.logger?.info(
+      { guest, to: destination.host, tls: m.tls !== undefined, ...out.figures },
+      'qemu migration completed',
+    );
     return out;
   }
 
@@ -453,5 +549,22 @@ export class QemuDriver implements Driver {
       }),
     );
     this.vms.clear();
+  }
+}
+
+/**
+ * QEMU reports a refused handshake on the source only as "Cannot write to TLS channel" (the reason is
+ * on the destination's stderr): say what to check.
+ */
+async function tlsHint<T>(tls: MigrationTls | undefined, peer: string, run: Promise<T>): Promise<T> {
+  try {
+    return await run;
+  } catch (err) {
+    if (!tls || !(err instanceof HypervisorError) || !/TLS channel/.test(err.message)) throw err;
+    throw new HypervisorError(
+      err.code,
+      `${err.message} (TLS handshake with ${peer} failed: both hosts' certificates in hypervisor.migration.tls.dir must chain to a CA the other trusts, and ${peer}'s server certificate must name its care-of address)`,
+      { ...(err.guest ? { guest: err.guest } : {}), cause: err },
+    );
   }
 }

@@ -26,6 +26,7 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import {
   formatIPv6,
+  ipv4Number,
   isIPv4Text,
   parseIPv4Destination,
   parseIPv6,
@@ -234,8 +235,6 @@ export interface GuestIpv4 {
   /** `10.1.0.1`, inside the address's subnet */
   gateway: string;
 }
-
-const ipv4Number = (dotted: string) => dotted.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 
 /** What is wrong with `v` as a guest's IPv4 side (the key and one sentence), or undefined when nothing is. */
 export function guestIpv4Problem(v: GuestIpv4): { key: 'address' | 'gateway'; why: string } | undefined {

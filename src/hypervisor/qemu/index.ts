@@ -6,13 +6,17 @@
 //     guests:
 //       guest-1: { mac: "52:54:00:00:00:01", memoryMiB: 128, bootOn: host-a }
 //       guest-2: { mac: "52:54:00:00:00:02", ipv4: { address: "10.1.0.10/24", gateway: "10.1.0.1" } }
-//     migration: { downtimeLimitMs: 300, overlap: true }
+//       guest-3: { mac: "52:54:00:00:00:03", kernel: /srv/vmlinuz, initrd: /srv/initrd, ready: "login:" }
+//     accel: auto                  # kvm | tcg | auto (KVM when it works here)
+//     cpu: host                    # default: host with KVM, QEMU's default with TCG
+//     migration: { downtimeLimitMs: 300, overlap: true, tls: { dir: /etc/pki/qemu } }
 // `bootOn` names the host whose agent boots the guest when it starts (before it decides which networks
 // are here, so the network registers there).
 
 import type { Logger } from '../../log.ts';
 import type { CommandRunner } from '../../system/runner.ts';
 import type { GuestInfo, GuestNetwork } from '../driver.ts';
+import type { AccelChoice } from './accel.ts';
 import { QemuDriver } from './driver.ts';
 import type { QemuGuestConfig, QemuMigrationSettings } from './types.ts';
 
@@ -36,6 +40,10 @@ export interface QemuHypervisorConfig {
   migration?: QemuMigrationSettings | undefined;
   /** QEMU binary (default qemu-system-x86_64 from PATH). */
   qemu?: string | undefined;
+  /** `auto` (default): KVM when it works here, else TCG (accel.ts). */
+  accel?: AccelChoice | undefined;
+  /** `-cpu` for every guest; default `host` with KVM, QEMU's default with TCG. */
+  cpu?: string | undefined;
   bootTimeoutSeconds?: number | undefined;
 }
 
@@ -53,7 +61,7 @@ export interface QemuDriverComponents {
 export function createQemuDriver(config: QemuHypervisorConfig, components: QemuDriverComponents): QemuDriver {
   const guests: Record<string, QemuGuestConfig> = {};
   for (const [name, { bootOn: _bootOn, ...g }] of Object.entries(config.guests)) guests[name] = g;
-  return new QemuDriver({
+  const driver = new QemuDriver({
     host: components.host,
     runDir: `${components.runDir}/qemu`,
     guests,
@@ -62,8 +70,13 @@ export function createQemuDriver(config: QemuHypervisorConfig, components: QemuD
     ...(config.qemu ? { qemu: config.qemu } : {}),
     ...(config.bootTimeoutSeconds ? { bootTimeoutMs: config.bootTimeoutSeconds * 1000 } : {}),
     ...(config.migration ? { migration: config.migration } : {}),
+    ...(config.accel ? { accel: config.accel } : {}),
+    ...(config.cpu ? { cpu: config.cpu } : {}),
     ...(components.logger ? { logger: components.logger } : {}),
   });
+  // Probe KVM now, at agent start, not in the first migration's prepare (it may take seconds).
+  void driver.accelerator();
+  return driver;
 }
 
 /**

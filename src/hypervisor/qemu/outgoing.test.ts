@@ -7,6 +7,7 @@ import { after, describe, test } from 'node:test';
 import type { DriverProgress } from '../driver.ts';
 import { type MigratingVm, OutgoingMigration, type OutgoingOptions } from './outgoing.ts';
 import { QmpClient } from './qmp.ts';
+import { TLS_CREDS_ID } from './tls.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'outgoing-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,6 +32,11 @@ class FakeQemu {
   /** query-migrate answers total-time 0 this many times after completion (QEMU's race). */
   zeroFiguresFor = 1;
   failAt: string | undefined;
+  /** Arguments of migrate-set-parameters and object-add, in order. */
+  readonly args: Record<string, unknown>[] = [];
+  objects = new Set<string>();
+  /** object-add fails with this (QEMU checking the certificates it loads). */
+  objectAddError: string | undefined;
   private server: Server;
   private socket: Socket | undefined;
 
@@ -93,7 +99,28 @@ class FakeQemu {
         return ok();
       }
       case 'migrate-set-parameters':
+        this.args.push(command.arguments ?? {});
         return ok();
+      case 'object-add': {
+        const a = command.arguments ?? {};
+        this.args.push(a);
+        if (this.objectAddError || this.objects.has(String(a['id'])))
+          return this.send({
+            error: { class: 'GenericError', desc: this.objectAddError ?? 'duplicate ID' },
+            id: command.id,
+          });
+        this.objects.add(String(a['id']));
+        return ok();
+      }
+      case 'object-del': {
+        const id = String(command.arguments?.['id']);
+        if (!this.objects.delete(id))
+          return this.send({
+            error: { class: 'GenericError', desc: `object '${id}' not found` },
+            id: command.id,
+          });
+        return ok();
+      }
       case 'migrate':
         ok();
         this.setStatus('setup');
@@ -241,6 +268,53 @@ describe('OutgoingMigration (fake QEMU)', () => {
       progress.map((p) => p.phase).filter((p, i, a) => a.indexOf(p) === i),
       ['start', 'transfer', 'switchover', 'resumed'],
     );
+    await vm.qmp.close();
+    await fake.close();
+  });
+
+  test('TLS: a fresh client tls-creds-x509 object each time, named by tls-creds; without TLS tls-creds is cleared', async () => {
+    const { fake, vm } = await setup();
+    for (let i = 0; i < 2; i++) await new OutgoingMigration(vm, options({ tlsDir: '/etc/pki/qemu' })).run();
+    await new OutgoingMigration(vm, options()).run();
+    const creds = {
+      'qom-type': 'tls-creds-x509',
+      id: TLS_CREDS_ID,
+      dir: '/etc/pki/qemu',
+      endpoint: 'client',
+      'verify-peer': true,
+    };
+    assert.deepEqual(fake.args, [
+      creds,
+      { 'tls-creds': TLS_CREDS_ID },
+      creds,
+      { 'tls-creds': TLS_CREDS_ID },
+      { 'tls-creds': '' },
+    ]);
+    assert.deepEqual(
+      fake.log.filter((c) => c.startsWith('object-')),
+      ['object-del', 'object-add', 'object-del', 'object-add'],
+      'the second migration replaced the object (renewed certificates count)',
+    );
+    await vm.qmp.close();
+    await fake.close();
+  });
+
+  test('TLS: certificates QEMU refuses fail the migration before anything is sent; the guest keeps running', async () => {
+    const { fake, vm } = await setup();
+    fake.objectAddError =
+      "Our own certificate /etc/pki/qemu/client-cert.pem failed validation against /etc/pki/qemu/ca-cert.pem: The certificate hasn't got a known issuer";
+    await assert.rejects(
+      new OutgoingMigration(vm, options({ tlsDir: '/etc/pki/qemu' })).run(),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          /TLS certificates in \/etc\/pki\/qemu: Our own certificate .* known issuer; the guest keeps running on the source/,
+        );
+        return true;
+      },
+    );
+    assert.ok(!fake.log.includes('migrate'), 'no migrate sent');
+    assert.equal(fake.running, true);
     await vm.qmp.close();
     await fake.close();
   });

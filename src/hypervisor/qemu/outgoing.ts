@@ -21,6 +21,7 @@ import {
   type QmpEvent,
   type QmpEventListener,
 } from './qmp.ts';
+import { addTlsCreds, TLS_CREDS_ID } from './tls.ts';
 
 export interface OutgoingOptions {
   guest: string;
@@ -31,6 +32,8 @@ export interface OutgoingOptions {
   maxBandwidth?: number;
   /** Run the hook at pre-switchover (true) or after completion (false). */
   overlap: boolean;
+  /** TLS for the stream: this host's certificate directory (src/hypervisor/tls.ts); none: plain TCP. */
+  tlsDir?: string;
   onSwitchover?: () => Promise<void>;
   onProgress?: (p: DriverProgress) => void;
   progressIntervalMs?: number;
@@ -113,7 +116,10 @@ export class OutgoingMigration {
           { capability: 'pause-before-switchover', state: true },
         ],
       });
+      if (this.options.tlsDir) await addTlsCreds(this.qmp, this.options.tlsDir, 'client');
       await this.qmp.execute('migrate-set-parameters', {
+        // Always set, so a QEMU that migrated with TLS before does not keep it (or the reverse).
+        'tls-creds': this.options.tlsDir ? TLS_CREDS_ID : '',
         ...(this.options.downtimeLimitMs !== undefined
           ? { 'downtime-limit': this.options.downtimeLimitMs }
           : {}),

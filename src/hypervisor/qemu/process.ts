@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readSync, rmSync } from 'node:fs';
 import { HypervisorError } from '../driver.ts';
+import { type Accel, accelArgs } from './accel.ts';
 import { QmpClient, QmpDisconnectedError } from './qmp.ts';
 
 export interface QemuMachine {
@@ -13,6 +14,9 @@ export interface QemuMachine {
   append: string;
   /** The guest NIC's MAC: the same wherever the guest runs. */
   mac: string;
+  accel: Accel;
+  /** `-cpu` (default: accel.ts's choice for the accelerator). */
+  cpu?: string;
   /** Anything else for QEMU's command line (identical on source and destination). */
   extraArgs?: readonly string[];
 }
@@ -23,7 +27,7 @@ export interface QemuProcessPaths {
   tap: string;
 }
 
-/** QEMU's command line for `machine` (TCG: /dev/kvm's backend here does not run a stock kernel). */
+/** QEMU's command line for `machine`. */
 export function qemuArgs(name: string, m: QemuMachine, p: QemuProcessPaths, incoming?: 'defer'): string[] {
   return [
     '-name',
@@ -32,10 +36,7 @@ export function qemuArgs(name: string, m: QemuMachine, p: QemuProcessPaths, inco
     '-no-user-config',
     '-machine',
     'q35',
-    '-accel',
-    'tcg',
-    '-cpu',
-    'qemu64',
+    ...accelArgs(m.accel, m.cpu),
     '-smp',
     '1',
     '-m',

@@ -2,6 +2,8 @@
 
 import type { Logger } from '../../log.ts';
 import type { CommandRunner } from '../../system/runner.ts';
+import type { MigrationTls } from '../tls.ts';
+import type { AccelChoice, AccelProbeDeps } from './accel.ts';
 import type { GuestImage, GuestIpv4 } from './guest-image.ts';
 
 export interface QemuGuestConfig {
@@ -20,6 +22,13 @@ export interface QemuGuestConfig {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /**
+   * When the guest is booted: a regular expression (its source text) its serial console prints when
+   * ready, the first group being a boot id if any; `false`: as soon as QEMU runs it. Default: the
+   * offlink image's line (GUEST_READY) with the default image, `false` with a `kernel`/`initrd` of
+   * one's own (its console says nothing offlink knows).
+   */
+  ready?: string | false;
   extraArgs?: readonly string[];
 }
 
@@ -30,6 +39,11 @@ export interface QemuMigrationSettings {
   maxBandwidth?: number;
   /** Run the switchover hook while QEMU waits at pre-switchover (default true). */
   overlap?: boolean;
+  /**
+   * TLS for the migration stream (QEMU's tls-creds-x509, both ends, peers verified); every host of the
+   * cluster must have it or none (a destination says which in its prepare reply). Default: plain TCP.
+   */
+  tls?: MigrationTls;
   /** Give up and cancel after this long (default 120 s). */
   timeoutMs?: number;
   progressIntervalMs?: number;
@@ -52,8 +66,16 @@ export interface QemuDriverOptions {
   image?: () => Promise<GuestImage>;
   /** How long a guest may take to boot (default 120 s: TCG on 2 busy cores). */
   bootTimeoutMs?: number;
-  /** What the guest prints when ready (default guest-image's line); null: do not wait. */
+  /** What every guest prints when ready, overriding each guest's `ready`; null: do not wait. */
   ready?: RegExp | null;
+  /** KVM or TCG, or `auto` (default): KVM when it works here (accel.ts). */
+  accel?: AccelChoice;
+  /** The CPU model (`-cpu`); default `host` with KVM, QEMU's own default with TCG (accel.ts says why). */
+  cpu?: string;
+  /** The accelerator probe's seams (default: the real /dev/kvm and QEMU). */
+  accelProbe?: AccelProbeDeps;
+  /** How long the KVM probe waits for the guest kernel's first line (default 5 s). */
+  accelProbeTimeoutMs?: number;
   migration?: QemuMigrationSettings;
   /**
    * The destination's RESUME time (epoch ms) for a guest, for the measured pause. Only possible where the

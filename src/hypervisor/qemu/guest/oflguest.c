@@ -5,12 +5,13 @@
  *
  *   UDP  7      echo: every datagram goes back to its sender (probe reflector for tests).
  *   TCP  5000   line protocol: "count" -> "counter N boot B uptime_ms U now T sent P recv R ssent S
- *               srecv Q" (T: guest-monotonic ms; P/R/S/Q: the traffic's counts); "traffic PEER RATE KBPS
- *               PAYLOAD" starts the lab's traffic to PEER; "stop" stops it; "dump" -> one JSON line
- *               with what the traffic recorded (times in guest-monotonic ms); any other line is
- *               echoed back.
+ *               srecv Q sent4 P4 recv4 R4" (T: guest-monotonic ms; P/R/S/Q: the traffic's counts, P4/R4
+ *               its IPv4 probes'); "traffic PEER RATE KBPS PAYLOAD [PEER4]" starts the lab's traffic
+ *               to PEER (and, dual-stack, a second probe sequence over IPv4 to PEER4); "stop" stops it;
+ *               "dump" -> one JSON line with what the traffic recorded (times in guest-monotonic ms;
+ *               "ipv4" holds the IPv4 probes'); any other line is echoed back.
  *   UDP 40001   the lab's probes (src/lab/endpoint.ts): "OFLP", u32 seq, f64 send time; arrivals of
- *               the peer's probes are recorded.
+ *               the peer's probes are recorded, those from an IPv4 source apart (dual-stack lab).
  *   UDP 40000   the lab's stream: "OFLS" + u32 n + filler, sent to PEER:40000.
  *
  * Every socket is AF_INET6 with IPV6_V6ONLY off, so a dual-stack guest (offlink.addr4=) serves IPv4 on
@@ -55,16 +56,25 @@ struct client {
   char buf[512];
 };
 
+/* One family's probes: those sent to `peer` and those received from it. */
+struct probes {
+  int on;
+  struct sockaddr_in6 peer;
+  uint32_t sent, send_errors;
+  double *send_times;
+  uint32_t *recv_seq;
+  double *recv_at;
+  uint32_t recv_n;
+};
+
 struct traffic {
   int on;
   struct sockaddr_in6 peer;
   double rate, stream_rate, t0;
   size_t payload;
-  uint32_t probes_sent, stream_sent, send_errors;
-  double *send_times;
-  uint32_t *recv_seq;
-  double *recv_at;
-  uint32_t recv_n, stream_received;
+  uint32_t stream_sent;
+  struct probes p6, p4;
+  uint32_t stream_received;
   uint64_t stream_bytes;
 };
 
@@ -134,46 +144,72 @@ static void reply(int fd, const char *fmt, ...) {
   if (n > 0) write_all(fd, out, (size_t)n < sizeof out ? (size_t)n : sizeof out - 1);
 }
 
+/* `"probe":{...},"received":{...}` of one family's probes. */
+static void dump_probes(FILE *f, const struct probes *p) {
+  fprintf(f, "\"probe\":{\"sent\":%u,\"sendErrors\":%u,\"sendTimes\":[", p->sent, p->send_errors);
+  uint32_t kept = p->sent < MAX_RECORDS ? p->sent : MAX_RECORDS;
+  for (uint32_t i = 0; i < kept; i++) fprintf(f, i ? ",%.3f" : "%.3f", p->send_times[i]);
+  fprintf(f, "]},\"received\":{\"seq\":[");
+  for (uint32_t i = 0; i < p->recv_n; i++) fprintf(f, i ? ",%u" : "%u", p->recv_seq[i]);
+  fprintf(f, "],\"at\":[");
+  for (uint32_t i = 0; i < p->recv_n; i++) fprintf(f, i ? ",%.3f" : "%.3f", p->recv_at[i]);
+  fprintf(f, "]}");
+}
+
 static void dump(int fd) {
   char *buf = NULL;
   size_t size = 0;
   FILE *f = open_memstream(&buf, &size);
-  fprintf(f, "{\"role\":\"guest\",\"now\":%.3f,\"probe\":{\"sent\":%u,\"sendErrors\":%u,\"sendTimes\":[", now_ms(),
-          tr.probes_sent, tr.send_errors);
-  uint32_t kept = tr.probes_sent < MAX_RECORDS ? tr.probes_sent : MAX_RECORDS;
-  for (uint32_t i = 0; i < kept; i++) fprintf(f, i ? ",%.3f" : "%.3f", tr.send_times[i]);
-  fprintf(f, "]},\"received\":{\"seq\":[");
-  for (uint32_t i = 0; i < tr.recv_n; i++) fprintf(f, i ? ",%u" : "%u", tr.recv_seq[i]);
-  fprintf(f, "],\"at\":[");
-  for (uint32_t i = 0; i < tr.recv_n; i++) fprintf(f, i ? ",%.3f" : "%.3f", tr.recv_at[i]);
-  fprintf(f, "]},\"stream\":{\"sent\":%u,\"received\":%u,\"receivedBytes\":%llu}}\n", tr.stream_sent,
+  fprintf(f, "{\"role\":\"guest\",\"now\":%.3f,", now_ms());
+  dump_probes(f, &tr.p6);
+  if (tr.p4.on) {
+    fprintf(f, ",\"ipv4\":{");
+    dump_probes(f, &tr.p4);
+    fprintf(f, "}");
+  }
+  fprintf(f, ",\"stream\":{\"sent\":%u,\"received\":%u,\"receivedBytes\":%llu}}\n", tr.stream_sent,
           tr.stream_received, (unsigned long long)tr.stream_bytes);
   fclose(f);
   write_all(fd, buf, size);
   free(buf);
 }
 
+/* Start a family's probes to `peer` afresh. */
+static void reset_probes(struct probes *p, const struct in6_addr *peer) {
+  memset(&p->peer, 0, sizeof p->peer);
+  p->peer.sin6_family = AF_INET6;
+  p->peer.sin6_addr = *peer;
+  p->sent = p->send_errors = p->recv_n = 0;
+  p->on = 1;
+}
+
 static void command(struct client *c, char *line) {
-  char peer[64];
+  char peer[64], peer4[64];
   double rate, kbps;
   unsigned payload;
   if (strcmp(line, "count") == 0 || strcmp(line, "c") == 0) {
     double t = now_ms();
-    reply(c->fd, "counter %llu boot %s uptime_ms %.0f now %.3f sent %u recv %u ssent %u srecv %u\n",
-          (unsigned long long)counter, boot_id, t - started, t, tr.probes_sent, tr.recv_n, tr.stream_sent,
-          tr.stream_received);
-  } else if (sscanf(line, "traffic %63s %lf %lf %u", peer, &rate, &kbps, &payload) == 4) {
-    memset(&tr.peer, 0, sizeof tr.peer);
-    tr.peer.sin6_family = AF_INET6;
-    if (!parse_peer(peer, &tr.peer.sin6_addr) || rate <= 0 || payload < 16 || payload > 1452) {
+    reply(c->fd, "counter %llu boot %s uptime_ms %.0f now %.3f sent %u recv %u ssent %u srecv %u sent4 %u recv4 %u\n",
+          (unsigned long long)counter, boot_id, t - started, t, tr.p6.sent, tr.p6.recv_n, tr.stream_sent,
+          tr.stream_received, tr.p4.sent, tr.p4.recv_n);
+  } else if (sscanf(line, "traffic %63s %lf %lf %u %63s", peer, &rate, &kbps, &payload, peer4) >= 4) {
+    int dual = sscanf(line, "traffic %*s %*f %*f %*u %63s", peer4) == 1;
+    struct in6_addr a6, a4;
+    if (!parse_peer(peer, &a6) || (dual && (!parse_peer(peer4, &a4) || !IN6_IS_ADDR_V4MAPPED(&a4))) ||
+        rate <= 0 || payload < 16 || payload > 1452) {
       reply(c->fd, "error bad traffic arguments\n");
       return;
     }
+    memset(&tr.peer, 0, sizeof tr.peer);
+    tr.peer.sin6_family = AF_INET6;
+    tr.peer.sin6_addr = a6;
+    reset_probes(&tr.p6, &a6);
+    if (dual) reset_probes(&tr.p4, &a4);
+    else tr.p4.on = 0;
     tr.rate = rate;
     tr.payload = payload;
     tr.stream_rate = kbps * 1000.0 / (payload * 8.0);
-    tr.probes_sent = tr.stream_sent = tr.send_errors = 0;
-    tr.recv_n = tr.stream_received = 0;
+    tr.stream_sent = tr.stream_received = 0;
     tr.stream_bytes = 0;
     tr.t0 = now_ms();
     tr.on = 1;
@@ -210,23 +246,30 @@ static void client_read(struct client *c) {
   if (c->len == sizeof c->buf - 1) c->len = 0; /* a line too long: drop it */
 }
 
-static void send_due(int probe_fd, int stream_fd, double t) {
-  if (!tr.on) return;
-  uint32_t due = (uint32_t)((t - tr.t0) * tr.rate / 1000.0) + 1;
-  while (tr.probes_sent < due) {
+/* The probes of one family due by `due`: "OFLP", u32 seq, f64 send time (big-endian). */
+static void send_probes(int probe_fd, struct probes *pr, uint32_t due) {
+  if (!pr->on) return;
+  while (pr->sent < due) {
     unsigned char p[16];
-    uint32_t seq = htonl(tr.probes_sent), magic = htonl(PROBE_MAGIC);
+    uint32_t seq = htonl(pr->sent), magic = htonl(PROBE_MAGIC);
     double st = now_ms();
     uint64_t bits;
     memcpy(&bits, &st, 8);
     for (int i = 0; i < 8; i++) p[8 + i] = (unsigned char)(bits >> (56 - 8 * i));
     memcpy(p, &magic, 4);
     memcpy(p + 4, &seq, 4);
-    tr.peer.sin6_port = htons(PROBE_PORT);
-    if (sendto(probe_fd, p, sizeof p, 0, (struct sockaddr *)&tr.peer, sizeof tr.peer) < 0) tr.send_errors++;
-    if (tr.probes_sent < MAX_RECORDS) tr.send_times[tr.probes_sent] = st;
-    tr.probes_sent++;
+    pr->peer.sin6_port = htons(PROBE_PORT);
+    if (sendto(probe_fd, p, sizeof p, 0, (struct sockaddr *)&pr->peer, sizeof pr->peer) < 0) pr->send_errors++;
+    if (pr->sent < MAX_RECORDS) pr->send_times[pr->sent] = st;
+    pr->sent++;
   }
+}
+
+static void send_due(int probe_fd, int stream_fd, double t) {
+  if (!tr.on) return;
+  uint32_t due = (uint32_t)((t - tr.t0) * tr.rate / 1000.0) + 1;
+  send_probes(probe_fd, &tr.p6, due);
+  send_probes(probe_fd, &tr.p4, due);
   if (tr.stream_rate <= 0) return;
   uint32_t sdue = (uint32_t)((t - tr.t0) * tr.stream_rate / 1000.0) + 1;
   static unsigned char s[1500];
@@ -244,7 +287,7 @@ static void send_due(int probe_fd, int stream_fd, double t) {
 static double next_due(double t) {
   double next = t + TICK_MS;
   if (tr.on) {
-    double p = tr.t0 + tr.probes_sent * 1000.0 / tr.rate;
+    double p = tr.t0 + tr.p6.sent * 1000.0 / tr.rate;
     if (p < next) next = p;
     if (tr.stream_rate > 0) {
       double s = tr.t0 + tr.stream_sent * 1000.0 / tr.stream_rate;
@@ -264,9 +307,12 @@ int main(void) {
     close(ur);
   }
   for (int i = 0; i < 8; i++) sprintf(boot_id + 2 * i, "%02x", rnd[i]);
-  tr.send_times = calloc(MAX_RECORDS, sizeof(double));
-  tr.recv_seq = calloc(MAX_RECORDS, sizeof(uint32_t));
-  tr.recv_at = calloc(MAX_RECORDS, sizeof(double));
+  /* calloc'd pages stay untouched (and out of the migration stream) until a probe is recorded there */
+  for (struct probes *p = &tr.p6; p; p = p == &tr.p6 ? &tr.p4 : NULL) {
+    p->send_times = calloc(MAX_RECORDS, sizeof(double));
+    p->recv_seq = calloc(MAX_RECORDS, sizeof(uint32_t));
+    p->recv_at = calloc(MAX_RECORDS, sizeof(double));
+  }
   for (int i = 0; i < MAX_CLIENTS; i++) clients[i].fd = -1;
 
   int echo_fd = udp_socket(ECHO_PORT), probe_fd = udp_socket(PROBE_PORT), stream_fd = udp_socket(STREAM_PORT);
@@ -310,16 +356,19 @@ int main(void) {
       sendto(echo_fd, buf, (size_t)r, 0, (struct sockaddr *)&from, fl);
     }
     for (;;) {
-      r = recv(probe_fd, buf, sizeof buf, 0);
+      fl = sizeof from;
+      r = recvfrom(probe_fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
       if (r < 0) break;
       uint32_t magic, seq;
       if (r < 16) continue;
       memcpy(&magic, buf, 4);
       memcpy(&seq, buf + 4, 4);
-      if (ntohl(magic) != PROBE_MAGIC || tr.recv_n >= MAX_RECORDS) continue;
-      tr.recv_seq[tr.recv_n] = ntohl(seq);
-      tr.recv_at[tr.recv_n] = t;
-      tr.recv_n++;
+      /* an IPv4 source shows up IPv4-mapped on the dual-stack socket */
+      struct probes *pr = IN6_IS_ADDR_V4MAPPED(&from.sin6_addr) ? &tr.p4 : &tr.p6;
+      if (ntohl(magic) != PROBE_MAGIC || pr->recv_n >= MAX_RECORDS) continue;
+      pr->recv_seq[pr->recv_n] = ntohl(seq);
+      pr->recv_at[pr->recv_n] = t;
+      pr->recv_n++;
     }
     for (;;) {
       r = recv(stream_fd, buf, sizeof buf, 0);
