@@ -15,12 +15,13 @@ import { describe, test } from 'node:test';
 import type { GuestNetwork } from '../src/hypervisor/driver.ts';
 import { LibvirtDriver } from '../src/hypervisor/libvirt/driver.ts';
 import { buildGuestImage, type GuestImage } from '../src/hypervisor/qemu/guest-image.ts';
+import { domainXml } from '../src/lab/libvirt-guest.ts';
+import { LibvirtHosts, qemuTcpUri, removeStaleLibvirt } from '../src/lab/libvirt-hosts.ts';
 import { site } from '../src/lab/netbuild.ts';
 import { silentLogger } from '../src/log.ts';
 import { netnsSpawner } from '../src/system/process.ts';
 import { ExecRunner } from '../src/system/runner.ts';
 import { capturePayloads, QEVM, TLS_CLIENT_HELLO } from './helpers/capture.ts';
-import { LibvirtLab, qemuTcpUri, removeStaleLibvirt } from './helpers/libvirt-lab.ts';
 import { openNetns } from './helpers/netns.ts';
 import { hostPki, makeCa } from './helpers/pki.ts';
 import { Procs } from './helpers/procs.ts';
@@ -36,29 +37,15 @@ const HOSTS = { 'host-a': '2001:db8:a::2', 'host-b': '2001:db8:b::2' } as const;
 type Host = keyof typeof HOSTS;
 const network: GuestNetwork = { name: 'tnet', bridge: BRIDGE, guests: [GUEST] };
 
-function domainXml(image: GuestImage): string {
-  return `<domain type='qemu'>
-  <name>${DOMAIN}</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>${image.kernel}</kernel>
-    <initrd>${image.initrd}</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1</cmdline>
-  </os>
-  <cpu mode='custom' match='exact'><model fallback='forbid'>qemu64</model></cpu>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <interface type='bridge'><source bridge='${BRIDGE}'/><mac address='52:54:00:0f:15:07'/><model type='virtio'/></interface>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`;
+function guestXml(image: GuestImage): string {
+  return domainXml({
+    name: DOMAIN,
+    kernel: image.kernel,
+    initrd: image.initrd,
+    cmdline: 'console=ttyS0 quiet panic=-1',
+    bridge: BRIDGE,
+    mac: '52:54:00:0f:15:07',
+  });
 }
 
 describe('libvirt driver: --tls migration stream (real libvirtd, namespaces)', { skip }, () => {
@@ -67,7 +54,7 @@ describe('libvirt driver: --tls migration stream (real libvirtd, namespaces)', {
   }, async () => {
     await removeStaleLibvirt();
     const netns = await openNetns();
-    const libvirt = new LibvirtLab(netns.tag);
+    const libvirt = LibvirtHosts.temporary(netns.tag);
     const procs = new Procs();
     const dir = mkdtempSync(join(tmpdir(), 'offlink-libvirt-tls-'));
     const drivers: LibvirtDriver[] = [];
@@ -103,7 +90,7 @@ describe('libvirt driver: --tls migration stream (real libvirtd, namespaces)', {
         ),
       ]);
       const xml = join(dir, 'domain.xml');
-      writeFileSync(xml, domainXml(image));
+      writeFileSync(xml, guestXml(image));
       await libvirt.virsh('host-a', ['create', xml]);
 
       const driver = (h: Host) => {

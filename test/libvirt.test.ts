@@ -1,6 +1,6 @@
 // A libvirt domain live-migrated across subnets by the agents (root, network namespaces, libvirtd,
 // QEMU with TCG): the real home agent, two agents with `hypervisor.driver: libvirt`, one libvirtd per
-// host (test/helpers/libvirt-lab.ts), `offlink migrate net1` A → B → A.
+// host (src/lab/libvirt-hosts.ts, as the lab's `--guest libvirt` uses them), `offlink migrate net1` A → B → A.
 //
 //   cn (2001:db8:c::2) ── inet ──┬── ha (2001:db8:ffff::1; the MNP is routed here and tunnelled on)
 //                                ├── host-a 2001:db8:a::2  libvirtd A, bridge ofl-net1 ── domain lv-guest-1
@@ -24,10 +24,11 @@ import {
   type GuestImage,
   guestCmdline,
 } from '../src/hypervisor/qemu/guest-image.ts';
+import { domainXml } from '../src/lab/libvirt-guest.ts';
+import { LibvirtHosts, qemuTcpUri, removeStaleLibvirt } from '../src/lab/libvirt-hosts.ts';
 import type { MigrationRecord } from '../src/migration/messages.ts';
 import { CLUSTER_KEY, HOSTS, OFFLINK, url, waitForLog } from './helpers/agent-lab.ts';
 import { ADDR, HOME_PREFIXES, haConfigYaml, haStatus, KEY, SPI, startHa } from './helpers/homeagent-lab.ts';
-import { LibvirtLab, qemuTcpUri, removeStaleLibvirt } from './helpers/libvirt-lab.ts';
 import { backbone, type NetnsLab, openNetns } from './helpers/netns.ts';
 import { type Proc, Procs } from './helpers/procs.ts';
 import { dataplaneBackends, libvirtMissing, skipUnless } from './helpers/requirements.ts';
@@ -43,35 +44,15 @@ const CN = ADDR.cn;
 type Host = keyof typeof HOSTS;
 const now = () => performance.timeOrigin + performance.now();
 
-function domainXml(image: GuestImage): string {
-  const cmdline = guestCmdline({ address: `${ADDR.guest}/64`, mtu: 1460 });
-  return `<domain type='qemu'>
-  <name>${DOMAIN}</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>${image.kernel}</kernel>
-    <initrd>${image.initrd}</initrd>
-    <cmdline>${cmdline}</cmdline>
-  </os>
-  <cpu mode='custom' match='exact'><model fallback='forbid'>qemu64</model></cpu>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <interface type='bridge'>
-      <source bridge='${BRIDGE}'/>
-      <mac address='${MAC}'/>
-      <model type='virtio'/>
-    </interface>
-    <serial type='file'><source path='/var/log/libvirt/qemu/${DOMAIN}.serial.log'/><target port='0'/></serial>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`;
+function guestXml(image: GuestImage): string {
+  return domainXml({
+    name: DOMAIN,
+    kernel: image.kernel,
+    initrd: image.initrd,
+    cmdline: guestCmdline({ address: `${ADDR.guest}/64`, mtu: 1460 }),
+    bridge: BRIDGE,
+    mac: MAC,
+  });
 }
 
 function agentYaml(host: Host, dir: string, backend: Backend): string {
@@ -99,7 +80,7 @@ networks:
 interface Rig {
   netns: NetnsLab;
   procs: Procs;
-  libvirt: LibvirtLab;
+  libvirt: LibvirtHosts;
   dir: string;
   ns: Record<'ha' | 'inet' | 'cn' | Host, string>;
   agents: Record<Host, Proc>;
@@ -113,7 +94,7 @@ async function openRig(backend: Backend): Promise<Rig> {
   const netns = await openNetns({ backend });
   const procs = new Procs();
   const dir = mkdtempSync(join(tmpdir(), 'offlink-libvirt-it-'));
-  const libvirt = new LibvirtLab(netns.tag);
+  const libvirt = LibvirtHosts.temporary(netns.tag);
   const close = async () => {
     await procs.killAll();
     await libvirt.close();
@@ -145,7 +126,7 @@ async function openRig(backend: Backend): Promise<Rig> {
     );
     await startHa(netns, ns.ha, haConfig);
     const xml = join(dir, `${DOMAIN}.xml`);
-    writeFileSync(xml, domainXml(image));
+    writeFileSync(xml, guestXml(image));
     await libvirt.virsh('host-a', ['create', xml]);
     const keyFile = join(dir, 'cluster.key');
     writeFileSync(keyFile, `${CLUSTER_KEY}\n`);

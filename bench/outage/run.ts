@@ -3,11 +3,13 @@
 // no NEMO), interleaved in rounds so all three see the same machine load. Reports gap p50/p95/max,
 // probes lost per migration and per-phase timings; headline ratios off-link ÷ on-link and
 // break-before-make ÷ make-before-break. ("paper" is break-before-make's former name; --configs still takes
-// it for bbm.)
+// it for bbm.) With --guest libvirt (issue 15): a libvirt domain off-link (the agents migrate it through
+// libvirt) and on-link (plain `virsh migrate --live`), the headline off-link ÷ on-link beside libvirt's
+// own reported downtime.
 //
-//   node --import tsx bench/outage/run.ts [--migrations 20] [--rounds 2] [--interval 2] [--guest netns|qemu]
-//                                         [--configs mbb,bbm,onlink | overlap,no-overlap,onlink] [--json FILE]
-//                                         [--qemu-priority N]
+//   node --import tsx bench/outage/run.ts [--migrations 20] [--rounds 2] [--interval 2] [--guest netns|qemu|libvirt]
+//                                         [--configs mbb,bbm,onlink | overlap,no-overlap,onlink | offlink,onlink]
+//                                         [--json FILE] [--qemu-priority N]
 //
 // --qemu-priority N (a diagnosis, not the headline): every QEMU thread on the machine runs at nice N
 // (e.g. -10) while the benchmark runs, so the guests' vCPUs win the 2 CPUs from the handover's own
@@ -74,42 +76,56 @@ interface Config {
   overlap?: boolean;
 }
 
+const LIBVIRT_CONFIGS: Config[] = [
+  // the agents migrate the domain through libvirt and hand net1 over at libvirt's switchover
+  { key: 'offlink', name: 'off-link', topology: 'off-link', procedure: 'make-before-break' },
+  // plain `virsh migrate --live` between the two libvirtds on one segment (src/lab/libvirt-guest.ts)
+  { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
+];
+
+if (!['netns', 'qemu', 'libvirt'].includes(GUEST)) {
+  console.error(`--guest: netns, qemu or libvirt, not ${GUEST}`);
+  process.exit(2);
+}
+
 const ALL_CONFIGS: Config[] =
-  GUEST === 'qemu'
-    ? [
-        {
-          key: 'overlap',
-          name: 'off-link overlap',
-          topology: 'off-link',
-          procedure: 'make-before-break',
-          overlap: true,
-        },
-        {
-          key: 'no-overlap',
-          name: 'off-link no overlap',
-          topology: 'off-link',
-          procedure: 'make-before-break',
-          overlap: false,
-        },
-        // Plain QEMU live migration on one segment (src/lab/onlink-vms.ts): what crossing a subnet is
-        // compared with.
-        { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
-      ]
-    : [
-        {
-          key: 'mbb',
-          name: 'off-link make-before-break',
-          topology: 'off-link',
-          procedure: 'make-before-break',
-        },
-        {
-          key: 'bbm',
-          name: 'off-link break-before-make',
-          topology: 'off-link',
-          procedure: 'break-before-make',
-        },
-        { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
-      ];
+  GUEST === 'libvirt'
+    ? LIBVIRT_CONFIGS
+    : GUEST === 'qemu'
+      ? [
+          {
+            key: 'overlap',
+            name: 'off-link overlap',
+            topology: 'off-link',
+            procedure: 'make-before-break',
+            overlap: true,
+          },
+          {
+            key: 'no-overlap',
+            name: 'off-link no overlap',
+            topology: 'off-link',
+            procedure: 'make-before-break',
+            overlap: false,
+          },
+          // Plain QEMU live migration on one segment (src/lab/onlink-vms.ts): what crossing a subnet is
+          // compared with.
+          { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
+        ]
+      : [
+          {
+            key: 'mbb',
+            name: 'off-link make-before-break',
+            topology: 'off-link',
+            procedure: 'make-before-break',
+          },
+          {
+            key: 'bbm',
+            name: 'off-link break-before-make',
+            topology: 'off-link',
+            procedure: 'break-before-make',
+          },
+          { key: 'onlink', name: 'on-link baseline', topology: 'on-link', procedure: 'make-before-break' },
+        ];
 
 /** Former --configs keys, still accepted. */
 const CONFIG_ALIASES: ReadonlyMap<string, string> = new Map([['paper', 'bbm']]);
@@ -136,6 +152,8 @@ interface Row {
   lost: number;
   lostGuestToCn: number;
   lostCnToGuest: number;
+  /** VM guests: whether the lab's one TCP connection to the guest lasted through the lab run. */
+  tcpHeld?: boolean;
   phases: Record<string, number>;
 }
 
@@ -180,6 +198,14 @@ function logPhases(logDir: string, from: number, to: number): Record<string, num
     out[`ha.${event}.dataplaneMs`] = l['dataplaneMs'] as number;
     out[`ha.${event}.storeMs`] = l['storeMs'] as number;
   }
+  // libvirt's own figures, as the driver logged them (off-link the source agent, on-link the lab's libvirt.log)
+  for (const file of ['agent-host-a.log', 'agent-host-b.log', 'libvirt.log']) {
+    for (const l of readLog(join(logDir, file))) {
+      if (!within(l) || l.msg !== 'libvirt migration completed') continue;
+      for (const k of ['pausedMs', 'totalTimeMs', 'setupTimeMs', 'transferredBytes'])
+        if (typeof l[k] === 'number') out[`libvirt.${k}`] = l[k];
+    }
+  }
   for (const host of ['host-a', 'host-b']) {
     for (const l of readLog(join(logDir, `agent-${host}.log`))) {
       if (!within(l)) continue;
@@ -190,6 +216,18 @@ function logPhases(logDir: string, from: number, to: number): Record<string, num
     }
   }
   return out;
+}
+
+/** The VM guest endpoint's verdict (src/lab/vm-endpoint.ts): did its TCP connection to the guest last? */
+function guestConnectionHeld(logDir: string): boolean {
+  try {
+    return (
+      (JSON.parse(readFileSync(join(logDir, 'traffic-guest.json'), 'utf8')) as { tcpBroken?: boolean })
+        .tcpBroken === false
+    );
+  } catch {
+    return false;
+  }
 }
 
 async function runConfig(
@@ -215,6 +253,7 @@ async function runConfig(
         console.error(`  ${c.name}: ${line.trim()}`);
     },
   });
+  const tcpHeld = GUEST === 'netns' ? undefined : guestConnectionHeld(join(out, 'logs'));
   const rows = report.migrations.map((m): Row => {
     const dir = (name: string) => m.directions.find((d) => d.name.startsWith(name))?.lost ?? 0;
     return {
@@ -226,6 +265,7 @@ async function runConfig(
       lost: m.lost,
       lostGuestToCn: dir('guest'),
       lostCnToGuest: dir('cn'),
+      ...(tcpHeld === undefined ? {} : { tcpHeld }),
       phases: {
         ...(m.phases ?? {}),
         ...(m.hypervisorMs !== null && m.phases?.['hypervisorMs'] === undefined
@@ -250,6 +290,8 @@ interface ConfigSummary {
   lostCnToGuest: number;
   phases: Record<string, Summary>;
   receiverDrops: Record<string, number>;
+  /** VM guests: migrations whose lab run's TCP connection to the guest broke. */
+  tcpBroken?: number;
 }
 
 function summarizeConfig(name: string, rows: Row[], reports: LabReport[]): ConfigSummary {
@@ -273,6 +315,7 @@ function summarizeConfig(name: string, rows: Row[], reports: LabReport[]): Confi
       ]),
     ),
     receiverDrops: drops,
+    ...(GUEST === 'netns' ? {} : { tcpBroken: rows.filter((r) => r.tcpHeld === false).length }),
   };
 }
 
@@ -340,7 +383,7 @@ async function main(): Promise<void> {
   const fmt = (s: Summary) => `${s.p50.toFixed(1)} / ${s.p95.toFixed(1)} / ${s.max.toFixed(1)}`;
   for (const s of summaries) {
     console.log(
-      `${s.name.padEnd(28)} gap p50/p95/max ${fmt(s.gapMs)} ms; lost/migration mean ${s.lostPerMigration.mean.toFixed(1)} (p50 ${s.lostPerMigration.p50}, max ${s.lostPerMigration.max}); ${s.failed} failed of ${s.migrations}`,
+      `${s.name.padEnd(28)} gap p50/p95/max ${fmt(s.gapMs)} ms; lost/migration mean ${s.lostPerMigration.mean.toFixed(1)} (p50 ${s.lostPerMigration.p50}, max ${s.lostPerMigration.max}); ${s.failed} failed of ${s.migrations}${s.tcpBroken === undefined ? '' : `; TCP to the guest ${s.tcpBroken === 0 ? 'held' : `broke in the runs of ${s.tcpBroken} migrations`}`}`,
     );
     const ph = Object.entries(s.phases)
       .map(([k, v]) => `${k} ${v.p50.toFixed(1)}`)
@@ -375,6 +418,33 @@ async function main(): Promise<void> {
         measured: `${ratios['bbmOverMbbGapP50'].toFixed(2)} (${bbm.gapMs.p50.toFixed(1)} / ${mbb.gapMs.p50.toFixed(1)} ms)`,
       },
     );
+  } else if (GUEST === 'libvirt') {
+    const off = summaries.find((s) => s.name === 'off-link');
+    const onLink = summaries.find((s) => s.name === 'on-link baseline');
+    for (const s of summaries) {
+      const downtime = s.phases['downtimeMs'];
+      if (downtime) ratios[`${s.name} gap ÷ libvirt downtime (p50)`] = s.gapMs.p50 / downtime.p50;
+    }
+    if (off && onLink) {
+      const gap = off.gapMs.p50 / onLink.gapMs.p50;
+      const lost = off.lostPerMigration.mean / onLink.lostPerMigration.mean;
+      ratios['offLinkOverOnLinkGapP50'] = gap;
+      ratios['offLinkOverOnLinkLost'] = lost;
+      const downtime = (s: ConfigSummary) => s.phases['downtimeMs']?.p50.toFixed(0) ?? '?';
+      targets.push(
+        {
+          what: 'off-link ÷ on-link, p50 gap (libvirt guest)',
+          target: '≤ 1.2',
+          measured: `${gap.toFixed(2)} (${off.gapMs.p50.toFixed(1)} / ${onLink.gapMs.p50.toFixed(1)} ms); libvirt's downtime p50 ${downtime(off)} / ${downtime(onLink)} ms`,
+          met: gap <= 1.2,
+        },
+        {
+          what: 'off-link ÷ on-link, probes lost (libvirt guest)',
+          target: '(report)',
+          measured: `${lost.toFixed(2)} (${off.lostPerMigration.mean.toFixed(1)} / ${onLink.lostPerMigration.mean.toFixed(1)} per migration)`,
+        },
+      );
+    }
   } else if (GUEST === 'qemu') {
     const overlap = summaries.find((s) => s.name === 'off-link overlap');
     const none = summaries.find((s) => s.name === 'off-link no overlap');
@@ -404,7 +474,7 @@ async function main(): Promise<void> {
     }
   }
   printTargets(targets);
-  const path = writeResult(args.get('json'), GUEST === 'qemu' ? 'outage-qemu' : 'outage', {
+  const path = writeResult(args.get('json'), GUEST === 'netns' ? 'outage' : `outage-${GUEST}`, {
     bench: 'outage',
     machine: m,
     params: {

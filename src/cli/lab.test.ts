@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Command, CommanderError } from 'commander';
-import { resolveFamily } from '../lab/run.ts';
+import { labUp, resolveFamily } from '../lab/run.ts';
 import { familyGiven, familyOption, registerLab } from './lab.ts';
 
 /** Parse `args` with the lab's --family option alone; the value and whether it was given. */
@@ -52,5 +52,60 @@ describe('offlink lab run --family', () => {
     assert.throws(() => resolveFamily('dual', 'seg6'), /--family dual cannot run with the seg6 data plane/);
     assert.deepEqual(resolveFamily(undefined, 'bpf'), { family: 'dual' });
     assert.deepEqual(resolveFamily(undefined, 'auto'), { family: 'dual' });
+  });
+});
+
+/** The `lab run` or `lab up` command as registered, parsing `args` without exiting; its options, or the error. */
+function parseLab(sub: 'run' | 'up', args: string[]): { opts?: Record<string, unknown>; error: string } {
+  let error = '';
+  const program = new Command('offlink').exitOverride();
+  registerLab(program);
+  const cmd = program.commands.find((c) => c.name() === 'lab')!.commands.find((c) => c.name() === sub)!;
+  cmd
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => (error += s) })
+    .action(() => {});
+  try {
+    cmd.parse(args, { from: 'user' });
+    return { opts: cmd.opts(), error };
+  } catch {
+    return { error };
+  }
+}
+
+describe('offlink lab --guest', () => {
+  it('takes libvirt beside netns and qemu, in run and up, and --help says what each is', () => {
+    for (const sub of ['run', 'up'] as const) {
+      for (const guest of ['netns', 'qemu', 'libvirt'])
+        assert.equal(parseLab(sub, ['--guest', guest]).opts?.['guest'], guest, `${sub} --guest ${guest}`);
+      assert.equal(parseLab(sub, []).opts?.['guest'], 'netns');
+    }
+    const run = registerLab(new Command('offlink')).commands.find((c) => c.name() === 'run');
+    const help = (run?.helpInformation() ?? '').replace(/\s+/g, ' ');
+    assert.match(help, /choices: "netns", "qemu", "libvirt", default: "netns"/);
+    assert.match(
+      help,
+      /libvirt domains \(one libvirtd per host; off-link: migrated by the agents through libvirt; on-link: plain `virsh migrate --live`, `lab run` only\)/,
+    );
+  });
+
+  it('refuses an unknown guest kind with the allowed choices', () => {
+    const r = parseLab('run', ['--guest', 'xen']);
+    assert.equal(r.opts, undefined);
+    assert.match(r.error, /argument 'xen' is invalid\. Allowed choices are netns, qemu, libvirt/);
+  });
+
+  it('lab up refuses an on-link libvirt guest before anything is checked or built (nothing would migrate it)', async () => {
+    const lines: string[] = [];
+    await assert.rejects(
+      labUp({
+        topology: 'on-link',
+        guest: 'libvirt',
+        stateDir: '/nonexistent/offlink-lab-test',
+        print: (l) => lines.push(l),
+      }),
+      /`lab up` cannot leave an on-link libvirt guest running.*`lab run --topology on-link --guest libvirt`/,
+    );
+    assert.deepEqual(lines, []);
   });
 });

@@ -2,7 +2,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BackendChoice } from '../dataplane/probe.ts';
 import { DEFAULT_STATE_DIR, LAB_COMMAND_TIMEOUT_MS, LabError, labDown } from '../lab/netns.ts';
-import { LAB_FAMILIES, type LabFamily, type Procedure } from '../lab/report.ts';
+import { GUEST_KINDS, type GuestKind, LAB_FAMILIES, type LabFamily, type Procedure } from '../lab/report.ts';
 import { labRun, labUp } from '../lab/run.ts';
 import { ExecRunner } from '../system/runner.ts';
 import { procedureOption } from './agent.ts';
@@ -66,9 +66,9 @@ export function familyGiven(cmd: Command): LabFamily | undefined {
 const guestOption = () =>
   new Option(
     '--guest <g>',
-    'guests as network namespaces, or QEMU VMs (off-link: booted and migrated by the agents; on-link: plain QEMU live migration, `lab run` only)',
+    'guests as network namespaces, QEMU VMs (off-link: booted and migrated by the agents; on-link: plain QEMU live migration, `lab run` only) or libvirt domains (one libvirtd per host; off-link: migrated by the agents through libvirt; on-link: plain `virsh migrate --live`, `lab run` only)',
   )
-    .choices(['netns', 'qemu'])
+    .choices(GUEST_KINDS)
     .default('netns');
 
 export function registerLab(program: Command): Command {
@@ -100,7 +100,7 @@ export function registerLab(program: Command): Command {
           interval: number;
           procedure: Procedure;
           topology: 'off-link' | 'on-link';
-          guest: 'netns' | 'qemu';
+          guest: GuestKind;
           dataplane: BackendChoice;
           out: string;
           json?: string;
@@ -151,13 +151,13 @@ export function registerLab(program: Command): Command {
       async (
         opts: {
           topology: 'off-link' | 'on-link';
-          guest: 'netns' | 'qemu';
+          guest: GuestKind;
           dataplane: BackendChoice;
         },
         cmd: Command,
       ) => {
         const family = familyGiven(cmd);
-        const { topo, configs } = await labUp({
+        const { topo, configs, libvirt } = await labUp({
           ...(family ? { family } : {}),
           topology: opts.topology,
           guest: opts.guest,
@@ -177,7 +177,13 @@ export function registerLab(program: Command): Command {
           );
           print(`  status:   ip netns exec ofl-host-a offlink status --config ${configs.hosts['host-a']}`);
         }
-        print(`  try:      ip netns exec ${g.ns} ip -6 route; ip netns exec ${topo.cn.ns} ss -uan`);
+        if (libvirt) print(`  libvirt:  ip netns exec ofl-host-a virsh -c '${libvirt.uri('host-a')}' list`);
+        // a VM guest has no namespace of its own: ask it from the correspondent
+        print(
+          topo.guestKind === 'netns'
+            ? `  try:      ip netns exec ${g.ns} ip -6 route; ip netns exec ${topo.cn.ns} ss -uan`
+            : `  try:      ip netns exec ${topo.cn.ns} ping -c 3 ${g.address}`,
+        );
         print('  remove:   offlink lab down');
       },
     );

@@ -63,4 +63,29 @@ describe('lab configs', () => {
       }
     }
   });
+
+  it('libvirt guests: each agent names its libvirtd and the peer’s by care-of address, and the lab’s domain', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ofl-configs-'));
+    try {
+      const files = writeLabConfigs({ ...topo, ...planTopology('off-link', 1, 'libvirt', 'ipv6') }, dir);
+      const a = loadAgentConfig(files.hosts['host-a']);
+      const b = loadAgentConfig(files.hosts['host-b']);
+      assert.deepEqual(a.hypervisor, {
+        ...a.hypervisor,
+        driver: 'libvirt',
+        uri: 'qemu+tcp://[2001:db8:a:0:f:ff:fe00:a]/system',
+        peers: { 'host-b': 'qemu+tcp://[2001:db8:b:0:f:ff:fe00:b]/system' },
+      });
+      assert.equal(
+        b.hypervisor.driver === 'libvirt' && b.hypervisor.peers['host-a'],
+        'qemu+tcp://[2001:db8:a:0:f:ff:fe00:a]/system',
+      );
+      for (const c of [a, b])
+        assert.deepEqual(c.hypervisor.driver === 'libvirt' && c.hypervisor.guests, {
+          'guest-1': { domain: 'ofl-guest-1' },
+        });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -6,6 +6,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { BackendChoice } from '../dataplane/probe.ts';
+import { domainName } from './libvirt-guest.ts';
+import { qemuTcpUri } from './libvirt-hosts.ts';
 import { guestIpv4, type HostName, type Topology } from './topology.ts';
 
 export const CONTROL_PORT = 7400;
@@ -81,30 +83,7 @@ export function writeLabConfigs(topo: Topology, dir: string, options: LabConfigO
         runDir: `run-${h.name}`,
         control: { listen: `[${topo.careOf[h.name]}]:${CONTROL_PORT}`, keyFile: 'cluster.key' },
         peers: Object.fromEntries(peers.map((p) => [p.name, url(topo.careOf[p.name])])),
-        hypervisor:
-          topo.guestKind === 'qemu'
-            ? {
-                // VMs booted by host A's agent (src/hypervisor/qemu/index.ts)
-                driver: 'qemu',
-                guests: Object.fromEntries(
-                  topo.guests.map((g) => [
-                    g.name,
-                    {
-                      mac: g.mac,
-                      memoryMiB: 128,
-                      bootOn: topo.hosts[0].name,
-                      // dual-stack: static IPv4 on the kernel command line (IPv4 has no SLAAC)
-                      ...(g.ipv4 ? { ipv4: guestIpv4(g.ipv4) } : {}),
-                    },
-                  ]),
-                ),
-                migration: { overlap: options.overlap ?? true },
-              }
-            : {
-                driver: 'netns',
-                namespaces: Object.fromEntries(topo.hosts.map((x) => [x.name, x.ns])),
-                guests: Object.fromEntries(topo.guests.map((g) => [g.name, { port: g.port }])),
-              },
+        hypervisor: hypervisorSection(topo, h, peers, options),
         networks: topo.guests.map((g, i) => ({
           ...networks[i],
           bridge: g.bridge,
@@ -116,4 +95,47 @@ export function writeLabConfigs(topo: Topology, dir: string, options: LabConfigO
     hosts[h.name] = file;
   }
   return { dir, ha, hosts, clusterKey };
+}
+
+/** The agent's `hypervisor` section for the lab's guest kind. */
+function hypervisorSection(
+  topo: Topology,
+  h: Topology['hosts'][number],
+  peers: readonly Topology['hosts'][number][],
+  options: LabConfigOptions,
+): Record<string, unknown> {
+  if (topo.guestKind === 'qemu')
+    return {
+      // VMs booted by host A's agent (src/hypervisor/qemu/index.ts)
+      driver: 'qemu',
+      guests: Object.fromEntries(
+        topo.guests.map((g) => [
+          g.name,
+          {
+            mac: g.mac,
+            memoryMiB: 128,
+            bootOn: topo.hosts[0].name,
+            // dual-stack: static IPv4 on the kernel command line (IPv4 has no SLAAC)
+            ...(g.ipv4 ? { ipv4: guestIpv4(g.ipv4) } : {}),
+          },
+        ]),
+      ),
+      migration: { overlap: options.overlap ?? true },
+    };
+  if (topo.guestKind === 'libvirt') {
+    // domains the lab created on host A's libvirtd (libvirt-guest.ts), migrated libvirtd to libvirtd; each
+    // libvirtd listens on its host's care-of address
+    const uri = (x: Topology['hosts'][number]) => qemuTcpUri(topo.careOf[x.name]);
+    return {
+      driver: 'libvirt',
+      uri: uri(h),
+      peers: Object.fromEntries(peers.map((p) => [p.name, uri(p)])),
+      guests: Object.fromEntries(topo.guests.map((g) => [g.name, { domain: domainName(g) }])),
+    };
+  }
+  return {
+    driver: 'netns',
+    namespaces: Object.fromEntries(topo.hosts.map((x) => [x.name, x.ns])),
+    guests: Object.fromEntries(topo.guests.map((g) => [g.name, { port: g.port }])),
+  };
 }

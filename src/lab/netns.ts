@@ -15,11 +15,14 @@ import {
 import { delimiter, join } from 'node:path';
 import { OfflinkError } from '../errors.ts';
 import type { CommandRunner } from '../system/runner.ts';
+import { killLibvirtIn } from './libvirt-hosts.ts';
 
 /** Every namespace of the lab starts with this; nothing else on the machine should. */
 export const LAB_PREFIX = 'ofl-';
 /** Generated configs, keys, logs and the lab's state file. */
 export const DEFAULT_STATE_DIR = '/run/offlink-lab';
+/** The libvirt hosts' directories (`--guest libvirt`), under the state directory. */
+export const LIBVIRT_DIR = 'libvirt';
 /** A lab command (ip, tc, a daemon's stop) that has not finished by then is killed: `lab down` never hangs. */
 export const LAB_COMMAND_TIMEOUT_MS = 20_000;
 
@@ -151,7 +154,8 @@ async function waitGone(pids: readonly number[], ms: number): Promise<number[]> 
 
 /**
  * Remove the lab whatever state it is in: stop the process that owns it (unless told not to), every
- * process inside an `ofl-*` namespace (TERM, then KILL), the namespaces, and the state directory.
+ * process inside an `ofl-*` namespace (TERM, then KILL; libvirtds and their QEMUs too), the namespaces,
+ * and the state directory.
  * Returns the namespaces removed.
  */
 export async function labDown(
@@ -174,6 +178,9 @@ export async function labDown(
   for (const ns of namespaces) {
     await runner.run(['ip', 'netns', 'del', ns], { allowFailure: true, timeoutMs: 10_000 });
   }
+  // libvirt guests: the libvirtds and their QEMUs ran in the hosts' namespaces and are gone with them;
+  // this finds any that outlived a namespace's name (a process keeps its namespace), by their pid files.
+  await killLibvirtIn(join(stateDir, LIBVIRT_DIR));
   rmSync(stateDir, { recursive: true, force: true });
   return namespaces;
 }

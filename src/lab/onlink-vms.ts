@@ -14,7 +14,18 @@ import type { Logger } from '../log.ts';
 import type { CommandRunner } from '../system/runner.ts';
 import { guestIpv4, type HostName, type Topology } from './topology.ts';
 
-export class OnLinkVms {
+/** Guests the lab process itself migrates on-link (QEMU: OnLinkVms; libvirt: libvirt-guest.ts). */
+export interface OnLinkGuests {
+  /** Live-migrate every guest; the hypervisor's own figures in `phases` (downtimeMs, pausedMs). */
+  migrate(
+    from: HostName,
+    to: HostName,
+    signal?: AbortSignal,
+  ): Promise<{ hypervisorMs: number; phases: Record<string, number> }>;
+  close(): Promise<void>;
+}
+
+export class OnLinkVms implements OnLinkGuests {
   private readonly drivers: Record<HostName, QemuDriver>;
   private readonly network: GuestNetwork;
 

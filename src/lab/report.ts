@@ -11,7 +11,8 @@ import type { UplinkSeries } from './uplink.ts';
 
 export type { Procedure };
 export type TopologyKind = 'off-link' | 'on-link';
-export type GuestKind = 'netns' | 'qemu';
+export type GuestKind = 'netns' | 'qemu' | 'libvirt';
+export const GUEST_KINDS: readonly GuestKind[] = ['netns', 'qemu', 'libvirt'];
 /** The address families the lab's guests use: IPv6 alone, or IPv6 and IPv4 (dual-stack). */
 export type LabFamily = 'ipv6' | 'dual';
 export const LAB_FAMILIES: readonly LabFamily[] = ['ipv6', 'dual'];
@@ -28,7 +29,7 @@ export interface ReportMigration {
   // ---- beyond docs/architecture.md
   /**
    * The hypervisor's own downtime figure as the agent reported it (QEMU: query-migrate's `downtime`;
-   * netns: the link move), beside the measured gap; null where there was none.
+   * libvirt: its job-completed `downtime`), beside the measured gap; null where there was none.
    */
   downtimeMs?: number | null;
   ok: boolean;

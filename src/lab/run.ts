@@ -1,7 +1,7 @@
 // `offlink lab run`: build the lab, start its daemons and traffic, migrate the guest back and forth,
 // measure, tear everything down (also on failure and on Ctrl-C), and write the report.
 // `offlink lab up`: the same lab with its daemons, left running for manual experiments.
-import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { BackendChoice } from '../dataplane/probe.ts';
@@ -11,9 +11,10 @@ import type { CommandRunner } from '../system/runner.ts';
 import { ExecRunner } from '../system/runner.ts';
 import { type LabConfigs, writeLabConfigs } from './configs.ts';
 import { runMigrate, startDaemons, waitActive, waitFor } from './daemons.ts';
+import { checkLibvirtRequirements, LabLibvirt, OnLinkLibvirt } from './libvirt-guest.ts';
 import { type MigrationWindow, measure } from './measure.ts';
-import { LAB_COMMAND_TIMEOUT_MS, labDown, preflight, writeState } from './netns.ts';
-import { OnLinkVms } from './onlink-vms.ts';
+import { LAB_COMMAND_TIMEOUT_MS, LIBVIRT_DIR, labDown, preflight, writeState } from './netns.ts';
+import { type OnLinkGuests, OnLinkVms } from './onlink-vms.ts';
 import type { GuestKind, LabFamily, LabReport, Procedure, RunData } from './report.ts';
 import { buildReport, writeReport } from './report.ts';
 import { formatSummary } from './summary.ts';
@@ -98,11 +99,15 @@ function sleepUntil(t: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** What runs in a built lab: the daemons' configs (off-link), the lab's own VMs (on-link QEMU). */
+/**
+ * What runs in a built lab: the daemons' configs (off-link), the guests the lab migrates itself (on-link
+ * QEMU and libvirt), the libvirtds (libvirt guests).
+ */
 interface Running {
   topo: Topology;
   configs?: LabConfigs;
-  vms?: OnLinkVms;
+  vms?: OnLinkGuests;
+  libvirt?: LabLibvirt;
   /** The data plane backend the home agent chose (off-link; on-link has no tunnel). */
   backend?: string;
 }
@@ -131,7 +136,7 @@ async function bringUp(
   runner: CommandRunner,
   logDir: string,
   detached: boolean,
-  onVms: (vms: OnLinkVms) => void = () => {},
+  onStarted: (what: { vms?: OnLinkGuests; libvirt?: LabLibvirt }) => void = () => {},
 ): Promise<Running> {
   const t0 = now();
   const { family, note } = resolveFamily(options.family, options.dataplane);
@@ -149,6 +154,15 @@ async function bringUp(
   options.print(
     `lab: built in ${((now() - t0) / 1000).toFixed(1)} s; ${topo.hosts.map((h) => `host ${h.label} ${topo.careOf[h.name]}`).join(', ')}`,
   );
+  let libvirt: LabLibvirt | undefined;
+  if (options.guest === 'libvirt') {
+    libvirt = new LabLibvirt(topo, join(options.stateDir, LIBVIRT_DIR), { detached });
+    onStarted({ libvirt });
+    options.print(
+      'lab: starting a libvirtd on host A and on host B (its QEMU probe: ~8 s) and the libvirt domain on host A ...',
+    );
+    await libvirt.start(runner, options.signal);
+  }
   if (options.topology === 'off-link') {
     const configs = writeLabConfigs(topo, options.stateDir, {
       overlap: options.overlap ?? true,
@@ -172,7 +186,14 @@ async function bringUp(
     options.print(
       `lab: ${topo.guests.map((g) => g.network).join(', ')} active on host A (registered with the home agent; data plane ${backend ?? '?'})`,
     );
-    return { topo, configs, ...(backend ? { backend } : {}) };
+    return { topo, configs, ...(backend ? { backend } : {}), ...(libvirt ? { libvirt } : {}) };
+  }
+  if (libvirt) {
+    // On-link: plain `virsh migrate --live` between the two libvirtds, driven by this process.
+    const logger = createLogger('lab-libvirt', { destination: openSync(join(logDir, 'libvirt.log'), 'a') });
+    const vms = new OnLinkLibvirt(topo, libvirt, logger);
+    onStarted({ vms, libvirt });
+    return { topo, vms, libvirt };
   }
   if (options.guest === 'qemu') {
     // On-link: ordinary QEMU live migration on one segment, driven by this process (onlink-vms.ts).
@@ -180,7 +201,7 @@ async function bringUp(
     // logs hold them off-link.
     const logger = createLogger('lab-qemu', { destination: openSync(join(logDir, 'qemu.log'), 'a') });
     const vms = new OnLinkVms(topo, runner, join(logDir, 'qemu'), logger);
-    onVms(vms);
+    onStarted({ vms });
     options.print('lab: booting the QEMU guest on host A (TCG: ~10 s) ...');
     await vms.boot(options.signal);
     return { topo, vms };
@@ -189,16 +210,19 @@ async function bringUp(
 }
 
 export async function labUp(options: LabOptions): Promise<Running> {
-  // The on-link QEMU guest is a child of the lab process: it cannot outlive `lab up`.
-  if (options.guest === 'qemu' && options.topology === 'on-link') {
+  // The on-link QEMU guest is a child of the lab process: it cannot outlive `lab up`. An on-link libvirt
+  // guest could, but nothing would migrate it: the lab process does that on-link.
+  if (options.guest !== 'netns' && options.topology === 'on-link') {
+    const what = options.guest === 'qemu' ? 'QEMU' : 'libvirt';
     throw new OfflinkError(
       'ERR_LAB_OPTIONS',
-      '`lab up` cannot leave an on-link QEMU guest running (the lab process runs it); use `lab run --topology on-link --guest qemu`',
+      `\`lab up\` cannot leave an on-link ${what} guest running (the lab process runs it); use \`lab run --topology on-link --guest ${options.guest}\``,
     );
   }
   resolveFamily(options.family, options.dataplane);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
+  if (options.guest === 'libvirt') checkLibvirtRequirements();
   writeState(options.stateDir, {
     pid: process.pid,
     mode: 'up',
@@ -217,6 +241,7 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
   const { family, note: familyNote } = resolveFamily(options.family, options.dataplane);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
   await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
+  if (options.guest === 'libvirt') checkLibvirtRequirements();
   writeState(options.stateDir, {
     pid: process.pid,
     mode: 'run',
@@ -227,11 +252,13 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
   const logDir = join(out, 'logs');
   let traffic: Traffic | undefined;
   let sampler: UplinkSampler | undefined;
-  let vms: OnLinkVms | undefined;
+  let vms: OnLinkGuests | undefined;
+  let libvirt: LabLibvirt | undefined;
   try {
     mkdirSync(logDir, { recursive: true });
-    const { topo, configs, backend } = await bringUp(options, runner, logDir, false, (v) => {
-      vms = v;
+    const { topo, configs, backend } = await bringUp(options, runner, logDir, false, (started) => {
+      vms = started.vms ?? vms;
+      libvirt = started.libvirt ?? libvirt;
     });
     const guest = topo.guests[0]!;
     sampler = new UplinkSampler(
@@ -246,7 +273,7 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
         ns: guest.ns,
         address: guest.address,
         ...(guest.ipv4 ? { address4: guest.ipv4.address } : {}),
-        vm: options.guest === 'qemu',
+        vm: options.guest !== 'netns',
       },
       cn: topo.cn,
       // raw send and arrival times of every probe, kept beside the report for analysis
@@ -343,7 +370,19 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
     sampler?.stop();
     options.print('lab: tearing down ...');
     await vms?.close();
+    if (libvirt) {
+      copyLibvirtLogs(libvirt, logDir);
+      await libvirt.close();
+    }
     await labDown(runner, options.stateDir, { killOwner: false });
+  }
+}
+
+/** Each host's libvirt logs (libvirtd.log, the domain's QEMU log and console) into the report's logs/. */
+function copyLibvirtLogs(libvirt: LabLibvirt, logDir: string): void {
+  for (const host of libvirt.hosts.hosts.keys()) {
+    const from = join(libvirt.hosts.dir, host, 'log');
+    if (existsSync(from)) cpSync(from, join(logDir, `libvirt-${host}`), { recursive: true });
   }
 }
 
@@ -364,14 +403,14 @@ async function migrateOnce(
   topo: Topology,
   runner: CommandRunner,
   configs: LabConfigs | undefined,
-  vms: OnLinkVms | undefined,
+  vms: OnLinkGuests | undefined,
   from: 'host-a' | 'host-b',
   to: 'host-a' | 'host-b',
 ): Promise<MigrationOutcome> {
   const src = topo.hosts.find((h) => h.name === from)!;
   const dst = topo.hosts.find((h) => h.name === to)!;
   if (vms) {
-    // The on-link baseline with a VM: QEMU's live migration and nothing else.
+    // The on-link baseline with a VM: QEMU's (or libvirt's) live migration and nothing else.
     try {
       const r = await vms.migrate(from, to, options.signal);
       return { ok: true, hypervisorMs: round(r.hypervisorMs), handoverMs: null, phases: roundAll(r.phases) };

@@ -98,7 +98,10 @@ export interface GuestPlan {
 
 export interface LabPlan {
   kind: TopologyKind;
-  /** netns: guests are namespaces the lab builds; qemu: VMs the host agents boot (no namespace). */
+  /**
+   * netns: guests are namespaces the lab builds; qemu: VMs the host agents boot (no namespace); libvirt:
+   * libvirt domains the lab creates on host A (no namespace).
+   */
   guestKind: GuestKind;
   family: LabFamily;
   inet: { ns: string };
@@ -135,6 +138,8 @@ export function planTopology(
   family: LabFamily = 'dual',
 ): LabPlan {
   const dual = family === 'dual';
+  // VM guests (QEMU, libvirt) have no namespace of their own: their addresses come from their MACs
+  const vm = guestKind !== 'netns';
   const host = (name: HostName, label: 'A' | 'B', prefix: string, mac: string): HostPlan => ({
     name,
     label,
@@ -155,16 +160,16 @@ export function planTopology(
       network: `net${i}`,
       prefix: kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
       // A QEMU guest off-link takes its address by SLAAC from its NIC's MAC (no namespace to configure);
-      // on-link the same form of address on the segment's prefix, given statically (onlink-vms.ts).
-      address:
-        guestKind === 'qemu'
-          ? slaacAddress(
-              kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
-              `02:0f:00:00:02:${hex(i).padStart(2, '0')}`,
-            )
-          : kind === 'on-link'
-            ? `2001:db8:100::${hex(0xf + i)}`
-            : `${offPrefix}10`,
+      // on-link the same form of address on the segment's prefix, given statically (onlink-vms.ts). A
+      // libvirt guest has the same addresses, given statically both ways (libvirt-guest.ts).
+      address: vm
+        ? slaacAddress(
+            kind === 'on-link' ? ADDRESSING.onLink.prefix : `${offPrefix}/64`,
+            `02:0f:00:00:02:${hex(i).padStart(2, '0')}`,
+          )
+        : kind === 'on-link'
+          ? `2001:db8:100::${hex(0xf + i)}`
+          : `${offPrefix}10`,
       gateway: 'fe80::1',
       homeAddress: `2001:db8:f::${hex(0x100 + i)}`,
       bridge: kind === 'on-link' ? 'br-lan' : `ofl-net${i}`,

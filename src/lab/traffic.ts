@@ -4,7 +4,7 @@
 // end is its own process (endpoint.ts) inside its namespace; this side starts them, relays their
 // progress and collects what they recorded.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -156,6 +156,11 @@ export class Traffic {
     const read = (role: 'guest' | 'cn'): EndpointResult => {
       const r = this.running.find((x) => x.role === role);
       if (!r) throw new LabError('ERR_LAB_TRAFFIC', `traffic endpoint ${role} was not started`);
+      if (!existsSync(r.out))
+        throw new LabError(
+          'ERR_LAB_TRAFFIC',
+          `the ${role} traffic endpoint wrote no result (it did not stop within 10 s and was killed)`,
+        );
       return JSON.parse(readFileSync(r.out, 'utf8')) as EndpointResult;
     };
     const guest = read('guest');

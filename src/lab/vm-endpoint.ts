@@ -52,13 +52,27 @@ interface GuestDump extends GuestProbes {
 const now = () => performance.timeOrigin + performance.now();
 const emit = (message: unknown) => process.stdout.write(`${JSON.stringify(message)}\n`);
 
-/** A line conversation over one TCP connection: `ask` sends a line and resolves with the next line. */
-class LineConn {
+/**
+ * A guest that sends nothing this long while a question waits is taken as gone: a migration pauses it for
+ * well under a second, and an endpoint waiting forever would write no result at all.
+ */
+const ANSWER_TIMEOUT_MS = 5000;
+
+/**
+ * A line conversation over one TCP connection: `ask` sends a line and resolves with the next line.
+ * `answerTimeoutMs` without a byte while a question waits breaks the conversation (every waiter is
+ * rejected, and every later ask).
+ */
+export class LineConn {
   private buffer = '';
   private waiters: Array<{ resolve(line: string): void; reject(err: Error): void }> = [];
+  private timer: NodeJS.Timeout | undefined;
   closed: Error | undefined;
 
-  constructor(readonly socket: Socket) {
+  constructor(
+    readonly socket: Socket,
+    private readonly answerTimeoutMs = ANSWER_TIMEOUT_MS,
+  ) {
     socket.setNoDelay(true);
     socket.on('data', (d) => {
       this.buffer += String(d);
@@ -67,19 +81,34 @@ class LineConn {
         this.buffer = this.buffer.slice(nl + 1);
         this.waiters.shift()?.resolve(line);
       }
+      // any byte is progress (a long answer, the dump, arrives in many pieces)
+      this.arm();
     });
-    const end = (err: Error) => {
-      this.closed ??= err;
-      for (const w of this.waiters.splice(0)) w.reject(err);
-    };
-    socket.on('error', end);
-    socket.on('close', () => end(new Error('connection to the guest closed')));
+    socket.on('error', (err) => this.end(err));
+    socket.on('close', () => this.end(new Error('connection to the guest closed')));
+  }
+
+  private end(err: Error): void {
+    this.closed ??= err;
+    clearTimeout(this.timer);
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
+  /** (Re)start the silence timer while questions wait. */
+  private arm(): void {
+    clearTimeout(this.timer);
+    if (this.waiters.length === 0) return;
+    this.timer = setTimeout(() => {
+      this.end(new Error(`the guest sent nothing for ${this.answerTimeoutMs} ms while asked`));
+      this.socket.destroy();
+    }, this.answerTimeoutMs);
   }
 
   ask(line: string): Promise<string> {
     if (this.closed) return Promise.reject(this.closed);
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
+      if (this.waiters.length === 1) this.arm();
       this.socket.write(`${line}\n`);
     });
   }

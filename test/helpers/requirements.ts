@@ -2,10 +2,11 @@
 // that need it are skipped with the reason; under CI=true a missing requirement is a failure (a test
 // named after the requirement fails), so a CI machine that lacks something can never pass by skipping.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { type Backend, type ProbeResult, probeBackends } from '../../src/dataplane/probe.ts';
 import { findGuestKernel } from '../../src/hypervisor/qemu/guest-image.ts';
+import { checkLibvirtRequirements } from '../../src/lab/libvirt-guest.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
 
 export const inCI = process.env['CI'] === 'true';
@@ -54,22 +55,15 @@ export function qemuMissing(): string | false {
   return false;
 }
 
-/** What a libvirt test needs here that is missing (root, libvirtd, virsh, QEMU, a guest kernel, `extra`), or false. */
+/**
+ * What a libvirt test needs here that is missing (root, what `--guest libvirt` needs: libvirtd, virsh,
+ * QEMU, busybox, the libvirt-qemu user, a guest kernel; and `extra`), or false.
+ */
 export function libvirtMissing(extra: readonly string[] = []): string | false {
   if (!isRoot()) return 'root (network namespaces)';
-  for (const p of [
-    '/usr/sbin/libvirtd',
-    '/usr/bin/virsh',
-    '/usr/bin/qemu-system-x86_64',
-    '/usr/bin/busybox',
-    ...extra,
-  ]) {
-    if (!existsSync(p)) return `${p} (scripts/bootstrap)`;
-  }
-  if (!/^libvirt-qemu:/m.test(readFileSync('/etc/passwd', 'utf8')))
-    return 'the libvirt-qemu user (scripts/bootstrap)';
+  for (const p of extra) if (!existsSync(p)) return `${p} (scripts/bootstrap)`;
   try {
-    findGuestKernel();
+    checkLibvirtRequirements();
   } catch (err) {
     return (err as Error).message;
   }

@@ -1,11 +1,13 @@
-// libvirt "hosts" for integration tests (root): one libvirtd per host network namespace, each in its own
-// mount and UTS namespace (libvirtd-host.sh) with its own config, run, lib, log and cache directories
-// under this lab's directory and its own host_uuid, listening for qemu+tcp on the host's address. Guests
-// are QEMU (TCG). docs/libvirt.md explains the settings.
+// libvirt "hosts" on one machine (root), for `offlink lab --guest libvirt` and the integration tests: one
+// libvirtd per host network namespace, each in its own mount and UTS namespace (libvirtd-host.sh) with its
+// own config, run, lib, log and cache directories under one directory and its own host_uuid, listening for
+// qemu+tcp on the host's address. Guests are QEMU (TCG). docs/libvirt.md explains the settings.
 //
-// The lab's directory is `<tmpdir>/offlink-libvirt-<tag>-…` where the tag starts with `t<pid>-` (the
-// NetnsLab's): `removeStaleLibvirt()` finds the directories of runs whose process is gone and kills what
-// they left (QEMUs by libvirt's pid files, libvirtd by its own), so a crashed run leaves nothing running.
+// The directory is the caller's (the lab: <state dir>/libvirt; `lab down` calls killLibvirtIn on it), or a
+// test's `<tmpdir>/offlink-libvirt-<tag>-…` where the tag starts with `t<pid>-` (the NetnsLab's):
+// `removeStaleLibvirt()` finds the directories of runs whose process is gone and kills what they left
+// (QEMUs by libvirt's pid files, libvirtd by its own), so a crashed run leaves nothing running.
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import {
   existsSync,
@@ -18,9 +20,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pidAlive } from '../../src/lab/netns.ts';
-import { nodeSpawner, type SpawnedProcess } from '../../src/system/process.ts';
-import { ExecRunner } from '../../src/system/runner.ts';
+import { ExecRunner } from '../system/runner.ts';
+import { LabError, pidAlive, spawnInNamespace } from './netns.ts';
 
 const SCRIPT = new URL('./libvirtd-host.sh', import.meta.url).pathname;
 /** libvirt's compiled-in directories, bind-mounted per host (they must exist as mount points). */
@@ -49,7 +50,7 @@ export interface LibvirtHost extends LibvirtHostSpec {
   uuid: string;
   /** This host's libvirt directories (etc, run, lib, log, cache). */
   dir: string;
-  daemon: SpawnedProcess;
+  daemon: ChildProcess;
   /** Milliseconds from start to the first answer (mostly QEMU's capabilities probe). */
   readyMs: number;
 }
@@ -58,19 +59,31 @@ export function qemuTcpUri(address: string): string {
   return `qemu+tcp://[${address}]/system`;
 }
 
-export class LibvirtLab {
-  readonly dir: string;
+export interface LibvirtHostsOptions {
+  /** Keep the libvirtds running after this process exits (`lab up`). */
+  detached?: boolean;
+}
+
+export class LibvirtHosts {
   readonly hosts = new Map<string, LibvirtHost>();
   private readonly runner = new ExecRunner({ timeoutMs: 120_000 });
 
-  /** `tag` must start with `t<pid>-` (a NetnsLab's tag). */
-  constructor(tag: string) {
-    this.dir = mkdtempSync(join(tmpdir(), `${PREFIX}${tag}-`));
+  /** `dir` holds one directory per host (made here); the caller removes it (close() does). */
+  constructor(
+    readonly dir: string,
+    private readonly options: LibvirtHostsOptions = {},
+  ) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  /** A test's hosts under `<tmpdir>/offlink-libvirt-<tag>-…`; `tag` must start with `t<pid>-` (a NetnsLab's). */
+  static temporary(tag: string): LibvirtHosts {
+    return new LibvirtHosts(mkdtempSync(join(tmpdir(), `${PREFIX}${tag}-`)));
   }
 
   host(name: string): LibvirtHost {
     const h = this.hosts.get(name);
-    if (!h) throw new Error(`no libvirt host ${name}`);
+    if (!h) throw new LabError('ERR_LAB_LIBVIRTD', `no libvirt host ${name}`);
     return h;
   }
 
@@ -87,15 +100,15 @@ export class LibvirtLab {
     writeFileSync(join(dir, 'etc', 'libvirtd.conf'), libvirtdConf(spec.address, uuid));
     writeFileSync(join(dir, 'etc', 'qemu.conf'), qemuConf(spec.address, spec.tlsDir));
     const t0 = performance.now();
-    const stderr: string[] = [];
-    const daemon = nodeSpawner.spawn(
-      ['ip', 'netns', 'exec', spec.ns, 'unshare', '--uts', 'sh', SCRIPT, dir, spec.name],
-      { onStderrLine: (l) => stderr.push(l) },
-    );
+    const output = join(dir, 'libvirtd.out');
+    const daemon = spawnInNamespace(spec.ns, ['unshare', '--uts', 'sh', SCRIPT, dir, spec.name], {
+      logFile: output,
+      detached: this.options.detached ?? false,
+    });
     const host: LibvirtHost = { ...spec, uri: qemuTcpUri(spec.address), uuid, dir, daemon, readyMs: 0 };
     this.hosts.set(spec.name, host);
     let exited = false;
-    void daemon.exited.then(() => {
+    daemon.once('exit', () => {
       exited = true;
     });
     const deadline = Date.now() + timeoutMs;
@@ -103,9 +116,9 @@ export class LibvirtLab {
       const r = await this.virsh(spec.name, ['version'], { allowFailure: true });
       if (r.exitCode === 0) break;
       if (exited || Date.now() > deadline) {
-        const log = readTail(join(dir, 'log', 'libvirtd.log'));
-        throw new Error(
-          `libvirtd on ${spec.name} ${exited ? 'exited' : 'did not answer'}: ${r.stderr.trim()}\n${stderr.join('\n')}\n${log}`,
+        throw new LabError(
+          'ERR_LAB_LIBVIRTD',
+          `libvirtd on ${spec.name} ${exited ? 'exited' : 'did not answer'}: ${r.stderr.trim()}\n${readTail(output)}\n${readTail(join(dir, 'log', 'libvirtd.log'))}`,
         );
       }
       await new Promise((res) => setTimeout(res, 200));
@@ -126,17 +139,19 @@ export class LibvirtLab {
 
   /** Kill the QEMUs and the libvirtds, then remove the directory. */
   async close(): Promise<void> {
-    await killLeftovers(this.dir);
-    await Promise.all(
-      [...this.hosts.values()].map(async (h) => {
-        h.daemon.kill('SIGTERM');
-        const t = setTimeout(() => h.daemon.kill('SIGKILL'), 5000);
-        await h.daemon.exited;
-        clearTimeout(t);
-      }),
-    );
+    await killLibvirtIn(this.dir);
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Kill what runs from a hosts directory: the QEMUs (libvirt's pid files; a QEMU outlives its libvirtd),
+ * then each libvirtd (its own pid file). Their bind mounts live in the libvirtds' private mount
+ * namespaces and go with the last process in them.
+ */
+export async function killLibvirtIn(dir: string): Promise<void> {
+  await killLeftovers(dir);
+  for (const host of safeReaddir(dir)) await killPidFile(join(dir, host, 'libvirtd.pid'), 'libvirtd');
 }
 
 /** Kill what the labs of processes that no longer exist left running, and remove their directories. */
@@ -147,8 +162,7 @@ export async function removeStaleLibvirt(): Promise<string[]> {
   });
   for (const n of stale) {
     const dir = join(tmpdir(), n);
-    await killLeftovers(dir);
-    for (const host of safeReaddir(dir)) await killPidFile(join(dir, host, 'libvirtd.pid'), 'libvirtd');
+    await killLibvirtIn(dir);
     rmSync(dir, { recursive: true, force: true });
   }
   return stale;
@@ -175,7 +189,9 @@ async function killPidFile(file: string, what: string): Promise<void> {
     return;
   }
   if (!cmdline.includes(what)) return;
-  process.kill(pid, 'SIGKILL');
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {}
   for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
 }
 
