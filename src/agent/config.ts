@@ -196,6 +196,8 @@ const hypervisor = z.discriminatedUnion('driver', [
       .default({}),
     migration: z
       .strictObject({
+        // the handover at libvirt's switchover (default) or after the migration (hypervisor/libvirt/driver.ts)
+        overlap: z.boolean().optional(),
         p2p: z.boolean().optional(),
         persistent: z.boolean().optional(),
         // libvirt reads the certificates from its qemu.conf (migrate_tls_x509_cert_dir), not from here.

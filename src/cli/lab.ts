@@ -88,7 +88,7 @@ export function registerLab(program: Command): Command {
     .addOption(dataplaneOption())
     .option(
       '--no-overlap',
-      'off-link QEMU guests: start the handover after QEMU completed, not at its switchover',
+      'off-link QEMU and libvirt guests: start the handover after the hypervisor completed the migration, not at its switchover',
     )
     .option('--out <dir>', 'report directory (report.json, index.html, logs/)', 'lab-report')
     .option('--json <file>', 'also write report.json here')

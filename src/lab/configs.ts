@@ -131,6 +131,7 @@ function hypervisorSection(
       uri: uri(h),
       peers: Object.fromEntries(peers.map((p) => [p.name, uri(p)])),
       guests: Object.fromEntries(topo.guests.map((g) => [g.name, { domain: domainName(g) }])),
+      migration: { overlap: options.overlap ?? true },
     };
   }
   return {

@@ -61,7 +61,10 @@ export interface ReportParameters {
   streamKbps: number;
   streamPayload: number;
   uplinkSampleMs: number;
-  /** QEMU guests: whether the handover overlapped QEMU's switchover (pause-before-switchover). */
+  /**
+   * VM guests off-link: whether the handover overlapped the hypervisor's switchover (QEMU: inside its
+   * pause-before-switchover; libvirt: from its "Suspended Migrated" event).
+   */
   overlap?: boolean;
 }
 

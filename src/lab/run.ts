@@ -32,7 +32,7 @@ import { UplinkSampler } from './uplink.ts';
 export interface LabOptions {
   topology: TopologyKind;
   guest: GuestKind;
-  /** QEMU guests: overlap the handover with QEMU's switchover (default true); false to compare. */
+  /** VM guests (QEMU, libvirt): overlap the handover with the hypervisor's switchover (default true); false to compare. */
   overlap?: boolean;
   /** The daemons' data plane backend (default auto). */
   dataplane?: BackendChoice;
@@ -345,7 +345,7 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
         streamKbps: result.stream.kbps,
         streamPayload: result.stream.payload,
         uplinkSampleMs: UPLINK_SAMPLE_MS,
-        ...(options.guest === 'qemu' && options.topology === 'off-link'
+        ...(options.guest !== 'netns' && options.topology === 'off-link'
           ? { overlap: options.overlap ?? true }
           : {}),
       },

@@ -226,6 +226,37 @@ describe('libvirt driver', () => {
     await driver.close();
   });
 
+  test('migration.overlap false: the hook waits for virsh to return, after the Suspended event', async () => {
+    const { runner, spawner, driver } = rig({ overlap: false });
+    runner.states[A] = [ok('running (booted)\n')];
+    const finish = pendingMigrate(runner);
+    const order: string[] = [];
+    const migration = driver.migrate(
+      'guest-1',
+      { host: 'host-b', incoming: { uri: B, domain: 'vm1' } },
+      {
+        network,
+        onSwitchover: async () => {
+          order.push('hook');
+        },
+      },
+    );
+    await tick();
+    await tick();
+    const a = spawner.on(A);
+    const b = spawner.on(B);
+    a.print(line('09.074', 'lifecycle', 'Suspended Migrated'));
+    b.print(line('09.163', 'lifecycle', 'Resumed Migrated'));
+    await tick();
+    assert.equal(order.length, 0, 'not at the Suspended event');
+    a.print(line('11.318', 'job-completed', ''), '\tdowntime: 90');
+    order.push('virsh returned');
+    finish(ok());
+    await migration;
+    assert.deepEqual(order, ['virsh returned', 'hook']);
+    await driver.close();
+  });
+
   test('migrate fails: libvirt left the guest paused on the source, the driver resumes it and says so', async () => {
     const { runner, driver } = rig();
     runner.states[A] = [ok('running (booted)\n'), ok('paused (migrating)\n'), ok('running (unpaused)\n')];

@@ -29,6 +29,12 @@ import { type DomainEvent, RESUMED_AFTER_MIGRATION, SUSPENDED_FOR_MIGRATION, Vir
 import { type DomainState, Virsh, virshMessage } from './virsh.ts';
 
 export interface LibvirtMigrationSettings {
+  /**
+   * Run the switchover hook (the network's handover) at the source's "Suspended Migrated" event, while
+   * libvirt finishes the stop-and-copy (default true); false: after `virsh migrate` returned, when the
+   * guest already runs on the destination — the comparison the overlap is measured against.
+   */
+  overlap?: boolean;
   p2p?: boolean;
   persistent?: boolean;
   bandwidthMiBs?: number;
@@ -212,7 +218,7 @@ export class LibvirtDriver implements Driver {
       })();
       return hook;
     };
-    void suspended.event.then(runHook, () => {});
+    if (m.overlap !== false) void suspended.event.then(runHook, () => {});
     const onAbort = () => abort(String(options.signal?.reason ?? 'aborted'));
     options.signal?.addEventListener('abort', onAbort, { once: true });
     if (options.signal?.aborted) onAbort();
@@ -253,7 +259,7 @@ export class LibvirtDriver implements Driver {
     // Done. The hook runs now if its event was missed (a watcher restarting), so the handover happens.
     const grace = this.options.eventGraceMs ?? 3000;
     const suspendedEvent = await within(suspended.event, 0);
-    if (!suspendedEvent)
+    if (!suspendedEvent && m.overlap !== false)
       this.options.logger?.warn({ guest }, 'no "Suspended Migrated" event seen; switchover hook runs late');
     suspended.close();
     await runHook();

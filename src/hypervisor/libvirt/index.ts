@@ -7,7 +7,7 @@
 //     uri: "qemu+tcp://[2001:db8:a::2]/system"          # this host's libvirtd
 //     peers: { host-b: "qemu+tcp://[2001:db8:b::2]/system" }   # each peer's, as this host reaches it
 //     guests: { guest-1: {}, guest-2: { domain: web-2 } }
-//     migration: { p2p: false, persistent: false, tls: false, bandwidthMiBs: 1000, timeoutSeconds: 120 }
+//     migration: { overlap: true, p2p: false, persistent: false, tls: false, bandwidthMiBs: 1000, timeoutSeconds: 120 }
 // Xen hosts use the same section with xen:// URIs (libvirt's libxl driver); docs/libvirt.md.
 
 import type { Logger } from '../../log.ts';
@@ -27,6 +27,7 @@ export interface LibvirtHypervisorConfig {
   guests: Record<string, { domain?: string | undefined }>;
   migration?:
     | {
+        overlap?: boolean | undefined;
         p2p?: boolean | undefined;
         persistent?: boolean | undefined;
         tls?: boolean | undefined;
@@ -61,6 +62,7 @@ export function createLibvirtDriver(
     ...(m
       ? {
           migration: {
+            ...(m.overlap !== undefined ? { overlap: m.overlap } : {}),
             ...(m.p2p !== undefined ? { p2p: m.p2p } : {}),
             ...(m.persistent !== undefined ? { persistent: m.persistent } : {}),
             ...(m.tls !== undefined ? { tls: m.tls } : {}),
