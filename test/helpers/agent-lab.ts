@@ -14,6 +14,7 @@ import type { AgentStatus, MigrationRecord } from '../../src/migration/messages.
 import { ADDR, HOME_PREFIXES, KEY, KEY2, SPI, SPI2, startHa } from './homeagent-lab.ts';
 import { backbone, type NetnsLab, openNetns, sh } from './netns.ts';
 import { type Proc, Procs } from './procs.ts';
+import { startupMs } from './slow.ts';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const OFFLINK = join(ROOT, 'bin/offlink.js');
@@ -245,7 +246,7 @@ export async function startAgent(
     },
   );
   // A QEMU guest boots (TCG) before the agent has started: up to its bootTimeoutSeconds below.
-  const timeoutMs = lab.options.qemuGuest1 ? 200_000 : 20_000;
+  const timeoutMs = startupMs(lab.options.qemuGuest1 ? 200_000 : 20_000);
   await waitForLog(p, (l) => l.includes('"msg":"agent started"'), `${host} agent start`, timeoutMs);
   lab.agents[host] = p;
   return p;

@@ -23,6 +23,7 @@ import {
 import { ExecRunner } from '../../src/system/runner.ts';
 import type { WireSpec } from './homeagent-mr-agent.ts';
 import { backbone, type NetnsLab, openNetns } from './netns.ts';
+import { startupMs } from './slow.ts';
 
 export const ADDR = {
   ha: '2001:db8:ffff::1',
@@ -160,7 +161,7 @@ export async function startHa(
   });
   const log: string[] = [];
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`HA did not start:\n${log.join('\n')}`)), 15_000);
+    const t = setTimeout(() => reject(new Error(`HA did not start:\n${log.join('\n')}`)), startupMs(15_000));
     createInterface({ input: child.stderr! }).on('line', (line) => {
       log.push(line);
       if (line.includes('home agent started')) {

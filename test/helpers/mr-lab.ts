@@ -20,6 +20,7 @@ import { createInterface } from 'node:readline';
 import type { Backend } from '../../src/dataplane/probe.ts';
 import { backbone, type NetnsLab } from './netns.ts';
 import { Procs } from './procs.ts';
+import { startupMs } from './slow.ts';
 
 export const A = {
   haLink: '2001:db8:1::/64',
@@ -235,7 +236,7 @@ export class MrLabProcesses {
     });
     const mr = new MrHandle(name, child);
     this.mrs.push(mr);
-    await mr.event((e) => e['event'] === 'ready', 30_000);
+    await mr.event((e) => e['event'] === 'ready', startupMs(30_000));
     return mr;
   }
 
@@ -277,7 +278,7 @@ export class MrLabProcesses {
       this.haLog += d;
     });
     this.ha = child;
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + startupMs(20_000);
     for (;;) {
       if (child.exitCode !== null) throw new Error(`offlink ha exited ${child.exitCode}:\n${this.haLog}`);
       const ok = await lab
