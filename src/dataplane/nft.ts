@@ -66,9 +66,11 @@ export function haTable(options: HaTableOptions): NftTable {
   const tunnelToHa = `ip6 daddr ${options.haAddress} meta l4proto ipv6`;
   const pre: NftRule[] = [
     ...(options.preRules ?? []),
-    // RFC 3963 §6.3 / docs/dataplane.md: tunnelled packets only from registered CoAs; the mark names the CoA
-    { statement: `${tunnelToHa} ip6 saddr != @coa2id`, verdict: 'drop', counter: COUNTER.unregisteredCoa },
+    // RFC 3963 §6.3 / docs/dataplane.md: tunnelled packets only from registered CoAs; the mark names the CoA.
+    // A source missing from the map leaves the mark 0 (marks start at 1) and the next rule drops it. (Not
+    // `ip6 saddr != @coa2id`: Linux 6.1 refuses a map looked up as a set, "Invalid argument".)
     { statement: `${tunnelToHa} meta mark set ip6 saddr map @coa2id` },
+    { statement: `${tunnelToHa} meta mark 0`, verdict: 'drop', counter: COUNTER.unregisteredCoa },
   ];
   const check: NftRule[] = [
     // decapsulated packets: the inner source must be a prefix (or the HoA) of a binding with that CoA

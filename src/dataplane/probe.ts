@@ -198,7 +198,7 @@ async function probeSeg6(run: (argv: string[]) => Promise<unknown>): Promise<Bac
   let step = 'seg6 encapsulation route (CONFIG_IPV6_SEG6_LWTUNNEL)';
   try {
     await run([
-      ...['ip', '-6', 'route', 'add', '2001:db8:ffff::/64', 'encap', 'seg6', 'mode', 'encap.red'],
+      ...['ip', '-6', 'route', 'add', '2001:db8:fffd::/64', 'encap', 'seg6', 'mode', 'encap.red'],
       ...['segs', '2001:db8::1', 'dev', 'lo'],
     ]);
     step = 'seg6local End.DX6 route (CONFIG_IPV6_SEG6_LWTUNNEL)';

@@ -109,8 +109,8 @@ describe('Seg6HomeAgentDataplane', () => {
     ]);
     const rules = definedRules(kernel.nftOps());
     for (const rule of [
-      `pre ip6 daddr ${HA} meta l4proto ipv6 ip6 saddr != @coa2id counter drop comment "unregistered-coa"`,
       `pre ip6 daddr ${HA} meta l4proto ipv6 meta mark set ip6 saddr map @coa2id`,
+      `pre ip6 daddr ${HA} meta l4proto ipv6 meta mark 0 counter drop comment "unregistered-coa"`,
       'forward_check ip6 saddr & ffff:ffff:ffff:ffff:: . meta mark @allowed_64 accept',
       'forward_check ip6 saddr . meta mark @allowed_128 accept',
       'forward_check counter drop comment "inner-source"',
