@@ -56,6 +56,8 @@ export interface HaConfigOptions {
   uplink: string;
   database: string;
   statusPort: number;
+  /** Extra lines under `homeAgent:` (already indented), e.g. the etcd store's section. */
+  homeAgentLines?: string;
 }
 
 /** The home agent's YAML with `mrs` mobile routers, inline keys, one line each. */
@@ -71,7 +73,7 @@ homeAgent:
   database: ${o.database}
   dataplane: { backend: auto, table: 200, mss: 1400 }
   maxLifetimeSeconds: 3600
-mobileRouters:
+${o.homeAgentLines ?? ''}mobileRouters:
 `);
   let chunk = '';
   for (let i = 0; i < o.mrs; i++) {

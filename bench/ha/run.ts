@@ -4,11 +4,16 @@
 // SQLite size and the kernel routes installed.
 //
 //   node --import tsx bench/ha/run.ts [--mrs 100000] [--coas 1000] [--rates 5000,10000] [--seconds 20]
-//                                     [--window 4096] [--profile LABEL] [--json FILE]
+//                                     [--window 4096] [--profile LABEL] [--store sqlite|etcd] [--json FILE]
+//
+// --store etcd (issue 16): the bindings in a 3-member etcd cluster (Debian's etcd-server, test/helpers/etcd.ts)
+// started in the HA's namespace on fd00:e7cd::1–3 on its loopback (the same 2 cores: each member fsyncs its own WAL),
+// `--max-txn-ops=4096`, the HA's `maxTxnOps` to match.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EtcdCluster } from '../../test/helpers/etcd.ts';
 import { canUseNetns, type NetnsLab, withNetns } from '../../test/helpers/netns.ts';
 import { loadProfile, monotonicMicros, profileMarkdown, summarizeProfile } from '../lib/cpuprofile.ts';
 import { type Daemon, launcherEnv, launcherFlags, startDaemon, stopDaemon } from '../lib/daemon.ts';
@@ -37,6 +42,11 @@ const PROFILE = args.get('profile');
 /** Extra node flags for the HA process (experiments, e.g. "--max-semi-space-size=4"). */
 const NODE_FLAGS = (args.get('ha-node-flags') ?? '').split(' ').filter((f) => f !== '');
 const STATUS_PORT = 9180;
+const STORE = args.get('store') ?? 'sqlite';
+if (STORE !== 'sqlite' && STORE !== 'etcd') throw new Error(`--store: sqlite or etcd, not ${STORE}`);
+/** The members' addresses: on the HA namespace's loopback (IPv6, as test/helpers/etcd.ts writes them). */
+const ETCD_HOSTS = ['fd00:e7cd::1', 'fd00:e7cd::2', 'fd00:e7cd::3'];
+const ETCD_MAX_TXN_OPS = 4096;
 
 interface RegisterResult {
   ms: number;
@@ -140,17 +150,37 @@ async function main(): Promise<void> {
   const database = dbDir ? join(dbDir, `offlink-bench-ha-${process.pid}.sqlite`) : join(dir, 'ha.sqlite');
   const profDir = join(dir, 'prof');
   const t = performance.now();
-  await writeHaConfig(config, { mrs: MRS, uplink: 'ha-up', database, statusPort: STATUS_PORT });
+  await writeHaConfig(config, {
+    mrs: MRS,
+    uplink: 'ha-up',
+    database,
+    statusPort: STATUS_PORT,
+    ...(STORE === 'etcd'
+      ? {
+          homeAgentLines: `  store: etcd\n  etcd: { endpoints: [${ETCD_HOSTS.map((h) => `"http://[${h}]:2379"`).join(', ')}], maxTxnOps: ${ETCD_MAX_TXN_OPS}, name: bench-ha }\n`,
+        }
+      : {}),
+  });
   log(
     `config with ${MRS} mobile routers: ${mib(statSync(config).size)} MiB in ${(performance.now() - t).toFixed(0)} ms`,
   );
 
   let ha: Daemon | undefined;
   let lg: JsonProc | undefined;
+  let etcd: EtcdCluster | undefined;
   const marks: Record<string, number> = {};
   try {
     const result = await withNetns(async (lab) => {
       const ns = await buildNamespaces(lab);
+      if (STORE === 'etcd') {
+        for (const h of ETCD_HOSTS)
+          execFileSync('ip', ['-n', ns.ha, 'addr', 'add', `${h}/128`, 'dev', 'lo', 'nodad']);
+        etcd = await EtcdCluster.start(3, [`--max-txn-ops=${ETCD_MAX_TXN_OPS}`], {
+          netns: ns.ha,
+          hosts: ETCD_HOSTS,
+        });
+        log(`etcd: 3 members in the HA's namespace (${etcd.endpoints.join(', ')})`);
+      }
       marks['start'] = monotonicMicros();
       ha = await startDaemon(ns.ha, ['ha', '--config', config], {
         log: join(dir, 'ha.log'),
@@ -288,6 +318,7 @@ async function main(): Promise<void> {
         launcherFlags: launcherFlags('ha'),
         launcherEnv: launcherEnv('ha'),
         haNodeFlags: NODE_FLAGS,
+        store: STORE,
       },
       ...result,
       targets,
@@ -297,6 +328,7 @@ async function main(): Promise<void> {
   } finally {
     await lg?.close();
     await stopDaemon(ha, 5000);
+    await etcd?.stop();
     if (dbDir) for (const suffix of ['', '-wal', '-shm']) rmSync(database + suffix, { force: true });
     if (!args.has('keep')) rmSync(dir, { recursive: true, force: true });
     else log(`kept ${dir}`);
