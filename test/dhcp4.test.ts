@@ -74,6 +74,27 @@ for (const backend of backends) {
       await rig?.close();
     });
 
+    /**
+     * busybox udhcpc on `ns`'s g0 in the foreground, with the test's script; `once`: retry `tries` times,
+     * then exit (1 without a lease), else keep the lease and renew on SIGUSR1.
+     */
+    const udhcpcIn = (ns: string, o: { once: boolean; tries: number }) =>
+      procs.start(ns, [
+        BUSYBOX,
+        'udhcpc',
+        '-f',
+        '-i',
+        'g0',
+        '-s',
+        join(rig!.dir, 'udhcpc.sh'),
+        ...(o.once ? ['-n', '-q'] : []),
+        '-t',
+        String(o.tries),
+        '-T',
+        '1',
+        '-O',
+        'mtu',
+      ]);
     /** What `host`'s agent logged (dnsmasq's lines are in it at debug). */
     const agentLog = (host: 'host-a' | 'host-b') =>
       `${lab.agents[host].lines.join('\n')}\n${lab.agents[host].stderr}`;
@@ -82,21 +103,7 @@ for (const backend of backends) {
     it('the active host serves the reservation: address, gateway .1, MTU 1460, lease', async () => {
       assert.ok(existsSync(dnsmasqPid('host-a')), 'dnsmasq runs on the active host');
       assert.ok(!existsSync(dnsmasqPid('host-b')), 'and not on the standby host');
-      udhcpc = procs.start(lab.ns.g1, [
-        BUSYBOX,
-        'udhcpc',
-        '-f', // stay in the foreground: renewals later
-        '-i',
-        'g0',
-        '-s',
-        join(rig!.dir, 'udhcpc.sh'),
-        '-t',
-        '10',
-        '-T',
-        '1',
-        '-O',
-        'mtu',
-      ]);
+      udhcpc = udhcpcIn(lab.ns.g1, { once: false, tries: 10 });
       const bound = await udhcpc.waitFor((l) => l.startsWith('udhcpc bound'), 30_000);
       assert.equal(
         bound,
@@ -147,21 +154,7 @@ for (const backend of backends) {
           },
         ],
       });
-      const other = procs.start(made.g3, [
-        BUSYBOX,
-        'udhcpc',
-        '-f',
-        '-i',
-        'g0',
-        '-s',
-        join(rig!.dir, 'udhcpc.sh'),
-        '-n', // exit when no lease
-        '-q',
-        '-t',
-        '3',
-        '-T',
-        '1',
-      ]);
+      const other = udhcpcIn(made.g3, { once: true, tries: 3 });
       const code = await new Promise<number | null>((r) => other.child.once('exit', (c) => r(c)));
       assert.equal(code, 1, 'udhcpc found no lease');
       assert.ok(
@@ -189,21 +182,7 @@ for (const backend of backends) {
         'host-b DHCPv4 reload',
       );
       assert.match(lab.agents['host-b'].stderr.slice(seen), /"dhcp4":"restarted"/);
-      const again = procs.start(made.g3, [
-        BUSYBOX,
-        'udhcpc',
-        '-f',
-        '-i',
-        'g0',
-        '-s',
-        join(rig!.dir, 'udhcpc.sh'),
-        '-n',
-        '-q',
-        '-t',
-        '5',
-        '-T',
-        '1',
-      ]);
+      const again = udhcpcIn(made.g3, { once: true, tries: 5 });
       const bound = await again.waitFor((l) => l.startsWith('udhcpc bound'), 30_000);
       assert.match(bound, /^udhcpc bound ip=10\.1\.0\.99 mask=24 router=10\.1\.0\.1 /);
       // and the guest that had its lease before the reload renews it with the new dnsmasq
