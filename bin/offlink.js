@@ -3,6 +3,8 @@
 // home agent daemon (`offlink ha`) runs a cached esbuild build of the same sources instead, made on first
 // start and whenever a source changed (bin/compiled.js: tsx's loader thread costs the daemon ~45 MiB of
 // RSS). OFFLINK_TSX=1 runs `ha` through tsx too.
+import { fileURLToPath } from 'node:url';
+
 const compiled =
   process.argv[2] === 'ha' && process.env.OFFLINK_TSX !== '1'
     ? await (await import('./compiled.js')).compiledCli()
@@ -14,4 +16,5 @@ else {
   register();
   ({ main } = await import('../src/cli/main.ts'));
 }
-process.exitCode = await main(process.argv);
+// this script is the command: worker threads of the CLI start on it too (src/cli/program.ts, cliEntry)
+process.exitCode = await main(process.argv, { entry: fileURLToPath(import.meta.url) });

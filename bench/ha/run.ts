@@ -4,7 +4,10 @@
 // SQLite size and the kernel routes installed.
 //
 //   node --import tsx bench/ha/run.ts [--mrs 100000] [--coas 1000] [--rates 5000,10000] [--seconds 20]
-//                                     [--window 4096] [--profile LABEL] [--store sqlite|etcd] [--json FILE]
+//                                     [--window 4096] [--profile LABEL] [--store sqlite|etcd] [--pin] [--json FILE]
+//
+// --pin (issue 19): the HA (all its threads) on CPU 0 and the load generator on CPU 1 (taskset), so the
+// figures are the HA's own rather than the two processes' contention for the same cores.
 //
 // --store etcd (issue 16): the bindings in a 3-member etcd cluster (Debian's etcd-server, test/helpers/etcd.ts)
 // started in the HA's namespace on fd00:e7cd::1–3 on its loopback (the same 2 cores: each member fsyncs its own WAL),
@@ -43,6 +46,7 @@ const PROFILE = args.get('profile');
 const NODE_FLAGS = (args.get('ha-node-flags') ?? '').split(' ').filter((f) => f !== '');
 const STATUS_PORT = 9180;
 const STORE = args.get('store') ?? 'sqlite';
+const PIN = args.has('pin');
 if (STORE !== 'sqlite' && STORE !== 'etcd') throw new Error(`--store: sqlite or etcd, not ${STORE}`);
 /** The members' addresses: on the HA namespace's loopback (IPv6, as test/helpers/etcd.ts writes them). */
 const ETCD_HOSTS = ['fd00:e7cd::1', 'fd00:e7cd::2', 'fd00:e7cd::3'];
@@ -187,6 +191,7 @@ async function main(): Promise<void> {
         ready: 'home agent started',
         nodeFlags: [...NODE_FLAGS, ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
       });
+      if (PIN) execFileSync('taskset', ['-a', '-p', '-c', '0', String(ha.pid)], { stdio: 'ignore' });
       const rss = new RssSampler(ha.pid);
       const started = { ms: ha.startMs, rssMiB: rss.sample() };
       log(
@@ -194,7 +199,17 @@ async function main(): Promise<void> {
       );
 
       lg = new JsonProc(
-        ['ip', 'netns', 'exec', ns.lg, process.execPath, '--import', 'tsx', join(BENCH_DIR, 'ha/loadgen.ts')],
+        [
+          'ip',
+          'netns',
+          'exec',
+          ns.lg,
+          ...(PIN ? ['taskset', '-c', '1'] : []),
+          process.execPath,
+          '--import',
+          'tsx',
+          join(BENCH_DIR, 'ha/loadgen.ts'),
+        ],
         {
           cwd: REPO_DIR,
         },
@@ -318,6 +333,7 @@ async function main(): Promise<void> {
         launcherFlags: launcherFlags('ha'),
         launcherEnv: launcherEnv('ha'),
         haNodeFlags: NODE_FLAGS,
+        pinned: PIN,
         store: STORE,
       },
       ...result,

@@ -8,11 +8,13 @@ import type { HomeAgentDataplane } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
 import { TunAnycast } from '../homeagent/anycast.ts';
 import { type HomeAgentConfig, loadHomeAgent, loadHomeAgentConfig } from '../homeagent/config.ts';
+import { loadHomeAgentApart } from '../homeagent/configload.ts';
 import { HomeAgent } from '../homeagent/daemon.ts';
 import type { PrefixTable } from '../homeagent/prefixtable.ts';
 import { createLogger, flushLogger, type Logger } from '../log.ts';
 import { ExecRunner } from '../system/runner.ts';
 import { collectGarbage } from './heap.ts';
+import { cliEntry } from './program.ts';
 import { holdHangup, reloadOnHangup } from './reload.ts';
 
 function dataplaneFor(
@@ -73,7 +75,8 @@ export function registerHomeAgent(program: Command): Command {
     .action(async (opts: { config?: string }) => {
       const path = configPath(opts);
       const releaseHangup = holdHangup();
-      const loaded = loadHomeAgent(path);
+      // in a worker thread: the YAML's parse never grows this thread's heap (configload.ts)
+      const loaded = await loadHomeAgentApart(path, cliEntry());
       const logger = createLogger('ha');
       const backend = await resolveBackend(loaded.config.homeAgent.dataplane.backend, {
         runner: new ExecRunner(),
@@ -82,7 +85,11 @@ export function registerHomeAgent(program: Command): Command {
       const { agent } = buildHomeAgent(loaded, backend, logger);
       await agent.start();
       collectGarbage(); // the config's parse garbage (bench/profiles/ha-memory.md)
-      const stopReloading = reloadOnHangup(path, (p) => agent.reload(loadHomeAgent(p)), logger);
+      const stopReloading = reloadOnHangup(
+        path,
+        async (p) => agent.reload(await loadHomeAgentApart(p, cliEntry())),
+        logger,
+      );
       releaseHangup();
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGINT', resolve);

@@ -9,6 +9,7 @@ import { registerStatus } from './status.ts';
 
 export const COMMANDS = [registerLab, registerHomeAgent, registerStatus, registerAgent, registerDoctor];
 
-export function main(argv: readonly string[]): Promise<number> {
-  return runProgram(buildProgram(COMMANDS), argv);
+/** `entry`: the script running this, when it is the command itself (bin/offlink.js): see `cliEntry`. */
+export function main(argv: readonly string[], options: { entry?: string } = {}): Promise<number> {
+  return runProgram(buildProgram(COMMANDS), argv, options);
 }

@@ -10,4 +10,6 @@ import { registerStatus } from './status.ts';
 process.exitCode = await runProgram(
   buildProgram([registerHomeAgent, registerStatus, registerAgent, registerDoctor]),
   process.argv,
+  // node runs the bundle itself: argv[1] is its path (import.meta.url names this source, see package.mjs)
+  { entry: process.argv[1]! },
 );

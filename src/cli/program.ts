@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { OfflinkError } from '../errors.ts';
+import { serveConfigLoad } from '../homeagent/configload.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -23,8 +24,29 @@ export function buildProgram(commands: readonly Registration[]): Command {
   return program;
 }
 
-/** Run `program` on `argv`; the exit code. An OfflinkError is one `offlink: …` line on stderr. */
-export async function runProgram(program: Command, argv: readonly string[]): Promise<number> {
+let entry: string | undefined;
+
+/**
+ * The script this process runs as the `offlink` command (bin/offlink.js, or the package's bundle), when
+ * it is one: commands start worker threads on it (the home agent's config loader, configload.ts).
+ * Undefined when the program runs inside something else (tests call `main` in-process).
+ */
+export function cliEntry(): string | undefined {
+  return entry;
+}
+
+/**
+ * Run `program` on `argv`; the exit code. An OfflinkError is one `offlink: …` line on stderr. `entry`:
+ * the script running it (see `cliEntry`). In a worker thread started on that script, the worker's task
+ * runs instead of the command line.
+ */
+export async function runProgram(
+  program: Command,
+  argv: readonly string[],
+  options: { entry?: string } = {},
+): Promise<number> {
+  if (serveConfigLoad()) return 0;
+  entry = options.entry;
   try {
     await program.parseAsync(argv as string[]);
     return 0;

@@ -388,7 +388,13 @@ export class HomeAgent {
     const ha = this.config.homeAgent;
     if (ha.store === 'etcd') return new EtcdBindingStore(ha.etcd!);
     const thread = process.env.OFFLINK_HA_COMMIT_THREAD === '1' && ha.database !== ':memory:';
-    return thread ? new WorkerBindingStore(ha.database) : new BindingStore(ha.database);
+    if (thread) return new WorkerBindingStore(ha.database);
+    if (ha.database === ':memory:') return new BindingStore(ha.database);
+    return new BindingStore(ha.database, {
+      checkpoints: 'thread',
+      onCheckpointerLost: (err) =>
+        this.log.error({ err }, 'binding store: checkpoint thread lost, SQLite checkpoints in commits again'),
+    });
   }
 
   /** Whether a stored binding is still allowed by the current config (it may have changed while down). */

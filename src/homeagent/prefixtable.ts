@@ -24,6 +24,17 @@ export type PrefixCheck = { ok: true; prefix: string } | { ok: false; status: nu
 
 const ALGORITHMS: readonly AuthAlgorithm[] = ['hmac-sha1', 'hmac-sha256'];
 
+/** A PrefixTable as plain data (structured-cloneable): see `PrefixTable.columns`. */
+export interface PrefixTableColumns {
+  names: string[];
+  homeAddresses: string[];
+  prefixLists: (readonly string[])[];
+  spiOf: Uint32Array<ArrayBuffer>;
+  algorithmOf: Uint8Array<ArrayBuffer>;
+  keyAt: Uint32Array<ArrayBuffer>;
+  keys: Uint8Array<ArrayBuffer>;
+}
+
 /**
  * Held in columns rather than as an object per mobile router: a home agent serves 100k of them, and the
  * config's objects (and a SecurityAssociation each) cost ~800 B a router; the columns ~250 B (strings,
@@ -33,9 +44,9 @@ const ALGORITHMS: readonly AuthAlgorithm[] = ['hmac-sha1', 'hmac-sha256'];
 export class PrefixTable {
   private readonly spis = new Map<number, number>();
   private readonly hoas = new Map<string, number>();
-  private readonly names: string[] = [];
-  private readonly homeAddresses: string[] = [];
-  private readonly prefixLists: (readonly string[])[] = [];
+  private names: string[] = [];
+  private homeAddresses: string[] = [];
+  private prefixLists: (readonly string[])[] = [];
   private spiOf = new Uint32Array(16);
   private algorithmOf = new Uint8Array(16);
   /** Key i is keys[keyAt[i] .. keyAt[i + 1]). */
@@ -69,6 +80,52 @@ export class PrefixTable {
     this.spis.set(mr.spi, i);
     this.hoas.set(hoa, i);
     return i;
+  }
+
+  /**
+   * The columns, for another thread to rebuild the table from (`fromColumns`): what the config loader's
+   * worker sends back (configload.ts). The typed arrays are copies the caller may transfer.
+   */
+  columns(): PrefixTableColumns {
+    this.trim();
+    const keys = new Uint8Array(this.keys.length);
+    keys.set(this.keys);
+    return {
+      names: this.names,
+      homeAddresses: this.homeAddresses,
+      prefixLists: this.prefixLists,
+      spiOf: this.spiOf.slice(),
+      algorithmOf: this.algorithmOf.slice(),
+      keyAt: this.keyAt.slice(),
+      keys,
+    };
+  }
+
+  /** The table whose `columns()` these are (checked for consistent lengths, not validated again). */
+  static fromColumns(c: PrefixTableColumns): PrefixTable {
+    const n = c.names.length;
+    if (
+      c.homeAddresses.length !== n ||
+      c.prefixLists.length !== n ||
+      c.spiOf.length !== n ||
+      c.algorithmOf.length !== n ||
+      c.keyAt.length !== n + 1 ||
+      c.keyAt[n] !== c.keys.length
+    )
+      throw new Error('PrefixTable.fromColumns: columns of different lengths');
+    const t = new PrefixTable();
+    t.names = c.names;
+    t.homeAddresses = c.homeAddresses;
+    t.prefixLists = c.prefixLists;
+    t.spiOf = c.spiOf;
+    t.algorithmOf = c.algorithmOf;
+    t.keyAt = c.keyAt;
+    t.keys = Buffer.from(c.keys.buffer, c.keys.byteOffset, c.keys.length);
+    for (let i = 0; i < n; i++) {
+      t.spis.set(c.spiOf[i]!, i);
+      t.hoas.set(c.homeAddresses[i]!, i);
+    }
+    return t;
   }
 
   /** Give back the columns' spare capacity, once every mobile router is in. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -81,6 +81,75 @@ describe('BindingStore', () => {
     assert.equal(s.load().bindings.length, 10_000);
     s.close();
     assert.ok(writeMs < 5000, `${writeMs} ms`);
+  });
+});
+
+describe("BindingStore with checkpoints: 'thread'", () => {
+  type Pragma = { db: { pragma(q: string, options?: object): unknown } };
+  const pragma = (s: BindingStore, q: string) => (s as unknown as Pragma).db.pragma(q, { simple: true });
+  const walPages = (path: string) => (existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size / 4096 : 0);
+
+  test('commits never checkpoint; the thread copies the WAL back and the WAL stays bounded', async () => {
+    const path = join(dir, 'ckpt.sqlite');
+    const checkpoints: { ms: number; pages: number }[] = [];
+    const s = new BindingStore(path, {
+      checkpoints: 'thread',
+      checkpointIntervalMs: 20,
+      onCheckpoint: (c) => checkpoints.push(c),
+    });
+    await s.checkpointerReady;
+    assert.equal(pragma(s, 'wal_autocheckpoint'), 0);
+    // 40 commits of 500 rows: ~4,000 pages of WAL with nobody checkpointing, more than SQLite's 1,000
+    for (let round = 0; round < 40; round++) {
+      s.write(
+        Array.from({ length: 500 }, (_, i) => ({
+          op: 'put' as const,
+          binding: binding(i, { sequence: round, updatedAt: round }),
+        })),
+      );
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const deadline = Date.now() + 5000;
+    while (checkpoints.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(checkpoints.length > 0, 'the thread checkpointed');
+    assert.ok(
+      checkpoints.every((c) => c.pages > 0),
+      'only checkpoints that copied pages are reported',
+    );
+    // the writer restarts the WAL once the thread has copied all of it: far below 40 rounds' worth
+    assert.ok(walPages(path) < 2000, `WAL ${walPages(path)} pages`);
+    await s.close();
+    assert.equal(
+      existsSync(`${path}-wal`),
+      false,
+      'the last connection to close checkpoints and removes the WAL',
+    );
+    const again = new BindingStore(path);
+    assert.equal(again.load().bindings.length, 500);
+    assert.ok(again.load().bindings.every((b) => b.sequence === 39));
+    again.close();
+  });
+
+  test("a lost thread turns SQLite's automatic checkpoint back on", async () => {
+    const path = join(dir, 'ckpt-lost.sqlite');
+    let lost: Error | undefined;
+    const s = new BindingStore(path, { checkpoints: 'thread', onCheckpointerLost: (err) => (lost = err) });
+    await s.checkpointerReady;
+    assert.equal(pragma(s, 'wal_autocheckpoint'), 0);
+    await (s as unknown as { checkpointer: { terminate(): Promise<number> } }).checkpointer.terminate();
+    await new Promise((r) => setImmediate(r));
+    assert.equal((lost as { code?: string } | undefined)?.code, 'ERR_STORE_CHECKPOINTER');
+    assert.equal(pragma(s, 'wal_autocheckpoint'), 1000);
+    s.write([{ op: 'put', binding: binding(1) }]);
+    await s.close();
+  });
+
+  test(':memory: is refused', () => {
+    assert.throws(
+      () => new BindingStore(':memory:', { checkpoints: 'thread' }),
+      (err: Error & { code?: string }) =>
+        err.code === 'ERR_STORE' && /needs a database file/.test(err.message),
+    );
   });
 });
 

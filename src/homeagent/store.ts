@@ -7,10 +7,12 @@
 // fsync per commit; the daemon commits once per batch of BUs (group commit), so the cost is paid per
 // batch, not per BU.
 //
-// Two stores: `BindingStore` commits on the calling thread (loading at start, tests, `:memory:`);
-// `WorkerBindingStore`, the daemon's default, commits in a worker thread (storeworker.js) with its own
-// connection, so the fsync does not block the event loop. Both run the same statements from the same
-// rows (`commitRows`).
+// Two stores: `BindingStore` commits on the calling thread — the daemon's, with its checkpoints in a
+// thread of their own (checkpointer.js: SQLite's automatic checkpoint inside a commit was the BA latency's
+// p99); `WorkerBindingStore` (opt-in, OFFLINK_HA_COMMIT_THREAD=1) commits in a worker thread
+// (storeworker.js) with its own connection, so the fsync does not block the event loop — measured slower
+// for the daemon as a whole (bench/profiles/ha-p99.md). Both run the same statements from the same rows
+// (`commitRows`).
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -39,7 +41,22 @@ export interface BindingStoreLike {
 
 export interface StoreOptions {
   synchronous?: 'FULL' | 'NORMAL';
+  /**
+   * Who copies the WAL back into the database file: SQLite inside the commit that crosses 1,000 pages
+   * ('auto', SQLite's default), or a thread of its own with a second connection ('thread': checkpointer.js,
+   * the daemon's choice for a file). 'thread' needs a file; if the thread dies, the store goes back to 'auto'.
+   */
+  checkpoints?: 'auto' | 'thread';
+  /** With checkpoints 'thread': how often it checkpoints (default 200 ms). */
+  checkpointIntervalMs?: number;
+  /** With checkpoints 'thread': each checkpoint that copied pages, and the time it took (metrics, tests). */
+  onCheckpoint?: (c: { ms: number; pages: number }) => void;
+  /** With checkpoints 'thread': the thread failed or exited; SQLite's automatic checkpoint is back on. */
+  onCheckpointerLost?: (err: Error) => void;
 }
+
+/** SQLite's own wal_autocheckpoint default, restored when the checkpoint thread is lost. */
+const AUTO_CHECKPOINT_PAGES = 1000;
 
 const SCHEMA_VERSION = 1;
 
@@ -110,10 +127,13 @@ interface BindingRow {
   updated_at: number;
 }
 
-/** Commits on the calling thread. */
+/** Commits on the calling thread (with `checkpoints: 'thread'`, checkpoints in another). */
 export class BindingStore implements BindingStoreLike {
   private readonly db: Database.Database;
   private readonly writeTx: (rows: readonly CommitRow[]) => void;
+  private checkpointer: Worker | undefined;
+  /** Resolves when the checkpoint thread has opened its connection (tests). */
+  readonly checkpointerReady: Promise<void>;
 
   constructor(path: string, options: StoreOptions = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -124,6 +144,44 @@ export class BindingStore implements BindingStoreLike {
     this.writeTx = this.db.transaction((rows: readonly CommitRow[]) => {
       for (const [i, ...params] of rows) statements[i]!.run(...params);
     });
+    this.checkpointerReady = Promise.resolve();
+    if (options.checkpoints === 'thread') {
+      if (path === ':memory:')
+        throw new StoreError('ERR_STORE', "checkpoints: 'thread' needs a database file, not :memory:");
+      this.checkpointerReady = this.startCheckpointer(path, options);
+    }
+  }
+
+  /** The checkpoint thread; SQLite's automatic checkpoint off while it runs. */
+  private startCheckpointer(path: string, options: StoreOptions): Promise<void> {
+    this.db.pragma('wal_autocheckpoint = 0');
+    const worker = new Worker(new URL('./checkpointer.js', import.meta.url), {
+      workerData: { path, intervalMs: options.checkpointIntervalMs ?? 200 },
+    });
+    this.checkpointer = worker;
+    let ready!: () => void;
+    const promise = new Promise<void>((res) => {
+      ready = res;
+    });
+    let error: Error | undefined;
+    worker.on('message', (msg: CheckpointerMessage) => {
+      if ('ready' in msg) ready();
+      else if ('checkpoint' in msg)
+        options.onCheckpoint?.({ ms: msg.checkpoint.ms, pages: msg.checkpoint.checkpointed });
+    });
+    worker.on('error', (err) => {
+      error = err;
+    });
+    worker.on('exit', (code) => {
+      ready();
+      if (this.checkpointer !== worker) return; // closed on purpose
+      this.checkpointer = undefined;
+      if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`);
+      options.onCheckpointerLost?.(
+        new StoreError('ERR_STORE_CHECKPOINTER', `checkpoint thread exited (${error?.message ?? code})`),
+      );
+    });
+    return promise;
   }
 
   private migrate(): void {
@@ -176,10 +234,29 @@ export class BindingStore implements BindingStoreLike {
     if (ops.length > 0) this.writeTx(commitRows(ops));
   }
 
-  close(): void {
-    if (this.db.open) this.db.close();
+  /** Closes the database; with a checkpoint thread, once the thread has closed its connection. */
+  close(): void | Promise<void> {
+    const worker = this.checkpointer;
+    if (!worker) {
+      if (this.db.open) this.db.close();
+      return;
+    }
+    this.checkpointer = undefined;
+    return new Promise<void>((resolve) => {
+      worker.once('exit', () => {
+        // the last connection: SQLite checkpoints the whole WAL and removes it
+        if (this.db.open) this.db.close();
+        resolve();
+      });
+      worker.postMessage({ close: true });
+    });
   }
 }
+
+type CheckpointerMessage =
+  | { ready: true }
+  | { checkpoint: { ms: number; log: number; checkpointed: number } }
+  | { error: { message: string; code?: string } };
 
 /** A commit that did not happen: the transaction failed (`code` SQLite's, e.g. SQLITE_FULL) or the store is gone. */
 export class StoreError extends OfflinkError {
