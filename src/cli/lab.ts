@@ -198,7 +198,9 @@ export function registerLab(program: Command): Command {
           print(`  status:   ip netns exec ofl-host-a offlink status --config ${configs.hosts['host-a']}`);
           if (topo.cluster) {
             print('  cluster:  ip netns exec ofl-ha offlink status --ha http://127.0.0.1:9180');
-            print(`  routes:   ip netns exec ofl-inet birdc -s ${DEFAULT_STATE_DIR}/bird-inet.ctl show route`);
+            print(
+              `  routes:   ip netns exec ofl-inet birdc -s ${DEFAULT_STATE_DIR}/bird-inet.ctl show route`,
+            );
           }
         }
         if (libvirt) print(`  libvirt:  ip netns exec ofl-host-a virsh -c '${libvirt.uri('host-a')}' list`);

@@ -129,6 +129,6 @@ export async function birdPaths(
   ctl: string,
   prefix: string,
 ): Promise<number> {
-  const out = await run(["birdc", "-s", ctl, "show", "route", prefix]);
+  const out = await run(['birdc', '-s', ctl, 'show', 'route', prefix]);
   return out.split('\n').filter((l) => /^\s+via /.test(l)).length;
 }

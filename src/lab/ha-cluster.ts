@@ -66,7 +66,12 @@ export class LabHaCluster {
     this.routerCtl = startBird(this.topo.inet.ns, 'inet', routerBirdConf(peers), where).ctl;
     const { v6, v4 } = this.prefixes;
     cluster.members.forEach((m, i) => {
-      startBird(m.ns, m.name, haBirdConf(peers[i]!, { device: cluster.device, prefixes: v6, prefixes4: v4 }), where);
+      startBird(
+        m.ns,
+        m.name,
+        haBirdConf(peers[i]!, { device: cluster.device, prefixes: v6, prefixes4: v4 }),
+        where,
+      );
     });
   }
 
@@ -129,9 +134,10 @@ export class LabHaCluster {
     if (!child || child.exitCode !== null || child.signalCode !== null)
       throw new LabError('ERR_LAB_FAILOVER', `home agent ${victim.name} is not running`);
     const network = this.topo.guests[0]!.network;
-    const mr = async () => (await agentStatus(this.runner, options.active, options.configs))?.networks.find(
-      (n) => n.name === network,
-    );
+    const mr = async () =>
+      (await agentStatus(this.runner, options.active, options.configs))?.networks.find(
+        (n) => n.name === network,
+      );
     const before = await mr();
     const survivorBefore = await this.busAnswered(survivor);
     const exited = new Promise((r) => child.once('exit', r));
@@ -148,7 +154,12 @@ export class LabHaCluster {
     const reroutedAt = now();
     await sleep(options.holdMs);
     const restartAt = now();
-    has[victim.name] = await startHomeAgent(victim.ns, victim.file, options.configs.cluster![victim.name], options);
+    has[victim.name] = await startHomeAgent(
+      victim.ns,
+      victim.file,
+      options.configs.cluster![victim.name],
+      options,
+    );
     await this.waitPaths(2, 30_000, options.signal);
     const restartedAt = now();
     await sleep(options.settleMs);

@@ -61,7 +61,11 @@ export interface LabRunOptions extends LabOptions {
 const AGENT_LIFETIME_S = 600;
 
 /** Two home agents need the off-link topology; `--fail-ha` needs two. Checked before anything is built. */
-export function checkHomeAgents(options: { homeAgents?: number; failHa?: boolean; topology: TopologyKind }): void {
+export function checkHomeAgents(options: {
+  homeAgents?: number;
+  failHa?: boolean;
+  topology: TopologyKind;
+}): void {
   const n = options.homeAgents ?? 1;
   if (options.failHa && n !== 2)
     throw new OfflinkError(
@@ -224,7 +228,9 @@ async function bringUp(
     });
     if (cluster) {
       const via = await cluster.carrier();
-      options.print(`lab: ${topo.inet.ns} routes the home prefixes to ${via?.name ?? '?'} (BGP, both HAs announce)`);
+      options.print(
+        `lab: ${topo.inet.ns} routes the home prefixes to ${via?.name ?? '?'} (BGP, both HAs announce)`,
+      );
     }
     if (options.guest === 'netns')
       for (const g of topo.guests) await attachGuest(g, topo.hosts[0].ns, runner);
@@ -317,10 +323,16 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
   let libvirt: LabLibvirt | undefined;
   try {
     mkdirSync(logDir, { recursive: true });
-    const { topo, configs, backend, cluster, has } = await bringUp(options, runner, logDir, false, (started) => {
-      vms = started.vms ?? vms;
-      libvirt = started.libvirt ?? libvirt;
-    });
+    const { topo, configs, backend, cluster, has } = await bringUp(
+      options,
+      runner,
+      logDir,
+      false,
+      (started) => {
+        vms = started.vms ?? vms;
+        libvirt = started.libvirt ?? libvirt;
+      },
+    );
     const guest = topo.guests[0]!;
     sampler = new UplinkSampler(
       topo.hosts.map((h) => ({ label: `host ${h.label}`, ns: h.ns, dev: h.trafficDev })),
@@ -389,7 +401,9 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
       if (i === failAfter && cluster && has && configs) {
         await sleepUntil(Math.max(from + shift + (i + 0.5) * intervalMs, now() + 500), options.signal);
         const carrier = await cluster.carrier();
-        options.print(`lab: --fail-ha: kill -9 of ${carrier?.name ?? '?'} (${topo.inet.ns} routes the network to it)`);
+        options.print(
+          `lab: --fail-ha: kill -9 of ${carrier?.name ?? '?'} (${topo.inet.ns} routes the network to it)`,
+        );
         failover = await cluster.failover(has, {
           runner,
           configs,
@@ -415,7 +429,12 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
     traffic = undefined;
     const uplinks = sampler.stop();
     sampler = undefined;
-    const measurement = measure(result.directions, windows, { from, to }, failover ? [failover.killedAt] : []);
+    const measurement = measure(
+      result.directions,
+      windows,
+      { from, to },
+      failover ? [failover.killedAt] : [],
+    );
     const haFailover = failover ? failoverReport(failover, result.directions, { from, to }) : undefined;
     const report = buildReport({
       procedure: options.procedure,

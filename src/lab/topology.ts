@@ -181,7 +181,10 @@ export function planTopology(
 ): LabPlan {
   const dual = family === 'dual';
   if (homeAgents === 2 && kind === 'on-link')
-    throw new LabError('ERR_LAB_PLAN', 'two home agents need the off-link topology (on-link has no home agent)');
+    throw new LabError(
+      'ERR_LAB_PLAN',
+      'two home agents need the off-link topology (on-link has no home agent)',
+    );
   // VM guests (QEMU, libvirt) have no namespace of their own: their addresses come from their MACs
   const vm = guestKind !== 'netns';
   const host = (name: HostName, label: 'A' | 'B', prefix: string, mac: string): HostPlan => ({
@@ -235,7 +238,14 @@ export function planTopology(
         : {}),
     });
   }
-  const namespaces = ['ofl-inet', 'ofl-ha', ...(homeAgents === 2 ? ['ofl-ha2'] : []), 'ofl-host-a', 'ofl-host-b', 'ofl-cn'];
+  const namespaces = [
+    'ofl-inet',
+    'ofl-ha',
+    ...(homeAgents === 2 ? ['ofl-ha2'] : []),
+    'ofl-host-a',
+    'ofl-host-b',
+    'ofl-cn',
+  ];
   const member = (
     name: 'ha1' | 'ha2',
     ns: string,
