@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Command, CommanderError } from 'commander';
-import { labUp, resolveFamily } from '../lab/run.ts';
+import { checkHomeAgents, labRun, labUp, resolveFamily } from '../lab/run.ts';
 import { familyGiven, familyOption, registerLab } from './lab.ts';
 
 /** Parse `args` with the lab's --family option alone; the value and whether it was given. */
@@ -105,6 +105,50 @@ describe('offlink lab --guest', () => {
         print: (l) => lines.push(l),
       }),
       /`lab up` cannot leave an on-link libvirt guest running.*`lab run --topology on-link --guest libvirt`/,
+    );
+    assert.deepEqual(lines, []);
+  });
+});
+
+describe('offlink lab --home-agents, --fail-ha', () => {
+  it('one home agent by default; 2 in run and up; --fail-ha in run', () => {
+    for (const sub of ['run', 'up'] as const) {
+      assert.equal(parseLab(sub, []).opts?.['homeAgents'], '1');
+      assert.equal(parseLab(sub, ['--home-agents', '2']).opts?.['homeAgents'], '2');
+    }
+    assert.equal(parseLab('run', ['--home-agents', '2', '--fail-ha']).opts?.['failHa'], true);
+    assert.match(
+      parseLab('run', ['--home-agents', '3']).error,
+      /argument '3' is invalid\. Allowed choices are 1, 2/,
+    );
+    assert.match(parseLab('up', ['--fail-ha']).error, /unknown option '--fail-ha'/);
+  });
+
+  it('--fail-ha without two home agents, and two home agents on-link, are refused before anything is built', async () => {
+    assert.throws(
+      () => checkHomeAgents({ failHa: true, topology: 'off-link' }),
+      /--fail-ha kills one of two home agents: use it with --home-agents 2/,
+    );
+    assert.throws(
+      () => checkHomeAgents({ homeAgents: 2, topology: 'on-link' }),
+      /--home-agents 2 needs the off-link topology/,
+    );
+    checkHomeAgents({ homeAgents: 2, failHa: true, topology: 'off-link' });
+    checkHomeAgents({ topology: 'on-link' });
+    const lines: string[] = [];
+    await assert.rejects(
+      labRun({
+        topology: 'off-link',
+        guest: 'netns',
+        failHa: true,
+        migrations: 1,
+        intervalS: 1,
+        procedure: 'make-before-break',
+        out: '/nonexistent/offlink-lab-test',
+        stateDir: '/nonexistent/offlink-lab-test',
+        print: (l) => lines.push(l),
+      }),
+      /--fail-ha kills one of two home agents/,
     );
     assert.deepEqual(lines, []);
   });

@@ -63,6 +63,14 @@ export function familyGiven(cmd: Command): LabFamily | undefined {
     : (cmd.getOptionValue('family') as LabFamily);
 }
 
+const homeAgentsOption = () =>
+  new Option(
+    '--home-agents <n>',
+    'off-link: 2 runs two home agents (bindings in a 3-member etcd cluster, the HA address by BGP anycast from BIRD; needs etcd-server and bird2)',
+  )
+    .choices(['1', '2'])
+    .default('1');
+
 const guestOption = () =>
   new Option(
     '--guest <g>',
@@ -86,6 +94,11 @@ export function registerLab(program: Command): Command {
     .addOption(guestOption())
     .addOption(familyOption())
     .addOption(dataplaneOption())
+    .addOption(homeAgentsOption())
+    .option(
+      '--fail-ha',
+      'with --home-agents 2: kill -9 the home agent carrying the traffic in the middle of the run (then restart it); report.json gets haFailover',
+    )
     .option(
       '--no-overlap',
       'off-link QEMU and libvirt guests: start the handover after the hypervisor completed the migration, not at its switchover',
@@ -102,6 +115,8 @@ export function registerLab(program: Command): Command {
           topology: 'off-link' | 'on-link';
           guest: GuestKind;
           dataplane: BackendChoice;
+          homeAgents: '1' | '2';
+          failHa?: boolean;
           out: string;
           json?: string;
         },
@@ -118,6 +133,8 @@ export function registerLab(program: Command): Command {
             topology: opts.topology,
             guest: opts.guest,
             dataplane: opts.dataplane,
+            homeAgents: opts.homeAgents === '2' ? 2 : 1,
+            ...(opts.failHa ? { failHa: true } : {}),
             overlap: opts.overlap,
             out: opts.out,
             ...(opts.json ? { json: opts.json } : {}),
@@ -147,12 +164,14 @@ export function registerLab(program: Command): Command {
     .addOption(guestOption())
     .addOption(familyOption())
     .addOption(dataplaneOption())
+    .addOption(homeAgentsOption())
     .action(
       async (
         opts: {
           topology: 'off-link' | 'on-link';
           guest: GuestKind;
           dataplane: BackendChoice;
+          homeAgents: '1' | '2';
         },
         cmd: Command,
       ) => {
@@ -162,6 +181,7 @@ export function registerLab(program: Command): Command {
           topology: opts.topology,
           guest: opts.guest,
           dataplane: opts.dataplane,
+          homeAgents: opts.homeAgents === '2' ? 2 : 1,
           stateDir: DEFAULT_STATE_DIR,
           print,
         });
@@ -176,6 +196,12 @@ export function registerLab(program: Command): Command {
             `  migrate:  ip netns exec ofl-host-a offlink migrate ${g.network} --to host-b --config ${configs.hosts['host-a']}`,
           );
           print(`  status:   ip netns exec ofl-host-a offlink status --config ${configs.hosts['host-a']}`);
+          if (topo.cluster) {
+            print('  cluster:  ip netns exec ofl-ha offlink status --ha http://127.0.0.1:9180');
+            print(
+              `  routes:   ip netns exec ofl-inet birdc -s ${DEFAULT_STATE_DIR}/bird-inet.ctl show route`,
+            );
+          }
         }
         if (libvirt) print(`  libvirt:  ip netns exec ofl-host-a virsh -c '${libvirt.uri('host-a')}' list`);
         // a VM guest has no namespace of its own: ask it from the correspondent

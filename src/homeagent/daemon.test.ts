@@ -423,6 +423,51 @@ describe('HomeAgent daemon', () => {
     assert.equal((await r2.bu({ sequence: 2 })).ba.status, 0);
   });
 
+  test('restart: a dual-stack binding (an IPv4 prefix beside the MNP) is kept, not dropped as unauthorized', async () => {
+    // With store: etcd a drop at start deletes the binding for the whole cluster: a restarted HA of a
+    // dual-stack lab took the other HA's forwarding with it.
+    const database = join(dir, 'restart-v4.sqlite');
+    const clock = new FakeClock(Date.now());
+    const store = new BindingStore(database);
+    const t = clock.now();
+    const binding = {
+      hoa: HOA,
+      coa: '::1',
+      prefixes: ['2001:db8:100::/64', '10.1.0.0/24'],
+      sequence: 7,
+      lifetimeSeconds: 600,
+      expiresAt: t + 600_000,
+      mode: 'explicit' as const,
+      lastTimestamp: 1n,
+      id: 1,
+      registeredAt: t,
+      updatedAt: t,
+    };
+    store.write([{ op: 'put', binding }]);
+    store.close();
+    const v4 = config(database).mobileRouters.map((m) =>
+      m.homeAddress === HOA ? { ...m, prefixes: [...m.prefixes, '10.1.0.0/24'] } : m,
+    );
+    const dp = new RecordingDataplane();
+    const ha = new HomeAgent(
+      {
+        clock,
+        logger: silentLogger(),
+        dataplane: dp,
+        transport: new SpyTransport([]),
+        store: new BindingStore(database),
+      },
+      { ...config(database), mobileRouters: v4 },
+    );
+    await ha.start();
+    try {
+      assert.equal(ha.cache.size, 1, 'kept');
+      assert.deepEqual(dp.reconciled[0]?.[0]?.prefixes, ['2001:db8:100::/64', '10.1.0.0/24']);
+    } finally {
+      await ha.stop();
+    }
+  });
+
   test('retainOnStop: false flushes the data plane on stop', async () => {
     const r = await rig({ over: { retainOnStop: false } });
     await r.ha.stop();

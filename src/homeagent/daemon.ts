@@ -20,6 +20,7 @@ import type { BindingChange, HomeAgentDataplane } from '../dataplane/types.ts';
 import { OfflinkError } from '../errors.ts';
 import { type Health, MetricsExporter } from '../exporter.ts';
 import { type Logger, LogLimiter } from '../log.ts';
+import { isIPv4Text } from '../protocol/address.ts';
 import { BaStatus, baStatusName } from '../protocol/constants.ts';
 import { DecodeError } from '../protocol/errors.ts';
 import {
@@ -397,14 +398,19 @@ export class HomeAgent {
     });
   }
 
-  /** Whether a stored binding is still allowed by the current config (it may have changed while down). */
+  /**
+   * Whether a stored binding is still allowed by the current config (it may have changed while down). An
+   * IPv4 prefix (RFC 5555, a dual-stack MR) is checked as its BU checked it: against the IPv4 prefixes.
+   */
   private authorized(b: Binding): boolean {
     const mr = this.table.byHomeAddress(b.hoa);
     return (
       mr !== undefined &&
       b.prefixes.every((p) => {
         const [prefix, len] = p.split('/');
-        return this.table.authorize(mr, prefix!, Number(len)).ok;
+        return isIPv4Text(prefix!)
+          ? this.table.authorizeIPv4(mr, prefix!, Number(len)).ok
+          : this.table.authorize(mr, prefix!, Number(len)).ok;
       })
     );
   }

@@ -1,7 +1,7 @@
 // The lab's daemons, each its own process inside its namespace, started the way a user would start
 // them on real machines (`offlink ha --config …`, `offlink agent --config …`), and `offlink migrate`
 // run on the source host for each migration.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AgentStatus, MigrationRecord } from '../migration/messages.ts';
@@ -52,39 +52,77 @@ export interface DaemonStartOptions {
   signal?: AbortSignal;
 }
 
-/**
- * Start the home agent, then both host agents; resolves when they listen and every guest bridge exists.
- * A daemon that exits early is reported with the last line of its log.
- */
-export async function startDaemons(topo: Topology, options: DaemonStartOptions): Promise<void> {
+/** Start `argv` (offlink's) in `ns`, its output to LOGDIR/NAME.log; a check that throws once it has exited. */
+function startOfflink(
+  ns: string,
+  name: string,
+  args: string[],
+  options: DaemonStartOptions,
+): { child: ChildProcess; alive: () => void } {
   const env = { ...process.env, OFFLINK_LOG_LEVEL: process.env['OFFLINK_LOG_LEVEL'] ?? 'info' };
-  const start = (ns: string, name: string, args: string[]) => {
-    const logFile = join(options.logDir, `${name}.log`);
-    const child = spawnInNamespace(ns, [process.execPath, OFFLINK_BIN, ...args], {
-      logFile,
-      env,
-      detached: options.detached,
-    });
-    let exited: string | undefined;
-    child.once('exit', (code, sig) => {
-      exited = `${name} exited (${code ?? sig}); see ${logFile}`;
-    });
-    return () => {
+  const logFile = join(options.logDir, `${name}.log`);
+  const child = spawnInNamespace(ns, [process.execPath, OFFLINK_BIN, ...args], {
+    logFile,
+    env,
+    detached: options.detached,
+  });
+  let exited: string | undefined;
+  child.once('exit', (code, sig) => {
+    exited = `${name} exited (${code ?? sig}); see ${logFile}`;
+  });
+  return {
+    child,
+    alive: () => {
       if (exited) throw new LabError('ERR_LAB_DAEMON', exited);
-    };
+    },
   };
-  const haAlive = start(topo.ha.ns, 'ha', ['ha', '--config', options.configs.ha]);
+}
+
+/**
+ * `offlink ha --config CONFIG` in `ns` (log LOGDIR/NAME.log, appended: a restarted HA continues it);
+ * resolves with its process (`ip netns exec` execs node: the pid is the HA's) once it listens.
+ */
+export async function startHomeAgent(
+  ns: string,
+  name: string,
+  config: string,
+  options: DaemonStartOptions,
+): Promise<ChildProcess> {
+  const { child, alive } = startOfflink(ns, name, ['ha', '--config', config], options);
   await waitFor(
     async () => {
-      haAlive();
-      return listening(options.runner, topo.ha.ns, 'udp', SIGNALING_PORT);
+      alive();
+      return listening(options.runner, ns, 'udp', SIGNALING_PORT);
     },
     60_000,
-    `the home agent did not listen on UDP ${SIGNALING_PORT} within 60 s; see ${options.logDir}/ha.log`,
+    `the home agent (${ns}) did not listen on UDP ${SIGNALING_PORT} within 60 s; see ${options.logDir}/${name}.log`,
     options.signal,
   );
+  return child;
+}
+
+/**
+ * Start the home agent (both, with two), then both host agents (after `beforeAgents`); resolves when they
+ * listen and every guest bridge exists, with the home agents' processes by name (`ha1`, `ha2`; one HA:
+ * `ha1`). A daemon that exits early is reported with the last line of its log.
+ */
+export async function startDaemons(
+  topo: Topology,
+  options: DaemonStartOptions & { beforeAgents?: () => Promise<void> },
+): Promise<Record<string, ChildProcess>> {
+  const has: Record<string, ChildProcess> = {};
+  if (topo.cluster && options.configs.cluster) {
+    for (const m of topo.cluster.members)
+      has[m.name] = await startHomeAgent(m.ns, m.file, options.configs.cluster[m.name], options);
+  } else has['ha1'] = await startHomeAgent(topo.ha.ns, 'ha', options.configs.ha, options);
+  await options.beforeAgents?.();
   for (const h of topo.hosts) {
-    const alive = start(h.ns, `agent-${h.name}`, ['agent', '--config', options.configs.hosts[h.name]]);
+    const { alive } = startOfflink(
+      h.ns,
+      `agent-${h.name}`,
+      ['agent', '--config', options.configs.hosts[h.name]],
+      options,
+    );
     await waitFor(
       async () => {
         alive();
@@ -97,6 +135,7 @@ export async function startDaemons(topo: Topology, options: DaemonStartOptions):
       options.signal,
     );
   }
+  return has;
 }
 
 export interface MigrateResult {

@@ -4,6 +4,7 @@ import {
   arrivalPoints,
   longestSilence,
   measure,
+  measureSpan,
   type ProbeTimes,
   percentile,
   percentiles,
@@ -119,6 +120,30 @@ describe('measure', () => {
     assert.equal(m.summary.sent, 9000);
     // the 10 ms loss at 4000 is after migration 1's window ended: its gap is one probe interval
     assert.equal(m.migrations[0]!.gapMs, 1);
+  });
+
+  it('a cut (a home agent killed) ends the loss of the migration before it; measureSpan counts the failure', () => {
+    const up = probes('guest→cn', 10_000, { lose: [[4000, 4120]] });
+    const down = { ...probes('cn→guest', 10_000, { lose: [[4050, 4100]] }), family: 'ipv4' as const };
+    const m = measure([up, down], migrations, w, [T0 + 3500]);
+    assert.deepEqual(
+      m.migrations.map((x) => x.lost),
+      [0, 0],
+    );
+    assert.equal(m.summary.lost, 170, 'the run still counts every lost probe');
+    const f = measureSpan([up, down], T0 + 3500, T0 + 5000, w);
+    assert.equal(f.lost, 170);
+    assert.equal(f.sent, 3002);
+    assert.equal(f.gapMs, 121);
+    assert.equal(f.gapFrom, T0 + 3999.2);
+    assert.deepEqual(f.byFamily.ipv4, { gapMs: 51, lost: 50, sent: 1501 });
+    assert.deepEqual(
+      f.directions.map((d) => [d.name, d.lost]),
+      [
+        ['guest→cn', 120],
+        ['cn→guest', 50],
+      ],
+    );
   });
 
   it('reports a direction that never recovers as silent until the end', () => {

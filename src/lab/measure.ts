@@ -146,19 +146,79 @@ function combine(per: readonly DirectionMeasure[]): { gapMs: number; lost: numbe
   };
 }
 
+/** Gap, lost and sent over a span of time that is no migration (a home agent's failure, `--fail-ha`). */
+export interface SpanMeasure {
+  /** The longest silence at any receiver that overlaps [from, to]. */
+  gapMs: number;
+  gapFrom: number;
+  gapTo: number;
+  /** Probes sent in [from, to] and never received, and sent. */
+  lost: number;
+  sent: number;
+  byFamily: Partial<Record<AddressFamily, { gapMs: number; lost: number; sent: number }>>;
+  directions: { name: string; family: AddressFamily; gapMs: number; lost: number; sent: number }[];
+}
+
+export function measureSpan(
+  directions: readonly ProbeTimes[],
+  from: number,
+  to: number,
+  w: MeasureWindow,
+): SpanMeasure {
+  const per = directions.map((d) => {
+    const silence = longestSilence(arrivalPoints(d, w), from, to);
+    return {
+      name: d.name,
+      family: familyOf(d),
+      gapMs: round1(silence.to - silence.from),
+      gapFrom: silence.from,
+      gapTo: silence.to,
+      ...countLost(d, from, to, true),
+    };
+  });
+  const worst = per.reduce<{ gapMs: number; gapFrom: number; gapTo: number }>(
+    (a, b) => (b.gapMs > a.gapMs ? b : a),
+    { gapMs: -1, gapFrom: from, gapTo: from },
+  );
+  const families = [...new Set(directions.map(familyOf))];
+  const sum = (xs: typeof per) => ({
+    gapMs: Math.max(0, ...xs.map((p) => p.gapMs)),
+    lost: xs.reduce((n, p) => n + p.lost, 0),
+    sent: xs.reduce((n, p) => n + p.sent, 0),
+  });
+  return {
+    ...sum(per),
+    gapFrom: worst.gapFrom,
+    gapTo: worst.gapTo,
+    byFamily: Object.fromEntries(families.map((f) => [f, sum(per.filter((p) => p.family === f))])),
+    directions: per.map(({ gapFrom: _f, gapTo: _t, ...rest }) => rest),
+  };
+}
+
+/**
+ * Per migration and over the run. `cuts`: times (a home agent killed) at which a migration's loss stops
+ * being counted before the next migration starts, so that the failure's loss is not the migration's.
+ */
 export function measure(
   directions: readonly ProbeTimes[],
   migrations: readonly MigrationWindow[],
   w: MeasureWindow,
+  cuts: readonly number[] = [],
 ): Measurement {
   const points = directions.map((d) => arrivalPoints(d, w));
   const families = [...new Set(directions.map(familyOf))];
   const ordered = [...migrations].sort((a, b) => a.start - b.start);
   const perMigration = ordered.map((m, k): MigrationMeasure => {
     const next = ordered[k + 1];
+    const cut = cuts.filter((c) => c > m.end && (!next || c < next.start)).sort((a, b) => a - b)[0];
     const per = directions.map((d, j): DirectionMeasure => {
       const silence = longestSilence(points[j]!, m.start, m.end);
-      const { sent, lost } = countLost(d, m.start, next ? next.start : w.to, next === undefined);
+      const { sent, lost } = countLost(
+        d,
+        m.start,
+        cut ?? (next ? next.start : w.to),
+        next === undefined && cut === undefined,
+      );
       return {
         name: d.name,
         family: familyOf(d),

@@ -97,6 +97,8 @@ export async function preflight(
   runner: CommandRunner,
   stateDir: string,
   notice: (line: string) => void,
+  /** What this lab needs beyond REQUIRED_COMMANDS (two home agents: etcd, BIRD). */
+  extra: readonly { command: string; pkg: string }[] = [],
 ): Promise<void> {
   if (process.getuid?.() !== 0) {
     throw new LabError(
@@ -104,7 +106,7 @@ export async function preflight(
       'the lab needs root (it creates network namespaces): run it with sudo',
     );
   }
-  for (const { command, pkg } of REQUIRED_COMMANDS) {
+  for (const { command, pkg } of [...REQUIRED_COMMANDS, ...extra]) {
     if (!findCommand(command)) {
       throw new LabError(
         'ERR_LAB_MISSING_PACKAGE',

@@ -72,6 +72,13 @@ function chart(r: LabReport): string {
       ...(worst ? { band: { from: sec(worst.gapFrom), to: sec(worst.gapTo) } } : {}),
     };
   });
+  const f = r.haFailover;
+  if (f)
+    markers.push({
+      x: sec(f.killedAt),
+      label: `kill -9 ${f.killed}`,
+      band: { from: sec(f.gapFrom), to: sec(f.gapTo) },
+    });
   return lineChart(series, markers, {
     title: "Traffic on each host's uplink over time",
     xLabel: 'time since start of run (s)',
@@ -102,6 +109,25 @@ function familyTable(r: LabReport): string {
 <tbody>
 ${rows.join('\n')}
 </tbody></table>`;
+}
+
+/** `--fail-ha`: what killing the home agent that carried the traffic cost. */
+function failoverSection(r: LabReport): string {
+  const f = r.haFailover;
+  if (!f) return '';
+  const pct = f.sent > 0 ? ((100 * f.lost) / f.sent).toFixed(2) : '0';
+  return `<h2>Home agent failover</h2>
+<p class="note">Two home agents (bindings in etcd, the HA address by BGP anycast). Between two migrations, while probes
+flowed, <code>kill -9</code> of the one the router sent the traffic to; it was restarted afterwards. Window: from the kill
+until the restarted HA served and the router had both routes again, plus 1 s (no migration in it). Re-registrations: BUs
+the mobile router sent in the window (its sequence number's advance) beyond a refresh its schedule had due. After the
+restart the router sent the traffic to ${esc(f.routedToAfter ?? '—')}.</p>
+<table id="ha-failover"><thead><tr><th>killed</th><th>survivor</th><th>reroute ms</th><th>gap ms</th>
+<th>lost / sent</th><th>re-registrations</th><th>BUs sent / answered</th><th>restart s</th></tr></thead>
+<tbody><tr><td>${esc(f.killed)}</td><td>${esc(f.survivor)}</td><td class="reroute">${ms(f.rerouteMs)}</td>
+<td class="gap">${ms(f.gapMs)}</td><td class="lost">${f.lost} / ${f.sent} (${pct} %)</td>
+<td class="reregistrations">${f.reRegistrations ?? '—'}</td><td>${f.busSent ?? '—'} / ${f.busAnswered}</td>
+<td>${(f.restartMs / 1000).toFixed(1)}</td></tr></tbody></table>`;
 }
 
 function row(r: LabReport, m: ReportMigration): string {
@@ -155,6 +181,7 @@ sampled every ${p.uplinkSampleMs} ms. Dashed lines: a migration starts; red band
 <h2>By address family</h2>
 <p class="note">${r.family === 'dual' ? 'Dual-stack: probes over IPv6 and IPv4 at once, each family at the full rate both ways (the stream is IPv6). ' : 'IPv6 only. '}Gap and loss per family, over that family's probe directions alone.${r.familyNote ? ` ${esc(r.familyNote)}` : ''}</p>
 ${familyTable(r)}
+${failoverSection(r)}
 <h2>Migrations</h2>
 <p class="note">Times in ms. Hypervisor and handover: the agent's phases; command: <code>offlink migrate</code> as the lab saw it;
 lost by direction: ${esc(directions)}.</p>
@@ -174,6 +201,7 @@ ${r.migrations.map((m) => row(r, m)).join('\n')}
     ['address families', r.family === 'dual' ? 'IPv6 + IPv4 (dual-stack)' : 'IPv6'],
     ['data plane', r.dataplane?.backend ?? 'none (no tunnel)'],
     ['guest', r.guest],
+    ['home agents', p.homeAgents === 2 ? '2 (etcd, BGP anycast)' : '1'],
     ['migrations', p.migrations],
     ['interval', `${p.intervalS} s`],
     ['stream', `${p.streamKbps} kbit/s, ${p.streamPayload}-byte payloads`],

@@ -1,6 +1,7 @@
 // `offlink lab run`: build the lab, start its daemons and traffic, migrate the guest back and forth,
 // measure, tear everything down (also on failure and on Ctrl-C), and write the report.
 // `offlink lab up`: the same lab with its daemons, left running for manual experiments.
+import type { ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -11,11 +12,12 @@ import type { CommandRunner } from '../system/runner.ts';
 import { ExecRunner } from '../system/runner.ts';
 import { type LabConfigs, writeLabConfigs } from './configs.ts';
 import { runMigrate, startDaemons, waitActive, waitFor } from './daemons.ts';
+import { CLUSTER_COMMANDS, type HaFailoverTimes, LabHaCluster } from './ha-cluster.ts';
 import { checkLibvirtRequirements, LabLibvirt, OnLinkLibvirt } from './libvirt-guest.ts';
-import { type MigrationWindow, measure } from './measure.ts';
+import { type MigrationWindow, measure, measureSpan } from './measure.ts';
 import { LAB_COMMAND_TIMEOUT_MS, LIBVIRT_DIR, labDown, preflight, writeState } from './netns.ts';
 import { type OnLinkGuests, OnLinkVms } from './onlink-vms.ts';
-import type { GuestKind, LabFamily, LabReport, Procedure, RunData } from './report.ts';
+import type { GuestKind, HaFailover, LabFamily, LabReport, Procedure, RunData } from './report.ts';
 import { buildReport, writeReport } from './report.ts';
 import { formatSummary } from './summary.ts';
 import {
@@ -38,6 +40,8 @@ export interface LabOptions {
   dataplane?: BackendChoice;
   /** The guests' address families; unset: dual, or ipv6 for QEMU guests (resolveFamily). */
   family?: LabFamily;
+  /** 2: two home agents, their bindings in etcd, the HA address by BGP anycast (default 1). */
+  homeAgents?: 1 | 2;
   stateDir: string;
   print: (line: string) => void;
   signal?: AbortSignal;
@@ -49,6 +53,30 @@ export interface LabRunOptions extends LabOptions {
   procedure: Procedure;
   out: string;
   json?: string;
+  /** Kill -9 the home agent that carries the traffic in the middle of the run (needs homeAgents 2). */
+  failHa?: boolean;
+}
+
+/** The agents' default BU lifetime (the lab's configs set none): a refresh is due at 80 % of it. */
+const AGENT_LIFETIME_S = 600;
+
+/** Two home agents need the off-link topology; `--fail-ha` needs two. Checked before anything is built. */
+export function checkHomeAgents(options: {
+  homeAgents?: number;
+  failHa?: boolean;
+  topology: TopologyKind;
+}): void {
+  const n = options.homeAgents ?? 1;
+  if (options.failHa && n !== 2)
+    throw new OfflinkError(
+      'ERR_LAB_OPTIONS',
+      '--fail-ha kills one of two home agents: use it with --home-agents 2',
+    );
+  if (n === 2 && options.topology === 'on-link')
+    throw new OfflinkError(
+      'ERR_LAB_OPTIONS',
+      '--home-agents 2 needs the off-link topology (the on-link baseline has no home agent)',
+    );
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -110,6 +138,9 @@ interface Running {
   libvirt?: LabLibvirt;
   /** The data plane backend the home agent chose (off-link; on-link has no tunnel). */
   backend?: string;
+  /** Two home agents: etcd and BIRD, and the HAs' processes by name. */
+  cluster?: LabHaCluster;
+  has?: Record<string, ChildProcess>;
 }
 
 /** The backend a daemon logged it chose (`data plane backend chosen`), from its log file. */
@@ -144,7 +175,8 @@ async function bringUp(
   options.print(
     `lab: building the ${options.topology} testbed (${family === 'dual' ? 'dual-stack' : 'IPv6'}) in network namespaces ...`,
   );
-  const topo = await buildTopology(planTopology(options.topology, 1, options.guest, family), {
+  const homeAgents = options.homeAgents ?? 1;
+  const topo = await buildTopology(planTopology(options.topology, 1, options.guest, family, homeAgents), {
     runner,
     stateDir: options.stateDir,
     bridges: options.topology === 'off-link' ? 'agent' : 'lab',
@@ -168,17 +200,38 @@ async function bringUp(
       overlap: options.overlap ?? true,
       dataplane: options.dataplane ?? 'auto',
     });
+    let cluster: LabHaCluster | undefined;
+    if (topo.cluster) {
+      cluster = new LabHaCluster(
+        { ...topo, cluster: topo.cluster },
+        runner,
+        { state: options.stateDir, log: logDir },
+        detached,
+      );
+      options.print(
+        `lab: two home agents: etcd ×3 on ${topo.inet.ns}'s loopback, BIRD in ${[topo.inet.ns, ...topo.cluster.members.map((m) => m.ns)].join(', ')} ...`,
+      );
+      await cluster.start();
+    }
     if (options.guest === 'qemu') options.print("lab: host A's agent boots the QEMU guest (TCG: ~10 s) ...");
     options.print(
-      `lab: starting offlink ha (${topo.ha.ns}) and offlink agent (${topo.hosts.map((h) => h.ns).join(', ')}) ...`,
+      `lab: starting offlink ha (${topo.cluster ? topo.cluster.members.map((m) => m.ns).join(', ') : topo.ha.ns}) and offlink agent (${topo.hosts.map((h) => h.ns).join(', ')}) ...`,
     );
-    await startDaemons(topo, {
+    const has = await startDaemons(topo, {
       runner,
       configs,
       logDir,
       detached,
       ...(options.signal ? { signal: options.signal } : {}),
+      // both HAs announce the HA address before the agents register through it
+      ...(cluster ? { beforeAgents: () => cluster.waitPaths(2, 60_000, options.signal) } : {}),
     });
+    if (cluster) {
+      const via = await cluster.carrier();
+      options.print(
+        `lab: ${topo.inet.ns} routes the home prefixes to ${via?.name ?? '?'} (BGP, both HAs announce)`,
+      );
+    }
     if (options.guest === 'netns')
       for (const g of topo.guests) await attachGuest(g, topo.hosts[0].ns, runner);
     await waitActive(runner, topo.hosts[0], configs, 60_000, options.signal);
@@ -186,7 +239,14 @@ async function bringUp(
     options.print(
       `lab: ${topo.guests.map((g) => g.network).join(', ')} active on host A (registered with the home agent; data plane ${backend ?? '?'})`,
     );
-    return { topo, configs, ...(backend ? { backend } : {}), ...(libvirt ? { libvirt } : {}) };
+    return {
+      topo,
+      configs,
+      has,
+      ...(cluster ? { cluster } : {}),
+      ...(backend ? { backend } : {}),
+      ...(libvirt ? { libvirt } : {}),
+    };
   }
   if (libvirt) {
     // On-link: plain `virsh migrate --live` between the two libvirtds, driven by this process.
@@ -209,6 +269,11 @@ async function bringUp(
   return { topo };
 }
 
+/** What a lab with these options needs beyond the lab's own commands. */
+function extraCommands(options: LabOptions): readonly { command: string; pkg: string }[] {
+  return (options.homeAgents ?? 1) === 2 ? CLUSTER_COMMANDS : [];
+}
+
 export async function labUp(options: LabOptions): Promise<Running> {
   // The on-link QEMU guest is a child of the lab process: it cannot outlive `lab up`. An on-link libvirt
   // guest could, but nothing would migrate it: the lab process does that on-link.
@@ -220,8 +285,9 @@ export async function labUp(options: LabOptions): Promise<Running> {
     );
   }
   resolveFamily(options.family, options.dataplane);
+  checkHomeAgents(options);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
-  await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
+  await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`), extraCommands(options));
   if (options.guest === 'libvirt') checkLibvirtRequirements();
   writeState(options.stateDir, {
     pid: process.pid,
@@ -239,8 +305,9 @@ export async function labUp(options: LabOptions): Promise<Running> {
 
 export async function labRun(options: LabRunOptions): Promise<LabReport> {
   const { family, note: familyNote } = resolveFamily(options.family, options.dataplane);
+  checkHomeAgents(options);
   const runner = new ExecRunner({ timeoutMs: LAB_COMMAND_TIMEOUT_MS });
-  await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`));
+  await preflight(runner, options.stateDir, (l) => options.print(`lab: ${l}`), extraCommands(options));
   if (options.guest === 'libvirt') checkLibvirtRequirements();
   writeState(options.stateDir, {
     pid: process.pid,
@@ -256,10 +323,16 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
   let libvirt: LabLibvirt | undefined;
   try {
     mkdirSync(logDir, { recursive: true });
-    const { topo, configs, backend } = await bringUp(options, runner, logDir, false, (started) => {
-      vms = started.vms ?? vms;
-      libvirt = started.libvirt ?? libvirt;
-    });
+    const { topo, configs, backend, cluster, has } = await bringUp(
+      options,
+      runner,
+      logDir,
+      false,
+      (started) => {
+        vms = started.vms ?? vms;
+        libvirt = started.libvirt ?? libvirt;
+      },
+    );
     const guest = topo.guests[0]!;
     sampler = new UplinkSampler(
       topo.hosts.map((h) => ({ label: `host ${h.label}`, ns: h.ns, dev: h.trafficDev })),
@@ -298,8 +371,13 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
     const windows: MigrationWindow[] = [];
     const migrations: RunData['migrations'] = [];
     let at = 0;
+    // --fail-ha: after the middle migration, halfway to the next; the later ones wait for the restart
+    const failAfter = options.failHa ? Math.max(1, Math.floor(options.migrations / 2)) : 0;
+    const intervalMs = options.intervalS * 1000;
+    let shift = 0;
+    let failover: HaFailoverTimes | undefined;
     for (let i = 1; i <= options.migrations; i++) {
-      await sleepUntil(from + i * options.intervalS * 1000, options.signal);
+      await sleepUntil(from + shift + i * intervalMs, options.signal);
       const src = topo.hosts[at]!;
       const dst = topo.hosts[1 - at]!;
       const start = now();
@@ -320,6 +398,30 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
       options.print(
         `  #${i} ${src.label} → ${dst.label}  ${m.ok ? 'ok' : `FAILED: ${m.error}`}  hypervisor ${fmt(m.hypervisorMs)}  handover ${fmt(m.handoverMs)}  (command ${(end - start).toFixed(0)} ms; ${flow.describe()})`,
       );
+      if (i === failAfter && cluster && has && configs) {
+        await sleepUntil(Math.max(from + shift + (i + 0.5) * intervalMs, now() + 500), options.signal);
+        const carrier = await cluster.carrier();
+        options.print(
+          `lab: --fail-ha: kill -9 of ${carrier?.name ?? '?'} (${topo.inet.ns} routes the network to it)`,
+        );
+        failover = await cluster.failover(has, {
+          runner,
+          configs,
+          logDir,
+          detached: false,
+          ...(options.signal ? { signal: options.signal } : {}),
+          active: topo.hosts[at]!,
+          lifetimeSeconds: AGENT_LIFETIME_S,
+          holdMs: 1000,
+          settleMs: 1000,
+        });
+        options.print(
+          `lab: ${topo.inet.ns} routed to ${failover.survivor} ${(failover.reroutedAt - failover.killedAt).toFixed(0)} ms after the kill; ${failover.killed} restarted and announcing again after ${((failover.restartedAt - failover.killedAt) / 1000).toFixed(1)} s (${flow.describe()})`,
+        );
+        const next = from + shift + (i + 1) * intervalMs;
+        const want = failover.windowEnd + intervalMs / 2;
+        if (want > next) shift += want - next;
+      }
     }
     await sleepUntil(now() + options.intervalS * 1000, options.signal);
     const to = now();
@@ -327,7 +429,13 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
     traffic = undefined;
     const uplinks = sampler.stop();
     sampler = undefined;
-    const measurement = measure(result.directions, windows, { from, to });
+    const measurement = measure(
+      result.directions,
+      windows,
+      { from, to },
+      failover ? [failover.killedAt] : [],
+    );
+    const haFailover = failover ? failoverReport(failover, result.directions, { from, to }) : undefined;
     const report = buildReport({
       procedure: options.procedure,
       topology: options.topology,
@@ -345,6 +453,8 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
         streamKbps: result.stream.kbps,
         streamPayload: result.stream.payload,
         uplinkSampleMs: UPLINK_SAMPLE_MS,
+        ...(cluster ? { homeAgents: 2 } : {}),
+        ...(options.failHa ? { failHa: true } : {}),
         ...(options.guest !== 'netns' && options.topology === 'off-link'
           ? { overlap: options.overlap ?? true }
           : {}),
@@ -357,6 +467,7 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
       uplinks,
       hosts: topo.hosts.map((h) => ({ name: h.name, label: h.label, careOf: topo.careOf[h.name] })),
       receiverDrops: Object.fromEntries(result.directions.map((d) => [d.name, d.rcvbufErrors])),
+      ...(haFailover ? { haFailover } : {}),
     });
     const files = writeReport(out, report);
     if (options.json) writeFileSync(options.json, `${JSON.stringify(report, null, 2)}\n`);
@@ -376,6 +487,35 @@ export async function labRun(options: LabRunOptions): Promise<LabReport> {
     }
     await labDown(runner, options.stateDir, { killOwner: false });
   }
+}
+
+/** report.json's `haFailover`: the probes around the kill, and the BUs the window held. */
+function failoverReport(
+  f: HaFailoverTimes,
+  directions: Parameters<typeof measureSpan>[0],
+  w: { from: number; to: number },
+): HaFailover {
+  const span = measureSpan(directions, f.killedAt, f.windowEnd, w);
+  return {
+    gapMs: span.gapMs,
+    lost: span.lost,
+    reRegistrations: f.busSent === null ? null : Math.max(0, f.busSent - f.refreshesDue),
+    killed: f.killed,
+    survivor: f.survivor,
+    killedAt: f.killedAt,
+    rerouteMs: round(f.reroutedAt - f.killedAt),
+    restartMs: round(f.restartedAt - f.killedAt),
+    windowMs: round(f.windowEnd - f.killedAt),
+    sent: span.sent,
+    gapFrom: span.gapFrom,
+    gapTo: span.gapTo,
+    byFamily: span.byFamily,
+    directions: span.directions,
+    busSent: f.busSent,
+    refreshesDue: f.refreshesDue,
+    busAnswered: f.busAnswered,
+    routedToAfter: f.rerouteBack,
+  };
 }
 
 /** Each host's libvirt logs (libvirtd.log, the domain's QEMU log and console) into the report's logs/. */

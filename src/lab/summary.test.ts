@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { measure, type ProbeTimes } from './measure.ts';
 import { buildReport, machineInfo, type RunData } from './report.ts';
+import { renderHtml } from './report-html.ts';
 import { formatSummary } from './summary.ts';
 
 const T0 = 1_700_000_000_000;
@@ -84,5 +85,42 @@ describe('lab summary by address family', () => {
     assert.deepEqual(Object.keys(r.summary.byFamily), ['ipv6']);
     assert.deepEqual(r.summary.byFamily.ipv6, { gapMs: r.summary.gapMs, lost: 50, sent: 20_000 });
     assert.doesNotMatch(formatSummary(r), /IPv4/);
+  });
+});
+
+describe('lab summary and page with a home agent failover', () => {
+  it('report.json carries haFailover as given; the summary prints it and the page has its table and marker', () => {
+    const haFailover = {
+      gapMs: 8.6,
+      lost: 0,
+      reRegistrations: 0,
+      killed: 'ha1',
+      survivor: 'ha2',
+      killedAt: T0 + 5000,
+      rerouteMs: 46,
+      restartMs: 1588.1,
+      windowMs: 2588.5,
+      sent: 10_352,
+      gapFrom: T0 + 6560,
+      gapTo: T0 + 6568.6,
+      byFamily: { ipv6: { gapMs: 8.6, lost: 0, sent: 5176 } },
+      directions: [],
+      busSent: 0,
+      refreshesDue: 0,
+      busAnswered: 0,
+      routedToAfter: 'ha1',
+    };
+    const r = buildReport({ ...run('dual'), haFailover });
+    assert.deepEqual(r.haFailover, haFailover);
+    assert.equal(buildReport(run('dual')).haFailover, undefined, 'absent without --fail-ha');
+    assert.match(
+      formatSummary(r),
+      /^home agent failover: kill -9 of ha1, rerouted to ha2 in 46\.0 ms, restarted in 1\.6 s: gap 8\.6 ms, 0 of 10352 probes lost, re-registrations 0$/m,
+    );
+    const html = renderHtml(r);
+    assert.match(html, /<table id="ha-failover">/);
+    assert.match(html, /<td class="gap">8\.6<\/td>/);
+    assert.match(html, /<td class="reregistrations">0<\/td>/);
+    assert.match(html, /kill -9 ha1/);
   });
 });

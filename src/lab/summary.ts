@@ -53,6 +53,11 @@ export function formatSummary(r: LabReport): string {
             : `  ${f}: no probes`;
         })
       : []),
+    ...(r.haFailover
+      ? [
+          `home agent failover: kill -9 of ${r.haFailover.killed}, rerouted to ${r.haFailover.survivor} in ${ms(r.haFailover.rerouteMs)} ms, restarted in ${(r.haFailover.restartMs / 1000).toFixed(1)} s: gap ${ms(r.haFailover.gapMs)} ms, ${r.haFailover.lost} of ${r.haFailover.sent} probes lost, re-registrations ${r.haFailover.reRegistrations ?? '?'}`,
+        ]
+      : []),
     ...(r.familyNote ? [`note: ${r.familyNote}`] : []),
     ...(Object.values(s.receiverDrops ?? {}).some((n) => n > 0)
       ? [

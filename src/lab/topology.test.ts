@@ -189,3 +189,32 @@ describe('lab topology plan', () => {
     );
   });
 });
+
+describe('lab topology with two home agents', () => {
+  it('adds ofl-ha2, etcd on ofl-inet, and leaves the home prefixes to BGP (no static route, no HA address on lo)', () => {
+    const plan = planTopology('off-link', 1, 'netns', 'dual', 2);
+    assert.deepEqual(
+      plan.cluster?.members.map((m) => [m.name, m.ns, m.linkAddress, m.linkAddress4, m.file]),
+      [
+        ['ha1', 'ofl-ha', '2001:db8:1::2', '172.16.1.2', 'ha'],
+        ['ha2', 'ofl-ha2', '2001:db8:2::2', '172.16.2.2', 'ha2'],
+      ],
+    );
+    assert.ok(plan.namespaces.includes('ofl-ha2'));
+    const spec = labNetSpec(plan, 'agent');
+    assert.deepEqual(
+      spec.addresses?.map((a) => [a.ns, a.dev, a.address]),
+      [
+        ['ofl-inet', 'lo', '2001:db8:e::1/128'],
+        ['ofl-inet', 'lo', '2001:db8:e::2/128'],
+        ['ofl-inet', 'lo', '2001:db8:e::3/128'],
+      ],
+    );
+    const inetRoutes = spec.routes?.filter((r) => r.ns === 'ofl-inet') ?? [];
+    assert.deepEqual(inetRoutes, [], 'BGP routes the home prefix, the MNP and the IPv4 prefix');
+    assert.ok(spec.routes?.some((r) => r.ns === 'ofl-ha2' && r.to === 'default' && r.via === '172.16.2.1'));
+    assert.ok(spec.namespaces?.find((n) => n.name === 'ofl-ha2')?.forwarding);
+    assert.equal(planTopology('off-link').cluster, undefined, 'one HA by default');
+    assert.throws(() => planTopology('on-link', 1, 'netns', 'dual', 2), /off-link topology/);
+  });
+});

@@ -21,6 +21,14 @@
 // The hosts need no IPv4: the guests' IPv4 packets travel in the same IPv6 tunnel (RFC 5555), so the
 // correspondent reaches a guest's IPv4 address only through the HA, as it does the IPv6 one.
 //
+// Two home agents (`--home-agents 2`, issue 16): ofl-ha is HA 1, ofl-ha2 HA 2, both with store: etcd on three
+// etcd members in ofl-inet and the HA address on their own tun device (anycast); BIRD in ofl-inet and in
+// each HA namespace routes the HA address, the home prefix and the MNPs (and IPv4 prefixes) to the HAs by BGP
+// (bird.ts), so ofl-inet has no static route to them and ofl-ha no HA address on lo.
+//
+//   ofl-inet ↔ ofl-ha2              2001:db8:2::/64      inet ::1, ha2 ::2  (IPv4 172.16.2.0/24: .1, .2)
+//   etcd members (on ofl-inet's lo) 2001:db8:e::1–3      client port 2379, peer port 2380
+//
 // Off-link: ofl-inet routes the home prefix and the MNPs to the HA, which tunnels them to the active
 // host (NEMO). On-link (the baseline): ofl-lan is one L2 switch joining ofl-inet and both hosts' guest
 // bridges, and ofl-inet routes the guest segment directly; no NEMO is involved.
@@ -44,6 +52,7 @@ export type { LabFamily };
 
 export const ADDRESSING = {
   haLink: { prefix: '2001:db8:1::/64', inet: '2001:db8:1::1', ha: '2001:db8:1::2' },
+  ha2Link: { prefix: '2001:db8:2::/64', inet: '2001:db8:2::1', ha: '2001:db8:2::2' },
   home: { prefix: '2001:db8:f::/64', haAddress: '2001:db8:f::1' },
   hostA: { prefix: '2001:db8:a::/64', inet: '2001:db8:a::1' },
   hostB: { prefix: '2001:db8:b::/64', inet: '2001:db8:b::1' },
@@ -51,8 +60,12 @@ export const ADDRESSING = {
   onLink: { prefix: '2001:db8:100::/64', inet: '2001:db8:100::1' },
 } as const;
 
+/** The etcd members of a two-HA lab, on ofl-inet's loopback. */
+export const ETCD_HOSTS: readonly string[] = ['2001:db8:e::1', '2001:db8:e::2', '2001:db8:e::3'];
+
 export const ADDRESSING_V4 = {
   haLink: { prefix: '172.16.1.0/24', inet: '172.16.1.1', ha: '172.16.1.2' },
+  ha2Link: { prefix: '172.16.2.0/24', inet: '172.16.2.1', ha: '172.16.2.2' },
   cn: { prefix: '172.16.3.0/24', inet: '172.16.3.1', cn: '172.16.3.2' },
   onLink: { prefix: '10.1.0.0/24', inet: '10.1.0.1' },
 } as const;
@@ -96,6 +109,32 @@ export interface GuestPlan {
   ipv4?: { prefix: string; address: string; gateway: string };
 }
 
+/** One home agent of a cluster (`--home-agents 2`): its namespace and link to ofl-inet. */
+export interface HaMemberPlan {
+  /** Its name in the cluster (etcd.name) and in BGP. */
+  name: 'ha1' | 'ha2';
+  ns: string;
+  uplink: string;
+  /** Its address on the link, and ofl-inet's (and the same over IPv4, dual-stack). */
+  linkAddress: string;
+  inetAddress: string;
+  linkAddress4?: string;
+  inetAddress4?: string;
+  /** Interface on ofl-inet's side. */
+  inetDev: string;
+  /** Its config and log: `ha` (ha.yaml, ha.log) for HA 1, `ha2` for HA 2. */
+  file: string;
+}
+
+/** Two home agents sharing the HA address by BGP anycast, their bindings in etcd. */
+export interface HaClusterPlan {
+  members: readonly [HaMemberPlan, HaMemberPlan];
+  /** The etcd members' addresses (on ofl-inet's loopback). */
+  etcdHosts: readonly string[];
+  /** The tun device that holds the HA address in each HA namespace (homeAgent.anycast.device). */
+  device: string;
+}
+
 export interface LabPlan {
   kind: TopologyKind;
   /**
@@ -109,6 +148,8 @@ export interface LabPlan {
   ha: { ns: string; uplink: string; linkAddress: string; address: string; linkAddress4?: string };
   cn: { ns: string; dev: string; address: string; address4?: string };
   lan: { ns: string; bridge: string } | undefined;
+  /** Two home agents (`--home-agents 2`); undefined: one, `ha`. `ha` is then HA 1. */
+  cluster?: HaClusterPlan;
   hosts: readonly [HostPlan, HostPlan];
   guests: readonly GuestPlan[];
   /** Every namespace, in creation order. */
@@ -136,8 +177,14 @@ export function planTopology(
   guestCount = 1,
   guestKind: GuestKind = 'netns',
   family: LabFamily = 'dual',
+  homeAgents: 1 | 2 = 1,
 ): LabPlan {
   const dual = family === 'dual';
+  if (homeAgents === 2 && kind === 'on-link')
+    throw new LabError(
+      'ERR_LAB_PLAN',
+      'two home agents need the off-link topology (on-link has no home agent)',
+    );
   // VM guests (QEMU, libvirt) have no namespace of their own: their addresses come from their MACs
   const vm = guestKind !== 'netns';
   const host = (name: HostName, label: 'A' | 'B', prefix: string, mac: string): HostPlan => ({
@@ -191,7 +238,31 @@ export function planTopology(
         : {}),
     });
   }
-  const namespaces = ['ofl-inet', 'ofl-ha', 'ofl-host-a', 'ofl-host-b', 'ofl-cn'];
+  const namespaces = [
+    'ofl-inet',
+    'ofl-ha',
+    ...(homeAgents === 2 ? ['ofl-ha2'] : []),
+    'ofl-host-a',
+    'ofl-host-b',
+    'ofl-cn',
+  ];
+  const member = (
+    name: 'ha1' | 'ha2',
+    ns: string,
+    link: { inet: string; ha: string },
+    link4: { inet: string; ha: string },
+    inetDev: string,
+    file: string,
+  ): HaMemberPlan => ({
+    name,
+    ns,
+    uplink: 'up0',
+    linkAddress: link.ha,
+    inetAddress: link.inet,
+    ...(dual ? { linkAddress4: link4.ha, inetAddress4: link4.inet } : {}),
+    inetDev,
+    file,
+  });
   if (kind === 'on-link') namespaces.push('ofl-lan');
   if (guestKind === 'netns') namespaces.push(...guests.map((g) => g.ns));
   return {
@@ -213,6 +284,18 @@ export function planTopology(
       ...(dual ? { address4: ADDRESSING_V4.cn.cn } : {}),
     },
     lan: kind === 'on-link' ? { ns: 'ofl-lan', bridge: 'lan' } : undefined,
+    ...(homeAgents === 2
+      ? {
+          cluster: {
+            members: [
+              member('ha1', 'ofl-ha', ADDRESSING.haLink, ADDRESSING_V4.haLink, 'to-ha', 'ha'),
+              member('ha2', 'ofl-ha2', ADDRESSING.ha2Link, ADDRESSING_V4.ha2Link, 'to-ha2', 'ha2'),
+            ],
+            etcdHosts: ETCD_HOSTS,
+            device: 'offlink-ha',
+          },
+        }
+      : {}),
     hosts: [
       host('host-a', 'A', ADDRESSING.hostA.prefix, '02:0f:00:00:00:0a'),
       host('host-b', 'B', ADDRESSING.hostB.prefix, '02:0f:00:00:00:0b'),
@@ -245,7 +328,13 @@ export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): Net
   const { inet, ha, cn } = plan;
   const dual = plan.family === 'dual';
   const v4 = (address: string) => (dual ? [address] : []);
-  const routers = new Set([inet.ns, ha.ns, ...plan.hosts.map((h) => h.ns)]);
+  const cluster = plan.cluster;
+  const routers = new Set([
+    inet.ns,
+    ha.ns,
+    ...(cluster ? cluster.members.map((m) => m.ns) : []),
+    ...plan.hosts.map((h) => h.ns),
+  ]);
   const spec = {
     namespaces: plan.namespaces.map((name) => ({
       name,
@@ -268,6 +357,19 @@ export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): Net
           addresses: [`${ha.linkAddress}/64`, ...v4(`${ADDRESSING_V4.haLink.ha}/24`)],
         },
       },
+      // HA 2 (--home-agents 2), beside HA 1 (ofl-ha)
+      ...(cluster?.members.slice(1) ?? []).map((m) => ({
+        a: {
+          ns: inet.ns,
+          dev: m.inetDev,
+          addresses: [`${m.inetAddress}/64`, ...(m.inetAddress4 ? [`${m.inetAddress4}/24`] : [])],
+        },
+        b: {
+          ns: m.ns,
+          dev: m.uplink,
+          addresses: [`${m.linkAddress}/64`, ...(m.linkAddress4 ? [`${m.linkAddress4}/24`] : [])],
+        },
+      })),
       {
         a: {
           ns: inet.ns,
@@ -282,17 +384,24 @@ export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): Net
         b: { ns: h.ns, dev: h.uplink, mac: h.uplinkMac, up: false, ipv6: { accept_ra: 2, autoconf: 1 } },
       })),
     ] as VethSpec[],
-    addresses: [{ ns: ha.ns, dev: 'lo', address: `${ha.address}/128` }] as AddressSpec[],
+    // One HA: the HA address on its lo, ofl-inet routes the home prefix to it. Two: each HA's tun device
+    // holds the address while it serves, and BGP routes the home prefix (bird.ts); etcd on ofl-inet's lo.
+    addresses: (cluster
+      ? cluster.etcdHosts.map((h) => ({ ns: inet.ns, dev: 'lo', address: `${h}/128` }))
+      : [{ ns: ha.ns, dev: 'lo', address: `${ha.address}/128` }]) as AddressSpec[],
     routes: [
-      { ns: ha.ns, to: 'default', via: ADDRESSING.haLink.inet, dev: ha.uplink },
-      { ns: inet.ns, to: ADDRESSING.home.prefix, via: ha.linkAddress },
+      ...(cluster
+        ? cluster.members.flatMap((m) => [
+            { ns: m.ns, to: 'default', via: m.inetAddress, dev: m.uplink },
+            ...(m.inetAddress4 ? [{ ns: m.ns, to: 'default', via: m.inetAddress4, dev: m.uplink }] : []),
+          ])
+        : [
+            { ns: ha.ns, to: 'default', via: ADDRESSING.haLink.inet, dev: ha.uplink },
+            { ns: inet.ns, to: ADDRESSING.home.prefix, via: ha.linkAddress },
+            ...(dual ? [{ ns: ha.ns, to: 'default', via: ADDRESSING_V4.haLink.inet, dev: ha.uplink }] : []),
+          ]),
       { ns: cn.ns, to: 'default', via: ADDRESSING.cn.inet, dev: cn.dev },
-      ...(dual
-        ? [
-            { ns: ha.ns, to: 'default', via: ADDRESSING_V4.haLink.inet, dev: ha.uplink },
-            { ns: cn.ns, to: 'default', via: ADDRESSING_V4.cn.inet, dev: cn.dev },
-          ]
-        : []),
+      ...(dual ? [{ ns: cn.ns, to: 'default', via: ADDRESSING_V4.cn.inet, dev: cn.dev }] : []),
     ] as RouteSpec[],
   };
   if (plan.kind === 'on-link') {
@@ -316,10 +425,13 @@ export function labNetSpec(plan: LabPlan, bridges: BuildOptions['bridges']): Net
       });
     }
   } else {
-    for (const g of plan.guests) spec.routes.push({ ns: inet.ns, to: g.prefix, via: ha.linkAddress });
-    // the IPv4 prefixes go to the HA too, so the correspondent reaches them only through its tunnel
-    for (const g of plan.guests)
-      if (g.ipv4) spec.routes.push({ ns: inet.ns, to: g.ipv4.prefix, via: ADDRESSING_V4.haLink.ha });
+    // (two HAs: BGP routes them)
+    if (!cluster) {
+      for (const g of plan.guests) spec.routes.push({ ns: inet.ns, to: g.prefix, via: ha.linkAddress });
+      // the IPv4 prefixes go to the HA too, so the correspondent reaches them only through its tunnel
+      for (const g of plan.guests)
+        if (g.ipv4) spec.routes.push({ ns: inet.ns, to: g.ipv4.prefix, via: ADDRESSING_V4.haLink.ha });
+    }
     // plain guest bridges as docs/dataplane.md describes them, standing in for the mobile routers' guest links
     if (bridges === 'lab')
       for (const h of plan.hosts)

@@ -15,8 +15,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Backend } from '../../src/dataplane/probe.ts';
+import { type BgpPeer, haBirdConf, ROUTER_ASN, routerBirdConf } from '../../src/lab/bird.ts';
+import { EtcdCluster } from '../../src/lab/etcd.ts';
 import { site } from '../../src/lab/netbuild.ts';
-import { EtcdCluster } from './etcd.ts';
 import {
   ADDR,
   HOME_PREFIXES,
@@ -32,44 +33,26 @@ import { runs } from './requirements.ts';
 
 export const hasBird = (): boolean => runs('bird');
 
-const ASN = { inet: 65000, ha1: 65001, ha2: 65002 } as const;
-
-function routerBird(): string {
-  const peers = HA_NAMES.map(
-    (name) => `protocol bgp ${name} {
-  local ${HA_UPLINK[name].replace(/2$/, '1')} as ${ASN.inet};
-  neighbor ${HA_UPLINK[name]} as ${ASN[name]};
-  hold time 9;
-  ipv6 { import all; export none; };
-}`,
-  );
-  return `router id 10.255.0.254;
-protocol device { }
-protocol kernel { ipv6 { import none; export all; }; }
-${peers.join('\n')}
-`;
+/** Each HA's BGP session with `inet` (site(): inet is ::1, the HA ::2 on its uplink). */
+function peer(name: HaName): BgpPeer {
+  const i = HA_NAMES.indexOf(name) + 1;
+  return {
+    name,
+    asn: ROUTER_ASN + i,
+    routerId: `10.255.0.${i}`,
+    address: HA_UPLINK[name],
+    router: HA_UPLINK[name].replace(/2$/, '1'),
+  };
 }
 
 /** An HA host's BIRD: the HA address and home prefixes while the HA's tun device is up, to its router. */
 export function haBird(name: HaName, device = 'offlink-ha'): string {
-  const routes = [`${ADDR.ha}/128`, ...HOME_PREFIXES].map((p) => `  route ${p} via "${device}";`);
-  return `router id 10.255.0.${HA_NAMES.indexOf(name) + 1};
-protocol device { }
-protocol static anycast {
-  ipv6;
-${routes.join('\n')}
-}
-protocol bgp uplink {
-  local ${HA_UPLINK[name]} as ${ASN[name]};
-  neighbor ${HA_UPLINK[name].replace(/2$/, '1')} as ${ASN.inet};
-  ipv6 { import none; export where proto = "anycast"; };
-}
-`;
+  return haBirdConf(peer(name), { device, prefixes: [`${ADDR.ha}/128`, ...HOME_PREFIXES] });
 }
 
 async function startBird(lab: NetnsLab, ns: ClusterTopology, dir: string): Promise<void> {
   const confs: [HaName | 'inet', string][] = [
-    ['inet', routerBird()],
+    ['inet', routerBirdConf(HA_NAMES.map(peer))],
     ...HA_NAMES.map((n) => [n, haBird(n)] as [HaName, string]),
   ];
   for (const [name, conf] of confs) {
