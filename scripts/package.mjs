@@ -41,7 +41,12 @@ if (args.some((a, i) => a !== '--out' && i !== outIndex + 1) || (outIndex >= 0 &
 }
 const outDir = resolve(outIndex >= 0 ? args[outIndex + 1] : join(REPO, 'dist'));
 const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
-const RUNTIME_FILES = ['build/offlink.bpf.o', 'build/offlink_bpf.node', 'src/homeagent/storeworker.js'];
+const RUNTIME_FILES = [
+  'build/offlink.bpf.o',
+  'build/offlink_bpf.node',
+  'src/homeagent/storeworker.js',
+  'src/homeagent/checkpointer.js',
+];
 for (const f of RUNTIME_FILES) {
   if (!existsSync(join(REPO, f)))
     fail(`${f} is missing: run scripts/bootstrap (it builds the eBPF data plane)`);
