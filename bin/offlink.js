@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // The `offlink` command. Sources are TypeScript run through tsx's loader, so there is no build step; the
-// home agent daemon (`offlink ha`) runs a cached esbuild build of the same sources instead, made on first
-// start and whenever a source changed (bin/compiled.js: tsx's loader thread costs the daemon ~45 MiB of
-// RSS). OFFLINK_TSX=1 runs `ha` through tsx too.
+// two daemons (`offlink ha`, `offlink agent`) run a cached esbuild build of the same sources instead, made
+// on first start and whenever a source changed (bin/compiled.js: tsx's loader thread costs a daemon
+// ~40 MiB of RSS for its whole life). OFFLINK_TSX=1 runs them through tsx too.
 import { fileURLToPath } from 'node:url';
 
+const DAEMONS = ['ha', 'agent'];
 const compiled =
-  process.argv[2] === 'ha' && process.env.OFFLINK_TSX !== '1'
+  DAEMONS.includes(process.argv[2]) && process.env.OFFLINK_TSX !== '1'
     ? await (await import('./compiled.js')).compiledCli()
     : undefined;
 let main;

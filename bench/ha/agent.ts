@@ -1,4 +1,4 @@
-// Agent memory benchmark (issue 9: "an agent with 50 mobile networks ≤ 128 MiB"): a real `offlink agent`
+// Agent memory benchmark (issue 9: "an agent with 50 mobile networks ≤ 128 MiB"; issue 19: VmHWM ≤ 96 MiB): a real `offlink agent`
 // in a namespace holding 50 mobile networks, all registered with a real `offlink ha` in another namespace
 // (so all 50 are active: bridge, routes, radvd, refresh timers). Reports the agent's RSS once all are
 // registered and its peak over a while; radvd processes (one per active network) are separate processes
@@ -180,9 +180,10 @@ async function main(): Promise<void> {
     const targets: Target[] = [
       {
         what: `agent RSS, ${NETWORKS} networks`,
-        target: '≤ 128 MiB',
+        // issue 9 asked ≤ 128 MiB; issue 19 asks VmHWM ≤ 96
+        target: 'VmHWM ≤ 96 MiB',
         measured: `${result.rssMiB.final.toFixed(0)} MiB (peak ${peak.toFixed(0)})`,
-        met: peak <= 128,
+        met: peak <= 96,
       },
     ];
     console.log(`\nAgent memory — ${describeMachine(m)}`);

@@ -7,7 +7,7 @@
 // CPU on a 2-core machine); one BA in 997 is fully decoded and its MN-HA authenticator checked, so a
 // wrong or unsigned answer would show up as `verifyFailed`.
 import { createSocket, type Socket } from 'node:dgram';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { buildBindingUpdate } from '../../src/mobilerouter/messages.ts';
 import { decodeSignalingPacket, verifyPacketAuth } from '../../src/protocol/packet.ts';
@@ -191,6 +191,10 @@ async function refresh(o: { rate: number; seconds: number; lossTimeoutMs: number
     }
   };
   const reaper = setInterval(() => expire(performance.now()), 500);
+  // This process's own stalls (GC, the CPU it shares): a BA that arrives meanwhile is timed late, so the
+  // latency it reports includes them (bench/profiles/ha-i19.md)
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   await new Promise<void>((resolve) => {
     const tick = () => {
       const now = performance.now();
@@ -215,8 +219,14 @@ async function refresh(o: { rate: number; seconds: number; lossTimeoutMs: number
   while (outstanding > 0 && performance.now() - end < o.lossTimeoutMs + 100)
     await new Promise((r) => setTimeout(r, 20));
   clearInterval(reaper);
+  loop.disable();
   expire(Number.POSITIVE_INFINITY);
   return {
+    loadgenLoopDelayMs: {
+      p50: loop.percentile(50) / 1e6,
+      p99: loop.percentile(99) / 1e6,
+      max: loop.max / 1e6,
+    },
     rate: o.rate,
     seconds: o.seconds,
     sent: sent - skipped,

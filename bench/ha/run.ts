@@ -6,8 +6,9 @@
 //   node --import tsx bench/ha/run.ts [--mrs 100000] [--coas 1000] [--rates 5000,10000] [--seconds 20]
 //                                     [--window 4096] [--profile LABEL] [--store sqlite|etcd] [--pin] [--json FILE]
 //
-// --pin (issue 19): the HA (all its threads) on CPU 0 and the load generator on CPU 1 (taskset), so the
-// figures are the HA's own rather than the two processes' contention for the same cores.
+// --pin (issue 19): the HA's main thread (its event loop: receive, process, commit, answer) alone on CPU 0;
+// its other threads (V8's GC helpers, the checkpoint thread) and the load generator on CPU 1 (taskset), so
+// the figures are the HA's own rather than the two processes' contention for the same two cores.
 //
 // --store etcd (issue 16): the bindings in a 3-member etcd cluster (Debian's etcd-server, test/helpers/etcd.ts)
 // started in the HA's namespace on fd00:e7cd::1–3 on its loopback (the same 2 cores: each member fsyncs its own WAL),
@@ -63,6 +64,7 @@ interface RegisterResult {
   verifyFailed: number;
 }
 interface RefreshResult {
+  loadgenLoopDelayMs: { p50: number; p99: number; max: number };
   rate: number;
   sent: number;
   skipped: number;
@@ -101,6 +103,12 @@ async function buildNamespaces(lab: NetnsLab): Promise<{ ha: string; lg: string 
   return { ha, lg };
 }
 
+/** --pin: the HA's main thread on CPU 0, its other threads on CPU 1 (they start before this: all listed). */
+function pinHa(pid: number): void {
+  for (const tid of readdirSync(`/proc/${pid}/task`))
+    execFileSync('taskset', ['-p', '-c', tid === String(pid) ? '0' : '1', tid], { stdio: 'ignore' });
+}
+
 function countRoutes(ns: string): number {
   const out = execFileSync('ip', ['-n', ns, '-6', 'route', 'show', 'proto', '241'], { maxBuffer: 1 << 30 });
   let n = 0;
@@ -108,8 +116,9 @@ function countRoutes(ns: string): number {
   return n;
 }
 
-function metric(ns: string, name: string): number {
-  const out = execFileSync('ip', [
+/** The HA's metrics (one scrape: gauges that reset when collected are read once). */
+function scrape(ns: string): string {
+  return execFileSync('ip', [
     'netns',
     'exec',
     ns,
@@ -117,8 +126,34 @@ function metric(ns: string, name: string): number {
     '-sf',
     `http://127.0.0.1:${STATUS_PORT}/metrics`,
   ]).toString();
+}
+
+function metric(out: string, name: string): number {
   const line = out.split('\n').find((l) => l.startsWith(`${name} `));
   return Number(line?.split(' ')[1] ?? Number.NaN);
+}
+
+/** The HA's own BA latency histogram (receipt in the daemon → BA sent): cumulative count per bucket bound. */
+function haLatencyBuckets(out: string): Map<string, number> {
+  const buckets = new Map<string, number>();
+  for (const m of out.matchAll(/^offlink_ha_ba_latency_seconds_bucket\{le="([^"]+)"\} (\d+)/gm))
+    buckets.set(m[1]!, Number(m[2]));
+  return buckets;
+}
+
+/**
+ * Between two scrapes: the smallest bucket bound (ms) holding ≥ 99 % of the BAs, and the share ≤ 10 ms — the
+ * latency inside the HA, without the load generator's own delays or the kernel's queueing before the HA reads.
+ */
+function haSideLatency(before: Map<string, number>, after: Map<string, number>) {
+  const total = (after.get('+Inf') ?? 0) - (before.get('+Inf') ?? 0);
+  let p99Ms = Number.POSITIVE_INFINITY;
+  for (const [le, n] of after) {
+    if (le === '+Inf') continue;
+    if (n - (before.get(le) ?? 0) >= 0.99 * total) p99Ms = Math.min(p99Ms, Number(le) * 1000);
+  }
+  const within10 = ((after.get('0.01') ?? 0) - (before.get('0.01') ?? 0)) / Math.max(1, total);
+  return { bas: total, p99BucketMs: p99Ms, shareWithin10Ms: Math.round(within10 * 10000) / 10000 };
 }
 
 function dbBytes(path: string): number {
@@ -191,7 +226,7 @@ async function main(): Promise<void> {
         ready: 'home agent started',
         nodeFlags: [...NODE_FLAGS, ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
       });
-      if (PIN) execFileSync('taskset', ['-a', '-p', '-c', '0', String(ha.pid)], { stdio: 'ignore' });
+      if (PIN) pinHa(ha.pid);
       const rss = new RssSampler(ha.pid);
       const started = { ms: ha.startMs, rssMiB: rss.sample() };
       log(
@@ -228,7 +263,7 @@ async function main(): Promise<void> {
         `registered ${reg.answered} in ${(reg.ms / 1000).toFixed(1)} s (${reg.retransmissions} retransmitted), BA ${fmt(reg.latencyMs)}, statuses ${JSON.stringify(reg.statuses)}, HA CPU ${reg.haCpuUsPerBu.toFixed(0)} µs/BU`,
       );
       const routes = countRoutes(ns.ha);
-      const bindings = metric(ns.ha, 'offlink_ha_bindings');
+      const bindings = metric(scrape(ns.ha), 'offlink_ha_bindings');
       await new Promise((r) => setTimeout(r, 2000));
       if (args.has('snapshot')) {
         // with --ha-node-flags=--heapsnapshot-signal=SIGUSR2: the HA writes Heap.*.heapsnapshot into its cwd
@@ -249,16 +284,26 @@ async function main(): Promise<void> {
         `holding ${bindings} bindings: ${routes} kernel routes, SQLite ${held.dbMiB} MiB, HA RSS ${held.rssMiB.toFixed(0)} MiB (anonymous ${held.anonMiB?.toFixed(0)}, files ${held.fileMiB?.toFixed(0)})`,
       );
 
-      const refreshes: (RefreshResult & { rssMaxMiB: number } & ReturnType<typeof cpuPer>)[] = [];
+      const refreshes: (RefreshResult & {
+        rssMaxMiB: number;
+        haSide: ReturnType<typeof haSideLatency>;
+      } & ReturnType<typeof cpuPer>)[] = [];
       for (const rate of RATES) {
         rss.reset();
         cpu = { ha: cpuMs(ha.pid), lg: cpuMs(lgPid) };
+        // (the scrape also resets the HA's loop-delay maximum)
+        const buckets = haLatencyBuckets(scrape(ns.ha));
         const r = await lg.call<RefreshResult>('refresh', { rate, seconds: SECONDS, lossTimeoutMs: 2000 });
-        refreshes.push({ ...r, rssMaxMiB: rss.max, ...cpuPer(cpu, ha.pid, lgPid, r.answered) });
+        const after = scrape(ns.ha);
+        const haSide = {
+          ...haSideLatency(buckets, haLatencyBuckets(after)),
+          loopDelayMaxMs: 1000 * metric(after, 'offlink_ha_event_loop_delay_max_seconds'),
+        };
+        refreshes.push({ ...r, rssMaxMiB: rss.max, ...cpuPer(cpu, ha.pid, lgPid, r.answered), haSide });
         marks[`refresh${rate}Start`] = Number(BigInt(r.startNs) / 1000n);
         marks[`refresh${rate}End`] = Number(BigInt(r.endNs) / 1000n);
         log(
-          `refresh at ${rate}/s: offered ${r.offeredPerSecond.toFixed(0)}/s, answered ${r.answeredPerSecond.toFixed(0)}/s, lost ${r.lost}, BA ${fmt(r.latencyMs)}, RSS max ${rss.max.toFixed(0)} MiB, HA CPU ${refreshes.at(-1)!.haCpuUsPerBu.toFixed(0)} µs/BU`,
+          `refresh at ${rate}/s: offered ${r.offeredPerSecond.toFixed(0)}/s, answered ${r.answeredPerSecond.toFixed(0)}/s, lost ${r.lost}, BA ${fmt(r.latencyMs)}, RSS max ${rss.max.toFixed(0)} MiB, HA CPU ${refreshes.at(-1)!.haCpuUsPerBu.toFixed(0)} µs/BU; inside the HA: p99 ≤ ${haSide.p99BucketMs} ms, ${(100 * haSide.shareWithin10Ms).toFixed(2)} % ≤ 10 ms, its event loop held up ≤ ${haSide.loopDelayMaxMs.toFixed(1)} ms; load generator's loop delay p99 ${r.loadgenLoopDelayMs.p99.toFixed(1)} / max ${r.loadgenLoopDelayMs.max.toFixed(1)} ms`,
         );
       }
       const final = {

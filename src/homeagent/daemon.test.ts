@@ -295,6 +295,22 @@ describe('HomeAgent daemon', () => {
     assert.match(metrics, /offlink_ha_ba_latency_seconds_count 1/);
   });
 
+  test('metrics: the longest event-loop hold-up since the previous scrape', async () => {
+    const r = await rig();
+    const scrape = async () => {
+      const text = await (await fetch(`${r.ha.statusUrl}/metrics`)).text();
+      return Number(/^offlink_ha_event_loop_delay_max_seconds (\S+)$/m.exec(text)?.[1]);
+    };
+    await scrape(); // resets
+    const until = performance.now() + 80;
+    while (performance.now() < until) {} // the daemon runs in this thread: its loop is held up 80 ms
+    await new Promise((res) => setTimeout(res, 20));
+    const held = await scrape();
+    assert.ok(held >= 0.07 && held < 5, `held up ${held} s`);
+    await new Promise((res) => setTimeout(res, 30));
+    assert.ok((await scrape()) < 0.07, 'reset by the previous scrape');
+  });
+
   test('the accepting BA is sent only after the store write', async () => {
     const r = await rig();
     await r.bu({ sequence: 1 });

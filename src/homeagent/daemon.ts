@@ -244,6 +244,7 @@ export class HomeAgent {
       throw err;
     }
     this.state = 'running';
+    this.metrics.watchEventLoop(true);
     this.keepAnnouncement();
     // From the revision load() read: nothing between the load and the watch is missed or applied twice.
     this.watchStore();
@@ -264,6 +265,7 @@ export class HomeAgent {
   async stop(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'stopping'; // datagrams are ignored from now on
+    this.metrics.watchEventLoop(false);
     // The other HAs take the traffic now, while this one drains.
     this.announceTimer?.cancel();
     await this.components.anycast?.close();

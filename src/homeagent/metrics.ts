@@ -1,5 +1,6 @@
 // Prometheus metrics of one home agent, in a Registry of its own (never prom-client's global default, so
 // several daemons or tests in one process do not collide).
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { baStatusName } from '../protocol/constants.ts';
 
@@ -17,6 +18,9 @@ export class HomeAgentMetrics {
   readonly dataplaneErrors: Counter;
   readonly storeBatch: Histogram;
   readonly storeCommit: Histogram;
+  readonly loopDelayMax: Gauge;
+  /** Sampled while the daemon runs (`watchEventLoop`). */
+  private loop: IntervalHistogram | undefined;
 
   constructor(bindingCount: () => number) {
     const registers = [this.registry];
@@ -88,6 +92,28 @@ export class HomeAgentMetrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25],
       registers,
     });
+    const metrics = this;
+    this.loopDelayMax = new Gauge({
+      name: 'offlink_ha_event_loop_delay_max_seconds',
+      help: 'Longest the event loop was held up since the previous scrape (BUs wait in the socket meanwhile; 0 when not running)',
+      registers,
+      collect() {
+        const loop = metrics.loop;
+        this.set(loop ? loop.max / 1e9 : 0);
+        loop?.reset();
+      },
+    });
+  }
+
+  /** Start (true) or stop measuring the event loop's delays (`offlink_ha_event_loop_delay_max_seconds`). */
+  watchEventLoop(on: boolean): void {
+    if (on && !this.loop) {
+      this.loop = monitorEventLoopDelay({ resolution: 5 });
+      this.loop.enable();
+    } else if (!on && this.loop) {
+      this.loop.disable();
+      this.loop = undefined;
+    }
   }
 
   countStatus(status: number): void {
