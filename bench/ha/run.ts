@@ -23,7 +23,7 @@ import { loadProfile, monotonicMicros, profileMarkdown, summarizeProfile } from 
 import { type Daemon, launcherEnv, launcherFlags, startDaemon, stopDaemon } from '../lib/daemon.ts';
 import { JsonProc } from '../lib/jsonproc.ts';
 import { describeMachine, finishMachineInfo, machineInfo } from '../lib/machine.ts';
-import { cpuMs, procMemory, RssSampler } from '../lib/proc.ts';
+import { cpuMs, procMemory, RssSampler, StealSampler } from '../lib/proc.ts';
 import {
   BENCH_DIR,
   numArg,
@@ -134,9 +134,9 @@ function metric(out: string, name: string): number {
 }
 
 /** The HA's own BA latency histogram (receipt in the daemon → BA sent): cumulative count per bucket bound. */
-function haLatencyBuckets(out: string): Map<string, number> {
+function haLatencyBuckets(out: string, name = 'offlink_ha_ba_latency_seconds'): Map<string, number> {
   const buckets = new Map<string, number>();
-  for (const m of out.matchAll(/^offlink_ha_ba_latency_seconds_bucket\{le="([^"]+)"\} (\d+)/gm))
+  for (const m of out.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)`, 'gm')))
     buckets.set(m[1]!, Number(m[2]));
   return buckets;
 }
@@ -292,18 +292,25 @@ async function main(): Promise<void> {
         rss.reset();
         cpu = { ha: cpuMs(ha.pid), lg: cpuMs(lgPid) };
         // (the scrape also resets the HA's loop-delay maximum)
-        const buckets = haLatencyBuckets(scrape(ns.ha));
+        const before = scrape(ns.ha);
+        const buckets = haLatencyBuckets(before);
+        const commitBuckets = haLatencyBuckets(before, 'offlink_ha_store_commit_seconds');
+        const steal = new StealSampler();
+        steal.start();
         const r = await lg.call<RefreshResult>('refresh', { rate, seconds: SECONDS, lossTimeoutMs: 2000 });
+        const stolen = steal.stop();
         const after = scrape(ns.ha);
         const haSide = {
           ...haSideLatency(buckets, haLatencyBuckets(after)),
           loopDelayMaxMs: 1000 * metric(after, 'offlink_ha_event_loop_delay_max_seconds'),
+          commits: haSideLatency(commitBuckets, haLatencyBuckets(after, 'offlink_ha_store_commit_seconds')),
+          stealMs: stolen,
         };
         refreshes.push({ ...r, rssMaxMiB: rss.max, ...cpuPer(cpu, ha.pid, lgPid, r.answered), haSide });
         marks[`refresh${rate}Start`] = Number(BigInt(r.startNs) / 1000n);
         marks[`refresh${rate}End`] = Number(BigInt(r.endNs) / 1000n);
         log(
-          `refresh at ${rate}/s: offered ${r.offeredPerSecond.toFixed(0)}/s, answered ${r.answeredPerSecond.toFixed(0)}/s, lost ${r.lost}, BA ${fmt(r.latencyMs)}, RSS max ${rss.max.toFixed(0)} MiB, HA CPU ${refreshes.at(-1)!.haCpuUsPerBu.toFixed(0)} µs/BU; inside the HA: p99 ≤ ${haSide.p99BucketMs} ms, ${(100 * haSide.shareWithin10Ms).toFixed(2)} % ≤ 10 ms, its event loop held up ≤ ${haSide.loopDelayMaxMs.toFixed(1)} ms; load generator's loop delay p99 ${r.loadgenLoopDelayMs.p99.toFixed(1)} / max ${r.loadgenLoopDelayMs.max.toFixed(1)} ms`,
+          `refresh at ${rate}/s: offered ${r.offeredPerSecond.toFixed(0)}/s, answered ${r.answeredPerSecond.toFixed(0)}/s, lost ${r.lost}, BA ${fmt(r.latencyMs)}, RSS max ${rss.max.toFixed(0)} MiB, HA CPU ${refreshes.at(-1)!.haCpuUsPerBu.toFixed(0)} µs/BU; inside the HA: p99 ≤ ${haSide.p99BucketMs} ms, ${(100 * haSide.shareWithin10Ms).toFixed(2)} % ≤ 10 ms, its event loop held up ≤ ${haSide.loopDelayMaxMs.toFixed(1)} ms, ${haSide.commits.bas} commits p99 ≤ ${haSide.commits.p99BucketMs} ms (${(100 * haSide.commits.shareWithin10Ms).toFixed(2)} % ≤ 10 ms); load generator's loop delay p99 ${r.loadgenLoopDelayMs.p99.toFixed(1)} / max ${r.loadgenLoopDelayMs.max.toFixed(1)} ms; vCPU steal ${stolen.totalMs} ms (≤ ${stolen.maxMsPer100Ms} ms per 100 ms)`,
         );
       }
       const final = {

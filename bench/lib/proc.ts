@@ -70,3 +70,39 @@ export function cpuMs(pid: number): number {
     return Number.NaN;
   }
 }
+
+/**
+ * CPU time the hypervisor gave to others while this VM's vCPUs wanted to run ("steal", /proc/stat), in ms
+ * per 100 ms window, sampled from `start()` until `stop()`: a vCPU descheduled for 100 ms holds up every
+ * process on it, which no process can tell from its own delays.
+ */
+export class StealSampler {
+  private timer: NodeJS.Timeout | undefined;
+  private last = 0;
+  private first = 0;
+  /** Largest steal in one 100 ms window, ms (both vCPUs together). */
+  maxMs = 0;
+  totalMs = 0;
+
+  private static read(): number {
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+    // cpu user nice system idle iowait irq softirq steal …, in USER_HZ (100/s here)
+    return Number(cpu[8] ?? 0) * 10;
+  }
+
+  start(): void {
+    this.first = this.last = StealSampler.read();
+    this.maxMs = 0;
+    this.timer = setInterval(() => {
+      const now = StealSampler.read();
+      this.maxMs = Math.max(this.maxMs, now - this.last);
+      this.last = now;
+    }, 100);
+  }
+
+  stop(): { totalMs: number; maxMsPer100Ms: number } {
+    clearInterval(this.timer);
+    this.totalMs = StealSampler.read() - this.first;
+    return { totalMs: this.totalMs, maxMsPer100Ms: this.maxMs };
+  }
+}
