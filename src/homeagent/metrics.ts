@@ -1,8 +1,9 @@
 // Prometheus metrics of one home agent, in a Registry of its own (never prom-client's global default, so
 // several daemons or tests in one process do not collide).
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { baStatusName } from '../protocol/constants.ts';
+
+const LOOP_TICK_MS = 5;
 
 export class HomeAgentMetrics {
   readonly registry = new Registry();
@@ -19,8 +20,8 @@ export class HomeAgentMetrics {
   readonly storeBatch: Histogram;
   readonly storeCommit: Histogram;
   readonly loopDelayMax: Gauge;
-  /** Sampled while the daemon runs (`watchEventLoop`). */
-  private loop: IntervalHistogram | undefined;
+  /** While the daemon runs (`watchEventLoop`): a timer that notes how late it fires. */
+  private loop: { timer: NodeJS.Timeout; last: number; maxMs: number } | undefined;
 
   constructor(bindingCount: () => number) {
     const registers = [this.registry];
@@ -99,8 +100,8 @@ export class HomeAgentMetrics {
       registers,
       collect() {
         const loop = metrics.loop;
-        this.set(loop ? loop.max / 1e9 : 0);
-        loop?.reset();
+        this.set(loop ? loop.maxMs / 1000 : 0);
+        if (loop) loop.maxMs = 0;
       },
     });
   }
@@ -108,10 +109,18 @@ export class HomeAgentMetrics {
   /** Start (true) or stop measuring the event loop's delays (`offlink_ha_event_loop_delay_max_seconds`). */
   watchEventLoop(on: boolean): void {
     if (on && !this.loop) {
-      this.loop = monitorEventLoopDelay({ resolution: 5 });
-      this.loop.enable();
+      // every 5 ms; it fires late by as much as the loop was held up. Not node:perf_hooks'
+      // monitorEventLoopDelay: on Node 20 its reset() also drops the next sample, so a hold-up just after a
+      // scrape went unrecorded (measured)
+      const loop = { last: performance.now(), maxMs: 0, timer: undefined as unknown as NodeJS.Timeout };
+      loop.timer = setInterval(() => {
+        const now = performance.now();
+        loop.maxMs = Math.max(loop.maxMs, now - loop.last - LOOP_TICK_MS);
+        loop.last = now;
+      }, LOOP_TICK_MS).unref();
+      this.loop = loop;
     } else if (!on && this.loop) {
-      this.loop.disable();
+      clearInterval(this.loop.timer);
       this.loop = undefined;
     }
   }
