@@ -137,7 +137,27 @@ function countLost(
 
 const familyOf = (d: { family?: AddressFamily }): AddressFamily => d.family ?? 'ipv6';
 
-/** Gap (the longest of any direction's), lost and sent summed, over some directions of one migration. */
+/** One direction over [from, to]: its longest silence there, and the given loss count. */
+function directionMeasure(
+  d: ProbeTimes,
+  points: ReturnType<typeof arrivalPoints>,
+  from: number,
+  to: number,
+  loss: { sent: number; lost: number },
+): DirectionMeasure {
+  const silence = longestSilence(points, from, to);
+  return {
+    name: d.name,
+    family: familyOf(d),
+    gapMs: round1(silence.to - silence.from),
+    gapFrom: silence.from,
+    gapTo: silence.to,
+    lost: loss.lost,
+    sent: loss.sent,
+  };
+}
+
+/** Gap (the longest of any direction's), lost and sent summed, over some directions (of one migration, or a span). */
 function combine(per: readonly DirectionMeasure[]): { gapMs: number; lost: number; sent: number } {
   return {
     gapMs: Math.max(0, ...per.map((p) => p.gapMs)),
@@ -165,32 +185,19 @@ export function measureSpan(
   to: number,
   w: MeasureWindow,
 ): SpanMeasure {
-  const per = directions.map((d) => {
-    const silence = longestSilence(arrivalPoints(d, w), from, to);
-    return {
-      name: d.name,
-      family: familyOf(d),
-      gapMs: round1(silence.to - silence.from),
-      gapFrom: silence.from,
-      gapTo: silence.to,
-      ...countLost(d, from, to, true),
-    };
-  });
+  const per = directions.map((d) =>
+    directionMeasure(d, arrivalPoints(d, w), from, to, countLost(d, from, to, true)),
+  );
   const worst = per.reduce<{ gapMs: number; gapFrom: number; gapTo: number }>(
     (a, b) => (b.gapMs > a.gapMs ? b : a),
     { gapMs: -1, gapFrom: from, gapTo: from },
   );
   const families = [...new Set(directions.map(familyOf))];
-  const sum = (xs: typeof per) => ({
-    gapMs: Math.max(0, ...xs.map((p) => p.gapMs)),
-    lost: xs.reduce((n, p) => n + p.lost, 0),
-    sent: xs.reduce((n, p) => n + p.sent, 0),
-  });
   return {
-    ...sum(per),
+    ...combine(per),
     gapFrom: worst.gapFrom,
     gapTo: worst.gapTo,
-    byFamily: Object.fromEntries(families.map((f) => [f, sum(per.filter((p) => p.family === f))])),
+    byFamily: Object.fromEntries(families.map((f) => [f, combine(per.filter((p) => p.family === f))])),
     directions: per.map(({ gapFrom: _f, gapTo: _t, ...rest }) => rest),
   };
 }
@@ -211,24 +218,16 @@ export function measure(
   const perMigration = ordered.map((m, k): MigrationMeasure => {
     const next = ordered[k + 1];
     const cut = cuts.filter((c) => c > m.end && (!next || c < next.start)).sort((a, b) => a - b)[0];
-    const per = directions.map((d, j): DirectionMeasure => {
-      const silence = longestSilence(points[j]!, m.start, m.end);
-      const { sent, lost } = countLost(
-        d,
-        m.start,
-        cut ?? (next ? next.start : w.to),
-        next === undefined && cut === undefined,
-      );
-      return {
-        name: d.name,
-        family: familyOf(d),
-        gapMs: round1(silence.to - silence.from),
-        gapFrom: silence.from,
-        gapTo: silence.to,
-        lost,
-        sent,
-      };
-    });
+    const per = directions.map(
+      (d, j): DirectionMeasure =>
+        directionMeasure(
+          d,
+          points[j]!,
+          m.start,
+          m.end,
+          countLost(d, m.start, cut ?? (next ? next.start : w.to), next === undefined && cut === undefined),
+        ),
+    );
     return {
       index: m.index,
       ...combine(per),
