@@ -11,7 +11,7 @@
 // Plain JavaScript, as storeworker.js, for the same reason (no tsx in a worker thread on Node 20).
 // Messages in: { close: true }. Out: { ready: true } once, { error: {message, code} } when a checkpoint
 // failed (the next tick tries again), { checkpoint: {ms, log, checkpointed} } after each checkpoint that
-// copied something.
+// copied something (log: frames in the WAL, checkpointed: how many of them are now in the database).
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
@@ -22,13 +22,18 @@ db.pragma('busy_timeout = 100');
 db.pragma('cache_size = -512');
 
 let busy = false;
+// what the WAL held and how much of it was in the database after the previous checkpoint: the pragma
+// reports totals for the WAL as it stands, so the same figures mean nothing was copied this time
+let last = { log: -1, checkpointed: -1 };
 const timer = setInterval(() => {
   if (busy) return;
   busy = true;
   const t0 = performance.now();
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)');
-    if (r && r.checkpointed > 0)
+    const copied = r && r.checkpointed > 0 && (r.log !== last.log || r.checkpointed !== last.checkpointed);
+    if (r) last = { log: r.log, checkpointed: r.checkpointed };
+    if (copied)
       parentPort.postMessage({
         checkpoint: { ms: performance.now() - t0, log: r.log, checkpointed: r.checkpointed },
       });

@@ -49,7 +49,7 @@ export interface StoreOptions {
   checkpoints?: 'auto' | 'thread';
   /** With checkpoints 'thread': how often it checkpoints (default 200 ms). */
   checkpointIntervalMs?: number;
-  /** With checkpoints 'thread': each checkpoint that copied pages, and the time it took (metrics, tests). */
+  /** With checkpoints 'thread': each checkpoint that copied pages (`pages`: how many of the WAL's are now in the database), and its time. */
   onCheckpoint?: (c: { ms: number; pages: number }) => void;
   /** With checkpoints 'thread': the thread failed or exited; SQLite's automatic checkpoint is back on. */
   onCheckpointerLost?: (err: Error) => void;
