@@ -22,12 +22,12 @@
 //
 //   node --import tsx bench/dataplane/run.ts [--rounds 9] [--seconds 5] [--backends bpf,seg6]
 //     [--family ipv6|ipv4] [--json FILE]
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Backend, probeBackends } from '../../src/dataplane/index.ts';
 import { ExecRunner } from '../../src/system/runner.ts';
-import { addIpv4Home, build, IPV4_HOME, type Lab } from '../../test/helpers/agent-lab.ts';
+import { addIpv4Home, build, IPV4_HOME, type Lab, removeRigFiles } from '../../test/helpers/agent-lab.ts';
 import { ADDR } from '../../test/helpers/homeagent-lab.ts';
 import { canUseNetns, type NetnsLab, sh, withNetns } from '../../test/helpers/netns.ts';
 import { Procs } from '../../test/helpers/procs.ts';
@@ -217,7 +217,7 @@ async function main(): Promise<void> {
         results.push({ backend, directions: summarize(samples), samples });
       } finally {
         await procs.killAll();
-        rmSync(dir, { recursive: true, force: true });
+        removeRigFiles(dir); // with the HA's database, on tmpfs
       }
     }
   } finally {

@@ -104,6 +104,12 @@ function haDatabase(dir: string): string {
   return join(existsSync('/dev/shm') ? '/dev/shm' : dir, `${basename(dir)}-ha.sqlite`);
 }
 
+/** Remove what a rig built in `dir` left on disk: `dir` and the HA's database beside it on tmpfs. */
+export function removeRigFiles(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  for (const f of ['', '-wal', '-shm']) rmSync(`${haDatabase(dir)}${f}`, { force: true });
+}
+
 /** One built rig and what it runs: a fixture shared by the cases of a file. */
 export interface AgentRig {
   netns: NetnsLab;
@@ -129,8 +135,7 @@ export async function openAgentRig(
   const close = async () => {
     await procs.killAll();
     await netns.cleanup();
-    rmSync(dir, { recursive: true, force: true });
-    for (const f of ['', '-wal', '-shm']) rmSync(`${haDatabase(dir)}${f}`, { force: true });
+    removeRigFiles(dir);
   };
   try {
     const lab = await build(netns, procs, dir, typeof options === 'function' ? options(netns, dir) : options);
