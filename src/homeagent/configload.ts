@@ -2,13 +2,15 @@
 //
 // At 100k mobile routers the config is ~16 MB of YAML; parsing it grows the V8 heap to ~150 MB of which
 // ~36 MB is what the daemon keeps (the prefix table). V8 does not give the rest back to the system for a
-// long time, so a daemon that parsed its config itself held ~60 MiB more for its whole life
-// (bench/profiles/ha-i19.md). Here the parse runs in a worker thread with its own heap: the worker sends
+// long time: a daemon that parsed its config itself started at 213-218 MiB resident, one whose worker
+// parsed it at 182-183 (bench/profiles/ha-i19.md; once 100k bindings are registered the heap has grown
+// into that room anyway). Here the parse runs in a worker thread with its own heap: the worker sends
 // back the settings and the prefix table's columns, exits, and its heap goes with it. The main thread
 // never holds the YAML.
 //
-// The worker runs the offlink CLI's own entry script (`process.argv[1]`: bin/offlink.js in a checkout,
-// dist/offlink.mjs in the package), which asks `serveConfigLoad` before parsing any command line. Errors
+// The worker runs the offlink CLI's own entry script (`cliEntry` in cli/program.ts: bin/offlink.js in a
+// checkout, dist/offlink.mjs in the package), which asks `serveConfigLoad` before parsing any command
+// line. Errors
 // come back as what they were: a ConfigError stays a ConfigError with its key path.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { ConfigError, OfflinkError } from '../errors.ts';

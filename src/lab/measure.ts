@@ -175,8 +175,8 @@ export interface SpanMeasure {
   /** Probes sent in [from, to] and never received, and sent. */
   lost: number;
   sent: number;
-  byFamily: Partial<Record<AddressFamily, { gapMs: number; lost: number; sent: number }>>;
-  directions: { name: string; family: AddressFamily; gapMs: number; lost: number; sent: number }[];
+  byFamily: Partial<Record<AddressFamily, ReturnType<typeof combine>>>;
+  directions: Omit<DirectionMeasure, 'gapFrom' | 'gapTo'>[];
 }
 
 export function measureSpan(
